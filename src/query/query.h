@@ -1,0 +1,182 @@
+/*
+ * query.h: document logic, free of storage and networking. BSON comparison
+ * in MongoDB order, the order-preserving _id key encoding, filter matching,
+ * update operators, projection, sort and aggregation stages.
+ *
+ * Depends only on lib and libbson; any layer may use it. Every object here
+ * is immutable after compile and may be shared across threads; the apply /
+ * match functions are reentrant.
+ *
+ * Errors are reported through struct cairn_error with `mongo_code` set to
+ * the MongoDB code a client must see (2 BadValue, 9 FailedToParse,
+ * 14 TypeMismatch, 40 ConflictingUpdateOperators, 66 ImmutableField, ...)
+ * and a message worded like mongod's.
+ */
+#ifndef CAIRN_QUERY_QUERY_H
+#define CAIRN_QUERY_QUERY_H
+
+#include <bson/bson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cairn/cairn.h"
+#include "lib/buf.h"
+
+/* ---- BSON order (compare.c) -------------------------------------------- */
+
+/* The canonical sort rank of a BSON type, as MongoDB orders types:
+ * MinKey < Undefined/Null < numbers (double, int32, int64, decimal128) <
+ * string/symbol < object < array < binary < ObjectId < bool < date <
+ * timestamp < regex < MaxKey (others after regex, before MaxKey).
+ * Returns a small integer; equal ranks compare by value. */
+int qry_type_rank(bson_type_t t);
+
+/* Compares two values in MongoDB's BSON order: by type rank, then by value.
+ * Numbers compare numerically across int32/int64/double/decimal128 (NaN is
+ * below every other number); strings byte-wise; documents field by field
+ * (type rank, field name, value); arrays element by element; binary by
+ * length, subtype, bytes; booleans false < true; dates and timestamps as
+ * integers; regexes by pattern then flags. Returns <0, 0 or >0. */
+int qry_cmp(const bson_value_t *a, const bson_value_t *b);
+
+/* Compares two BSON documents as embedded documents (qry_cmp order). */
+int qry_cmp_docs(const bson_t *a, const bson_t *b);
+
+/* mongod's name of a BSON type ("double", "string", "object", "int",
+ * "long", "objectId", ...; "missing" for BSON_TYPE_EOD), as error messages
+ * and $type show it. Static string. */
+const char *qry_type_name(bson_type_t t);
+
+/* ---- Key encoding (keyenc.c) ------------------------------------------- */
+
+/* Appends the order-preserving encoding of `v` to `out`: memcmp order of
+ * encodings equals qry_cmp order of values, values equal under qry_cmp
+ * (1, 1.0, NumberLong(1)) encode identically, and no encoding is a proper
+ * prefix of another (self-delimiting), so engine keys can follow it.
+ * Returns 0, CAIRN_ENOMEM, or CAIRN_EINVAL for values that cannot be an _id
+ * (arrays, regexes, undefined) with mongo_code 2. */
+int qry_key_encode(const bson_value_t *v, struct cairn_buf *out, struct cairn_error *err);
+
+/* ---- Paths (path.c) ---------------------------------------------------- */
+
+/* Finds the value at dotted `path` following embedded documents and, for
+ * numeric components, array indexes (no implicit array traversal). Returns
+ * true and positions `out` on it, false when absent. */
+bool qry_path_find(const bson_t *doc, const char *path, bson_iter_t *out);
+
+/* ---- Filter matching (matcher.c) --------------------------------------- */
+
+struct qry_matcher;
+
+/* Compiles a query filter: implicit equality, $eq $ne $gt $gte $lt $lte $in
+ * $nin $exists $type $and $or $nor $not $regex (with $options) $elemMatch
+ * $size $all, dotted paths with MongoDB's array rules (a path matches if any
+ * array element along it matches; equality to a whole array also matches).
+ * Unknown operators fail with mongo_code 2 "unknown operator: $foo";
+ * malformed arguments with 2 BadValue. *out is owned by the caller. */
+int qry_matcher_compile(const bson_t *filter, struct qry_matcher **out, struct cairn_error *err);
+
+/* True when `doc` matches. */
+bool qry_matcher_match(const struct qry_matcher *m, const bson_t *doc);
+
+/* When the filter pins _id to one value by equality ({_id: v} or
+ * {_id: {$eq: v}}, possibly inside a top-level $and), sets *id to a view of
+ * that value (valid while the matcher lives) and returns true. */
+bool qry_matcher_id_equality(const struct qry_matcher *m, bson_value_t *id);
+
+void qry_matcher_free(struct qry_matcher *m);
+
+/* ---- Updates (update.c) ------------------------------------------------ */
+
+struct qry_update;
+
+/* Compiles an update document: either a replacement document (no top-level
+ * $-keys) or operators $set $unset $inc $mul $min $max $rename $push (with
+ * $each, $slice, $position, $sort) $pull $addToSet (with $each) $pop
+ * $currentDate $setOnInsert. Errors: unknown modifier (9 FailedToParse
+ * "Unknown modifier: $foo"), empty operator spec, paths that conflict
+ * (40 ConflictingUpdateOperators), mixed replacement/operators. */
+int qry_update_compile(const bson_t *update, struct qry_update **out, struct cairn_error *err);
+
+/* True for a replacement-style update. */
+bool qry_update_is_replacement(const struct qry_update *u);
+
+/* Applies `u` to `doc`, writing the result to `out` (initialised by the
+ * callee with bson_init; the caller destroys it). `inserting` is true when
+ * building an upsert's new document ($setOnInsert applies only then).
+ * `now_ms` is the wall time for $currentDate. *modified tells whether the
+ * result differs from `doc`. The _id of `doc` must not change
+ * (66 ImmutableField). Type errors: 14 TypeMismatch; others 2 BadValue.
+ * A replacement keeps the original _id (and may repeat it, not change it). */
+int qry_update_apply(const struct qry_update *u, const bson_t *doc, bool inserting, int64_t now_ms,
+                     bson_t *out, bool *modified, struct cairn_error *err);
+
+/* Builds the seed document of an upsert from the equality conditions of
+ * `filter` ({a: 1, "b.c": 2, $and: [...]} -> {a: 1, b: {c: 2}}); operators
+ * other than $eq and $and contribute nothing. `out` is initialised by the
+ * callee. Returns 0 or an error for unusable filters. */
+int qry_upsert_seed(const bson_t *filter, bson_t *out, struct cairn_error *err);
+
+void qry_update_free(struct qry_update *u);
+
+/* ---- Projection (projection.c) ----------------------------------------- */
+
+struct qry_projection;
+
+/* Compiles a find() projection: inclusion ({a: 1, "b.c": 1}) or exclusion
+ * ({a: 0}), _id included unless excluded, $slice, $elemMatch. Mixing
+ * inclusion and exclusion (other than _id) fails with 31254/31253 like
+ * mongod. An empty spec projects nothing away. */
+int qry_projection_compile(const bson_t *spec, struct qry_projection **out,
+                           struct cairn_error *err);
+
+/* Writes the projected `doc` to `out` (initialised by the callee). */
+int qry_projection_apply(const struct qry_projection *p, const bson_t *doc, bson_t *out,
+                         struct cairn_error *err);
+
+void qry_projection_free(struct qry_projection *p);
+
+/* ---- Sort (sort.c) ----------------------------------------------------- */
+
+struct qry_sort;
+
+/* Compiles a sort spec {a: 1, "b.c": -1}. Values must be 1 or -1 (or
+ * {$meta: ...}, rejected as unsupported): else 2 BadValue. */
+int qry_sort_compile(const bson_t *spec, struct qry_sort **out, struct cairn_error *err);
+
+/* Orders two documents by the spec. Missing fields sort like null; an array
+ * field sorts by its smallest element ascending, its largest descending. */
+int qry_sort_cmp(const struct qry_sort *s, const bson_t *a, const bson_t *b);
+
+void qry_sort_free(struct qry_sort *s);
+
+/* ---- Aggregation (pipeline.c) ------------------------------------------ */
+
+struct qry_pipeline;
+
+/* Compiles a pipeline given as a BSON array (as stored in a bson_t with keys
+ * "0", "1", ...). Stages: $match $group (_id expression; accumulators $sum
+ * $avg $min $max $push $first $last $addToSet $count) $count $project
+ * $addFields/$set $unset $sort $skip $limit $unwind. Expressions: field paths
+ * "$a.b", literals, $literal, document and array expressions, and the
+ * arithmetic/comparison operators the implementation lists. Unknown stages
+ * fail with 40324 "Unrecognized pipeline stage name: '$foo'". */
+int qry_pipeline_compile(const bson_t *stages, struct qry_pipeline **out, struct cairn_error *err);
+
+/* The leading $match filter (NULL if the first stage is not $match), so a
+ * caller may use it to narrow its scan; the pipeline still applies it. */
+const bson_t *qry_pipeline_leading_match(const struct qry_pipeline *p);
+
+/* Pulls input documents from `next` until it returns 0 (1 = a document in
+ * *doc, valid until the next call; -1 = error, already in err), runs the
+ * stages, and appends each output document to `out` (an array of owned
+ * bson_t *, grown with realloc; *n_out its length). The caller frees the
+ * documents with bson_destroy and the array with free. */
+typedef int (*qry_source_fn)(void *arg, bson_t *doc, struct cairn_error *err);
+int qry_pipeline_run(const struct qry_pipeline *p, qry_source_fn next, void *arg, bson_t ***out,
+                     size_t *n_out, struct cairn_error *err);
+
+void qry_pipeline_free(struct qry_pipeline *p);
+
+#endif /* CAIRN_QUERY_QUERY_H */

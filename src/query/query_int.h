@@ -1,0 +1,97 @@
+/*
+ * query_int.h: private helpers shared inside the query layer (compare.c,
+ * path.c, matcher.c, and the update/projection/sort/pipeline files).
+ * Not for use outside src/query. Stable: other query files rely on it.
+ */
+#ifndef CAIRN_QUERY_QUERY_INT_H
+#define CAIRN_QUERY_QUERY_INT_H
+
+#include <bson/bson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "query/query.h"
+
+/* ---- compare.c --------------------------------------------------------- */
+
+/* Type ranks returned by qry_type_rank (all > 0, ascending in BSON order). */
+enum {
+    QRY_RANK_MINKEY = 1,
+    QRY_RANK_UNDEFINED = 2, /* also the rank of a missing field (EOO) */
+    QRY_RANK_NULL = 3,
+    QRY_RANK_NUMBER = 4,
+    QRY_RANK_STRING = 5, /* string and symbol */
+    QRY_RANK_OBJECT = 6,
+    QRY_RANK_ARRAY = 7,
+    QRY_RANK_BINARY = 8,
+    QRY_RANK_OID = 9,
+    QRY_RANK_BOOL = 10,
+    QRY_RANK_DATE = 11,
+    QRY_RANK_TIMESTAMP = 12,
+    QRY_RANK_REGEX = 13,
+    QRY_RANK_DBPOINTER = 14,
+    QRY_RANK_CODE = 15,
+    QRY_RANK_CODEWSCOPE = 16,
+    QRY_RANK_MAXKEY = 17,
+};
+
+/* True for double, int32, int64 and decimal128. */
+bool qry_is_number(bson_type_t t);
+
+/* The value of a number as a double (decimal128 converted through its
+ * string form, so possibly rounded); 0 for non-numbers. */
+double qry_number_as_double(const bson_value_t *v);
+
+/* Compares two raw BSON documents (data/len views) in qry_cmp order. */
+int qry_cmp_doc_data(const uint8_t *a, uint32_t alen, const uint8_t *b, uint32_t blen);
+
+/* ---- path.c ------------------------------------------------------------ */
+
+/* Visitor for qry_path_walk. `it` is positioned on the reached value, or is
+ * NULL when the path is missing at that point. `array_elem` is true when the
+ * value is an element of a leaf array yielded by expansion. Return true to
+ * stop the walk early. */
+typedef bool (*qry_path_visit_fn)(void *arg, const bson_iter_t *it, bool array_elem);
+
+/* Walks dotted `path` through the raw document `data`/`len` with MongoDB's
+ * query semantics: embedded documents are followed; at an array, a numeric
+ * component indexes it AND every document element of the array is searched
+ * for the component (nested arrays are not traversed implicitly). At the
+ * leaf, the value is visited; if it is an array and `expand_leaf` is set,
+ * each of its elements is visited too (after the array itself). A document
+ * (also inside an array) that lacks the component yields a missing visit
+ * (it == NULL); if the walk visits nothing at all, one missing visit is
+ * made. Returns true when the visitor stopped the walk. Reentrant. */
+bool qry_path_walk(const uint8_t *data,
+                   uint32_t len,
+                   const char *path,
+                   bool expand_leaf,
+                   qry_path_visit_fn fn,
+                   void *arg);
+
+/* qry_path_find on a raw document. */
+bool qry_path_find_data(const uint8_t *data, uint32_t len, const char *path, bson_iter_t *out);
+
+/* ---- matcher.c --------------------------------------------------------- */
+
+/* Matches `m` against a raw document (data/len view). */
+bool qry_matcher_match_data(const struct qry_matcher *m, const uint8_t *data, uint32_t len);
+
+/* Compiles the operator part of a field condition, for callers that test
+ * single values rather than documents ($pull with a condition on scalars,
+ * $elemMatch-like uses): `spec` is either an operator document
+ * ({$gt: 1, $lt: 5}) or, when `spec` is not an operator document, an
+ * equality to it. The result tests values with qry_matcher_match_value.
+ * Errors as qry_matcher_compile. */
+int qry_matcher_compile_value(const bson_value_t *spec,
+                              struct qry_matcher **out,
+                              struct cairn_error *err);
+
+/* Tests one value against a matcher made by qry_matcher_compile_value (the
+ * value is treated like the field "" of a document, so arrays match when an
+ * element matches). For a matcher made by qry_matcher_compile, a document
+ * value is matched as a document and any other value does not match. */
+bool qry_matcher_match_value(const struct qry_matcher *m, const bson_value_t *v);
+
+#endif /* CAIRN_QUERY_QUERY_INT_H */
