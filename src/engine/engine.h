@@ -1,0 +1,282 @@
+/*
+ * engine.h: the storage engine, the only layer that includes RocksDB.
+ *
+ * It owns:
+ *  - MVCC document versions in column family "docs", keyed by
+ *      coll_id (8 bytes big-endian) | encoded _id | ~ts (8 bytes big-endian)
+ *    so that all versions of one document are adjacent, newest first. The
+ *    encoded _id is produced by qry_key_encode() (order-preserving and
+ *    self-delimiting); the engine treats it as opaque bytes. A value is one
+ *    flag byte (ENG_VERSION_DOC or ENG_VERSION_TOMBSTONE) followed, for a
+ *    document, by its BSON bytes.
+ *  - The catalog of collections (namespace "db.coll" -> collection id), in
+ *    the default column family under "catalog/<ns>". Collection ids are
+ *    never reused.
+ *  - The applied watermark (raft index and cluster timestamp of the last
+ *    applied commit), written in the same RocksDB batch as the data.
+ *  - Small metadata blobs (replica-set config) under "meta/<name>".
+ *  - The overlay: the primary's proposed-but-not-yet-applied versions,
+ *    in memory, which "local" reads on the primary see on top of RocksDB.
+ *
+ * RocksDB holds only committed state; writes are not synced (recovery
+ * replays the raft log above the applied watermark).
+ *
+ * Threads: eng_apply and the overlay mutators are called from one writer
+ * thread at a time (the raft thread applies, the txn layer stages under its
+ * write lock); snapshots, gets and iterators may be used from any thread,
+ * each object by one thread at a time.
+ */
+#ifndef CAIRN_ENGINE_ENGINE_H
+#define CAIRN_ENGINE_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cairn/cairn.h"
+#include "lib/buf.h"
+
+/* A cluster timestamp: Timestamp(secs, inc) packed as secs << 32 | inc. */
+typedef uint64_t cairn_ts;
+/* A raft log index. */
+typedef uint64_t cairn_index;
+
+#define CAIRN_TS(secs, inc) (((uint64_t)(secs) << 32) | (uint32_t)(inc))
+#define CAIRN_TS_SECS(ts) ((uint32_t)((ts) >> 32))
+#define CAIRN_TS_INC(ts) ((uint32_t)((ts)&0xffffffffu))
+#define CAIRN_TS_MAX UINT64_MAX
+
+#define ENG_VERSION_DOC 0x01
+#define ENG_VERSION_TOMBSTONE 0x02
+
+/* Longest namespace "db.coll" the engine accepts (MongoDB's limit). */
+#define ENG_NS_MAX 255
+
+struct eng;
+
+/* One resolved, idempotent change. Pointers are borrowed for the call. */
+enum eng_op_kind {
+    ENG_OP_PUT = 1,    /* write `doc` as the new version of (coll_id, key) */
+    ENG_OP_DELETE = 2, /* write a tombstone for (coll_id, key) */
+    ENG_OP_CREATE = 3, /* create collection `ns` with id `coll_id` */
+    ENG_OP_DROP = 4,   /* drop collection `ns` (id `coll_id`) and its documents */
+};
+
+struct eng_op
+{
+    int kind;
+    uint64_t coll_id;
+    const char *ns;     /* CREATE/DROP: the namespace; PUT/DELETE: may be NULL */
+    const uint8_t *key; /* PUT/DELETE: encoded _id */
+    size_t key_len;
+    const uint8_t *doc; /* PUT: BSON document */
+    size_t doc_len;
+};
+
+/* One commit: its ops all become visible at `ts`. */
+struct eng_commit
+{
+    cairn_ts ts;
+    const struct eng_op *ops;
+    size_t n_ops;
+};
+
+/* Opens (creating if needed) the database in directory `dir`, loads the
+ * catalog and the watermark. On success *out is owned by the caller and
+ * freed with eng_close. Errors: CAIRN_EIO (RocksDB could not open; message
+ * from RocksDB), CAIRN_ECORRUPT, CAIRN_ENOMEM. Any thread, once. */
+int eng_open(const char *dir, struct eng **out, struct cairn_error *err);
+
+/* Closes the database. All snapshots and iterators must be released. */
+void eng_close(struct eng *e);
+
+/* The applied watermark persisted with the last eng_apply (0, 0 when
+ * nothing was ever applied). Any thread. */
+void eng_applied(struct eng *e, cairn_index *index, cairn_ts *ts);
+
+/* Applies `n` commits of raft entry `index` in one RocksDB batch together
+ * with the new watermark (index, last commit's ts). Skips the entry when
+ * index <= the current watermark (replay after restart). Then removes from
+ * the overlay every version with ts <= the last commit's ts and updates the
+ * in-memory catalog, so that no reader ever misses a version. Deterministic;
+ * fails only on I/O errors (CAIRN_EIO). Called by the one applying thread. */
+int eng_apply(struct eng *e,
+              const struct eng_commit *commits,
+              size_t n,
+              cairn_index index,
+              struct cairn_error *err);
+
+/* Syncs RocksDB's WAL/memtables to disk (used before raft snapshots and at
+ * shutdown). Errors: CAIRN_EIO. */
+int eng_flush(struct eng *e, struct cairn_error *err);
+
+/* Syncs RocksDB's write-ahead log, making every applied batch durable
+ * (one fsync; memtables stay in memory). Used before a raft snapshot lets
+ * raft delete the log segments those batches came from. Errors: CAIRN_EIO.
+ * Any thread. */
+int eng_sync(struct eng *e, struct cairn_error *err);
+
+/* ---- Metadata blobs ---------------------------------------------------- */
+
+/* Reads meta blob `name` into `out` (appended). Returns 0, CAIRN_ENOTFOUND
+ * or CAIRN_EIO. Any thread. */
+int eng_meta_get(struct eng *e, const char *name, struct cairn_buf *out, struct cairn_error *err);
+
+/* Writes meta blob `name`, synced to disk. Returns 0 or CAIRN_EIO. */
+int eng_meta_put(struct eng *e,
+                 const char *name,
+                 const void *val,
+                 size_t len,
+                 struct cairn_error *err);
+
+/* ---- Catalog ----------------------------------------------------------- */
+
+struct eng_coll_info
+{
+    uint64_t id;
+    char ns[ENG_NS_MAX + 1];
+};
+
+/* Looks up `ns`. With `local` true the overlay's pending creates and drops
+ * count (what the primary's local reads and its writer see); with false only
+ * applied state. Returns 0 with *id set, or CAIRN_ENOTFOUND. Any thread. */
+int eng_catalog_lookup(struct eng *e, const char *ns, bool local, uint64_t *id);
+
+/* Lists collections whose ns starts with "<db>." (db NULL = all), sorted by
+ * ns. *out is malloc'd (free with free()), *n its length. Returns 0 or
+ * CAIRN_ENOMEM. Any thread. */
+int eng_catalog_list(struct eng *e,
+                     const char *db,
+                     bool local,
+                     struct eng_coll_info **out,
+                     size_t *n);
+
+/* Returns a collection id never used before (monotonic, survives restart
+ * because ids of created collections are persisted). Writer thread. */
+uint64_t eng_catalog_next_id(struct eng *e);
+
+/* ---- Overlay (primary only) -------------------------------------------- */
+
+/* Adds the commit's versions (copied) to the overlay so local snapshots see
+ * them at once, and applies its CREATE/DROP ops to the pending catalog.
+ * Commits must be added in increasing ts order. Returns 0 or CAIRN_ENOMEM.
+ * Writer thread (txn write lock held). */
+int eng_overlay_add(struct eng *e, const struct eng_commit *commit);
+
+/* Discards the whole overlay and pending catalog (leadership lost, or the
+ * commit could not be proposed). Any thread. */
+void eng_overlay_discard(struct eng *e);
+
+/* Discards the overlay versions and pending catalog changes with ts >= `ts`
+ * and keeps the older ones: undoes the newest commit(s) when they could not
+ * be proposed while earlier commits stay proposed (and must stay visible to
+ * the writer resolving the next commit). On ENOMEM it discards everything,
+ * as eng_overlay_discard. Any thread. */
+void eng_overlay_discard_from(struct eng *e, cairn_ts ts);
+
+/* Number of versions currently in the overlay (for status and tests). */
+size_t eng_overlay_size(struct eng *e);
+
+/* ---- Snapshots and reads ----------------------------------------------- */
+
+struct eng_snap;
+
+/* Takes a consistent read view: a RocksDB snapshot reading versions with
+ * ts <= read_ts (CAIRN_TS_MAX = newest), plus, when `local` is true, the
+ * overlay as it is now (taken atomically with the RocksDB snapshot so that a
+ * concurrent eng_apply can neither hide nor duplicate a version). Returns 0
+ * or CAIRN_ENOMEM. The caller releases it. Any thread. */
+int eng_snap_acquire(struct eng *e,
+                     bool local,
+                     cairn_ts read_ts,
+                     struct eng_snap **out,
+                     struct cairn_error *err);
+
+/* Releases a snapshot; all its iterators must be closed first. */
+void eng_snap_release(struct eng_snap *s);
+
+/* The newest ts the snapshot reflects: the applied ts, or the newest overlay
+ * ts when local. Useful as operationTime. */
+cairn_ts eng_snap_ts(const struct eng_snap *s);
+
+/* Point read of the visible version of (coll_id, key). On success appends
+ * the BSON bytes to `doc` and returns 0; returns CAIRN_ENOTFOUND when there
+ * is no visible document (absent or tombstone), CAIRN_EIO on failure. */
+int eng_snap_get(struct eng_snap *s,
+                 uint64_t coll_id,
+                 const uint8_t *key,
+                 size_t key_len,
+                 struct cairn_buf *doc,
+                 struct cairn_error *err);
+
+struct eng_iter;
+
+/* Opens an iterator over the visible documents of `coll_id` in key order,
+ * starting at the first key > `after` (after NULL = from the start).
+ * Returns 0, CAIRN_ENOMEM. Close before releasing the snapshot. */
+int eng_iter_open(struct eng_snap *s,
+                  uint64_t coll_id,
+                  const uint8_t *after,
+                  size_t after_len,
+                  struct eng_iter **out,
+                  struct cairn_error *err);
+
+/* Moves to the next visible document. Returns 1 and sets the views (valid
+ * until the next call or close), 0 at the end, or -1 on an I/O error (then
+ * eng_iter_error tells which). */
+int eng_iter_next(struct eng_iter *it,
+                  const uint8_t **key,
+                  size_t *key_len,
+                  const uint8_t **doc,
+                  size_t *doc_len);
+
+/* The error that made eng_iter_next return -1. */
+const struct cairn_error *eng_iter_error(const struct eng_iter *it);
+
+void eng_iter_close(struct eng_iter *it);
+
+/* ---- Garbage collection of old versions ------------------------------- */
+/*
+ * A compaction filter on the docs column family drops versions no reader
+ * can need: for each document it keeps every version newer than the
+ * horizon H = min(oldest read point of a live snapshot, applied ts - history
+ * window) and the newest version at or below H (even a tombstone), and
+ * drops the older ones. See gc.c for the argument. The history window is
+ * 300 s of cluster time by default.
+ */
+
+/* Test-only: sets the history window to `secs` seconds of cluster time
+ * (0 = keep only what live snapshots need). Affects compactions that start
+ * afterwards. Any thread. */
+void eng_gc_set_history_secs(struct eng *e, uint32_t secs);
+
+/* The horizon a compaction starting now would use. Any thread. */
+cairn_ts eng_gc_horizon(struct eng *e);
+
+/* The largest horizon any compaction has used since open (at open:
+ * applied ts - the default 300 s window, which bounds what compactions
+ * before a restart used unless a test shrank the window). A snapshot taken with an explicit read_ts
+ * below it may miss versions that were collected: callers reading at an explicit timestamp must
+ * refuse (SnapshotTooOld, 239) when read_ts < eng_gc_floor(). Snapshots at CAIRN_TS_MAX are always
+ * complete. Any thread. */
+cairn_ts eng_gc_floor(struct eng *e);
+
+/* Runs a full manual compaction of the docs column family (all levels,
+ * the bottommost level included), which also collects old versions. Blocks
+ * until done. Returns 0, or CAIRN_EIO when RocksDB reported a background
+ * error during it. For tests and tools; any thread. */
+int eng_compact(struct eng *e, struct cairn_error *err);
+
+/* Debug/test: counts the raw version keys (documents and tombstones, every
+ * ts) stored in RocksDB for collection `coll_id`, or only for document
+ * `key` when key is not NULL. Ignores the overlay and snapshots (reads the
+ * newest RocksDB state). Scans the whole collection. Returns 0 with *n set,
+ * or CAIRN_EIO. Any thread. */
+int eng_debug_count_versions(struct eng *e,
+                             uint64_t coll_id,
+                             const uint8_t *key,
+                             size_t key_len,
+                             size_t *n,
+                             struct cairn_error *err);
+
+#endif /* CAIRN_ENGINE_ENGINE_H */
