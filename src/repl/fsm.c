@@ -1,0 +1,137 @@
+/*
+ * fsm.c: the raft state machine (FSM version 1). It owns the mapping from
+ * committed raft entries to engine applies: decode the oplog payload, take
+ * the entry's index as raft_last_applied + 1 (raft 0.15 passes none, trap
+ * T3) and call eng_apply, which skips indexes at or below the persisted
+ * watermark (replay after restart, trap T4).
+ *
+ * Snapshots: a raft snapshot of a RocksDB-sized state cannot travel through
+ * raft 0.15 (it is one in-memory buffer), so a snapshot is a descriptor:
+ * 16 bytes, the engine watermark (index, ts) it reflects, big-endian. Taking
+ * one syncs RocksDB's WAL first, because raft deletes the log segments below
+ * the snapshot right after it is stored (trap T10); apply runs on this same
+ * thread, so the engine state is exactly last_applied. Snapshots keep raft's
+ * in-memory log (every entry since the last snapshot) bounded.
+ * Only a one-member set takes them: a follower that fell behind the trailing
+ * entries would need the checkpoint shipping that comes with multi-member
+ * sets, so with several members snapshot() answers RAFT_BUSY for now.
+ * restore() is a no-op when the descriptor's index is at or below our
+ * watermark (the start-up restore) and fatal otherwise (checkpoint
+ * installation is not implemented yet).
+ *
+ * Everything here runs on the raft thread.
+ */
+#include <stdlib.h>
+
+#include "lib/buf.h"
+#include "lib/log.h"
+#include "repl/repl_int.h"
+
+static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
+{
+    struct repl *r = fsm->data;
+    raft_index index = raft_last_applied(&r->raft) + 1;
+    struct repl_decoded d;
+    struct cairn_error err;
+    cairn_index wm_index;
+    cairn_ts wm_ts;
+    int rc;
+
+    *result = NULL;
+    rc = repl_oplog_decode(buf->base, buf->len, &d, &err);
+    if (rc != 0) {
+        /* A committed entry we cannot read: continuing would diverge. */
+        cairn_log(CAIRN_LOG_ERROR, "repl", "FATAL: raft entry %llu cannot be decoded: %s",
+                  (unsigned long long)index, err.msg);
+        abort();
+    }
+    eng_applied(r->eng, &wm_index, &wm_ts);
+    if (index <= wm_index) {
+        /* Replay of an entry already in the engine (trap T4). */
+        atomic_fetch_add(&r->n_entries_skipped, 1);
+        repl_decoded_free(&d);
+        return 0;
+    }
+    rc = eng_apply(r->eng, d.commits, d.n_commits, index, &err);
+    if (rc != 0) {
+        cairn_log(CAIRN_LOG_ERROR, "repl", "FATAL: applying raft entry %llu: %s",
+                  (unsigned long long)index, err.msg);
+        abort();
+    }
+    atomic_fetch_add(&r->n_entries_applied, 1);
+    if (d.n_commits > 0) {
+        repl_on_applied(r, index, d.commits[d.n_commits - 1].ts);
+    }
+    repl_decoded_free(&d);
+    return 0;
+}
+
+static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
+{
+    struct repl *r = fsm->data;
+    struct raft_buffer *b;
+    struct cairn_error err;
+    cairn_index wm_index;
+    cairn_ts wm_ts;
+
+    *bufs = NULL;
+    *n_bufs = 0;
+    if (r->cfg.n != 1) {
+        return RAFT_BUSY;
+    }
+    if (eng_sync(r->eng, &err) != 0) {
+        cairn_log(CAIRN_LOG_WARN, "repl", "snapshot skipped: %s", err.msg);
+        return RAFT_BUSY;
+    }
+    b = raft_malloc(sizeof *b);
+    if (b == NULL) {
+        return RAFT_BUSY;
+    }
+    b->len = 16;
+    b->base = raft_malloc(b->len);
+    if (b->base == NULL) {
+        raft_free(b);
+        return RAFT_BUSY;
+    }
+    eng_applied(r->eng, &wm_index, &wm_ts);
+    cairn_store_be64(b->base, wm_index);
+    cairn_store_be64((uint8_t *)b->base + 8, wm_ts);
+    *bufs = b;
+    *n_bufs = 1;
+    return 0;
+}
+
+static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
+{
+    struct repl *r = fsm->data;
+    cairn_index wm_index;
+    cairn_ts wm_ts;
+    uint64_t snap_index = 0;
+    bool ok = buf->len >= 8 && buf->base != NULL;
+
+    if (ok) {
+        snap_index = cairn_load_be64(buf->base);
+    }
+    raft_free(buf->base);
+    eng_applied(r->eng, &wm_index, &wm_ts);
+    if (ok && snap_index <= wm_index) {
+        return 0;
+    }
+    cairn_log(CAIRN_LOG_ERROR, "repl",
+              "raft snapshot restore (%s, index %llu > applied %llu) needs checkpoint "
+              "installation, which is not implemented",
+              r->in_start ? "at start" : "from the leader", (unsigned long long)snap_index,
+              (unsigned long long)wm_index);
+    return RAFT_INVALID;
+}
+
+void repl_fsm_init(struct repl *r)
+{
+    r->fsm.version = 1;
+    r->fsm.data = r;
+    r->fsm.apply = fsm_apply;
+    r->fsm.snapshot = fsm_snapshot;
+    r->fsm.restore = fsm_restore;
+    r->fsm.snapshot_finalize = NULL;
+    r->fsm.snapshot_async = NULL;
+}

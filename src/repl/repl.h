@@ -1,0 +1,217 @@
+/*
+ * repl.h: replication, the only layer that includes raft.h and uv.h.
+ *
+ * It embeds canonical raft 0.15 (see shared/reference/raft-0.15.md): one
+ * thread runs the libuv loop with raft, drains the proposal queue (group
+ * commit: every commit queued since the last wake-up goes into ONE raft
+ * entry), applies committed entries through the FSM into the engine, and
+ * completes write-concern waiters. Other threads only enqueue and call
+ * uv_async_send.
+ *
+ * The oplog entry codec (oplog.c) turns engine commits into raft entry
+ * payloads and back; the FSM decodes an entry and calls eng_apply with its
+ * raft index (raft_last_applied(r) + 1 inside apply, 0.15 trap T3).
+ *
+ * The replica-set config lives in the engine meta blob "rsconfig" (BSON, as
+ * replSetGetConfig shows it) and, once initiated, raft is bootstrapped with
+ * its members: raft node id = member _id + 1, raft address = the member
+ * host's IPv4 address with port (member port + CAIRN_RAFT_PORT_OFFSET).
+ */
+#ifndef CAIRN_REPL_REPL_H
+#define CAIRN_REPL_REPL_H
+
+#include <bson/bson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cairn/cairn.h"
+#include "engine/engine.h"
+
+/* Raft listens on the member's client port plus this offset. */
+#define CAIRN_RAFT_PORT_OFFSET 10000
+
+#define REPL_MAX_MEMBERS 7
+#define REPL_HOST_MAX 255
+
+/* Member states, numbered as MongoDB's replSetGetStatus myState. */
+enum repl_state {
+    REPL_STATE_STARTUP = 0,
+    REPL_STATE_PRIMARY = 1,
+    REPL_STATE_SECONDARY = 2,
+    REPL_STATE_RECOVERING = 3,
+    REPL_STATE_STARTUP2 = 5,
+    REPL_STATE_UNKNOWN = 6,
+    REPL_STATE_ARBITER = 7,
+    REPL_STATE_DOWN = 8,
+    REPL_STATE_ROLLBACK = 9,
+    REPL_STATE_REMOVED = 10,
+};
+
+struct repl_options
+{
+    const char *dbpath;   /* raft files go to <dbpath>/raft */
+    const char *set_name; /* --replSet */
+    const char *me;       /* this member's "host:port" as clients reach it */
+    const char *bind_ip;  /* address raft binds (port = client port + offset) */
+    int port;             /* client port */
+    bool initiate;        /* initiate a one-member set with `me` if not yet initiated */
+    struct eng *eng;      /* borrowed; must outlive the repl */
+};
+
+struct repl;
+
+/* Opens replication: loads the stored config (if any), starts the raft
+ * thread and, when initiated, raft itself. With `initiate` and no stored
+ * config, initiates a one-member set {_id: set_name, members: [{_id: 0,
+ * host: me}]}. Errors: CAIRN_EIO, CAIRN_EINVAL (bad options; message says
+ * which), CAIRN_ENOMEM. Any thread, once. */
+int repl_open(const struct repl_options *opts, struct repl **out, struct cairn_error *err);
+
+/* Stops raft and the thread, failing pending waiters with
+ * CAIRN_ESHUTDOWN, then frees. Not on the raft thread. */
+void repl_close(struct repl *r);
+
+/* replSetInitiate: validates `config` ({_id: set name, version?, members:
+ * [{_id, host, ...}]}; an empty document means a one-member set of `me`),
+ * stores it and bootstraps raft. Blocks until raft has started (not until
+ * elected). Errors (mongo_code): 23 AlreadyInitialized, 93
+ * InvalidReplicaSetConfig (wrong set name, no members, duplicate ids or
+ * hosts, `me` not among the hosts, more than one member while multi-member
+ * sets are not supported). Any thread but the raft thread. */
+int repl_initiate(struct repl *r, const bson_t *config, struct cairn_error *err);
+
+/* Appends the current config document (as replSetGetConfig's `config`) to
+ * `out` under key `key`. Returns CAIRN_ENOTFOUND (94 NotYetInitialized)
+ * before initiation. Any thread. */
+int repl_config_append(struct repl *r, bson_t *out, const char *key, struct cairn_error *err);
+
+/* ---- Status ------------------------------------------------------------ */
+
+struct repl_member
+{
+    int id;
+    char host[REPL_HOST_MAX + 1];
+    int votes;
+    double priority;
+};
+
+struct repl_status
+{
+    bool initiated;
+    char set_name[128];
+    int config_version;
+    size_t n_members;
+    struct repl_member members[REPL_MAX_MEMBERS];
+    int self;      /* index of this member in members[], -1 if absent */
+    int primary;   /* index of the primary in members[], -1 if unknown */
+    int state;     /* enum repl_state of this member */
+    bool writable; /* leader and its term's barrier applied */
+    uint64_t term;
+    cairn_index commit_index;
+    cairn_index applied_index;
+    cairn_ts applied_ts; /* newest applied (= majority-committed) ts */
+    cairn_ts last_ts;    /* newest ts in this member's log (>= applied_ts) */
+    int64_t applied_wall_ms;
+    int64_t last_wall_ms;
+    int64_t election_wall_ms; /* when this member last became primary */
+    int64_t start_wall_ms;
+};
+
+/* Copies a consistent snapshot of the status. Any thread; never blocks on
+ * the raft thread. */
+void repl_status_get(struct repl *r, struct repl_status *out);
+
+/* True when this member is primary and may accept writes. Any thread. */
+bool repl_is_writable(struct repl *r);
+
+/* Activity counters since repl_open (for tests and serverStatus). */
+struct repl_counters
+{
+    uint64_t entries_proposed; /* raft entries handed to raft_apply */
+    uint64_t commits_proposed; /* commits in those entries (group commit) */
+    uint64_t entries_applied;  /* command entries applied to the engine */
+    uint64_t entries_skipped;  /* replayed entries at or below the watermark */
+};
+
+/* Copies the counters. Any thread. */
+void repl_counters_get(struct repl *r, struct repl_counters *out);
+
+/* ---- Proposals and write concern --------------------------------------- */
+
+/* Hands one commit to the raft thread (copied, encoded with
+ * repl_oplog_encode). Commits must be proposed in increasing ts order, and
+ * the caller must already have added it to the engine overlay. If the raft
+ * thread later fails to propose it (leadership lost), it discards the
+ * overlay and fails the waiters of that ts with CAIRN_ENOTLEADER.
+ * Returns 0, CAIRN_ENOTLEADER (not writable now), CAIRN_ESHUTDOWN,
+ * CAIRN_ENOMEM. Any thread but the raft thread. */
+int repl_propose(struct repl *r, const struct eng_commit *commit, struct cairn_error *err);
+
+/* Test-only: while `hold` is true the raft thread leaves queued commits in
+ * the queue (they are neither proposed nor dropped), so that tests can
+ * observe commits that are accepted but not yet applied. Releasing it
+ * proposes them. Any thread. */
+void repl_debug_hold_proposals(struct repl *r, bool hold);
+
+/* A write concern. w = 0 means "majority"; N >= 1 means N members. */
+struct repl_wc
+{
+    int w;
+    bool j;
+    int64_t wtimeout_ms; /* 0 = no timeout */
+};
+
+/* Called once when the wait ends: status 0 (satisfied), CAIRN_ETIMEOUT
+ * (wtimeout passed; the write stays), CAIRN_ENOTLEADER (the entry was lost
+ * or leadership changed before it was acknowledged), CAIRN_ESHUTDOWN. Runs
+ * on the raft thread, or inline in repl_wait when already decided. Must not
+ * block. */
+typedef void (*repl_wait_cb)(void *arg, int status);
+
+/* Waits until the commit with timestamp `ts` (0 = nothing to wait for)
+ * satisfies `wc`: majority: committed and applied on this member;
+ * w: 1 + j: durable in this member's raft log; w: 1: handed to raft;
+ * w: N: held by N members. Errors before waiting: CAIRN_EINVAL with
+ * mongo_code 100 UnsatisfiableWriteConcern when N exceeds the members.
+ * Any thread. */
+int repl_wait(struct repl *r,
+              cairn_ts ts,
+              const struct repl_wc *wc,
+              repl_wait_cb cb,
+              void *arg,
+              struct cairn_error *err);
+
+/* ---- Oplog codec (oplog.c) --------------------------------------------- */
+
+/* Raft 0.15 silently corrupts its segment files when an entry's length is
+ * not a multiple of 8 (an assert compiled out in the Debian build), so entry
+ * payloads are zero-padded to a multiple of REPL_OPLOG_ALIGN; the decoder
+ * accepts up to REPL_OPLOG_ALIGN - 1 trailing zero bytes. */
+#define REPL_OPLOG_ALIGN 8
+
+/* Appends the encoding of one commit to `out`. An entry payload is a
+ * sequence of such encodings (group commit). Format: each commit is one
+ * BSON document {ts: Timestamp, ops: [{op: "p"|"d"|"c"|"x", cid: Int64,
+ * ns?: string, k?: BinData, o?: document}]}. Returns 0 or CAIRN_ENOMEM. */
+int repl_oplog_encode(const struct eng_commit *commit, struct cairn_buf *out);
+
+/* A decoded entry: arrays of commits and ops pointing into the payload. */
+struct repl_decoded
+{
+    struct eng_commit *commits;
+    size_t n_commits;
+    struct eng_op *ops;
+    size_t n_ops;
+};
+
+/* Decodes an entry payload (validating every BSON document). The result
+ * borrows `buf`; free it with repl_decoded_free. Errors: CAIRN_ECORRUPT,
+ * CAIRN_ENOMEM. */
+int repl_oplog_decode(const uint8_t *buf,
+                      size_t len,
+                      struct repl_decoded *out,
+                      struct cairn_error *err);
+
+void repl_decoded_free(struct repl_decoded *d);
+
+#endif /* CAIRN_REPL_REPL_H */

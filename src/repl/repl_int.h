@@ -1,0 +1,263 @@
+/*
+ * repl_int.h: private declarations shared by the files of src/repl
+ * (config.c, waiters.c, fsm.c, repl.c). Nothing outside src/repl includes
+ * this header. It defines struct repl, whose fields are annotated with the
+ * thread or lock that owns them.
+ */
+#ifndef CAIRN_REPL_REPL_INT_H
+#define CAIRN_REPL_REPL_INT_H
+
+#include <limits.h>
+#include <pthread.h>
+#include <raft.h>
+#include <raft/uv.h>
+#include <stdatomic.h>
+#include <uv.h>
+
+#include "repl/repl.h"
+
+/* ---- Replica-set configuration (config.c) ------------------------------ */
+
+#define REPL_SET_NAME_MAX 127
+#define REPL_DEFAULT_PORT 27017
+
+struct repl_cfg_member
+{
+    int id;                       /* member _id; raft id = id + 1 */
+    char host[REPL_HOST_MAX + 1]; /* "host:port" as configured */
+    char raft_addr[64];           /* "a.b.c.d:port", filled by repl_cfg_resolve */
+    int votes;
+    double priority;
+    bool hidden;
+};
+
+/* A parsed configuration plus the stored BSON document (doc, malloc'd). */
+struct repl_cfg
+{
+    char set_name[REPL_SET_NAME_MAX + 1];
+    int version;
+    size_t n;
+    struct repl_cfg_member m[REPL_MAX_MEMBERS];
+    uint8_t *doc;
+    size_t doc_len;
+};
+
+/* Splits "host[:port]" into host (lower-cased) and port (default 27017).
+ * Returns 0 or CAIRN_EINVAL (empty host, bad port, IPv6 literal, too long).
+ * Any thread. */
+int repl_hostport_split(const char *hp, char *host, size_t host_cap, int *port);
+
+/* Resolves `host` to a dotted-quad IPv4 literal (getaddrinfo AF_INET; may
+ * block on DNS). Returns 0 or CAIRN_EINVAL with a message. Any thread. */
+int repl_resolve_ipv4(const char *host, char *out, size_t cap, struct cairn_error *err);
+
+/* Validates a replSetInitiate config (NULL or empty = one member `me`)
+ * against --replSet `set_name` and this member `me`, and builds the full
+ * stored document (defaults filled, new replicaSetId) into out->doc.
+ * Errors: CAIRN_EINVAL with mongo_code 93 InvalidReplicaSetConfig (or 2
+ * BadValue for wrong field types), CAIRN_ENOMEM. On error *out holds
+ * nothing to free. Any thread. */
+int repl_cfg_build(const bson_t *in,
+                   const char *set_name,
+                   const char *me,
+                   struct repl_cfg *out,
+                   struct cairn_error *err);
+
+/* Parses a stored configuration document (copied into out->doc). Errors:
+ * CAIRN_ECORRUPT, CAIRN_ENOMEM. Any thread. */
+int repl_cfg_load(const uint8_t *doc, size_t len, struct repl_cfg *out, struct cairn_error *err);
+
+/* Fills every member's raft_addr (host resolved to IPv4, port + offset).
+ * Errors: CAIRN_EINVAL (unresolvable host; mongo_code 93). May block. */
+int repl_cfg_resolve(struct repl_cfg *cfg, struct cairn_error *err);
+
+/* Index of the member whose host is `me` (same host, case-insensitive,
+ * and port), or -1. */
+int repl_cfg_find(const struct repl_cfg *cfg, const char *me);
+
+/* Appends the stored document under `key` with `term` inserted after
+ * `version` (replSetGetConfig's shape). Returns 0 or CAIRN_ENOMEM. */
+int repl_cfg_append(const struct repl_cfg *cfg, uint64_t term, bson_t *out, const char *key);
+
+/* Deep-copies src into dst. Returns 0 or CAIRN_ENOMEM. */
+int repl_cfg_copy(struct repl_cfg *dst, const struct repl_cfg *src);
+
+/* Frees out->doc; the struct can be reused. */
+void repl_cfg_free(struct repl_cfg *cfg);
+
+/* ---- Write-concern waiters (waiters.c) --------------------------------- */
+
+/* What a waiter waits for: a progress level of this member. */
+enum repl_wait_kind {
+    REPL_WK_APPLIED = 0, /* majority: applied (committed) ts >= ts */
+    REPL_WK_DURABLE = 1, /* w:1 j:true: in this member's durable raft log */
+    REPL_WK_HANDED = 2,  /* w:1: handed to raft_apply (has an index) */
+    REPL_WK__COUNT
+};
+
+struct repl_waiter
+{
+    cairn_ts ts;
+    int kind;
+    uint64_t deadline_ns; /* cairn_mono_ns() deadline, 0 = none */
+    repl_wait_cb cb;
+    void *arg;
+    struct repl_waiter *prev, *next;
+};
+
+/* Waiters of each kind in a list sorted by ts. Owned by the raft thread
+ * (or by the closing thread after the raft thread has ended). */
+struct repl_waitq
+{
+    struct repl_waiter *head[REPL_WK__COUNT];
+    struct repl_waiter *tail[REPL_WK__COUNT];
+    size_t n;
+    size_t n_deadline;
+};
+
+/* Makes `q` empty. */
+void repl_waitq_init(struct repl_waitq *q);
+
+/* Inserts `w` (owned by the queue from now on) in ts order. */
+void repl_waitq_insert(struct repl_waitq *q, struct repl_waiter *w);
+
+/* Completes with status 0 every waiter of `kind` whose ts <= level. */
+void repl_waitq_release(struct repl_waitq *q, int kind, cairn_ts level);
+
+/* Completes every waiter (all kinds) whose ts <= `upto` with `status`.
+ * upto = CAIRN_TS_MAX fails all. */
+void repl_waitq_fail_upto(struct repl_waitq *q, cairn_ts upto, int status);
+
+/* Completes every waiter (all kinds) with from <= ts <= upto with
+ * `status`. */
+void repl_waitq_fail_range(struct repl_waitq *q, cairn_ts from, cairn_ts upto, int status);
+
+/* Fails waiters whose deadline is <= now_ns with CAIRN_ETIMEOUT. */
+void repl_waitq_expire(struct repl_waitq *q, uint64_t now_ns);
+
+/* ---- The replication object ------------------------------------------- */
+
+/* One queued commit: its encoding (malloc'd) and ts. */
+struct repl_pcommit
+{
+    cairn_ts ts;
+    uint8_t *data;
+    size_t len;
+    struct repl_pcommit *next;
+};
+
+/* One raft_apply in flight (group commit of commits first_ts..last_ts). */
+struct repl_prop
+{
+    struct raft_apply req;
+    struct repl *r;
+    raft_index index;
+    cairn_ts last_ts;
+    struct repl_prop *prev, *next;
+};
+
+/* A request to the raft thread from another thread (start raft, stop). */
+enum { REPL_CTL_START = 1, REPL_CTL_STOP = 2 };
+
+struct repl_ctl
+{
+    int type;
+    struct repl_cfg cfg; /* START: the resolved config (moved to the raft thread) */
+    bool bootstrap;      /* START: bootstrap with cfg (CANTBOOTSTRAP is fine) */
+    int rc;
+    struct cairn_error err;
+    bool done; /* under qmu; signalled on qcv */
+    struct repl_ctl *next;
+};
+
+struct repl
+{
+    /* Immutable after repl_open. */
+    struct eng *eng;
+    char set_name[REPL_SET_NAME_MAX + 1];
+    char me[REPL_HOST_MAX + 1];
+    char bind_ip[REPL_HOST_MAX + 1];
+    char raft_dir[PATH_MAX];
+    int port;
+    int64_t start_wall_ms;
+
+    /* Raft thread only. */
+    pthread_t thread;
+    bool thread_started;
+    uv_loop_t loop;
+    uv_async_t async;
+    uv_check_t check;
+    uv_timer_t poll_timer;
+    uv_timer_t wc_timer;
+    bool wc_timer_on;
+    struct raft raft;
+    struct raft_io io;
+    struct raft_uv_transport transport;
+    struct raft_fsm fsm;
+    bool uv_inited;    /* raft_uv_init + raft_uv_tcp_init done */
+    bool raft_inited;  /* raft_init succeeded (raft_close needed) */
+    bool raft_started; /* raft_start succeeded */
+    bool closing;
+    uint64_t stop_deadline_ns;  /* closing: raft_close once appends are stored, or then */
+    struct repl_ctl *start_ctl; /* START failed after raft_init: completed on close */
+    char raft_addr[64];
+    char bind_addr[64];
+    struct repl_cfg cfg; /* the active config */
+    int self;            /* index in cfg.m, -1 if absent */
+    struct repl_waitq waitq;
+    struct repl_prop *inflight_head, *inflight_tail;
+    size_t n_inflight;
+    bool leader;           /* raft_state was LEADER at the last poll */
+    raft_term leader_term; /* the term we are (were) leader in */
+    struct raft_barrier barrier;
+    bool barrier_inflight; /* barrier submitted, callback not yet fired */
+    bool barrier_done;     /* this term's barrier applied: writable */
+    raft_index seen_stored;
+    cairn_ts handed_ts;  /* newest ts handed to raft_apply */
+    cairn_ts durable_ts; /* newest ts durable in the local raft log */
+    cairn_ts applied_ts; /* newest ts applied to the engine */
+    cairn_index applied_index;
+    cairn_ts lost_ts; /* newest ts dropped (not proposed) or possibly lost */
+    bool in_start;    /* inside raft_start (restore of the local snapshot) */
+
+    /* Published progress, written by the raft thread, read anywhere. */
+    _Atomic uint64_t pub_queued; /* newest ts accepted by repl_propose (client threads) */
+    _Atomic uint64_t pub_handed;
+    _Atomic uint64_t pub_durable;
+    _Atomic uint64_t pub_applied;
+    atomic_bool writable;
+    _Atomic uint64_t n_entries_proposed;
+    _Atomic uint64_t n_commits_proposed;
+    _Atomic uint64_t n_entries_applied;
+    _Atomic uint64_t n_entries_skipped;
+
+    /* Proposal and control queue. */
+    pthread_mutex_t qmu;
+    pthread_cond_t qcv;
+    struct repl_pcommit *q_head, *q_tail;
+    size_t q_len;
+    size_t q_bytes;           /* encoded bytes queued (backpressure) */
+    pthread_cond_t q_space;   /* signalled when the queue shrinks */
+    cairn_ts q_last_ts;       /* newest ts ever enqueued */
+    struct repl_waiter *w_in; /* waiters handed over by other threads */
+    struct repl_ctl *ctl_head, *ctl_tail;
+    bool stopping;    /* no new proposals, waiters or controls */
+    atomic_bool hold; /* repl_debug_hold_proposals (tests) */
+    bool loop_done;
+
+    /* Status copy (and the config document) for other threads. */
+    pthread_mutex_t smu;
+    struct repl_status st;
+    struct repl_cfg scfg; /* doc == NULL before initiation */
+    bool initiating;      /* a repl_initiate is running */
+};
+
+/* FSM callbacks (fsm.c): fills r->fsm (version 1). Raft thread. */
+void repl_fsm_init(struct repl *r);
+
+/* Called by the FSM after an entry was applied to the engine (index, ts of
+ * its last commit): releases majority waiters and publishes progress.
+ * Raft thread (repl.c). */
+void repl_on_applied(struct repl *r, cairn_index index, cairn_ts ts);
+
+#endif /* CAIRN_REPL_REPL_INT_H */
