@@ -1,0 +1,910 @@
+/*
+ * cmd_admin.c: the administrative commands (net_cmds_admin): the
+ * handshake (hello / isMaster) with every replica-set field drivers need
+ * (wire-protocol.md §2), ping, buildInfo, getParameter, serverStatus,
+ * endSessions, the replica-set commands (replSetInitiate, replSetGetStatus,
+ * replSetGetConfig) and small diagnostics tools send (connectionStatus,
+ * whatsmyuri, getCmdLineOpts, hostInfo, listCommands, getLog).
+ * Authentication commands answer a clear NotImplemented error.
+ *
+ * Every handler runs on a worker thread and only appends to c->reply;
+ * dispatch adds ok, $clusterTime and operationTime.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include "lib/clock.h"
+#include "lib/log.h"
+#include "net/cursor.h"
+#include "net/net_int.h"
+#include "net/server_int.h"
+#include "net/wire.h"
+
+#define MAX_WIRE_VERSION 9
+#define MIN_WIRE_VERSION 0
+#define MAX_WRITE_BATCH 100000
+#define SESSION_TIMEOUT_MINUTES 30
+#define TXN_LIFETIME_SECONDS 60
+
+/* ---- Helpers ------------------------------------------------------------ */
+
+static const char *state_str(int state)
+{
+    switch (state) {
+        case REPL_STATE_STARTUP:
+            return "STARTUP";
+        case REPL_STATE_PRIMARY:
+            return "PRIMARY";
+        case REPL_STATE_SECONDARY:
+            return "SECONDARY";
+        case REPL_STATE_RECOVERING:
+            return "RECOVERING";
+        case REPL_STATE_STARTUP2:
+            return "STARTUP2";
+        case REPL_STATE_ARBITER:
+            return "ARBITER";
+        case REPL_STATE_DOWN:
+            return "DOWN";
+        case REPL_STATE_ROLLBACK:
+            return "ROLLBACK";
+        case REPL_STATE_REMOVED:
+            return "REMOVED";
+        default:
+            return "UNKNOWN";
+    }
+}
+
+static void append_index_key(bson_t *arr, uint32_t i, const char *value)
+{
+    char keybuf[16];
+    const char *key;
+    size_t klen = bson_uint32_to_string(i, &key, keybuf, sizeof keybuf);
+    bson_append_utf8(arr, key, (int)klen, value, -1);
+}
+
+static void append_optime(bson_t *doc, const char *key, cairn_ts ts, uint64_t term)
+{
+    bson_t sub;
+    BSON_APPEND_DOCUMENT_BEGIN(doc, key, &sub);
+    BSON_APPEND_TIMESTAMP(&sub, "ts", CAIRN_TS_SECS(ts), CAIRN_TS_INC(ts));
+    BSON_APPEND_INT64(&sub, "t", (int64_t)term);
+    bson_append_document_end(doc, &sub);
+}
+
+static void append_conn_id(bson_t *doc, const char *key, uint64_t id)
+{
+    if (id <= INT32_MAX) {
+        BSON_APPEND_INT32(doc, key, (int32_t)id);
+    } else {
+        BSON_APPEND_INT64(doc, key, (int64_t)id);
+    }
+}
+
+/* Appends hosts / passives lists of the configured members. */
+static void append_hosts(bson_t *doc, const struct repl_status *st)
+{
+    bson_t arr;
+    uint32_t n = 0;
+    bool any_passive = false;
+
+    BSON_APPEND_ARRAY_BEGIN(doc, "hosts", &arr);
+    for (size_t i = 0; i < st->n_members; i++) {
+        if (st->members[i].priority > 0) {
+            append_index_key(&arr, n++, st->members[i].host);
+        } else {
+            any_passive = true;
+        }
+    }
+    bson_append_array_end(doc, &arr);
+    if (any_passive) {
+        n = 0;
+        BSON_APPEND_ARRAY_BEGIN(doc, "passives", &arr);
+        for (size_t i = 0; i < st->n_members; i++) {
+            if (!(st->members[i].priority > 0)) {
+                append_index_key(&arr, n++, st->members[i].host);
+            }
+        }
+        bson_append_array_end(doc, &arr);
+    }
+}
+
+/* ---- hello / isMaster --------------------------------------------------- */
+
+static int cmd_hello(struct net_cmd *c)
+{
+    struct repl_status st;
+    bson_iter_t it;
+    bool hello_ok = false;
+    bool primary;
+
+    if (bson_iter_init_find(&it, c->body, "client")) {
+        if (!BSON_ITER_HOLDS_DOCUMENT(&it)) {
+            return cairn_error_mongo(
+                &c->err, CAIRN_EINVAL, 14,
+                "BSON field '%s.client' is the wrong type '%s', expected type 'object'", c->name,
+                qry_type_name(bson_iter_type(&it)));
+        }
+        if (!net_conn_set_client_metadata(c->conn)) {
+            return cairn_error_mongo(&c->err, CAIRN_EINVAL, 186,
+                                     "The client metadata document may only be sent in the first "
+                                     "%s",
+                                     c->name);
+        }
+    }
+    if (net_get_bool(c, "helloOk", &hello_ok) != 0) {
+        return NET_CMD_ERROR;
+    }
+
+    repl_status_get(c->deps->repl, &st);
+    primary = st.initiated && st.state == REPL_STATE_PRIMARY && st.writable;
+    if (!st.initiated) {
+        BSON_APPEND_BOOL(&c->reply, "ismaster", false);
+        BSON_APPEND_BOOL(&c->reply, "isWritablePrimary", false);
+        BSON_APPEND_BOOL(&c->reply, "secondary", false);
+        BSON_APPEND_UTF8(&c->reply, "info", "Does not have a valid replica set config");
+        BSON_APPEND_BOOL(&c->reply, "isreplicaset", true);
+    } else {
+        append_hosts(&c->reply, &st);
+        BSON_APPEND_UTF8(&c->reply, "setName", st.set_name);
+        BSON_APPEND_INT32(&c->reply, "setVersion", st.config_version);
+        BSON_APPEND_BOOL(&c->reply, "ismaster", primary);
+        BSON_APPEND_BOOL(&c->reply, "isWritablePrimary", primary);
+        BSON_APPEND_BOOL(&c->reply, "secondary", st.state == REPL_STATE_SECONDARY);
+        if (st.primary >= 0 && (size_t)st.primary < st.n_members) {
+            BSON_APPEND_UTF8(&c->reply, "primary", st.members[st.primary].host);
+        }
+        if (st.self >= 0 && (size_t)st.self < st.n_members) {
+            BSON_APPEND_UTF8(&c->reply, "me", st.members[st.self].host);
+        }
+        if (primary) {
+            /* mongod's OID::fromTerm: 7fffffff then the term, big-endian. */
+            bson_oid_t oid;
+            oid.bytes[0] = 0x7f;
+            oid.bytes[1] = 0xff;
+            oid.bytes[2] = 0xff;
+            oid.bytes[3] = 0xff;
+            for (int i = 0; i < 8; i++) {
+                oid.bytes[4 + i] = (uint8_t)(st.term >> (8 * (7 - i)));
+            }
+            BSON_APPEND_OID(&c->reply, "electionId", &oid);
+        }
+        {
+            bson_t lw;
+            BSON_APPEND_DOCUMENT_BEGIN(&c->reply, "lastWrite", &lw);
+            append_optime(&lw, "opTime", st.last_ts, st.term);
+            BSON_APPEND_DATE_TIME(&lw, "lastWriteDate", st.last_wall_ms);
+            append_optime(&lw, "majorityOpTime", st.applied_ts, st.term);
+            BSON_APPEND_DATE_TIME(&lw, "majorityWriteDate", st.applied_wall_ms);
+            bson_append_document_end(&c->reply, &lw);
+        }
+    }
+    BSON_APPEND_INT32(&c->reply, "maxBsonObjectSize", WIRE_MAX_BSON);
+    BSON_APPEND_INT32(&c->reply, "maxMessageSizeBytes", WIRE_MAX_MESSAGE);
+    BSON_APPEND_INT32(&c->reply, "maxWriteBatchSize", MAX_WRITE_BATCH);
+    BSON_APPEND_DATE_TIME(&c->reply, "localTime", cairn_wall_ms());
+    BSON_APPEND_INT32(&c->reply, "logicalSessionTimeoutMinutes", SESSION_TIMEOUT_MINUTES);
+    append_conn_id(&c->reply, "connectionId", c->conn_id);
+    BSON_APPEND_INT32(&c->reply, "minWireVersion", MIN_WIRE_VERSION);
+    BSON_APPEND_INT32(&c->reply, "maxWireVersion", MAX_WIRE_VERSION);
+    BSON_APPEND_BOOL(&c->reply, "readOnly", false);
+    if (hello_ok) {
+        BSON_APPEND_BOOL(&c->reply, "helloOk", true);
+    }
+    return NET_CMD_DONE;
+}
+
+/* ---- ping / buildInfo --------------------------------------------------- */
+
+static int cmd_ping(struct net_cmd *c)
+{
+    return NET_CMD_DONE;
+}
+
+static int cmd_build_info(struct net_cmd *c)
+{
+    bson_t arr;
+
+    BSON_APPEND_UTF8(&c->reply, "version", CAIRN_VERSION);
+    BSON_APPEND_UTF8(&c->reply, "gitVersion", "cairn-" CAIRN_VERSION);
+    BSON_APPEND_ARRAY_BEGIN(&c->reply, "versionArray", &arr);
+    BSON_APPEND_INT32(&arr, "0", CAIRN_VERSION_MAJOR);
+    BSON_APPEND_INT32(&arr, "1", CAIRN_VERSION_MINOR);
+    BSON_APPEND_INT32(&arr, "2", CAIRN_VERSION_PATCH);
+    BSON_APPEND_INT32(&arr, "3", 0);
+    bson_append_array_end(&c->reply, &arr);
+    BSON_APPEND_UTF8(&c->reply, "sysInfo", "deprecated");
+    BSON_APPEND_UTF8(&c->reply, "allocator", "system");
+    BSON_APPEND_UTF8(&c->reply, "javascriptEngine", "none");
+    BSON_APPEND_ARRAY_BEGIN(&c->reply, "modules", &arr);
+    bson_append_array_end(&c->reply, &arr);
+    BSON_APPEND_INT32(&c->reply, "bits", (int32_t)(sizeof(void *) * 8));
+    BSON_APPEND_BOOL(&c->reply, "debug", false);
+    BSON_APPEND_INT32(&c->reply, "maxBsonObjectSize", WIRE_MAX_BSON);
+    BSON_APPEND_ARRAY_BEGIN(&c->reply, "storageEngines", &arr);
+    BSON_APPEND_UTF8(&arr, "0", "cairn");
+    bson_append_array_end(&c->reply, &arr);
+    return NET_CMD_DONE;
+}
+
+/* ---- getParameter ------------------------------------------------------- */
+
+struct param
+{
+    const char *name;
+    void (*append)(bson_t *doc, const char *name);
+};
+
+static void param_fcv(bson_t *doc, const char *name)
+{
+    bson_t sub;
+    BSON_APPEND_DOCUMENT_BEGIN(doc, name, &sub);
+    BSON_APPEND_UTF8(&sub, "version", "4.4");
+    bson_append_document_end(doc, &sub);
+}
+
+static void param_txn_lifetime(bson_t *doc, const char *name)
+{
+    BSON_APPEND_INT32(doc, name, TXN_LIFETIME_SECONDS);
+}
+
+static void param_lock_timeout(bson_t *doc, const char *name)
+{
+    BSON_APPEND_INT32(doc, name, 5);
+}
+
+static void param_clock_drift(bson_t *doc, const char *name)
+{
+    BSON_APPEND_INT64(doc, name, 365LL * 24 * 3600);
+}
+
+static void param_cursor_timeout(bson_t *doc, const char *name)
+{
+    BSON_APPEND_INT64(doc, name, (int64_t)(NET_CURSOR_IDLE_NS / 1000000ull));
+}
+
+static void param_session_timeout(bson_t *doc, const char *name)
+{
+    BSON_APPEND_INT32(doc, name, SESSION_TIMEOUT_MINUTES);
+}
+
+static void param_log_level(bson_t *doc, const char *name)
+{
+    BSON_APPEND_INT32(doc, name, cairn_log_threshold <= CAIRN_LOG_DEBUG ? 1 : 0);
+}
+
+static void param_auth_mechs(bson_t *doc, const char *name)
+{
+    bson_t arr;
+    BSON_APPEND_ARRAY_BEGIN(doc, name, &arr);
+    bson_append_array_end(doc, &arr);
+}
+
+static void param_max_batch(bson_t *doc, const char *name)
+{
+    BSON_APPEND_INT32(doc, name, MAX_WRITE_BATCH);
+}
+
+static const struct param params[] = {
+    {"authenticationMechanisms", param_auth_mechs},
+    {"cursorTimeoutMillis", param_cursor_timeout},
+    {"featureCompatibilityVersion", param_fcv},
+    {"localLogicalSessionTimeoutMinutes", param_session_timeout},
+    {"logLevel", param_log_level},
+    {"maxAcceptableLogicalClockDriftSecs", param_clock_drift},
+    {"maxTransactionLockRequestTimeoutMillis", param_lock_timeout},
+    {"maxWriteBatchSize", param_max_batch},
+    {"transactionLifetimeLimitSeconds", param_txn_lifetime},
+    {NULL, NULL},
+};
+
+/* Fields every command may carry that are not parameters. */
+static bool is_generic_arg(const char *key)
+{
+    static const char *const generic[] = {
+        "$db",
+        "$readPreference",
+        "lsid",
+        "$clusterTime",
+        "comment",
+        "txnNumber",
+        "autocommit",
+        "readConcern",
+        "writeConcern",
+        "maxTimeMS",
+        "apiVersion",
+        "apiStrict",
+        "apiDeprecationErrors",
+        "startTransaction",
+        "$client",
+        "$audit",
+        NULL,
+    };
+    for (int i = 0; generic[i] != NULL; i++) {
+        if (strcmp(key, generic[i]) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static int cmd_get_parameter(struct net_cmd *c)
+{
+    bson_iter_t it;
+    bool all = false;
+    int n_found = 0;
+
+    if (!bson_iter_init(&it, c->body) || !bson_iter_next(&it)) {
+        return NET_CMD_ERROR;
+    }
+    if (BSON_ITER_HOLDS_UTF8(&it) && strcmp(bson_iter_utf8(&it, NULL), "*") == 0) {
+        all = true;
+    } else if (BSON_ITER_HOLDS_DOCUMENT(&it)) {
+        bson_iter_t sub;
+        if (bson_iter_recurse(&it, &sub) && bson_iter_find(&sub, "allParameters") &&
+            bson_iter_as_bool(&sub)) {
+            all = true;
+        }
+    }
+    if (all) {
+        for (const struct param *p = params; p->name != NULL; p++) {
+            p->append(&c->reply, p->name);
+        }
+        return NET_CMD_DONE;
+    }
+    while (bson_iter_next(&it)) {
+        const char *key = bson_iter_key(&it);
+        const struct param *p;
+
+        if (is_generic_arg(key)) {
+            continue;
+        }
+        for (p = params; p->name != NULL; p++) {
+            if (strcmp(p->name, key) == 0) {
+                break;
+            }
+        }
+        if (p->name == NULL) {
+            return cairn_error_mongo(&c->err, CAIRN_EINVAL, 72, "no option found to get");
+        }
+        if (!bson_has_field(&c->reply, p->name)) {
+            p->append(&c->reply, p->name);
+        }
+        n_found++;
+    }
+    if (n_found == 0) {
+        return cairn_error_mongo(&c->err, CAIRN_EINVAL, 72, "no option found to get");
+    }
+    return NET_CMD_DONE;
+}
+
+/* ---- serverStatus ------------------------------------------------------- */
+
+static int cmd_server_status(struct net_cmd *c)
+{
+    struct net_server *s = net_conn_server(c->conn);
+    const struct net_options *o = net_server_options(s);
+    struct net_opcounters *oc = net_server_opcounters(s);
+    struct net_server_info info;
+    struct repl_status st;
+    char host[256 + 16];
+    char hn[256];
+    uint64_t up_ns;
+    bson_t sub;
+
+    net_server_info_get(s, &info);
+    repl_status_get(c->deps->repl, &st);
+    if (gethostname(hn, sizeof hn) != 0) {
+        snprintf(hn, sizeof hn, "localhost");
+    }
+    hn[sizeof hn - 1] = '\0';
+    snprintf(host, sizeof host, "%s:%d", hn, o->port);
+    up_ns = cairn_mono_ns() - info.start_mono_ns;
+
+    BSON_APPEND_UTF8(&c->reply, "host", host);
+    BSON_APPEND_UTF8(&c->reply, "version", CAIRN_VERSION);
+    BSON_APPEND_UTF8(&c->reply, "process", "cairnd");
+    BSON_APPEND_INT64(&c->reply, "pid", (int64_t)getpid());
+    BSON_APPEND_DOUBLE(&c->reply, "uptime", (double)(up_ns / 1000000000ull));
+    BSON_APPEND_INT64(&c->reply, "uptimeMillis", (int64_t)(up_ns / 1000000ull));
+    BSON_APPEND_INT64(&c->reply, "uptimeEstimate", (int64_t)(up_ns / 1000000000ull));
+    BSON_APPEND_DATE_TIME(&c->reply, "localTime", cairn_wall_ms());
+
+    BSON_APPEND_DOCUMENT_BEGIN(&c->reply, "connections", &sub);
+    BSON_APPEND_INT32(&sub, "current", (int32_t)info.conns_current);
+    BSON_APPEND_INT32(&sub, "available", (int32_t)(1000000 - info.conns_current));
+    BSON_APPEND_INT64(&sub, "totalCreated", info.conns_total);
+    bson_append_document_end(&c->reply, &sub);
+
+    BSON_APPEND_DOCUMENT_BEGIN(&c->reply, "opcounters", &sub);
+    BSON_APPEND_INT64(&sub, "insert", atomic_load_explicit(&oc->insert, memory_order_relaxed));
+    BSON_APPEND_INT64(&sub, "query", atomic_load_explicit(&oc->query, memory_order_relaxed));
+    BSON_APPEND_INT64(&sub, "update", atomic_load_explicit(&oc->update, memory_order_relaxed));
+    BSON_APPEND_INT64(&sub, "delete", atomic_load_explicit(&oc->del, memory_order_relaxed));
+    BSON_APPEND_INT64(&sub, "getmore", atomic_load_explicit(&oc->getmore, memory_order_relaxed));
+    BSON_APPEND_INT64(&sub, "command", atomic_load_explicit(&oc->command, memory_order_relaxed));
+    bson_append_document_end(&c->reply, &sub);
+
+    if (st.initiated) {
+        BSON_APPEND_DOCUMENT_BEGIN(&c->reply, "repl", &sub);
+        append_hosts(&sub, &st);
+        BSON_APPEND_UTF8(&sub, "setName", st.set_name);
+        BSON_APPEND_INT32(&sub, "setVersion", st.config_version);
+        BSON_APPEND_BOOL(&sub, "ismaster", st.state == REPL_STATE_PRIMARY && st.writable);
+        BSON_APPEND_BOOL(&sub, "secondary", st.state == REPL_STATE_SECONDARY);
+        if (st.primary >= 0 && (size_t)st.primary < st.n_members) {
+            BSON_APPEND_UTF8(&sub, "primary", st.members[st.primary].host);
+        }
+        if (st.self >= 0 && (size_t)st.self < st.n_members) {
+            BSON_APPEND_UTF8(&sub, "me", st.members[st.self].host);
+        }
+        BSON_APPEND_INT64(&sub, "term", (int64_t)st.term);
+        bson_append_document_end(&c->reply, &sub);
+    }
+
+    {
+        bson_t metrics, cursor, open;
+        BSON_APPEND_DOCUMENT_BEGIN(&c->reply, "metrics", &metrics);
+        BSON_APPEND_DOCUMENT_BEGIN(&metrics, "cursor", &cursor);
+        BSON_APPEND_DOCUMENT_BEGIN(&cursor, "open", &open);
+        BSON_APPEND_INT64(&open, "total", (int64_t)net_cursor_count());
+        bson_append_document_end(&cursor, &open);
+        bson_append_document_end(&metrics, &cursor);
+        bson_append_document_end(&c->reply, &metrics);
+    }
+
+    BSON_APPEND_DOCUMENT_BEGIN(&c->reply, "storageEngine", &sub);
+    BSON_APPEND_UTF8(&sub, "name", "cairn");
+    BSON_APPEND_BOOL(&sub, "supportsCommittedReads", true);
+    BSON_APPEND_BOOL(&sub, "persistent", true);
+    bson_append_document_end(&c->reply, &sub);
+    return NET_CMD_DONE;
+}
+
+/* ---- endSessions -------------------------------------------------------- */
+
+static int cmd_end_sessions(struct net_cmd *c)
+{
+    bson_iter_t it, sub;
+
+    if (!bson_iter_init(&it, c->body) || !bson_iter_next(&it)) {
+        return NET_CMD_ERROR;
+    }
+    if (!BSON_ITER_HOLDS_ARRAY(&it)) {
+        return cairn_error_mongo(
+            &c->err, CAIRN_EINVAL, 14,
+            "BSON field 'endSessions.endSessions' is the wrong type '%s', expected type 'array'",
+            qry_type_name(bson_iter_type(&it)));
+    }
+    if (bson_iter_recurse(&it, &sub)) {
+        while (bson_iter_next(&sub)) {
+            if (!BSON_ITER_HOLDS_DOCUMENT(&sub)) {
+                return cairn_error_mongo(&c->err, CAIRN_EINVAL, 14,
+                                         "BSON field 'endSessions.endSessions.%s' is the wrong "
+                                         "type '%s', expected type 'object'",
+                                         bson_iter_key(&sub), qry_type_name(bson_iter_type(&sub)));
+            }
+        }
+    }
+    /* Sessions keep no server-side state yet: nothing to end. */
+    return NET_CMD_DONE;
+}
+
+/* ---- Replica set -------------------------------------------------------- */
+
+static int cmd_repl_set_initiate(struct net_cmd *c)
+{
+    bson_iter_t it;
+    bson_t config;
+    int rv;
+
+    if (!bson_iter_init(&it, c->body) || !bson_iter_next(&it)) {
+        return NET_CMD_ERROR;
+    }
+    if (BSON_ITER_HOLDS_DOCUMENT(&it)) {
+        const uint8_t *data;
+        uint32_t len;
+        bson_iter_document(&it, &len, &data);
+        if (!bson_init_static(&config, data, len)) {
+            return cairn_error_mongo(&c->err, CAIRN_EBADDOC, 93, "invalid config document");
+        }
+    } else {
+        /* mongod: anything but a document means "a set of just me". */
+        bson_init(&config);
+    }
+    rv = repl_initiate(c->deps->repl, &config, &c->err);
+    bson_destroy(&config);
+    if (rv != 0) {
+        return NET_CMD_ERROR;
+    }
+    net_log_event(net_conn_server(c->conn), "replSetInitiate from conn%llu succeeded",
+                  (unsigned long long)c->conn_id);
+    return NET_CMD_DONE;
+}
+
+static int cmd_repl_set_get_config(struct net_cmd *c)
+{
+    if (repl_config_append(c->deps->repl, &c->reply, "config", &c->err) != 0) {
+        if (c->err.mongo_code == 0 && c->err.code == CAIRN_ENOTFOUND) {
+            c->err.mongo_code = 94;
+        }
+        return NET_CMD_ERROR;
+    }
+    return NET_CMD_DONE;
+}
+
+/* settings.heartbeatIntervalMillis of the stored config (mongod's default
+ * 2000 when absent). */
+static int64_t heartbeat_interval(struct net_cmd *c)
+{
+    bson_t tmp = BSON_INITIALIZER;
+    struct cairn_error err = {0, 0, {0}};
+    bson_iter_t it;
+    int64_t v = 2000;
+
+    if (repl_config_append(c->deps->repl, &tmp, "config", &err) == 0 && bson_iter_init(&it, &tmp) &&
+        bson_iter_find_descendant(&it, "config.settings.heartbeatIntervalMillis", &it) &&
+        BSON_ITER_HOLDS_NUMBER(&it)) {
+        v = bson_iter_as_int64(&it);
+    }
+    bson_destroy(&tmp);
+    return v;
+}
+
+static int cmd_repl_set_get_status(struct net_cmd *c)
+{
+    struct repl_status st;
+    int64_t now = cairn_wall_ms();
+    int voting = 0;
+    bson_t sub, arr;
+
+    repl_status_get(c->deps->repl, &st);
+    if (!st.initiated) {
+        return cairn_error_mongo(&c->err, CAIRN_ESTATE, 94, "no replset config has been received");
+    }
+    for (size_t i = 0; i < st.n_members; i++) {
+        if (st.members[i].votes > 0) {
+            voting++;
+        }
+    }
+    BSON_APPEND_UTF8(&c->reply, "set", st.set_name);
+    BSON_APPEND_DATE_TIME(&c->reply, "date", now);
+    BSON_APPEND_INT32(&c->reply, "myState", st.state);
+    BSON_APPEND_INT64(&c->reply, "term", (int64_t)st.term);
+    BSON_APPEND_UTF8(&c->reply, "syncSourceHost", "");
+    BSON_APPEND_INT32(&c->reply, "syncSourceId", -1);
+    BSON_APPEND_INT64(&c->reply, "heartbeatIntervalMillis", heartbeat_interval(c));
+    BSON_APPEND_INT32(&c->reply, "majorityVoteCount", voting / 2 + 1);
+    BSON_APPEND_INT32(&c->reply, "writeMajorityCount", voting / 2 + 1);
+    BSON_APPEND_INT32(&c->reply, "votingMembersCount", voting);
+    BSON_APPEND_INT32(&c->reply, "writableVotingMembersCount", voting);
+
+    BSON_APPEND_DOCUMENT_BEGIN(&c->reply, "optimes", &sub);
+    append_optime(&sub, "lastCommittedOpTime", st.applied_ts, st.term);
+    BSON_APPEND_DATE_TIME(&sub, "lastCommittedWallTime", st.applied_wall_ms);
+    append_optime(&sub, "readConcernMajorityOpTime", st.applied_ts, st.term);
+    BSON_APPEND_DATE_TIME(&sub, "readConcernMajorityWallTime", st.applied_wall_ms);
+    append_optime(&sub, "appliedOpTime", st.last_ts, st.term);
+    append_optime(&sub, "durableOpTime", st.last_ts, st.term);
+    BSON_APPEND_DATE_TIME(&sub, "lastAppliedWallTime", st.last_wall_ms);
+    BSON_APPEND_DATE_TIME(&sub, "lastDurableWallTime", st.last_wall_ms);
+    bson_append_document_end(&c->reply, &sub);
+
+    BSON_APPEND_ARRAY_BEGIN(&c->reply, "members", &arr);
+    for (size_t i = 0; i < st.n_members; i++) {
+        const struct repl_member *m = &st.members[i];
+        char keybuf[16];
+        const char *key;
+        bson_t mem;
+        bool self = (int)i == st.self;
+        bool is_primary = (int)i == st.primary;
+        int state;
+
+        bson_uint32_to_string((uint32_t)i, &key, keybuf, sizeof keybuf);
+        if (self) {
+            state = st.state;
+        } else if (is_primary) {
+            state = REPL_STATE_PRIMARY;
+        } else {
+            /* This member's view of the others is limited to who leads. */
+            state = REPL_STATE_UNKNOWN;
+        }
+        BSON_APPEND_DOCUMENT_BEGIN(&arr, key, &mem);
+        BSON_APPEND_INT32(&mem, "_id", m->id);
+        BSON_APPEND_UTF8(&mem, "name", m->host);
+        BSON_APPEND_DOUBLE(&mem, "health", self || is_primary ? 1.0 : 0.0);
+        BSON_APPEND_INT32(&mem, "state", state);
+        BSON_APPEND_UTF8(&mem, "stateStr", state_str(state));
+        if (self) {
+            BSON_APPEND_INT64(&mem, "uptime", (now - st.start_wall_ms) / 1000);
+            append_optime(&mem, "optime", st.last_ts, st.term);
+            BSON_APPEND_DATE_TIME(&mem, "optimeDate", st.last_wall_ms);
+            append_optime(&mem, "optimeDurable", st.last_ts, st.term);
+            BSON_APPEND_DATE_TIME(&mem, "optimeDurableDate", st.last_wall_ms);
+            BSON_APPEND_UTF8(&mem, "syncSourceHost", "");
+            BSON_APPEND_INT32(&mem, "syncSourceId", -1);
+            BSON_APPEND_UTF8(&mem, "infoMessage", "");
+            if (st.state == REPL_STATE_PRIMARY && st.election_wall_ms > 0) {
+                BSON_APPEND_TIMESTAMP(&mem, "electionTime", (uint32_t)(st.election_wall_ms / 1000),
+                                      1);
+                BSON_APPEND_DATE_TIME(&mem, "electionDate", st.election_wall_ms);
+            }
+            BSON_APPEND_INT32(&mem, "configVersion", st.config_version);
+            BSON_APPEND_INT64(&mem, "configTerm", (int64_t)st.term);
+            BSON_APPEND_BOOL(&mem, "self", true);
+        } else {
+            BSON_APPEND_UTF8(&mem, "lastHeartbeatMessage", "");
+            BSON_APPEND_INT32(&mem, "configVersion", st.config_version);
+        }
+        bson_append_document_end(&arr, &mem);
+    }
+    bson_append_array_end(&c->reply, &arr);
+    return NET_CMD_DONE;
+}
+
+/* ---- Diagnostics -------------------------------------------------------- */
+
+static int cmd_connection_status(struct net_cmd *c)
+{
+    bool show = false;
+    bson_t info, arr;
+
+    if (net_get_bool(c, "showPrivileges", &show) != 0) {
+        return NET_CMD_ERROR;
+    }
+    BSON_APPEND_DOCUMENT_BEGIN(&c->reply, "authInfo", &info);
+    BSON_APPEND_ARRAY_BEGIN(&info, "authenticatedUsers", &arr);
+    bson_append_array_end(&info, &arr);
+    BSON_APPEND_ARRAY_BEGIN(&info, "authenticatedUserRoles", &arr);
+    bson_append_array_end(&info, &arr);
+    if (show) {
+        BSON_APPEND_ARRAY_BEGIN(&info, "authenticatedUserPrivileges", &arr);
+        bson_append_array_end(&info, &arr);
+    }
+    bson_append_document_end(&c->reply, &info);
+    return NET_CMD_DONE;
+}
+
+static int cmd_whatsmyuri(struct net_cmd *c)
+{
+    BSON_APPEND_UTF8(&c->reply, "you", net_conn_peer(c->conn));
+    return NET_CMD_DONE;
+}
+
+static int cmd_get_cmd_line_opts(struct net_cmd *c)
+{
+    const struct net_options *o = net_server_options(net_conn_server(c->conn));
+    struct repl_status st;
+    char port[16];
+    bson_t argv, parsed, sub;
+    uint32_t n = 0;
+
+    repl_status_get(c->deps->repl, &st);
+    snprintf(port, sizeof port, "%d", o->port);
+    /* The equivalent command line of this server's settings. */
+    BSON_APPEND_ARRAY_BEGIN(&c->reply, "argv", &argv);
+    append_index_key(&argv, n++, "cairnd");
+    if (st.set_name[0] != '\0') {
+        append_index_key(&argv, n++, "--replSet");
+        append_index_key(&argv, n++, st.set_name);
+    }
+    append_index_key(&argv, n++, "--port");
+    append_index_key(&argv, n++, port);
+    append_index_key(&argv, n++, "--bind_ip");
+    append_index_key(&argv, n++, o->bind_ip);
+    if (o->dbpath != NULL) {
+        append_index_key(&argv, n++, "--dbpath");
+        append_index_key(&argv, n++, o->dbpath);
+    }
+    bson_append_array_end(&c->reply, &argv);
+
+    BSON_APPEND_DOCUMENT_BEGIN(&c->reply, "parsed", &parsed);
+    BSON_APPEND_DOCUMENT_BEGIN(&parsed, "net", &sub);
+    BSON_APPEND_UTF8(&sub, "bindIp", o->bind_ip);
+    BSON_APPEND_INT32(&sub, "port", o->port);
+    bson_append_document_end(&parsed, &sub);
+    if (st.set_name[0] != '\0') {
+        BSON_APPEND_DOCUMENT_BEGIN(&parsed, "replication", &sub);
+        BSON_APPEND_UTF8(&sub, "replSet", st.set_name);
+        bson_append_document_end(&parsed, &sub);
+    }
+    if (o->dbpath != NULL) {
+        BSON_APPEND_DOCUMENT_BEGIN(&parsed, "storage", &sub);
+        BSON_APPEND_UTF8(&sub, "dbPath", o->dbpath);
+        bson_append_document_end(&parsed, &sub);
+    }
+    bson_append_document_end(&c->reply, &parsed);
+    return NET_CMD_DONE;
+}
+
+/* PRETTY_NAME from /etc/os-release, else `fallback`. */
+static void os_name(char *buf, size_t n, const char *fallback)
+{
+    FILE *f = fopen("/etc/os-release", "r");
+    char line[256];
+
+    snprintf(buf, n, "%s", fallback);
+    if (f == NULL) {
+        return;
+    }
+    while (fgets(line, sizeof line, f) != NULL) {
+        if (strncmp(line, "PRETTY_NAME=", 12) == 0) {
+            char *v = line + 12;
+            size_t len;
+            if (*v == '"') {
+                v++;
+            }
+            len = strcspn(v, "\"\n");
+            v[len] = '\0';
+            snprintf(buf, n, "%s", v);
+            break;
+        }
+    }
+    fclose(f);
+}
+
+static int cmd_host_info(struct net_cmd *c)
+{
+    struct utsname u;
+    char hn[256];
+    char osn[256];
+    long pages = sysconf(_SC_PHYS_PAGES);
+    long page_size = sysconf(_SC_PAGESIZE);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    bson_t sub;
+
+    if (uname(&u) != 0) {
+        memset(&u, 0, sizeof u);
+    }
+    if (gethostname(hn, sizeof hn) != 0) {
+        snprintf(hn, sizeof hn, "localhost");
+    }
+    hn[sizeof hn - 1] = '\0';
+    os_name(osn, sizeof osn, u.sysname);
+
+    BSON_APPEND_DOCUMENT_BEGIN(&c->reply, "system", &sub);
+    BSON_APPEND_DATE_TIME(&sub, "currentTime", cairn_wall_ms());
+    BSON_APPEND_UTF8(&sub, "hostname", hn);
+    BSON_APPEND_INT32(&sub, "cpuAddrSize", (int32_t)(sizeof(void *) * 8));
+    if (pages > 0 && page_size > 0) {
+        int64_t mb = (int64_t)pages * page_size / (1024 * 1024);
+        BSON_APPEND_INT64(&sub, "memSizeMB", mb);
+        BSON_APPEND_INT64(&sub, "memLimitMB", mb);
+    }
+    BSON_APPEND_INT32(&sub, "numCores", (int32_t)(cores > 0 ? cores : 1));
+    BSON_APPEND_UTF8(&sub, "cpuArch", u.machine);
+    BSON_APPEND_BOOL(&sub, "numaEnabled", false);
+    bson_append_document_end(&c->reply, &sub);
+
+    BSON_APPEND_DOCUMENT_BEGIN(&c->reply, "os", &sub);
+    BSON_APPEND_UTF8(&sub, "type", u.sysname);
+    BSON_APPEND_UTF8(&sub, "name", osn);
+    BSON_APPEND_UTF8(&sub, "version", u.release);
+    bson_append_document_end(&c->reply, &sub);
+
+    BSON_APPEND_DOCUMENT_BEGIN(&c->reply, "extra", &sub);
+    BSON_APPEND_UTF8(&sub, "versionString", u.version);
+    BSON_APPEND_UTF8(&sub, "kernelVersion", u.release);
+    BSON_APPEND_INT64(&sub, "pageSize", page_size > 0 ? page_size : 4096);
+    bson_append_document_end(&c->reply, &sub);
+    return NET_CMD_DONE;
+}
+
+static void list_one(const struct net_cmd_def *def, void *arg)
+{
+    bson_t *cmds = arg;
+    bson_t d, arr;
+
+    BSON_APPEND_DOCUMENT_BEGIN(cmds, def->name, &d);
+    BSON_APPEND_UTF8(&d, "help", "");
+    BSON_APPEND_BOOL(&d, "requiresAuth", false);
+    BSON_APPEND_BOOL(&d, "secondaryOk", (def->flags & NET_CMD_F_WRITE) == 0);
+    BSON_APPEND_BOOL(&d, "adminOnly", (def->flags & NET_CMD_F_ADMIN_ONLY) != 0);
+    BSON_APPEND_ARRAY_BEGIN(&d, "apiVersions", &arr);
+    bson_append_array_end(&d, &arr);
+    BSON_APPEND_ARRAY_BEGIN(&d, "deprecatedApiVersions", &arr);
+    bson_append_array_end(&d, &arr);
+    bson_append_document_end(cmds, &d);
+}
+
+static int cmd_list_commands(struct net_cmd *c)
+{
+    bson_t cmds;
+
+    BSON_APPEND_DOCUMENT_BEGIN(&c->reply, "commands", &cmds);
+    net_cmd_foreach(list_one, &cmds);
+    bson_append_document_end(&c->reply, &cmds);
+    return NET_CMD_DONE;
+}
+
+static int cmd_get_log(struct net_cmd *c)
+{
+    bson_iter_t it;
+    const char *which;
+
+    if (!bson_iter_init(&it, c->body) || !bson_iter_next(&it)) {
+        return NET_CMD_ERROR;
+    }
+    if (!BSON_ITER_HOLDS_UTF8(&it)) {
+        return cairn_error_mongo(&c->err, CAIRN_EINVAL, 14,
+                                 "Argument to getLog must be of type String; found %s",
+                                 qry_type_name(bson_iter_type(&it)));
+    }
+    which = bson_iter_utf8(&it, NULL);
+    if (strcmp(which, "*") == 0) {
+        bson_t arr;
+        BSON_APPEND_ARRAY_BEGIN(&c->reply, "names", &arr);
+        BSON_APPEND_UTF8(&arr, "0", "global");
+        BSON_APPEND_UTF8(&arr, "1", "startupWarnings");
+        bson_append_array_end(&c->reply, &arr);
+    } else if (strcmp(which, "global") == 0) {
+        net_log_append(net_conn_server(c->conn), &c->reply);
+    } else if (strcmp(which, "startupWarnings") == 0) {
+        bson_t arr;
+        BSON_APPEND_INT64(&c->reply, "totalLinesWritten", 0);
+        BSON_APPEND_ARRAY_BEGIN(&c->reply, "log", &arr);
+        bson_append_array_end(&c->reply, &arr);
+    } else {
+        return cairn_error_mongo(&c->err, CAIRN_EINVAL, 72, "no RamLog named: %s", which);
+    }
+    return NET_CMD_DONE;
+}
+
+static int cmd_auth(struct net_cmd *c)
+{
+    return cairn_error_mongo(&c->err, CAIRN_EUNSUPPORTED, 238,
+                             "%s: authentication is not supported by this server (it runs "
+                             "without access control)",
+                             c->name);
+}
+
+/* Handlers return cairn_error_mongo's CAIRN_E* code on failure; turn any
+ * non-zero, non-PENDING result into NET_CMD_ERROR. */
+#define WRAP(fn)                                                  \
+    static int fn##_w(struct net_cmd *c)                          \
+    {                                                             \
+        int rv = fn(c);                                           \
+        return rv == NET_CMD_DONE ? NET_CMD_DONE : NET_CMD_ERROR; \
+    }
+
+WRAP(cmd_hello)
+WRAP(cmd_ping)
+WRAP(cmd_build_info)
+WRAP(cmd_get_parameter)
+WRAP(cmd_server_status)
+WRAP(cmd_end_sessions)
+WRAP(cmd_repl_set_initiate)
+WRAP(cmd_repl_set_get_status)
+WRAP(cmd_repl_set_get_config)
+WRAP(cmd_connection_status)
+WRAP(cmd_whatsmyuri)
+WRAP(cmd_get_cmd_line_opts)
+WRAP(cmd_host_info)
+WRAP(cmd_list_commands)
+WRAP(cmd_get_log)
+WRAP(cmd_auth)
+
+const struct net_cmd_def net_cmds_admin[] = {
+    {"hello", cmd_hello_w, 0},
+    {"isMaster", cmd_hello_w, 0},
+    {"ping", cmd_ping_w, 0},
+    {"buildInfo", cmd_build_info_w, 0},
+    {"getParameter", cmd_get_parameter_w, NET_CMD_F_ADMIN_ONLY},
+    {"serverStatus", cmd_server_status_w, 0},
+    {"endSessions", cmd_end_sessions_w, 0},
+    {"replSetInitiate", cmd_repl_set_initiate_w, NET_CMD_F_ADMIN_ONLY},
+    {"replSetGetStatus", cmd_repl_set_get_status_w, NET_CMD_F_ADMIN_ONLY | NET_CMD_F_NEEDS_CONFIG},
+    {"replSetGetConfig", cmd_repl_set_get_config_w, NET_CMD_F_ADMIN_ONLY | NET_CMD_F_NEEDS_CONFIG},
+    {"connectionStatus", cmd_connection_status_w, 0},
+    {"whatsmyuri", cmd_whatsmyuri_w, 0},
+    {"getCmdLineOpts", cmd_get_cmd_line_opts_w, NET_CMD_F_ADMIN_ONLY},
+    {"hostInfo", cmd_host_info_w, 0},
+    {"listCommands", cmd_list_commands_w, 0},
+    {"getLog", cmd_get_log_w, NET_CMD_F_ADMIN_ONLY},
+    {"saslStart", cmd_auth_w, 0},
+    {"saslContinue", cmd_auth_w, 0},
+    {"authenticate", cmd_auth_w, 0},
+    {NULL, NULL, 0},
+};

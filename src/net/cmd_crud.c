@@ -1,0 +1,1117 @@
+/*
+ * cmd_crud.c: the write commands insert, update, delete and findAndModify.
+ * Each parses its statements, runs them through txn_write (one write per
+ * insert batch, one per update/delete statement, one per findAndModify),
+ * builds mongod's reply ({n, nModified, upserted, writeErrors} or
+ * {lastErrorObject, value}) and then waits for the write concern without
+ * holding a thread (NET_CMD_PENDING, completed from the wait callback).
+ */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/clock.h"
+#include "net/cursor.h"
+#include "net/net_int.h"
+#include "txn/txn.h"
+
+#define NS_BUF 512
+#define MAX_WRITE_BATCH 100000
+
+/* ---- Shared helpers ----------------------------------------------------- */
+
+static int missing_field(struct cairn_error *err, const char *cmd, const char *field)
+{
+    return cairn_error_mongo(err, CAIRN_EINVAL, 40414,
+                             "BSON field '%s.%s' is missing but a required field", cmd, field);
+}
+
+/* Reads the required array of statements `field` of the command: every
+ * element must be a document; 1..100000 of them. */
+static int get_statements(struct net_cmd *c,
+                          const char *cmd,
+                          const char *field,
+                          bson_t *arr,
+                          uint32_t *count)
+{
+    bson_iter_t it;
+    if (!bson_iter_init_find(&it, c->body, field)) {
+        return missing_field(&c->err, cmd, field);
+    }
+    if (net_get_array(c, field, arr) != 0) {
+        return c->err.code ? c->err.code : CAIRN_EINVAL;
+    }
+    uint32_t n = 0;
+    if (!bson_iter_init(&it, arr)) {
+        return cairn_error_mongo(&c->err, CAIRN_EINVAL, 2, "BSON field '%s.%s' is not valid BSON",
+                                 cmd, field);
+    }
+    while (bson_iter_next(&it)) {
+        if (!BSON_ITER_HOLDS_DOCUMENT(&it)) {
+            return cairn_error_mongo(&c->err, CAIRN_EINVAL, 14,
+                                     "BSON field '%s.%s.%" PRIu32
+                                     "' is the wrong type '%s', expected type 'object'",
+                                     cmd, field, n, qry_type_name(bson_iter_type(&it)));
+        }
+        n++;
+    }
+    if (n == 0 || n > MAX_WRITE_BATCH) {
+        return cairn_error_mongo(&c->err, CAIRN_EINVAL, 16,
+                                 "Write batch sizes must be between 1 and %d. Got %" PRIu32
+                                 " operations.",
+                                 MAX_WRITE_BATCH, n);
+    }
+    *count = n;
+    return 0;
+}
+
+static void append_count(bson_t *b, const char *key, int64_t n)
+{
+    if (n <= INT32_MAX) {
+        bson_append_int32(b, key, -1, (int32_t)n);
+    } else {
+        bson_append_int64(b, key, -1, n);
+    }
+}
+
+/* Calls `fn` for each document of collection `cid` that `m` matches in
+ * the write's view (see net_dc_visit_matches). `fn` sets *stop to end
+ * early. A collection created by this write has no documents yet. */
+typedef int (*match_fn)(void *arg, const bson_t *doc, bool *stop, struct cairn_error *err);
+
+struct match_adapter
+{
+    match_fn fn;
+    void *arg;
+};
+
+static int adapt_match(void *arg, const bson_t *doc, struct cairn_error *err)
+{
+    struct match_adapter *a = arg;
+    bool stop = false;
+
+    if (a->fn(a->arg, doc, &stop, err) != 0) {
+        return -1;
+    }
+    return stop ? 1 : 0;
+}
+
+static int for_each_match(struct txn_write *w,
+                          uint64_t cid,
+                          bool coll_is_new,
+                          const struct qry_matcher *m,
+                          match_fn fn,
+                          void *arg,
+                          struct cairn_error *err)
+{
+    struct match_adapter a = {fn, arg};
+
+    if (coll_is_new) {
+        return 0;
+    }
+    return net_dc_visit_matches(txn_write_reader(w), cid, m, adapt_match, &a, err);
+}
+
+static bool doc_id(const bson_t *doc, bson_value_t *id)
+{
+    bson_iter_t it;
+    if (!bson_iter_init_find(&it, doc, "_id")) {
+        return false;
+    }
+    *id = *bson_iter_value(&it);
+    return true;
+}
+
+/* The arguments every write command starts with: its namespace, write
+ * concern, `ordered` (default true) and its array of statements `field`.
+ * Returns 0 or NET_CMD_ERROR with c->err set. */
+struct write_args
+{
+    char ns[NS_BUF];
+    struct repl_wc wc;
+    bool ordered;
+    bson_t stmts;
+    uint32_t count;
+};
+
+static int get_write_args(struct net_cmd *c, const char *field, struct write_args *a)
+{
+    a->ordered = true;
+    a->count = 0;
+    if (net_cmd_namespace(c, a->ns, sizeof a->ns) != 0 ||
+        net_parse_write_concern(c->body, &a->wc, &c->err) != 0 ||
+        net_get_bool(c, "ordered", &a->ordered) != 0 ||
+        get_statements(c, c->name, field, &a->stmts, &a->count) != 0) {
+        return NET_CMD_ERROR;
+    }
+    return 0;
+}
+
+/* Flushes the write's staged changes as a commit of their own once they
+ * pass TXN_FLUSH_BYTES, so that no commit outgrows a raft entry; *last_ts
+ * follows the newest flushed commit. */
+static int flush_if_large(struct txn_write *w,
+                          bool refresh_view,
+                          cairn_ts *last_ts,
+                          struct cairn_error *err)
+{
+    cairn_ts ts = 0;
+    int rc;
+
+    if (txn_write_staged_bytes(w) < TXN_FLUSH_BYTES) {
+        return 0;
+    }
+    rc = txn_write_flush(w, refresh_view, &ts, err);
+    if (rc == 0 && ts != 0) {
+        *last_ts = ts;
+    }
+    return rc;
+}
+
+/* Stages the result of an update. A result over the document size limit is
+ * refused as mongod does for updates (17419), not as an oversize insert. */
+static int put_updated(struct txn_write *w,
+                       uint64_t cid,
+                       const bson_t *doc,
+                       struct cairn_error *err)
+{
+    if (doc->len > TXN_MAX_DOC_SIZE) {
+        return cairn_error_mongo(err, CAIRN_ETOOBIG, 17419,
+                                 "Resulting document after update is larger than %d",
+                                 TXN_MAX_DOC_SIZE);
+    }
+    return txn_write_put(w, cid, doc, err);
+}
+
+/* ---- insert ------------------------------------------------------------- */
+
+static int cmd_insert(struct net_cmd *c)
+{
+    struct write_args a;
+    if (get_write_args(c, "documents", &a) != 0) {
+        return NET_CMD_ERROR;
+    }
+    const char *ns = a.ns;
+    struct repl_wc wc = a.wc;
+    bool ordered = a.ordered;
+    bson_t docs = a.stmts;
+
+    struct txn_write *w = NULL;
+    if (txn_write_begin(c->deps->txn, &w, &c->err) != 0) {
+        return NET_CMD_ERROR;
+    }
+    uint64_t cid = 0;
+    bool created = false;
+    if (txn_write_coll(w, ns, true, &cid, &created, &c->err) != 0) {
+        txn_write_abort(w);
+        return NET_CMD_ERROR;
+    }
+
+    bson_t werrs;
+    bson_init(&werrs);
+    uint32_t n_err = 0;
+    int64_t n = 0;
+    cairn_ts flushed_ts = 0;
+    bson_iter_t it;
+    bson_iter_init(&it, &docs);
+    for (int32_t idx = 0; bson_iter_next(&it); idx++) {
+        uint32_t len;
+        const uint8_t *data;
+        bson_iter_document(&it, &len, &data);
+        bson_t in;
+        struct cairn_error e;
+        cairn_error_clear(&e);
+        bson_t doc;
+        bool have_doc = false;
+        int rc;
+        if (!bson_init_static(&in, data, len)) {
+            rc = cairn_error_mongo(&e, CAIRN_EBADDOC, 2, "invalid BSON document");
+        } else if (len > TXN_MAX_DOC_SIZE) {
+            rc = cairn_error_mongo(&e, CAIRN_ETOOBIG, 10334,
+                                   "object to insert too large. size in bytes: %" PRIu32
+                                   ", max size: %d",
+                                   len, TXN_MAX_DOC_SIZE);
+        } else if ((rc = net_dc_prepare_doc(&in, &doc, &e)) == 0) {
+            have_doc = true;
+            rc = txn_write_insert(w, cid, &doc, &e);
+        }
+        if (rc == 0) {
+            n++;
+            /* Refresh the view: later duplicates must see flushed parts. */
+            if (flush_if_large(w, true, &flushed_ts, &c->err) != 0) {
+                if (have_doc) {
+                    bson_destroy(&doc);
+                }
+                txn_write_abort(w);
+                bson_destroy(&werrs);
+                return NET_CMD_ERROR;
+            }
+        } else {
+            bson_value_t id;
+            bool has_id = have_doc && doc_id(&doc, &id);
+            net_dc_append_write_error(&werrs, n_err++, idx, &e, has_id ? &id : NULL);
+        }
+        if (have_doc) {
+            bson_destroy(&doc);
+        }
+        if (rc != 0 && ordered) {
+            break;
+        }
+    }
+
+    cairn_ts ts = 0;
+    if (txn_write_commit(w, &ts, &c->err) != 0) {
+        bson_destroy(&werrs);
+        return NET_CMD_ERROR;
+    }
+    if (ts == 0) {
+        ts = flushed_ts;
+    }
+    append_count(&c->reply, "n", n);
+    if (n_err > 0) {
+        BSON_APPEND_ARRAY(&c->reply, "writeErrors", &werrs);
+    }
+    bson_destroy(&werrs);
+    return net_dc_finish_write(c, ts, &wc);
+}
+
+/* ---- update ------------------------------------------------------------- */
+
+struct upd_ctx
+{
+    struct txn_write *w;
+    uint64_t cid;
+    const struct qry_update *u;
+    bool multi;
+    int64_t now_ms;
+    int64_t matched;
+    int64_t modified;
+    cairn_ts flushed_ts;
+};
+
+static int upd_one(void *arg, const bson_t *doc, bool *stop, struct cairn_error *err)
+{
+    struct upd_ctx *x = arg;
+    bson_t out;
+    bool modified = false;
+    int rc = qry_update_apply(x->u, doc, false, x->now_ms, &out, &modified, err);
+    if (rc != 0) {
+        return rc;
+    }
+    if (modified) {
+        rc = put_updated(x->w, x->cid, &out, err);
+    }
+    bson_destroy(&out);
+    if (rc == 0 && modified) {
+        /* The view stays: the scan runs on it and visits each document once. */
+        rc = flush_if_large(x->w, false, &x->flushed_ts, err);
+    }
+    if (rc != 0) {
+        return rc;
+    }
+    x->matched++;
+    if (modified) {
+        x->modified++;
+    }
+    *stop = !x->multi;
+    return 0;
+}
+
+/* Builds and stages the document an upsert inserts; sets *id_doc to {_id: v}. */
+static int do_upsert(struct txn_write *w,
+                     uint64_t cid,
+                     const bson_t *q,
+                     const struct qry_update *u,
+                     int64_t now_ms,
+                     bson_t *final,
+                     struct cairn_error *err)
+{
+    bson_t seed;
+    int rc = qry_upsert_seed(q, &seed, err);
+    if (rc != 0) {
+        return rc;
+    }
+    bson_t applied;
+    bool modified = false;
+    rc = qry_update_apply(u, &seed, true, now_ms, &applied, &modified, err);
+    bson_destroy(&seed);
+    if (rc != 0) {
+        return rc;
+    }
+    rc = net_dc_prepare_doc(&applied, final, err);
+    bson_destroy(&applied);
+    if (rc != 0) {
+        return rc;
+    }
+    rc = txn_write_insert(w, cid, final, err);
+    if (rc != 0) {
+        bson_destroy(final);
+    }
+    return rc;
+}
+
+/* The parsed shape of one update statement. */
+struct upd_stmt
+{
+    /* Views into the command (bson_t is over-aligned: not kept in calloc'd arrays). */
+    const uint8_t *q_data;
+    uint32_t q_len;
+    const uint8_t *u_data;
+    uint32_t u_len;
+    bool u_is_pipeline;
+    bool upsert;
+    bool multi;
+    bool has_array_filters;
+    bool collation_simple;
+};
+
+static int parse_update_stmt(const bson_t *stmt, struct upd_stmt *s, struct cairn_error *err)
+{
+    bson_iter_t it;
+    memset(s, 0, sizeof *s);
+    s->collation_simple = true;
+    if (!bson_iter_init_find(&it, stmt, "q")) {
+        return missing_field(err, "update.updates", "q");
+    }
+    bson_t q;
+    if (net_dc_get_doc(stmt, "update.updates", "q", &q, err) != 0) {
+        return err->code;
+    }
+    s->q_data = bson_get_data(&q);
+    s->q_len = q.len;
+    if (!bson_iter_init_find(&it, stmt, "u")) {
+        return missing_field(err, "update.updates", "u");
+    }
+    uint32_t len;
+    const uint8_t *data;
+    if (BSON_ITER_HOLDS_DOCUMENT(&it)) {
+        bson_iter_document(&it, &len, &data);
+    } else if (BSON_ITER_HOLDS_ARRAY(&it)) {
+        bson_iter_array(&it, &len, &data);
+        s->u_is_pipeline = true;
+    } else {
+        return cairn_error_mongo(err, CAIRN_EINVAL, 14,
+                                 "BSON field 'update.updates.u' is the wrong type '%s', expected "
+                                 "types '[object, array]'",
+                                 qry_type_name(bson_iter_type(&it)));
+    }
+    bson_t u_doc;
+    if (!bson_init_static(&u_doc, data, len)) {
+        return cairn_error_mongo(err, CAIRN_EINVAL, 2, "update.updates.u is not valid BSON");
+    }
+    s->u_data = data;
+    s->u_len = len;
+    if (net_dc_get_bool(stmt, "update.updates", "upsert", &s->upsert, err) != 0 ||
+        net_dc_get_bool(stmt, "update.updates", "multi", &s->multi, err) != 0) {
+        return err->code;
+    }
+    if (bson_iter_init_find(&it, stmt, "arrayFilters")) {
+        if (!BSON_ITER_HOLDS_ARRAY(&it)) {
+            return cairn_error_mongo(err, CAIRN_EINVAL, 14,
+                                     "BSON field 'update.updates.arrayFilters' is the wrong type "
+                                     "'%s', expected type 'array'",
+                                     qry_type_name(bson_iter_type(&it)));
+        }
+        bson_iter_array(&it, &len, &data);
+        s->has_array_filters = len > 5;
+    }
+    bson_t coll;
+    bson_init(&coll);
+    if (net_dc_get_doc(stmt, "update.updates", "collation", &coll, err) != 0) {
+        return err->code;
+    }
+    s->collation_simple = net_dc_collation_is_simple(&coll);
+    return 0;
+}
+
+/* Runs one update statement in its own write. On success sets the counts,
+ * *upserted_doc (initialised only when *upserted) and *ts. *begin_failed
+ * tells that no write could be started (not primary). */
+static int run_update_stmt(struct net_cmd *c,
+                           const char *ns,
+                           const struct upd_stmt *s,
+                           int64_t *matched,
+                           int64_t *modified,
+                           bool *upserted,
+                           bson_t *upserted_doc,
+                           cairn_ts *ts,
+                           bool *begin_failed,
+                           struct cairn_error *err)
+{
+    *matched = 0;
+    *modified = 0;
+    *upserted = false;
+    *begin_failed = false;
+    if (s->u_is_pipeline) {
+        return cairn_error_mongo(err, CAIRN_EUNSUPPORTED, 238,
+                                 "pipeline-style updates are not supported yet");
+    }
+    if (s->has_array_filters) {
+        return cairn_error_mongo(err, CAIRN_EUNSUPPORTED, 238,
+                                 "arrayFilters are not supported yet");
+    }
+    if (!s->collation_simple) {
+        return net_dc_collation_unsupported(err);
+    }
+    bson_t q;
+    bson_t u_doc;
+    if (!bson_init_static(&q, s->q_data, s->q_len) ||
+        !bson_init_static(&u_doc, s->u_data, s->u_len)) {
+        return cairn_error_mongo(err, CAIRN_EINVAL, 2, "invalid BSON in update.updates");
+    }
+    struct qry_matcher *m = NULL;
+    struct qry_update *u = NULL;
+    int rc = qry_matcher_compile(&q, &m, err);
+    if (rc == 0) {
+        rc = qry_update_compile(&u_doc, &u, err);
+    }
+    if (rc == 0 && s->multi && qry_update_is_replacement(u)) {
+        rc = cairn_error_mongo(err, CAIRN_EINVAL, 9,
+                               "multi update is not supported for replacement-style update");
+    }
+    if (rc != 0) {
+        goto out;
+    }
+    struct txn_write *w = NULL;
+    rc = txn_write_begin(c->deps->txn, &w, err);
+    if (rc != 0) {
+        *begin_failed = true;
+        goto out;
+    }
+    uint64_t cid = 0;
+    bool created = false;
+    rc = txn_write_coll(w, ns, s->upsert, &cid, &created, err);
+    if (rc == CAIRN_ENOTFOUND && !s->upsert) {
+        cairn_error_clear(err);
+        txn_write_abort(w);
+        rc = 0;
+        goto out;
+    }
+    if (rc != 0) {
+        txn_write_abort(w);
+        goto out;
+    }
+    struct upd_ctx x = {w, cid, u, s->multi, cairn_wall_ms(), 0, 0, 0};
+    rc = for_each_match(w, cid, created, m, upd_one, &x, err);
+    if (rc == 0 && x.matched == 0 && s->upsert) {
+        rc = do_upsert(w, cid, &q, u, x.now_ms, upserted_doc, err);
+        if (rc == 0) {
+            *upserted = true;
+        }
+    }
+    if (rc != 0) {
+        txn_write_abort(w);
+        goto out;
+    }
+    rc = txn_write_commit(w, ts, err);
+    if (rc == 0 && *ts == 0) {
+        *ts = x.flushed_ts;
+    }
+    if (rc != 0) {
+        if (*upserted) {
+            bson_destroy(upserted_doc);
+            *upserted = false;
+        }
+        goto out;
+    }
+    *matched = x.matched;
+    *modified = x.modified;
+out:
+    if (u != NULL) {
+        qry_update_free(u);
+    }
+    if (m != NULL) {
+        qry_matcher_free(m);
+    }
+    return rc;
+}
+
+/* What a failed statement of an update/delete command does to the batch,
+ * as mongod: a write that could not even start on the first statement is
+ * a top-level error; otherwise the failure is a writeError at its index,
+ * and the batch stops when ordered or when no write can start. */
+enum stmt_outcome { STMT_TOP_ERROR, STMT_STOP, STMT_CONTINUE };
+
+static enum stmt_outcome stmt_failed(struct net_cmd *c,
+                                     bson_t *werrs,
+                                     uint32_t *n_err,
+                                     uint32_t i,
+                                     const struct cairn_error *e,
+                                     bool begin_failed,
+                                     bool ordered)
+{
+    if (begin_failed && i == 0) {
+        c->err = *e;
+        return STMT_TOP_ERROR;
+    }
+    net_dc_append_write_error(werrs, (*n_err)++, (int32_t)i, e, NULL);
+    return ordered || begin_failed ? STMT_STOP : STMT_CONTINUE;
+}
+
+static int cmd_update(struct net_cmd *c)
+{
+    struct write_args a;
+    if (get_write_args(c, "updates", &a) != 0) {
+        return NET_CMD_ERROR;
+    }
+    const char *ns = a.ns;
+    struct repl_wc wc = a.wc;
+    bool ordered = a.ordered;
+    bson_t stmts = a.stmts;
+    uint32_t count = a.count;
+    struct upd_stmt *parsed = calloc(count, sizeof *parsed);
+    if (parsed == NULL) {
+        cairn_error_setf(&c->err, CAIRN_ENOMEM, "out of memory");
+        return NET_CMD_ERROR;
+    }
+    bson_iter_t it;
+    bson_iter_init(&it, &stmts);
+    for (uint32_t i = 0; i < count && bson_iter_next(&it); i++) {
+        uint32_t len;
+        const uint8_t *data;
+        bson_t stmt;
+        bson_iter_document(&it, &len, &data);
+        if (!bson_init_static(&stmt, data, len)) {
+            cairn_error_mongo(&c->err, CAIRN_EINVAL, 2, "invalid BSON in update.updates");
+            free(parsed);
+            return NET_CMD_ERROR;
+        }
+        if (parse_update_stmt(&stmt, &parsed[i], &c->err) != 0) {
+            free(parsed);
+            return NET_CMD_ERROR;
+        }
+    }
+
+    int64_t n = 0;
+    int64_t n_modified = 0;
+    bson_t werrs;
+    bson_t upserts;
+    bson_init(&werrs);
+    bson_init(&upserts);
+    uint32_t n_err = 0;
+    uint32_t n_ups = 0;
+    cairn_ts last_ts = 0;
+    int result = NET_CMD_DONE;
+    for (uint32_t i = 0; i < count; i++) {
+        int64_t matched = 0;
+        int64_t modified = 0;
+        bool upserted = false;
+        bool begin_failed = false;
+        bson_t up_doc;
+        cairn_ts ts = 0;
+        struct cairn_error e;
+        cairn_error_clear(&e);
+        int rc = run_update_stmt(c, ns, &parsed[i], &matched, &modified, &upserted, &up_doc, &ts,
+                                 &begin_failed, &e);
+        if (rc != 0) {
+            enum stmt_outcome o = stmt_failed(c, &werrs, &n_err, i, &e, begin_failed, ordered);
+            if (o == STMT_TOP_ERROR) {
+                result = NET_CMD_ERROR;
+            }
+            if (o != STMT_CONTINUE) {
+                break;
+            }
+            continue;
+        }
+        if (ts != 0) {
+            last_ts = ts;
+        }
+        n += matched;
+        n_modified += modified;
+        if (upserted) {
+            n++;
+            char key[16];
+            const char *k;
+            bson_uint32_to_string(n_ups++, &k, key, sizeof key);
+            bson_t entry;
+            bson_append_document_begin(&upserts, k, -1, &entry);
+            BSON_APPEND_INT32(&entry, "index", (int32_t)i);
+            bson_value_t id;
+            if (doc_id(&up_doc, &id)) {
+                BSON_APPEND_VALUE(&entry, "_id", &id);
+            }
+            bson_append_document_end(&upserts, &entry);
+            bson_destroy(&up_doc);
+        }
+    }
+    free(parsed);
+    if (result == NET_CMD_DONE) {
+        append_count(&c->reply, "n", n);
+        append_count(&c->reply, "nModified", n_modified);
+        if (n_ups > 0) {
+            BSON_APPEND_ARRAY(&c->reply, "upserted", &upserts);
+        }
+        if (n_err > 0) {
+            BSON_APPEND_ARRAY(&c->reply, "writeErrors", &werrs);
+        }
+    }
+    bson_destroy(&werrs);
+    bson_destroy(&upserts);
+    if (result != NET_CMD_DONE) {
+        return result;
+    }
+    return net_dc_finish_write(c, last_ts, &wc);
+}
+
+/* ---- delete ------------------------------------------------------------- */
+
+struct del_ctx
+{
+    struct txn_write *w;
+    uint64_t cid;
+    bool multi;
+    int64_t n;
+    cairn_ts flushed_ts;
+};
+
+static int del_one(void *arg, const bson_t *doc, bool *stop, struct cairn_error *err)
+{
+    struct del_ctx *x = arg;
+    bson_value_t id;
+    if (!doc_id(doc, &id)) {
+        return cairn_error_mongo(err, CAIRN_ECORRUPT, 1, "stored document has no _id");
+    }
+    int rc = txn_write_delete(x->w, x->cid, &id, err);
+    if (rc == 0) {
+        rc = flush_if_large(x->w, false, &x->flushed_ts, err);
+    }
+    if (rc != 0) {
+        return rc;
+    }
+    x->n++;
+    *stop = !x->multi;
+    return 0;
+}
+
+struct del_stmt
+{
+    const uint8_t *q_data; /* view into the command */
+    uint32_t q_len;
+    bool multi;
+    bool collation_simple;
+};
+
+static int run_delete_stmt(struct net_cmd *c,
+                           const char *ns,
+                           const struct del_stmt *s,
+                           int64_t *n,
+                           cairn_ts *ts,
+                           bool *begin_failed,
+                           struct cairn_error *err)
+{
+    *n = 0;
+    *begin_failed = false;
+    if (!s->collation_simple) {
+        return net_dc_collation_unsupported(err);
+    }
+    bson_t q;
+    if (!bson_init_static(&q, s->q_data, s->q_len)) {
+        return cairn_error_mongo(err, CAIRN_EINVAL, 2, "invalid BSON in delete.deletes");
+    }
+    struct qry_matcher *m = NULL;
+    int rc = qry_matcher_compile(&q, &m, err);
+    if (rc != 0) {
+        return rc;
+    }
+    struct txn_write *w = NULL;
+    rc = txn_write_begin(c->deps->txn, &w, err);
+    if (rc != 0) {
+        *begin_failed = true;
+        qry_matcher_free(m);
+        return rc;
+    }
+    uint64_t cid = 0;
+    bool created = false;
+    rc = txn_write_coll(w, ns, false, &cid, &created, err);
+    if (rc == CAIRN_ENOTFOUND) {
+        cairn_error_clear(err);
+        txn_write_abort(w);
+        qry_matcher_free(m);
+        return 0;
+    }
+    cairn_ts flushed_ts = 0;
+    if (rc == 0) {
+        struct del_ctx x = {w, cid, s->multi, 0, 0};
+        rc = for_each_match(w, cid, created, m, del_one, &x, err);
+        *n = x.n;
+        flushed_ts = x.flushed_ts;
+    }
+    qry_matcher_free(m);
+    if (rc != 0) {
+        txn_write_abort(w);
+        *n = 0;
+        return rc;
+    }
+    rc = txn_write_commit(w, ts, err);
+    if (rc != 0) {
+        *n = 0;
+    } else if (*ts == 0) {
+        *ts = flushed_ts;
+    }
+    return rc;
+}
+
+static int cmd_delete(struct net_cmd *c)
+{
+    struct write_args a;
+    if (get_write_args(c, "deletes", &a) != 0) {
+        return NET_CMD_ERROR;
+    }
+    const char *ns = a.ns;
+    struct repl_wc wc = a.wc;
+    bool ordered = a.ordered;
+    bson_t stmts = a.stmts;
+    uint32_t count = a.count;
+    struct del_stmt *parsed = calloc(count, sizeof *parsed);
+    if (parsed == NULL) {
+        cairn_error_setf(&c->err, CAIRN_ENOMEM, "out of memory");
+        return NET_CMD_ERROR;
+    }
+    bson_iter_t it;
+    bson_iter_init(&it, &stmts);
+    for (uint32_t i = 0; i < count && bson_iter_next(&it); i++) {
+        uint32_t len;
+        const uint8_t *data;
+        bson_t stmt;
+        bson_iter_document(&it, &len, &data);
+        bson_iter_t f;
+        int rc = 0;
+        int64_t limit = 0;
+        bson_t q;
+        bson_t coll;
+        bson_init(&coll);
+        if (!bson_init_static(&stmt, data, len)) {
+            rc = cairn_error_mongo(&c->err, CAIRN_EINVAL, 2, "invalid BSON in delete.deletes");
+        } else if (!bson_iter_init_find(&f, &stmt, "q")) {
+            rc = missing_field(&c->err, "delete.deletes", "q");
+        } else if (!bson_iter_init_find(&f, &stmt, "limit")) {
+            rc = missing_field(&c->err, "delete.deletes", "limit");
+        } else if (net_dc_get_doc(&stmt, "delete.deletes", "q", &q, &c->err) != 0 ||
+                   net_dc_get_int64(&stmt, "delete.deletes", "limit", &limit, &c->err) != 0 ||
+                   net_dc_get_doc(&stmt, "delete.deletes", "collation", &coll, &c->err) != 0) {
+            rc = c->err.code ? c->err.code : CAIRN_EINVAL;
+        } else if (limit != 0 && limit != 1) {
+            rc = cairn_error_mongo(&c->err, CAIRN_EINVAL, 9,
+                                   "The limit field in delete objects must be 0 or 1. Got %" PRId64,
+                                   limit);
+        }
+        if (rc != 0) {
+            free(parsed);
+            return NET_CMD_ERROR;
+        }
+        parsed[i].q_data = bson_get_data(&q);
+        parsed[i].q_len = q.len;
+        parsed[i].multi = limit == 0;
+        parsed[i].collation_simple = net_dc_collation_is_simple(&coll);
+    }
+
+    int64_t n = 0;
+    bson_t werrs;
+    bson_init(&werrs);
+    uint32_t n_err = 0;
+    cairn_ts last_ts = 0;
+    int result = NET_CMD_DONE;
+    for (uint32_t i = 0; i < count; i++) {
+        int64_t deleted = 0;
+        bool begin_failed = false;
+        cairn_ts ts = 0;
+        struct cairn_error e;
+        cairn_error_clear(&e);
+        int rc = run_delete_stmt(c, ns, &parsed[i], &deleted, &ts, &begin_failed, &e);
+        if (rc != 0) {
+            enum stmt_outcome o = stmt_failed(c, &werrs, &n_err, i, &e, begin_failed, ordered);
+            if (o == STMT_TOP_ERROR) {
+                result = NET_CMD_ERROR;
+            }
+            if (o != STMT_CONTINUE) {
+                break;
+            }
+            continue;
+        }
+        if (ts != 0) {
+            last_ts = ts;
+        }
+        n += deleted;
+    }
+    free(parsed);
+    if (result == NET_CMD_DONE) {
+        append_count(&c->reply, "n", n);
+        if (n_err > 0) {
+            BSON_APPEND_ARRAY(&c->reply, "writeErrors", &werrs);
+        }
+    }
+    bson_destroy(&werrs);
+    if (result != NET_CMD_DONE) {
+        return result;
+    }
+    return net_dc_finish_write(c, last_ts, &wc);
+}
+
+/* ---- findAndModify ------------------------------------------------------ */
+
+struct fam_ctx
+{
+    const struct qry_sort *sort;
+    bson_t best;
+    bool found;
+};
+
+static int fam_pick(void *arg, const bson_t *doc, bool *stop, struct cairn_error *err)
+{
+    struct fam_ctx *x = arg;
+    if (!x->found) {
+        bson_copy_to(doc, &x->best);
+        x->found = true;
+    } else if (x->sort != NULL && qry_sort_cmp(x->sort, doc, &x->best) < 0) {
+        bson_destroy(&x->best);
+        bson_copy_to(doc, &x->best);
+    }
+    *stop = x->sort == NULL;
+    return 0;
+}
+
+static int fam_value(struct net_cmd *c, const struct qry_projection *proj, const bson_t *doc)
+{
+    if (doc == NULL) {
+        BSON_APPEND_NULL(&c->reply, "value");
+        return 0;
+    }
+    if (proj == NULL) {
+        BSON_APPEND_DOCUMENT(&c->reply, "value", doc);
+        return 0;
+    }
+    bson_t out;
+    if (qry_projection_apply(proj, doc, &out, &c->err) != 0) {
+        return c->err.code;
+    }
+    BSON_APPEND_DOCUMENT(&c->reply, "value", &out);
+    bson_destroy(&out);
+    return 0;
+}
+
+static int cmd_find_and_modify(struct net_cmd *c)
+{
+    char ns[NS_BUF];
+    if (net_cmd_namespace(c, ns, sizeof ns) != 0) {
+        return NET_CMD_ERROR;
+    }
+    struct repl_wc wc;
+    if (net_parse_write_concern(c->body, &wc, &c->err) != 0) {
+        return NET_CMD_ERROR;
+    }
+    bson_t query = BSON_INITIALIZER;
+    bson_t sort_spec = BSON_INITIALIZER;
+    bson_t fields = BSON_INITIALIZER;
+    bson_t collation = BSON_INITIALIZER;
+    bool remove = false;
+    bool want_new = false;
+    bool upsert = false;
+    if (net_get_doc(c, "query", &query) != 0 || net_get_doc(c, "sort", &sort_spec) != 0 ||
+        net_get_doc(c, "fields", &fields) != 0 || net_get_doc(c, "collation", &collation) != 0 ||
+        net_get_bool(c, "remove", &remove) != 0 || net_get_bool(c, "new", &want_new) != 0 ||
+        net_get_bool(c, "upsert", &upsert) != 0) {
+        return NET_CMD_ERROR;
+    }
+    bson_iter_t it;
+    bool has_update = bson_iter_init_find(&it, c->body, "update");
+    bson_t update_doc = BSON_INITIALIZER;
+    if (has_update) {
+        if (BSON_ITER_HOLDS_ARRAY(&it)) {
+            cairn_error_mongo(&c->err, CAIRN_EUNSUPPORTED, 238,
+                              "pipeline-style updates are not supported yet");
+            return NET_CMD_ERROR;
+        }
+        if (net_get_doc(c, "update", &update_doc) != 0) {
+            return NET_CMD_ERROR;
+        }
+    }
+    if (has_update && remove) {
+        cairn_error_mongo(&c->err, CAIRN_EINVAL, 9,
+                          "Cannot specify both an update and remove=true");
+        return NET_CMD_ERROR;
+    }
+    if (!has_update && !remove) {
+        cairn_error_mongo(&c->err, CAIRN_EINVAL, 9,
+                          "Either an update or remove=true must be specified");
+        return NET_CMD_ERROR;
+    }
+    if (remove && upsert) {
+        cairn_error_mongo(&c->err, CAIRN_EINVAL, 9,
+                          "Cannot specify both upsert=true and remove=true");
+        return NET_CMD_ERROR;
+    }
+    if (remove && want_new) {
+        cairn_error_mongo(&c->err, CAIRN_EINVAL, 9,
+                          "Cannot specify both new=true and remove=true; 'remove' always returns "
+                          "the deleted document");
+        return NET_CMD_ERROR;
+    }
+    if (bson_iter_init_find(&it, c->body, "arrayFilters") && BSON_ITER_HOLDS_ARRAY(&it)) {
+        uint32_t len;
+        const uint8_t *data;
+        bson_iter_array(&it, &len, &data);
+        if (len > 5) {
+            cairn_error_mongo(&c->err, CAIRN_EUNSUPPORTED, 238,
+                              "arrayFilters are not supported yet");
+            return NET_CMD_ERROR;
+        }
+    }
+    if (!net_dc_collation_is_simple(&collation)) {
+        net_dc_collation_unsupported(&c->err);
+        return NET_CMD_ERROR;
+    }
+
+    struct qry_matcher *m = NULL;
+    struct qry_sort *sort = NULL;
+    struct qry_projection *proj = NULL;
+    struct qry_update *u = NULL;
+    struct txn_write *w = NULL;
+    struct fam_ctx x = {NULL, BSON_INITIALIZER, false};
+    bson_t newdoc;
+    bool have_new = false;
+    int rc = qry_matcher_compile(&query, &m, &c->err);
+    if (rc == 0 && !bson_empty(&sort_spec)) {
+        rc = qry_sort_compile(&sort_spec, &sort, &c->err);
+    }
+    if (rc == 0 && !bson_empty(&fields)) {
+        rc = qry_projection_compile(&fields, &proj, &c->err);
+    }
+    if (rc == 0 && has_update) {
+        rc = qry_update_compile(&update_doc, &u, &c->err);
+    }
+    if (rc != 0) {
+        goto fail;
+    }
+    rc = txn_write_begin(c->deps->txn, &w, &c->err);
+    if (rc != 0) {
+        goto fail;
+    }
+    uint64_t cid = 0;
+    bool created = false;
+    bool missing = false;
+    rc = txn_write_coll(w, ns, upsert, &cid, &created, &c->err);
+    if (rc == CAIRN_ENOTFOUND && !upsert) {
+        cairn_error_clear(&c->err);
+        missing = true;
+        rc = 0;
+    }
+    if (rc != 0) {
+        goto fail;
+    }
+    x.sort = sort;
+    if (!missing) {
+        rc = for_each_match(w, cid, created, m, fam_pick, &x, &c->err);
+        if (rc != 0) {
+            goto fail;
+        }
+    }
+    int64_t now = cairn_wall_ms();
+    bool upserted = false;
+    bool modified = false;
+    if (x.found && remove) {
+        bson_value_t id;
+        if (!doc_id(&x.best, &id)) {
+            rc = cairn_error_mongo(&c->err, CAIRN_ECORRUPT, 1, "stored document has no _id");
+            goto fail;
+        }
+        rc = txn_write_delete(w, cid, &id, &c->err);
+    } else if (x.found) {
+        rc = qry_update_apply(u, &x.best, false, now, &newdoc, &modified, &c->err);
+        if (rc == 0) {
+            have_new = true;
+            if (modified) {
+                rc = put_updated(w, cid, &newdoc, &c->err);
+            }
+        }
+    } else if (upsert) {
+        rc = do_upsert(w, cid, &query, u, now, &newdoc, &c->err);
+        if (rc == 0) {
+            have_new = true;
+            upserted = true;
+        }
+    }
+    if (rc != 0) {
+        goto fail;
+    }
+    cairn_ts ts = 0;
+    rc = txn_write_commit(w, &ts, &c->err);
+    w = NULL;
+    if (rc != 0) {
+        goto fail;
+    }
+
+    bson_t leo;
+    BSON_APPEND_DOCUMENT_BEGIN(&c->reply, "lastErrorObject", &leo);
+    BSON_APPEND_INT32(&leo, "n", (x.found || upserted) ? 1 : 0);
+    if (!remove) {
+        BSON_APPEND_BOOL(&leo, "updatedExisting", x.found);
+        bson_value_t id;
+        if (upserted && doc_id(&newdoc, &id)) {
+            BSON_APPEND_VALUE(&leo, "upserted", &id);
+        }
+    }
+    bson_append_document_end(&c->reply, &leo);
+    const bson_t *value = NULL;
+    if (remove) {
+        value = x.found ? &x.best : NULL;
+    } else if (want_new) {
+        value = have_new ? &newdoc : NULL;
+    } else {
+        value = x.found ? &x.best : NULL;
+    }
+    rc = fam_value(c, proj, value);
+    if (rc != 0) {
+        /* The write is committed; report the projection error anyway. */
+        goto fail;
+    }
+    if (have_new) {
+        bson_destroy(&newdoc);
+    }
+    if (x.found) {
+        bson_destroy(&x.best);
+    }
+    qry_matcher_free(m);
+    if (sort != NULL) {
+        qry_sort_free(sort);
+    }
+    if (proj != NULL) {
+        qry_projection_free(proj);
+    }
+    if (u != NULL) {
+        qry_update_free(u);
+    }
+    return net_dc_finish_write(c, ts, &wc);
+
+fail:
+    if (w != NULL) {
+        txn_write_abort(w);
+    }
+    if (have_new) {
+        bson_destroy(&newdoc);
+    }
+    if (x.found) {
+        bson_destroy(&x.best);
+    }
+    if (m != NULL) {
+        qry_matcher_free(m);
+    }
+    if (sort != NULL) {
+        qry_sort_free(sort);
+    }
+    if (proj != NULL) {
+        qry_projection_free(proj);
+    }
+    if (u != NULL) {
+        qry_update_free(u);
+    }
+    return NET_CMD_ERROR;
+}
+
+const struct net_cmd_def net_cmds_crud[] = {
+    {"insert", cmd_insert, NET_CMD_F_WRITE | NET_CMD_F_NEEDS_CONFIG},
+    {"update", cmd_update, NET_CMD_F_WRITE | NET_CMD_F_NEEDS_CONFIG},
+    {"delete", cmd_delete, NET_CMD_F_WRITE | NET_CMD_F_NEEDS_CONFIG},
+    {"findAndModify", cmd_find_and_modify, NET_CMD_F_WRITE | NET_CMD_F_NEEDS_CONFIG},
+    {"findandmodify", cmd_find_and_modify, NET_CMD_F_WRITE | NET_CMD_F_NEEDS_CONFIG},
+    {NULL, NULL, 0},
+};

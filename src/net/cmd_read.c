@@ -1,0 +1,995 @@
+/*
+ * cmd_read.c: the read commands find, getMore, killCursors, count, distinct
+ * and aggregate. Reads run on a txn_read at the requested read concern;
+ * unsorted finds stream through a cursor that keeps the read and scan open
+ * across getMore calls, sorted finds and aggregates materialise their
+ * results into the cursor.
+ */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "net/cursor.h"
+#include "net/net_int.h"
+#include "txn/txn.h"
+
+#define NS_BUF 512
+
+/* Memory a blocking sort may use (mongod's internalQueryMaxBlockingSortMemoryUsageBytes). */
+#define SORT_MAX_BYTES (100u * 1024u * 1024u)
+
+/* Distinct results must fit in one document. */
+#define DISTINCT_MAX_BYTES (16u * 1024u * 1024u)
+
+static int missing_field(struct cairn_error *err, const char *cmd, const char *field)
+{
+    return cairn_error_mongo(err, CAIRN_EINVAL, 40414,
+                             "BSON field '%s.%s' is missing but a required field", cmd, field);
+}
+
+static void append_count(bson_t *b, const char *key, int64_t n)
+{
+    if (n <= INT32_MAX) {
+        bson_append_int32(b, key, -1, (int32_t)n);
+    } else {
+        bson_append_int64(b, key, -1, n);
+    }
+}
+
+/* Starts the read of a command honouring its readConcern; sets the
+ * operation time of the reply. */
+static int begin_read(struct net_cmd *c, struct txn_read **rd)
+{
+    int level = TXN_READ_LOCAL;
+    if (net_parse_read_concern(c->body, &level, &c->err) != 0) {
+        return NET_CMD_ERROR;
+    }
+    if (txn_read_begin(c->deps->txn, level, rd, &c->err) != 0) {
+        return NET_CMD_ERROR;
+    }
+    c->operation_time = txn_read_ts(*rd);
+    return 0;
+}
+
+/* Replies with an empty, closed cursor. */
+static int reply_empty_cursor(struct net_cmd *c, const char *ns)
+{
+    struct net_cursor *cur = net_cursor_new(ns);
+    if (cur == NULL) {
+        cairn_error_setf(&c->err, CAIRN_ENOMEM, "out of memory");
+        return NET_CMD_ERROR;
+    }
+    cur->exhausted = true;
+    return net_dc_reply_cursor(c, cur, 0, true);
+}
+
+/* ---- Matching sources --------------------------------------------------- */
+
+/* Collected documents (owned copies). */
+struct doc_vec
+{
+    bson_t **docs;
+    size_t n;
+    size_t cap;
+    size_t bytes;
+    size_t max_bytes; /* 0 = unlimited */
+    int64_t max_docs; /* stop after this many; -1 = unlimited */
+    int64_t skip;     /* documents to drop first */
+};
+
+static void doc_vec_free(struct doc_vec *v)
+{
+    for (size_t i = 0; i < v->n; i++) {
+        if (v->docs[i] != NULL) {
+            bson_destroy(v->docs[i]);
+        }
+    }
+    free(v->docs);
+    v->docs = NULL;
+    v->n = v->cap = 0;
+}
+
+static int collect(void *arg, const bson_t *doc, struct cairn_error *err)
+{
+    struct doc_vec *v = arg;
+    if (v->skip > 0) {
+        v->skip--;
+        return 0;
+    }
+    if (v->max_docs >= 0 && (int64_t)v->n >= v->max_docs) {
+        return 1;
+    }
+    if (v->max_bytes != 0 && v->bytes + doc->len > v->max_bytes) {
+        cairn_error_mongo(err, CAIRN_ENOMEM, 292,
+                          "Executor error during find command :: caused by :: Sort exceeded "
+                          "memory limit of %zu bytes, but did not opt in to external sorting.",
+                          v->max_bytes);
+        return -1;
+    }
+    if (v->n == v->cap) {
+        size_t cap = v->cap ? v->cap * 2 : 64;
+        bson_t **d = realloc(v->docs, cap * sizeof *d);
+        if (d == NULL) {
+            cairn_error_setf(err, CAIRN_ENOMEM, "out of memory");
+            return -1;
+        }
+        v->docs = d;
+        v->cap = cap;
+    }
+    v->docs[v->n] = bson_copy(doc);
+    if (v->docs[v->n] == NULL) {
+        cairn_error_setf(err, CAIRN_ENOMEM, "out of memory");
+        return -1;
+    }
+    v->n++;
+    v->bytes += doc->len;
+    return 0;
+}
+
+/* Stable merge sort of documents by a sort spec. */
+static void merge_sort(bson_t **a, bson_t **tmp, size_t n, const struct qry_sort *s)
+{
+    if (n < 2) {
+        return;
+    }
+    size_t mid = n / 2;
+    merge_sort(a, tmp, mid, s);
+    merge_sort(a + mid, tmp, n - mid, s);
+    size_t i = 0;
+    size_t j = mid;
+    size_t k = 0;
+    while (i < mid && j < n) {
+        if (qry_sort_cmp(s, a[j], a[i]) < 0) {
+            tmp[k++] = a[j++];
+        } else {
+            tmp[k++] = a[i++];
+        }
+    }
+    while (i < mid) {
+        tmp[k++] = a[i++];
+    }
+    while (j < n) {
+        tmp[k++] = a[j++];
+    }
+    memcpy(a, tmp, n * sizeof *a);
+}
+
+/* ---- find --------------------------------------------------------------- */
+
+static void free_query(struct qry_matcher *m, struct qry_projection *p, struct qry_sort *s)
+{
+    if (m != NULL) {
+        qry_matcher_free(m);
+    }
+    if (p != NULL) {
+        qry_projection_free(p);
+    }
+    if (s != NULL) {
+        qry_sort_free(s);
+    }
+}
+
+static int cmd_find(struct net_cmd *c)
+{
+    char ns[NS_BUF];
+    if (net_cmd_namespace(c, ns, sizeof ns) != 0) {
+        return NET_CMD_ERROR;
+    }
+    bson_t filter = BSON_INITIALIZER;
+    bson_t projection = BSON_INITIALIZER;
+    bson_t sort_spec = BSON_INITIALIZER;
+    bson_t collation = BSON_INITIALIZER;
+    int64_t skip = 0;
+    int64_t limit = 0;
+    int64_t batch = NET_DEFAULT_BATCH;
+    bool single_batch = false;
+    bool tailable = false;
+    bool await_data = false;
+    bool allow_disk_use = false;
+    bool ignored = false;
+    if (net_get_doc(c, "filter", &filter) != 0 || net_get_doc(c, "projection", &projection) != 0 ||
+        net_get_doc(c, "sort", &sort_spec) != 0 || net_get_doc(c, "collation", &collation) != 0 ||
+        net_get_int64(c, "skip", &skip) != 0 || net_get_int64(c, "limit", &limit) != 0 ||
+        net_get_int64(c, "batchSize", &batch) != 0 ||
+        net_get_bool(c, "singleBatch", &single_batch) != 0 ||
+        net_get_bool(c, "tailable", &tailable) != 0 ||
+        net_get_bool(c, "awaitData", &await_data) != 0 ||
+        net_get_bool(c, "allowDiskUse", &allow_disk_use) != 0 ||
+        net_get_bool(c, "noCursorTimeout", &ignored) != 0) {
+        return NET_CMD_ERROR;
+    }
+    if (tailable || await_data) {
+        cairn_error_mongo(&c->err, CAIRN_EINVAL, 2,
+                          "error processing query: %s tailable cursor requested on non capped "
+                          "collection",
+                          ns);
+        return NET_CMD_ERROR;
+    }
+    if (!net_dc_collation_is_simple(&collation)) {
+        net_dc_collation_unsupported(&c->err);
+        return NET_CMD_ERROR;
+    }
+    if (skip < 0) {
+        cairn_error_mongo(&c->err, CAIRN_EINVAL, 2,
+                          "Skip value must be non-negative, but received: %" PRId64, skip);
+        return NET_CMD_ERROR;
+    }
+    if (batch < 0) {
+        cairn_error_mongo(&c->err, CAIRN_EINVAL, 2,
+                          "BatchSize value must be non-negative, but received: %" PRId64, batch);
+        return NET_CMD_ERROR;
+    }
+    if (limit < 0) {
+        if (limit == INT64_MIN) {
+            cairn_error_mongo(&c->err, CAIRN_EINVAL, 2, "limit value is out of range");
+            return NET_CMD_ERROR;
+        }
+        limit = -limit;
+        single_batch = true;
+    }
+    if (limit > 0 && limit < batch) {
+        batch = limit;
+    }
+
+    struct qry_matcher *m = NULL;
+    struct qry_projection *proj = NULL;
+    struct qry_sort *sort = NULL;
+    struct txn_read *rd = NULL;
+    struct net_cursor *cur = NULL;
+    struct doc_vec v = {NULL, 0, 0, 0, 0, -1, 0};
+    int rc = qry_matcher_compile(&filter, &m, &c->err);
+    if (rc == 0 && !bson_empty(&projection)) {
+        rc = qry_projection_compile(&projection, &proj, &c->err);
+    }
+    if (rc == 0 && !bson_empty(&sort_spec)) {
+        rc = qry_sort_compile(&sort_spec, &sort, &c->err);
+    }
+    if (rc != 0 || begin_read(c, &rd) != 0) {
+        goto fail;
+    }
+    uint64_t cid = 0;
+    if (txn_read_coll(rd, ns, &cid) != 0) {
+        txn_read_end(rd);
+        free_query(m, proj, sort);
+        return reply_empty_cursor(c, ns);
+    }
+    cur = net_cursor_new(ns);
+    if (cur == NULL) {
+        cairn_error_setf(&c->err, CAIRN_ENOMEM, "out of memory");
+        goto fail;
+    }
+    cur->coll_id = cid;
+    bson_value_t id;
+    if (sort != NULL || qry_matcher_id_equality(m, &id)) {
+        /* Materialise: the point lookup, or all matches to sort. */
+        v.max_bytes = (sort != NULL && !allow_disk_use) ? SORT_MAX_BYTES : 0;
+        if (sort == NULL) {
+            v.skip = skip;
+            v.max_docs = limit > 0 ? limit : -1;
+        }
+        if (net_dc_visit_matches(rd, cid, m, collect, &v, &c->err) != 0) {
+            goto fail;
+        }
+        txn_read_end(rd);
+        rd = NULL;
+        size_t first = 0;
+        size_t end = v.n;
+        if (sort != NULL) {
+            bson_t **tmp = malloc((v.n ? v.n : 1) * sizeof *tmp);
+            if (tmp == NULL) {
+                cairn_error_setf(&c->err, CAIRN_ENOMEM, "out of memory");
+                goto fail;
+            }
+            merge_sort(v.docs, tmp, v.n, sort);
+            free(tmp);
+            first = (size_t)skip < v.n ? (size_t)skip : v.n;
+            if (limit > 0 && (uint64_t)limit < end - first) {
+                end = first + (size_t)limit;
+            }
+        }
+        size_t out_n = 0;
+        for (size_t i = 0; i < v.n; i++) {
+            bson_t *d = v.docs[i];
+            v.docs[i] = NULL;
+            if (i < first || i >= end) {
+                bson_destroy(d);
+                continue;
+            }
+            if (proj != NULL) {
+                bson_t p;
+                int prc = qry_projection_apply(proj, d, &p, &c->err);
+                bson_destroy(d);
+                if (prc != 0) {
+                    goto fail;
+                }
+                d = bson_copy(&p);
+                bson_destroy(&p);
+                if (d == NULL) {
+                    cairn_error_setf(&c->err, CAIRN_ENOMEM, "out of memory");
+                    goto fail;
+                }
+            }
+            v.docs[out_n++] = d;
+        }
+        net_cursor_set_docs(cur, v.docs, out_n);
+        v.docs = NULL;
+        v.n = 0;
+    } else {
+        /* Stream: the cursor owns the read, scan, matcher and projection. */
+        if (txn_scan_open(rd, cid, &cur->sc, &c->err) != 0) {
+            goto fail;
+        }
+        cur->rd = rd;
+        rd = NULL;
+        cur->matcher = m;
+        cur->proj = proj;
+        m = NULL;
+        proj = NULL;
+        cur->skip = skip;
+        cur->limit_left = limit > 0 ? limit : -1;
+    }
+    free_query(m, proj, sort);
+    return net_dc_reply_cursor(c, cur, batch, single_batch);
+
+fail:
+    doc_vec_free(&v);
+    net_cursor_free(cur);
+    if (rd != NULL) {
+        txn_read_end(rd);
+    }
+    free_query(m, proj, sort);
+    return NET_CMD_ERROR;
+}
+
+/* ---- getMore / killCursors ---------------------------------------------- */
+
+/* A cursor over a collection that has since been dropped (or dropped and
+ * created again) is killed: mongod answers the next getMore with
+ * QueryPlanKilled rather than documents of a collection that is gone. */
+static int check_cursor_collection(struct net_cmd *c, const struct net_cursor *cur)
+{
+    if (cur->coll_id == 0) {
+        return 0;
+    }
+    struct txn_read *rd = NULL;
+    if (txn_read_begin(c->deps->txn, TXN_READ_LOCAL, &rd, &c->err) != 0) {
+        return NET_CMD_ERROR;
+    }
+    uint64_t cid = 0;
+    bool same = txn_read_coll(rd, cur->ns, &cid) == 0 && cid == cur->coll_id;
+    txn_read_end(rd);
+    if (!same) {
+        return cairn_error_mongo(&c->err, CAIRN_ENOTFOUND, 175,
+                                 "Executor error during getMore :: caused by :: collection "
+                                 "dropped. UUID changed or collection '%s' no longer exists",
+                                 cur->ns);
+    }
+    return 0;
+}
+
+static int cmd_get_more(struct net_cmd *c)
+{
+    bson_iter_t it;
+    if (!bson_iter_init_find(&it, c->body, "getMore") || !BSON_ITER_HOLDS_INT64(&it)) {
+        cairn_error_mongo(&c->err, CAIRN_EINVAL, 14,
+                          "BSON field 'getMore.getMore' is the wrong type '%s', expected type "
+                          "'long'",
+                          qry_type_name(bson_iter_type(&it)));
+        return NET_CMD_ERROR;
+    }
+    int64_t id = bson_iter_int64(&it);
+    if (!bson_iter_init_find(&it, c->body, "collection")) {
+        missing_field(&c->err, "getMore", "collection");
+        return NET_CMD_ERROR;
+    }
+    if (!BSON_ITER_HOLDS_UTF8(&it)) {
+        cairn_error_mongo(&c->err, CAIRN_EINVAL, 14,
+                          "BSON field 'getMore.collection' is the wrong type '%s', expected type "
+                          "'string'",
+                          qry_type_name(bson_iter_type(&it)));
+        return NET_CMD_ERROR;
+    }
+    char ns[NS_BUF];
+    int len = snprintf(ns, sizeof ns, "%s.%s", c->db, bson_iter_utf8(&it, NULL));
+    if (len < 0 || (size_t)len >= sizeof ns) {
+        cairn_error_mongo(&c->err, CAIRN_EINVAL, 73, "Invalid namespace specified '%s.%s'", c->db,
+                          bson_iter_utf8(&it, NULL));
+        return NET_CMD_ERROR;
+    }
+    int64_t batch = -1;
+    if (net_get_int64(c, "batchSize", &batch) != 0) {
+        return NET_CMD_ERROR;
+    }
+    if (bson_iter_init_find(&it, c->body, "batchSize") && batch < 0) {
+        cairn_error_mongo(&c->err, CAIRN_EINVAL, 2,
+                          "Batch size for getMore must be non-negative, but received: %" PRId64,
+                          batch);
+        return NET_CMD_ERROR;
+    }
+    if (batch == 0) {
+        batch = -1;
+    }
+    struct net_cursor *cur = NULL;
+    if (net_cursor_acquire(id, &cur, &c->err) != 0) {
+        return NET_CMD_ERROR;
+    }
+    if (strcmp(cur->ns, ns) != 0) {
+        cairn_error_mongo(&c->err, CAIRN_EINVAL, 13,
+                          "Requested getMore on namespace '%s', but cursor belongs to a different "
+                          "namespace %s",
+                          ns, cur->ns);
+        net_cursor_release(cur);
+        return NET_CMD_ERROR;
+    }
+    if (check_cursor_collection(c, cur) != 0) {
+        cur->exhausted = true; /* a killed cursor is gone, as in mongod */
+        net_cursor_release(cur);
+        return NET_CMD_ERROR;
+    }
+    if (cur->rd != NULL) {
+        c->operation_time = txn_read_ts(cur->rd);
+    }
+    bson_t cd;
+    bson_t arr;
+    BSON_APPEND_DOCUMENT_BEGIN(&c->reply, "cursor", &cd);
+    BSON_APPEND_ARRAY_BEGIN(&cd, "nextBatch", &arr);
+    int rc = net_cursor_fill(cur, batch, &arr, &c->err);
+    bson_append_array_end(&cd, &arr);
+    if (rc != 0) {
+        bson_append_document_end(&c->reply, &cd);
+        cur->exhausted = true; /* a failed cursor is dead, as in mongod */
+        net_cursor_release(cur);
+        return NET_CMD_ERROR;
+    }
+    BSON_APPEND_INT64(&cd, "id", cur->exhausted ? 0 : id);
+    BSON_APPEND_UTF8(&cd, "ns", ns);
+    bson_append_document_end(&c->reply, &cd);
+    net_cursor_release(cur);
+    return NET_CMD_DONE;
+}
+
+static void append_id_array(bson_t *reply, const char *key, const int64_t *ids, size_t n)
+{
+    bson_t arr;
+    bson_append_array_begin(reply, key, -1, &arr);
+    for (size_t i = 0; i < n; i++) {
+        char buf[16];
+        const char *k;
+        bson_uint32_to_string((uint32_t)i, &k, buf, sizeof buf);
+        bson_append_int64(&arr, k, -1, ids[i]);
+    }
+    bson_append_array_end(reply, &arr);
+}
+
+static int cmd_kill_cursors(struct net_cmd *c)
+{
+    /* Not net_cmd_namespace: cursors of list commands live on
+     * "$cmd.listCollections"-style namespaces. */
+    char ns[NS_BUF];
+    bson_iter_t it;
+    if (!bson_iter_init(&it, c->body) || !bson_iter_next(&it) || !BSON_ITER_HOLDS_UTF8(&it)) {
+        cairn_error_mongo(&c->err, CAIRN_EINVAL, 73, "collection name has invalid type %s",
+                          qry_type_name(bson_iter_type(&it)));
+        return NET_CMD_ERROR;
+    }
+    int len = snprintf(ns, sizeof ns, "%s.%s", c->db, bson_iter_utf8(&it, NULL));
+    if (len < 0 || (size_t)len >= sizeof ns) {
+        cairn_error_mongo(&c->err, CAIRN_EINVAL, 73, "Invalid namespace specified");
+        return NET_CMD_ERROR;
+    }
+    if (!bson_iter_init_find(&it, c->body, "cursors")) {
+        missing_field(&c->err, "killCursors", "cursors");
+        return NET_CMD_ERROR;
+    }
+    bson_t arr;
+    if (net_get_array(c, "cursors", &arr) != 0) {
+        return NET_CMD_ERROR;
+    }
+    uint32_t n = bson_count_keys(&arr);
+    int64_t *killed = calloc(n ? n : 1, sizeof *killed);
+    int64_t *not_found = calloc(n ? n : 1, sizeof *not_found);
+    if (killed == NULL || not_found == NULL) {
+        free(killed);
+        free(not_found);
+        cairn_error_setf(&c->err, CAIRN_ENOMEM, "out of memory");
+        return NET_CMD_ERROR;
+    }
+    size_t nk = 0;
+    size_t nn = 0;
+    bson_iter_init(&it, &arr);
+    for (uint32_t i = 0; bson_iter_next(&it); i++) {
+        if (!BSON_ITER_HOLDS_INT64(&it)) {
+            cairn_error_mongo(&c->err, CAIRN_EINVAL, 14,
+                              "BSON field 'killCursors.cursors.%" PRIu32
+                              "' is the wrong type '%s', expected type 'long'",
+                              i, qry_type_name(bson_iter_type(&it)));
+            free(killed);
+            free(not_found);
+            return NET_CMD_ERROR;
+        }
+        int64_t id = bson_iter_int64(&it);
+        if (net_cursor_kill(id, ns)) {
+            killed[nk++] = id;
+        } else {
+            not_found[nn++] = id;
+        }
+    }
+    append_id_array(&c->reply, "cursorsKilled", killed, nk);
+    append_id_array(&c->reply, "cursorsNotFound", not_found, nn);
+    append_id_array(&c->reply, "cursorsAlive", NULL, 0);
+    append_id_array(&c->reply, "cursorsUnknown", NULL, 0);
+    free(killed);
+    free(not_found);
+    return NET_CMD_DONE;
+}
+
+/* ---- count -------------------------------------------------------------- */
+
+struct count_ctx
+{
+    int64_t skip;
+    int64_t limit;
+    int64_t n;
+};
+
+static int count_one(void *arg, const bson_t *doc, struct cairn_error *err)
+{
+    struct count_ctx *x = arg;
+    if (x->skip > 0) {
+        x->skip--;
+        return 0;
+    }
+    x->n++;
+    return (x->limit > 0 && x->n >= x->limit) ? 1 : 0;
+}
+
+static int cmd_count(struct net_cmd *c)
+{
+    char ns[NS_BUF];
+    if (net_cmd_namespace(c, ns, sizeof ns) != 0) {
+        return NET_CMD_ERROR;
+    }
+    bson_t query = BSON_INITIALIZER;
+    bson_t collation = BSON_INITIALIZER;
+    int64_t skip = 0;
+    int64_t limit = 0;
+    if (net_get_doc(c, "query", &query) != 0 || net_get_doc(c, "collation", &collation) != 0 ||
+        net_get_int64(c, "skip", &skip) != 0 || net_get_int64(c, "limit", &limit) != 0) {
+        return NET_CMD_ERROR;
+    }
+    if (skip < 0) {
+        cairn_error_mongo(&c->err, CAIRN_EINVAL, 2, "skip value is negative in count query");
+        return NET_CMD_ERROR;
+    }
+    if (limit < 0) {
+        limit = limit == INT64_MIN ? INT64_MAX : -limit;
+    }
+    if (!net_dc_collation_is_simple(&collation)) {
+        net_dc_collation_unsupported(&c->err);
+        return NET_CMD_ERROR;
+    }
+    struct qry_matcher *m = NULL;
+    if (qry_matcher_compile(&query, &m, &c->err) != 0) {
+        return NET_CMD_ERROR;
+    }
+    struct txn_read *rd = NULL;
+    if (begin_read(c, &rd) != 0) {
+        qry_matcher_free(m);
+        return NET_CMD_ERROR;
+    }
+    struct count_ctx x = {skip, limit, 0};
+    uint64_t cid = 0;
+    int rc = 0;
+    if (txn_read_coll(rd, ns, &cid) == 0) {
+        rc = net_dc_visit_matches(rd, cid, bson_empty(&query) ? NULL : m, count_one, &x, &c->err);
+    }
+    txn_read_end(rd);
+    qry_matcher_free(m);
+    if (rc != 0) {
+        return NET_CMD_ERROR;
+    }
+    append_count(&c->reply, "n", x.n);
+    return NET_CMD_DONE;
+}
+
+/* ---- distinct ----------------------------------------------------------- */
+
+struct distinct_ctx
+{
+    const char *key;
+    bson_value_t *vals; /* owned copies */
+    size_t n;
+    size_t cap;
+    size_t bytes;
+    int rc;
+};
+
+static int distinct_add(struct distinct_ctx *x, const bson_value_t *v, struct cairn_error *err)
+{
+    if (v->value_type == BSON_TYPE_UNDEFINED) {
+        return 0;
+    }
+    for (size_t i = 0; i < x->n; i++) {
+        if (qry_cmp(&x->vals[i], v) == 0) {
+            return 0;
+        }
+    }
+    if (x->n == x->cap) {
+        size_t cap = x->cap ? x->cap * 2 : 32;
+        bson_value_t *nv = realloc(x->vals, cap * sizeof *nv);
+        if (nv == NULL) {
+            return cairn_error_setf(err, CAIRN_ENOMEM, "out of memory");
+        }
+        x->vals = nv;
+        x->cap = cap;
+    }
+    bson_value_copy(v, &x->vals[x->n++]);
+    /* A rough size: type + key + the value's bytes. */
+    size_t sz = 16;
+    if (v->value_type == BSON_TYPE_UTF8) {
+        sz += v->value.v_utf8.len;
+    } else if (v->value_type == BSON_TYPE_DOCUMENT || v->value_type == BSON_TYPE_ARRAY) {
+        sz += v->value.v_doc.data_len;
+    } else if (v->value_type == BSON_TYPE_BINARY) {
+        sz += v->value.v_binary.data_len;
+    }
+    x->bytes += sz;
+    if (x->bytes > DISTINCT_MAX_BYTES) {
+        return cairn_error_mongo(err, CAIRN_ETOOBIG, 17217, "distinct too big, 16mb cap");
+    }
+    return 0;
+}
+
+/* Adds the values at dotted `path` below `doc`, traversing arrays along the
+ * path and unwrapping a trailing array one level, as mongod's distinct. */
+static int distinct_extract(struct distinct_ctx *x,
+                            const bson_t *doc,
+                            const char *path,
+                            struct cairn_error *err)
+{
+    const char *dot = strchr(path, '.');
+    size_t flen = dot ? (size_t)(dot - path) : strlen(path);
+    bson_iter_t it;
+    if (!bson_iter_init(&it, doc)) {
+        return 0;
+    }
+    bool found = false;
+    while (bson_iter_next(&it)) {
+        if (bson_iter_key_len(&it) == flen && memcmp(bson_iter_key(&it), path, flen) == 0) {
+            found = true;
+            break;
+        }
+    }
+    if (!found) {
+        return 0;
+    }
+    if (dot == NULL) {
+        if (BSON_ITER_HOLDS_ARRAY(&it)) {
+            bson_iter_t ai;
+            if (bson_iter_recurse(&it, &ai)) {
+                while (bson_iter_next(&ai)) {
+                    int rc = distinct_add(x, bson_iter_value(&ai), err);
+                    if (rc != 0) {
+                        return rc;
+                    }
+                }
+            }
+            return 0;
+        }
+        return distinct_add(x, bson_iter_value(&it), err);
+    }
+    const char *rest = dot + 1;
+    uint32_t len;
+    const uint8_t *data;
+    bson_t sub;
+    if (BSON_ITER_HOLDS_DOCUMENT(&it)) {
+        bson_iter_document(&it, &len, &data);
+        if (!bson_init_static(&sub, data, len)) {
+            return 0;
+        }
+        return distinct_extract(x, &sub, rest, err);
+    }
+    if (!BSON_ITER_HOLDS_ARRAY(&it)) {
+        return 0;
+    }
+    bson_iter_array(&it, &len, &data);
+    if (!bson_init_static(&sub, data, len)) {
+        return 0;
+    }
+    /* A numeric next component indexes the array. */
+    const char *rdot = strchr(rest, '.');
+    size_t rlen = rdot ? (size_t)(rdot - rest) : strlen(rest);
+    bool numeric = rlen > 0;
+    for (size_t i = 0; i < rlen; i++) {
+        if (rest[i] < '0' || rest[i] > '9') {
+            numeric = false;
+        }
+    }
+    if (numeric) {
+        return distinct_extract(x, &sub, rest, err);
+    }
+    bson_iter_t ai;
+    bson_iter_init(&ai, &sub);
+    while (bson_iter_next(&ai)) {
+        if (!BSON_ITER_HOLDS_DOCUMENT(&ai)) {
+            continue;
+        }
+        bson_t el;
+        bson_iter_document(&ai, &len, &data);
+        if (!bson_init_static(&el, data, len)) {
+            continue;
+        }
+        int rc = distinct_extract(x, &el, rest, err);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static int distinct_one(void *arg, const bson_t *doc, struct cairn_error *err)
+{
+    struct distinct_ctx *x = arg;
+    return distinct_extract(x, doc, x->key, err) != 0 ? -1 : 0;
+}
+
+static int cmp_values(const void *a, const void *b)
+{
+    return qry_cmp(a, b);
+}
+
+static int cmd_distinct(struct net_cmd *c)
+{
+    char ns[NS_BUF];
+    if (net_cmd_namespace(c, ns, sizeof ns) != 0) {
+        return NET_CMD_ERROR;
+    }
+    bson_iter_t it;
+    if (!bson_iter_init_find(&it, c->body, "key")) {
+        missing_field(&c->err, "distinct", "key");
+        return NET_CMD_ERROR;
+    }
+    if (!BSON_ITER_HOLDS_UTF8(&it)) {
+        cairn_error_mongo(&c->err, CAIRN_EINVAL, 14,
+                          "BSON field 'distinct.key' is the wrong type '%s', expected type "
+                          "'string'",
+                          qry_type_name(bson_iter_type(&it)));
+        return NET_CMD_ERROR;
+    }
+    const char *key = bson_iter_utf8(&it, NULL);
+    if (key[0] == '\0') {
+        cairn_error_mongo(&c->err, CAIRN_EINVAL, 40352,
+                          "FieldPath cannot be constructed with empty string");
+        return NET_CMD_ERROR;
+    }
+    bson_t query = BSON_INITIALIZER;
+    bson_t collation = BSON_INITIALIZER;
+    if (net_get_doc(c, "query", &query) != 0 || net_get_doc(c, "collation", &collation) != 0) {
+        return NET_CMD_ERROR;
+    }
+    if (!net_dc_collation_is_simple(&collation)) {
+        net_dc_collation_unsupported(&c->err);
+        return NET_CMD_ERROR;
+    }
+    struct qry_matcher *m = NULL;
+    if (qry_matcher_compile(&query, &m, &c->err) != 0) {
+        return NET_CMD_ERROR;
+    }
+    struct txn_read *rd = NULL;
+    if (begin_read(c, &rd) != 0) {
+        qry_matcher_free(m);
+        return NET_CMD_ERROR;
+    }
+    struct distinct_ctx x = {key, NULL, 0, 0, 0, 0};
+    uint64_t cid = 0;
+    int rc = 0;
+    if (txn_read_coll(rd, ns, &cid) == 0) {
+        rc = net_dc_visit_matches(rd, cid, m, distinct_one, &x, &c->err);
+    }
+    txn_read_end(rd);
+    qry_matcher_free(m);
+    if (rc == 0) {
+        if (x.n > 1) {
+            qsort(x.vals, x.n, sizeof *x.vals, cmp_values);
+        }
+        bson_t arr;
+        BSON_APPEND_ARRAY_BEGIN(&c->reply, "values", &arr);
+        for (size_t i = 0; i < x.n; i++) {
+            char buf[16];
+            const char *k;
+            bson_uint32_to_string((uint32_t)i, &k, buf, sizeof buf);
+            bson_append_value(&arr, k, -1, &x.vals[i]);
+        }
+        bson_append_array_end(&c->reply, &arr);
+    }
+    for (size_t i = 0; i < x.n; i++) {
+        bson_value_destroy(&x.vals[i]);
+    }
+    free(x.vals);
+    return rc == 0 ? NET_CMD_DONE : NET_CMD_ERROR;
+}
+
+/* ---- aggregate ---------------------------------------------------------- */
+
+struct agg_src
+{
+    struct txn_read *rd;
+    uint64_t cid;
+    bool have_coll;
+    bool point;      /* point lookup by _id */
+    bson_value_t id; /* view into the leading-match matcher */
+    bool point_done;
+    bson_t point_doc;
+    bool have_point_doc;
+    struct txn_scan *sc;
+    bool started;
+};
+
+static int agg_next(void *arg, bson_t *doc, struct cairn_error *err)
+{
+    struct agg_src *s = arg;
+    if (!s->have_coll) {
+        return 0;
+    }
+    if (s->point) {
+        if (s->point_done) {
+            return 0;
+        }
+        s->point_done = true;
+        int rc = txn_read_get(s->rd, s->cid, &s->id, &s->point_doc, err);
+        if (rc == CAIRN_ENOTFOUND) {
+            cairn_error_clear(err);
+            return 0;
+        }
+        if (rc != 0) {
+            return -1;
+        }
+        s->have_point_doc = true;
+        if (!bson_init_static(doc, bson_get_data(&s->point_doc), s->point_doc.len)) {
+            return 0;
+        }
+        return 1;
+    }
+    if (!s->started) {
+        s->started = true;
+        if (txn_scan_open(s->rd, s->cid, &s->sc, err) != 0) {
+            return -1;
+        }
+    }
+    int r = txn_scan_next(s->sc, doc);
+    if (r < 0) {
+        *err = *txn_scan_error(s->sc);
+        if (err->code == 0) {
+            cairn_error_setf(err, CAIRN_EIO, "scan failed");
+        }
+        return -1;
+    }
+    return r;
+}
+
+static int cmd_aggregate(struct net_cmd *c)
+{
+    bson_iter_t it;
+    if (bson_iter_init_find(&it, c->body, "aggregate") && !BSON_ITER_HOLDS_UTF8(&it) &&
+        (BSON_ITER_HOLDS_NUMBER(&it))) {
+        cairn_error_mongo(&c->err, CAIRN_EUNSUPPORTED, 238,
+                          "database-level aggregation ({aggregate: 1}) is not supported yet");
+        return NET_CMD_ERROR;
+    }
+    char ns[NS_BUF];
+    if (net_cmd_namespace(c, ns, sizeof ns) != 0) {
+        return NET_CMD_ERROR;
+    }
+    if (!bson_iter_init_find(&it, c->body, "pipeline")) {
+        cairn_error_mongo(&c->err, CAIRN_EINVAL, 40414,
+                          "BSON field 'aggregate.pipeline' is missing but a required field");
+        return NET_CMD_ERROR;
+    }
+    if (!BSON_ITER_HOLDS_ARRAY(&it)) {
+        cairn_error_mongo(&c->err, CAIRN_EINVAL, 14,
+                          "'pipeline' option must be specified as an array");
+        return NET_CMD_ERROR;
+    }
+    bson_t pipeline_arr;
+    if (net_get_array(c, "pipeline", &pipeline_arr) != 0) {
+        return NET_CMD_ERROR;
+    }
+    bool explain = false;
+    bool ignored = false;
+    if (net_get_bool(c, "explain", &explain) != 0 ||
+        net_get_bool(c, "allowDiskUse", &ignored) != 0 ||
+        net_get_bool(c, "bypassDocumentValidation", &ignored) != 0) {
+        return NET_CMD_ERROR;
+    }
+    if (explain) {
+        cairn_error_mongo(&c->err, CAIRN_EUNSUPPORTED, 238, "explain is not supported yet");
+        return NET_CMD_ERROR;
+    }
+    if (!bson_iter_init_find(&it, c->body, "cursor")) {
+        cairn_error_mongo(&c->err, CAIRN_EINVAL, 9,
+                          "The 'cursor' option is required, except for aggregate with the explain "
+                          "argument");
+        return NET_CMD_ERROR;
+    }
+    bson_t cursor_opts = BSON_INITIALIZER;
+    bson_t collation = BSON_INITIALIZER;
+    if (net_get_doc(c, "cursor", &cursor_opts) != 0 ||
+        net_get_doc(c, "collation", &collation) != 0) {
+        return NET_CMD_ERROR;
+    }
+    int64_t batch = NET_DEFAULT_BATCH;
+    if (net_dc_get_int64(&cursor_opts, "aggregate.cursor", "batchSize", &batch, &c->err) != 0) {
+        return NET_CMD_ERROR;
+    }
+    if (batch < 0) {
+        cairn_error_mongo(&c->err, CAIRN_EINVAL, 2,
+                          "BatchSize value must be non-negative, but received: %" PRId64, batch);
+        return NET_CMD_ERROR;
+    }
+    if (!net_dc_collation_is_simple(&collation)) {
+        net_dc_collation_unsupported(&c->err);
+        return NET_CMD_ERROR;
+    }
+    struct qry_pipeline *p = NULL;
+    if (qry_pipeline_compile(&pipeline_arr, &p, &c->err) != 0) {
+        return NET_CMD_ERROR;
+    }
+    struct qry_matcher *lead = NULL;
+    const bson_t *lead_filter = qry_pipeline_leading_match(p);
+    struct agg_src src;
+    memset(&src, 0, sizeof src);
+    if (lead_filter != NULL && qry_matcher_compile(lead_filter, &lead, &c->err) != 0) {
+        qry_pipeline_free(p);
+        return NET_CMD_ERROR;
+    }
+    if (lead != NULL && qry_matcher_id_equality(lead, &src.id)) {
+        src.point = true;
+    }
+    if (begin_read(c, &src.rd) != 0) {
+        free_query(lead, NULL, NULL);
+        qry_pipeline_free(p);
+        return NET_CMD_ERROR;
+    }
+    src.have_coll = txn_read_coll(src.rd, ns, &src.cid) == 0;
+    bson_t **out = NULL;
+    size_t n_out = 0;
+    int rc = qry_pipeline_run(p, agg_next, &src, &out, &n_out, &c->err);
+    if (src.sc != NULL) {
+        txn_scan_close(src.sc);
+    }
+    if (src.have_point_doc) {
+        bson_destroy(&src.point_doc);
+    }
+    txn_read_end(src.rd);
+    free_query(lead, NULL, NULL);
+    qry_pipeline_free(p);
+    if (rc != 0) {
+        for (size_t i = 0; i < n_out; i++) {
+            bson_destroy(out[i]);
+        }
+        free(out);
+        return NET_CMD_ERROR;
+    }
+    struct net_cursor *cur = net_cursor_new(ns);
+    if (cur == NULL) {
+        for (size_t i = 0; i < n_out; i++) {
+            bson_destroy(out[i]);
+        }
+        free(out);
+        cairn_error_setf(&c->err, CAIRN_ENOMEM, "out of memory");
+        return NET_CMD_ERROR;
+    }
+    net_cursor_set_docs(cur, out, n_out);
+    cur->coll_id = src.have_coll ? src.cid : 0;
+    return net_dc_reply_cursor(c, cur, batch, false);
+}
+
+const struct net_cmd_def net_cmds_read[] = {
+    {"find", cmd_find, NET_CMD_F_READ | NET_CMD_F_NEEDS_CONFIG},
+    {"getMore", cmd_get_more, NET_CMD_F_READ | NET_CMD_F_NEEDS_CONFIG},
+    {"killCursors", cmd_kill_cursors, NET_CMD_F_NEEDS_CONFIG},
+    {"count", cmd_count, NET_CMD_F_READ | NET_CMD_F_NEEDS_CONFIG},
+    {"distinct", cmd_distinct, NET_CMD_F_READ | NET_CMD_F_NEEDS_CONFIG},
+    {"aggregate", cmd_aggregate, NET_CMD_F_READ | NET_CMD_F_NEEDS_CONFIG},
+    {NULL, NULL, 0},
+};

@@ -1,0 +1,758 @@
+/*
+ * dispatch.c: runs one request on a worker thread. It parses the message
+ * (wire.c), looks the command up in the four command tables, checks the
+ * command's flags against the member state, gossips $clusterTime, waits for
+ * readConcern.afterClusterTime, calls the handler and wraps its reply in
+ * the MongoDB envelope (ok, errmsg/code/codeName, errorLabels,
+ * $clusterTime, operationTime) before handing the encoded reply to the
+ * connection. Commands that return NET_CMD_PENDING finish later through
+ * net_cmd_complete, from any thread.
+ *
+ * A request lives in one heap block (struct request) that embeds the
+ * struct net_cmd handlers see; it is freed once its reply is encoded.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "lib/clock.h"
+#include "lib/log.h"
+#include "net/net_int.h"
+#include "net/server_int.h"
+#include "net/wire.h"
+
+struct request
+{
+    struct net_cmd cmd; /* first: net_cmd_complete converts back */
+    int32_t request_id;
+    int32_t opcode;
+    bool more_to_come;
+    uint8_t *msg;  /* the raw message; OP_QUERY views point into it */
+    bson_t merged; /* OP_MSG: body with sequences merged in */
+    bool has_merged;
+    char db[128];
+};
+
+/* Reply requestIDs: any fresh int32. */
+static atomic_int next_reply_id = 1;
+
+/* ---- Command tables ------------------------------------------------------ */
+
+static const struct net_cmd_def *table_at(int i)
+{
+    switch (i) {
+        case 0:
+            return net_cmds_admin;
+        case 1:
+            return net_cmds_crud;
+        case 2:
+            return net_cmds_read;
+        case 3:
+            return net_cmds_ddl;
+        default:
+            return NULL;
+    }
+}
+
+const struct net_cmd_def *net_cmd_lookup(const char *name)
+{
+    if (strcmp(name, "ismaster") == 0) {
+        name = "isMaster";
+    } else if (strcmp(name, "buildinfo") == 0) {
+        name = "buildInfo";
+    }
+    for (int t = 0; t < 4; t++) {
+        const struct net_cmd_def *defs = table_at(t);
+        if (defs == NULL) {
+            continue;
+        }
+        for (const struct net_cmd_def *d = defs; d->name != NULL; d++) {
+            if (strcmp(d->name, name) == 0) {
+                return d;
+            }
+        }
+    }
+    return NULL;
+}
+
+void net_cmd_foreach(void (*fn)(const struct net_cmd_def *def, void *arg), void *arg)
+{
+    for (int t = 0; t < 4; t++) {
+        const struct net_cmd_def *defs = table_at(t);
+        if (defs == NULL) {
+            continue;
+        }
+        for (const struct net_cmd_def *d = defs; d->name != NULL; d++) {
+            fn(d, arg);
+        }
+    }
+}
+
+/* ---- Error labels (wire-protocol.md §4.6) -------------------------------- */
+
+static bool code_in(int code, const int *set, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (set[i] == code) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool is_retriable(int code)
+{
+    static const int set[] = {6, 7, 89, 91, 134, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436};
+    return code_in(code, set, sizeof set / sizeof set[0]);
+}
+
+static bool is_always_transient(int code)
+{
+    static const int set[] = {112, 24, 267, 343, 249, 239, 246, 250, 272, 150, 13388};
+    return code_in(code, set, sizeof set / sizeof set[0]);
+}
+
+struct labels
+{
+    bool transient;
+    bool retryable;
+};
+
+/* Computes the labels for a reply with top-level `code` (0 = success) and
+ * writeConcernError code `wce_code` (0 = none). */
+static struct labels compute_labels(const struct net_cmd *c, int code, int wce_code)
+{
+    struct labels l = {false, false};
+    bool has_txn = bson_has_field(c->body, "txnNumber");
+    bool in_txn = has_txn && bson_has_field(c->body, "autocommit");
+    bool retryable_write = has_txn && !in_txn;
+    bool commit_abort =
+        strcmp(c->name, "commitTransaction") == 0 || strcmp(c->name, "abortTransaction") == 0;
+
+    if (in_txn && code != 0) {
+        if (is_always_transient(code)) {
+            l.transient = true;
+        } else if (!commit_abort && (code == 251 || is_retriable(code))) {
+            l.transient = true;
+        } else if (commit_abort && code == 251 && wce_code == 0) {
+            l.transient = true;
+        }
+    }
+    if (!l.transient && (retryable_write || (in_txn && commit_abort)) &&
+        (is_retriable(code) || is_retriable(wce_code))) {
+        l.retryable = true;
+    }
+    return l;
+}
+
+static void append_labels(bson_t *doc, struct labels l)
+{
+    bson_t arr;
+
+    if (!l.transient && !l.retryable) {
+        return;
+    }
+    BSON_APPEND_ARRAY_BEGIN(doc, "errorLabels", &arr);
+    if (l.transient) {
+        BSON_APPEND_UTF8(&arr, "0", "TransientTransactionError");
+    }
+    if (l.retryable) {
+        BSON_APPEND_UTF8(&arr, l.transient ? "1" : "0", "RetryableWriteError");
+    }
+    bson_append_array_end(doc, &arr);
+}
+
+/* ---- Envelope ------------------------------------------------------------ */
+
+static void append_cluster_time(const struct net_cmd *c, bson_t *out)
+{
+    cairn_ts ct = c->deps->txn != NULL ? txn_cluster_time(c->deps->txn) : 0;
+    cairn_ts op = c->operation_time != 0 ? c->operation_time : ct;
+    bson_t ctd, sig;
+    static const uint8_t zero_hash[20];
+
+    BSON_APPEND_DOCUMENT_BEGIN(out, "$clusterTime", &ctd);
+    BSON_APPEND_TIMESTAMP(&ctd, "clusterTime", CAIRN_TS_SECS(ct), CAIRN_TS_INC(ct));
+    BSON_APPEND_DOCUMENT_BEGIN(&ctd, "signature", &sig);
+    BSON_APPEND_BINARY(&sig, "hash", BSON_SUBTYPE_BINARY, zero_hash, sizeof zero_hash);
+    BSON_APPEND_INT64(&sig, "keyId", 0);
+    bson_append_document_end(&ctd, &sig);
+    bson_append_document_end(out, &ctd);
+    BSON_APPEND_TIMESTAMP(out, "operationTime", CAIRN_TS_SECS(op), CAIRN_TS_INC(op));
+}
+
+/* Appends `msg` as a UTF-8 string, replacing bytes of invalid sequences
+ * with '?' (messages may quote client bytes; drivers reject bad UTF-8). */
+static void append_message(bson_t *out, const char *key, const char *msg)
+{
+    size_t len = strlen(msg);
+    char *copy;
+
+    if (bson_utf8_validate(msg, len, false)) {
+        bson_append_utf8(out, key, -1, msg, (int)len);
+        return;
+    }
+    copy = bson_strdup(msg);
+    for (size_t i = 0; i < len;) {
+        size_t n = 1;
+        while (n <= 4 && i + n <= len && !bson_utf8_validate(copy + i, n, false)) {
+            n++;
+        }
+        if (n > 4 || i + n > len) {
+            copy[i] = '?';
+            n = 1;
+        }
+        i += n;
+    }
+    bson_append_utf8(out, key, -1, copy, (int)len);
+    bson_free(copy);
+}
+
+/* Multi-document transactions are not implemented yet. Their statements
+ * (autocommit: false, startTransaction) must fail before doing anything:
+ * executing them one by one would be a transaction that is not one. The
+ * error carries no TransientTransactionError label, so drivers'
+ * with_transaction stops at once. */
+static int refuse_transaction(struct net_cmd *c)
+{
+    if (!bson_has_field(c->body, "autocommit") && !bson_has_field(c->body, "startTransaction")) {
+        return 0;
+    }
+    return cairn_error_mongo(&c->err, CAIRN_EUNSUPPORTED, 238,
+                             "multi-document transactions are not supported yet: '%s' with "
+                             "autocommit/startTransaction was not executed",
+                             c->name);
+}
+
+static void build_error(const struct net_cmd *c, int code, const char *msg, bson_t *out)
+{
+    bson_init(out);
+    BSON_APPEND_DOUBLE(out, "ok", 0.0);
+    append_message(out, "errmsg", msg);
+    BSON_APPEND_INT32(out, "code", code);
+    BSON_APPEND_UTF8(out, "codeName", net_code_name(code));
+    if (c->name != NULL) {
+        append_labels(out, compute_labels(c, code, 0));
+    }
+    append_cluster_time(c, out);
+}
+
+/* The code of a writeConcernError in a handler's reply, 0 if none. */
+static int wce_code_of(const bson_t *reply)
+{
+    bson_iter_t it, sub;
+
+    if (bson_iter_init_find(&it, reply, "writeConcernError") && BSON_ITER_HOLDS_DOCUMENT(&it) &&
+        bson_iter_recurse(&it, &sub) && bson_iter_find(&sub, "code") &&
+        BSON_ITER_HOLDS_INT32(&sub)) {
+        return bson_iter_int32(&sub);
+    }
+    return 0;
+}
+
+static void build_success(const struct net_cmd *c, bson_t *out)
+{
+    bson_iter_t it;
+    struct labels l = compute_labels(c, 0, wce_code_of(&c->reply));
+
+    bson_init(out);
+    if (bson_iter_init(&it, &c->reply)) {
+        while (bson_iter_next(&it)) {
+            const char *key = bson_iter_key(&it);
+            if (strcmp(key, "ok") == 0 || strcmp(key, "$clusterTime") == 0 ||
+                strcmp(key, "operationTime") == 0) {
+                continue;
+            }
+            if ((l.transient || l.retryable) && strcmp(key, "writeConcernError") == 0 &&
+                BSON_ITER_HOLDS_DOCUMENT(&it)) {
+                /* pymongo reads the labels from the writeConcernError. */
+                bson_t wce, src;
+                const uint8_t *data;
+                uint32_t len;
+                bson_iter_document(&it, &len, &data);
+                if (bson_init_static(&src, data, len)) {
+                    BSON_APPEND_DOCUMENT_BEGIN(out, key, &wce);
+                    bson_concat(&wce, &src);
+                    append_labels(&wce, l);
+                    bson_append_document_end(out, &wce);
+                    continue;
+                }
+            }
+            bson_append_iter(out, key, -1, &it);
+        }
+    }
+    BSON_APPEND_DOUBLE(out, "ok", 1.0);
+    append_labels(out, l);
+    append_cluster_time(c, out);
+}
+
+static void free_request(struct request *r)
+{
+    bson_destroy(&r->cmd.reply);
+    if (r->has_merged) {
+        bson_destroy(&r->merged);
+    }
+    free(r->msg);
+    free(r);
+}
+
+/* Encodes `doc` as the reply to `r` and ends the connection's turn. */
+static void send_doc(struct net_conn *conn,
+                     int32_t opcode,
+                     int32_t request_id,
+                     bool more_to_come,
+                     const bson_t *doc)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int32_t id = atomic_fetch_add(&next_reply_id, 1) & 0x7fffffff;
+    int rv;
+
+    if (more_to_come) {
+        net_conn_next(conn);
+        return;
+    }
+    if (opcode == WIRE_OP_QUERY) {
+        rv = wire_build_op_reply(id, request_id, doc, &buf, &len);
+    } else {
+        rv = wire_build_op_msg(id, request_id, doc, &buf, &len);
+    }
+    if (rv != 0) {
+        net_conn_drop(conn);
+        return;
+    }
+    net_conn_reply(conn, buf, len);
+}
+
+/* Wraps the outcome of `r`, sends it and frees `r`. */
+static void finish(struct request *r, bool failed)
+{
+    struct net_cmd *c = &r->cmd;
+    struct net_conn *conn = c->conn;
+    bson_t out;
+    int code = 0;
+
+    if (failed) {
+        code = net_mongo_code(&c->err);
+        build_error(c, code, c->err.msg[0] != '\0' ? c->err.msg : cairn_strerror(c->err.code),
+                    &out);
+    } else {
+        build_success(c, &out);
+    }
+    if (out.len > WIRE_MAX_COMMAND) {
+        char msg[160];
+        snprintf(msg, sizeof msg,
+                 "BSONObj size: %u (0x%x) is invalid. Size must be between 0 and 16793600(16MB)",
+                 (unsigned)out.len, (unsigned)out.len);
+        bson_destroy(&out);
+        code = 10334;
+        build_error(c, code, msg, &out);
+    }
+    if (r->more_to_come && (code == 10107 || code == 13435)) {
+        /* A fire-and-forget write on a non-primary: closing is how the
+         * client learns. */
+        bson_destroy(&out);
+        free_request(r);
+        net_conn_drop(conn);
+        return;
+    }
+    send_doc(conn, r->opcode, r->request_id, r->more_to_come, &out);
+    bson_destroy(&out);
+    free_request(r);
+}
+
+void net_cmd_complete(struct net_cmd *c, bool failed)
+{
+    struct request *r = (struct request *)c;
+    struct net_conn *conn = c->conn;
+    struct net_server *s = net_conn_server(conn);
+
+    if (!net_server_enter(s)) {
+        free_request(r);
+        net_conn_drop(conn);
+        return;
+    }
+    finish(r, failed);
+    net_server_leave(s);
+}
+
+/* ---- Request checks -------------------------------------------------------- */
+
+static void count_op(struct net_server *s, const char *name, const bson_t *body)
+{
+    struct net_opcounters *oc = net_server_opcounters(s);
+    const char *field = NULL;
+    atomic_llong *ctr = &oc->command;
+    bson_iter_t it;
+    long long n = 1;
+
+    if (strcmp(name, "insert") == 0) {
+        ctr = &oc->insert;
+        field = "documents";
+    } else if (strcmp(name, "update") == 0) {
+        ctr = &oc->update;
+        field = "updates";
+    } else if (strcmp(name, "delete") == 0) {
+        ctr = &oc->del;
+        field = "deletes";
+    } else if (strcmp(name, "find") == 0) {
+        ctr = &oc->query;
+    } else if (strcmp(name, "getMore") == 0) {
+        ctr = &oc->getmore;
+    }
+    if (field != NULL && bson_iter_init_find(&it, body, field) && BSON_ITER_HOLDS_ARRAY(&it)) {
+        bson_iter_t sub;
+        n = 0;
+        if (bson_iter_recurse(&it, &sub)) {
+            while (bson_iter_next(&sub)) {
+                n++;
+            }
+        }
+    }
+    atomic_fetch_add_explicit(ctr, n, memory_order_relaxed);
+}
+
+/* Gossip: advance the cluster time to the request's $clusterTime. */
+static int gossip_cluster_time(struct net_cmd *c)
+{
+    bson_iter_t it, sub;
+    uint32_t t, i;
+
+    if (!bson_iter_init_find(&it, c->body, "$clusterTime")) {
+        return 0;
+    }
+    if (!BSON_ITER_HOLDS_DOCUMENT(&it)) {
+        return cairn_error_mongo(
+            &c->err, CAIRN_EINVAL, 14,
+            "BSON field '$clusterTime' is the wrong type '%s', expected type 'object'",
+            qry_type_name(bson_iter_type(&it)));
+    }
+    if (!bson_iter_recurse(&it, &sub) || !bson_iter_find(&sub, "clusterTime")) {
+        return cairn_error_mongo(&c->err, CAIRN_EINVAL, 4,
+                                 "No clusterTime field found in $clusterTime");
+    }
+    if (!BSON_ITER_HOLDS_TIMESTAMP(&sub)) {
+        return cairn_error_mongo(
+            &c->err, CAIRN_EINVAL, 14,
+            "BSON field '$clusterTime.clusterTime' is the wrong type '%s', expected type "
+            "'timestamp'",
+            qry_type_name(bson_iter_type(&sub)));
+    }
+    bson_iter_timestamp(&sub, &t, &i);
+    if (c->deps->txn == NULL) {
+        return 0;
+    }
+    return txn_cluster_time_advance(c->deps->txn, CAIRN_TS(t, i), &c->err);
+}
+
+static int check_flags(struct net_cmd *c, const struct net_cmd_def *def)
+{
+    struct repl_status st;
+
+    if ((def->flags & NET_CMD_F_ADMIN_ONLY) && strcmp(c->db, "admin") != 0) {
+        return cairn_error_mongo(&c->err, CAIRN_EINVAL, 13,
+                                 "%s may only be run against the admin database.", def->name);
+    }
+    if ((def->flags & (NET_CMD_F_NEEDS_CONFIG | NET_CMD_F_WRITE | NET_CMD_F_READ)) == 0) {
+        return 0;
+    }
+    repl_status_get(c->deps->repl, &st);
+    if (!st.initiated) {
+        return cairn_error_mongo(&c->err, CAIRN_ESTATE, 94, "no replset config has been received");
+    }
+    if (def->flags & NET_CMD_F_WRITE) {
+        if (!repl_is_writable(c->deps->repl)) {
+            return cairn_error_mongo(&c->err, CAIRN_ENOTLEADER, 10107, "not primary");
+        }
+    } else if (def->flags & NET_CMD_F_READ) {
+        if (st.state == REPL_STATE_PRIMARY) {
+            return 0;
+        }
+        if (st.state != REPL_STATE_SECONDARY) {
+            return cairn_error_mongo(
+                &c->err, CAIRN_ENOTLEADER, 13436,
+                "node is not in primary or recovering state; cannot currently read from this "
+                "replSet member");
+        }
+        if (!c->secondary_ok) {
+            return cairn_error_mongo(&c->err, CAIRN_ENOTLEADER, 13435,
+                                     "not primary and secondaryOk=false");
+        }
+    }
+    return 0;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+/* readConcern.afterClusterTime: waits until this member's data reflects
+ * the given time. Local reads on the primary see every write at once, so
+ * they never wait; majority reads on the primary wait until what its log
+ * held up to that time is committed; other members wait until they have
+ * applied it. A member whose log stays caught up with the commit index
+ * for a second without reaching the time takes it that no write exists up
+ * to it (there is no no-op write to force one). maxTimeMS bounds the
+ * wait (50 MaxTimeMSExpired). */
+static int wait_after_cluster_time(struct net_cmd *c, struct net_server *s)
+{
+    bson_iter_t it, sub;
+    uint32_t t = 0, i = 0;
+    cairn_ts target;
+    bool majority = false, found = false;
+    int64_t max_time_ms = 0;
+    uint64_t start = cairn_mono_ns(), caught_up_since = 0;
+    cairn_ts log_limit = 0;
+
+    if (!bson_iter_init_find(&it, c->body, "readConcern") || !BSON_ITER_HOLDS_DOCUMENT(&it) ||
+        !bson_iter_recurse(&it, &sub)) {
+        return 0;
+    }
+    while (bson_iter_next(&sub)) {
+        if (strcmp(bson_iter_key(&sub), "afterClusterTime") == 0 &&
+            BSON_ITER_HOLDS_TIMESTAMP(&sub)) {
+            bson_iter_timestamp(&sub, &t, &i);
+            found = true;
+        } else if (strcmp(bson_iter_key(&sub), "level") == 0 && BSON_ITER_HOLDS_UTF8(&sub)) {
+            const char *lv = bson_iter_utf8(&sub, NULL);
+            majority = strcmp(lv, "majority") == 0 || strcmp(lv, "snapshot") == 0;
+        }
+    }
+    if (!found || c->deps->txn == NULL) {
+        return 0;
+    }
+    target = CAIRN_TS(t, i);
+    if (target > txn_cluster_time(c->deps->txn)) {
+        return cairn_error_mongo(&c->err, CAIRN_EINVAL, 72,
+                                 "readConcern afterClusterTime value must not be greater than "
+                                 "the current clusterTime");
+    }
+    if (net_get_int64(c, "maxTimeMS", &max_time_ms) != 0) {
+        return c->err.code;
+    }
+    for (;;) {
+        struct repl_status st;
+        uint64_t now;
+
+        repl_status_get(c->deps->repl, &st);
+        if (st.state == REPL_STATE_PRIMARY) {
+            if (!majority) {
+                return 0;
+            }
+            if (log_limit == 0) {
+                log_limit = st.last_ts < target ? st.last_ts : target;
+            }
+            if (st.applied_ts >= log_limit) {
+                return 0;
+            }
+        } else if (st.applied_ts >= target) {
+            return 0;
+        }
+        now = cairn_mono_ns();
+        if (st.state != REPL_STATE_PRIMARY && st.applied_index >= st.commit_index &&
+            st.last_ts < target) {
+            if (caught_up_since == 0) {
+                caught_up_since = now;
+            } else if (now - caught_up_since >= 1000000000ull) {
+                return 0;
+            }
+        } else {
+            caught_up_since = 0;
+        }
+        if (max_time_ms > 0 && now - start >= (uint64_t)max_time_ms * 1000000ull) {
+            return cairn_error_mongo(&c->err, CAIRN_ETIMEOUT, 50, "operation exceeded time limit");
+        }
+        if (net_server_stopping(s)) {
+            return cairn_error_mongo(&c->err, CAIRN_ESHUTDOWN, 91,
+                                     "The server is in quiesce mode and will shut down");
+        }
+        sleep_ms(1);
+    }
+}
+
+/* ---- Entry point ------------------------------------------------------------- */
+
+static struct request *new_request(struct net_conn *conn, uint64_t conn_id, uint8_t *msg)
+{
+    struct request *r = calloc(1, sizeof *r);
+
+    if (r == NULL) {
+        return NULL;
+    }
+    r->msg = msg;
+    r->cmd.conn = conn;
+    r->cmd.conn_id = conn_id;
+    r->cmd.deps = net_server_deps(net_conn_server(conn));
+    r->cmd.db = r->db;
+    bson_init(&r->cmd.reply);
+    return r;
+}
+
+/* Replies with the error in r->cmd.err (or drops when fatal). */
+static void reply_error(struct request *r)
+{
+    finish(r, true);
+}
+
+static int parse_op_msg(struct request *r, size_t len, bool *fatal)
+{
+    struct wire_msg m;
+    bson_iter_t it;
+    int rv;
+
+    rv = wire_parse_op_msg(r->msg, len, &m, fatal, &r->cmd.err);
+    if (rv != 0) {
+        r->more_to_come = (m.flags & WIRE_MSG_MORE_TO_COME) != 0;
+        return rv;
+    }
+    r->more_to_come = (m.flags & WIRE_MSG_MORE_TO_COME) != 0;
+    r->has_merged = true;
+    rv = wire_merge_sequences(&m, &r->merged, &r->cmd.err);
+    if (rv != 0) {
+        return rv;
+    }
+    r->cmd.body = &r->merged;
+    if (!bson_iter_init_find(&it, &m.body, "$db") || !BSON_ITER_HOLDS_UTF8(&it)) {
+        return cairn_error_mongo(&r->cmd.err, CAIRN_EINVAL, 40571,
+                                 "OP_MSG requests require a $db argument");
+    }
+    {
+        uint32_t dlen;
+        const char *db = bson_iter_utf8(&it, &dlen);
+        if (dlen == 0 || dlen >= sizeof r->db || strlen(db) != dlen) {
+            return cairn_error_mongo(&r->cmd.err, CAIRN_EINVAL, 73, "Invalid database name: '%s'",
+                                     db);
+        }
+        memcpy(r->db, db, dlen + 1);
+    }
+    if (bson_iter_init_find(&it, &m.body, "$readPreference")) {
+        bson_iter_t sub;
+        const char *mode = "primary";
+        if (!BSON_ITER_HOLDS_DOCUMENT(&it)) {
+            return cairn_error_mongo(
+                &r->cmd.err, CAIRN_EINVAL, 14,
+                "BSON field '$readPreference' is the wrong type '%s', expected type 'object'",
+                qry_type_name(bson_iter_type(&it)));
+        }
+        if (bson_iter_recurse(&it, &sub) && bson_iter_find(&sub, "mode")) {
+            if (!BSON_ITER_HOLDS_UTF8(&sub)) {
+                return cairn_error_mongo(&r->cmd.err, CAIRN_EINVAL, 9,
+                                         "$readPreference mode must be a string");
+            }
+            mode = bson_iter_utf8(&sub, NULL);
+        }
+        if (strcmp(mode, "primary") != 0 && strcmp(mode, "primaryPreferred") != 0 &&
+            strcmp(mode, "secondary") != 0 && strcmp(mode, "secondaryPreferred") != 0 &&
+            strcmp(mode, "nearest") != 0) {
+            return cairn_error_mongo(&r->cmd.err, CAIRN_EINVAL, 9,
+                                     "Could not parse $readPreference mode '%s'", mode);
+        }
+        r->cmd.secondary_ok = strcmp(mode, "primary") != 0;
+    }
+    return 0;
+}
+
+static int parse_op_query(struct request *r, size_t len, bool *fatal)
+{
+    struct wire_query q;
+    int rv = wire_parse_op_query(r->msg, len, &q, fatal, &r->cmd.err);
+
+    if (rv != 0) {
+        return rv;
+    }
+    memcpy(r->db, q.db, sizeof r->db);
+    r->cmd.secondary_ok = q.secondary_ok;
+    /* q.cmd is a view into r->msg, which lives as long as the request. */
+    bson_init_static(&r->merged, bson_get_data(&q.cmd), q.cmd.len);
+    r->cmd.body = &r->merged;
+    return 0;
+}
+
+void net_dispatch_message(struct net_conn *conn, uint64_t conn_id, uint8_t *msg, size_t len)
+{
+    struct net_server *s = net_conn_server(conn);
+    struct wire_header h;
+    struct request *r;
+    struct net_cmd *c;
+    const struct net_cmd_def *def;
+    bson_iter_t it;
+    bool fatal = false;
+    int rv;
+
+    if (len < WIRE_HEADER_LEN || wire_parse_header(msg, &h) != 0 || (size_t)h.length != len) {
+        free(msg);
+        net_conn_drop(conn);
+        return;
+    }
+    if (h.opcode != WIRE_OP_MSG && h.opcode != WIRE_OP_QUERY) {
+        net_log_event(s, "conn%llu: closing: unsupported opcode %d", (unsigned long long)conn_id,
+                      h.opcode);
+        free(msg);
+        net_conn_drop(conn);
+        return;
+    }
+    r = new_request(conn, conn_id, msg);
+    if (r == NULL) {
+        free(msg);
+        net_conn_drop(conn);
+        return;
+    }
+    r->request_id = h.request_id;
+    r->opcode = h.opcode;
+    c = &r->cmd;
+
+    rv = h.opcode == WIRE_OP_MSG ? parse_op_msg(r, len, &fatal) : parse_op_query(r, len, &fatal);
+    if (rv != 0) {
+        /* The reply of a framing error cannot name a command. */
+        c->body = NULL;
+        c->name = NULL;
+        if (fatal) {
+            net_log_event(s, "conn%llu: closing: %s", (unsigned long long)conn_id, c->err.msg);
+            free_request(r);
+            net_conn_drop(conn);
+            return;
+        }
+        reply_error(r);
+        return;
+    }
+
+    if (!bson_iter_init(&it, c->body) || !bson_iter_next(&it)) {
+        c->name = NULL;
+        cairn_error_mongo(&c->err, CAIRN_EINVAL, 59, "no such command: ''");
+        reply_error(r);
+        return;
+    }
+    c->name = bson_iter_key(&it);
+    def = net_cmd_lookup(c->name);
+    count_op(s, c->name, c->body);
+    if (def == NULL) {
+        cairn_error_mongo(&c->err, CAIRN_EINVAL, 59, "no such command: '%s'", c->name);
+        reply_error(r);
+        return;
+    }
+    if (gossip_cluster_time(c) != 0 || check_flags(c, def) != 0 || refuse_transaction(c) != 0 ||
+        wait_after_cluster_time(c, s) != 0) {
+        reply_error(r);
+        return;
+    }
+    switch (def->fn(c)) {
+        case NET_CMD_DONE:
+            finish(r, c->err.code != 0);
+            return;
+        case NET_CMD_PENDING:
+            /* net_cmd_complete finishes it (maybe already has). */
+            return;
+        case NET_CMD_ERROR:
+        default:
+            if (c->err.code == 0) {
+                cairn_error_mongo(&c->err, CAIRN_EINVAL, 1, "%s failed", c->name);
+            }
+            finish(r, true);
+            return;
+    }
+}

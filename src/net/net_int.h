@@ -1,0 +1,124 @@
+/*
+ * net_int.h: private to src/net. The command context every handler gets,
+ * the command table, and the helpers shared by the command files
+ * (cmd_admin.c, cmd_crud.c, cmd_read.c, cmd_ddl.c).
+ *
+ * Dispatch (dispatch.c) parses the request, looks the command up, checks
+ * its flags against the member state, calls the handler on a worker thread,
+ * then wraps the reply: on success it appends ok: 1.0; on failure it builds
+ * {ok: 0.0, errmsg, code, codeName}; in both cases $clusterTime and
+ * operationTime. A handler never appends ok, $clusterTime or operationTime.
+ */
+#ifndef CAIRN_NET_NET_INT_H
+#define CAIRN_NET_NET_INT_H
+
+#include <bson/bson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "net.h"
+#include "query/query.h"
+
+struct net_conn;
+
+/* One command being executed. */
+struct net_cmd
+{
+    /* Request (read-only for handlers). */
+    const struct net_deps *deps;
+    struct net_conn *conn; /* opaque to handlers */
+    uint64_t conn_id;      /* connectionId reported by hello */
+    const char *name;      /* command name: the first key of body */
+    const char *db;        /* $db (OP_MSG) or the db of "<db>.$cmd" (OP_QUERY) */
+    const bson_t *body;    /* the command; kind-1 sequences merged in as arrays */
+    bool secondary_ok;     /* $readPreference mode != primary, or OP_QUERY flag */
+
+    /* Reply. Handlers append their fields to `reply` (initialised empty). */
+    bson_t reply;
+    cairn_ts operation_time; /* 0 = use the current cluster time */
+    struct cairn_error err;  /* set when the handler fails */
+
+    /* For handlers that return NET_CMD_PENDING. */
+    void *handler_state;
+};
+
+/* What a handler returns. PENDING is negative so that it can never be
+ * confused with an error code: any positive return (NET_CMD_ERROR, or a
+ * CAIRN_E* code returned straight from cairn_error_mongo) is a failure with
+ * c->err set. */
+enum net_cmd_result {
+    NET_CMD_DONE = 0,     /* reply (or err) is ready */
+    NET_CMD_ERROR = 1,    /* err is set: reply is discarded, an error envelope sent */
+    NET_CMD_PENDING = -1, /* the handler will call net_cmd_complete later */
+};
+
+typedef int (*net_cmd_fn)(struct net_cmd *c);
+
+/* Flags of a command definition. */
+enum {
+    NET_CMD_F_ADMIN_ONLY = 1 << 0, /* must run on "admin" (13 Unauthorized-like: mongod says
+                                       "<cmd> may only be run against the admin database.") */
+    NET_CMD_F_WRITE = 1 << 1,      /* needs the primary: else 10107 NotWritablePrimary */
+    NET_CMD_F_READ = 1 << 2,       /* primary, or secondary with secondary_ok: else 13435 */
+    NET_CMD_F_NEEDS_CONFIG = 1 << 3, /* before replSetInitiate: 94 NotYetInitialized */
+};
+
+struct net_cmd_def
+{
+    const char *name;
+    net_cmd_fn fn;
+    unsigned flags;
+};
+
+/* Command tables, each terminated by {NULL, NULL, 0}. */
+extern const struct net_cmd_def net_cmds_admin[]; /* cmd_admin.c */
+extern const struct net_cmd_def net_cmds_crud[];  /* cmd_crud.c: insert update delete findAndModify */
+extern const struct net_cmd_def net_cmds_read[];  /* cmd_read.c: find getMore killCursors count distinct aggregate */
+extern const struct net_cmd_def net_cmds_ddl[];   /* cmd_ddl.c: create drop dropDatabase listCollections listDatabases */
+
+/* Finishes a NET_CMD_PENDING command: wraps and sends its reply (or err
+ * when `failed`). Callable from any thread, including the raft thread;
+ * never blocks. After it returns the handler must not touch `c`. */
+void net_cmd_complete(struct net_cmd *c, bool failed);
+
+/* Maps a MongoDB error code to its codeName ("BadValue", ...). */
+const char *net_code_name(int code);
+
+/* The MongoDB code for an error: err->mongo_code when set, else a mapping of
+ * err->code (NOTLEADER -> 10107, BADDOC -> 2, TOOBIG -> 10334, NOTFOUND -> 26,
+ * EXISTS -> 48, TIMEOUT -> 50, SHUTDOWN -> 91, INVAL -> 2, others -> 1). */
+int net_mongo_code(const struct cairn_error *err);
+
+/* Parses the optional writeConcern field of `body` into `wc` (default
+ * {w: "majority"}). Errors (mongo_code 9 FailedToParse / 14 TypeMismatch /
+ * 79 UnknownReplWriteConcern) for bad shapes. w: 0 is treated as w: 1
+ * (the driver asked for no reply, which moreToCome already handles). */
+int net_parse_write_concern(const bson_t *body, struct repl_wc *wc, struct cairn_error *err);
+
+/* Parses readConcern {level: "local"|"majority"|"available"|"snapshot"|...}
+ * into a txn_read level. "snapshot" outside transactions and
+ * "linearizable" are rejected with a clear error for now. */
+int net_parse_read_concern(const bson_t *body, int *level, struct cairn_error *err);
+
+/* Appends a writeConcernError sub-document for a failed wait status
+ * (CAIRN_ETIMEOUT -> {code: 64, codeName: "WriteConcernFailed", errmsg:
+ * "waiting for replication timed out", errInfo: {wtimeout: true}}; others
+ * mapped likewise) to `reply`. */
+void net_append_write_concern_error(bson_t *reply, int status);
+
+/* Type-checked field readers used by handlers. Each returns 0 when the
+ * field is absent (leaving *out unchanged) or well-typed, else sets err
+ * with mongo_code 14 TypeMismatch and a mongod-like message naming the
+ * field, e.g. "BSON field 'find.limit' is the wrong type 'string', expected
+ * types '[long, int, decimal, double]'". */
+int net_get_int64(const struct net_cmd *c, const char *field, int64_t *out);
+int net_get_bool(const struct net_cmd *c, const char *field, bool *out);
+int net_get_doc(const struct net_cmd *c, const char *field, bson_t *out); /* static view */
+int net_get_array(const struct net_cmd *c, const char *field, bson_t *out); /* static view */
+
+/* The collection name of a command whose first value names one (insert:
+ * "c"): sets *ns to "<db>.<c>" in `buf`. Errors: 73 InvalidNamespace, or
+ * 2 BadValue "collection name has invalid type ..." when not a string. */
+int net_cmd_namespace(struct net_cmd *c, char *buf, size_t bufsize);
+
+#endif /* CAIRN_NET_NET_INT_H */

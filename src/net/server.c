@@ -1,0 +1,760 @@
+/*
+ * server.c: the client-facing TCP server on nng's stream API. It owns the
+ * listener, the connections, the worker pool and shutdown.
+ *
+ * A connection does one thing at a time (no pipelining, as with mongod):
+ *
+ *   RECV header+body (nng aio) -> QUEUED (job list) -> BUSY (a worker runs
+ *   dispatch; a PENDING command stays BUSY until net_cmd_complete) -> SEND
+ *   (nng aio) -> RECV ...
+ *
+ * nng completes aios on its own threads; those callbacks only copy bytes,
+ * re-arm I/O or enqueue a job, never block. Any error on a connection
+ * (peer closed, bad length) ends in its destruction, which always runs on
+ * a thread that is not one of the connection's aio callbacks: a worker
+ * (DESTROY job) or the thread ending a BUSY turn.
+ *
+ * Shutdown: stop accepting, close every stream (pending aios fail and
+ * their connections are destroyed by the workers), wait until every
+ * remaining connection is BUSY, mark the server stopped, wait for
+ * completions in flight, join the workers. Connections still held by a
+ * PENDING command are destroyed when it completes; the last one frees the
+ * server.
+ */
+#include <nng/nng.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "lib/clock.h"
+#include "lib/log.h"
+#include "net/cursor.h"
+#include "net/net.h"
+#include "net/server_int.h"
+#include "net/wire.h"
+
+#define DEFAULT_WORKERS 8
+#define LOG_LINES 256
+#define LOG_LINE_MAX 320
+
+enum job { JOB_NONE = 0, JOB_REQUEST, JOB_DESTROY };
+
+/* Receive buffer per connection (most requests fit in one read). */
+#define NET_RX_BUF_SIZE 16384
+
+struct net_conn
+{
+    struct net_server *s;
+    nng_stream *stream;
+    nng_aio *rx_aio;
+    nng_aio *tx_aio;
+    uint64_t id;
+    char peer[64];
+    bool client_seen;
+    bool busy; /* guarded by s->mu */
+
+    /* Receiving. Reads go into rbuf, as many bytes as the socket has, so a
+     * small request arrives in one read; bytes past the current message
+     * (a moreToCome client may send its next message without waiting) stay
+     * there for the next turn. A message larger than rbuf gets its own
+     * buffer `msg`, read to exactly its length. */
+    uint8_t rbuf[NET_RX_BUF_SIZE];
+    size_t rlen;
+    uint8_t *msg;
+    size_t msg_len;
+    size_t got;
+
+    /* Sending. */
+    uint8_t *out;
+    size_t out_len;
+    size_t sent;
+
+    /* Job queue and connection list (guarded by s->mu). */
+    enum job job;
+    struct net_conn *next_job;
+    struct net_conn *prev, *next;
+};
+
+struct net_server
+{
+    struct net_options opts;
+    char *bind_ip;
+    char *dbpath;
+    struct net_deps deps;
+
+    nng_stream_listener *listener;
+    nng_aio *accept_aio;
+
+    pthread_t *workers;
+    int n_workers;
+
+    pthread_mutex_t mu;
+    pthread_cond_t work_cond;
+    pthread_cond_t stop_cond;
+    struct net_conn *q_head, *q_tail;
+    struct net_conn *conns;
+    int64_t n_conns;
+    int64_t n_busy;
+    int64_t n_completing;
+    int64_t total_conns;
+    uint64_t next_conn_id;
+    bool stopping;
+    bool stopped;
+    bool stop_done;
+
+    struct net_opcounters oc;
+    int64_t start_wall_ms;
+    uint64_t start_mono_ns;
+
+    pthread_mutex_t log_mu;
+    char log_lines[LOG_LINES][LOG_LINE_MAX];
+    uint64_t log_written;
+};
+
+static void server_free(struct net_server *s);
+
+/* ---- Log ring (getLog) ---------------------------------------------------- */
+
+void net_log_event(struct net_server *s, const char *fmt, ...)
+{
+    char msg[LOG_LINE_MAX - 96];
+    char date[40];
+    struct tm tm;
+    int64_t now = cairn_wall_ms();
+    time_t secs = (time_t)(now / 1000);
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    gmtime_r(&secs, &tm);
+    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &tm);
+    for (char *p = msg; *p != '\0'; p++) {
+        if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20) {
+            *p = '\'';
+        }
+    }
+    cairn_log(CAIRN_LOG_DEBUG, "net", "%s", msg);
+    pthread_mutex_lock(&s->log_mu);
+    snprintf(s->log_lines[s->log_written % LOG_LINES], LOG_LINE_MAX,
+             "{\"t\":{\"$date\":\"%s.%03dZ\"},\"s\":\"I\",\"c\":\"NETWORK\",\"msg\":\"%s\"}", date,
+             (int)(now % 1000), msg);
+    s->log_written++;
+    pthread_mutex_unlock(&s->log_mu);
+}
+
+void net_log_append(struct net_server *s, bson_t *reply)
+{
+    bson_t arr;
+    uint64_t first, i;
+    uint32_t idx = 0;
+
+    pthread_mutex_lock(&s->log_mu);
+    BSON_APPEND_INT64(reply, "totalLinesWritten", (int64_t)s->log_written);
+    BSON_APPEND_ARRAY_BEGIN(reply, "log", &arr);
+    first = s->log_written > LOG_LINES ? s->log_written - LOG_LINES : 0;
+    for (i = first; i < s->log_written; i++) {
+        char keybuf[16];
+        const char *key;
+        size_t klen = bson_uint32_to_string(idx++, &key, keybuf, sizeof keybuf);
+        bson_append_utf8(&arr, key, (int)klen, s->log_lines[i % LOG_LINES], -1);
+    }
+    bson_append_array_end(reply, &arr);
+    pthread_mutex_unlock(&s->log_mu);
+}
+
+/* ---- Accessors -------------------------------------------------------------- */
+
+struct net_server *net_conn_server(struct net_conn *c)
+{
+    return c->s;
+}
+
+const struct net_options *net_server_options(const struct net_server *s)
+{
+    return &s->opts;
+}
+
+const struct net_deps *net_server_deps(const struct net_server *s)
+{
+    return &s->deps;
+}
+
+struct net_opcounters *net_server_opcounters(struct net_server *s)
+{
+    return &s->oc;
+}
+
+void net_server_info_get(struct net_server *s, struct net_server_info *out)
+{
+    pthread_mutex_lock(&s->mu);
+    out->conns_current = s->n_conns;
+    out->conns_total = s->total_conns;
+    pthread_mutex_unlock(&s->mu);
+    out->start_wall_ms = s->start_wall_ms;
+    out->start_mono_ns = s->start_mono_ns;
+    out->n_workers = s->n_workers;
+}
+
+bool net_conn_set_client_metadata(struct net_conn *c)
+{
+    /* Only the connection's current turn touches this flag. */
+    if (c->client_seen) {
+        return false;
+    }
+    c->client_seen = true;
+    return true;
+}
+
+const char *net_conn_peer(const struct net_conn *c)
+{
+    return c->peer;
+}
+
+bool net_server_stopping(struct net_server *s)
+{
+    bool v;
+    pthread_mutex_lock(&s->mu);
+    v = s->stopping;
+    pthread_mutex_unlock(&s->mu);
+    return v;
+}
+
+bool net_server_enter(struct net_server *s)
+{
+    bool ok;
+    pthread_mutex_lock(&s->mu);
+    ok = !s->stopped;
+    if (ok) {
+        s->n_completing++;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return ok;
+}
+
+void net_server_leave(struct net_server *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->n_completing--;
+    pthread_cond_broadcast(&s->stop_cond);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* ---- Connections --------------------------------------------------------------- */
+
+static void enqueue(struct net_conn *c, enum job job)
+{
+    struct net_server *s = c->s;
+
+    pthread_mutex_lock(&s->mu);
+    c->job = job;
+    c->next_job = NULL;
+    if (s->q_tail != NULL) {
+        s->q_tail->next_job = c;
+    } else {
+        s->q_head = c;
+    }
+    s->q_tail = c;
+    pthread_cond_signal(&s->work_cond);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Frees a connection. Never on one of its own aio callbacks. */
+static void conn_destroy(struct net_conn *c)
+{
+    struct net_server *s = c->s;
+    bool last;
+
+    net_log_event(s, "Connection ended conn%llu remote %s", (unsigned long long)c->id, c->peer);
+    if (c->stream != NULL) {
+        nng_stream_close(c->stream);
+    }
+    if (c->rx_aio != NULL) {
+        nng_aio_free(c->rx_aio);
+    }
+    if (c->tx_aio != NULL) {
+        nng_aio_free(c->tx_aio);
+    }
+    pthread_mutex_lock(&s->mu);
+    if (c->prev != NULL) {
+        c->prev->next = c->next;
+    } else if (s->conns == c) {
+        s->conns = c->next;
+    }
+    if (c->next != NULL) {
+        c->next->prev = c->prev;
+    }
+    if (c->busy) {
+        s->n_busy--;
+    }
+    s->n_conns--;
+    last = s->stop_done && s->n_conns == 0;
+    pthread_cond_broadcast(&s->stop_cond);
+    pthread_mutex_unlock(&s->mu);
+    if (c->stream != NULL) {
+        nng_stream_free(c->stream);
+    }
+    free(c->msg);
+    free(c->out);
+    free(c);
+    if (last) {
+        server_free(s);
+    }
+}
+
+static void recv_more(struct net_conn *c)
+{
+    nng_iov iov;
+
+    if (c->msg != NULL) {
+        iov.iov_buf = c->msg + c->got;
+        iov.iov_len = c->msg_len - c->got;
+    } else {
+        iov.iov_buf = c->rbuf + c->rlen;
+        iov.iov_len = sizeof c->rbuf - c->rlen;
+    }
+    if (nng_aio_set_iov(c->rx_aio, 1, &iov) != 0) {
+        enqueue(c, JOB_DESTROY);
+        return;
+    }
+    nng_stream_recv(c->stream, c->rx_aio);
+}
+
+/* Takes the next message out of rbuf when it is all there (then hands it
+ * to a worker), switches to a dedicated buffer for a large one, or reads
+ * more. Do not touch c after it returns. */
+static void take_message(struct net_conn *c)
+{
+    struct wire_header h;
+    size_t len;
+
+    if (c->rlen < WIRE_HEADER_LEN) {
+        recv_more(c);
+        return;
+    }
+    if (wire_parse_header(c->rbuf, &h) != 0) {
+        net_log_event(c->s, "conn%llu: closing: invalid message length %d",
+                      (unsigned long long)c->id, h.length);
+        enqueue(c, JOB_DESTROY);
+        return;
+    }
+    len = (size_t)h.length;
+    if (len > c->rlen && len <= sizeof c->rbuf) {
+        recv_more(c);
+        return;
+    }
+    c->msg = malloc(len);
+    if (c->msg == NULL) {
+        enqueue(c, JOB_DESTROY);
+        return;
+    }
+    c->msg_len = len;
+    if (len <= c->rlen) {
+        memcpy(c->msg, c->rbuf, len);
+        memmove(c->rbuf, c->rbuf + len, c->rlen - len);
+        c->rlen -= len;
+        c->got = len;
+        enqueue(c, JOB_REQUEST);
+        return;
+    }
+    memcpy(c->msg, c->rbuf, c->rlen);
+    c->got = c->rlen;
+    c->rlen = 0;
+    recv_more(c);
+}
+
+static void start_recv(struct net_conn *c)
+{
+    c->got = 0;
+    free(c->msg);
+    c->msg = NULL;
+    c->msg_len = 0;
+    take_message(c);
+}
+
+static void rx_cb(void *arg)
+{
+    struct net_conn *c = arg;
+    int rv = nng_aio_result(c->rx_aio);
+
+    if (rv != 0) {
+        enqueue(c, JOB_DESTROY);
+        return;
+    }
+    if (c->msg == NULL) {
+        c->rlen += nng_aio_count(c->rx_aio);
+        take_message(c);
+        return;
+    }
+    c->got += nng_aio_count(c->rx_aio);
+    if (c->got < c->msg_len) {
+        recv_more(c);
+        return;
+    }
+    /* A whole message: hand it to a worker. Do not touch c afterwards. */
+    enqueue(c, JOB_REQUEST);
+}
+
+static void send_more(struct net_conn *c)
+{
+    nng_iov iov;
+
+    iov.iov_buf = c->out + c->sent;
+    iov.iov_len = c->out_len - c->sent;
+    if (nng_aio_set_iov(c->tx_aio, 1, &iov) != 0) {
+        enqueue(c, JOB_DESTROY);
+        return;
+    }
+    nng_stream_send(c->stream, c->tx_aio);
+}
+
+static void tx_cb(void *arg)
+{
+    struct net_conn *c = arg;
+    struct net_server *s = c->s;
+    int rv = nng_aio_result(c->tx_aio);
+    bool stopping;
+
+    if (rv != 0) {
+        enqueue(c, JOB_DESTROY);
+        return;
+    }
+    c->sent += nng_aio_count(c->tx_aio);
+    if (c->sent < c->out_len) {
+        send_more(c);
+        return;
+    }
+    free(c->out);
+    c->out = NULL;
+    pthread_mutex_lock(&s->mu);
+    stopping = s->stopping;
+    pthread_mutex_unlock(&s->mu);
+    if (stopping) {
+        enqueue(c, JOB_DESTROY);
+        return;
+    }
+    start_recv(c);
+}
+
+/* Ends a BUSY turn; returns true when the server is stopping. */
+static bool end_turn(struct net_conn *c)
+{
+    struct net_server *s = c->s;
+    bool stopping;
+
+    pthread_mutex_lock(&s->mu);
+    if (c->busy) {
+        c->busy = false;
+        s->n_busy--;
+        pthread_cond_broadcast(&s->stop_cond);
+    }
+    stopping = s->stopping;
+    pthread_mutex_unlock(&s->mu);
+    return stopping;
+}
+
+void net_conn_reply(struct net_conn *c, uint8_t *msg, size_t len)
+{
+    if (end_turn(c)) {
+        free(msg);
+        conn_destroy(c);
+        return;
+    }
+    c->out = msg;
+    c->out_len = len;
+    c->sent = 0;
+    send_more(c);
+}
+
+void net_conn_next(struct net_conn *c)
+{
+    if (end_turn(c)) {
+        conn_destroy(c);
+        return;
+    }
+    start_recv(c);
+}
+
+void net_conn_drop(struct net_conn *c)
+{
+    end_turn(c);
+    conn_destroy(c);
+}
+
+static void format_peer(nng_stream *st, char *buf, size_t n)
+{
+    nng_sockaddr sa;
+
+    snprintf(buf, n, "unknown");
+    if (nng_stream_get_addr(st, NNG_OPT_REMADDR, &sa) != 0) {
+        return;
+    }
+    if (sa.s_family == NNG_AF_INET) {
+        const uint8_t *a = (const uint8_t *)&sa.s_in.sa_addr;
+        const uint8_t *p = (const uint8_t *)&sa.s_in.sa_port;
+        snprintf(buf, n, "%u.%u.%u.%u:%u", a[0], a[1], a[2], a[3], (unsigned)(p[0] << 8 | p[1]));
+    } else if (sa.s_family == NNG_AF_INET6) {
+        const uint8_t *p = (const uint8_t *)&sa.s_in6.sa_port;
+        char tmp[48];
+        size_t off = 0;
+        for (int i = 0; i < 16; i += 2) {
+            off += (size_t)snprintf(tmp + off, sizeof tmp - off, "%s%x", i ? ":" : "",
+                                    sa.s_in6.sa_addr[i] << 8 | sa.s_in6.sa_addr[i + 1]);
+        }
+        snprintf(buf, n, "[%s]:%u", tmp, (unsigned)(p[0] << 8 | p[1]));
+    }
+}
+
+static void accept_cb(void *arg)
+{
+    struct net_server *s = arg;
+    int rv = nng_aio_result(s->accept_aio);
+    nng_stream *st;
+    struct net_conn *c;
+
+    if (rv != 0) {
+        if (rv == NNG_ECLOSED || rv == NNG_ECANCELED) {
+            return;
+        }
+        cairn_log(CAIRN_LOG_WARN, "net", "accept: %s", nng_strerror(rv));
+        goto rearm;
+    }
+    st = nng_aio_get_output(s->accept_aio, 0);
+    c = calloc(1, sizeof *c);
+    if (c == NULL || nng_aio_alloc(&c->rx_aio, rx_cb, c) != 0 ||
+        nng_aio_alloc(&c->tx_aio, tx_cb, c) != 0) {
+        if (c != NULL) {
+            if (c->rx_aio != NULL) {
+                nng_aio_free(c->rx_aio);
+            }
+            free(c);
+        }
+        nng_stream_free(st);
+        goto rearm;
+    }
+    c->s = s;
+    c->stream = st;
+    (void)nng_stream_set_bool(st, NNG_OPT_TCP_NODELAY, true);
+    format_peer(st, c->peer, sizeof c->peer);
+
+    pthread_mutex_lock(&s->mu);
+    if (s->stopping) {
+        pthread_mutex_unlock(&s->mu);
+        nng_aio_free(c->rx_aio);
+        nng_aio_free(c->tx_aio);
+        free(c);
+        nng_stream_free(st);
+        return;
+    }
+    c->id = ++s->next_conn_id;
+    c->next = s->conns;
+    if (s->conns != NULL) {
+        s->conns->prev = c;
+    }
+    s->conns = c;
+    s->n_conns++;
+    s->total_conns++;
+    pthread_mutex_unlock(&s->mu);
+    net_log_event(s, "Connection accepted conn%llu remote %s", (unsigned long long)c->id, c->peer);
+    start_recv(c);
+
+rearm:
+    pthread_mutex_lock(&s->mu);
+    if (!s->stopping) {
+        nng_stream_listener_accept(s->listener, s->accept_aio);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* ---- Workers ------------------------------------------------------------------- */
+
+static void *worker_main(void *arg)
+{
+    struct net_server *s = arg;
+
+    for (;;) {
+        struct net_conn *c;
+        enum job job;
+        uint8_t *msg;
+        size_t len;
+
+        pthread_mutex_lock(&s->mu);
+        while (s->q_head == NULL && !s->stopped) {
+            pthread_cond_wait(&s->work_cond, &s->mu);
+        }
+        if (s->q_head == NULL) {
+            pthread_mutex_unlock(&s->mu);
+            return NULL;
+        }
+        c = s->q_head;
+        s->q_head = c->next_job;
+        if (s->q_head == NULL) {
+            s->q_tail = NULL;
+        }
+        job = c->job;
+        c->job = JOB_NONE;
+        if (job == JOB_REQUEST && !s->stopping) {
+            c->busy = true;
+            s->n_busy++;
+        } else {
+            job = JOB_DESTROY;
+        }
+        pthread_mutex_unlock(&s->mu);
+
+        if (job == JOB_DESTROY) {
+            conn_destroy(c);
+            continue;
+        }
+        msg = c->msg;
+        len = c->msg_len;
+        c->msg = NULL;
+        c->msg_len = 0;
+        net_dispatch_message(c, c->id, msg, len);
+    }
+}
+
+/* ---- Start / stop ---------------------------------------------------------------- */
+
+static void server_free(struct net_server *s)
+{
+    pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->log_mu);
+    pthread_cond_destroy(&s->work_cond);
+    pthread_cond_destroy(&s->stop_cond);
+    free(s->workers);
+    free(s->bind_ip);
+    free(s->dbpath);
+    free(s);
+}
+
+int net_server_start(const struct net_options *opts,
+                     const struct net_deps *deps,
+                     struct net_server **out,
+                     struct cairn_error *err)
+{
+    struct net_server *s;
+    char url[300];
+    int rv;
+
+    if (opts->port <= 0 || opts->port > 65535 || opts->bind_ip == NULL) {
+        return cairn_error_setf(err, CAIRN_EINVAL, "net: invalid listen address");
+    }
+    s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        return cairn_error_setf(err, CAIRN_ENOMEM, "net: out of memory");
+    }
+    s->opts = *opts;
+    s->bind_ip = strdup(opts->bind_ip);
+    s->dbpath = opts->dbpath != NULL ? strdup(opts->dbpath) : NULL;
+    s->opts.bind_ip = s->bind_ip;
+    s->opts.dbpath = s->dbpath;
+    s->deps = *deps;
+    s->n_workers = opts->n_workers > 0 ? opts->n_workers : DEFAULT_WORKERS;
+    s->start_wall_ms = cairn_wall_ms();
+    s->start_mono_ns = cairn_mono_ns();
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->log_mu, NULL);
+    pthread_cond_init(&s->work_cond, NULL);
+    pthread_cond_init(&s->stop_cond, NULL);
+    s->workers = calloc((size_t)s->n_workers, sizeof *s->workers);
+    if (s->bind_ip == NULL || (opts->dbpath != NULL && s->dbpath == NULL) || s->workers == NULL) {
+        server_free(s);
+        return cairn_error_setf(err, CAIRN_ENOMEM, "net: out of memory");
+    }
+
+    if (strchr(opts->bind_ip, ':') != NULL) {
+        snprintf(url, sizeof url, "tcp://[%s]:%d", opts->bind_ip, opts->port);
+    } else {
+        snprintf(url, sizeof url, "tcp://%s:%d", opts->bind_ip, opts->port);
+    }
+    rv = nng_stream_listener_alloc(&s->listener, url);
+    if (rv == 0) {
+        rv = nng_stream_listener_listen(s->listener);
+    }
+    if (rv != 0) {
+        if (s->listener != NULL) {
+            nng_stream_listener_free(s->listener);
+        }
+        server_free(s);
+        return cairn_error_setf(err, CAIRN_EIO, "net: listen on %s: %s", url, nng_strerror(rv));
+    }
+    rv = nng_aio_alloc(&s->accept_aio, accept_cb, s);
+    if (rv != 0) {
+        nng_stream_listener_free(s->listener);
+        server_free(s);
+        return cairn_error_setf(err, CAIRN_ENOMEM, "net: aio: %s", nng_strerror(rv));
+    }
+    for (int i = 0; i < s->n_workers; i++) {
+        if (pthread_create(&s->workers[i], NULL, worker_main, s) != 0) {
+            pthread_mutex_lock(&s->mu);
+            s->stopping = s->stopped = true;
+            pthread_cond_broadcast(&s->work_cond);
+            pthread_mutex_unlock(&s->mu);
+            for (int k = 0; k < i; k++) {
+                pthread_join(s->workers[k], NULL);
+            }
+            nng_aio_free(s->accept_aio);
+            nng_stream_listener_free(s->listener);
+            server_free(s);
+            return cairn_error_setf(err, CAIRN_ENOMEM, "net: cannot start worker threads");
+        }
+    }
+    net_log_event(s, "Waiting for connections on %s", url);
+    cairn_log(CAIRN_LOG_INFO, "net", "listening on %s with %d workers", url, s->n_workers);
+    nng_stream_listener_accept(s->listener, s->accept_aio);
+    *out = s;
+    return 0;
+}
+
+void net_server_stop(struct net_server *s)
+{
+    bool last;
+
+    if (s == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&s->mu);
+    s->stopping = true;
+    pthread_mutex_unlock(&s->mu);
+    nng_stream_listener_close(s->listener);
+    nng_aio_stop(s->accept_aio);
+
+    pthread_mutex_lock(&s->mu);
+    for (struct net_conn *c = s->conns; c != NULL; c = c->next) {
+        nng_stream_close(c->stream);
+    }
+    /* Wait until every connection left is in a command (workers destroy
+     * the others as their aios fail). */
+    while (s->n_conns > s->n_busy) {
+        pthread_cond_wait(&s->stop_cond, &s->mu);
+    }
+    s->stopped = true;
+    pthread_cond_broadcast(&s->work_cond);
+    while (s->n_completing > 0) {
+        pthread_cond_wait(&s->stop_cond, &s->mu);
+    }
+    pthread_mutex_unlock(&s->mu);
+    for (int i = 0; i < s->n_workers; i++) {
+        pthread_join(s->workers[i], NULL);
+    }
+    /* Cursors hold engine reads; they must end before the engine closes. */
+    if (net_cursor_close_all() != 0) {
+        cairn_log(CAIRN_LOG_WARN, "net", "cursors still in use at shutdown");
+    }
+    nng_aio_free(s->accept_aio);
+    nng_stream_listener_free(s->listener);
+    s->accept_aio = NULL;
+    s->listener = NULL;
+    cairn_log(CAIRN_LOG_INFO, "net", "server stopped");
+
+    pthread_mutex_lock(&s->mu);
+    s->stop_done = true;
+    last = s->n_conns == 0;
+    pthread_mutex_unlock(&s->mu);
+    if (last) {
+        server_free(s);
+    }
+}
