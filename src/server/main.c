@@ -1,0 +1,253 @@
+/*
+ * main.c: cairnd. Parses options, opens the layers bottom-up (engine,
+ * replication, transactions, network), waits for SIGINT/SIGTERM and closes
+ * them top-down. Signals are blocked in every thread and taken
+ * synchronously here with sigwait, so no handler runs inside library code.
+ *
+ * Data layout under --dbpath: db/ (RocksDB), raft/ (the raft log).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cairn/cairn.h"
+#include "engine/engine.h"
+#include "lib/log.h"
+#include "net/net.h"
+#include "repl/repl.h"
+#include "txn/txn.h"
+
+struct options
+{
+    const char *set_name;
+    const char *bind_ip;
+    const char *dbpath;
+    const char *me;
+    int port;
+    int workers;
+    bool initiate;
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: cairnd --replSet NAME --dbpath DIR [options]\n"
+            "  --replSet NAME     replica set name (required)\n"
+            "  --dbpath DIR       data directory, created if missing (required)\n"
+            "  --port P           client port (default 27017); raft uses P+%d\n"
+            "  --bind_ip ADDR     address to listen on (default 127.0.0.1)\n"
+            "  --me HOST:PORT     this member's address as clients reach it\n"
+            "                     (default BIND_IP:PORT, 0.0.0.0 read as 127.0.0.1)\n"
+            "  --initiate         initiate a one-member set if not yet initiated\n"
+            "  --workers N        command worker threads (default 8)\n"
+            "  --version          print the version and exit\n",
+            CAIRN_RAFT_PORT_OFFSET);
+}
+
+static int parse_int(const char *s, int lo, int hi, int *out)
+{
+    char *end;
+    long v;
+
+    errno = 0;
+    v = strtol(s, &end, 10);
+    if (errno != 0 || *s == '\0' || *end != '\0' || v < lo || v > hi) {
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+static int parse_options(int argc, char **argv, struct options *o)
+{
+    enum {
+        OPT_REPLSET = 1,
+        OPT_DBPATH,
+        OPT_PORT,
+        OPT_BIND,
+        OPT_ME,
+        OPT_INITIATE,
+        OPT_WORKERS,
+        OPT_VERSION,
+        OPT_HELP
+    };
+    static const struct option longopts[] = {
+        {"replSet", required_argument, NULL, OPT_REPLSET},
+        {"dbpath", required_argument, NULL, OPT_DBPATH},
+        {"port", required_argument, NULL, OPT_PORT},
+        {"bind_ip", required_argument, NULL, OPT_BIND},
+        {"me", required_argument, NULL, OPT_ME},
+        {"initiate", no_argument, NULL, OPT_INITIATE},
+        {"workers", required_argument, NULL, OPT_WORKERS},
+        {"version", no_argument, NULL, OPT_VERSION},
+        {"help", no_argument, NULL, OPT_HELP},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+
+    o->port = 27017;
+    o->bind_ip = "127.0.0.1";
+    while ((c = getopt_long_only(argc, argv, "", longopts, NULL)) != -1) {
+        switch (c) {
+            case OPT_REPLSET:
+                o->set_name = optarg;
+                break;
+            case OPT_DBPATH:
+                o->dbpath = optarg;
+                break;
+            case OPT_PORT:
+                if (parse_int(optarg, 1, 65535 - CAIRN_RAFT_PORT_OFFSET, &o->port) != 0) {
+                    fprintf(stderr, "cairnd: --port must be 1..%d\n",
+                            65535 - CAIRN_RAFT_PORT_OFFSET);
+                    return 2;
+                }
+                break;
+            case OPT_BIND:
+                o->bind_ip = optarg;
+                break;
+            case OPT_ME:
+                o->me = optarg;
+                break;
+            case OPT_INITIATE:
+                o->initiate = true;
+                break;
+            case OPT_WORKERS:
+                if (parse_int(optarg, 1, 1024, &o->workers) != 0) {
+                    fprintf(stderr, "cairnd: --workers must be 1..1024\n");
+                    return 2;
+                }
+                break;
+            case OPT_VERSION:
+                printf("cairnd %s (MongoDB wire protocol %s)\n", "0.1.0", CAIRN_VERSION);
+                exit(0);
+            case OPT_HELP:
+                usage(stdout);
+                exit(0);
+            default:
+                usage(stderr);
+                return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "cairnd: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    if (o->set_name == NULL || o->set_name[0] == '\0' || o->dbpath == NULL) {
+        fprintf(stderr, "cairnd: --replSet and --dbpath are required\n");
+        usage(stderr);
+        return 2;
+    }
+    return 0;
+}
+
+static int make_dir(const char *path)
+{
+    if (mkdir(path, 0755) != 0 && errno != EEXIST) {
+        cairn_log(CAIRN_LOG_ERROR, "main", "cannot create %s: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct options opts = {0};
+    struct cairn_error err = {0};
+    char me[REPL_HOST_MAX + 1];
+    char dbdir[PATH_MAX];
+    struct eng *eng = NULL;
+    struct repl *repl = NULL;
+    struct txn_mgr *txn = NULL;
+    struct net_server *net = NULL;
+    sigset_t sigs;
+    int sig = 0;
+    int rv;
+
+    rv = parse_options(argc, argv, &opts);
+    if (rv != 0) {
+        return rv;
+    }
+    cairn_log_init();
+
+    /* Block the shutdown signals before any thread starts; all threads
+     * inherit the mask and main takes them with sigwait. */
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (opts.me != NULL) {
+        snprintf(me, sizeof me, "%s", opts.me);
+    } else {
+        const char *host = strcmp(opts.bind_ip, "0.0.0.0") == 0 ? "127.0.0.1" : opts.bind_ip;
+        snprintf(me, sizeof me, "%s:%d", host, opts.port);
+    }
+    if (make_dir(opts.dbpath) != 0) {
+        return 1;
+    }
+    snprintf(dbdir, sizeof dbdir, "%s/db", opts.dbpath);
+
+    rv = eng_open(dbdir, &eng, &err);
+    if (rv != 0) {
+        cairn_log(CAIRN_LOG_ERROR, "main", "open storage in %s: %s", dbdir, err.msg);
+        return 1;
+    }
+    struct repl_options ro = {
+        .dbpath = opts.dbpath,
+        .set_name = opts.set_name,
+        .me = me,
+        .bind_ip = opts.bind_ip,
+        .port = opts.port,
+        .initiate = opts.initiate,
+        .eng = eng,
+    };
+    rv = repl_open(&ro, &repl, &err);
+    if (rv != 0) {
+        cairn_log(CAIRN_LOG_ERROR, "main", "start replication: %s", err.msg);
+        eng_close(eng);
+        return 1;
+    }
+    rv = txn_mgr_open(eng, repl, &txn, &err);
+    if (rv != 0) {
+        cairn_log(CAIRN_LOG_ERROR, "main", "start transactions: %s", err.msg);
+        repl_close(repl);
+        eng_close(eng);
+        return 1;
+    }
+    struct net_options no = {
+        .bind_ip = opts.bind_ip,
+        .port = opts.port,
+        .n_workers = opts.workers,
+        .dbpath = opts.dbpath,
+    };
+    struct net_deps deps = {.txn = txn, .repl = repl};
+    rv = net_server_start(&no, &deps, &net, &err);
+    if (rv != 0) {
+        cairn_log(CAIRN_LOG_ERROR, "main", "listen on %s:%d: %s", opts.bind_ip, opts.port, err.msg);
+        txn_mgr_close(txn);
+        repl_close(repl);
+        eng_close(eng);
+        return 1;
+    }
+    cairn_log(CAIRN_LOG_INFO, "main",
+              "cairnd %s replSet %s me %s dbpath %s: waiting for connections on %s:%d",
+              CAIRN_VERSION, opts.set_name, me, opts.dbpath, opts.bind_ip, opts.port);
+
+    while (sigwait(&sigs, &sig) != 0) {
+    }
+    cairn_log(CAIRN_LOG_INFO, "main", "signal %d: shutting down", sig);
+    net_server_stop(net);
+    repl_close(repl);
+    txn_mgr_close(txn);
+    eng_close(eng);
+    cairn_log(CAIRN_LOG_INFO, "main", "shutdown complete");
+    return 0;
+}
