@@ -1,0 +1,219 @@
+#!/usr/bin/env bash
+# scripts/test.sh: sets up, builds and runs every Cairn test suite.
+#
+#   1. build/      -Dwerror=true: Check unit tests (meson test), pytest integration tests
+#                  against build/src/server/cairnd, and the libmongoc C program.
+#   2. build-asan/ -Db_sanitize=address,undefined: unit tests, integration tests and the
+#                  libmongoc program against the sanitized cairnd.
+#
+# Ends with one line "N passed, N failed" summing every Check test case, pytest test and
+# C-program check; exits non-zero if anything failed or a suite could not run.
+# Environment: SKIP_ASAN=1 skips step 2 (local use only; CI runs everything);
+# CAIRN_BUILD / CAIRN_ASAN_BUILD name other build directories (default build, build-asan).
+set -uo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+PY="$REPO/.venv/bin/python"
+RESULTS="$REPO/${CAIRN_BUILD:-build}-results"
+
+TOTAL_PASS=0
+TOTAL_FAIL=0
+SUMMARY=()
+
+say() { printf '\n=== [%4ds] %s\n' "$SECONDS" "$*"; }
+
+record() { # record SUITE PASSED FAILED [NOTE]
+    TOTAL_PASS=$((TOTAL_PASS + $2))
+    TOTAL_FAIL=$((TOTAL_FAIL + $3))
+    SUMMARY+=("$(printf '%-34s %5d passed %5d failed %s' "$1" "$2" "$3" "${4:-}")")
+}
+
+finish() {
+    say "summary"
+    for line in "${SUMMARY[@]}"; do echo "  $line"; done
+    echo "${TOTAL_PASS} passed, ${TOTAL_FAIL} failed"
+    if [ "$TOTAL_FAIL" -ne 0 ]; then exit 1; fi
+    if [ "$TOTAL_PASS" -eq 0 ]; then exit 1; fi
+    exit 0
+}
+
+say "setup"
+if ! bash "$REPO/scripts/setup.sh"; then
+    record "setup" 0 1 "(scripts/setup.sh failed)"
+    finish
+fi
+rm -rf "$RESULTS"
+mkdir -p "$RESULTS"
+
+# unit_tests BUILDDIR LABEL: runs meson test, counts Check cases from testlog.json.
+unit_tests() {
+    local build="$1" label="$2" mult="${3:-1}"
+    say "$label: unit tests (meson test -C $build)"
+    meson test -C "$build" --num-processes 2 --timeout-multiplier "$mult" --print-errorlogs
+    local rc=$?
+    local counts
+    counts="$("$PY" - "$build/meson-logs/testlog.json" "$rc" <<'EOF'
+import json, re, sys
+path, rc = sys.argv[1], int(sys.argv[2])
+passed = failed = 0
+tests = 0
+pat = re.compile(r"Checks: (\d+), Failures: (\d+), Errors: (\d+)")
+try:
+    lines = open(path, encoding="utf-8", errors="replace").read().splitlines()
+except OSError:
+    lines = []
+for line in lines:
+    if not line.strip():
+        continue
+    t = json.loads(line)
+    tests += 1
+    out = (t.get("stdout") or "") + "\n" + (t.get("stderr") or "")
+    found = pat.findall(out)
+    p = f = 0
+    for n, fl, er in found:
+        p += int(n) - int(fl) - int(er)
+        f += int(fl) + int(er)
+    ok = t.get("result") in ("OK", "EXPECTEDFAIL")
+    if not found:
+        # no Check summary: the program crashed or is not a Check test; count it as one
+        if ok:
+            p += 1
+        else:
+            f += 1
+    elif not ok and f == 0:
+        f += 1   # all cases passed but the program failed (sanitizer report at exit, timeout)
+    passed += p
+    failed += f
+    if not ok or f:
+        print("  unit test %s: %s" % (t.get("name"), t.get("result")), file=sys.stderr)
+if tests == 0:
+    print("  no unit tests ran (meson test exit %d)" % rc, file=sys.stderr)
+    failed += 1
+elif rc != 0 and failed == 0:
+    failed += 1
+print(passed, failed)
+EOF
+)"
+    record "$label unit (Check)" ${counts:-0 1}
+}
+
+# integration BUILDDIR LABEL: pytest against BUILDDIR's cairnd, counted from its junit xml.
+integration() {
+    local build="$1" label="$2"
+    local xml="$RESULTS/pytest-$label.xml"
+    say "$label: integration tests (pytest, CAIRND=$build/src/server/cairnd)"
+    # The whole suite takes a minute or two; the outer timeout only guards against a hang.
+    CAIRND="$REPO/$build/src/server/cairnd" timeout --kill-after=30 1500 \
+        "$PY" -m pytest "$REPO/tests/integration" -q -rfE -p no:cacheprovider --durations=5 \
+        --junitxml="$xml" --basetemp="$RESULTS/tmp-$label" -o junit_family=xunit2
+    local rc=$?
+    local counts
+    counts="$("$PY" - "$xml" "$rc" <<'EOF'
+import sys
+import xml.etree.ElementTree as ET
+path, rc = sys.argv[1], int(sys.argv[2])
+try:
+    root = ET.parse(path).getroot()
+except Exception as exc:
+    print("  no pytest junit xml (%s), pytest exit %d" % (exc, rc), file=sys.stderr)
+    print(0, 1)
+    sys.exit(0)
+suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
+tests = sum(int(s.get("tests", 0)) for s in suites)
+fail = sum(int(s.get("failures", 0)) + int(s.get("errors", 0)) for s in suites)
+skip = sum(int(s.get("skipped", 0)) for s in suites)
+passed = tests - fail - skip
+if tests == 0 or rc == 5:
+    print("  pytest ran no tests (exit %d)" % rc, file=sys.stderr)
+    fail += 1
+elif rc != 0 and fail == 0:
+    print("  pytest exited %d without reporting a failure" % rc, file=sys.stderr)
+    fail += 1
+print(max(passed, 0), fail)
+EOF
+)"
+    record "$label integration (pytest)" ${counts:-0 1}
+}
+
+# mongoc_program BUILDDIR LABEL: runs the libmongoc program against a fresh cairnd.
+mongoc_program() {
+    local build="$1" label="$2"
+    local prog="$REPO/$build/tests/mongoc_smoke"
+    local out="$RESULTS/mongoc-$label.txt"
+    say "$label: libmongoc program ($prog)"
+    if [ ! -x "$prog" ]; then
+        echo "  $prog was not built"
+        record "$label libmongoc program" 0 1 "(not built)"
+        return
+    fi
+    "$PY" "$REPO/tests/integration/cairn_server.py" run --cairnd "$REPO/$build/src/server/cairnd" \
+        -- "$prog" "{uri}" 2>&1 | tee "$out"
+    local rc=${PIPESTATUS[0]}
+    local p f
+    p=$(grep -c '^ok - ' "$out")
+    f=$(grep -c '^not ok - ' "$out")
+    if ! grep -Eq '^[0-9]+ passed, [0-9]+ failed$' "$out"; then
+        echo "  the program printed no summary line"
+        f=$((f + 1))
+    elif [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+        f=1
+    fi
+    record "$label libmongoc program" "$p" "$f"
+}
+
+# build_dir BUILDDIR LABEL OPTIONS...: returns non-zero (and records a failure) if it fails.
+build_dir() {
+    local build="$1" label="$2"
+    shift 2
+    say "$label: build ($build $*)"
+    if ! bash "$REPO/scripts/build.sh" "$build" "$@"; then
+        record "$label build" 0 1 "(build failed)"
+        return 1
+    fi
+    if [ ! -x "$REPO/$build/src/server/cairnd" ]; then
+        echo "  $build/src/server/cairnd was not built"
+        record "$label build" 0 1 "(no cairnd)"
+        return 1
+    fi
+    return 0
+}
+
+# 0. layering of DESIGN.md (include rules)
+say "layering (scripts/check-layers.sh)"
+layer_out="$(bash scripts/check-layers.sh 2>&1)" || true
+printf '%s\n' "$layer_out"
+layer_counts="$(printf '%s\n' "$layer_out" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' | tail -1)"
+# shellcheck disable=SC2086
+record "layering" ${layer_counts:-0 1}
+
+BUILD="${CAIRN_BUILD:-build}"
+ASAN_BUILD="${CAIRN_ASAN_BUILD:-build-asan}"
+
+# 1. normal build with -Werror
+if build_dir "$BUILD" normal -Dwerror=true -Dbuildtype=debugoptimized -Db_sanitize=none; then
+    unit_tests "$BUILD" normal 1
+    integration "$BUILD" normal
+    mongoc_program "$BUILD" normal
+else
+    record "normal unit/integration/mongoc" 0 1 "(not run: build failed)"
+fi
+
+# 2. sanitized build
+if [ "${SKIP_ASAN:-0}" = "1" ] && [ "${CI:-}" != "true" ]; then
+    say "asan: skipped (SKIP_ASAN=1)"
+else
+    export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1"
+    export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
+    if build_dir "$ASAN_BUILD" asan -Dwerror=true -Db_sanitize=address,undefined \
+        -Db_lundef=false; then
+        unit_tests "$ASAN_BUILD" asan 3
+        integration "$ASAN_BUILD" asan
+        mongoc_program "$ASAN_BUILD" asan
+    else
+        record "asan unit/integration/mongoc" 0 1 "(not run: build failed)"
+    fi
+    unset ASAN_OPTIONS UBSAN_OPTIONS
+fi
+
+finish
