@@ -3,6 +3,7 @@ concurrent writers run with w:"majority" and j:true; after each restart every ac
 write must be there exactly, counters never go below their last acknowledged value, deleted
 documents stay deleted, timestamps keep increasing, and the server becomes writable again."""
 
+import os
 import random
 import threading
 import time
@@ -126,8 +127,10 @@ def _max_ts_seen(srv):
 
 
 def test_crash_cycles_keep_acknowledged_writes(server_factory):
-    seed = int(time.time())
-    print("crash-cycle seed", seed)  # shown by pytest when the test fails
+    # The kill moments still vary with timing; the seed fixes the workload and round lengths.
+    # CAIRN_CRASH_SEED explores others (the seed is shown by pytest when the test fails).
+    seed = int(os.environ.get("CAIRN_CRASH_SEED", "20261122"))
+    print("crash-cycle seed", seed)
     rnd = random.Random(seed)
     srv = server_factory()
     ledger = _Ledger()

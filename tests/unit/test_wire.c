@@ -171,43 +171,37 @@ START_TEST(test_msg_body_only)
 }
 END_TEST
 
+static void put_le32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
+
 /* Builds an OP_MSG whose body is {a: {a: ... {} ...}} nested `depth` levels
- * deep (built iteratively); returns a malloc'd frame and its length. */
+ * deep; returns a malloc'd frame and its length. Written front to back in
+ * linear time: the document at nesting level k (0 innermost) is 5 + 8k bytes,
+ * so the frame is depth headers "len 0x03 'a' 0", the empty document, then
+ * depth closing zeros. */
 static uint8_t *nested_msg(int depth, size_t *len)
 {
-    size_t cap = 5 + (size_t)depth * 8;
-    uint8_t *doc = malloc(cap);
-    uint8_t *next = malloc(cap);
-    size_t dlen = 5;
-    uint8_t *frame;
-
-    memcpy(doc, "\x05\x00\x00\x00\x00", 5);
-    for (int i = 0; i < depth; i++) {
-        uint32_t n = (uint32_t)(dlen + 8);
-        next[0] = (uint8_t)n;
-        next[1] = (uint8_t)(n >> 8);
-        next[2] = (uint8_t)(n >> 16);
-        next[3] = (uint8_t)(n >> 24);
-        next[4] = 0x03;
-        next[5] = 'a';
-        next[6] = 0;
-        memcpy(next + 7, doc, dlen);
-        next[7 + dlen] = 0;
-        dlen += 8;
-        uint8_t *t = doc;
-        doc = next;
-        next = t;
-    }
+    size_t dlen = 5 + (size_t)depth * 8;
     *len = 16 + 4 + 1 + dlen;
-    frame = calloc(1, *len);
-    frame[0] = (uint8_t)*len;
-    frame[1] = (uint8_t)(*len >> 8);
-    frame[2] = (uint8_t)(*len >> 16);
-    frame[12] = (uint8_t)(WIRE_OP_MSG & 0xff);
-    frame[13] = (uint8_t)(WIRE_OP_MSG >> 8);
-    memcpy(frame + 21, doc, dlen);
-    free(doc);
-    free(next);
+    uint8_t *frame = calloc(1, *len);
+    put_le32(frame, (uint32_t)*len);
+    put_le32(frame + 12, WIRE_OP_MSG);
+    uint8_t *p = frame + 21;
+    for (int level = depth; level > 0; level--) {
+        put_le32(p, (uint32_t)(5 + (size_t)level * 8));
+        p[4] = 0x03;
+        p[5] = 'a';
+        p[6] = 0;
+        p += 7;
+    }
+    put_le32(p, 5);
+    p[4] = 0;
+    /* The remaining depth bytes are the closing zeros calloc already wrote. */
     return frame;
 }
 
