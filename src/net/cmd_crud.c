@@ -147,6 +147,44 @@ static int get_write_args(struct net_cmd *c, const char *field, struct write_arg
     return 0;
 }
 
+typedef int (*stmt_parse_fn)(const bson_t *stmt, void *out, struct cairn_error *err);
+
+/* Parses every statement of a->stmts (already checked to be documents by
+ * get_statements) with `parse` into a calloc'd array of elem_size entries,
+ * before any statement runs: a malformed statement fails the whole command
+ * as in mongod. `what` names the array in errors ("update.updates").
+ * Returns the array (caller frees) or NULL with c->err set. */
+static void *parse_stmts(struct net_cmd *c,
+                         const struct write_args *a,
+                         const char *what,
+                         size_t elem_size,
+                         stmt_parse_fn parse)
+{
+    uint8_t *parsed = calloc(a->count ? a->count : 1, elem_size);
+    if (parsed == NULL) {
+        cairn_error_setf(&c->err, CAIRN_ENOMEM, "out of memory");
+        return NULL;
+    }
+    bson_iter_t it;
+    bson_iter_init(&it, &a->stmts);
+    for (uint32_t i = 0; i < a->count && bson_iter_next(&it); i++) {
+        uint32_t len;
+        const uint8_t *data;
+        bson_t stmt;
+        bson_iter_document(&it, &len, &data);
+        if (!bson_init_static(&stmt, data, len)) {
+            cairn_error_mongo(&c->err, CAIRN_EINVAL, 2, "invalid BSON in %s", what);
+            free(parsed);
+            return NULL;
+        }
+        if (parse(&stmt, parsed + (size_t)i * elem_size, &c->err) != 0) {
+            free(parsed);
+            return NULL;
+        }
+    }
+    return parsed;
+}
+
 /* Flushes the write's staged changes as a commit of their own once they
  * pass TXN_FLUSH_BYTES, so that no commit outgrows a raft entry; *last_ts
  * follows the newest flushed commit. */
@@ -365,8 +403,9 @@ struct upd_stmt
     bool collation_simple;
 };
 
-static int parse_update_stmt(const bson_t *stmt, struct upd_stmt *s, struct cairn_error *err)
+static int parse_update_stmt(const bson_t *stmt, void *out, struct cairn_error *err)
 {
+    struct upd_stmt *s = out;
     bson_iter_t it;
     memset(s, 0, sizeof *s);
     s->collation_simple = true;
@@ -557,29 +596,11 @@ static int cmd_update(struct net_cmd *c)
     const char *ns = a.ns;
     struct repl_wc wc = a.wc;
     bool ordered = a.ordered;
-    bson_t stmts = a.stmts;
     uint32_t count = a.count;
-    struct upd_stmt *parsed = calloc(count, sizeof *parsed);
+    struct upd_stmt *parsed =
+        parse_stmts(c, &a, "update.updates", sizeof *parsed, parse_update_stmt);
     if (parsed == NULL) {
-        cairn_error_setf(&c->err, CAIRN_ENOMEM, "out of memory");
         return NET_CMD_ERROR;
-    }
-    bson_iter_t it;
-    bson_iter_init(&it, &stmts);
-    for (uint32_t i = 0; i < count && bson_iter_next(&it); i++) {
-        uint32_t len;
-        const uint8_t *data;
-        bson_t stmt;
-        bson_iter_document(&it, &len, &data);
-        if (!bson_init_static(&stmt, data, len)) {
-            cairn_error_mongo(&c->err, CAIRN_EINVAL, 2, "invalid BSON in update.updates");
-            free(parsed);
-            return NET_CMD_ERROR;
-        }
-        if (parse_update_stmt(&stmt, &parsed[i], &c->err) != 0) {
-            free(parsed);
-            return NET_CMD_ERROR;
-        }
     }
 
     int64_t n = 0;
@@ -691,6 +712,39 @@ struct del_stmt
     bool collation_simple;
 };
 
+/* Parses one delete statement {q, limit, collation?} into *out
+ * (struct del_stmt; views into the command). */
+static int parse_delete_stmt(const bson_t *stmt, void *out, struct cairn_error *err)
+{
+    struct del_stmt *s = out;
+    bson_iter_t f;
+    int64_t limit = 0;
+    bson_t q;
+    bson_t coll;
+    bson_init(&coll);
+    if (!bson_iter_init_find(&f, stmt, "q")) {
+        return missing_field(err, "delete.deletes", "q");
+    }
+    if (!bson_iter_init_find(&f, stmt, "limit")) {
+        return missing_field(err, "delete.deletes", "limit");
+    }
+    if (net_dc_get_doc(stmt, "delete.deletes", "q", &q, err) != 0 ||
+        net_dc_get_int64(stmt, "delete.deletes", "limit", &limit, err) != 0 ||
+        net_dc_get_doc(stmt, "delete.deletes", "collation", &coll, err) != 0) {
+        return err->code ? err->code : CAIRN_EINVAL;
+    }
+    if (limit != 0 && limit != 1) {
+        return cairn_error_mongo(err, CAIRN_EINVAL, 9,
+                                 "The limit field in delete objects must be 0 or 1. Got %" PRId64,
+                                 limit);
+    }
+    s->q_data = bson_get_data(&q);
+    s->q_len = q.len;
+    s->multi = limit == 0;
+    s->collation_simple = net_dc_collation_is_simple(&coll);
+    return 0;
+}
+
 static int run_delete_stmt(struct net_cmd *c,
                            const char *ns,
                            const struct del_stmt *s,
@@ -760,49 +814,11 @@ static int cmd_delete(struct net_cmd *c)
     const char *ns = a.ns;
     struct repl_wc wc = a.wc;
     bool ordered = a.ordered;
-    bson_t stmts = a.stmts;
     uint32_t count = a.count;
-    struct del_stmt *parsed = calloc(count, sizeof *parsed);
+    struct del_stmt *parsed =
+        parse_stmts(c, &a, "delete.deletes", sizeof *parsed, parse_delete_stmt);
     if (parsed == NULL) {
-        cairn_error_setf(&c->err, CAIRN_ENOMEM, "out of memory");
         return NET_CMD_ERROR;
-    }
-    bson_iter_t it;
-    bson_iter_init(&it, &stmts);
-    for (uint32_t i = 0; i < count && bson_iter_next(&it); i++) {
-        uint32_t len;
-        const uint8_t *data;
-        bson_t stmt;
-        bson_iter_document(&it, &len, &data);
-        bson_iter_t f;
-        int rc = 0;
-        int64_t limit = 0;
-        bson_t q;
-        bson_t coll;
-        bson_init(&coll);
-        if (!bson_init_static(&stmt, data, len)) {
-            rc = cairn_error_mongo(&c->err, CAIRN_EINVAL, 2, "invalid BSON in delete.deletes");
-        } else if (!bson_iter_init_find(&f, &stmt, "q")) {
-            rc = missing_field(&c->err, "delete.deletes", "q");
-        } else if (!bson_iter_init_find(&f, &stmt, "limit")) {
-            rc = missing_field(&c->err, "delete.deletes", "limit");
-        } else if (net_dc_get_doc(&stmt, "delete.deletes", "q", &q, &c->err) != 0 ||
-                   net_dc_get_int64(&stmt, "delete.deletes", "limit", &limit, &c->err) != 0 ||
-                   net_dc_get_doc(&stmt, "delete.deletes", "collation", &coll, &c->err) != 0) {
-            rc = c->err.code ? c->err.code : CAIRN_EINVAL;
-        } else if (limit != 0 && limit != 1) {
-            rc = cairn_error_mongo(&c->err, CAIRN_EINVAL, 9,
-                                   "The limit field in delete objects must be 0 or 1. Got %" PRId64,
-                                   limit);
-        }
-        if (rc != 0) {
-            free(parsed);
-            return NET_CMD_ERROR;
-        }
-        parsed[i].q_data = bson_get_data(&q);
-        parsed[i].q_len = q.len;
-        parsed[i].multi = limit == 0;
-        parsed[i].collation_simple = net_dc_collation_is_simple(&coll);
     }
 
     int64_t n = 0;

@@ -303,3 +303,27 @@ def test_failed_write_is_not_partial(coll):
     with pytest.raises(WriteError):
         coll.update_one({"_id": 1}, {"$set": {"a": 2}, "$inc": {"s": 1}})
     assert coll.find_one({"_id": 1}) == {"_id": 1, "a": 1, "s": "str"}
+
+
+@pytest.mark.parametrize("deletes,code", [
+    ([{"q": {}, "limit": 0}, {"q": {}}], 40414),          # second statement lacks limit
+    ([{"q": {}, "limit": 0}, {"limit": 0}], 40414),       # second statement lacks q
+    ([{"q": {}, "limit": 0}, {"q": {}, "limit": 2}], 9),  # limit must be 0 or 1
+    ([{"q": {}, "limit": 0}, {"q": 5, "limit": 0}], 14),  # q must be a document
+])
+def test_malformed_delete_statement_fails_whole_command(db, deletes, code):
+    # Statements are all parsed before any runs: nothing is deleted.
+    db.d.insert_many([{"_id": i} for i in range(3)])
+    with pytest.raises(OperationFailure) as e:
+        db.command("delete", "d", deletes=deletes)
+    assert e.value.code == code
+    assert db.d.count_documents({}) == 3
+
+
+def test_malformed_update_statement_fails_whole_command(db):
+    db.u.insert_many([{"_id": i, "v": 0} for i in range(3)])
+    with pytest.raises(OperationFailure) as e:
+        db.command("update", "u", updates=[{"q": {}, "u": {"$inc": {"v": 1}}, "multi": True},
+                                           {"q": {}}])
+    assert e.value.code == 40414
+    assert sorted(d["v"] for d in db.u.find()) == [0, 0, 0]
