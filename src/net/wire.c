@@ -153,17 +153,69 @@ static int64_t value_size(uint8_t t, const uint8_t *p, size_t avail)
     }
 }
 
-/* Walks the document structure without recursion. Returns 0, 15 (nested
- * deeper than WIRE_MAX_DEPTH) or 22 (malformed framing). */
-static int check_depth(const uint8_t *p, size_t len)
+/* True when the `len` bytes at `p` are UTF-8; embedded NULs are allowed in
+ * string values (mongod stores them) but not in keys, which are C strings. */
+static bool utf8_ok(const uint8_t *p, size_t len)
+{
+    return bson_utf8_validate((const char *)p, len, true);
+}
+
+static int walk_doc(const uint8_t *p, size_t len, int depth_budget);
+
+/* Checks the strings inside one value of type `t` occupying `sz` bytes at
+ * `v` (its size already checked by value_size). libbson 1.23's
+ * bson_validate(BSON_VALIDATE_UTF8) does not look at string values, so the
+ * walk does it. Returns 0, 15 or 22. */
+static int check_value_strings(uint8_t t, const uint8_t *v, size_t sz, int depth_budget)
+{
+    int32_t n;
+    switch (t) {
+        case 0x02: /* string, JavaScript code, symbol: int32 len, bytes, NUL */
+        case 0x0D:
+        case 0x0E:
+        case 0x0C: /* DBPointer: a string, then 12 bytes of ObjectId */
+            memcpy(&n, v, 4);
+            if (v[4 + (size_t)n - 1] != 0) {
+                return 22;
+            }
+            return utf8_ok(v + 4, (size_t)n - 1) ? 0 : 22;
+        case 0x0B: { /* regex: pattern and options, two C strings */
+            const uint8_t *nul = memchr(v, 0, sz);
+            size_t plen = (size_t)(nul - v);
+            return utf8_ok(v, plen) && utf8_ok(nul + 1, sz - plen - 2) ? 0 : 22;
+        }
+        case 0x0F: { /* code with scope: int32 total, string, scope document */
+            memcpy(&n, v + 4, 4);
+            if (n < 1 || (size_t)n > sz - 8 - 5 || v[8 + (size_t)n - 1] != 0 ||
+                !utf8_ok(v + 8, (size_t)n - 1)) {
+                return 22;
+            }
+            if (depth_budget == 0) {
+                return 15;
+            }
+            return walk_doc(v + 8 + (size_t)n, sz - 8 - (size_t)n, depth_budget - 1);
+        }
+        default:
+            return 0;
+    }
+}
+
+/* Walks the document structure without recursion (except into the scope of
+ * a code-with-scope value, which spends the same depth budget), checking
+ * sizes, nesting and that every key and string is UTF-8. Returns 0, 15
+ * (nested deeper than the budget) or 22 (malformed framing or strings). */
+static int walk_doc(const uint8_t *p, size_t len, int depth_budget)
 {
     size_t ends[WIRE_MAX_DEPTH + 1];
     int depth = 0;
     size_t off = 4;
     int32_t n;
 
+    if (len < 5) {
+        return 22;
+    }
     memcpy(&n, p, 4);
-    if (len < 5 || n < 5 || (size_t)n != len) {
+    if (n < 5 || (size_t)n != len) {
         return 22;
     }
     ends[0] = len - 1; /* offset of the document's terminating NUL */
@@ -184,7 +236,7 @@ static int check_depth(const uint8_t *p, size_t len)
         }
         uint8_t t = p[off++];
         const uint8_t *nul = memchr(p + off, 0, ends[depth] - off);
-        if (nul == NULL) {
+        if (nul == NULL || !utf8_ok(p + off, (size_t)(nul - (p + off)))) {
             return 22;
         }
         off = (size_t)(nul - p) + 1;
@@ -196,7 +248,7 @@ static int check_depth(const uint8_t *p, size_t len)
             if (n < 5 || (size_t)n > ends[depth] - off) {
                 return 22;
             }
-            if (depth == WIRE_MAX_DEPTH) {
+            if (depth == depth_budget) {
                 return 15;
             }
             ends[++depth] = off + (size_t)n - 1;
@@ -206,6 +258,10 @@ static int check_depth(const uint8_t *p, size_t len)
         int64_t sz = value_size(t, p + off, ends[depth] - off);
         if (sz < 0 || (uint64_t)sz > ends[depth] - off) {
             return 22;
+        }
+        int rc = check_value_strings(t, p + off, (size_t)sz, depth_budget - depth);
+        if (rc != 0) {
+            return rc;
         }
         off += (size_t)sz;
     }
@@ -218,7 +274,9 @@ static int check_doc(const uint8_t *p, size_t len)
 {
     bson_t b;
     size_t off;
-    int rc = check_depth(p, len);
+    /* Strings and keys must be UTF-8: replies echo them (error messages,
+     * stored documents) and drivers refuse to decode invalid UTF-8. */
+    int rc = walk_doc(p, len, WIRE_MAX_DEPTH);
 
     if (rc != 0) {
         return rc;
@@ -226,9 +284,9 @@ static int check_doc(const uint8_t *p, size_t len)
     if (!bson_init_static(&b, p, len)) {
         return 22;
     }
-    /* Strings and keys must be UTF-8: replies echo them (error messages,
-     * stored documents) and drivers refuse to decode invalid UTF-8. */
-    return bson_validate(&b, BSON_VALIDATE_UTF8 | BSON_VALIDATE_UTF8_ALLOW_NULL, &off) ? 0 : 22;
+    /* libbson's own structural checks (boolean bytes, code-with-scope
+     * lengths); the walk above has bounded the depth its recursion sees. */
+    return bson_validate(&b, BSON_VALIDATE_NONE, &off) ? 0 : 22;
 }
 
 /* The message for a check_doc failure. */

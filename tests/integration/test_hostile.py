@@ -340,3 +340,39 @@ def test_mutated_messages_fuzz(server):
             pass  # the server closed first (reset, broken pipe, not connected)
         finally:
             s.close()
+
+
+@pytest.mark.parametrize("where", ["value", "nested", "array", "key", "db", "sequence", "regex"])
+def test_invalid_utf8_string_is_refused_and_not_stored(server, where):
+    # A placeholder encoded by pymongo, then swapped for an invalid UTF-8 byte sequence of the
+    # same length: the server must answer 22 InvalidBSON and store nothing, or every later read
+    # of the document would fail to decode in the driver.
+    mark = "Zq9Z"
+    doc = {"_id": where, "s": mark if where != "db" else "fine"}
+    if where == "nested":
+        doc = {"_id": where, "d": {"s": mark}}
+    elif where == "array":
+        doc = {"_id": where, "a": ["ok", mark]}
+    elif where == "key":
+        doc = {"_id": where, mark: 1}
+    elif where == "regex":
+        doc = {"_id": where, "r": bson.Regex(mark)}
+    cmd = {"insert": "utf8", "$db": "fuzz" + mark if where == "db" else "hostile"}
+    seqs = ()
+    if where == "sequence":
+        seqs = [("documents", [doc])]
+    else:
+        cmd["documents"] = [doc]
+    body = op_msg(cmd, sequences=seqs)
+    assert body.count(mark.encode()) == 1
+    msg, rid = frame(OP_MSG, body.replace(mark.encode(), b"f\x99z\xff"))
+    s = connect(server)
+    send(s, msg)
+    assert closed_or_error(s, rid) == "error"
+    s.close()
+    c = server.client()
+    try:
+        assert c.hostile.utf8.find_one({"_id": where}) is None
+        assert all(not n.startswith("fuzz") for n in c.list_database_names())
+    finally:
+        c.close()

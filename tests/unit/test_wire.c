@@ -205,6 +205,115 @@ static uint8_t *nested_msg(int depth, size_t *len)
     return frame;
 }
 
+/* Every key and string inside a client document must be UTF-8 (22
+ * InvalidBSON otherwise), whatever BSON type carries it and however deep:
+ * libbson 1.23's bson_validate does not check string values, and a stored
+ * invalid string would later make every driver fail to decode its reply.
+ * Valid multi-byte strings and strings with embedded NULs pass. */
+static const struct
+{
+    const char *what;
+    bool valid;
+} utf8_cases[] = {
+    {"string", true},      {"string_bad", false},    {"nested_bad", false},
+    {"array_bad", false},  {"key_bad", false},       {"nested_key_bad", false},
+    {"multibyte", true},   {"embedded_nul", true},   {"truncated_seq", false},
+    {"regex_bad", false},  {"regex_ok", true},       {"code_bad", false},
+    {"symbol_bad", false}, {"dbpointer_bad", false}, {"codewscope_bad", false},
+    {"scope_bad", false},  {"codewscope_ok", true},
+};
+
+static bson_t *utf8_case_doc(const char *what)
+{
+    static const char bad[] = "f\x99zz";
+    static const uint8_t oid[12] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+    bson_t *b = bson_new();
+    bson_t sub;
+    bson_oid_t o;
+    bson_oid_init_from_data(&o, oid);
+    BSON_APPEND_UTF8(b, "$db", "test");
+    if (strcmp(what, "string") == 0) {
+        BSON_APPEND_UTF8(b, "s", "plain");
+    } else if (strcmp(what, "string_bad") == 0) {
+        BSON_APPEND_UTF8(b, "s", bad);
+    } else if (strcmp(what, "nested_bad") == 0) {
+        BSON_APPEND_DOCUMENT_BEGIN(b, "d", &sub);
+        BSON_APPEND_UTF8(&sub, "s", bad);
+        bson_append_document_end(b, &sub);
+    } else if (strcmp(what, "array_bad") == 0) {
+        BSON_APPEND_ARRAY_BEGIN(b, "a", &sub);
+        BSON_APPEND_UTF8(&sub, "0", "ok");
+        BSON_APPEND_UTF8(&sub, "1", bad);
+        bson_append_array_end(b, &sub);
+    } else if (strcmp(what, "key_bad") == 0) {
+        BSON_APPEND_INT32(b, bad, 1);
+    } else if (strcmp(what, "nested_key_bad") == 0) {
+        BSON_APPEND_DOCUMENT_BEGIN(b, "d", &sub);
+        BSON_APPEND_INT32(&sub, bad, 1);
+        bson_append_document_end(b, &sub);
+    } else if (strcmp(what, "multibyte") == 0) {
+        BSON_APPEND_UTF8(b, "s", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
+    } else if (strcmp(what, "embedded_nul") == 0) {
+        bson_append_utf8(b, "s", 1, "a\0b", 3);
+    } else if (strcmp(what, "truncated_seq") == 0) {
+        BSON_APPEND_UTF8(b, "s", "ab\xe2\x82");
+    } else if (strcmp(what, "regex_bad") == 0) {
+        BSON_APPEND_REGEX(b, "r", bad, "i");
+    } else if (strcmp(what, "regex_ok") == 0) {
+        BSON_APPEND_REGEX(b, "r", "^caf\xc3\xa9$", "i");
+    } else if (strcmp(what, "code_bad") == 0) {
+        BSON_APPEND_CODE(b, "c", bad);
+    } else if (strcmp(what, "symbol_bad") == 0) {
+        BSON_APPEND_SYMBOL(b, "y", bad);
+    } else if (strcmp(what, "dbpointer_bad") == 0) {
+        BSON_APPEND_DBPOINTER(b, "p", bad, &o);
+    } else {
+        bson_t *scope = bson_new();
+        BSON_APPEND_UTF8(scope, "v", strcmp(what, "scope_bad") == 0 ? bad : "fine");
+        BSON_APPEND_CODE_WITH_SCOPE(b, "w", strcmp(what, "codewscope_bad") == 0 ? bad : "f()",
+                                    scope);
+        bson_destroy(scope);
+    }
+    return b;
+}
+
+START_TEST(test_msg_strings_must_be_utf8)
+{
+    struct mb m;
+    struct wire_msg msg;
+    struct cairn_error err = {0, 0, {0}};
+    bool fatal = true;
+    bson_t *body = utf8_case_doc(utf8_cases[_i].what);
+
+    mb_start(&m, WIRE_OP_MSG, 1);
+    mb_u32(&m, 0);
+    mb_body(&m, body);
+    mb_patch_len(&m);
+    int rv = wire_parse_op_msg(m.buf, m.len, &msg, &fatal, &err);
+    if (utf8_cases[_i].valid) {
+        ck_assert_msg(rv == 0, "%s: %s", utf8_cases[_i].what, err.msg);
+    } else {
+        ck_assert_msg(rv != 0, "%s was accepted", utf8_cases[_i].what);
+        ck_assert_int_eq(err.mongo_code, 22);
+        ck_assert(!fatal);
+    }
+    /* The same document as a kind-1 sequence member. */
+    const bson_t *docs[1] = {body};
+    bson_t *cmd = doc_json("{\"insert\": \"c\", \"$db\": \"test\"}");
+    mb_start(&m, WIRE_OP_MSG, 2);
+    mb_u32(&m, 0);
+    mb_body(&m, cmd);
+    mb_seq(&m, "documents", docs, 1);
+    mb_patch_len(&m);
+    fatal = true;
+    cairn_error_clear(&err);
+    rv = wire_parse_op_msg(m.buf, m.len, &msg, &fatal, &err);
+    ck_assert_int_eq(rv == 0, utf8_cases[_i].valid);
+    bson_destroy(cmd);
+    bson_destroy(body);
+}
+END_TEST
+
 /* Documents nested deeper than 200 levels are refused with 15 Overflow
  * without recursing (a 100,000-deep document must not overflow the stack);
  * the connection stays usable. Shallower nesting parses. */
@@ -1165,6 +1274,8 @@ static Suite *wire_suite(void)
     tcase_add_test(tc, test_crc32c);
     tcase_add_test(tc, test_msg_body_only);
     tcase_add_test(tc, test_msg_nesting_limit);
+    tcase_add_loop_test(tc, test_msg_strings_must_be_utf8, 0,
+                        (int)(sizeof utf8_cases / sizeof utf8_cases[0]));
     tcase_add_test(tc, test_query_short_trailer);
     tcase_add_test(tc, test_msg_sequences_any_order);
     tcase_add_test(tc, test_msg_empty_sequence);
