@@ -78,6 +78,10 @@ struct net_conn
     struct net_conn *prev, *next;
 };
 
+/* Pause after a failed accept: doubles from MIN up to MAX while failing. */
+#define ACCEPT_BACKOFF_MIN_MS 5u
+#define ACCEPT_BACKOFF_MAX_MS 500u
+
 struct net_server
 {
     struct net_options opts;
@@ -87,6 +91,14 @@ struct net_server
 
     nng_stream_listener *listener;
     nng_aio *accept_aio;
+    /* Accept failures (out of file descriptors, ...) are retried after a
+     * growing pause on backoff_aio instead of at once: retrying at once
+     * spun a core and wrote millions of log lines while the process was
+     * out of descriptors. Touched only by the accept/backoff callbacks,
+     * which never run at the same time. */
+    nng_aio *backoff_aio;
+    unsigned backoff_ms;
+    uint64_t accept_failures;
 
     pthread_t *workers;
     int n_workers;
@@ -519,8 +531,27 @@ static void accept_cb(void *arg)
         if (rv == NNG_ECLOSED || rv == NNG_ECANCELED) {
             return;
         }
-        cairn_log(CAIRN_LOG_WARN, "net", "accept: %s", nng_strerror(rv));
-        goto rearm;
+        if (s->accept_failures++ == 0) {
+            cairn_log(CAIRN_LOG_WARN, "net",
+                      "accept: %s; retrying with backoff (pending clients wait in the backlog)",
+                      nng_strerror(rv));
+        }
+        s->backoff_ms = s->backoff_ms == 0
+                            ? ACCEPT_BACKOFF_MIN_MS
+                            : (s->backoff_ms * 2 > ACCEPT_BACKOFF_MAX_MS ? ACCEPT_BACKOFF_MAX_MS
+                                                                         : s->backoff_ms * 2);
+        pthread_mutex_lock(&s->mu);
+        if (!s->stopping) {
+            nng_sleep_aio((nng_duration)s->backoff_ms, s->backoff_aio);
+        }
+        pthread_mutex_unlock(&s->mu);
+        return;
+    }
+    if (s->accept_failures > 0) {
+        cairn_log(CAIRN_LOG_INFO, "net", "accept: working again after %llu failed attempts",
+                  (unsigned long long)s->accept_failures);
+        s->accept_failures = 0;
+        s->backoff_ms = 0;
     }
     st = nng_aio_get_output(s->accept_aio, 0);
     c = calloc(1, sizeof *c);
@@ -562,6 +593,22 @@ static void accept_cb(void *arg)
     start_recv(c);
 
 rearm:
+    pthread_mutex_lock(&s->mu);
+    if (!s->stopping) {
+        nng_stream_listener_accept(s->listener, s->accept_aio);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* The pause after a failed accept ends: try again. */
+static void accept_backoff_cb(void *arg)
+{
+    struct net_server *s = arg;
+    int rv = nng_aio_result(s->backoff_aio);
+
+    if (rv != 0 && rv != NNG_ETIMEDOUT) {
+        return; /* canceled at shutdown */
+    }
     pthread_mutex_lock(&s->mu);
     if (!s->stopping) {
         nng_stream_listener_accept(s->listener, s->accept_aio);
@@ -682,6 +729,12 @@ int net_server_start(const struct net_options *opts,
         return cairn_error_setf(err, CAIRN_EIO, "net: listen on %s: %s", url, nng_strerror(rv));
     }
     rv = nng_aio_alloc(&s->accept_aio, accept_cb, s);
+    if (rv == 0) {
+        rv = nng_aio_alloc(&s->backoff_aio, accept_backoff_cb, s);
+        if (rv != 0) {
+            nng_aio_free(s->accept_aio);
+        }
+    }
     if (rv != 0) {
         nng_stream_listener_free(s->listener);
         server_free(s);
@@ -697,6 +750,7 @@ int net_server_start(const struct net_options *opts,
                 pthread_join(s->workers[k], NULL);
             }
             nng_aio_free(s->accept_aio);
+            nng_aio_free(s->backoff_aio);
             nng_stream_listener_free(s->listener);
             server_free(s);
             return cairn_error_setf(err, CAIRN_ENOMEM, "net: cannot start worker threads");
@@ -721,6 +775,7 @@ void net_server_stop(struct net_server *s)
     pthread_mutex_unlock(&s->mu);
     nng_stream_listener_close(s->listener);
     nng_aio_stop(s->accept_aio);
+    nng_aio_stop(s->backoff_aio);
 
     pthread_mutex_lock(&s->mu);
     for (struct net_conn *c = s->conns; c != NULL; c = c->next) {
@@ -745,8 +800,10 @@ void net_server_stop(struct net_server *s)
         cairn_log(CAIRN_LOG_WARN, "net", "cursors still in use at shutdown");
     }
     nng_aio_free(s->accept_aio);
+    nng_aio_free(s->backoff_aio);
     nng_stream_listener_free(s->listener);
     s->accept_aio = NULL;
+    s->backoff_aio = NULL;
     s->listener = NULL;
     cairn_log(CAIRN_LOG_INFO, "net", "server stopped");
 

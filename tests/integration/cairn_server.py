@@ -11,6 +11,7 @@ scripts/run-local.sh and scripts/test.sh:
 
 import os
 import random
+import resource
 import signal
 import socket
 import subprocess
@@ -94,6 +95,7 @@ class CairnServer:
         self.binary = binary or cairnd_binary()
         self.initiate = initiate
         self.extra_args = list(extra_args)
+        self.fd_limit = None  # RLIMIT_NOFILE for the process, when set
         self.proc = None
         self.logpath = os.path.join(os.path.dirname(os.path.abspath(dbpath)),
                                     os.path.basename(os.path.abspath(dbpath)) + ".log")
@@ -133,8 +135,15 @@ class CairnServer:
             log.write(("\n==== start #%d: %s\n" % (self.starts, " ".join(self.command_line())))
                       .encode())
             log.flush()
+            limit = self.fd_limit
+
+            def set_limits():
+                if limit is not None:
+                    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
             self.proc = subprocess.Popen(self.command_line(), stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=log, start_new_session=True)
+                                         stdout=log, stderr=log, start_new_session=True,
+                                         preexec_fn=set_limits)
         if wait:
             self.wait_ready(timeout=timeout, writable=self.initiate)
         return self

@@ -115,3 +115,37 @@ def test_sigterm_keeps_acknowledged_w1_writes(server_factory):
     assert not missing, "%d acknowledged w:1 writes lost, e.g. %r" % (len(missing),
                                                                    sorted(missing)[:3])
     c.close()
+
+
+def test_out_of_file_descriptors_backs_off_and_recovers(server_factory):
+    """More clients than the process may open files: accept fails with EMFILE. The server
+    must not spin on the failing accept (it used to retry at once, burning a core and writing
+    millions of log lines), and must serve again once clients leave."""
+    import socket
+
+    srv = server_factory(start=False)
+    srv.fd_limit = 160
+    srv.start()
+    socks = []
+    try:
+        for _ in range(400):
+            try:
+                socks.append(socket.create_connection(("127.0.0.1", srv.port), timeout=0.5))
+            except OSError:
+                break
+        # Far more connections than descriptors were attempted.
+        assert len(socks) > 160
+        time.sleep(1.5)
+        assert srv.alive(), srv.log_tail()
+        failures_logged = srv.log_text().count("accept:")
+        assert 1 <= failures_logged <= 5, failures_logged
+    finally:
+        for s in socks:
+            s.close()
+    c = srv.client(serverSelectionTimeoutMS=15000)
+    try:
+        c.fd.t.insert_one({"_id": 1})
+        assert c.fd.t.find_one({"_id": 1}) == {"_id": 1}
+    finally:
+        c.close()
+    assert "working again" in srv.log_text()
