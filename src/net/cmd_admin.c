@@ -416,6 +416,7 @@ static int cmd_server_status(struct net_cmd *c)
     BSON_APPEND_INT32(&sub, "current", (int32_t)info.conns_current);
     BSON_APPEND_INT32(&sub, "available", (int32_t)(1000000 - info.conns_current));
     BSON_APPEND_INT64(&sub, "totalCreated", info.conns_total);
+    BSON_APPEND_INT32(&sub, "active", (int32_t)info.conns_active);
     bson_append_document_end(&c->reply, &sub);
 
     BSON_APPEND_DOCUMENT_BEGIN(&c->reply, "opcounters", &sub);

@@ -37,6 +37,9 @@
 #include "net/wire.h"
 
 #define DEFAULT_WORKERS 8
+/* Ceiling of the elastic worker pool (threads, each with a default stack
+ * reserved but mostly untouched). */
+#define MAX_WORKERS 512
 #define LOG_LINES 256
 #define LOG_LINE_MAX 320
 
@@ -100,8 +103,19 @@ struct net_server
     unsigned backoff_ms;
     uint64_t accept_failures;
 
-    pthread_t *workers;
+    /* Worker pool: n_base threads start with the server; when a job is
+     * queued and no worker is idle, another is started, up to max_workers,
+     * so that commands which wait (a long scan, the write lock) never keep
+     * hello, ping or other clients' commands waiting for a worker (mongod
+     * gives every connection its own thread). Workers never exit before
+     * shutdown joins them. Guarded by mu. */
+    pthread_t *workers; /* max_workers slots, n_workers started */
     int n_workers;
+    int n_base;
+    int max_workers;
+    int n_idle;   /* workers waiting for a job */
+    int n_queued; /* jobs in the queue */
+    bool spawn_failed_logged;
 
     pthread_mutex_t mu;
     pthread_cond_t work_cond;
@@ -205,10 +219,13 @@ void net_server_info_get(struct net_server *s, struct net_server_info *out)
     pthread_mutex_lock(&s->mu);
     out->conns_current = s->n_conns;
     out->conns_total = s->total_conns;
+    out->conns_active = s->n_busy;
     pthread_mutex_unlock(&s->mu);
     out->start_wall_ms = s->start_wall_ms;
     out->start_mono_ns = s->start_mono_ns;
+    pthread_mutex_lock(&s->mu);
     out->n_workers = s->n_workers;
+    pthread_mutex_unlock(&s->mu);
 }
 
 bool net_conn_set_client_metadata(struct net_conn *c)
@@ -257,6 +274,28 @@ void net_server_leave(struct net_server *s)
 
 /* ---- Connections --------------------------------------------------------------- */
 
+static void *worker_main(void *arg);
+
+/* Starts one more worker if the pool may grow. Caller holds s->mu. Returns
+ * 0, or -1 at the ceiling or when the thread cannot be created (the job
+ * then waits for a running worker). */
+static int spawn_worker_locked(struct net_server *s)
+{
+    if (s->n_workers >= s->max_workers) {
+        return -1;
+    }
+    if (pthread_create(&s->workers[s->n_workers], NULL, worker_main, s) != 0) {
+        if (!s->spawn_failed_logged) {
+            s->spawn_failed_logged = true;
+            cairn_log(CAIRN_LOG_WARN, "net", "cannot start worker thread %d; commands wait",
+                      s->n_workers + 1);
+        }
+        return -1;
+    }
+    s->n_workers++;
+    return 0;
+}
+
 static void enqueue(struct net_conn *c, enum job job)
 {
     struct net_server *s = c->s;
@@ -270,6 +309,10 @@ static void enqueue(struct net_conn *c, enum job job)
         s->q_head = c;
     }
     s->q_tail = c;
+    s->n_queued++;
+    if (s->n_queued > s->n_idle && !s->stopping) {
+        spawn_worker_locked(s);
+    }
     pthread_cond_signal(&s->work_cond);
     pthread_mutex_unlock(&s->mu);
 }
@@ -630,13 +673,16 @@ static void *worker_main(void *arg)
 
         pthread_mutex_lock(&s->mu);
         while (s->q_head == NULL && !s->stopped) {
+            s->n_idle++;
             pthread_cond_wait(&s->work_cond, &s->mu);
+            s->n_idle--;
         }
         if (s->q_head == NULL) {
             pthread_mutex_unlock(&s->mu);
             return NULL;
         }
         c = s->q_head;
+        s->n_queued--;
         s->q_head = c->next_job;
         if (s->q_head == NULL) {
             s->q_tail = NULL;
@@ -699,14 +745,15 @@ int net_server_start(const struct net_options *opts,
     s->opts.bind_ip = s->bind_ip;
     s->opts.dbpath = s->dbpath;
     s->deps = *deps;
-    s->n_workers = opts->n_workers > 0 ? opts->n_workers : DEFAULT_WORKERS;
+    s->n_base = opts->n_workers > 0 ? opts->n_workers : DEFAULT_WORKERS;
+    s->max_workers = s->n_base > MAX_WORKERS ? s->n_base : MAX_WORKERS;
     s->start_wall_ms = cairn_wall_ms();
     s->start_mono_ns = cairn_mono_ns();
     pthread_mutex_init(&s->mu, NULL);
     pthread_mutex_init(&s->log_mu, NULL);
     pthread_cond_init(&s->work_cond, NULL);
     pthread_cond_init(&s->stop_cond, NULL);
-    s->workers = calloc((size_t)s->n_workers, sizeof *s->workers);
+    s->workers = calloc((size_t)s->max_workers, sizeof *s->workers);
     if (s->bind_ip == NULL || (opts->dbpath != NULL && s->dbpath == NULL) || s->workers == NULL) {
         server_free(s);
         return cairn_error_setf(err, CAIRN_ENOMEM, "net: out of memory");
@@ -740,24 +787,28 @@ int net_server_start(const struct net_options *opts,
         server_free(s);
         return cairn_error_setf(err, CAIRN_ENOMEM, "net: aio: %s", nng_strerror(rv));
     }
-    for (int i = 0; i < s->n_workers; i++) {
-        if (pthread_create(&s->workers[i], NULL, worker_main, s) != 0) {
-            pthread_mutex_lock(&s->mu);
-            s->stopping = s->stopped = true;
-            pthread_cond_broadcast(&s->work_cond);
-            pthread_mutex_unlock(&s->mu);
-            for (int k = 0; k < i; k++) {
-                pthread_join(s->workers[k], NULL);
-            }
-            nng_aio_free(s->accept_aio);
-            nng_aio_free(s->backoff_aio);
-            nng_stream_listener_free(s->listener);
-            server_free(s);
-            return cairn_error_setf(err, CAIRN_ENOMEM, "net: cannot start worker threads");
+    pthread_mutex_lock(&s->mu);
+    while (s->n_workers < s->n_base && spawn_worker_locked(s) == 0) {
+    }
+    bool started = s->n_workers == s->n_base;
+    if (!started) {
+        s->stopping = s->stopped = true;
+        pthread_cond_broadcast(&s->work_cond);
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (!started) {
+        for (int k = 0; k < s->n_workers; k++) {
+            pthread_join(s->workers[k], NULL);
         }
+        nng_aio_free(s->accept_aio);
+        nng_aio_free(s->backoff_aio);
+        nng_stream_listener_free(s->listener);
+        server_free(s);
+        return cairn_error_setf(err, CAIRN_ENOMEM, "net: cannot start worker threads");
     }
     net_log_event(s, "Waiting for connections on %s", url);
-    cairn_log(CAIRN_LOG_INFO, "net", "listening on %s with %d workers", url, s->n_workers);
+    cairn_log(CAIRN_LOG_INFO, "net", "listening on %s with %d workers (up to %d)", url, s->n_base,
+              s->max_workers);
     nng_stream_listener_accept(s->listener, s->accept_aio);
     *out = s;
     return 0;
@@ -791,8 +842,10 @@ void net_server_stop(struct net_server *s)
     while (s->n_completing > 0) {
         pthread_cond_wait(&s->stop_cond, &s->mu);
     }
+    /* No worker starts once stopping is set (enqueue checks it). */
+    int n_workers = s->n_workers;
     pthread_mutex_unlock(&s->mu);
-    for (int i = 0; i < s->n_workers; i++) {
+    for (int i = 0; i < n_workers; i++) {
         pthread_join(s->workers[i], NULL);
     }
     /* Cursors hold engine reads; they must end before the engine closes. */

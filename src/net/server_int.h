@@ -39,7 +39,8 @@ struct net_server_info
     uint64_t start_mono_ns;
     int64_t conns_current;
     int64_t conns_total;
-    int n_workers;
+    int64_t conns_active; /* connections in a command (this one included) */
+    int n_workers;        /* worker threads started so far */
 };
 
 /* ---- server.c ---------------------------------------------------------- */

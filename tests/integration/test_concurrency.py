@@ -122,3 +122,56 @@ def test_large_single_batch(coll):
     assert r.modified_count == 2000
     assert coll.delete_many({"v": -3}).deleted_count == 2000
     assert coll.estimated_document_count() == 18000
+
+
+def test_busy_workers_do_not_delay_hello(server_factory):
+    """With one base worker and three slow scans running, hello must be answered while the
+    scans still run: the worker pool grows instead of queueing the monitor's hello behind
+    them (a queued hello made drivers' monitors see seconds of latency, and a long write
+    holding the write lock could make them declare the server down)."""
+    import socket
+    import struct
+
+    import bson
+
+    srv = server_factory(extra_args=["--workers", "1"])
+    c = srv.client()
+    c.busy.docs.insert_many([{"_id": i, "x": (i * 7919) % 60013, "pad": "p" * 400}
+                             for i in range(60000)])
+    events = []
+    lock = threading.Lock()
+
+    def scan(k):
+        cc = srv.client()
+        try:
+            list(cc.busy.docs.find({"x": {"$gte": 0}}).sort("x", -1).limit(3))
+        finally:
+            cc.close()
+        with lock:
+            events.append("scan")
+
+    scanners = [threading.Thread(target=scan, args=(k,)) for k in range(3)]
+    # Connect (handshakes) before the scans start, so only the hello itself is measured.
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=60)
+    body = struct.pack("<I", 0) + b"\x00" + bson.encode({"hello": 1, "$db": "admin"})
+    msg = struct.pack("<iiii", 16 + len(body), 1, 0, 2013) + body
+    for t in scanners:
+        t.start()
+    # Wait until the three scans are running on the server (connections.active counts
+    # connections inside a command, this serverStatus included) before sending hello.
+    for _ in range(2000):
+        if c.admin.command("serverStatus")["connections"]["active"] >= 4 or events:
+            break
+    # Fails when no worker is free for serverStatus while the scans run (the pool did not
+    # grow), or if the scans became too fast to overlap.
+    assert not events, "a scan finished before all three were seen running at once"
+    s.sendall(msg)
+    reply = s.recv(65536)
+    with lock:
+        events.append("hello")
+    s.close()
+    for t in scanners:
+        t.join(timeout=120)
+    c.close()
+    assert len(reply) > 16
+    assert events.index("hello") == 0, events
