@@ -37,18 +37,19 @@ struct options
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: cairnd --replSet NAME --dbpath DIR [options]\n"
-            "  --replSet NAME     replica set name (required)\n"
-            "  --dbpath DIR       data directory, created if missing (required)\n"
-            "  --port P           client port (default 27017); raft uses P+%d\n"
-            "  --bind_ip ADDR     address to listen on (default 127.0.0.1)\n"
-            "  --me HOST:PORT     this member's address as clients reach it\n"
-            "                     (default BIND_IP:PORT, 0.0.0.0 read as 127.0.0.1)\n"
-            "  --initiate         initiate a one-member set if not yet initiated\n"
-            "  --workers N        command worker threads (default 8)\n"
-            "  --version          print the version and exit\n",
-            CAIRN_RAFT_PORT_OFFSET);
+    fprintf(
+        f,
+        "usage: cairnd --replSet NAME --dbpath DIR [options]\n"
+        "  --replSet NAME     replica set name (required)\n"
+        "  --dbpath DIR       data directory, created if missing (required)\n"
+        "  --port P           client port (default 27017); raft uses P+%d\n"
+        "  --bind_ip ADDR     address to listen on (default 127.0.0.1)\n"
+        "  --me HOST:PORT     this member's address as clients reach it\n"
+        "                     (default BIND_IP:PORT, 0.0.0.0 read as 127.0.0.1)\n"
+        "  --initiate         initiate a one-member set if not yet initiated\n"
+        "  --workers N        command worker threads at start (default 8; grows to 512 when busy)\n"
+        "  --version          print the version and exit\n",
+        CAIRN_RAFT_PORT_OFFSET);
 }
 
 static int parse_int(const char *s, int lo, int hi, int *out)
