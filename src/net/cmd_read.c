@@ -156,6 +156,50 @@ static void merge_sort(bson_t **a, bson_t **tmp, size_t n, const struct qry_sort
 
 /* ---- find --------------------------------------------------------------- */
 
+/* A sort spec that is exactly {$natural: 1 or -1}: our natural order is _id
+ * order, so it is rewritten to {_id: dir} in *out (caller destroys it). */
+static bool natural_sort(const bson_t *spec, bson_t *out)
+{
+    bson_iter_t it;
+    if (!bson_iter_init(&it, spec) || !bson_iter_next(&it) ||
+        strcmp(bson_iter_key(&it), "$natural") != 0 || !BSON_ITER_HOLDS_NUMBER(&it)) {
+        return false;
+    }
+    double d = bson_iter_as_double(&it);
+    if ((d != 1.0 && d != -1.0) || bson_iter_next(&it)) {
+        return false;
+    }
+    bson_init(out);
+    BSON_APPEND_INT32(out, "_id", d > 0 ? 1 : -1);
+    return true;
+}
+
+/* find options that change results and that we do not implement (index
+ * bounds and index keys, record ids): refused rather than ignored. */
+static int refuse_find_options(struct net_cmd *c)
+{
+    static const char *const opts[] = {"min", "max", "returnKey", "showRecordId"};
+    for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++) {
+        bson_iter_t it;
+        if (!bson_iter_init_find(&it, c->body, opts[i])) {
+            continue;
+        }
+        bool set = bson_iter_as_bool(&it);
+        if (BSON_ITER_HOLDS_DOCUMENT(&it)) { /* an empty min/max means none */
+            uint32_t len = 0;
+            const uint8_t *data = NULL;
+            bson_iter_document(&it, &len, &data);
+            set = len > 5;
+        }
+        if (set) {
+            cairn_error_mongo(&c->err, CAIRN_EINVAL, 238, "the find option '%s' is not supported",
+                              opts[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static void free_query(struct qry_matcher *m, struct qry_projection *p, struct qry_sort *s)
 {
     if (m != NULL) {
@@ -198,6 +242,9 @@ static int cmd_find(struct net_cmd *c)
         net_get_bool(c, "noCursorTimeout", &ignored) != 0) {
         return NET_CMD_ERROR;
     }
+    if (refuse_find_options(c) != 0) {
+        return NET_CMD_ERROR;
+    }
     if (tailable || await_data) {
         cairn_error_mongo(&c->err, CAIRN_EINVAL, 2,
                           "error processing query: %s tailable cursor requested on non capped "
@@ -209,23 +256,15 @@ static int cmd_find(struct net_cmd *c)
         net_dc_collation_unsupported(&c->err);
         return NET_CMD_ERROR;
     }
-    if (skip < 0) {
-        cairn_error_mongo(&c->err, CAIRN_EINVAL, 2,
-                          "Skip value must be non-negative, but received: %" PRId64, skip);
+    /* As find_command.idl ({gte: 0} validators): drivers send a negative
+     * limit as a positive one with singleBatch, mongod refuses it raw. */
+    const char *neg_name = skip < 0 ? "skip" : (limit < 0 ? "limit" : "batchSize");
+    int64_t neg_val = skip < 0 ? skip : (limit < 0 ? limit : batch);
+    if (neg_val < 0) {
+        cairn_error_mongo(&c->err, CAIRN_EINVAL, 51024,
+                          "BSON field '%s' value must be >= 0, actual value '%" PRId64 "'",
+                          neg_name, neg_val);
         return NET_CMD_ERROR;
-    }
-    if (batch < 0) {
-        cairn_error_mongo(&c->err, CAIRN_EINVAL, 2,
-                          "BatchSize value must be non-negative, but received: %" PRId64, batch);
-        return NET_CMD_ERROR;
-    }
-    if (limit < 0) {
-        if (limit == INT64_MIN) {
-            cairn_error_mongo(&c->err, CAIRN_EINVAL, 2, "limit value is out of range");
-            return NET_CMD_ERROR;
-        }
-        limit = -limit;
-        single_batch = true;
     }
     if (limit > 0 && limit < batch) {
         batch = limit;
@@ -242,7 +281,13 @@ static int cmd_find(struct net_cmd *c)
         rc = qry_projection_compile(&projection, &proj, &c->err);
     }
     if (rc == 0 && !bson_empty(&sort_spec)) {
-        rc = qry_sort_compile(&sort_spec, &sort, &c->err);
+        bson_t natural;
+        if (natural_sort(&sort_spec, &natural)) {
+            rc = qry_sort_compile(&natural, &sort, &c->err);
+            bson_destroy(&natural);
+        } else {
+            rc = qry_sort_compile(&sort_spec, &sort, &c->err);
+        }
     }
     if (rc != 0 || begin_read(c, &rd) != 0) {
         goto fail;

@@ -1,9 +1,12 @@
 /*
  * compare.c: MongoDB's BSON comparison order: type ranks, exact numeric
- * comparison across int32/int64/double (decimal128 through double), and
- * recursive comparison of documents and arrays.
+ * comparison across int32/int64/double/decimal128 (decimal128 exactly, as
+ * mongod's compare_numbers.h: Decimal128("0.1") != 0.1), and recursive
+ * comparison of documents and arrays.
  */
+#include <inttypes.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -131,9 +134,108 @@ static int cmp_double(double a, double b)
     return a < b ? -1 : (a > b ? 1 : 0);
 }
 
+/* A finite number as exact decimal digits: (neg ? -1 : 1) * 0.d[0..n) * 10^exp,
+ * without leading or trailing zeros (n == 0 for zero). */
+struct exact_dec
+{
+    bool neg;
+    long exp;
+    size_t n;
+    char d[840];
+};
+
+/* Parses "[-]digits[.digits][(e|E)[+-]digits]" (printf's %e, %lld and
+ * bson_decimal128_to_string's finite forms). */
+static void exact_parse(const char *s, struct exact_dec *x)
+{
+    long ip = -1, nd = 0, lead = 0;
+    x->neg = *s == '-';
+    x->n = 0;
+    s += (*s == '-' || *s == '+');
+    for (; (*s >= '0' && *s <= '9') || *s == '.'; s++) {
+        if (*s == '.') {
+            ip = nd;
+            continue;
+        }
+        if (x->n == 0 && *s == '0') {
+            lead++; /* 0.0123 * 10^k == 0.123 * 10^(k-1) */
+        } else if (x->n < sizeof x->d) {
+            x->d[x->n++] = *s;
+        }
+        nd++;
+    }
+    long e = (*s == 'e' || *s == 'E') ? strtol(s + 1, NULL, 10) : 0;
+    x->exp = (ip < 0 ? nd : ip) + e - lead;
+    while (x->n > 0 && x->d[x->n - 1] == '0') {
+        x->n--;
+    }
+}
+
+/* -2 NaN, -1 -Inf, 0 finite, 1 +Inf */
+static int num_class(const bson_value_t *v, struct exact_dec *x)
+{
+    char buf[sizeof x->d + 32];
+    switch (v->value_type) {
+        case BSON_TYPE_DOUBLE: {
+            double d = v->value.v_double;
+            if (isnan(d)) {
+                return -2;
+            }
+            if (isinf(d)) {
+                return d < 0 ? -1 : 1;
+            }
+            snprintf(buf, sizeof buf, "%.800e", d); /* exact: a double has <= 767 digits */
+            break;
+        }
+        case BSON_TYPE_INT32:
+            snprintf(buf, sizeof buf, "%" PRId32, v->value.v_int32);
+            break;
+        case BSON_TYPE_INT64:
+            snprintf(buf, sizeof buf, "%" PRId64, v->value.v_int64);
+            break;
+        default:
+            bson_decimal128_to_string(&v->value.v_decimal128, buf);
+            if (strstr(buf, "NaN")) {
+                return -2;
+            }
+            if (strstr(buf, "Inf")) {
+                return buf[0] == '-' ? -1 : 1;
+            }
+            break;
+    }
+    exact_parse(buf, x);
+    return 0;
+}
+
+static int cmp_exact(const bson_value_t *a, const bson_value_t *b)
+{
+    struct exact_dec xa, xb;
+    int ca = num_class(a, &xa), cb = num_class(b, &xb);
+    if (ca != 0 || cb != 0) {
+        return ca < cb ? -1 : (ca > cb ? 1 : 0);
+    }
+    int sa = xa.n == 0 ? 0 : (xa.neg ? -1 : 1);
+    int sb = xb.n == 0 ? 0 : (xb.neg ? -1 : 1);
+    if (sa != sb || sa == 0) {
+        return sa < sb ? -1 : (sa > sb ? 1 : 0);
+    }
+    int mag; /* |a| vs |b| */
+    if (xa.exp != xb.exp) {
+        mag = xa.exp < xb.exp ? -1 : 1;
+    } else {
+        size_t n = xa.n < xb.n ? xa.n : xb.n;
+        int c = memcmp(xa.d, xb.d, n);
+        mag = c != 0 ? (c < 0 ? -1 : 1) : (xa.n < xb.n ? -1 : (xa.n > xb.n ? 1 : 0));
+    }
+    return sa * mag;
+}
+
 static int cmp_numbers(const bson_value_t *a, const bson_value_t *b)
 {
     bson_type_t ta = a->value_type, tb = b->value_type;
+    if (ta == BSON_TYPE_DECIMAL128 || tb == BSON_TYPE_DECIMAL128) {
+        return cmp_exact(a, b);
+    }
     bool ai = ta == BSON_TYPE_INT32 || ta == BSON_TYPE_INT64;
     bool bi = tb == BSON_TYPE_INT32 || tb == BSON_TYPE_INT64;
     int64_t ia = ta == BSON_TYPE_INT32 ? a->value.v_int32 : (ai ? a->value.v_int64 : 0);

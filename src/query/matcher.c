@@ -12,8 +12,14 @@
  * PCRE. Lookaround, \A \z, \Q..\E, inline flags "(?i)" and possessive
  * quantifiers are not supported: regcomp rejects most of them (51091).
  * Matching is a yes/no test, so lazy quantifiers behave like greedy ones.
+ * Patterns are compiled and run in a C.UTF-8 locale, as PCRE's UTF mode:
+ * '.' and [^...] take one code point, "i" folds non-ASCII letters; \w \d \s
+ * stay ASCII-only as in PCRE without UCP (\b and [[:alpha:]] follow the
+ * locale, a known difference).
  */
+#include <locale.h>
 #include <math.h>
+#include <pthread.h>
 #include <regex.h>
 #include <stdlib.h>
 #include <string.h>
@@ -254,7 +260,7 @@ static const char *translate_bracket(const char *p, struct sbuf *out)
                     sb_puts(&body, "A-Za-z0-9_");
                     break;
                 case 's':
-                    sb_puts(&body, "[:space:]");
+                    sb_puts(&body, " \t\n\r\f\v");
                     break;
                 case ']':
                     lit_close = true;
@@ -404,7 +410,12 @@ static char *translate_regex(const char *pat,
                         *bad_pat = true;
                         return NULL;
                     }
-                    put_literal(&out, (char)v);
+                    if (v >= 0x80) { /* code point U+00HH, as PCRE's UTF mode */
+                        sb_putc(&out, (char)(0xC0 | (v >> 6)));
+                        sb_putc(&out, (char)(0x80 | (v & 0x3F)));
+                    } else {
+                        put_literal(&out, (char)v);
+                    }
                     break;
                 }
                 case 'd':
@@ -412,6 +423,18 @@ static char *translate_regex(const char *pat,
                     break;
                 case 'D':
                     sb_puts(&out, "[^0-9]");
+                    break;
+                case 'w': /* ASCII only, as PCRE without UCP (glibc's follow the locale) */
+                    sb_puts(&out, "[A-Za-z0-9_]");
+                    break;
+                case 'W':
+                    sb_puts(&out, "[^A-Za-z0-9_]");
+                    break;
+                case 's':
+                    sb_puts(&out, "[ \t\n\r\f\v]");
+                    break;
+                case 'S':
+                    sb_puts(&out, "[^ \t\n\r\f\v]");
                     break;
                 case 'n':
                 case 't':
@@ -464,6 +487,28 @@ static char *translate_regex(const char *pat,
     return out.p;
 }
 
+static pthread_once_t utf8_once = PTHREAD_ONCE_INIT;
+static locale_t utf8_loc; /* (locale_t)0 when C.UTF-8 is missing: bytes then */
+
+static void utf8_init(void)
+{
+    utf8_loc = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
+}
+
+/* Switches this thread to the UTF-8 locale; returns the one to restore. */
+static locale_t rx_locale_enter(void)
+{
+    pthread_once(&utf8_once, utf8_init);
+    return utf8_loc ? uselocale(utf8_loc) : (locale_t)0;
+}
+
+static void rx_locale_leave(locale_t old)
+{
+    if (old) {
+        uselocale(old);
+    }
+}
+
 static int rx_init(struct rx *r, const char *pattern, const char *options, struct cairn_error *err)
 {
     int flags = REG_EXTENDED | REG_NOSUB;
@@ -506,7 +551,9 @@ static int rx_init(struct rx *r, const char *pattern, const char *options, struc
         }
         return nomem(err);
     }
+    locale_t old = rx_locale_enter();
     int rc = regcomp(&r->re, ere, flags);
+    rx_locale_leave(old);
     free(ere);
     if (rc != 0) {
         char msg[128];
@@ -564,7 +611,10 @@ static bool rx_match_value(const struct rx *r, const bson_value_t *v)
     regmatch_t pm[1];
     pm[0].rm_so = 0;
     pm[0].rm_eo = (regoff_t)len;
-    return regexec(&r->re, s, 1, pm, REG_STARTEND) == 0;
+    locale_t old = rx_locale_enter();
+    bool hit = regexec(&r->re, s, 1, pm, REG_STARTEND) == 0;
+    rx_locale_leave(old);
+    return hit;
 }
 
 /* ---- matching -------------------------------------------------------------- */

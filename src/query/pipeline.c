@@ -619,7 +619,8 @@ static int parse_group_body(struct stage *s, const bson_t *spec, struct cairn_er
         const char *k = bson_iter_key(&it);
         if (strcmp(k, "_id") == 0) {
             if (have_id) {
-                return cairn_error_mongo(err, CAIRN_EINVAL, 16406, "duplicate field name: _id");
+                return cairn_error_mongo(err, CAIRN_EINVAL, 15948,
+                                         "a group's _id may only be specified once");
             }
             have_id = true;
             rv = qry_expr_compile(bson_iter_value(&it), &s->expr, err);
@@ -730,6 +731,10 @@ static int parse_count(struct stage *s, const bson_iter_t *it, struct cairn_erro
     }
     if (strchr(name, '.')) {
         return cairn_error_mongo(err, CAIRN_EINVAL, 40160, "the count field cannot contain '.'");
+    }
+    if (strcmp(name, "_id") == 0) { /* mongod expands to {$group: {_id: null, _id: ...}} */
+        return cairn_error_mongo(err, CAIRN_EINVAL, 15948,
+                                 "a group's _id may only be specified once");
     }
     s->type = ST_COUNT;
     s->name = bson_strdup(name);
