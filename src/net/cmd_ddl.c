@@ -387,13 +387,12 @@ static int coll_size(struct txn_read *rd, uint64_t cid, double *size, struct cai
     }
     for (;;) {
         bson_t doc;
-        int r = txn_scan_next(sc, &doc);
+        int r = net_dc_scan_next(sc, &doc, err);
         if (r == 0) {
             break;
         }
         if (r < 0) {
-            *err = *txn_scan_error(sc);
-            rc = err->code ? err->code : CAIRN_EIO;
+            rc = err->code;
             break;
         }
         *size += doc.len;

@@ -901,15 +901,7 @@ static int agg_next(void *arg, bson_t *doc, struct cairn_error *err)
             return -1;
         }
     }
-    int r = txn_scan_next(s->sc, doc);
-    if (r < 0) {
-        *err = *txn_scan_error(s->sc);
-        if (err->code == 0) {
-            cairn_error_setf(err, CAIRN_EIO, "scan failed");
-        }
-        return -1;
-    }
-    return r;
+    return net_dc_scan_next(s->sc, doc, err);
 }
 
 static int cmd_aggregate(struct net_cmd *c)

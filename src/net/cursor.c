@@ -113,18 +113,16 @@ static int produce(struct net_cursor *cur, bson_t *out, struct cairn_error *err)
     }
     for (;;) {
         bson_t view;
-        int r = txn_scan_next(cur->sc, &view);
+        struct cairn_error scan_err;
+        cairn_error_clear(&scan_err);
+        int r = net_dc_scan_next(cur->sc, &view, &scan_err);
         if (r == 0) {
             close_source(cur);
             return 0;
         }
         if (r < 0) {
-            const struct cairn_error *se = txn_scan_error(cur->sc);
             if (err != NULL) {
-                *err = *se;
-            }
-            if (err != NULL && err->code == 0) {
-                cairn_error_setf(err, CAIRN_EIO, "scan failed");
+                *err = scan_err;
             }
             return -1;
         }
@@ -674,6 +672,38 @@ int net_dc_reply_cursor(struct net_cmd *c, struct net_cursor *cur, int64_t batch
     return NET_CMD_DONE;
 }
 
+static _Thread_local uint64_t op_deadline_ns;
+static _Thread_local unsigned op_deadline_tick;
+
+void net_dc_set_deadline(uint64_t deadline_ns)
+{
+    op_deadline_ns = deadline_ns;
+    op_deadline_tick = 0;
+}
+
+int net_dc_check_deadline(struct cairn_error *err)
+{
+    if (op_deadline_ns != 0 && cairn_mono_ns() >= op_deadline_ns) {
+        return cairn_error_mongo(err, CAIRN_ETIMEOUT, 50, "operation exceeded time limit");
+    }
+    return 0;
+}
+
+int net_dc_scan_next(struct txn_scan *sc, bson_t *doc, struct cairn_error *err)
+{
+    if (op_deadline_ns != 0 && (++op_deadline_tick & 15u) == 0 && net_dc_check_deadline(err) != 0) {
+        return -1;
+    }
+    int r = txn_scan_next(sc, doc);
+    if (r < 0) {
+        *err = *txn_scan_error(sc);
+        if (err->code == 0) {
+            cairn_error_setf(err, CAIRN_EIO, "scan failed");
+        }
+    }
+    return r;
+}
+
 int net_dc_visit_matches(struct txn_read *rd,
                          uint64_t cid,
                          const struct qry_matcher *m,
@@ -706,13 +736,12 @@ int net_dc_visit_matches(struct txn_read *rd,
     }
     for (;;) {
         bson_t doc;
-        int r = txn_scan_next(sc, &doc);
+        int r = net_dc_scan_next(sc, &doc, err);
         if (r == 0) {
             break;
         }
         if (r < 0) {
-            *err = *txn_scan_error(sc);
-            rc = err->code ? err->code : CAIRN_EIO;
+            rc = err->code;
             break;
         }
         if (m != NULL && !qry_matcher_match(m, &doc)) {

@@ -188,6 +188,19 @@ int net_dc_reply_cursor(struct net_cmd *c,
                         int64_t batch,
                         bool single_batch);
 
+/* The maxTimeMS deadline of the command running on this thread (monotonic
+ * ns; 0 = none). dispatch sets it around a handler; scans check it. */
+void net_dc_set_deadline(uint64_t deadline_ns);
+
+/* 0 while the current command's deadline has not passed; else sets err to
+ * 50 MaxTimeMSExpired and returns its code. */
+int net_dc_check_deadline(struct cairn_error *err);
+
+/* txn_scan_next for command handlers: also ends the scan with 50
+ * MaxTimeMSExpired once the current command's deadline has passed (checked
+ * every few documents). Returns 1 (a document), 0 (end) or -1 (err set). */
+int net_dc_scan_next(struct txn_scan *sc, bson_t *doc, struct cairn_error *err);
+
 /* Calls fn for every document of `cid` matching `m` (NULL matches all) in
  * the view `rd`: a point lookup when the filter pins _id, else a scan. fn
  * returns 0 to go on, 1 to stop, <0 on error (err set). Returns 0 or the

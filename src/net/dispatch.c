@@ -12,6 +12,7 @@
  * struct net_cmd handlers see; it is freed once its reply is encoded.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 
 #include "lib/clock.h"
 #include "lib/log.h"
+#include "net/cursor.h"
 #include "net/net_int.h"
 #include "net/server_int.h"
 #include "net/wire.h"
@@ -505,8 +507,7 @@ static int wait_after_cluster_time(struct net_cmd *c, struct net_server *s)
     uint32_t t = 0, i = 0;
     cairn_ts target;
     bool majority = false, found = false;
-    int64_t max_time_ms = 0;
-    uint64_t start = cairn_mono_ns(), caught_up_since = 0;
+    uint64_t caught_up_since = 0;
     cairn_ts log_limit = 0;
 
     if (!bson_iter_init_find(&it, c->body, "readConcern") || !BSON_ITER_HOLDS_DOCUMENT(&it) ||
@@ -531,9 +532,6 @@ static int wait_after_cluster_time(struct net_cmd *c, struct net_server *s)
         return cairn_error_mongo(&c->err, CAIRN_EINVAL, 72,
                                  "readConcern afterClusterTime value must not be greater than "
                                  "the current clusterTime");
-    }
-    if (net_get_int64(c, "maxTimeMS", &max_time_ms) != 0) {
-        return c->err.code;
     }
     for (;;) {
         struct repl_status st;
@@ -564,7 +562,7 @@ static int wait_after_cluster_time(struct net_cmd *c, struct net_server *s)
         } else {
             caught_up_since = 0;
         }
-        if (max_time_ms > 0 && now - start >= (uint64_t)max_time_ms * 1000000ull) {
+        if (c->deadline_ns != 0 && now >= c->deadline_ns) {
             return cairn_error_mongo(&c->err, CAIRN_ETIMEOUT, 50, "operation exceeded time limit");
         }
         if (net_server_stopping(s)) {
@@ -573,6 +571,32 @@ static int wait_after_cluster_time(struct net_cmd *c, struct net_server *s)
         }
         sleep_ms(1);
     }
+}
+
+/* Reads maxTimeMS into c->deadline_ns, counted from `start`, with mongod's
+ * rules: a number, integral, 0..INT32_MAX (0 = no limit); else 2 BadValue.
+ * getMore's maxTimeMS is for awaitData cursors, which Cairn does not have:
+ * it is left alone there. */
+static int parse_max_time(struct net_cmd *c, uint64_t start)
+{
+    bson_iter_t it;
+    c->deadline_ns = 0;
+    if (strcmp(c->name, "getMore") == 0 || !bson_iter_init_find(&it, c->body, "maxTimeMS")) {
+        return 0;
+    }
+    if (!BSON_ITER_HOLDS_NUMBER(&it)) {
+        return cairn_error_mongo(&c->err, CAIRN_EINVAL, 2, "maxTimeMS must be a number");
+    }
+    double d = bson_iter_as_double(&it);
+    if (!(d >= 0 && d <= 2147483647.0)) {
+        return cairn_error_mongo(&c->err, CAIRN_EINVAL, 2, "maxTimeMS is out of range");
+    }
+    if (BSON_ITER_HOLDS_DOUBLE(&it) && floor(d) != d) {
+        return cairn_error_mongo(&c->err, CAIRN_EINVAL, 2, "maxTimeMS has non-integral value");
+    }
+    int64_t ms = bson_iter_as_int64(&it);
+    c->deadline_ns = ms > 0 ? start + (uint64_t)ms * 1000000ull : 0;
+    return 0;
 }
 
 /* ---- Entry point ------------------------------------------------------------- */
@@ -683,6 +707,7 @@ void net_dispatch_message(struct net_conn *conn, uint64_t conn_id, uint8_t *msg,
     bson_iter_t it;
     bool fatal = false;
     int rv;
+    uint64_t received_ns = cairn_mono_ns();
 
     if (len < WIRE_HEADER_LEN || wire_parse_header(msg, &h) != 0 || (size_t)h.length != len) {
         free(msg);
@@ -736,11 +761,15 @@ void net_dispatch_message(struct net_conn *conn, uint64_t conn_id, uint8_t *msg,
         return;
     }
     if (gossip_cluster_time(c) != 0 || check_flags(c, def) != 0 || refuse_transaction(c) != 0 ||
-        wait_after_cluster_time(c, s) != 0) {
+        parse_max_time(c, received_ns) != 0 || wait_after_cluster_time(c, s) != 0) {
         reply_error(r);
         return;
     }
-    switch (def->fn(c)) {
+    /* Scans on this thread end with 50 MaxTimeMSExpired past the deadline. */
+    net_dc_set_deadline(c->deadline_ns);
+    int result = def->fn(c);
+    net_dc_set_deadline(0);
+    switch (result) {
         case NET_CMD_DONE:
             finish(r, c->err.code != 0);
             return;

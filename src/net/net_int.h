@@ -32,6 +32,7 @@ struct net_cmd
     const char *db;        /* $db (OP_MSG) or the db of "<db>.$cmd" (OP_QUERY) */
     const bson_t *body;    /* the command; kind-1 sequences merged in as arrays */
     bool secondary_ok;     /* $readPreference mode != primary, or OP_QUERY flag */
+    uint64_t deadline_ns;  /* maxTimeMS as a monotonic deadline; 0 = none */
 
     /* Reply. Handlers append their fields to `reply` (initialised empty). */
     bson_t reply;
@@ -56,10 +57,10 @@ typedef int (*net_cmd_fn)(struct net_cmd *c);
 
 /* Flags of a command definition. */
 enum {
-    NET_CMD_F_ADMIN_ONLY = 1 << 0, /* must run on "admin" (13 Unauthorized-like: mongod says
-                                       "<cmd> may only be run against the admin database.") */
-    NET_CMD_F_WRITE = 1 << 1,      /* needs the primary: else 10107 NotWritablePrimary */
-    NET_CMD_F_READ = 1 << 2,       /* primary, or secondary with secondary_ok: else 13435 */
+    NET_CMD_F_ADMIN_ONLY = 1 << 0,   /* must run on "admin" (13 Unauthorized-like: mongod says
+                                         "<cmd> may only be run against the admin database.") */
+    NET_CMD_F_WRITE = 1 << 1,        /* needs the primary: else 10107 NotWritablePrimary */
+    NET_CMD_F_READ = 1 << 2,         /* primary, or secondary with secondary_ok: else 13435 */
     NET_CMD_F_NEEDS_CONFIG = 1 << 3, /* before replSetInitiate: 94 NotYetInitialized */
 };
 
@@ -72,9 +73,12 @@ struct net_cmd_def
 
 /* Command tables, each terminated by {NULL, NULL, 0}. */
 extern const struct net_cmd_def net_cmds_admin[]; /* cmd_admin.c */
-extern const struct net_cmd_def net_cmds_crud[];  /* cmd_crud.c: insert update delete findAndModify */
-extern const struct net_cmd_def net_cmds_read[];  /* cmd_read.c: find getMore killCursors count distinct aggregate */
-extern const struct net_cmd_def net_cmds_ddl[];   /* cmd_ddl.c: create drop dropDatabase listCollections listDatabases */
+extern const struct net_cmd_def
+    net_cmds_crud[]; /* cmd_crud.c: insert update delete findAndModify */
+extern const struct net_cmd_def
+    net_cmds_read[]; /* cmd_read.c: find getMore killCursors count distinct aggregate */
+extern const struct net_cmd_def
+    net_cmds_ddl[]; /* cmd_ddl.c: create drop dropDatabase listCollections listDatabases */
 
 /* Finishes a NET_CMD_PENDING command: wraps and sends its reply (or err
  * when `failed`). Callable from any thread, including the raft thread;
@@ -113,7 +117,7 @@ void net_append_write_concern_error(bson_t *reply, int status);
  * types '[long, int, decimal, double]'". */
 int net_get_int64(const struct net_cmd *c, const char *field, int64_t *out);
 int net_get_bool(const struct net_cmd *c, const char *field, bool *out);
-int net_get_doc(const struct net_cmd *c, const char *field, bson_t *out); /* static view */
+int net_get_doc(const struct net_cmd *c, const char *field, bson_t *out);   /* static view */
 int net_get_array(const struct net_cmd *c, const char *field, bson_t *out); /* static view */
 
 /* The collection name of a command whose first value names one (insert:

@@ -1,0 +1,74 @@
+"""maxTimeMS: a command that runs past it fails with 50 MaxTimeMSExpired (pymongo raises
+ExecutionTimeout) instead of running on after the driver gave up; bad values are 2 BadValue.
+The slow commands scan 40,000 documents matching nothing, far more than 1 ms of work."""
+
+import pytest
+from pymongo.errors import ExecutionTimeout, OperationFailure
+
+
+@pytest.fixture(scope="module")
+def big(client):
+    coll = client.maxtime.big
+    coll.drop()
+    coll.insert_many([{"_id": i, "x": i % 1000, "pad": "p" * 100} for i in range(40000)])
+    return coll
+
+
+NOTHING = {"x": {"$gt": 5000}}
+
+
+def test_find_past_max_time_is_50(big):
+    with pytest.raises(ExecutionTimeout) as e:
+        list(big.find(NOTHING).max_time_ms(1))
+    assert e.value.code == 50
+
+
+def test_find_with_sort_past_max_time_is_50(big):
+    with pytest.raises(ExecutionTimeout):
+        list(big.find({}).sort("x", -1).max_time_ms(1))
+
+
+@pytest.mark.parametrize("cmd", [
+    {"count": "big", "query": NOTHING},
+    {"distinct": "big", "key": "x", "query": NOTHING},
+    {"aggregate": "big", "pipeline": [{"$match": NOTHING}], "cursor": {}},
+    {"aggregate": "big", "pipeline": [{"$group": {"_id": "$x", "n": {"$sum": 1}}}],
+     "cursor": {}},
+])
+def test_read_commands_past_max_time_are_50(big, cmd):
+    with pytest.raises(OperationFailure) as e:
+        big.database.command(dict(cmd, maxTimeMS=1))
+    assert e.value.code == 50
+
+
+def test_update_many_past_max_time_is_50(big):
+    # mongod reports it as the statement's write error (or as the command's error).
+    try:
+        r = big.database.command("update", "big",
+                                 updates=[{"q": NOTHING, "u": {"$set": {"y": 1}}, "multi": True}],
+                                 maxTimeMS=1)
+    except OperationFailure as e:
+        assert e.code == 50
+    else:
+        assert r["writeErrors"][0]["code"] == 50, r
+        assert r["nModified"] == 0
+
+
+def test_generous_max_time_succeeds(big):
+    assert list(big.find(NOTHING).max_time_ms(600000)) == []
+    assert big.count_documents({"x": 1}, maxTimeMS=600000) == 40
+    assert big.database.command("ping", maxTimeMS=0)["ok"] == 1.0
+
+
+@pytest.mark.parametrize("value", ["10", -1, 1.5, 2 ** 31, None, [1]])
+def test_bad_max_time_values_are_2(big, value):
+    with pytest.raises(OperationFailure) as e:
+        big.database.command({"find": "big", "filter": {"_id": 1}, "maxTimeMS": value})
+    assert e.value.code == 2
+
+
+def test_int64_and_integral_double_accepted(big):
+    from bson import Int64
+    for v in (Int64(600000), 600000.0):
+        r = big.database.command({"find": "big", "filter": {"_id": 1}, "maxTimeMS": v})
+        assert r["cursor"]["firstBatch"][0]["_id"] == 1
