@@ -40,6 +40,9 @@
 /* Ceiling of the elastic worker pool (threads, each with a default stack
  * reserved but mostly untouched). */
 #define MAX_WORKERS 512
+/* How long the oldest queued job may wait with every worker busy before
+ * the pool grows. */
+#define WORKER_STALL_NS 10000000ull
 #define LOG_LINES 256
 #define LOG_LINE_MAX 320
 
@@ -78,6 +81,7 @@ struct net_conn
     /* Job queue and connection list (guarded by s->mu). */
     enum job job;
     struct net_conn *next_job;
+    uint64_t queued_ns; /* when the job was queued (monotonic) */
     struct net_conn *prev, *next;
 };
 
@@ -103,12 +107,15 @@ struct net_server
     unsigned backoff_ms;
     uint64_t accept_failures;
 
-    /* Worker pool: n_base threads start with the server; when a job is
-     * queued and no worker is idle, another is started, up to max_workers,
-     * so that commands which wait (a long scan, the write lock) never keep
-     * hello, ping or other clients' commands waiting for a worker (mongod
-     * gives every connection its own thread). Workers never exit before
-     * shutdown joins them. Guarded by mu. */
+    /* Worker pool: n_base threads start with the server. When the oldest
+     * queued job has waited WORKER_STALL_NS with no worker free, another
+     * worker is started (up to max_workers), so that commands which wait
+     * (a long scan, the write lock behind a long update) never keep hello,
+     * ping or other clients' commands waiting for seconds (mongod gives
+     * every connection its own thread). Growing only on a stall keeps the
+     * pool small under a busy but flowing load, where more threads would
+     * only contend for the write lock. grow_aio re-checks while jobs wait.
+     * Workers never exit before shutdown joins them. Guarded by mu. */
     pthread_t *workers; /* max_workers slots, n_workers started */
     int n_workers;
     int n_base;
@@ -116,6 +123,8 @@ struct net_server
     int n_idle;   /* workers waiting for a job */
     int n_queued; /* jobs in the queue */
     bool spawn_failed_logged;
+    nng_aio *grow_aio;
+    bool grow_armed;
 
     pthread_mutex_t mu;
     pthread_cond_t work_cond;
@@ -296,6 +305,36 @@ static int spawn_worker_locked(struct net_server *s)
     return 0;
 }
 
+/* With jobs queued beyond the idle workers: starts a worker if the oldest
+ * job has waited WORKER_STALL_NS, and keeps a re-check armed while jobs
+ * still wait. Caller holds s->mu. */
+static void check_stall_locked(struct net_server *s, uint64_t now)
+{
+    if (s->stopping || s->q_head == NULL || s->n_queued <= s->n_idle) {
+        return;
+    }
+    if (now - s->q_head->queued_ns >= WORKER_STALL_NS) {
+        (void)spawn_worker_locked(s);
+    }
+    if (!s->grow_armed) {
+        s->grow_armed = true;
+        nng_sleep_aio((nng_duration)(WORKER_STALL_NS / 1000000ull), s->grow_aio);
+    }
+}
+
+static void grow_cb(void *arg)
+{
+    struct net_server *s = arg;
+    int rv = nng_aio_result(s->grow_aio);
+
+    pthread_mutex_lock(&s->mu);
+    s->grow_armed = false;
+    if (rv == 0 || rv == NNG_ETIMEDOUT) {
+        check_stall_locked(s, cairn_mono_ns());
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
 static void enqueue(struct net_conn *c, enum job job)
 {
     struct net_server *s = c->s;
@@ -309,9 +348,10 @@ static void enqueue(struct net_conn *c, enum job job)
         s->q_head = c;
     }
     s->q_tail = c;
+    c->queued_ns = cairn_mono_ns();
     s->n_queued++;
-    if (s->n_queued > s->n_idle && !s->stopping) {
-        spawn_worker_locked(s);
+    if (s->n_queued > s->n_idle) {
+        check_stall_locked(s, c->queued_ns);
     }
     pthread_cond_signal(&s->work_cond);
     pthread_mutex_unlock(&s->mu);
@@ -782,6 +822,13 @@ int net_server_start(const struct net_options *opts,
             nng_aio_free(s->accept_aio);
         }
     }
+    if (rv == 0) {
+        rv = nng_aio_alloc(&s->grow_aio, grow_cb, s);
+        if (rv != 0) {
+            nng_aio_free(s->accept_aio);
+            nng_aio_free(s->backoff_aio);
+        }
+    }
     if (rv != 0) {
         nng_stream_listener_free(s->listener);
         server_free(s);
@@ -802,6 +849,7 @@ int net_server_start(const struct net_options *opts,
         }
         nng_aio_free(s->accept_aio);
         nng_aio_free(s->backoff_aio);
+        nng_aio_free(s->grow_aio);
         nng_stream_listener_free(s->listener);
         server_free(s);
         return cairn_error_setf(err, CAIRN_ENOMEM, "net: cannot start worker threads");
@@ -827,6 +875,7 @@ void net_server_stop(struct net_server *s)
     nng_stream_listener_close(s->listener);
     nng_aio_stop(s->accept_aio);
     nng_aio_stop(s->backoff_aio);
+    nng_aio_stop(s->grow_aio);
 
     pthread_mutex_lock(&s->mu);
     for (struct net_conn *c = s->conns; c != NULL; c = c->next) {
@@ -854,9 +903,11 @@ void net_server_stop(struct net_server *s)
     }
     nng_aio_free(s->accept_aio);
     nng_aio_free(s->backoff_aio);
+    nng_aio_free(s->grow_aio);
     nng_stream_listener_free(s->listener);
     s->accept_aio = NULL;
     s->backoff_aio = NULL;
+    s->grow_aio = NULL;
     s->listener = NULL;
     cairn_log(CAIRN_LOG_INFO, "net", "server stopped");
 
