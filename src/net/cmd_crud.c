@@ -319,6 +319,7 @@ struct upd_ctx
 {
     struct txn_write *w;
     uint64_t cid;
+    const struct qry_matcher *m; /* for the position "$" refers to */
     const struct qry_update *u;
     bool multi;
     int64_t now_ms;
@@ -332,7 +333,11 @@ static int upd_one(void *arg, const bson_t *doc, bool *stop, struct cairn_error 
     struct upd_ctx *x = arg;
     bson_t out;
     bool modified = false;
-    int rc = qry_update_apply(x->u, doc, false, x->now_ms, &out, &modified, err);
+    long pos = -1;
+    if (qry_update_needs_match_pos(x->u)) {
+        (void)qry_matcher_match_pos(x->m, doc, &pos);
+    }
+    int rc = qry_update_apply_pos(x->u, doc, false, x->now_ms, pos, &out, &modified, err);
     if (rc != 0) {
         return rc;
     }
@@ -399,9 +404,30 @@ struct upd_stmt
     bool u_is_pipeline;
     bool upsert;
     bool multi;
-    bool has_array_filters;
+    bool has_array_filters; /* the option is present */
+    const uint8_t *af_data; /* its array, when present */
+    uint32_t af_len;
     bool collation_simple;
 };
+
+/* Checks that every entry of the arrayFilters array `af` is a document, as
+ * mongod's IDL does (14 "BSON field '<field>.N' is the wrong type ..."). */
+static int check_array_filters(const bson_t *af, const char *field, struct cairn_error *err)
+{
+    bson_iter_t it;
+    if (!bson_iter_init(&it, af)) {
+        return cairn_error_mongo(err, CAIRN_EINVAL, 2, "%s is not valid BSON", field);
+    }
+    while (bson_iter_next(&it)) {
+        if (!BSON_ITER_HOLDS_DOCUMENT(&it)) {
+            return cairn_error_mongo(err, CAIRN_EINVAL, 14,
+                                     "BSON field '%s.%s' is the wrong type '%s', expected type "
+                                     "'object'",
+                                     field, bson_iter_key(&it), qry_type_name(bson_iter_type(&it)));
+        }
+    }
+    return 0;
+}
 
 static int parse_update_stmt(const bson_t *stmt, void *out, struct cairn_error *err)
 {
@@ -452,7 +478,17 @@ static int parse_update_stmt(const bson_t *stmt, void *out, struct cairn_error *
                                      qry_type_name(bson_iter_type(&it)));
         }
         bson_iter_array(&it, &len, &data);
-        s->has_array_filters = len > 5;
+        bson_t af;
+        if (!bson_init_static(&af, data, len)) {
+            return cairn_error_mongo(err, CAIRN_EINVAL, 2,
+                                     "update.updates.arrayFilters is not valid BSON");
+        }
+        if (check_array_filters(&af, "update.updates.arrayFilters", err) != 0) {
+            return err->code;
+        }
+        s->has_array_filters = true;
+        s->af_data = data;
+        s->af_len = len;
     }
     bson_t coll;
     bson_init(&coll);
@@ -481,13 +517,13 @@ static int run_update_stmt(struct net_cmd *c,
     *modified = 0;
     *upserted = false;
     *begin_failed = false;
+    if (s->u_is_pipeline && s->has_array_filters && s->af_len > 5) {
+        return cairn_error_mongo(err, CAIRN_EINVAL, 9,
+                                 "arrayFilters may not be specified for pipeline-style updates");
+    }
     if (s->u_is_pipeline) {
         return cairn_error_mongo(err, CAIRN_EUNSUPPORTED, 238,
                                  "pipeline-style updates are not supported yet");
-    }
-    if (s->has_array_filters) {
-        return cairn_error_mongo(err, CAIRN_EUNSUPPORTED, 238,
-                                 "arrayFilters are not supported yet");
     }
     if (!s->collation_simple) {
         return net_dc_collation_unsupported(err);
@@ -500,9 +536,13 @@ static int run_update_stmt(struct net_cmd *c,
     }
     struct qry_matcher *m = NULL;
     struct qry_update *u = NULL;
+    bson_t af;
     int rc = qry_matcher_compile(&q, &m, err);
+    if (rc == 0 && s->has_array_filters && !bson_init_static(&af, s->af_data, s->af_len)) {
+        rc = cairn_error_mongo(err, CAIRN_EINVAL, 2, "invalid BSON in update.updates.arrayFilters");
+    }
     if (rc == 0) {
-        rc = qry_update_compile(&u_doc, &u, err);
+        rc = qry_update_compile_af(&u_doc, s->has_array_filters ? &af : NULL, &u, err);
     }
     if (rc == 0 && s->multi && qry_update_is_replacement(u)) {
         rc = cairn_error_mongo(err, CAIRN_EINVAL, 9,
@@ -530,7 +570,7 @@ static int run_update_stmt(struct net_cmd *c,
         txn_write_abort(w);
         goto out;
     }
-    struct upd_ctx x = {w, cid, u, s->multi, cairn_wall_ms(), 0, 0, 0};
+    struct upd_ctx x = {w, cid, m, u, s->multi, cairn_wall_ms(), 0, 0, 0};
     rc = for_each_match(w, cid, created, m, upd_one, &x, err);
     if (rc == 0 && x.matched == 0 && s->upsert) {
         rc = do_upsert(w, cid, &q, u, x.now_ms, upserted_doc, err);
@@ -929,9 +969,35 @@ static int cmd_find_and_modify(struct net_cmd *c)
         return NET_CMD_ERROR;
     }
     bson_iter_t it;
+    bool has_af = bson_iter_init_find(&it, c->body, "arrayFilters");
+    bson_t af_arr = BSON_INITIALIZER;
+    if (has_af) {
+        uint32_t len;
+        const uint8_t *data;
+        if (!BSON_ITER_HOLDS_ARRAY(&it)) {
+            cairn_error_mongo(&c->err, CAIRN_EINVAL, 14,
+                              "BSON field 'findAndModify.arrayFilters' is the wrong type '%s', "
+                              "expected type 'array'",
+                              qry_type_name(bson_iter_type(&it)));
+            return NET_CMD_ERROR;
+        }
+        bson_iter_array(&it, &len, &data);
+        if (!bson_init_static(&af_arr, data, len)) {
+            cairn_error_mongo(&c->err, CAIRN_EINVAL, 2, "findAndModify.arrayFilters is invalid");
+            return NET_CMD_ERROR;
+        }
+        if (check_array_filters(&af_arr, "findAndModify.arrayFilters", &c->err) != 0) {
+            return NET_CMD_ERROR;
+        }
+    }
     bool has_update = bson_iter_init_find(&it, c->body, "update");
     bson_t update_doc = BSON_INITIALIZER;
     if (has_update) {
+        if (BSON_ITER_HOLDS_ARRAY(&it) && has_af) {
+            cairn_error_mongo(&c->err, CAIRN_EINVAL, 9,
+                              "Cannot specify arrayFilters and a pipeline update");
+            return NET_CMD_ERROR;
+        }
         if (BSON_ITER_HOLDS_ARRAY(&it)) {
             cairn_error_mongo(&c->err, CAIRN_EUNSUPPORTED, 238,
                               "pipeline-style updates are not supported yet");
@@ -962,15 +1028,9 @@ static int cmd_find_and_modify(struct net_cmd *c)
                           "the deleted document");
         return NET_CMD_ERROR;
     }
-    if (bson_iter_init_find(&it, c->body, "arrayFilters") && BSON_ITER_HOLDS_ARRAY(&it)) {
-        uint32_t len;
-        const uint8_t *data;
-        bson_iter_array(&it, &len, &data);
-        if (len > 5) {
-            cairn_error_mongo(&c->err, CAIRN_EUNSUPPORTED, 238,
-                              "arrayFilters are not supported yet");
-            return NET_CMD_ERROR;
-        }
+    if (remove && has_af) {
+        cairn_error_mongo(&c->err, CAIRN_EINVAL, 9, "Cannot specify arrayFilters and remove=true");
+        return NET_CMD_ERROR;
     }
     if (!net_dc_collation_is_simple(&collation)) {
         net_dc_collation_unsupported(&c->err);
@@ -993,7 +1053,7 @@ static int cmd_find_and_modify(struct net_cmd *c)
         rc = qry_projection_compile(&fields, &proj, &c->err);
     }
     if (rc == 0 && has_update) {
-        rc = qry_update_compile(&update_doc, &u, &c->err);
+        rc = qry_update_compile_af(&update_doc, has_af ? &af_arr : NULL, &u, &c->err);
     }
     if (rc != 0) {
         goto fail;
@@ -1032,7 +1092,11 @@ static int cmd_find_and_modify(struct net_cmd *c)
         }
         rc = txn_write_delete(w, cid, &id, &c->err);
     } else if (x.found) {
-        rc = qry_update_apply(u, &x.best, false, now, &newdoc, &modified, &c->err);
+        long pos = -1;
+        if (qry_update_needs_match_pos(u)) {
+            (void)qry_matcher_match_pos(m, &x.best, &pos);
+        }
+        rc = qry_update_apply_pos(u, &x.best, false, now, pos, &newdoc, &modified, &c->err);
         if (rc == 0) {
             have_new = true;
             if (modified) {

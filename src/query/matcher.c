@@ -709,6 +709,37 @@ static bool array_count(const bson_value_t *v, int64_t *count)
     return true;
 }
 
+/* $elemMatch: the index of the first element of array `v` that matches, or
+ * -1 (also when `v` is missing or not an array). */
+static long elem_match_index(const struct node *n, const bson_value_t *v)
+{
+    if (!v || v->value_type != BSON_TYPE_ARRAY) {
+        return -1;
+    }
+    bson_iter_t it;
+    if (!bson_iter_init_from_data(&it, v->value.v_doc.data, v->value.v_doc.data_len)) {
+        return -1;
+    }
+    long i = 0;
+    for (; bson_iter_next(&it); i++) {
+        const bson_value_t *e = bson_iter_value(&it);
+        if (n->kind == K_ELEM_OBJ) {
+            if (e->value_type != BSON_TYPE_DOCUMENT && e->value_type != BSON_TYPE_ARRAY) {
+                continue;
+            }
+            if (match_doc_data(n->kids[0], e->value.v_doc.data, e->value.v_doc.data_len)) {
+                return i;
+            }
+        } else {
+            struct ctx c = {NULL, 0, e, false};
+            if (eval(n->kids[0], &c)) {
+                return i;
+            }
+        }
+    }
+    return -1;
+}
+
 /* Tests one reached value (NULL = missing) against a leaf predicate. */
 static bool single(const struct node *n, const bson_value_t *v)
 {
@@ -767,32 +798,8 @@ static bool single(const struct node *n, const bson_value_t *v)
             return x % n->divisor == n->remainder;
         }
         case K_ELEM_OBJ:
-        case K_ELEM_VAL: {
-            if (!v || v->value_type != BSON_TYPE_ARRAY) {
-                return false;
-            }
-            bson_iter_t it;
-            if (!bson_iter_init_from_data(&it, v->value.v_doc.data, v->value.v_doc.data_len)) {
-                return false;
-            }
-            while (bson_iter_next(&it)) {
-                const bson_value_t *e = bson_iter_value(&it);
-                if (n->kind == K_ELEM_OBJ) {
-                    if (e->value_type != BSON_TYPE_DOCUMENT && e->value_type != BSON_TYPE_ARRAY) {
-                        continue;
-                    }
-                    if (match_doc_data(n->kids[0], e->value.v_doc.data, e->value.v_doc.data_len)) {
-                        return true;
-                    }
-                } else {
-                    struct ctx c = {NULL, 0, e, false};
-                    if (eval(n->kids[0], &c)) {
-                        return true;
-                    }
-                }
-            }
-            return false;
-        }
+        case K_ELEM_VAL:
+            return elem_match_index(n, v) >= 0;
         default:
             return false;
     }
@@ -1739,6 +1746,166 @@ bool qry_matcher_match_value(const struct qry_matcher *m, const bson_value_t *v)
         return false;
     }
     return match_doc_data(m->root, v->value.v_doc.data, v->value.v_doc.data_len);
+}
+
+/* ---- the matched array position (mongod's "elemMatchKey") --------------- */
+
+/* True when leaf `n` matches through `elem`: `rest` NULL means `elem` is the
+ * reached value itself, else the rest of the path inside document `elem`. */
+static bool leaf_matches_in(const struct node *n, const bson_value_t *elem, const char *rest)
+{
+    if (rest == NULL) {
+        if (single(n, elem)) {
+            return true;
+        }
+        if (expands(n->kind) && elem->value_type == BSON_TYPE_ARRAY) {
+            bson_iter_t it;
+            if (bson_iter_init_from_data(&it, elem->value.v_doc.data, elem->value.v_doc.data_len)) {
+                while (bson_iter_next(&it)) {
+                    if (single(n, bson_iter_value(&it))) {
+                        return true;
+                    }
+                }
+            }
+        }
+        return false;
+    }
+    if (elem->value_type != BSON_TYPE_DOCUMENT) {
+        return false;
+    }
+    struct visit_arg va = {n, false};
+    qry_path_walk(elem->value.v_doc.data, elem->value.v_doc.data_len, rest, expands(n->kind),
+                  visit_cb, &va);
+    return va.matched;
+}
+
+/* A canonical array index component p[0..len), or -1. */
+static long index_component(const char *p, size_t len)
+{
+    long v = 0;
+    if (len == 0 || len > 9 || (len > 1 && p[0] == '0')) {
+        return -1;
+    }
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] < '0' || p[i] > '9') {
+            return -1;
+        }
+        v = v * 10 + (p[i] - '0');
+    }
+    return v;
+}
+
+/* For a leaf that matched `data`: the index, in the first array met along
+ * its path, of the element it matched through; -1 when no array is on the
+ * path or only an array as a whole matched. Elements are tried in order,
+ * as mongod's element iterator yields them. */
+static long leaf_position(const struct node *n, const uint8_t *data, uint32_t len)
+{
+    const char *p = n->path;
+    bson_iter_t it, child;
+
+    if (!bson_iter_init_from_data(&it, data, len)) {
+        return -1;
+    }
+    for (;;) {
+        const char *dot = strchr(p, '.');
+        size_t clen = dot ? (size_t)(dot - p) : strlen(p);
+        if (!bson_iter_find_w_len(&it, p, (int)clen)) {
+            return -1;
+        }
+        const bson_value_t *v = bson_iter_value(&it);
+        if (v->value_type == BSON_TYPE_DOCUMENT && dot) {
+            if (!bson_iter_recurse(&it, &child)) {
+                return -1;
+            }
+            it = child;
+            p = dot + 1;
+            continue;
+        }
+        if (v->value_type != BSON_TYPE_ARRAY || !bson_iter_recurse(&it, &child)) {
+            return -1;
+        }
+        long i = 0;
+        if (!dot) {
+            if (n->kind == K_ELEM_OBJ || n->kind == K_ELEM_VAL) {
+                return elem_match_index(n, v);
+            }
+            if (!expands(n->kind) && n->kind != K_EXISTS) {
+                return -1;
+            }
+            for (; bson_iter_next(&child); i++) {
+                if (single(n, bson_iter_value(&child))) {
+                    return i;
+                }
+            }
+            return -1;
+        }
+        const char *rest = dot + 1;
+        const char *rdot = strchr(rest, '.');
+        long want = index_component(rest, rdot ? (size_t)(rdot - rest) : strlen(rest));
+        for (; bson_iter_next(&child); i++) {
+            const bson_value_t *ev = bson_iter_value(&child);
+            if (i == want && leaf_matches_in(n, ev, rdot ? rdot + 1 : NULL)) {
+                return i;
+            }
+            if (ev->value_type == BSON_TYPE_DOCUMENT && leaf_matches_in(n, ev, rest)) {
+                return i;
+            }
+        }
+        return -1;
+    }
+}
+
+/* eval() in document context that also reports the matched array position:
+ * in an $and the last child that reports one wins (as mongod's MatchDetails);
+ * $or (of more than one clause), $nor and $not report none. */
+static bool eval_pos(const struct node *n, const uint8_t *data, uint32_t len, long *pos)
+{
+    struct ctx c = {data, len, NULL, false};
+
+    switch (n->kind) {
+        case K_AND:
+            for (size_t i = 0; i < n->nkids; i++) {
+                long kp = -1;
+                if (!eval_pos(n->kids[i], data, len, &kp)) {
+                    return false;
+                }
+                if (kp >= 0) {
+                    *pos = kp;
+                }
+            }
+            return true;
+        case K_OR:
+            if (n->nkids == 1) {
+                return eval_pos(n->kids[0], data, len, pos);
+            }
+            return eval(n, &c);
+        case K_NOR:
+        case K_NOT:
+        case K_TRUE:
+        case K_FALSE:
+            return eval(n, &c);
+        default:
+            if (!eval_leaf(n, &c)) {
+                return false;
+            }
+            if (n->path) {
+                long lp = leaf_position(n, data, len);
+                if (lp >= 0) {
+                    *pos = lp;
+                }
+            }
+            return true;
+    }
+}
+
+bool qry_matcher_match_pos(const struct qry_matcher *m, const bson_t *doc, long *pos)
+{
+    *pos = -1;
+    if (m->value_mode) {
+        return false;
+    }
+    return eval_pos(m->root, bson_get_data(doc), doc->len, pos);
 }
 
 static bool find_id_eq(const struct node *n, bson_value_t *id)

@@ -80,6 +80,14 @@ int qry_matcher_compile(const bson_t *filter, struct qry_matcher **out, struct c
 /* True when `doc` matches. */
 bool qry_matcher_match(const struct qry_matcher *m, const bson_t *doc);
 
+/* Like qry_matcher_match, and on a match sets *pos to the array position
+ * the positional update operator `$` refers to (mongod's "elemMatchKey"):
+ * the index, in the first array met along a predicate's path, of the
+ * element the predicate matched through (the last such predicate of an
+ * $and wins; $or of several clauses, $nor and $not give none). *pos is -1
+ * when the match went through no array element. */
+bool qry_matcher_match_pos(const struct qry_matcher *m, const bson_t *doc, long *pos);
+
 /* When the filter pins _id to one value by equality ({_id: v} or
  * {_id: {$eq: v}}, possibly inside a top-level $and), sets *id to a view of
  * that value (valid while the matcher lives) and returns true. */
@@ -99,6 +107,28 @@ struct qry_update;
  * (40 ConflictingUpdateOperators), mixed replacement/operators. */
 int qry_update_compile(const bson_t *update, struct qry_update **out, struct cairn_error *err);
 
+/* qry_update_compile with the arrayFilters option: `array_filters` is
+ * NULL (option absent) or the option's array (as a bson_t with keys "0",
+ * "1", ...), each entry a filter document whose single top-level field name
+ * (through $and/$or/$nor) is an identifier ([a-z][a-zA-Z0-9]*) that update
+ * paths name as "$[<identifier>]". Paths may also hold "$" (the element
+ * the query matched, see qry_update_apply_pos) and "$[]" (every element).
+ * Errors as mongod 7.0: malformed filters ("Error parsing array filter ::
+ * caused by :: ..." with the filter's code; 9 for a filter without or with
+ * two top-level names or a duplicate identifier; 2 for a bad identifier),
+ * 2 for "$" twice or first in a path, an identifier first in a path or
+ * without a filter, a positional $rename path; 40 for paths that conflict
+ * in mongod's update tree; 9 for a filter the update does not use. A
+ * replacement ignores array filters (they are still parsed). */
+int qry_update_compile_af(const bson_t *update,
+                          const bson_t *array_filters,
+                          struct qry_update **out,
+                          struct cairn_error *err);
+
+/* True when the update has a "$" path component: the caller then passes
+ * the query's matched array position to qry_update_apply_pos. */
+bool qry_update_needs_match_pos(const struct qry_update *u);
+
 /* True for a replacement-style update. */
 bool qry_update_is_replacement(const struct qry_update *u);
 
@@ -111,6 +141,24 @@ bool qry_update_is_replacement(const struct qry_update *u);
  * A replacement keeps the original _id (and may repeat it, not change it). */
 int qry_update_apply(const struct qry_update *u, const bson_t *doc, bool inserting, int64_t now_ms,
                      bson_t *out, bool *modified, struct cairn_error *err);
+
+/* qry_update_apply with the position `match_pos` (from
+ * qry_matcher_match_pos; -1 when none, as for an upsert's insert) that "$"
+ * path components stand for. Positional paths are expanded against `doc`
+ * first. Errors as mongod: 2 "The positional operator did not find the
+ * match needed from the query." for "$" without a position; 2 when a
+ * "$[...]" component meets a missing path ("The path 'a' must exist in the
+ * document in order to apply array updates.") or a non-array ("Cannot
+ * apply array updates to non-array element a: 1"); 40 "Update created a
+ * conflict at '...'" when two expanded paths meet. */
+int qry_update_apply_pos(const struct qry_update *u,
+                         const bson_t *doc,
+                         bool inserting,
+                         int64_t now_ms,
+                         long match_pos,
+                         bson_t *out,
+                         bool *modified,
+                         struct cairn_error *err);
 
 /* Builds the seed document of an upsert from the equality conditions of
  * `filter` ({a: 1, "b.c": 2, $and: [...]} -> {a: 1, b: {c: 2}}); operators

@@ -641,11 +641,51 @@ static int path_split(const char *s, struct path *out)
     return n > MAX_DEPTH ? -2 : 0;
 }
 
-/* Validates and splits an update path. */
-static int update_path(const char *s, struct path *out, struct cairn_error *err)
+/* True for an array filter component "$[]" or "$[<identifier>]". */
+static bool is_af_ident(const char *c)
+{
+    size_t n = strlen(c);
+    return n >= 2 + 1 && c[0] == '$' && c[1] == '[' && c[n - 1] == ']';
+}
+
+/* One parsed entry of the arrayFilters option. */
+struct afilter
+{
+    char *id; /* the identifier (the filter's top-level field name) */
+    struct qry_matcher *m;
+    bool used;
+};
+
+struct af_set
+{
+    struct afilter *v;
+    size_t n;
+};
+
+static struct afilter *af_find(const struct af_set *afs, const char *id, size_t len)
+{
+    for (size_t i = 0; afs != NULL && i < afs->n; i++) {
+        if (strlen(afs->v[i].id) == len && memcmp(afs->v[i].id, id, len) == 0) {
+            return &afs->v[i];
+        }
+    }
+    return NULL;
+}
+
+/* Validates and splits an update path. Positional components ("$",
+ * "$[]", "$[<id>]") are checked as mongod's UpdateObjectNode::parseAndMerge
+ * does; identifiers must have a filter in `afs` (which records their use).
+ * *dynamic tells whether the path has any positional component. */
+static int update_path(const char *s,
+                       struct path *out,
+                       struct af_set *afs,
+                       bool *dynamic,
+                       struct cairn_error *err)
 {
     int rv;
+    size_t dollars = 0, first_dollar = 0;
 
+    *dynamic = false;
     if (s[0] == '\0') {
         memset(out, 0, sizeof *out);
         return cairn_error_mongo(err, CAIRN_EINVAL, 56, "An empty update path is not valid.");
@@ -667,16 +707,63 @@ static int update_path(const char *s, struct path *out, struct cairn_error *err)
                                  s);
     }
     for (size_t i = 0; i < out->n; i++) {
-        if (out->parts[i][0] == '$') {
-            const char *c = out->parts[i];
-            bool positional = strcmp(c, "$") == 0 || strncmp(c, "$[", 2) == 0;
-            rv = cairn_error_mongo(
-                err, CAIRN_EUNSUPPORTED, positional ? 238 : 52,
-                positional ? "The positional operator '%s' in update path '%s' is not supported"
-                           : "The dollar ($) prefixed field '%s' in '%s' is not valid for storage.",
-                c, s);
+        const char *c = out->parts[i];
+        if (strcmp(c, "$") == 0) {
+            if (dollars++ == 0) {
+                first_dollar = i;
+            }
+        } else if (c[0] == '$' && !is_af_ident(c)) {
+            rv = cairn_error_mongo(err, CAIRN_EINVAL, 52,
+                                   "The dollar ($) prefixed field '%s' in '%s' is not valid for "
+                                   "storage.",
+                                   c, s);
             path_free(out);
             return rv;
+        }
+    }
+    if (dollars > 1) {
+        rv = cairn_error_mongo(err, CAIRN_EINVAL, 2,
+                               "Too many positional (i.e. '$') elements found in path '%s'", s);
+    } else if (dollars == 1 && first_dollar == 0) {
+        rv = cairn_error_mongo(err, CAIRN_EINVAL, 2,
+                               "Cannot have positional (i.e. '$') element in the first position "
+                               "in path '%s'",
+                               s);
+    }
+    for (size_t i = 0; rv == 0 && i < out->n; i++) {
+        const char *c = out->parts[i];
+        size_t idlen;
+        struct afilter *af;
+        if (!is_af_ident(c)) {
+            continue;
+        }
+        if (i == 0) {
+            rv = cairn_error_mongo(err, CAIRN_EINVAL, 2,
+                                   "Cannot have array filter identifier (i.e. '$[<id>]') element "
+                                   "in the first position in path '%s'",
+                                   s);
+            break;
+        }
+        idlen = strlen(c) - 3;
+        if (idlen == 0) {
+            continue;
+        }
+        af = af_find(afs, c + 2, idlen);
+        if (af == NULL) {
+            rv = cairn_error_mongo(err, CAIRN_EINVAL, 2,
+                                   "No array filter found for identifier '%.*s' in path '%s'",
+                                   (int)idlen, c + 2, s);
+            break;
+        }
+        af->used = true;
+    }
+    if (rv != 0) {
+        path_free(out);
+        return rv;
+    }
+    for (size_t i = 0; i < out->n; i++) {
+        if (out->parts[i][0] == '$') {
+            *dynamic = true;
         }
     }
     return 0;
@@ -699,6 +786,21 @@ static int path_order(const struct path *a, const struct path *b)
         }
     }
     return (a->n > b->n) - (a->n < b->n);
+}
+
+/* Writes the first `n` components of `p`, dotted, into buf. */
+static void path_prefix_str(const struct path *p, size_t n, char *buf, size_t cap)
+{
+    size_t len = 0;
+
+    buf[0] = '\0';
+    for (size_t i = 0; i < n && i < p->n && len < cap; i++) {
+        int w = snprintf(buf + len, cap - len, "%s%s", i ? "." : "", p->parts[i]);
+        if (w < 0) {
+            break;
+        }
+        len += (size_t)w;
+    }
 }
 
 /* True when `a` is a component-wise prefix of (or equal to) `b`. */
@@ -775,6 +877,9 @@ struct op
     int pop_dir;
     /* $currentDate */
     bool timestamp;
+    /* positional components in `path`: any ("$", "$[]", "$[<id>]"), and "$" */
+    bool dynamic;
+    bool dollar;
 };
 
 struct qry_update
@@ -783,6 +888,9 @@ struct qry_update
     bool replacement;
     struct op *ops;
     size_t n_ops;
+    struct af_set afs; /* the arrayFilters option, by identifier */
+    bool dynamic;      /* some op path has a positional component */
+    bool dollar;       /* some op path has "$" */
 };
 
 bool qry_update_is_replacement(const struct qry_update *u)
@@ -811,6 +919,11 @@ void qry_update_free(struct qry_update *u)
         op_clear(&u->ops[i]);
     }
     free(u->ops);
+    for (size_t i = 0; i < u->afs.n; i++) {
+        free(u->afs.v[i].id);
+        qry_matcher_free(u->afs.v[i].m);
+    }
+    free(u->afs.v);
     if (u->spec != NULL) {
         bson_destroy(u->spec);
     }
@@ -1009,7 +1122,7 @@ static int parse_each_mods(struct op *o, struct cairn_error *err)
     return 0;
 }
 
-static int parse_op_arg(struct op *o, const char *key, struct cairn_error *err)
+static int parse_op_arg(struct op *o, const char *key, struct af_set *afs, struct cairn_error *err)
 {
     const bson_value_t *v = &o->arg;
     int64_t d;
@@ -1034,9 +1147,20 @@ static int parse_op_arg(struct op *o, const char *key, struct cairn_error *err)
                 return cairn_error_mongo(err, CAIRN_EINVAL, 2,
                                          "The 'to' field for $rename contains a NUL byte");
             }
-            rv = update_path(v->value.v_utf8.str, to, err);
+            bool to_dynamic;
+            rv = update_path(v->value.v_utf8.str, to, afs, &to_dynamic, err);
             if (rv != 0) {
                 return rv;
+            }
+            if (o->dynamic) {
+                return cairn_error_mongo(err, CAIRN_EINVAL, 2,
+                                         "The source field for $rename may not be dynamic: %s",
+                                         o->path.full);
+            }
+            if (to_dynamic) {
+                return cairn_error_mongo(err, CAIRN_EINVAL, 2,
+                                         "The destination field for $rename may not be dynamic: %s",
+                                         to->full);
             }
             fmt_field(f, sizeof f, key, v);
             if (strcmp(to->full, o->path.full) == 0) {
@@ -1203,11 +1327,27 @@ static int check_conflicts(const struct qry_update *u, struct cairn_error *err)
         return cairn_error_setf(err, rv, "out of memory");
     }
     for (size_t i = 0; i + 1 < n; i++) {
+        const struct pref *later = v[i].seq > v[i + 1].seq ? &v[i] : &v[i + 1];
+        size_t l = 0;
         if (path_is_prefix(v[i].p, v[i + 1].p)) {
-            const struct pref *later = v[i].seq > v[i + 1].seq ? &v[i] : &v[i + 1];
             rv = cairn_error_mongo(err, CAIRN_EINVAL, 40,
                                    "Updating the path '%s' would create a conflict at '%s'",
                                    later->p->full, v[i].p->full);
+            break;
+        }
+        /* mongod's update tree: below a common prefix the next components
+         * must all be array filters ("$[...]": an array node) or all not. */
+        while (l < v[i].p->n && l < v[i + 1].p->n &&
+               strcmp(v[i].p->parts[l], v[i + 1].p->parts[l]) == 0) {
+            l++;
+        }
+        if (l > 0 && l < v[i].p->n && l < v[i + 1].p->n &&
+            is_af_ident(v[i].p->parts[l]) != is_af_ident(v[i + 1].p->parts[l])) {
+            char at[512];
+            path_prefix_str(v[i].p, l, at, sizeof at);
+            rv = cairn_error_mongo(err, CAIRN_EINVAL, 40,
+                                   "Updating the path '%s' would create a conflict at '%s'",
+                                   later->p->full, at);
             break;
         }
     }
@@ -1236,7 +1376,180 @@ static int compile_replacement(struct qry_update *u, struct cairn_error *err)
     return 0;
 }
 
+/* Prefixes err's message as mongod's Status::withContext does. */
+static int af_context(struct cairn_error *err)
+{
+    char tmp[sizeof err->msg];
+
+    if (err == NULL) {
+        return CAIRN_EINVAL;
+    }
+    memcpy(tmp, err->msg, sizeof tmp);
+    tmp[sizeof tmp - 1] = '\0';
+    return cairn_error_mongo(err, err->code, err->mongo_code,
+                             "Error parsing array filter :: caused by :: %s", tmp);
+}
+
+/* Finds the single top-level field name of an array filter (through $and,
+ * $or and $nor, as mongod's parseTopLevelFieldName). */
+static int af_placeholder(const bson_t *f,
+                          char *name,
+                          size_t cap,
+                          int depth,
+                          struct cairn_error *err)
+{
+    bson_iter_t it;
+
+    if (depth > 100 || !bson_iter_init(&it, f)) {
+        return cairn_error_mongo(err, CAIRN_EINVAL, 2, "array filter nested too deeply");
+    }
+    while (bson_iter_next(&it)) {
+        const char *k = bson_iter_key(&it);
+        if (k[0] == '$') {
+            bson_iter_t arr;
+            if ((strcmp(k, "$and") != 0 && strcmp(k, "$or") != 0 && strcmp(k, "$nor") != 0) ||
+                !BSON_ITER_HOLDS_ARRAY(&it) || !bson_iter_recurse(&it, &arr)) {
+                continue;
+            }
+            while (bson_iter_next(&arr)) {
+                const uint8_t *data;
+                uint32_t len;
+                bson_t sub;
+                int rv;
+                if (!BSON_ITER_HOLDS_DOCUMENT(&arr)) {
+                    continue;
+                }
+                bson_iter_document(&arr, &len, &data);
+                if (!bson_init_static(&sub, data, len)) {
+                    continue;
+                }
+                rv = af_placeholder(&sub, name, cap, depth + 1, err);
+                if (rv != 0) {
+                    return rv;
+                }
+            }
+            continue;
+        }
+        {
+            const char *dot = strchr(k, '.');
+            size_t n = dot ? (size_t)(dot - k) : strlen(k);
+            if (name[0] == '\0') {
+                snprintf(name, cap, "%.*s", (int)n, k);
+            } else if (strlen(name) != n || memcmp(name, k, n) != 0) {
+                return cairn_error_mongo(err, CAIRN_EINVAL, 9,
+                                         "Error parsing array filter :: caused by :: Expected a "
+                                         "single top-level field name, found '%s' and '%.*s'",
+                                         name, (int)n, k);
+            }
+        }
+    }
+    return 0;
+}
+
+/* Parses the arrayFilters option (an array of documents) into u->afs, as
+ * mongod's parsedUpdateArrayFilters. */
+static int parse_array_filters(struct qry_update *u, const bson_t *afs, struct cairn_error *err)
+{
+    bson_iter_t it;
+    size_t cap = 0;
+
+    if (!bson_iter_init(&it, afs)) {
+        return cairn_error_mongo(err, CAIRN_EBADDOC, 2, "invalid arrayFilters");
+    }
+    while (bson_iter_next(&it)) {
+        const uint8_t *data;
+        uint32_t len;
+        bson_t f;
+        char name[256] = "";
+        struct qry_matcher *m = NULL;
+        int rv;
+        bool ok = true;
+
+        if (!BSON_ITER_HOLDS_DOCUMENT(&it)) {
+            return cairn_error_mongo(err, CAIRN_EINVAL, 14,
+                                     "BSON field 'arrayFilters.%s' is the wrong type '%s', "
+                                     "expected type 'object'",
+                                     bson_iter_key(&it), qry_type_name(bson_iter_type(&it)));
+        }
+        bson_iter_document(&it, &len, &data);
+        if (!bson_init_static(&f, data, len)) {
+            return cairn_error_mongo(err, CAIRN_EBADDOC, 2, "invalid array filter");
+        }
+        if (qry_matcher_compile(&f, &m, err) != 0) {
+            return af_context(err);
+        }
+        rv = af_placeholder(&f, name, sizeof name, 0, err);
+        if (rv == 0 && name[0] != '\0') {
+            ok = name[0] >= 'a' && name[0] <= 'z';
+            for (const char *c = name; ok && *c; c++) {
+                ok = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+                     (*c >= '0' && *c <= '9');
+            }
+            if (!ok) {
+                rv = cairn_error_mongo(err, CAIRN_EINVAL, 2,
+                                       "Error parsing array filter :: caused by :: The top-level "
+                                       "field name must be an alphanumeric string beginning with "
+                                       "a lowercase letter, found '%s'",
+                                       name);
+            }
+        }
+        if (rv == 0 && name[0] == '\0') {
+            rv = cairn_error_mongo(err, CAIRN_EINVAL, 9,
+                                   "Cannot use an expression without a top-level field name in "
+                                   "arrayFilters");
+        }
+        if (rv == 0 && af_find(&u->afs, name, strlen(name)) != NULL) {
+            rv = cairn_error_mongo(err, CAIRN_EINVAL, 9,
+                                   "Found multiple array filters with the same top-level field "
+                                   "name %s",
+                                   name);
+        }
+        if (rv == 0 && u->afs.n == cap) {
+            size_t ncap = cap ? cap * 2 : 4;
+            struct afilter *nv = realloc(u->afs.v, ncap * sizeof *nv);
+            if (nv == NULL) {
+                rv = cairn_error_setf(err, CAIRN_ENOMEM, "out of memory");
+            } else {
+                u->afs.v = nv;
+                cap = ncap;
+            }
+        }
+        if (rv == 0) {
+            char *id = strdup(name);
+            if (id == NULL) {
+                rv = cairn_error_setf(err, CAIRN_ENOMEM, "out of memory");
+            } else {
+                u->afs.v[u->afs.n].id = id;
+                u->afs.v[u->afs.n].m = m;
+                u->afs.v[u->afs.n].used = false;
+                u->afs.n++;
+                m = NULL;
+            }
+        }
+        if (m != NULL) {
+            qry_matcher_free(m);
+        }
+        if (rv != 0) {
+            return rv;
+        }
+    }
+    return 0;
+}
+
 int qry_update_compile(const bson_t *update, struct qry_update **out, struct cairn_error *err)
+{
+    return qry_update_compile_af(update, NULL, out, err);
+}
+
+bool qry_update_needs_match_pos(const struct qry_update *u)
+{
+    return u->dollar;
+}
+
+int qry_update_compile_af(const bson_t *update,
+                          const bson_t *array_filters,
+                          struct qry_update **out,
+                          struct cairn_error *err)
 {
     struct qry_update *u;
     bson_iter_t top;
@@ -1247,6 +1560,13 @@ int qry_update_compile(const bson_t *update, struct qry_update **out, struct cai
     u = calloc(1, sizeof *u);
     if (u == NULL) {
         return cairn_error_setf(err, CAIRN_ENOMEM, "out of memory");
+    }
+    if (array_filters != NULL) {
+        rv = parse_array_filters(u, array_filters, err);
+        if (rv != 0) {
+            qry_update_free(u);
+            return rv;
+        }
     }
     u->spec = bson_copy(update);
     if (u->spec == NULL || !bson_iter_init(&top, u->spec)) {
@@ -1305,9 +1625,14 @@ int qry_update_compile(const bson_t *update, struct qry_update **out, struct cai
             o->kind = op_names[k].kind;
             o->opname = op_names[k].name;
             o->arg = *bson_iter_value(&fields);
-            rv = update_path(bson_iter_key(&fields), &o->path, err);
+            rv = update_path(bson_iter_key(&fields), &o->path, &u->afs, &o->dynamic, err);
             if (rv == 0) {
-                rv = parse_op_arg(o, bson_iter_key(&fields), err);
+                for (size_t i = 0; i < o->path.n; i++) {
+                    o->dollar = o->dollar || strcmp(o->path.parts[i], "$") == 0;
+                }
+                u->dynamic = u->dynamic || o->dynamic;
+                u->dollar = u->dollar || o->dollar;
+                rv = parse_op_arg(o, bson_iter_key(&fields), &u->afs, err);
             }
             if (rv != 0) {
                 op_clear(o);
@@ -1318,6 +1643,20 @@ int qry_update_compile(const bson_t *update, struct qry_update **out, struct cai
     }
     if (rv == 0) {
         rv = check_conflicts(u, err);
+    }
+    for (size_t i = 0; rv == 0 && i < u->afs.n; i++) {
+        if (!u->afs.v[i].used) {
+            char f[200];
+            bson_value_t v;
+            v.value_type = BSON_TYPE_DOCUMENT;
+            v.value.v_doc.data = (uint8_t *)bson_get_data(u->spec);
+            v.value.v_doc.data_len = u->spec->len;
+            qry_fmt_value(&v, f, sizeof f);
+            rv = cairn_error_mongo(err, CAIRN_EINVAL, 9,
+                                   "The array filter for identifier '%s' was not used in the "
+                                   "update %s",
+                                   u->afs.v[i].id, f);
+        }
     }
     if (rv == 0 && u->n_ops > 1) {
         rv = qry_stable_sort(u->ops, u->n_ops, sizeof *u->ops, op_cmp, NULL);
@@ -2016,6 +2355,355 @@ static int apply_op(struct apply_ctx *c, const struct op *o, struct node *root)
     }
 }
 
+/* ---- positional paths -------------------------------------------------- */
+
+/* One operation on one concrete path: positional paths are expanded
+ * against the document before anything is applied (no surviving op can
+ * change an array another op expands: that would be a path conflict). */
+struct centry
+{
+    const struct op *o;
+    struct path p; /* concrete path; owned when `owned` */
+    bool owned;
+};
+
+struct cvec
+{
+    struct centry *v;
+    size_t n;
+    size_t cap;
+};
+
+static void cvec_free(struct cvec *cv)
+{
+    for (size_t i = 0; i < cv->n; i++) {
+        if (cv->v[i].owned) {
+            path_free(&cv->v[i].p);
+        }
+    }
+    free(cv->v);
+    memset(cv, 0, sizeof *cv);
+}
+
+static int cvec_push(struct cvec *cv, const struct op *o, const struct path *p, bool owned)
+{
+    if (cv->n == cv->cap) {
+        size_t cap = cv->cap ? cv->cap * 2 : 16;
+        struct centry *n = realloc(cv->v, cap * sizeof *n);
+        if (n == NULL) {
+            return CAIRN_ENOMEM;
+        }
+        cv->v = n;
+        cv->cap = cap;
+    }
+    cv->v[cv->n].o = o;
+    cv->v[cv->n].p = *p;
+    cv->v[cv->n].owned = owned;
+    cv->n++;
+    return 0;
+}
+
+struct expander
+{
+    struct apply_ctx *c;
+    const struct qry_update *u;
+    const struct op *o;
+    long pos;
+    char *buf; /* the concrete path so far */
+    size_t len;
+    size_t cap;
+    struct cvec *out;
+};
+
+static int xp_append(struct expander *x, const char *comp)
+{
+    size_t need = x->len + strlen(comp) + 2;
+    if (need > x->cap) {
+        size_t cap = x->cap ? x->cap : 64;
+        char *nb;
+        while (cap < need) {
+            cap *= 2;
+        }
+        nb = realloc(x->buf, cap);
+        if (nb == NULL) {
+            return cairn_error_setf(x->c->err, CAIRN_ENOMEM, "out of memory");
+        }
+        x->buf = nb;
+        x->cap = cap;
+    }
+    if (x->len > 0) {
+        x->buf[x->len++] = '.';
+    }
+    strcpy(x->buf + x->len, comp);
+    x->len += strlen(comp);
+    return 0;
+}
+
+/* The child of `cur` (NULL: missing) named `comp`, or NULL. */
+static struct node *xp_child(struct node *cur, const char *comp)
+{
+    long at;
+
+    if (cur == NULL) {
+        return NULL;
+    }
+    if (cur->val.value_type == BSON_TYPE_DOCUMENT) {
+        at = kid_find(cur, comp);
+        return at >= 0 ? cur->kids[at] : NULL;
+    }
+    if (cur->val.value_type == BSON_TYPE_ARRAY) {
+        at = parse_index(comp);
+        return at >= 0 && (size_t)at < cur->n ? cur->kids[at] : NULL;
+    }
+    return NULL;
+}
+
+/* True when the array element `elem` passes the filter `af`. */
+static bool af_match(const struct afilter *af, const struct node *elem)
+{
+    bson_t tmp, wrap;
+    bson_value_t v;
+    bool hit;
+
+    node_view(elem, &tmp, &v);
+    bson_init(&wrap);
+    hit = bson_append_value(&wrap, af->id, -1, &v) && qry_matcher_match(af->m, &wrap);
+    bson_destroy(&wrap);
+    bson_destroy(&tmp);
+    return hit;
+}
+
+static int expand_rec(struct expander *x, struct node *cur, size_t i)
+{
+    const struct path *p = &x->o->path;
+    const char *comp;
+    char ib[24];
+    size_t save = x->len;
+    int rv;
+
+    if (i == p->n) {
+        struct path cp;
+        rv = path_split(x->buf, &cp);
+        if (rv == 0 && cvec_push(x->out, x->o, &cp, true) == 0) {
+            return 0;
+        }
+        path_free(&cp);
+        return rv == 0 || rv == CAIRN_ENOMEM
+                   ? cairn_error_setf(x->c->err, CAIRN_ENOMEM, "out of memory")
+                   : cairn_error_mongo(x->c->err, CAIRN_EINVAL, 2, "invalid update path");
+    }
+    comp = p->parts[i];
+    if (strcmp(comp, "$") == 0) {
+        snprintf(ib, sizeof ib, "%ld", x->pos);
+        comp = ib;
+    } else if (is_af_ident(comp)) {
+        size_t idlen = strlen(comp) - 3;
+        const struct afilter *af = idlen > 0 ? af_find(&x->u->afs, comp + 2, idlen) : NULL;
+        if (cur == NULL) {
+            return cairn_error_mongo(x->c->err, CAIRN_EINVAL, 2,
+                                     "The path '%s' must exist in the document in order to apply "
+                                     "array updates.",
+                                     x->buf);
+        }
+        if (cur->val.value_type != BSON_TYPE_ARRAY) {
+            char f[220];
+            bson_t tmp;
+            bson_value_t v;
+            node_view(cur, &tmp, &v);
+            fmt_field(f, sizeof f, cur->key, &v);
+            bson_destroy(&tmp);
+            return cairn_error_mongo(x->c->err, CAIRN_EINVAL, 2,
+                                     "Cannot apply array updates to non-array element %s", f);
+        }
+        for (size_t k = 0; k < cur->n; k++) {
+            if (af != NULL && !af_match(af, cur->kids[k])) {
+                continue;
+            }
+            snprintf(ib, sizeof ib, "%zu", k);
+            rv = xp_append(x, ib);
+            if (rv == 0) {
+                rv = expand_rec(x, cur->kids[k], i + 1);
+            }
+            x->len = save;
+            x->buf[save] = '\0';
+            if (rv != 0) {
+                return rv;
+            }
+        }
+        return 0;
+    }
+    rv = xp_append(x, comp);
+    if (rv == 0) {
+        rv = expand_rec(x, xp_child(cur, comp), i + 1);
+    }
+    x->len = save;
+    x->buf[save] = '\0';
+    return rv;
+}
+
+struct cref
+{
+    const struct path *p;   /* concrete */
+    const struct path *sym; /* as written in the update */
+    size_t seq;
+};
+
+static int cref_cmp(const void *a, const void *b, void *ctx)
+{
+    const struct cref *x = a, *y = b;
+    int c = path_order(x->p, y->p);
+    (void)ctx;
+    if (c != 0) {
+        return c;
+    }
+    return (x->seq > y->seq) - (x->seq < y->seq);
+}
+
+/* The path mongod names when merging the update nodes of two positional
+ * paths fails: concrete components up to the first place their written
+ * forms differ (where the nodes merge), then the written components they
+ * share, concrete again where they differ; as long as the shorter one. */
+static void merge_conflict_path(const struct cref *x, const struct cref *y, char *buf, size_t cap)
+{
+    size_t n = x->p->n < y->p->n ? x->p->n : y->p->n;
+    size_t len = 0;
+    bool merged = false;
+
+    buf[0] = '\0';
+    for (size_t k = 0; k < n && len < cap; k++) {
+        const char *part;
+        int w;
+        if (k < x->sym->n && k < y->sym->n && strcmp(x->sym->parts[k], y->sym->parts[k]) == 0) {
+            part = merged ? x->sym->parts[k] : x->p->parts[k];
+        } else {
+            part = x->p->parts[k];
+            merged = true;
+        }
+        w = snprintf(buf + len, cap - len, "%s%s", k ? "." : "", part);
+        if (w < 0) {
+            break;
+        }
+        len += (size_t)w;
+    }
+}
+
+/* Concrete paths must not be equal or prefixes of each other (mongod:
+ * "Update created a conflict at ..."). */
+static int check_concrete_conflicts(struct apply_ctx *c, const struct cvec *cv)
+{
+    struct cref *v;
+    size_t n = 0;
+    int rv;
+
+    if (cv->n < 2) {
+        return 0;
+    }
+    v = calloc(cv->n * 2, sizeof *v);
+    if (v == NULL) {
+        return cairn_error_setf(c->err, CAIRN_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < cv->n; i++) {
+        const struct op *o = cv->v[i].o;
+        v[n].p = &cv->v[i].p;
+        v[n].sym = &o->path;
+        v[n].seq = n;
+        n++;
+        if (o->kind == OP_RENAME) {
+            v[n].p = &o->to;
+            v[n].sym = &o->to;
+            v[n].seq = n;
+            n++;
+        }
+    }
+    rv = qry_stable_sort(v, n, sizeof *v, cref_cmp, NULL);
+    if (rv != 0) {
+        free(v);
+        return cairn_error_setf(c->err, rv, "out of memory");
+    }
+    for (size_t i = 0; i + 1 < n; i++) {
+        if (path_is_prefix(v[i].p, v[i + 1].p)) {
+            char at[512];
+            merge_conflict_path(&v[i], &v[i + 1], at, sizeof at);
+            rv = cairn_error_mongo(c->err, CAIRN_EINVAL, 40, "Update created a conflict at '%s'",
+                                   at);
+            break;
+        }
+    }
+    free(v);
+    return rv;
+}
+
+static int centry_cmp(const void *a, const void *b, void *ctx)
+{
+    const struct centry *x = a, *y = b;
+    const struct path *px = x->o->kind == OP_RENAME ? &x->o->to : &x->p;
+    const struct path *py = y->o->kind == OP_RENAME ? &y->o->to : &y->p;
+    (void)ctx;
+    return path_order(px, py);
+}
+
+/* Applies an update with positional paths: expands them (the `$` to
+ * `match_pos`, `$[]` and `$[<id>]` to the matching elements), checks the
+ * concrete paths for conflicts and applies the operations in path order. */
+static int apply_dynamic(const struct qry_update *u,
+                         struct apply_ctx *c,
+                         struct node *root,
+                         bool inserting,
+                         long match_pos)
+{
+    struct cvec cv = {0};
+    struct expander x;
+    int rv = 0;
+
+    memset(&x, 0, sizeof x);
+    x.c = c;
+    x.u = u;
+    x.pos = match_pos;
+    x.out = &cv;
+    for (size_t i = 0; i < u->n_ops && rv == 0; i++) {
+        const struct op *o = &u->ops[i];
+        if (!o->dynamic) {
+            rv = cvec_push(&cv, o, &o->path, false);
+            if (rv != 0) {
+                rv = cairn_error_setf(c->err, rv, "out of memory");
+            }
+            continue;
+        }
+        if (o->dollar && match_pos < 0) {
+            rv = cairn_error_mongo(c->err, CAIRN_EINVAL, 2,
+                                   "The positional operator did not find the match needed from "
+                                   "the query.");
+            break;
+        }
+        x.o = o;
+        x.len = 0;
+        if (x.buf != NULL) {
+            x.buf[0] = '\0';
+        }
+        rv = expand_rec(&x, root, 0);
+    }
+    free(x.buf);
+    if (rv == 0) {
+        rv = check_concrete_conflicts(c, &cv);
+    }
+    if (rv == 0 && cv.n > 1) {
+        rv = qry_stable_sort(cv.v, cv.n, sizeof *cv.v, centry_cmp, NULL);
+        if (rv != 0) {
+            rv = cairn_error_setf(c->err, rv, "out of memory");
+        }
+    }
+    for (size_t i = 0; i < cv.n && rv == 0; i++) {
+        struct op tmp = *cv.v[i].o;
+        if (tmp.kind == OP_SETONINSERT && !inserting) {
+            continue;
+        }
+        tmp.path = cv.v[i].p;
+        rv = apply_op(c, &tmp, root);
+    }
+    cvec_free(&cv);
+    return rv;
+}
+
 static bool same_value(const bson_iter_t *a, const bson_iter_t *b)
 {
     uint32_t la, lb;
@@ -2088,6 +2776,18 @@ int qry_update_apply(const struct qry_update *u,
                      bool *modified,
                      struct cairn_error *err)
 {
+    return qry_update_apply_pos(u, doc, inserting, now_ms, -1, out, modified, err);
+}
+
+int qry_update_apply_pos(const struct qry_update *u,
+                         const bson_t *doc,
+                         bool inserting,
+                         int64_t now_ms,
+                         long match_pos,
+                         bson_t *out,
+                         bool *modified,
+                         struct cairn_error *err)
+{
     struct apply_ctx c;
     struct node *root;
     bson_t res;
@@ -2127,7 +2827,10 @@ int qry_update_apply(const struct qry_update *u,
                    ? cairn_error_mongo(err, rv, 15, "document is invalid or nested too deeply")
                    : cairn_error_setf(err, rv, "out of memory");
     }
-    for (size_t i = 0; i < u->n_ops && rv == 0; i++) {
+    if (u->dynamic) {
+        rv = apply_dynamic(u, &c, root, inserting, match_pos);
+    }
+    for (size_t i = 0; !u->dynamic && i < u->n_ops && rv == 0; i++) {
         if (u->ops[i].kind == OP_SETONINSERT && !inserting) {
             continue;
         }

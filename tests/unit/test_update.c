@@ -106,7 +106,8 @@ static const struct ucase cases[] = {
     {"empty path", "{'_id':1}", "{'$set':{'':1}}", false, NULL, false, 56, NULL},
     {"empty component", "{'_id':1}", "{'$set':{'a..b':1}}", false, NULL, false, 56,
      "contains an empty field name"},
-    {"positional unsupported", "{'_id':1}", "{'$set':{'a.$':1}}", false, NULL, false, 238, NULL},
+    {"positional without a query match", "{'_id':1}", "{'$set':{'a.$':1}}", false, NULL, false, 2,
+     "The positional operator did not find the match needed from the query."},
     {"$set dollar field", "{'_id':1}", "{'$set':{'$x':1}}", false, NULL, false, 52, NULL},
 
     /* $unset */
