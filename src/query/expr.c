@@ -198,6 +198,12 @@ static int set_string(bson_value_t *v, const char *s, size_t len, struct cairn_e
     return 0;
 }
 
+int qry_too_large(struct cairn_error *err)
+{
+    return cairn_error_mongo(err, CAIRN_ETOOBIG, 10334,
+                             "BSONObj size exceeds the maximum allowed size of 16793600 bytes");
+}
+
 static void release(bson_value_t *v)
 {
     if (v->value_type != BSON_TYPE_EOD) {
@@ -970,6 +976,16 @@ static int type_err(struct cairn_error *err,
     return cairn_error_mongo(err, CAIRN_EINVAL, code, fmt, a, b);
 }
 
+/* date + llround(delta) into *out; false when it leaves the int64 range
+ * (mongod: 15 Overflow "date overflow in $add"). */
+static bool date_plus(int64_t date, double delta, int64_t *out)
+{
+    if (!(delta >= -9223372036854775808.0 && delta < 9223372036854775808.0)) {
+        return false; /* also NaN */
+    }
+    return !__builtin_add_overflow(date, (int64_t)llround(delta), out);
+}
+
 static int op_add_mul(const struct qry_expr *e,
                       bson_value_t *a,
                       bson_value_t *out,
@@ -1024,9 +1040,13 @@ static int op_add_mul(const struct qry_expr *e,
     }
     if (have_date) {
         double total = qry_numsum_double(&s);
+        int64_t r;
+        if (!date_plus(date, total, &r)) {
+            return cairn_error_mongo(err, CAIRN_EINVAL, 15, "date overflow in $add");
+        }
         memset(out, 0, sizeof *out);
         out->value_type = BSON_TYPE_DATE_TIME;
-        out->value.v_datetime = date + (int64_t)llround(total);
+        out->value.v_datetime = r;
         return 0;
     }
     qry_numsum_value(&s, out);
@@ -1042,13 +1062,20 @@ static int op_subtract(bson_value_t *a, bson_value_t *out, struct cairn_error *e
     }
     if (x->value_type == BSON_TYPE_DATE_TIME) {
         memset(out, 0, sizeof *out);
+        int64_t r;
         if (y->value_type == BSON_TYPE_DATE_TIME) {
-            set_int64(out, x->value.v_datetime - y->value.v_datetime);
+            if (__builtin_sub_overflow(x->value.v_datetime, y->value.v_datetime, &r)) {
+                return cairn_error_mongo(err, CAIRN_EINVAL, 15, "date overflow in $subtract");
+            }
+            set_int64(out, r);
             return 0;
         }
         if (is_num(y) && y->value_type != BSON_TYPE_DECIMAL128) {
+            if (!date_plus(x->value.v_datetime, -num_d(y), &r)) {
+                return cairn_error_mongo(err, CAIRN_EINVAL, 15, "date overflow in $subtract");
+            }
             out->value_type = BSON_TYPE_DATE_TIME;
-            out->value.v_datetime = x->value.v_datetime - (int64_t)llround(num_d(y));
+            out->value.v_datetime = r;
             return 0;
         }
     } else if (is_num(x) && is_num(y)) {
@@ -1226,6 +1253,9 @@ static int op_concat(bson_value_t *a, size_t n, bson_value_t *out, struct cairn_
         }
         total += a[i].value.v_utf8.len;
     }
+    if (total > QRY_MAX_VALUE_BYTES) {
+        return qry_too_large(err);
+    }
     char *s = bson_malloc(total + 1);
     size_t off = 0;
     for (size_t i = 0; i < n; i++) {
@@ -1386,6 +1416,10 @@ static int op_concat_arrays(bson_value_t *a, size_t n, bson_value_t *out, struct
             const char *key;
             size_t kl = bson_uint32_to_string(idx++, &key, buf, sizeof buf);
             bson_append_value(&res, key, (int)kl, bson_iter_value(&it));
+            if (res.len > QRY_MAX_VALUE_BYTES) {
+                bson_destroy(&res);
+                return qry_too_large(err);
+            }
         }
     }
     return qry_value_take_bson(out, &res, BSON_TYPE_ARRAY);
@@ -1673,6 +1707,10 @@ static int op_merge(bson_value_t *a, size_t n, bson_value_t *out, struct cairn_e
         }
         bson_destroy(&acc);
         bson_steal(&acc, &next);
+        if (acc.len > QRY_MAX_VALUE_BYTES) {
+            bson_destroy(&acc);
+            return qry_too_large(err);
+        }
     }
     return qry_value_take_bson(out, &acc, BSON_TYPE_DOCUMENT);
 }
@@ -1934,6 +1972,10 @@ static int eval(const struct qry_expr *e,
                     }
                 }
                 release(&v);
+                if (b.len > QRY_MAX_VALUE_BYTES) {
+                    bson_destroy(&b);
+                    return qry_too_large(err);
+                }
             }
             return qry_value_take_bson(out, &b,
                                        e->kind == EK_DOC ? BSON_TYPE_DOCUMENT : BSON_TYPE_ARRAY);
@@ -1964,9 +2006,8 @@ int qry_expr_append(const struct qry_expr *e,
         return rv;
     }
     if (v.value_type != BSON_TYPE_EOD) {
-        if (!bson_append_value(dst, key, keylen, &v)) {
-            rv = cairn_error_mongo(err, CAIRN_ETOOBIG, 10334,
-                                   "BSONObj size exceeds the maximum allowed size");
+        if (!bson_append_value(dst, key, keylen, &v) || dst->len > QRY_MAX_VALUE_BYTES) {
+            rv = qry_too_large(err);
         }
         bson_value_destroy(&v);
     }

@@ -96,4 +96,13 @@ double qry_numsum_double(const struct qry_numsum *s);
  * consumed (destroyed) by this call. Returns 0 or CAIRN_ENOMEM. */
 int qry_value_take_bson(bson_value_t *v, bson_t *b, bson_type_t t);
 
+/* The largest document or value an expression or a pipeline stage may
+ * build (mongod's BSONObjMaxInternalSize, 16 MiB + 16 KiB). Larger results
+ * fail with 10334 BSONObjectTooLarge instead of growing without bound
+ * (a few stages of $concat / $concatArrays could otherwise exhaust memory). */
+#define QRY_MAX_VALUE_BYTES (16 * 1024 * 1024 + 16 * 1024)
+
+/* Sets `err` to 10334 BSONObjectTooLarge and returns CAIRN_ETOOBIG. */
+int qry_too_large(struct cairn_error *err);
+
 #endif /* CAIRN_QUERY_EXPR_H */

@@ -487,6 +487,166 @@ static char *translate_regex(const char *pat,
     return out.p;
 }
 
+/* glibc's regcomp copies the operand of '+' and '{n,m}' and builds epsilon
+ * closures over the copies: nested or stacked repeats cost time exponential
+ * in their depth ("((((Q)+)+)+...)" 20 deep: half a minute;
+ * "Q++++++++++++++++++++++": seconds) and repeats of operands that hold
+ * quantifiers cost time polynomial of high degree in the count
+ * ("((a?)*){2000}": 12 s). The weighted size below (a group holding q
+ * quantifiers weighs (1 + q)^2 times its length) must stay within this
+ * many positions, else the pattern is refused (51091) before regcomp. */
+#define RX_MAX_EXPANDED 4096
+#define RX_MAX_GROUPS 256
+
+/* The number of positions `ere` expands to in glibc (an upper bound,
+ * saturating at RX_MAX_EXPANDED + 1). Sets *backref when `ere` holds a
+ * back-reference (\1..\9): glibc matches those in time polynomial of high
+ * degree in the subject's length (minutes for a few kilobytes). */
+static size_t ere_expanded_size(const char *ere, bool *backref, bool *stacked)
+{
+    size_t total[RX_MAX_GROUPS + 1], last[RX_MAX_GROUPS + 1], nq[RX_MAX_GROUPS + 1];
+    bool anch[RX_MAX_GROUPS + 1]; /* the group holds a zero-width assertion */
+    bool last_zw = false;         /* the last atom holds one and a repeat */
+    size_t depth = 0;
+    const size_t cap = RX_MAX_EXPANDED + 1;
+    const char *p = ere;
+    int quant = 0; /* the previous token: 0 not a repeat, 1 a repeat, 2 one + modifier */
+
+    *backref = false;
+    *stacked = false;
+    total[0] = last[0] = nq[0] = 0;
+    anch[0] = false;
+    while (*p) {
+        size_t atom = 1, mult = 0;
+        bool zw = false;
+        char c = *p;
+        if (c == '\\' && p[1]) {
+            if (p[1] >= '1' && p[1] <= '9') {
+                *backref = true;
+            }
+            if (strchr("`'bB<>", p[1])) {
+                anch[depth] = true;
+            }
+            p += 2;
+        } else if (c == '[') {
+            p++;
+            if (*p == '^') {
+                p++;
+            }
+            if (*p == ']') {
+                p++;
+            }
+            while (*p && *p != ']') {
+                if (p[0] == '[' && (p[1] == ':' || p[1] == '.' || p[1] == '=')) {
+                    char d = p[1];
+                    p += 2;
+                    while (*p && !(p[0] == d && p[1] == ']')) {
+                        p++;
+                    }
+                    if (*p) {
+                        p++;
+                    }
+                }
+                if (*p) {
+                    p++;
+                }
+            }
+            if (*p) {
+                p++;
+            }
+        } else if (c == '(') {
+            if (depth == RX_MAX_GROUPS) {
+                return cap;
+            }
+            depth++;
+            total[depth] = last[depth] = nq[depth] = 0;
+            anch[depth] = false;
+            quant = 0;
+            p++;
+            continue;
+        } else if (c == ')' && depth > 0) {
+            size_t q = nq[depth] < 64 ? nq[depth] : 64;
+            atom = total[depth] ? total[depth] : 1;
+            atom = atom < cap ? atom * (1 + q) * (1 + q) : cap;
+            depth--;
+            nq[depth] += nq[depth + 1];
+            anch[depth] = anch[depth] || anch[depth + 1];
+            zw = anch[depth + 1] && nq[depth + 1] > 0;
+            p++;
+        } else if (c == '|') {
+            last[depth] = 0;
+            quant = 0;
+            p++;
+            continue;
+        } else if (c == '+' || c == '*' || c == '?') {
+            mult = c == '+' ? 2 : 1; /* '*' and '?' make no copy */
+            p++;
+        } else if (c == '{') {
+            /* {n}, {n,}, {n,m}: the operand is copied max(n, m) times */
+            size_t n = 0;
+            p++;
+            while (*p && *p != '}') {
+                if (*p >= '0' && *p <= '9') {
+                    size_t v = 0;
+                    while (*p >= '0' && *p <= '9') {
+                        v = v < cap ? v * 10 + (size_t)(*p - '0') : cap;
+                        p++;
+                    }
+                    n = v > n ? v : n;
+                } else {
+                    p++;
+                }
+            }
+            if (*p) {
+                p++;
+            }
+            mult = n + 1;
+        } else {
+            if (c == '^' || c == '$') {
+                anch[depth] = true;
+            }
+            p++;
+        }
+        if (mult == 0) {
+            total[depth] += atom;
+            last[depth] = atom;
+            last_zw = zw;
+            quant = 0;
+        } else if (quant == 1 && (c == '+' || c == '?')) {
+            /* PCRE's possessive / lazy modifier: glibc reads a second
+             * repeat, which matches the same subjects; no copy */
+            quant = 2;
+        } else if (quant != 0) {
+            /* "a+++", "a**", "(^)+++++": PCRE refuses these (nothing to
+             * repeat), and glibc compiles stacked repeats of zero-width
+             * operands in super-exponential time */
+            *stacked = true;
+            return cap;
+        } else if (last_zw) {
+            /* a repeat of a group holding a zero-width assertion and a
+             * repeat ("((^)+){20}", "(a$)+"): glibc needs seconds to hours */
+            return cap;
+        } else { /* a repeat of the last atom */
+            size_t extra = last[depth] * (mult - 1);
+            if (last[depth] != 0 && extra / last[depth] != mult - 1) {
+                return cap;
+            }
+            nq[depth]++;
+            total[depth] += extra;
+            last[depth] += extra;
+            quant = 1;
+        }
+        if (total[depth] > RX_MAX_EXPANDED || last[depth] > RX_MAX_EXPANDED) {
+            return cap;
+        }
+    }
+    while (depth > 0) { /* unclosed groups (regcomp will refuse them) */
+        total[depth - 1] += total[depth];
+        depth--;
+    }
+    return total[0];
+}
+
 static pthread_once_t utf8_once = PTHREAD_ONCE_INIT;
 static locale_t utf8_loc; /* (locale_t)0 when C.UTF-8 is missing: bytes then */
 
@@ -550,6 +710,26 @@ static int rx_init(struct rx *r, const char *pattern, const char *options, struc
                                      "character class, or a NUL \\x escape");
         }
         return nomem(err);
+    }
+    bool backref, stacked;
+    size_t expanded = ere_expanded_size(ere, &backref, &stacked);
+    if (stacked) {
+        free(ere);
+        return cairn_error_mongo(err, CAIRN_EINVAL, 51091,
+                                 "Regular expression is invalid: nothing to repeat (a quantifier "
+                                 "follows a quantifier)");
+    }
+    if (expanded > RX_MAX_EXPANDED) {
+        free(ere);
+        return cairn_error_mongo(err, CAIRN_EINVAL, 51091,
+                                 "Regular expression is invalid: regular expression is too large "
+                                 "(nested or repeated quantifiers)");
+    }
+    if (backref) {
+        free(ere);
+        return cairn_error_mongo(err, CAIRN_EINVAL, 51091,
+                                 "Regular expression is invalid: back-references are not "
+                                 "supported");
     }
     locale_t old = rx_locale_enter();
     int rc = regcomp(&r->re, ere, flags);

@@ -1777,6 +1777,9 @@ static int do_replace(struct run *r, size_t i, const bson_t *doc, struct cairn_e
 
 static int push(struct run *r, size_t i, const bson_t *doc, struct cairn_error *err)
 {
+    if (doc->len > QRY_MAX_VALUE_BYTES) { /* a stage built too large a document */
+        return qry_too_large(err);
+    }
     if (i == r->p->n) {
         return keep_doc(&r->out, &r->nout, &r->cap, doc, err);
     }

@@ -225,7 +225,10 @@ static bool integral(const bson_value_t *v, int64_t *out)
             *out = v->value.v_int32;
             return true;
         case BSON_TYPE_INT64:
-            *out = v->value.v_int64;
+            /* clamped like doubles, so that -skip and -limit cannot overflow */
+            *out = v->value.v_int64 > 9000000000000000000LL    ? 9000000000000000000LL
+                   : v->value.v_int64 < -9000000000000000000LL ? -9000000000000000000LL
+                                                               : v->value.v_int64;
             return true;
         case BSON_TYPE_DOUBLE:
         case BSON_TYPE_DECIMAL128: {

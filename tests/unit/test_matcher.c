@@ -260,6 +260,10 @@ static const struct match_case match_cases[] = {
     {"{\"a\": {\"%regex\": \"[^x]b\"}}", "{\"a\": \"a\\nb\"}", true},
     {"{\"a\": {\"%regex\": \"a b # comment\", \"%options\": \"x\"}}", "{\"a\": \"ab\"}", true},
     {"{\"a\": {\"%regex\": \"^\\\\d+$\"}}", "{\"a\": \"123\"}", true},
+    /* ordinary repeats stay below the regex expansion limit */
+    {"{\"a\": {\"%regex\": \"^((ab)+c){2}x{1000}$\"}}", "{\"a\": \"ababcabcxx\"}", false},
+    {"{\"a\": {\"%regex\": \"^(((a)+)+b)+$\"}}", "{\"a\": \"aabab\"}", true},
+    {"{\"a\": {\"%regex\": \"^[a-z]{1,20}\\\\d{0,5}$\"}}", "{\"a\": \"abc12\"}", true},
     {"{\"a\": {\"%regex\": \"^\\\\d+$\"}}", "{\"a\": \"12a\"}", false},
     {"{\"a\": {\"%regex\": \"^[\\\\d.]+$\"}}", "{\"a\": \"1.5\"}", true},
     {"{\"a\": {\"%regex\": \"^\\\\w+\\\\s\\\\w+$\"}}", "{\"a\": \"hello world\"}", true},
@@ -395,6 +399,19 @@ static const struct error_case error_cases[] = {
     {"{\"a\": {\"%regex\": \"a\", \"%options\": \"z\"}}", 51108, "invalid flag"},
     {"{\"a\": {\"%regex\": \"(\"}}", 51091, "Regular expression is invalid"},
     {"{\"a\": {\"%regex\": \"[a\"}}", 51091, "Regular expression is invalid"},
+    /* fuzz: glibc regcomp is exponential in nested / stacked '+' (seconds to minutes) */
+    {"{\"a\": {\"%regex\": \"Q++++++++++++++++++++++++++++++++\"}}", 51091, "nothing to repeat"},
+    {"{\"a\": {\"%regex\": "
+     "\"((((((((((((((((((((((((Q)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+\"}}",
+     51091, "too large"},
+    {"{\"a\": {\"%regex\": \"((a{100}){100}){100}\"}}", 51091, "too large"},
+    {"{\"a\": {\"%regex\": \"((a?)*){2000}\"}}", 51091, "too large"},
+    {"{\"a\": {\"%regex\": \"((^)+){20}\"}}", 51091, "too large"},
+    {"{\"a\": {\"%regex\": \"((^)*){100}\"}}", 51091, "too large"},
+    {"{\"a\": {\"%regex\": \"((((^)+)+)+)+\"}}", 51091, "too large"},
+    {"{\"a\": {\"%regex\": \"x(^)+++++\"}}", 51091, "nothing to repeat"},
+    /* fuzz review: glibc back-references take minutes on kilobyte subjects */
+    {"{\"a\": {\"%regex\": \"^(a*)*\\\\1b$\"}}", 51091, "back-references"},
     {"{\"a\": {\"$elemMatch\": 1}}", 2, "$elemMatch needs an Object"},
     {"{\"a\": {\"$all\": 1}}", 2, "$all needs an array"},
     {"{\"a\": {\"$all\": [{\"$elemMatch\": {\"b\": 1}}, 1]}}", 2, "consistent"},

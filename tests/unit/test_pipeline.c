@@ -245,7 +245,59 @@ static const struct pcase cases[] = {
      "'c':{'$subtract':['$d','$e']},'f':{'$subtract':['$d',500]}}}]",
      "[{'d':{'$date':{'$numberLong':'3000'}},'e':{'$date':{'$numberLong':'1000'}}}]",
      "[{'a':-2,'b':4.5,'c':{'$numberLong':'2000'},'f':{'$date':{'$numberLong':'2500'}}}]", 0},
+    /* fuzz: date arithmetic leaving int64 was signed overflow (UB) */
+    {"add date overflow", "[{'$project':{'v':{'$add':['$d',{'$numberLong':'-9223372036854775808'}]}}}]",
+     "[{'d':{'$date':{'$numberLong':'-9223372036854775803'}}}]", NULL, 15},
+    {"add date huge double", "[{'$project':{'v':{'$add':['$d',1e300]}}}]",
+     "[{'d':{'$date':{'$numberLong':'0'}}}]", NULL, 15},
+    {"subtract dates overflow", "[{'$project':{'v':{'$subtract':['$d','$e']}}}]",
+     "[{'d':{'$date':{'$numberLong':'9223372036854775807'}},'e':{'$date':{'$numberLong':'-1'}}}]",
+     NULL, 15},
+    {"subtract date number overflow", "[{'$project':{'v':{'$subtract':['$d',1]}}}]",
+     "[{'d':{'$date':{'$numberLong':'-9223372036854775808'}}}]", NULL, 15},
     {"subtract arity", "[{'$project':{'v':{'$subtract':[1]}}}]", "[]", NULL, 16020},
+    /* fuzz: 4x growth per stage used to exhaust memory; 16 MiB + 16 KiB cap */
+    {"concat result too large", "["
+     "{'$set':{'s':{'$concat':['$s','$s','$s','$s']}}},"
+     "{'$set':{'s':{'$concat':['$s','$s','$s','$s']}}},"
+     "{'$set':{'s':{'$concat':['$s','$s','$s','$s']}}},"
+     "{'$set':{'s':{'$concat':['$s','$s','$s','$s']}}},"
+     "{'$set':{'s':{'$concat':['$s','$s','$s','$s']}}},"
+     "{'$set':{'s':{'$concat':['$s','$s','$s','$s']}}},"
+     "{'$set':{'s':{'$concat':['$s','$s','$s','$s']}}},"
+     "{'$set':{'s':{'$concat':['$s','$s','$s','$s']}}},"
+     "{'$set':{'s':{'$concat':['$s','$s','$s','$s']}}},"
+     "{'$set':{'s':{'$concat':['$s','$s','$s','$s']}}},"
+     "{'$set':{'s':{'$concat':['$s','$s','$s','$s']}}},"
+     "{'$set':{'s':{'$concat':['$s','$s','$s','$s']}}}" "]",
+     "[{'s':'abcd'}]", NULL, 10334},
+    {"concatArrays result too large", "["
+     "{'$set':{'c':{'$concatArrays':['$c','$c','$c','$c']}}},"
+     "{'$set':{'c':{'$concatArrays':['$c','$c','$c','$c']}}},"
+     "{'$set':{'c':{'$concatArrays':['$c','$c','$c','$c']}}},"
+     "{'$set':{'c':{'$concatArrays':['$c','$c','$c','$c']}}},"
+     "{'$set':{'c':{'$concatArrays':['$c','$c','$c','$c']}}},"
+     "{'$set':{'c':{'$concatArrays':['$c','$c','$c','$c']}}},"
+     "{'$set':{'c':{'$concatArrays':['$c','$c','$c','$c']}}},"
+     "{'$set':{'c':{'$concatArrays':['$c','$c','$c','$c']}}},"
+     "{'$set':{'c':{'$concatArrays':['$c','$c','$c','$c']}}},"
+     "{'$set':{'c':{'$concatArrays':['$c','$c','$c','$c']}}},"
+     "{'$set':{'c':{'$concatArrays':['$c','$c','$c','$c']}}}" "]",
+     "[{'c':[1]}]", NULL, 10334},
+    {"array expression too large", "["
+     "{'$set':{'c':['$c','$c','$c','$c']}},"
+     "{'$set':{'c':['$c','$c','$c','$c']}},"
+     "{'$set':{'c':['$c','$c','$c','$c']}},"
+     "{'$set':{'c':['$c','$c','$c','$c']}},"
+     "{'$set':{'c':['$c','$c','$c','$c']}},"
+     "{'$set':{'c':['$c','$c','$c','$c']}},"
+     "{'$set':{'c':['$c','$c','$c','$c']}},"
+     "{'$set':{'c':['$c','$c','$c','$c']}},"
+     "{'$set':{'c':['$c','$c','$c','$c']}},"
+     "{'$set':{'c':['$c','$c','$c','$c']}},"
+     "{'$set':{'c':['$c','$c','$c','$c']}},"
+     "{'$set':{'c':['$c','$c','$c','$c']}}" "]",
+     "[{'c':'abcd'}]", NULL, 10334},
     {"subtract type error", "[{'$project':{'v':{'$subtract':['a',1]}}}]", "[{}]", NULL, 16556},
     {"multiply", "[{'$project':{'_id':0,'a':{'$multiply':[2,3,4]},'b':{'$multiply':[2,1.5]},"
      "'c':{'$multiply':[65536,65536]}}}]",

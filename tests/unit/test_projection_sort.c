@@ -88,6 +88,11 @@ static const struct pcase pcases[] = {
     {DS, "{'a':{'$slice':[-2,1]}}", "{'_id':1,'a':[2],'b':1}", 0, NULL},
     {DS, "{'a':{'$slice':[5,1]}}", "{'_id':1,'a':[],'b':1}", 0, NULL},
     {DS, "{'a':{'$slice':[1,5]}}", "{'_id':1,'a':[2,3],'b':1}", 0, NULL},
+    /* fuzz: negating the most negative long was signed overflow (UB) */
+    {DS, "{'a':{'$slice':{'$numberLong':'-9223372036854775808'}}}", DS, 0, NULL},
+    {DS, "{'a':{'$slice':[{'$numberLong':'-9223372036854775808'},1]}}", "{'_id':1,'a':[1],'b':1}",
+     0, NULL},
+    {DS, "{'a':{'$slice':{'$numberLong':'9223372036854775807'}}}", DS, 0, NULL},
     {DS, "{'a':{'$slice':[1,0]}}", NULL, 2, "$slice limit must be positive"},
     {DS, "{'a':{'$slice':'x'}}", NULL, 2, NULL},
     {DS, "{'a':{'$slice':1},'b':1}", "{'_id':1,'a':[1],'b':1}", 0, NULL},
