@@ -512,6 +512,7 @@ struct qry_pipeline
     struct stage *st;
     size_t n;
     bson_t *leading_match;
+    size_t result_limit; /* bytes of output a run may hold */
 };
 
 static void free_parts(char **parts, size_t n)
@@ -540,6 +541,11 @@ static void stage_free(struct stage *s)
     free(s->name);
     free_parts(s->upath, s->nupath);
     free_parts(s->uidx, s->nuidx);
+}
+
+void qry_pipeline_set_result_limit(struct qry_pipeline *p, size_t bytes)
+{
+    p->result_limit = bytes;
 }
 
 void qry_pipeline_free(struct qry_pipeline *p)
@@ -1133,6 +1139,9 @@ int qry_pipeline_compile(const bson_t *stages, struct qry_pipeline **out, struct
     int rv = 0;
     *out = NULL;
     struct qry_pipeline *p = calloc(1, sizeof *p);
+    if (p != NULL) {
+        p->result_limit = QRY_PIPELINE_RESULT_LIMIT;
+    }
     if (!p) {
         return oom(err);
     }
@@ -1595,6 +1604,7 @@ struct run
     struct rstage *rs;
     bson_t **out;
     size_t nout, cap;
+    size_t out_bytes; /* held by out, against p->result_limit */
     bool stop;
 };
 
@@ -1781,6 +1791,14 @@ static int push(struct run *r, size_t i, const bson_t *doc, struct cairn_error *
         return qry_too_large(err);
     }
     if (i == r->p->n) {
+        r->out_bytes += doc->len + sizeof(bson_t) + sizeof(bson_t *);
+        if (r->out_bytes > r->p->result_limit) {
+            return cairn_error_mongo(err, CAIRN_ETOOBIG, 292,
+                                     "Aggregation results exceeded the memory limit of %zu bytes "
+                                     "(Cairn holds a pipeline's output in memory); narrow the "
+                                     "pipeline or add $limit",
+                                     r->p->result_limit);
+        }
         return keep_doc(&r->out, &r->nout, &r->cap, doc, err);
     }
     const struct stage *s = &r->p->st[i];

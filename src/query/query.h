@@ -139,8 +139,13 @@ bool qry_update_is_replacement(const struct qry_update *u);
  * result differs from `doc`. The _id of `doc` must not change
  * (66 ImmutableField). Type errors: 14 TypeMismatch; others 2 BadValue.
  * A replacement keeps the original _id (and may repeat it, not change it). */
-int qry_update_apply(const struct qry_update *u, const bson_t *doc, bool inserting, int64_t now_ms,
-                     bson_t *out, bool *modified, struct cairn_error *err);
+int qry_update_apply(const struct qry_update *u,
+                     const bson_t *doc,
+                     bool inserting,
+                     int64_t now_ms,
+                     bson_t *out,
+                     bool *modified,
+                     struct cairn_error *err);
 
 /* qry_update_apply with the position `match_pos` (from
  * qry_matcher_match_pos; -1 when none, as for an upsert's insert) that "$"
@@ -176,11 +181,14 @@ struct qry_projection;
  * ({a: 0}), _id included unless excluded, $slice, $elemMatch. Mixing
  * inclusion and exclusion (other than _id) fails with 31254/31253 like
  * mongod. An empty spec projects nothing away. */
-int qry_projection_compile(const bson_t *spec, struct qry_projection **out,
+int qry_projection_compile(const bson_t *spec,
+                           struct qry_projection **out,
                            struct cairn_error *err);
 
 /* Writes the projected `doc` to `out` (initialised by the callee). */
-int qry_projection_apply(const struct qry_projection *p, const bson_t *doc, bson_t *out,
+int qry_projection_apply(const struct qry_projection *p,
+                         const bson_t *doc,
+                         bson_t *out,
                          struct cairn_error *err);
 
 void qry_projection_free(struct qry_projection *p);
@@ -222,8 +230,20 @@ const bson_t *qry_pipeline_leading_match(const struct qry_pipeline *p);
  * bson_t *, grown with realloc; *n_out its length). The caller frees the
  * documents with bson_destroy and the array with free. */
 typedef int (*qry_source_fn)(void *arg, bson_t *doc, struct cairn_error *err);
-int qry_pipeline_run(const struct qry_pipeline *p, qry_source_fn next, void *arg, bson_t ***out,
-                     size_t *n_out, struct cairn_error *err);
+int qry_pipeline_run(const struct qry_pipeline *p,
+                     qry_source_fn next,
+                     void *arg,
+                     bson_t ***out,
+                     size_t *n_out,
+                     struct cairn_error *err);
+
+/* The run's whole output is held in memory (the caller makes a cursor of
+ * it), so its total size is bounded: past `bytes` (default
+ * QRY_PIPELINE_RESULT_LIMIT) qry_pipeline_run fails with 292
+ * QueryExceededMemoryLimitNoDiskUseAllowed instead of exhausting memory
+ * (an $unwind of a large array next to a large field multiplies data). */
+#define QRY_PIPELINE_RESULT_LIMIT ((size_t)512 * 1024 * 1024)
+void qry_pipeline_set_result_limit(struct qry_pipeline *p, size_t bytes);
 
 void qry_pipeline_free(struct qry_pipeline *p);
 

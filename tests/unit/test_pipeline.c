@@ -656,6 +656,38 @@ START_TEST(test_limit_stops_source)
 }
 END_TEST
 
+/* The output a run holds is bounded: an $unwind that multiplies documents
+ * fails with 292 once the held output passes the limit, instead of growing
+ * without bound; under the limit the same pipeline succeeds. */
+START_TEST(test_result_limit)
+{
+    struct qry_pipeline *p = compile_json(
+        "[{'$set':{'x':[1,2,3,4,5,6,7,8,9,10],'pad':'0123456789012345678901234567890123456789'}},"
+        "{'$unwind':'$x'}]");
+    ck_assert_uint_eq(QRY_PIPELINE_RESULT_LIMIT, (size_t)512 * 1024 * 1024);
+    qry_pipeline_set_result_limit(p, 64 * 1024);
+    struct gen g = {0, 1000, BSON_INITIALIZER, false, 7};
+    struct cairn_error err = {0};
+    bson_t **out = NULL;
+    size_t n = 0;
+    ck_assert_int_ne(qry_pipeline_run(p, gen_next, &g, &out, &n, &err), 0);
+    ck_assert_int_eq(err.mongo_code, 292);
+    ck_assert_ptr_null(out);
+    if (g.have) {
+        bson_destroy(&g.cur);
+    }
+    ck_assert_int_lt(g.i, 1000); /* stopped early, not after the whole input */
+    struct gen g2 = {0, 10, BSON_INITIALIZER, false, 7};
+    ck_assert_int_eq(qry_pipeline_run(p, gen_next, &g2, &out, &n, &err), 0);
+    ck_assert_uint_eq(n, 100);
+    if (g2.have) {
+        bson_destroy(&g2.cur);
+    }
+    free_out(out, n);
+    qry_pipeline_free(p);
+}
+END_TEST
+
 START_TEST(test_source_error)
 {
     struct qry_pipeline *p = compile_json("[{'$sort':{'a':1}}]");
@@ -750,6 +782,7 @@ static Suite *pipeline_suite(void)
     tcase_add_test(tc, test_leading_match);
     tcase_add_test(tc, test_limit_stops_source);
     tcase_add_test(tc, test_source_error);
+    tcase_add_test(tc, test_result_limit);
     tcase_add_test(tc, test_expr_api);
     tcase_add_test(tc, test_type_operator);
     suite_add_tcase(s, tc);
