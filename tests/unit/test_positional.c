@@ -11,26 +11,7 @@
 #include <string.h>
 
 #include "query/query.h"
-
-/* Test JSON is written with single quotes; turn them into double quotes. */
-static bson_t *J(const char *s)
-{
-    char *buf = strdup(s);
-    bson_error_t e;
-    bson_t *b;
-
-    for (char *p = buf; *p; p++) {
-        if (*p == '\'') {
-            *p = '"';
-        }
-    }
-    b = bson_new_from_json((const uint8_t *)buf, -1, &e);
-    if (b == NULL) {
-        fprintf(stderr, "bad test JSON: %s: %s\n", s, e.message);
-    }
-    free(buf);
-    return b;
-}
+#include "test_json.h"
 
 /* ---- the matched position ------------------------------------------------ */
 
