@@ -1113,9 +1113,9 @@ static int op_div_mod(const struct qry_expr *e,
         return 0;
     }
     if (!is_num(x) || !is_num(y)) {
-        return cairn_error_mongo(
-            err, CAIRN_EINVAL, div ? 16609 : 16611, "%s only supports numeric types, not %s and %s",
-            e->opname, qry_type_name(x->value_type), qry_type_name(y->value_type));
+        return cairn_error_mongo(err, CAIRN_EINVAL, div ? 16609 : 16611,
+                                 "%s only supports numeric types, not %s and %s", e->opname,
+                                 qry_type_name(x->value_type), qry_type_name(y->value_type));
     }
     if (x->value_type == BSON_TYPE_DECIMAL128 || y->value_type == BSON_TYPE_DECIMAL128) {
         return decimal_unsupported(err, e->opname);
@@ -1323,7 +1323,9 @@ static int op_substr(const struct qry_expr *e,
     size_t len = s.value.v_utf8.len;
     const unsigned char *p = (const unsigned char *)s.value.v_utf8.str;
     size_t start = ds >= (double)len ? len : (size_t)ds;
-    size_t cnt = (dl < 0 || dl >= (double)(len - start)) ? len - start : (size_t)dl;
+    /* A negative length, or NaN (which mongod's coerceToLong turns into a
+     * negative number), takes the rest of the string. */
+    size_t cnt = (dl < 0 || isnan(dl) || dl >= (double)(len - start)) ? len - start : (size_t)dl;
     if (start < len && utf8_cont(p[start])) {
         release(&s);
         return cairn_error_mongo(err, CAIRN_EINVAL, 28656,

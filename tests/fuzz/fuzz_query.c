@@ -384,6 +384,41 @@ static void run_update(const bson_t *spec, const struct docs *all)
     qry_update_free(u);
 }
 
+/* Positional updates: every document in turn as the query (for the "$"
+ * position) and as the one array filter, the spec as the update. */
+static void run_update_positional(const bson_t *spec, const struct docs *all)
+{
+    struct cairn_error err;
+    bson_t out;
+    bool modified;
+
+    for (size_t j = 0; j < all->n && j < 4; j++) {
+        bson_t af = BSON_INITIALIZER;
+        struct qry_update *u = NULL;
+        struct qry_matcher *m = NULL;
+        BSON_APPEND_DOCUMENT(&af, "0", all->d[j]);
+        if (qry_update_compile_af(spec, &af, &u, &err) == 0) {
+            if (qry_matcher_compile(all->d[j], &m, &err) != 0) {
+                m = NULL;
+            }
+            for (size_t i = 0; i < all->n; i++) {
+                long pos = -1;
+                if (m != NULL) {
+                    (void)qry_matcher_match_pos(m, all->d[i], &pos);
+                }
+                (void)qry_update_needs_match_pos(u);
+                (void)qry_update_apply_pos(u, all->d[i], i % 2 == 0, 0, pos, &out, &modified, &err);
+                bson_destroy(&out);
+            }
+            if (m != NULL) {
+                qry_matcher_free(m);
+            }
+            qry_update_free(u);
+        }
+        bson_destroy(&af);
+    }
+}
+
 static void run_projection(const bson_t *spec, const struct docs *all)
 {
     struct qry_projection *p = NULL;
@@ -561,6 +596,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const bson_t *spec = all.d[i];
         run_matcher(spec, &all);
         run_update(spec, &all);
+        run_update_positional(spec, &all);
         run_projection(spec, &all);
         run_sort(spec, &all);
         run_pipeline(spec, &all);

@@ -352,6 +352,10 @@ static const struct pcase cases[] = {
      "[{}]", "[{'a':'ell','b':'llo','c':'','d':''}]", 0},
     {"substr utf8 error", "[{'$project':{'v':{'$substrBytes':['\\u00e9',1,1]}}}]", "[{}]", NULL,
      28656},
+    /* NaN length is the rest of the string (mongod: coerceToLong gives a
+     * negative number); it used to be cast to size_t (UB, a 2^63 malloc). */
+    {"substr NaN length", "[{'$project':{'_id':0,'a':{'$substrBytes':['hello',1,'$n']}}}]",
+     "[{'n':{'$numberDouble':'NaN'}}]", "[{'a':'ello'}]", 0},
     {"strLenBytes", "[{'$project':{'_id':0,'a':{'$strLenBytes':'abc'},'b':{'$strLenBytes':'\\u00e9'}}}]",
      "[{}]", "[{'a':3,'b':2}]", 0},
     {"strLenBytes error", "[{'$project':{'v':{'$strLenBytes':5}}}]", "[{}]", NULL, 34473},
