@@ -588,6 +588,39 @@ static int count_one(void *arg, const bson_t *doc, struct cairn_error *err)
     return (x->limit > 0 && x->n >= x->limit) ? 1 : 0;
 }
 
+/* For count and distinct: refuses a non-simple collation, compiles `query`
+ * and calls fn for each matching document of `ns` in a fresh read (a
+ * missing collection has none). Returns 0, or NET_CMD_ERROR with c->err. */
+static int visit_query(struct net_cmd *c,
+                       const char *ns,
+                       const bson_t *query,
+                       const bson_t *collation,
+                       net_dc_visit_fn fn,
+                       void *arg)
+{
+    if (!net_dc_collation_is_simple(collation)) {
+        net_dc_collation_unsupported(&c->err);
+        return NET_CMD_ERROR;
+    }
+    struct qry_matcher *m = NULL;
+    if (qry_matcher_compile(query, &m, &c->err) != 0) {
+        return NET_CMD_ERROR;
+    }
+    struct txn_read *rd = NULL;
+    if (begin_read(c, &rd) != 0) {
+        qry_matcher_free(m);
+        return NET_CMD_ERROR;
+    }
+    uint64_t cid = 0;
+    int rc = 0;
+    if (txn_read_coll(rd, ns, &cid) == 0) {
+        rc = net_dc_visit_matches(rd, cid, bson_empty(query) ? NULL : m, fn, arg, &c->err);
+    }
+    txn_read_end(rd);
+    qry_matcher_free(m);
+    return rc == 0 ? 0 : NET_CMD_ERROR;
+}
+
 static int cmd_count(struct net_cmd *c)
 {
     char ns[NS_BUF];
@@ -609,28 +642,8 @@ static int cmd_count(struct net_cmd *c)
     if (limit < 0) {
         limit = limit == INT64_MIN ? INT64_MAX : -limit;
     }
-    if (!net_dc_collation_is_simple(&collation)) {
-        net_dc_collation_unsupported(&c->err);
-        return NET_CMD_ERROR;
-    }
-    struct qry_matcher *m = NULL;
-    if (qry_matcher_compile(&query, &m, &c->err) != 0) {
-        return NET_CMD_ERROR;
-    }
-    struct txn_read *rd = NULL;
-    if (begin_read(c, &rd) != 0) {
-        qry_matcher_free(m);
-        return NET_CMD_ERROR;
-    }
     struct count_ctx x = {skip, limit, 0};
-    uint64_t cid = 0;
-    int rc = 0;
-    if (txn_read_coll(rd, ns, &cid) == 0) {
-        rc = net_dc_visit_matches(rd, cid, bson_empty(&query) ? NULL : m, count_one, &x, &c->err);
-    }
-    txn_read_end(rd);
-    qry_matcher_free(m);
-    if (rc != 0) {
+    if (visit_query(c, ns, &query, &collation, count_one, &x) != 0) {
         return NET_CMD_ERROR;
     }
     append_count(&c->reply, "n", x.n);
@@ -812,27 +825,8 @@ static int cmd_distinct(struct net_cmd *c)
     if (net_get_doc(c, "query", &query) != 0 || net_get_doc(c, "collation", &collation) != 0) {
         return NET_CMD_ERROR;
     }
-    if (!net_dc_collation_is_simple(&collation)) {
-        net_dc_collation_unsupported(&c->err);
-        return NET_CMD_ERROR;
-    }
-    struct qry_matcher *m = NULL;
-    if (qry_matcher_compile(&query, &m, &c->err) != 0) {
-        return NET_CMD_ERROR;
-    }
-    struct txn_read *rd = NULL;
-    if (begin_read(c, &rd) != 0) {
-        qry_matcher_free(m);
-        return NET_CMD_ERROR;
-    }
     struct distinct_ctx x = {key, NULL, 0, 0, 0, 0};
-    uint64_t cid = 0;
-    int rc = 0;
-    if (txn_read_coll(rd, ns, &cid) == 0) {
-        rc = net_dc_visit_matches(rd, cid, m, distinct_one, &x, &c->err);
-    }
-    txn_read_end(rd);
-    qry_matcher_free(m);
+    int rc = visit_query(c, ns, &query, &collation, distinct_one, &x);
     if (rc == 0) {
         if (x.n > 1) {
             qsort(x.vals, x.n, sizeof *x.vals, cmp_values);
