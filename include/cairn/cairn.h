@@ -9,6 +9,8 @@
 #include <stdarg.h>
 #include <stdint.h>
 
+#include "cairn/mongo_codes.h"
+
 #define CAIRN_VERSION "4.4.0"
 #define CAIRN_VERSION_MAJOR 4
 #define CAIRN_VERSION_MINOR 4
@@ -17,23 +19,23 @@
 /* Internal error classes. 0 is success; errors are positive.
  * Retryable: BUSY, NOTLEADER, CONFLICT. Caller bug: INVAL, STATE.
  * Environment: NOMEM, IO, NOSPC. Data: CORRUPT, BADDOC, TOOBIG. */
-#define CAIRN_ERROR_MAP(X)                                  \
-    X(NOMEM, "out of memory")                               \
-    X(INVAL, "invalid argument")                            \
-    X(IO, "I/O error")                                      \
-    X(NOSPC, "no space left")                               \
-    X(CORRUPT, "data corrupt")                              \
-    X(NOTFOUND, "not found")                                \
-    X(EXISTS, "already exists")                             \
-    X(NOTLEADER, "not the leader")                          \
-    X(SHUTDOWN, "shutting down")                            \
-    X(BADDOC, "bad document")                               \
-    X(TOOBIG, "too large")                                  \
-    X(CONFLICT, "write conflict")                           \
-    X(BUSY, "busy")                                         \
-    X(STATE, "invalid state")                               \
-    X(TIMEOUT, "timed out")                                 \
-    X(UNSUPPORTED, "not supported")                         \
+#define CAIRN_ERROR_MAP(X)          \
+    X(NOMEM, "out of memory")       \
+    X(INVAL, "invalid argument")    \
+    X(IO, "I/O error")              \
+    X(NOSPC, "no space left")       \
+    X(CORRUPT, "data corrupt")      \
+    X(NOTFOUND, "not found")        \
+    X(EXISTS, "already exists")     \
+    X(NOTLEADER, "not the leader")  \
+    X(SHUTDOWN, "shutting down")    \
+    X(BADDOC, "bad document")       \
+    X(TOOBIG, "too large")          \
+    X(CONFLICT, "write conflict")   \
+    X(BUSY, "busy")                 \
+    X(STATE, "invalid state")       \
+    X(TIMEOUT, "timed out")         \
+    X(UNSUPPORTED, "not supported") \
     X(PROTO, "protocol error")
 
 enum {

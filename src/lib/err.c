@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cairn/cairn.h"
+#include "cairn/mongo_codes.h"
 
 const char *cairn_strerror(int code)
 {
@@ -87,5 +88,18 @@ void cairn_error_clear(struct cairn_error *err)
         err->code = 0;
         err->mongo_code = 0;
         err->msg[0] = '\0';
+    }
+}
+
+const char *cairn_mongo_code_name(int code)
+{
+    switch (code) {
+#define CAIRN__MONGO_CASE(name, num) \
+    case num:                        \
+        return #name;
+        CAIRN_MONGO_CODE_MAP(CAIRN__MONGO_CASE)
+#undef CAIRN__MONGO_CASE
+        default:
+            return NULL;
     }
 }

@@ -123,12 +123,12 @@ static int cmd_hello(struct net_cmd *c)
     if (bson_iter_init_find(&it, c->body, "client")) {
         if (!BSON_ITER_HOLDS_DOCUMENT(&it)) {
             return cairn_error_mongo(
-                &c->err, CAIRN_EINVAL, 14,
+                &c->err, CAIRN_EINVAL, MONGO_TypeMismatch,
                 "BSON field '%s.client' is the wrong type '%s', expected type 'object'", c->name,
                 qry_type_name(bson_iter_type(&it)));
         }
         if (!net_conn_set_client_metadata(c->conn)) {
-            return cairn_error_mongo(&c->err, CAIRN_EINVAL, 186,
+            return cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_ClientMetadataCannotBeMutated,
                                      "The client metadata document may only be sent in the first "
                                      "%s",
                                      c->name);
@@ -367,7 +367,8 @@ static int cmd_get_parameter(struct net_cmd *c)
             }
         }
         if (p->name == NULL) {
-            return cairn_error_mongo(&c->err, CAIRN_EINVAL, 72, "no option found to get");
+            return cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_InvalidOptions,
+                                     "no option found to get");
         }
         if (!bson_has_field(&c->reply, p->name)) {
             p->append(&c->reply, p->name);
@@ -375,7 +376,8 @@ static int cmd_get_parameter(struct net_cmd *c)
         n_found++;
     }
     if (n_found == 0) {
-        return cairn_error_mongo(&c->err, CAIRN_EINVAL, 72, "no option found to get");
+        return cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_InvalidOptions,
+                                 "no option found to get");
     }
     return NET_CMD_DONE;
 }
@@ -475,14 +477,14 @@ static int cmd_end_sessions(struct net_cmd *c)
     }
     if (!BSON_ITER_HOLDS_ARRAY(&it)) {
         return cairn_error_mongo(
-            &c->err, CAIRN_EINVAL, 14,
+            &c->err, CAIRN_EINVAL, MONGO_TypeMismatch,
             "BSON field 'endSessions.endSessions' is the wrong type '%s', expected type 'array'",
             qry_type_name(bson_iter_type(&it)));
     }
     if (bson_iter_recurse(&it, &sub)) {
         while (bson_iter_next(&sub)) {
             if (!BSON_ITER_HOLDS_DOCUMENT(&sub)) {
-                return cairn_error_mongo(&c->err, CAIRN_EINVAL, 14,
+                return cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_TypeMismatch,
                                          "BSON field 'endSessions.endSessions.%s' is the wrong "
                                          "type '%s', expected type 'object'",
                                          bson_iter_key(&sub), qry_type_name(bson_iter_type(&sub)));
@@ -509,7 +511,8 @@ static int cmd_repl_set_initiate(struct net_cmd *c)
         uint32_t len;
         bson_iter_document(&it, &len, &data);
         if (!bson_init_static(&config, data, len)) {
-            return cairn_error_mongo(&c->err, CAIRN_EBADDOC, 93, "invalid config document");
+            return cairn_error_mongo(&c->err, CAIRN_EBADDOC, MONGO_InvalidReplicaSetConfig,
+                                     "invalid config document");
         }
     } else {
         /* mongod: anything but a document means "a set of just me". */
@@ -529,7 +532,7 @@ static int cmd_repl_set_get_config(struct net_cmd *c)
 {
     if (repl_config_append(c->deps->repl, &c->reply, "config", &c->err) != 0) {
         if (c->err.mongo_code == 0 && c->err.code == CAIRN_ENOTFOUND) {
-            c->err.mongo_code = 94;
+            c->err.mongo_code = MONGO_NotYetInitialized;
         }
         return NET_CMD_ERROR;
     }
@@ -563,7 +566,8 @@ static int cmd_repl_set_get_status(struct net_cmd *c)
 
     repl_status_get(c->deps->repl, &st);
     if (!st.initiated) {
-        return cairn_error_mongo(&c->err, CAIRN_ESTATE, 94, "no replset config has been received");
+        return cairn_error_mongo(&c->err, CAIRN_ESTATE, MONGO_NotYetInitialized,
+                                 "no replset config has been received");
     }
     for (size_t i = 0; i < st.n_members; i++) {
         if (st.members[i].votes > 0) {
@@ -829,7 +833,7 @@ static int cmd_get_log(struct net_cmd *c)
         return NET_CMD_ERROR;
     }
     if (!BSON_ITER_HOLDS_UTF8(&it)) {
-        return cairn_error_mongo(&c->err, CAIRN_EINVAL, 14,
+        return cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_TypeMismatch,
                                  "Argument to getLog must be of type String; found %s",
                                  qry_type_name(bson_iter_type(&it)));
     }
@@ -848,14 +852,15 @@ static int cmd_get_log(struct net_cmd *c)
         BSON_APPEND_ARRAY_BEGIN(&c->reply, "log", &arr);
         bson_append_array_end(&c->reply, &arr);
     } else {
-        return cairn_error_mongo(&c->err, CAIRN_EINVAL, 72, "no RamLog named: %s", which);
+        return cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_InvalidOptions, "no RamLog named: %s",
+                                 which);
     }
     return NET_CMD_DONE;
 }
 
 static int cmd_auth(struct net_cmd *c)
 {
-    return cairn_error_mongo(&c->err, CAIRN_EUNSUPPORTED, 238,
+    return cairn_error_mongo(&c->err, CAIRN_EUNSUPPORTED, MONGO_NotImplemented,
                              "%s: authentication is not supported by this server (it runs "
                              "without access control)",
                              c->name);

@@ -43,12 +43,12 @@ static int get_statements(struct net_cmd *c,
     }
     uint32_t n = 0;
     if (!bson_iter_init(&it, arr)) {
-        return cairn_error_mongo(&c->err, CAIRN_EINVAL, 2, "BSON field '%s.%s' is not valid BSON",
-                                 cmd, field);
+        return cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_BadValue,
+                                 "BSON field '%s.%s' is not valid BSON", cmd, field);
     }
     while (bson_iter_next(&it)) {
         if (!BSON_ITER_HOLDS_DOCUMENT(&it)) {
-            return cairn_error_mongo(&c->err, CAIRN_EINVAL, 14,
+            return cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_TypeMismatch,
                                      "BSON field '%s.%s.%" PRIu32
                                      "' is the wrong type '%s', expected type 'object'",
                                      cmd, field, n, qry_type_name(bson_iter_type(&it)));
@@ -56,7 +56,7 @@ static int get_statements(struct net_cmd *c,
         n++;
     }
     if (n == 0 || n > MAX_WRITE_BATCH) {
-        return cairn_error_mongo(&c->err, CAIRN_EINVAL, 16,
+        return cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_InvalidLength,
                                  "Write batch sizes must be between 1 and %d. Got %" PRIu32
                                  " operations.",
                                  MAX_WRITE_BATCH, n);
@@ -173,7 +173,7 @@ static void *parse_stmts(struct net_cmd *c,
         bson_t stmt;
         bson_iter_document(&it, &len, &data);
         if (!bson_init_static(&stmt, data, len)) {
-            cairn_error_mongo(&c->err, CAIRN_EINVAL, 2, "invalid BSON in %s", what);
+            cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_BadValue, "invalid BSON in %s", what);
             free(parsed);
             return NULL;
         }
@@ -263,9 +263,9 @@ static int cmd_insert(struct net_cmd *c)
         bool have_doc = false;
         int rc;
         if (!bson_init_static(&in, data, len)) {
-            rc = cairn_error_mongo(&e, CAIRN_EBADDOC, 2, "invalid BSON document");
+            rc = cairn_error_mongo(&e, CAIRN_EBADDOC, MONGO_BadValue, "invalid BSON document");
         } else if (len > TXN_MAX_DOC_SIZE) {
-            rc = cairn_error_mongo(&e, CAIRN_ETOOBIG, 10334,
+            rc = cairn_error_mongo(&e, CAIRN_ETOOBIG, MONGO_BSONObjectTooLarge,
                                    "object to insert too large. size in bytes: %" PRIu32
                                    ", max size: %d",
                                    len, TXN_MAX_DOC_SIZE);
@@ -416,11 +416,11 @@ static int check_array_filters(const bson_t *af, const char *field, struct cairn
 {
     bson_iter_t it;
     if (!bson_iter_init(&it, af)) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 2, "%s is not valid BSON", field);
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue, "%s is not valid BSON", field);
     }
     while (bson_iter_next(&it)) {
         if (!BSON_ITER_HOLDS_DOCUMENT(&it)) {
-            return cairn_error_mongo(err, CAIRN_EINVAL, 14,
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_TypeMismatch,
                                      "BSON field '%s.%s' is the wrong type '%s', expected type "
                                      "'object'",
                                      field, bson_iter_key(&it), qry_type_name(bson_iter_type(&it)));
@@ -455,14 +455,15 @@ static int parse_update_stmt(const bson_t *stmt, void *out, struct cairn_error *
         bson_iter_array(&it, &len, &data);
         s->u_is_pipeline = true;
     } else {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 14,
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_TypeMismatch,
                                  "BSON field 'update.updates.u' is the wrong type '%s', expected "
                                  "types '[object, array]'",
                                  qry_type_name(bson_iter_type(&it)));
     }
     bson_t u_doc;
     if (!bson_init_static(&u_doc, data, len)) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 2, "update.updates.u is not valid BSON");
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
+                                 "update.updates.u is not valid BSON");
     }
     s->u_data = data;
     s->u_len = len;
@@ -472,7 +473,7 @@ static int parse_update_stmt(const bson_t *stmt, void *out, struct cairn_error *
     }
     if (bson_iter_init_find(&it, stmt, "arrayFilters")) {
         if (!BSON_ITER_HOLDS_ARRAY(&it)) {
-            return cairn_error_mongo(err, CAIRN_EINVAL, 14,
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_TypeMismatch,
                                      "BSON field 'update.updates.arrayFilters' is the wrong type "
                                      "'%s', expected type 'array'",
                                      qry_type_name(bson_iter_type(&it)));
@@ -480,7 +481,7 @@ static int parse_update_stmt(const bson_t *stmt, void *out, struct cairn_error *
         bson_iter_array(&it, &len, &data);
         bson_t af;
         if (!bson_init_static(&af, data, len)) {
-            return cairn_error_mongo(err, CAIRN_EINVAL, 2,
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
                                      "update.updates.arrayFilters is not valid BSON");
         }
         if (check_array_filters(&af, "update.updates.arrayFilters", err) != 0) {
@@ -518,11 +519,11 @@ static int run_update_stmt(struct net_cmd *c,
     *upserted = false;
     *begin_failed = false;
     if (s->u_is_pipeline && s->has_array_filters && s->af_len > 5) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 9,
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_FailedToParse,
                                  "arrayFilters may not be specified for pipeline-style updates");
     }
     if (s->u_is_pipeline) {
-        return cairn_error_mongo(err, CAIRN_EUNSUPPORTED, 238,
+        return cairn_error_mongo(err, CAIRN_EUNSUPPORTED, MONGO_NotImplemented,
                                  "pipeline-style updates are not supported yet");
     }
     if (!s->collation_simple) {
@@ -532,20 +533,22 @@ static int run_update_stmt(struct net_cmd *c,
     bson_t u_doc;
     if (!bson_init_static(&q, s->q_data, s->q_len) ||
         !bson_init_static(&u_doc, s->u_data, s->u_len)) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 2, "invalid BSON in update.updates");
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
+                                 "invalid BSON in update.updates");
     }
     struct qry_matcher *m = NULL;
     struct qry_update *u = NULL;
     bson_t af;
     int rc = qry_matcher_compile(&q, &m, err);
     if (rc == 0 && s->has_array_filters && !bson_init_static(&af, s->af_data, s->af_len)) {
-        rc = cairn_error_mongo(err, CAIRN_EINVAL, 2, "invalid BSON in update.updates.arrayFilters");
+        rc = cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
+                               "invalid BSON in update.updates.arrayFilters");
     }
     if (rc == 0) {
         rc = qry_update_compile_af(&u_doc, s->has_array_filters ? &af : NULL, &u, err);
     }
     if (rc == 0 && s->multi && qry_update_is_replacement(u)) {
-        rc = cairn_error_mongo(err, CAIRN_EINVAL, 9,
+        rc = cairn_error_mongo(err, CAIRN_EINVAL, MONGO_FailedToParse,
                                "multi update is not supported for replacement-style update");
     }
     if (rc != 0) {
@@ -730,7 +733,8 @@ static int del_one(void *arg, const bson_t *doc, bool *stop, struct cairn_error 
     struct del_ctx *x = arg;
     bson_value_t id;
     if (!doc_id(doc, &id)) {
-        return cairn_error_mongo(err, CAIRN_ECORRUPT, 1, "stored document has no _id");
+        return cairn_error_mongo(err, CAIRN_ECORRUPT, MONGO_InternalError,
+                                 "stored document has no _id");
     }
     int rc = txn_write_delete(x->w, x->cid, &id, err);
     if (rc == 0) {
@@ -774,7 +778,7 @@ static int parse_delete_stmt(const bson_t *stmt, void *out, struct cairn_error *
         return err->code ? err->code : CAIRN_EINVAL;
     }
     if (limit != 0 && limit != 1) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 9,
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_FailedToParse,
                                  "The limit field in delete objects must be 0 or 1. Got %" PRId64,
                                  limit);
     }
@@ -800,7 +804,8 @@ static int run_delete_stmt(struct net_cmd *c,
     }
     bson_t q;
     if (!bson_init_static(&q, s->q_data, s->q_len)) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 2, "invalid BSON in delete.deletes");
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
+                                 "invalid BSON in delete.deletes");
     }
     struct qry_matcher *m = NULL;
     int rc = qry_matcher_compile(&q, &m, err);
@@ -975,7 +980,7 @@ static int cmd_find_and_modify(struct net_cmd *c)
         uint32_t len;
         const uint8_t *data;
         if (!BSON_ITER_HOLDS_ARRAY(&it)) {
-            cairn_error_mongo(&c->err, CAIRN_EINVAL, 14,
+            cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_TypeMismatch,
                               "BSON field 'findAndModify.arrayFilters' is the wrong type '%s', "
                               "expected type 'array'",
                               qry_type_name(bson_iter_type(&it)));
@@ -983,7 +988,8 @@ static int cmd_find_and_modify(struct net_cmd *c)
         }
         bson_iter_array(&it, &len, &data);
         if (!bson_init_static(&af_arr, data, len)) {
-            cairn_error_mongo(&c->err, CAIRN_EINVAL, 2, "findAndModify.arrayFilters is invalid");
+            cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_BadValue,
+                              "findAndModify.arrayFilters is invalid");
             return NET_CMD_ERROR;
         }
         if (check_array_filters(&af_arr, "findAndModify.arrayFilters", &c->err) != 0) {
@@ -994,12 +1000,12 @@ static int cmd_find_and_modify(struct net_cmd *c)
     bson_t update_doc = BSON_INITIALIZER;
     if (has_update) {
         if (BSON_ITER_HOLDS_ARRAY(&it) && has_af) {
-            cairn_error_mongo(&c->err, CAIRN_EINVAL, 9,
+            cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_FailedToParse,
                               "Cannot specify arrayFilters and a pipeline update");
             return NET_CMD_ERROR;
         }
         if (BSON_ITER_HOLDS_ARRAY(&it)) {
-            cairn_error_mongo(&c->err, CAIRN_EUNSUPPORTED, 238,
+            cairn_error_mongo(&c->err, CAIRN_EUNSUPPORTED, MONGO_NotImplemented,
                               "pipeline-style updates are not supported yet");
             return NET_CMD_ERROR;
         }
@@ -1008,28 +1014,29 @@ static int cmd_find_and_modify(struct net_cmd *c)
         }
     }
     if (has_update && remove) {
-        cairn_error_mongo(&c->err, CAIRN_EINVAL, 9,
+        cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_FailedToParse,
                           "Cannot specify both an update and remove=true");
         return NET_CMD_ERROR;
     }
     if (!has_update && !remove) {
-        cairn_error_mongo(&c->err, CAIRN_EINVAL, 9,
+        cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_FailedToParse,
                           "Either an update or remove=true must be specified");
         return NET_CMD_ERROR;
     }
     if (remove && upsert) {
-        cairn_error_mongo(&c->err, CAIRN_EINVAL, 9,
+        cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_FailedToParse,
                           "Cannot specify both upsert=true and remove=true");
         return NET_CMD_ERROR;
     }
     if (remove && want_new) {
-        cairn_error_mongo(&c->err, CAIRN_EINVAL, 9,
+        cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_FailedToParse,
                           "Cannot specify both new=true and remove=true; 'remove' always returns "
                           "the deleted document");
         return NET_CMD_ERROR;
     }
     if (remove && has_af) {
-        cairn_error_mongo(&c->err, CAIRN_EINVAL, 9, "Cannot specify arrayFilters and remove=true");
+        cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_FailedToParse,
+                          "Cannot specify arrayFilters and remove=true");
         return NET_CMD_ERROR;
     }
     if (!net_dc_collation_is_simple(&collation)) {
@@ -1087,7 +1094,8 @@ static int cmd_find_and_modify(struct net_cmd *c)
     if (x.found && remove) {
         bson_value_t id;
         if (!doc_id(&x.best, &id)) {
-            rc = cairn_error_mongo(&c->err, CAIRN_ECORRUPT, 1, "stored document has no _id");
+            rc = cairn_error_mongo(&c->err, CAIRN_ECORRUPT, MONGO_InternalError,
+                                   "stored document has no _id");
             goto fail;
         }
         rc = txn_write_delete(w, cid, &id, &c->err);

@@ -22,7 +22,8 @@ static int missing_field(struct cairn_error *err, const char *cmd, const char *f
 
 static int not_implemented(struct net_cmd *c, const char *what)
 {
-    cairn_error_mongo(&c->err, CAIRN_EUNSUPPORTED, 238, "%s are not supported yet", what);
+    cairn_error_mongo(&c->err, CAIRN_EUNSUPPORTED, MONGO_NotImplemented, "%s are not supported yet",
+                      what);
     return NET_CMD_ERROR;
 }
 
@@ -82,7 +83,7 @@ static int cursor_batch(struct net_cmd *c, const char *cmd, int64_t *batch)
         return NET_CMD_ERROR;
     }
     if (*batch < 0) {
-        cairn_error_mongo(&c->err, CAIRN_EINVAL, 2,
+        cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_BadValue,
                           "BatchSize value must be non-negative, but received: %" PRId64, *batch);
         return NET_CMD_ERROR;
     }
@@ -216,7 +217,7 @@ static int cmd_drop(struct net_cmd *c)
     if (txn_write_drop(w, ns, &c->err) != 0) {
         txn_write_abort(w);
         if (c->err.code == CAIRN_ENOTFOUND) {
-            cairn_error_mongo(&c->err, CAIRN_ENOTFOUND, 26, "ns not found");
+            cairn_error_mongo(&c->err, CAIRN_ENOTFOUND, MONGO_NamespaceNotFound, "ns not found");
         }
         return NET_CMD_ERROR;
     }
@@ -236,7 +237,7 @@ static int cmd_drop_database(struct net_cmd *c)
         return NET_CMD_ERROR;
     }
     if (strcmp(c->db, "local") == 0) {
-        cairn_error_mongo(&c->err, CAIRN_EINVAL, 20,
+        cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_IllegalOperation,
                           "Cannot drop 'local' database while replication is active");
         return NET_CMD_ERROR;
     }
@@ -526,7 +527,8 @@ static int cmd_list_indexes(struct net_cmd *c)
     int rc = txn_read_coll(rd, ns, &cid);
     txn_read_end(rd);
     if (rc != 0) {
-        cairn_error_mongo(&c->err, CAIRN_ENOTFOUND, 26, "ns does not exist: %s", ns);
+        cairn_error_mongo(&c->err, CAIRN_ENOTFOUND, MONGO_NamespaceNotFound,
+                          "ns does not exist: %s", ns);
         return NET_CMD_ERROR;
     }
     bson_t wrapper = BSON_INITIALIZER;
@@ -569,13 +571,14 @@ static int cmd_create_indexes(struct net_cmd *c)
         return NET_CMD_ERROR;
     }
     if (bson_count_keys(&specs) == 0) {
-        cairn_error_mongo(&c->err, CAIRN_EINVAL, 2, "Must specify at least one index to create");
+        cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_BadValue,
+                          "Must specify at least one index to create");
         return NET_CMD_ERROR;
     }
     bson_iter_init(&it, &specs);
     for (uint32_t i = 0; bson_iter_next(&it); i++) {
         if (!BSON_ITER_HOLDS_DOCUMENT(&it)) {
-            cairn_error_mongo(&c->err, CAIRN_EINVAL, 14,
+            cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_TypeMismatch,
                               "BSON field 'createIndexes.indexes.%" PRIu32
                               "' is the wrong type '%s', expected type 'object'",
                               i, qry_type_name(bson_iter_type(&it)));
@@ -586,13 +589,13 @@ static int cmd_create_indexes(struct net_cmd *c)
         bson_t spec;
         bson_iter_document(&it, &len, &data);
         if (!bson_init_static(&spec, data, len)) {
-            cairn_error_mongo(&c->err, CAIRN_EINVAL, 2, "invalid index specification");
+            cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_BadValue, "invalid index specification");
             return NET_CMD_ERROR;
         }
         bson_t key = BSON_INITIALIZER;
         bson_iter_t f;
         if (!bson_iter_init_find(&f, &spec, "key")) {
-            cairn_error_mongo(&c->err, CAIRN_EINVAL, 9,
+            cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_FailedToParse,
                               "The 'key' field is a required property of an index specification");
             return NET_CMD_ERROR;
         }
@@ -636,10 +639,11 @@ static int drop_index_check(struct net_cmd *c, const bson_iter_t *it)
             return 0;
         }
         if (strcmp(name, "_id_") == 0) {
-            return cairn_error_mongo(&c->err, CAIRN_EINVAL, 72, "cannot drop _id index");
+            return cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_InvalidOptions,
+                                     "cannot drop _id index");
         }
-        return cairn_error_mongo(&c->err, CAIRN_ENOTFOUND, 27, "index not found with name [%s]",
-                                 name);
+        return cairn_error_mongo(&c->err, CAIRN_ENOTFOUND, MONGO_IndexNotFound,
+                                 "index not found with name [%s]", name);
     }
     if (BSON_ITER_HOLDS_DOCUMENT(it)) {
         uint32_t len;
@@ -647,15 +651,16 @@ static int drop_index_check(struct net_cmd *c, const bson_iter_t *it)
         bson_t key;
         bson_iter_document(it, &len, &data);
         if (bson_init_static(&key, data, len) && is_id_key(&key)) {
-            return cairn_error_mongo(&c->err, CAIRN_EINVAL, 72, "cannot drop _id index");
+            return cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_InvalidOptions,
+                                     "cannot drop _id index");
         }
         char *json = bson_as_relaxed_extended_json(&key, NULL);
-        cairn_error_mongo(&c->err, CAIRN_ENOTFOUND, 27, "can't find index with key: %s",
-                          json ? json : "{}");
+        cairn_error_mongo(&c->err, CAIRN_ENOTFOUND, MONGO_IndexNotFound,
+                          "can't find index with key: %s", json ? json : "{}");
         bson_free(json);
         return CAIRN_ENOTFOUND;
     }
-    return cairn_error_mongo(&c->err, CAIRN_EINVAL, 14,
+    return cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_TypeMismatch,
                              "BSON field 'dropIndexes.index' is the wrong type '%s', expected "
                              "types '[string, object, array]'",
                              qry_type_name(bson_iter_type(it)));
@@ -684,7 +689,7 @@ static int cmd_drop_indexes(struct net_cmd *c)
     int rc = txn_read_coll(rd, ns, &cid);
     txn_read_end(rd);
     if (rc != 0) {
-        cairn_error_mongo(&c->err, CAIRN_ENOTFOUND, 26, "ns not found %s", ns);
+        cairn_error_mongo(&c->err, CAIRN_ENOTFOUND, MONGO_NamespaceNotFound, "ns not found %s", ns);
         return NET_CMD_ERROR;
     }
     if (BSON_ITER_HOLDS_ARRAY(&it)) {
@@ -692,7 +697,7 @@ static int cmd_drop_indexes(struct net_cmd *c)
         bson_iter_recurse(&it, &ai);
         while (bson_iter_next(&ai)) {
             if (!BSON_ITER_HOLDS_UTF8(&ai) || strcmp(bson_iter_utf8(&ai, NULL), "*") == 0) {
-                cairn_error_mongo(&c->err, CAIRN_EINVAL, 2,
+                cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_BadValue,
                                   "dropIndexes: an array of index names must hold names other "
                                   "than '*'");
                 return NET_CMD_ERROR;

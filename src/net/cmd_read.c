@@ -100,7 +100,7 @@ static int collect(void *arg, const bson_t *doc, struct cairn_error *err)
         return 1;
     }
     if (v->max_bytes != 0 && v->bytes + doc->len > v->max_bytes) {
-        cairn_error_mongo(err, CAIRN_ENOMEM, 292,
+        cairn_error_mongo(err, CAIRN_ENOMEM, MONGO_QueryExceededMemoryLimitNoDiskUseAllowed,
                           "Executor error during find command :: caused by :: Sort exceeded "
                           "memory limit of %zu bytes, but did not opt in to external sorting.",
                           v->max_bytes);
@@ -192,8 +192,8 @@ static int refuse_find_options(struct net_cmd *c)
             set = len > 5;
         }
         if (set) {
-            cairn_error_mongo(&c->err, CAIRN_EINVAL, 238, "the find option '%s' is not supported",
-                              opts[i]);
+            cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_NotImplemented,
+                              "the find option '%s' is not supported", opts[i]);
             return -1;
         }
     }
@@ -246,7 +246,7 @@ static int cmd_find(struct net_cmd *c)
         return NET_CMD_ERROR;
     }
     if (tailable || await_data) {
-        cairn_error_mongo(&c->err, CAIRN_EINVAL, 2,
+        cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_BadValue,
                           "error processing query: %s tailable cursor requested on non capped "
                           "collection",
                           ns);
@@ -404,7 +404,7 @@ static int check_cursor_collection(struct net_cmd *c, const struct net_cursor *c
     bool same = txn_read_coll(rd, cur->ns, &cid) == 0 && cid == cur->coll_id;
     txn_read_end(rd);
     if (!same) {
-        return cairn_error_mongo(&c->err, CAIRN_ENOTFOUND, 175,
+        return cairn_error_mongo(&c->err, CAIRN_ENOTFOUND, MONGO_QueryPlanKilled,
                                  "Executor error during getMore :: caused by :: collection "
                                  "dropped. UUID changed or collection '%s' no longer exists",
                                  cur->ns);
@@ -416,7 +416,7 @@ static int cmd_get_more(struct net_cmd *c)
 {
     bson_iter_t it;
     if (!bson_iter_init_find(&it, c->body, "getMore") || !BSON_ITER_HOLDS_INT64(&it)) {
-        cairn_error_mongo(&c->err, CAIRN_EINVAL, 14,
+        cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_TypeMismatch,
                           "BSON field 'getMore.getMore' is the wrong type '%s', expected type "
                           "'long'",
                           qry_type_name(bson_iter_type(&it)));
@@ -428,7 +428,7 @@ static int cmd_get_more(struct net_cmd *c)
         return NET_CMD_ERROR;
     }
     if (!BSON_ITER_HOLDS_UTF8(&it)) {
-        cairn_error_mongo(&c->err, CAIRN_EINVAL, 14,
+        cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_TypeMismatch,
                           "BSON field 'getMore.collection' is the wrong type '%s', expected type "
                           "'string'",
                           qry_type_name(bson_iter_type(&it)));
@@ -437,8 +437,8 @@ static int cmd_get_more(struct net_cmd *c)
     char ns[NS_BUF];
     int len = snprintf(ns, sizeof ns, "%s.%s", c->db, bson_iter_utf8(&it, NULL));
     if (len < 0 || (size_t)len >= sizeof ns) {
-        cairn_error_mongo(&c->err, CAIRN_EINVAL, 73, "Invalid namespace specified '%s.%s'", c->db,
-                          bson_iter_utf8(&it, NULL));
+        cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_InvalidNamespace,
+                          "Invalid namespace specified '%s.%s'", c->db, bson_iter_utf8(&it, NULL));
         return NET_CMD_ERROR;
     }
     int64_t batch = -1;
@@ -446,7 +446,7 @@ static int cmd_get_more(struct net_cmd *c)
         return NET_CMD_ERROR;
     }
     if (bson_iter_init_find(&it, c->body, "batchSize") && batch < 0) {
-        cairn_error_mongo(&c->err, CAIRN_EINVAL, 2,
+        cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_BadValue,
                           "Batch size for getMore must be non-negative, but received: %" PRId64,
                           batch);
         return NET_CMD_ERROR;
@@ -459,7 +459,7 @@ static int cmd_get_more(struct net_cmd *c)
         return NET_CMD_ERROR;
     }
     if (strcmp(cur->ns, ns) != 0) {
-        cairn_error_mongo(&c->err, CAIRN_EINVAL, 13,
+        cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_Unauthorized,
                           "Requested getMore on namespace '%s', but cursor belongs to a different "
                           "namespace %s",
                           ns, cur->ns);
@@ -513,13 +513,15 @@ static int cmd_kill_cursors(struct net_cmd *c)
     char ns[NS_BUF];
     bson_iter_t it;
     if (!bson_iter_init(&it, c->body) || !bson_iter_next(&it) || !BSON_ITER_HOLDS_UTF8(&it)) {
-        cairn_error_mongo(&c->err, CAIRN_EINVAL, 73, "collection name has invalid type %s",
+        cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_InvalidNamespace,
+                          "collection name has invalid type %s",
                           qry_type_name(bson_iter_type(&it)));
         return NET_CMD_ERROR;
     }
     int len = snprintf(ns, sizeof ns, "%s.%s", c->db, bson_iter_utf8(&it, NULL));
     if (len < 0 || (size_t)len >= sizeof ns) {
-        cairn_error_mongo(&c->err, CAIRN_EINVAL, 73, "Invalid namespace specified");
+        cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_InvalidNamespace,
+                          "Invalid namespace specified");
         return NET_CMD_ERROR;
     }
     if (!bson_iter_init_find(&it, c->body, "cursors")) {
@@ -544,7 +546,7 @@ static int cmd_kill_cursors(struct net_cmd *c)
     bson_iter_init(&it, &arr);
     for (uint32_t i = 0; bson_iter_next(&it); i++) {
         if (!BSON_ITER_HOLDS_INT64(&it)) {
-            cairn_error_mongo(&c->err, CAIRN_EINVAL, 14,
+            cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_TypeMismatch,
                               "BSON field 'killCursors.cursors.%" PRIu32
                               "' is the wrong type '%s', expected type 'long'",
                               i, qry_type_name(bson_iter_type(&it)));
@@ -636,7 +638,8 @@ static int cmd_count(struct net_cmd *c)
         return NET_CMD_ERROR;
     }
     if (skip < 0) {
-        cairn_error_mongo(&c->err, CAIRN_EINVAL, 2, "skip value is negative in count query");
+        cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_BadValue,
+                          "skip value is negative in count query");
         return NET_CMD_ERROR;
     }
     if (limit < 0) {
@@ -808,7 +811,7 @@ static int cmd_distinct(struct net_cmd *c)
         return NET_CMD_ERROR;
     }
     if (!BSON_ITER_HOLDS_UTF8(&it)) {
-        cairn_error_mongo(&c->err, CAIRN_EINVAL, 14,
+        cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_TypeMismatch,
                           "BSON field 'distinct.key' is the wrong type '%s', expected type "
                           "'string'",
                           qry_type_name(bson_iter_type(&it)));
@@ -903,7 +906,7 @@ static int cmd_aggregate(struct net_cmd *c)
     bson_iter_t it;
     if (bson_iter_init_find(&it, c->body, "aggregate") && !BSON_ITER_HOLDS_UTF8(&it) &&
         (BSON_ITER_HOLDS_NUMBER(&it))) {
-        cairn_error_mongo(&c->err, CAIRN_EUNSUPPORTED, 238,
+        cairn_error_mongo(&c->err, CAIRN_EUNSUPPORTED, MONGO_NotImplemented,
                           "database-level aggregation ({aggregate: 1}) is not supported yet");
         return NET_CMD_ERROR;
     }
@@ -917,7 +920,7 @@ static int cmd_aggregate(struct net_cmd *c)
         return NET_CMD_ERROR;
     }
     if (!BSON_ITER_HOLDS_ARRAY(&it)) {
-        cairn_error_mongo(&c->err, CAIRN_EINVAL, 14,
+        cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_TypeMismatch,
                           "'pipeline' option must be specified as an array");
         return NET_CMD_ERROR;
     }
@@ -933,11 +936,12 @@ static int cmd_aggregate(struct net_cmd *c)
         return NET_CMD_ERROR;
     }
     if (explain) {
-        cairn_error_mongo(&c->err, CAIRN_EUNSUPPORTED, 238, "explain is not supported yet");
+        cairn_error_mongo(&c->err, CAIRN_EUNSUPPORTED, MONGO_NotImplemented,
+                          "explain is not supported yet");
         return NET_CMD_ERROR;
     }
     if (!bson_iter_init_find(&it, c->body, "cursor")) {
-        cairn_error_mongo(&c->err, CAIRN_EINVAL, 9,
+        cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_FailedToParse,
                           "The 'cursor' option is required, except for aggregate with the explain "
                           "argument");
         return NET_CMD_ERROR;
@@ -953,7 +957,7 @@ static int cmd_aggregate(struct net_cmd *c)
         return NET_CMD_ERROR;
     }
     if (batch < 0) {
-        cairn_error_mongo(&c->err, CAIRN_EINVAL, 2,
+        cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_BadValue,
                           "BatchSize value must be non-negative, but received: %" PRId64, batch);
         return NET_CMD_ERROR;
     }

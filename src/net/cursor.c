@@ -306,10 +306,11 @@ int net_cursor_acquire(int64_t id, struct net_cursor **out, struct cairn_error *
     reap_locked(&dead);
     struct net_cursor *cur = find_locked(id, NULL);
     if (cur == NULL || cur->killed) {
-        rc = cairn_error_mongo(err, CAIRN_ENOTFOUND, 43, "cursor id %" PRId64 " not found", id);
+        rc = cairn_error_mongo(err, CAIRN_ENOTFOUND, MONGO_CursorNotFound,
+                               "cursor id %" PRId64 " not found", id);
     } else if (cur->busy) {
-        rc =
-            cairn_error_mongo(err, CAIRN_EBUSY, 143, "cursor id %" PRId64 " is already in use", id);
+        rc = cairn_error_mongo(err, CAIRN_EBUSY, MONGO_CursorInUse,
+                               "cursor id %" PRId64 " is already in use", id);
     } else {
         cur->busy = true;
         *out = cur;
@@ -403,7 +404,7 @@ static int type_error(const char *path,
                       const char *expected,
                       struct cairn_error *err)
 {
-    return cairn_error_mongo(err, CAIRN_EINVAL, 14,
+    return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_TypeMismatch,
                              "BSON field '%s.%s' is the wrong type '%s', expected %s", path, field,
                              qry_type_name(got), expected);
 }
@@ -452,7 +453,7 @@ int net_dc_get_int64(const bson_t *doc,
         case BSON_TYPE_DOUBLE: {
             double d = bson_iter_double(&it);
             if (!(d >= -9.2e18 && d <= 9.2e18) || d != (double)(int64_t)d) {
-                return cairn_error_mongo(err, CAIRN_EINVAL, 2,
+                return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
                                          "Expected an integer for '%s.%s', but found %g", path,
                                          field, d);
             }
@@ -482,8 +483,8 @@ int net_dc_get_doc(const bson_t *doc,
     const uint8_t *data;
     bson_iter_document(&it, &len, &data);
     if (!bson_init_static(out, data, len)) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 2, "BSON field '%s.%s' is not valid BSON", path,
-                                 field);
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
+                                 "BSON field '%s.%s' is not valid BSON", path, field);
     }
     return 0;
 }
@@ -496,7 +497,7 @@ int net_dc_prepare_doc(const bson_t *in, bson_t *out, struct cairn_error *err)
     bson_iter_t id_it;
     bool have_id = false;
     if (!bson_iter_init(&it, in)) {
-        return cairn_error_mongo(err, CAIRN_EBADDOC, 2, "invalid BSON document");
+        return cairn_error_mongo(err, CAIRN_EBADDOC, MONGO_BadValue, "invalid BSON document");
     }
     while (bson_iter_next(&it)) {
         const char *key = bson_iter_key(&it);
@@ -508,24 +509,27 @@ int net_dc_prepare_doc(const bson_t *in, bson_t *out, struct cairn_error *err)
             continue;
         }
         if (key[0] == '$') {
-            return cairn_error_mongo(err, CAIRN_EBADDOC, 2,
+            return cairn_error_mongo(err, CAIRN_EBADDOC, MONGO_BadValue,
                                      "Document can't have $ prefixed field names: %s", key);
         }
     }
     if (have_id) {
         switch (bson_iter_type(&id_it)) {
             case BSON_TYPE_ARRAY:
-                return cairn_error_mongo(err, CAIRN_EBADDOC, 2, "can't use an array for _id");
+                return cairn_error_mongo(err, CAIRN_EBADDOC, MONGO_BadValue,
+                                         "can't use an array for _id");
             case BSON_TYPE_REGEX:
-                return cairn_error_mongo(err, CAIRN_EBADDOC, 2, "can't use a regex for _id");
+                return cairn_error_mongo(err, CAIRN_EBADDOC, MONGO_BadValue,
+                                         "can't use a regex for _id");
             case BSON_TYPE_UNDEFINED:
-                return cairn_error_mongo(err, CAIRN_EBADDOC, 2, "can't use a undefined for _id");
+                return cairn_error_mongo(err, CAIRN_EBADDOC, MONGO_BadValue,
+                                         "can't use a undefined for _id");
             case BSON_TYPE_DOCUMENT: {
                 bson_iter_t sub;
                 if (bson_iter_recurse(&id_it, &sub)) {
                     while (bson_iter_next(&sub)) {
                         if (bson_iter_key(&sub)[0] == '$') {
-                            return cairn_error_mongo(err, CAIRN_EBADDOC, 53,
+                            return cairn_error_mongo(err, CAIRN_EBADDOC, MONGO_InvalidIdField,
                                                      "_id fields may not contain '$'-prefixed "
                                                      "fields: %s is not valid for "
                                                      "storage.",
@@ -559,7 +563,8 @@ int net_dc_prepare_doc(const bson_t *in, bson_t *out, struct cairn_error *err)
     }
     if (!ok) {
         bson_destroy(out);
-        return cairn_error_mongo(err, CAIRN_ETOOBIG, 10334, "object to insert too large");
+        return cairn_error_mongo(err, CAIRN_ETOOBIG, MONGO_BSONObjectTooLarge,
+                                 "object to insert too large");
     }
     return 0;
 }
@@ -579,7 +584,7 @@ void net_dc_append_write_error(bson_t *arr,
     BSON_APPEND_INT32(&e, "index", index);
     BSON_APPEND_INT32(&e, "code", code);
     BSON_APPEND_UTF8(&e, "codeName", net_code_name(code));
-    if (code == 11000 && id != NULL) {
+    if (code == MONGO_DuplicateKey && id != NULL) {
         bson_t kp;
         bson_t kv;
         BSON_APPEND_DOCUMENT_BEGIN(&e, "keyPattern", &kp);
@@ -595,7 +600,7 @@ void net_dc_append_write_error(bson_t *arr,
 
 int net_dc_collation_unsupported(struct cairn_error *err)
 {
-    return cairn_error_mongo(err, CAIRN_EUNSUPPORTED, 238,
+    return cairn_error_mongo(err, CAIRN_EUNSUPPORTED, MONGO_NotImplemented,
                              "collations other than 'simple' are not supported yet");
 }
 
@@ -684,7 +689,8 @@ void net_dc_set_deadline(uint64_t deadline_ns)
 int net_dc_check_deadline(struct cairn_error *err)
 {
     if (op_deadline_ns != 0 && cairn_mono_ns() >= op_deadline_ns) {
-        return cairn_error_mongo(err, CAIRN_ETIMEOUT, 50, "operation exceeded time limit");
+        return cairn_error_mongo(err, CAIRN_ETIMEOUT, MONGO_MaxTimeMSExpired,
+                                 "operation exceeded time limit");
     }
     return 0;
 }

@@ -106,13 +106,35 @@ static bool code_in(int code, const int *set, size_t n)
 
 static bool is_retriable(int code)
 {
-    static const int set[] = {6, 7, 89, 91, 134, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436};
+    static const int set[] = {MONGO_HostUnreachable,
+                              MONGO_HostNotFound,
+                              MONGO_NetworkTimeout,
+                              MONGO_ShutdownInProgress,
+                              MONGO_ReadConcernMajorityNotAvailableYet,
+                              MONGO_PrimarySteppedDown,
+                              MONGO_ExceededTimeLimit,
+                              MONGO_SocketException,
+                              MONGO_NotWritablePrimary,
+                              MONGO_InterruptedAtShutdown,
+                              MONGO_InterruptedDueToReplStateChange,
+                              MONGO_NotPrimaryNoSecondaryOk,
+                              MONGO_NotPrimaryOrSecondary};
     return code_in(code, set, sizeof set / sizeof set[0]);
 }
 
 static bool is_always_transient(int code)
 {
-    static const int set[] = {112, 24, 267, 343, 249, 239, 246, 250, 272, 150, 13388};
+    static const int set[] = {MONGO_WriteConflict,
+                              MONGO_LockTimeout,
+                              MONGO_PreparedTransactionInProgress,
+                              MONGO_ShardCannotRefreshDueToLocksHeld,
+                              MONGO_StaleDbVersion,
+                              MONGO_SnapshotTooOld,
+                              MONGO_SnapshotUnavailable,
+                              MONGO_StaleChunkHistory,
+                              MONGO_MigrationConflict,
+                              MONGO_StaleEpoch,
+                              MONGO_StaleConfig};
     return code_in(code, set, sizeof set / sizeof set[0]);
 }
 
@@ -136,9 +158,9 @@ static struct labels compute_labels(const struct net_cmd *c, int code, int wce_c
     if (in_txn && code != 0) {
         if (is_always_transient(code)) {
             l.transient = true;
-        } else if (!commit_abort && (code == 251 || is_retriable(code))) {
+        } else if (!commit_abort && (code == MONGO_NoSuchTransaction || is_retriable(code))) {
             l.transient = true;
-        } else if (commit_abort && code == 251 && wce_code == 0) {
+        } else if (commit_abort && code == MONGO_NoSuchTransaction && wce_code == 0) {
             l.transient = true;
         }
     }
@@ -222,7 +244,7 @@ static int refuse_transaction(struct net_cmd *c)
     if (!bson_has_field(c->body, "autocommit") && !bson_has_field(c->body, "startTransaction")) {
         return 0;
     }
-    return cairn_error_mongo(&c->err, CAIRN_EUNSUPPORTED, 238,
+    return cairn_error_mongo(&c->err, CAIRN_EUNSUPPORTED, MONGO_NotImplemented,
                              "multi-document transactions are not supported yet: '%s' with "
                              "autocommit/startTransaction was not executed",
                              c->name);
@@ -334,7 +356,7 @@ static void finish(struct request *r, bool failed)
     struct net_cmd *c = &r->cmd;
     struct net_conn *conn = c->conn;
     bson_t out;
-    int code = 0;
+    int code = MONGO_OK;
 
     if (failed) {
         code = net_mongo_code(&c->err);
@@ -349,10 +371,11 @@ static void finish(struct request *r, bool failed)
                  "BSONObj size: %u (0x%x) is invalid. Size must be between 0 and 16793600(16MB)",
                  (unsigned)out.len, (unsigned)out.len);
         bson_destroy(&out);
-        code = 10334;
+        code = MONGO_BSONObjectTooLarge;
         build_error(c, code, msg, &out);
     }
-    if (r->more_to_come && (code == 10107 || code == 13435)) {
+    if (r->more_to_come &&
+        (code == MONGO_NotWritablePrimary || code == MONGO_NotPrimaryNoSecondaryOk)) {
         /* A fire-and-forget write on a non-primary: closing is how the
          * client learns. */
         bson_destroy(&out);
@@ -427,17 +450,17 @@ static int gossip_cluster_time(struct net_cmd *c)
     }
     if (!BSON_ITER_HOLDS_DOCUMENT(&it)) {
         return cairn_error_mongo(
-            &c->err, CAIRN_EINVAL, 14,
+            &c->err, CAIRN_EINVAL, MONGO_TypeMismatch,
             "BSON field '$clusterTime' is the wrong type '%s', expected type 'object'",
             qry_type_name(bson_iter_type(&it)));
     }
     if (!bson_iter_recurse(&it, &sub) || !bson_iter_find(&sub, "clusterTime")) {
-        return cairn_error_mongo(&c->err, CAIRN_EINVAL, 4,
+        return cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_NoSuchKey,
                                  "No clusterTime field found in $clusterTime");
     }
     if (!BSON_ITER_HOLDS_TIMESTAMP(&sub)) {
         return cairn_error_mongo(
-            &c->err, CAIRN_EINVAL, 14,
+            &c->err, CAIRN_EINVAL, MONGO_TypeMismatch,
             "BSON field '$clusterTime.clusterTime' is the wrong type '%s', expected type "
             "'timestamp'",
             qry_type_name(bson_iter_type(&sub)));
@@ -454,7 +477,7 @@ static int check_flags(struct net_cmd *c, const struct net_cmd_def *def)
     struct repl_status st;
 
     if ((def->flags & NET_CMD_F_ADMIN_ONLY) && strcmp(c->db, "admin") != 0) {
-        return cairn_error_mongo(&c->err, CAIRN_EINVAL, 13,
+        return cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_Unauthorized,
                                  "%s may only be run against the admin database.", def->name);
     }
     if ((def->flags & (NET_CMD_F_NEEDS_CONFIG | NET_CMD_F_WRITE | NET_CMD_F_READ)) == 0) {
@@ -462,11 +485,13 @@ static int check_flags(struct net_cmd *c, const struct net_cmd_def *def)
     }
     repl_status_get(c->deps->repl, &st);
     if (!st.initiated) {
-        return cairn_error_mongo(&c->err, CAIRN_ESTATE, 94, "no replset config has been received");
+        return cairn_error_mongo(&c->err, CAIRN_ESTATE, MONGO_NotYetInitialized,
+                                 "no replset config has been received");
     }
     if (def->flags & NET_CMD_F_WRITE) {
         if (!repl_is_writable(c->deps->repl)) {
-            return cairn_error_mongo(&c->err, CAIRN_ENOTLEADER, 10107, "not primary");
+            return cairn_error_mongo(&c->err, CAIRN_ENOTLEADER, MONGO_NotWritablePrimary,
+                                     "not primary");
         }
     } else if (def->flags & NET_CMD_F_READ) {
         if (st.state == REPL_STATE_PRIMARY) {
@@ -474,12 +499,12 @@ static int check_flags(struct net_cmd *c, const struct net_cmd_def *def)
         }
         if (st.state != REPL_STATE_SECONDARY) {
             return cairn_error_mongo(
-                &c->err, CAIRN_ENOTLEADER, 13436,
+                &c->err, CAIRN_ENOTLEADER, MONGO_NotPrimaryOrSecondary,
                 "node is not in primary or recovering state; cannot currently read from this "
                 "replSet member");
         }
         if (!c->secondary_ok) {
-            return cairn_error_mongo(&c->err, CAIRN_ENOTLEADER, 13435,
+            return cairn_error_mongo(&c->err, CAIRN_ENOTLEADER, MONGO_NotPrimaryNoSecondaryOk,
                                      "not primary and secondaryOk=false");
         }
     }
@@ -529,7 +554,7 @@ static int wait_after_cluster_time(struct net_cmd *c, struct net_server *s)
     }
     target = CAIRN_TS(t, i);
     if (target > txn_cluster_time(c->deps->txn)) {
-        return cairn_error_mongo(&c->err, CAIRN_EINVAL, 72,
+        return cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_InvalidOptions,
                                  "readConcern afterClusterTime value must not be greater than "
                                  "the current clusterTime");
     }
@@ -563,10 +588,11 @@ static int wait_after_cluster_time(struct net_cmd *c, struct net_server *s)
             caught_up_since = 0;
         }
         if (c->deadline_ns != 0 && now >= c->deadline_ns) {
-            return cairn_error_mongo(&c->err, CAIRN_ETIMEOUT, 50, "operation exceeded time limit");
+            return cairn_error_mongo(&c->err, CAIRN_ETIMEOUT, MONGO_MaxTimeMSExpired,
+                                     "operation exceeded time limit");
         }
         if (net_server_stopping(s)) {
-            return cairn_error_mongo(&c->err, CAIRN_ESHUTDOWN, 91,
+            return cairn_error_mongo(&c->err, CAIRN_ESHUTDOWN, MONGO_ShutdownInProgress,
                                      "The server is in quiesce mode and will shut down");
         }
         sleep_ms(1);
@@ -585,14 +611,17 @@ static int parse_max_time(struct net_cmd *c, uint64_t start)
         return 0;
     }
     if (!BSON_ITER_HOLDS_NUMBER(&it)) {
-        return cairn_error_mongo(&c->err, CAIRN_EINVAL, 2, "maxTimeMS must be a number");
+        return cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_BadValue,
+                                 "maxTimeMS must be a number");
     }
     double d = bson_iter_as_double(&it);
     if (!(d >= 0 && d <= 2147483647.0)) {
-        return cairn_error_mongo(&c->err, CAIRN_EINVAL, 2, "maxTimeMS is out of range");
+        return cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_BadValue,
+                                 "maxTimeMS is out of range");
     }
     if (BSON_ITER_HOLDS_DOUBLE(&it) && floor(d) != d) {
-        return cairn_error_mongo(&c->err, CAIRN_EINVAL, 2, "maxTimeMS has non-integral value");
+        return cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_BadValue,
+                                 "maxTimeMS has non-integral value");
     }
     int64_t ms = bson_iter_as_int64(&it);
     c->deadline_ns = ms > 0 ? start + (uint64_t)ms * 1000000ull : 0;
@@ -649,8 +678,8 @@ static int parse_op_msg(struct request *r, size_t len, bool *fatal)
         uint32_t dlen;
         const char *db = bson_iter_utf8(&it, &dlen);
         if (dlen == 0 || dlen >= sizeof r->db || strlen(db) != dlen) {
-            return cairn_error_mongo(&r->cmd.err, CAIRN_EINVAL, 73, "Invalid database name: '%s'",
-                                     db);
+            return cairn_error_mongo(&r->cmd.err, CAIRN_EINVAL, MONGO_InvalidNamespace,
+                                     "Invalid database name: '%s'", db);
         }
         memcpy(r->db, db, dlen + 1);
     }
@@ -659,13 +688,13 @@ static int parse_op_msg(struct request *r, size_t len, bool *fatal)
         const char *mode = "primary";
         if (!BSON_ITER_HOLDS_DOCUMENT(&it)) {
             return cairn_error_mongo(
-                &r->cmd.err, CAIRN_EINVAL, 14,
+                &r->cmd.err, CAIRN_EINVAL, MONGO_TypeMismatch,
                 "BSON field '$readPreference' is the wrong type '%s', expected type 'object'",
                 qry_type_name(bson_iter_type(&it)));
         }
         if (bson_iter_recurse(&it, &sub) && bson_iter_find(&sub, "mode")) {
             if (!BSON_ITER_HOLDS_UTF8(&sub)) {
-                return cairn_error_mongo(&r->cmd.err, CAIRN_EINVAL, 9,
+                return cairn_error_mongo(&r->cmd.err, CAIRN_EINVAL, MONGO_FailedToParse,
                                          "$readPreference mode must be a string");
             }
             mode = bson_iter_utf8(&sub, NULL);
@@ -673,7 +702,7 @@ static int parse_op_msg(struct request *r, size_t len, bool *fatal)
         if (strcmp(mode, "primary") != 0 && strcmp(mode, "primaryPreferred") != 0 &&
             strcmp(mode, "secondary") != 0 && strcmp(mode, "secondaryPreferred") != 0 &&
             strcmp(mode, "nearest") != 0) {
-            return cairn_error_mongo(&r->cmd.err, CAIRN_EINVAL, 9,
+            return cairn_error_mongo(&r->cmd.err, CAIRN_EINVAL, MONGO_FailedToParse,
                                      "Could not parse $readPreference mode '%s'", mode);
         }
         r->cmd.secondary_ok = strcmp(mode, "primary") != 0;
@@ -748,7 +777,7 @@ void net_dispatch_message(struct net_conn *conn, uint64_t conn_id, uint8_t *msg,
 
     if (!bson_iter_init(&it, c->body) || !bson_iter_next(&it)) {
         c->name = NULL;
-        cairn_error_mongo(&c->err, CAIRN_EINVAL, 59, "no such command: ''");
+        cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_CommandNotFound, "no such command: ''");
         reply_error(r);
         return;
     }
@@ -756,7 +785,8 @@ void net_dispatch_message(struct net_conn *conn, uint64_t conn_id, uint8_t *msg,
     def = net_cmd_lookup(c->name);
     count_op(s, c->name, c->body);
     if (def == NULL) {
-        cairn_error_mongo(&c->err, CAIRN_EINVAL, 59, "no such command: '%s'", c->name);
+        cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_CommandNotFound, "no such command: '%s'",
+                          c->name);
         reply_error(r);
         return;
     }
@@ -778,8 +808,8 @@ void net_dispatch_message(struct net_conn *conn, uint64_t conn_id, uint8_t *msg,
             return;
         case NET_CMD_ERROR:
         default:
-            if (c->err.code == 0) {
-                cairn_error_mongo(&c->err, CAIRN_EINVAL, 1, "%s failed", c->name);
+            if (c->err.code == MONGO_OK) {
+                cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_InternalError, "%s failed", c->name);
             }
             finish(r, true);
             return;

@@ -14,167 +14,16 @@
 #include "net/server_int.h"
 #include "txn/txn.h"
 
-struct code_name
-{
-    int code;
-    const char *name;
-};
-
-/* Every named code used by Cairn or named in the reference documents,
- * sorted by code. Other codes are mongod assertion locations. */
-static const struct code_name code_names[] = {
-    {0, "OK"},
-    {1, "InternalError"},
-    {2, "BadValue"},
-    {4, "NoSuchKey"},
-    {5, "GraphContainsCycle"},
-    {6, "HostUnreachable"},
-    {7, "HostNotFound"},
-    {8, "UnknownError"},
-    {9, "FailedToParse"},
-    {10, "CannotMutateObject"},
-    {11, "UserNotFound"},
-    {12, "UnsupportedFormat"},
-    {13, "Unauthorized"},
-    {14, "TypeMismatch"},
-    {15, "Overflow"},
-    {16, "InvalidLength"},
-    {17, "ProtocolError"},
-    {18, "AuthenticationFailed"},
-    {20, "IllegalOperation"},
-    {22, "InvalidBSON"},
-    {23, "AlreadyInitialized"},
-    {24, "LockTimeout"},
-    {26, "NamespaceNotFound"},
-    {27, "IndexNotFound"},
-    {28, "PathNotViable"},
-    {29, "NonExistentPath"},
-    {30, "InvalidPath"},
-    {31, "RoleNotFound"},
-    {37, "CannotCreateCollection"},
-    {40, "ConflictingUpdateOperators"},
-    {43, "CursorNotFound"},
-    {46, "LockBusy"},
-    {48, "NamespaceExists"},
-    {50, "MaxTimeMSExpired"},
-    {52, "DollarPrefixedFieldName"},
-    {53, "InvalidIdField"},
-    {54, "NotSingleValueField"},
-    {55, "InvalidDBRef"},
-    {56, "EmptyFieldName"},
-    {57, "DottedFieldName"},
-    {59, "CommandNotFound"},
-    {61, "ShardKeyNotFound"},
-    {62, "OplogOperationUnsupported"},
-    {64, "WriteConcernFailed"},
-    {66, "ImmutableField"},
-    {67, "CannotCreateIndex"},
-    {68, "IndexAlreadyExists"},
-    {70, "ShardNotFound"},
-    {72, "InvalidOptions"},
-    {73, "InvalidNamespace"},
-    {74, "NodeNotFound"},
-    {79, "UnknownReplWriteConcern"},
-    {85, "IndexOptionsConflict"},
-    {86, "IndexKeySpecsConflict"},
-    {89, "NetworkTimeout"},
-    {90, "CallbackCanceled"},
-    {91, "ShutdownInProgress"},
-    {93, "InvalidReplicaSetConfig"},
-    {94, "NotYetInitialized"},
-    {96, "OperationFailed"},
-    {100, "UnsatisfiableWriteConcern"},
-    {103, "NewReplicaSetConfigurationIncompatible"},
-    {109, "ConfigurationInProgress"},
-    {112, "WriteConflict"},
-    {113, "InitialSyncFailure"},
-    {115, "CommandNotSupported"},
-    {117, "ConflictingOperationInProgress"},
-    {121, "DocumentValidationFailure"},
-    {125, "CommandFailed"},
-    {133, "FailedToSatisfyReadPreference"},
-    {134, "ReadConcernMajorityNotAvailableYet"},
-    {136, "CappedPositionLost"},
-    {143, "CursorInUse"},
-    {146, "ExceededMemoryLimit"},
-    {148, "ReadConcernMajorityNotEnabled"},
-    {150, "StaleEpoch"},
-    {160, "ViewDepthLimitExceeded"},
-    {166, "CommandNotSupportedOnView"},
-    {167, "OptionNotSupportedOnView"},
-    {168, "InvalidPipelineOperator"},
-    {175, "QueryPlanKilled"},
-    {186, "ClientMetadataCannotBeMutated"},
-    {189, "PrimarySteppedDown"},
-    {197, "InvalidIndexSpecificationOption"},
-    {202, "NetworkInterfaceExceededTimeLimit"},
-    {205, "ClusterTimeFailsRateLimiter"},
-    {207, "InvalidUUID"},
-    {211, "KeyNotFound"},
-    {217, "IncompleteTransactionHistory"},
-    {223, "IllegalOpMsgFlag"},
-    {225, "TransactionTooOld"},
-    {232, "TooManyLocks"},
-    {233, "TooManyDocumentSequences"},
-    {238, "NotImplemented"},
-    {239, "SnapshotTooOld"},
-    {240, "DNSRecordTypeMismatch"},
-    {241, "ConversionFailure"},
-    {244, "TransactionAborted"},
-    {246, "SnapshotUnavailable"},
-    {249, "StaleDbVersion"},
-    {250, "StaleChunkHistory"},
-    {251, "NoSuchTransaction"},
-    {256, "TransactionCommitted"},
-    {257, "TransactionTooLarge"},
-    {262, "ExceededTimeLimit"},
-    {263, "OperationNotSupportedInTransaction"},
-    {267, "PreparedTransactionInProgress"},
-    {272, "MigrationConflict"},
-    {276, "IndexBuildAborted"},
-    {288, "ChecksumMismatch"},
-    {290, "TransactionExceededLifetimeLimitSeconds"},
-    {292, "QueryExceededMemoryLimitNoDiskUseAllowed"},
-    {343, "ShardCannotRefreshDueToLocksHeld"},
-    {352, "UnsupportedOpQueryCommand"},
-    {9001, "SocketException"},
-    {10058, "LegacyNotPrimary"},
-    {10107, "NotWritablePrimary"},
-    {10334, "BSONObjectTooLarge"},
-    {11000, "DuplicateKey"},
-    {11600, "InterruptedAtShutdown"},
-    {11601, "Interrupted"},
-    {11602, "InterruptedDueToReplStateChange"},
-    {12586, "BackgroundOperationInProgressForDatabase"},
-    {12587, "BackgroundOperationInProgressForNamespace"},
-    {13297, "DatabaseDifferCase"},
-    {13388, "StaleConfig"},
-    {13435, "NotPrimaryNoSecondaryOk"},
-    {13436, "NotPrimaryOrSecondary"},
-    {14031, "OutOfDiskSpace"},
-};
-
 const char *net_code_name(int code)
 {
-    size_t lo = 0, hi = sizeof code_names / sizeof code_names[0];
-
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (code_names[mid].code == code) {
-            return code_names[mid].name;
-        }
-        if (code_names[mid].code < code) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    {
+    const char *name = cairn_mongo_code_name(code);
+    if (name == NULL) {
         /* mongod names its numbered assertions "Location<code>". */
         static _Thread_local char buf[24];
         snprintf(buf, sizeof buf, "Location%d", code);
         return buf;
     }
+    return name;
 }
 
 int net_mongo_code(const struct cairn_error *err)
@@ -184,26 +33,26 @@ int net_mongo_code(const struct cairn_error *err)
     }
     switch (err->code) {
         case CAIRN_ENOTLEADER:
-            return 10107;
+            return MONGO_NotWritablePrimary;
         case CAIRN_EBADDOC:
         case CAIRN_EINVAL:
-            return 2;
+            return MONGO_BadValue;
         case CAIRN_ETOOBIG:
-            return 10334;
+            return MONGO_BSONObjectTooLarge;
         case CAIRN_ENOTFOUND:
-            return 26;
+            return MONGO_NamespaceNotFound;
         case CAIRN_EEXISTS:
-            return 48;
+            return MONGO_NamespaceExists;
         case CAIRN_ETIMEOUT:
-            return 50;
+            return MONGO_MaxTimeMSExpired;
         case CAIRN_ESHUTDOWN:
-            return 91;
+            return MONGO_ShutdownInProgress;
         case CAIRN_ECONFLICT:
-            return 112;
+            return MONGO_WriteConflict;
         case CAIRN_EUNSUPPORTED:
-            return 238;
+            return MONGO_NotImplemented;
         default:
-            return 1;
+            return MONGO_InternalError;
     }
 }
 
@@ -215,7 +64,7 @@ static int wrong_type(const struct net_cmd *c,
                       const char *expected)
 {
     struct net_cmd *mc = (struct net_cmd *)c; /* err is the mutable part of the command */
-    return cairn_error_mongo(&mc->err, CAIRN_EINVAL, 14,
+    return cairn_error_mongo(&mc->err, CAIRN_EINVAL, MONGO_TypeMismatch,
                              "BSON field '%s.%s' is the wrong type '%s', expected %s",
                              c->name != NULL ? c->name : "", field, qry_type_name(got), expected);
 }
@@ -268,24 +117,24 @@ int net_get_int64(const struct net_cmd *c, const char *field, int64_t *out)
     int64_t iv = 0;
 
     if (!bson_iter_init_find(&it, c->body, field)) {
-        return 0;
+        return MONGO_OK;
     }
     if (!iter_number(&it, &d, &is_int, &iv)) {
         return wrong_type(c, field, bson_iter_type(&it), "types '[long, int, decimal, double]'");
     }
     if (is_int) {
         *out = iv;
-        return 0;
+        return MONGO_OK;
     }
     if (!isfinite(d) || d >= 9223372036854775808.0 || d < -9223372036854775808.0) {
         struct net_cmd *mc = (struct net_cmd *)c;
-        return cairn_error_mongo(&mc->err, CAIRN_EINVAL, 2,
+        return cairn_error_mongo(&mc->err, CAIRN_EINVAL, MONGO_BadValue,
                                  "BSON field '%s.%s' value must be a finite number that fits in "
                                  "a 64-bit integer",
                                  c->name != NULL ? c->name : "", field);
     }
     *out = (int64_t)d;
-    return 0;
+    return MONGO_OK;
 }
 
 int net_get_bool(const struct net_cmd *c, const char *field, bool *out)
@@ -296,18 +145,18 @@ int net_get_bool(const struct net_cmd *c, const char *field, bool *out)
     int64_t iv = 0;
 
     if (!bson_iter_init_find(&it, c->body, field)) {
-        return 0;
+        return MONGO_OK;
     }
     if (BSON_ITER_HOLDS_BOOL(&it)) {
         *out = bson_iter_bool(&it);
-        return 0;
+        return MONGO_OK;
     }
     if (!iter_number(&it, &d, &is_int, &iv)) {
         return wrong_type(c, field, bson_iter_type(&it),
                           "types '[bool, long, int, decimal, double]'");
     }
     *out = is_int ? iv != 0 : d != 0.0;
-    return 0;
+    return MONGO_OK;
 }
 
 /* Reads an embedded document or array field as a static view. */
@@ -322,7 +171,7 @@ static int get_embedded(const struct net_cmd *c,
     uint32_t len;
 
     if (!bson_iter_init_find(&it, c->body, field)) {
-        return 0;
+        return MONGO_OK;
     }
     if (bson_iter_type(&it) != type) {
         return wrong_type(c, field, bson_iter_type(&it), expected);
@@ -334,10 +183,11 @@ static int get_embedded(const struct net_cmd *c,
     }
     if (!bson_init_static(out, data, len)) {
         struct net_cmd *mc = (struct net_cmd *)c;
-        return cairn_error_mongo(&mc->err, CAIRN_EBADDOC, 22, "BSON field '%s.%s' is invalid BSON",
+        return cairn_error_mongo(&mc->err, CAIRN_EBADDOC, MONGO_InvalidBSON,
+                                 "BSON field '%s.%s' is invalid BSON",
                                  c->name != NULL ? c->name : "", field);
     }
-    return 0;
+    return MONGO_OK;
 }
 
 int net_get_doc(const struct net_cmd *c, const char *field, bson_t *out)
@@ -370,26 +220,29 @@ int net_cmd_namespace(struct net_cmd *c, char *buf, size_t bufsize)
     int n;
 
     if (!bson_iter_init(&it, c->body) || !bson_iter_next(&it)) {
-        return cairn_error_mongo(&c->err, CAIRN_EINVAL, 73, "Invalid namespace: empty command");
+        return cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_InvalidNamespace,
+                                 "Invalid namespace: empty command");
     }
     if (!BSON_ITER_HOLDS_UTF8(&it)) {
-        return cairn_error_mongo(&c->err, CAIRN_EINVAL, 73, "collection name has invalid type %s",
+        return cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_InvalidNamespace,
+                                 "collection name has invalid type %s",
                                  qry_type_name(bson_iter_type(&it)));
     }
     coll = bson_iter_utf8(&it, &len);
     if (len == 0 || strlen(coll) != len || coll[0] == '.' || strchr(coll, '$') != NULL ||
         !valid_db_name(c->db)) {
-        return cairn_error_mongo(&c->err, CAIRN_EINVAL, 73, "Invalid namespace specified '%s.%.*s'",
-                                 c->db, (int)(len > 200 ? 200 : len), coll);
+        return cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_InvalidNamespace,
+                                 "Invalid namespace specified '%s.%.*s'", c->db,
+                                 (int)(len > 200 ? 200 : len), coll);
     }
     n = snprintf(buf, bufsize, "%s.%s", c->db, coll);
     if (n < 0 || (size_t)n >= bufsize || n > TXN_NS_MAX) {
         return cairn_error_mongo(
-            &c->err, CAIRN_EINVAL, 73,
+            &c->err, CAIRN_EINVAL, MONGO_InvalidNamespace,
             "Fully qualified namespace is too long. Namespace: %s.%.*s Max: %d", c->db,
             (int)(len > 200 ? 200 : len), coll, TXN_NS_MAX);
     }
-    return 0;
+    return MONGO_OK;
 }
 
 /* ---- Write concern ------------------------------------------------------ */
@@ -404,16 +257,17 @@ int net_parse_write_concern(const bson_t *body, struct repl_wc *wc, struct cairn
     wc->wtimeout_ms = 0;
 
     if (!bson_iter_init_find(&it, body, "writeConcern") || BSON_ITER_HOLDS_NULL(&it)) {
-        return 0;
+        return MONGO_OK;
     }
     if (!BSON_ITER_HOLDS_DOCUMENT(&it)) {
         return cairn_error_mongo(
-            err, CAIRN_EINVAL, 14,
+            err, CAIRN_EINVAL, MONGO_TypeMismatch,
             "BSON field 'writeConcern' is the wrong type '%s', expected type 'object'",
             qry_type_name(bson_iter_type(&it)));
     }
     if (!bson_iter_recurse(&it, &sub)) {
-        return cairn_error_mongo(err, CAIRN_EBADDOC, 9, "writeConcern is not a valid document");
+        return cairn_error_mongo(err, CAIRN_EBADDOC, MONGO_FailedToParse,
+                                 "writeConcern is not a valid document");
     }
     while (bson_iter_next(&sub)) {
         const char *key = bson_iter_key(&sub);
@@ -426,7 +280,7 @@ int net_parse_write_concern(const bson_t *body, struct repl_wc *wc, struct cairn
                 const char *mode = bson_iter_utf8(&sub, NULL);
                 if (strcmp(mode, "majority") != 0) {
                     return cairn_error_mongo(
-                        err, CAIRN_EINVAL, 79,
+                        err, CAIRN_EINVAL, MONGO_UnknownReplWriteConcern,
                         "No write concern mode named '%s' found in replica set configuration",
                         mode);
                 }
@@ -435,7 +289,7 @@ int net_parse_write_concern(const bson_t *body, struct repl_wc *wc, struct cairn
                 if (!is_int) {
                     if (!isfinite(d) || d < -1e9 || d > 1e9 || d != (double)(int64_t)d) {
                         return cairn_error_mongo(
-                            err, CAIRN_EINVAL, 9,
+                            err, CAIRN_EINVAL, MONGO_FailedToParse,
                             "w has to be a non-negative number and not greater than 50; found: %g",
                             d);
                     }
@@ -446,13 +300,13 @@ int net_parse_write_concern(const bson_t *body, struct repl_wc *wc, struct cairn
                 }
                 if (iv < 0 || iv > 50) {
                     return cairn_error_mongo(
-                        err, CAIRN_EINVAL, 9,
+                        err, CAIRN_EINVAL, MONGO_FailedToParse,
                         "w has to be a non-negative number and not greater than 50; found: %lld",
                         (long long)iv);
                 }
                 wc->w = iv == 0 ? 1 : (int)iv;
             } else {
-                return cairn_error_mongo(err, CAIRN_EINVAL, 9,
+                return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_FailedToParse,
                                          "w has to be a number or a string; found: %s",
                                          qry_type_name(bson_iter_type(&sub)));
             }
@@ -465,7 +319,7 @@ int net_parse_write_concern(const bson_t *body, struct repl_wc *wc, struct cairn
             } else if (BSON_ITER_HOLDS_NULL(&sub) || BSON_ITER_HOLDS_UNDEFINED(&sub)) {
                 v = false;
             } else {
-                return cairn_error_mongo(err, CAIRN_EINVAL, 9,
+                return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_FailedToParse,
                                          "%s must be numeric or a boolean value", key);
             }
             if (key[0] == 'j') {
@@ -478,7 +332,8 @@ int net_parse_write_concern(const bson_t *body, struct repl_wc *wc, struct cairn
                 if (BSON_ITER_HOLDS_NULL(&sub) || BSON_ITER_HOLDS_UNDEFINED(&sub)) {
                     continue;
                 }
-                return cairn_error_mongo(err, CAIRN_EINVAL, 9, "wtimeout must be a number, not %s",
+                return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_FailedToParse,
+                                         "wtimeout must be a number, not %s",
                                          qry_type_name(bson_iter_type(&sub)));
             }
             if (!is_int) {
@@ -490,16 +345,16 @@ int net_parse_write_concern(const bson_t *body, struct repl_wc *wc, struct cairn
                    strcmp(key, "wOpTime") == 0) {
             continue;
         } else {
-            return cairn_error_mongo(err, CAIRN_EINVAL, 9, "unrecognized write concern field: %s",
-                                     key);
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_FailedToParse,
+                                     "unrecognized write concern field: %s", key);
         }
     }
     if (j && fsync) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 9,
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_FailedToParse,
                                  "fsync and j options cannot be used together");
     }
     wc->j = j || fsync;
-    return 0;
+    return MONGO_OK;
 }
 
 void net_append_write_concern_error(bson_t *reply, int status)
@@ -510,23 +365,23 @@ void net_append_write_concern_error(bson_t *reply, int status)
 
     switch (status) {
         case CAIRN_ETIMEOUT:
-            code = 64;
+            code = MONGO_WriteConcernFailed;
             msg = "waiting for replication timed out";
             break;
         case CAIRN_ENOTLEADER:
-            code = 189;
+            code = MONGO_PrimarySteppedDown;
             msg = "primary stepped down while waiting for replication";
             break;
         case CAIRN_ESHUTDOWN:
-            code = 91;
+            code = MONGO_ShutdownInProgress;
             msg = "replication is being shut down";
             break;
         case CAIRN_EINVAL:
-            code = 100;
+            code = MONGO_UnsatisfiableWriteConcern;
             msg = "Not enough data-bearing nodes";
             break;
         default:
-            code = 64;
+            code = MONGO_WriteConcernFailed;
             msg = cairn_strerror(status);
             break;
     }
@@ -552,16 +407,17 @@ int net_parse_read_concern(const bson_t *body, int *level, struct cairn_error *e
 
     *level = TXN_READ_LOCAL;
     if (!bson_iter_init_find(&it, body, "readConcern") || BSON_ITER_HOLDS_NULL(&it)) {
-        return 0;
+        return MONGO_OK;
     }
     if (!BSON_ITER_HOLDS_DOCUMENT(&it)) {
         return cairn_error_mongo(
-            err, CAIRN_EINVAL, 14,
+            err, CAIRN_EINVAL, MONGO_TypeMismatch,
             "BSON field 'readConcern' is the wrong type '%s', expected type 'object'",
             qry_type_name(bson_iter_type(&it)));
     }
     if (!bson_iter_recurse(&it, &sub)) {
-        return cairn_error_mongo(err, CAIRN_EBADDOC, 9, "readConcern is not a valid document");
+        return cairn_error_mongo(err, CAIRN_EBADDOC, MONGO_FailedToParse,
+                                 "readConcern is not a valid document");
     }
     while (bson_iter_next(&sub)) {
         const char *key = bson_iter_key(&sub);
@@ -570,7 +426,7 @@ int net_parse_read_concern(const bson_t *body, int *level, struct cairn_error *e
             const char *lv;
             if (!BSON_ITER_HOLDS_UTF8(&sub)) {
                 return cairn_error_mongo(
-                    err, CAIRN_EINVAL, 14,
+                    err, CAIRN_EINVAL, MONGO_TypeMismatch,
                     "BSON field 'readConcern.level' is the wrong type '%s', expected type 'string'",
                     qry_type_name(bson_iter_type(&sub)));
             }
@@ -581,7 +437,7 @@ int net_parse_read_concern(const bson_t *body, int *level, struct cairn_error *e
                 *level = TXN_READ_MAJORITY;
             } else if (strcmp(lv, "snapshot") == 0) {
                 if (!in_txn) {
-                    return cairn_error_mongo(err, CAIRN_EINVAL, 72,
+                    return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_InvalidOptions,
                                              "readConcern level 'snapshot' is only supported in "
                                              "multi-document transactions");
                 }
@@ -589,10 +445,10 @@ int net_parse_read_concern(const bson_t *body, int *level, struct cairn_error *e
                 *level = TXN_READ_MAJORITY;
                 snapshot = true;
             } else if (strcmp(lv, "linearizable") == 0) {
-                return cairn_error_mongo(err, CAIRN_EUNSUPPORTED, 238,
+                return cairn_error_mongo(err, CAIRN_EUNSUPPORTED, MONGO_NotImplemented,
                                          "readConcern level 'linearizable' is not supported");
             } else {
-                return cairn_error_mongo(err, CAIRN_EINVAL, 9,
+                return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_FailedToParse,
                                          "readConcern level must be either 'local', 'majority', "
                                          "'linearizable', 'available', or 'snapshot'; found '%s'",
                                          lv);
@@ -600,7 +456,7 @@ int net_parse_read_concern(const bson_t *body, int *level, struct cairn_error *e
         } else if (strcmp(key, "afterClusterTime") == 0 || strcmp(key, "atClusterTime") == 0) {
             if (!BSON_ITER_HOLDS_TIMESTAMP(&sub)) {
                 return cairn_error_mongo(
-                    err, CAIRN_EINVAL, 14,
+                    err, CAIRN_EINVAL, MONGO_TypeMismatch,
                     "BSON field 'readConcern.%s' is the wrong type '%s', expected type "
                     "'timestamp'",
                     key, qry_type_name(bson_iter_type(&sub)));
@@ -613,22 +469,22 @@ int net_parse_read_concern(const bson_t *body, int *level, struct cairn_error *e
         } else if (strcmp(key, "afterOpTime") == 0 || strcmp(key, "provenance") == 0) {
             continue;
         } else {
-            return cairn_error_mongo(err, CAIRN_EINVAL, 9, "unrecognized readConcern field: %s",
-                                     key);
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_FailedToParse,
+                                     "unrecognized readConcern field: %s", key);
         }
     }
     if (has_at && has_after) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 72,
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_InvalidOptions,
                                  "Can not specify both afterClusterTime and atClusterTime");
     }
     if (has_at && !snapshot) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 72,
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_InvalidOptions,
                                  "readConcern atClusterTime is only supported with level "
                                  "'snapshot' in a transaction");
     }
     if (has_at) {
-        return cairn_error_mongo(err, CAIRN_EUNSUPPORTED, 238,
+        return cairn_error_mongo(err, CAIRN_EUNSUPPORTED, MONGO_NotImplemented,
                                  "readConcern atClusterTime is not supported yet");
     }
-    return 0;
+    return MONGO_OK;
 }

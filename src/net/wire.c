@@ -292,7 +292,7 @@ static int check_doc(const uint8_t *p, size_t len)
 /* The message for a check_doc failure. */
 static const char *doc_problem(int code)
 {
-    return code == 15 ? "nested deeper than 200 levels" : "not valid BSON";
+    return code == MONGO_Overflow ? "nested deeper than 200 levels" : "not valid BSON";
 }
 
 /* Parses a kind-1 section body (after the kind byte) of `size` bytes. */
@@ -455,7 +455,8 @@ int wire_merge_sequences(const struct wire_msg *m, bson_t *out, struct cairn_err
 {
     bson_init(out);
     if (!bson_concat(out, &m->body)) {
-        return cairn_error_mongo(err, CAIRN_ETOOBIG, 10334, "command document is too large");
+        return cairn_error_mongo(err, CAIRN_ETOOBIG, MONGO_BSONObjectTooLarge,
+                                 "command document is too large");
     }
     for (size_t i = 0; i < m->n_seqs; i++) {
         const struct wire_seq *s = &m->seqs[i];
@@ -464,7 +465,8 @@ int wire_merge_sequences(const struct wire_msg *m, bson_t *out, struct cairn_err
         uint32_t idx = 0;
 
         if (!bson_append_array_begin(out, s->id, -1, &arr)) {
-            return cairn_error_mongo(err, CAIRN_ETOOBIG, 10334, "command document is too large");
+            return cairn_error_mongo(err, CAIRN_ETOOBIG, MONGO_BSONObjectTooLarge,
+                                     "command document is too large");
         }
         while (off < s->len) {
             int32_t dlen = load_i32(s->docs + off);
@@ -476,13 +478,14 @@ int wire_merge_sequences(const struct wire_msg *m, bson_t *out, struct cairn_err
             if (!bson_init_static(&doc, s->docs + off, (size_t)dlen) ||
                 !bson_append_document(&arr, key, (int)klen, &doc)) {
                 bson_append_array_end(out, &arr);
-                return cairn_error_mongo(err, CAIRN_ETOOBIG, 10334,
+                return cairn_error_mongo(err, CAIRN_ETOOBIG, MONGO_BSONObjectTooLarge,
                                          "command document is too large");
             }
             off += (size_t)dlen;
         }
         if (!bson_append_array_end(out, &arr)) {
-            return cairn_error_mongo(err, CAIRN_ETOOBIG, 10334, "command document is too large");
+            return cairn_error_mongo(err, CAIRN_ETOOBIG, MONGO_BSONObjectTooLarge,
+                                     "command document is too large");
         }
     }
     return 0;

@@ -200,7 +200,7 @@ static int set_string(bson_value_t *v, const char *s, size_t len, struct cairn_e
 
 int qry_too_large(struct cairn_error *err)
 {
-    return cairn_error_mongo(err, CAIRN_ETOOBIG, 10334,
+    return cairn_error_mongo(err, CAIRN_ETOOBIG, MONGO_BSONObjectTooLarge,
                              "BSONObj size exceeds the maximum allowed size of 16793600 bytes");
 }
 
@@ -314,7 +314,7 @@ bool qry_value_truthy(const bson_value_t *v)
 
 static int decimal_unsupported(struct cairn_error *err, const char *op)
 {
-    return cairn_error_mongo(err, CAIRN_EUNSUPPORTED, 238,
+    return cairn_error_mongo(err, CAIRN_EUNSUPPORTED, MONGO_NotImplemented,
                              "%s on decimal128 values is not supported yet", op);
 }
 
@@ -558,7 +558,8 @@ static int compile_operator(const char *name,
         }
     }
     if (!def) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 168, "Unrecognized expression '%s'", name);
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_InvalidPipelineOperator,
+                                 "Unrecognized expression '%s'", name);
     }
     e = node(EK_OP);
     if (!e) {
@@ -573,7 +574,7 @@ static int compile_operator(const char *name,
         rv = 0;
         if (!bson_iter_recurse(arg, &ci)) {
             qry_expr_free(e);
-            return cairn_error_mongo(err, CAIRN_EBADDOC, 2, "malformed $cond");
+            return cairn_error_mongo(err, CAIRN_EBADDOC, MONGO_BadValue, "malformed $cond");
         }
         while (!rv && bson_iter_next(&ci)) {
             const char *k = bson_iter_key(&ci);
@@ -618,7 +619,8 @@ static int compile_operator(const char *name,
         bson_iter_t ai;
         if (!bson_iter_recurse(arg, &ai)) {
             qry_expr_free(e);
-            return cairn_error_mongo(err, CAIRN_EBADDOC, 2, "malformed arguments to %s", name);
+            return cairn_error_mongo(err, CAIRN_EBADDOC, MONGO_BadValue,
+                                     "malformed arguments to %s", name);
         }
         while (bson_iter_next(&ai)) {
             kid = NULL;
@@ -678,7 +680,8 @@ int qry_expr_compile(const bson_value_t *spec, struct qry_expr **out, struct cai
         case BSON_TYPE_ARRAY:
             if (!bson_init_static(&doc, spec->value.v_doc.data, spec->value.v_doc.data_len) ||
                 !bson_iter_init(&it, &doc)) {
-                return cairn_error_mongo(err, CAIRN_EBADDOC, 2, "malformed expression document");
+                return cairn_error_mongo(err, CAIRN_EBADDOC, MONGO_BadValue,
+                                         "malformed expression document");
             }
             break;
         default:
@@ -1042,7 +1045,7 @@ static int op_add_mul(const struct qry_expr *e,
         double total = qry_numsum_double(&s);
         int64_t r;
         if (!date_plus(date, total, &r)) {
-            return cairn_error_mongo(err, CAIRN_EINVAL, 15, "date overflow in $add");
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_Overflow, "date overflow in $add");
         }
         memset(out, 0, sizeof *out);
         out->value_type = BSON_TYPE_DATE_TIME;
@@ -1065,14 +1068,16 @@ static int op_subtract(bson_value_t *a, bson_value_t *out, struct cairn_error *e
         int64_t r;
         if (y->value_type == BSON_TYPE_DATE_TIME) {
             if (__builtin_sub_overflow(x->value.v_datetime, y->value.v_datetime, &r)) {
-                return cairn_error_mongo(err, CAIRN_EINVAL, 15, "date overflow in $subtract");
+                return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_Overflow,
+                                         "date overflow in $subtract");
             }
             set_int64(out, r);
             return 0;
         }
         if (is_num(y) && y->value_type != BSON_TYPE_DECIMAL128) {
             if (!date_plus(x->value.v_datetime, -num_d(y), &r)) {
-                return cairn_error_mongo(err, CAIRN_EINVAL, 15, "date overflow in $subtract");
+                return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_Overflow,
+                                         "date overflow in $subtract");
             }
             out->value_type = BSON_TYPE_DATE_TIME;
             out->value.v_datetime = r;
@@ -1373,7 +1378,7 @@ static int op_elemat(bson_value_t *a, bson_value_t *out, struct cairn_error *err
     }
     int64_t idx = (int64_t)d;
     if (!value_doc(&a[0], &arr)) {
-        return cairn_error_mongo(err, CAIRN_EBADDOC, 2, "malformed array");
+        return cairn_error_mongo(err, CAIRN_EBADDOC, MONGO_BadValue, "malformed array");
     }
     int64_t n = bson_count_keys(&arr);
     if (idx < 0) {
@@ -1429,7 +1434,7 @@ static int op_concat_arrays(bson_value_t *a, size_t n, bson_value_t *out, struct
 
 static int conv_fail(struct cairn_error *err, const bson_value_t *v, const char *to)
 {
-    return cairn_error_mongo(err, CAIRN_EINVAL, 241,
+    return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_ConversionFailure,
                              "Unsupported conversion from %s to %s in $convert with no onError "
                              "value",
                              qry_type_name(v->value_type), to);
@@ -1440,7 +1445,7 @@ static int parse_int_string(const bson_value_t *v, int64_t *out, struct cairn_er
     const char *s = v->value.v_utf8.str;
     char *end = NULL;
     if (v->value.v_utf8.len == 0 || !(s[0] == '-' || s[0] == '+' || (s[0] >= '0' && s[0] <= '9'))) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 241,
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_ConversionFailure,
                                  "Failed to parse number '%s' in $convert with no onError value: "
                                  "Did not consume whole string.",
                                  s);
@@ -1448,13 +1453,13 @@ static int parse_int_string(const bson_value_t *v, int64_t *out, struct cairn_er
     errno = 0;
     long long r = strtoll(s, &end, 10);
     if (errno == ERANGE) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 241,
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_ConversionFailure,
                                  "Failed to parse number '%s' in $convert with no onError value: "
                                  "Overflow",
                                  s);
     }
     if (!end || *end != '\0' || end != s + v->value.v_utf8.len) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 241,
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_ConversionFailure,
                                  "Failed to parse number '%s' in $convert with no onError value: "
                                  "Did not consume whole string.",
                                  s);
@@ -1516,7 +1521,7 @@ static int op_convert(const struct qry_expr *e,
                     char *end = NULL;
                     double d = v->value.v_utf8.len ? strtod(s, &end) : 0;
                     if (!end || end != s + v->value.v_utf8.len || isspace((unsigned char)s[0])) {
-                        return cairn_error_mongo(err, CAIRN_EINVAL, 241,
+                        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_ConversionFailure,
                                                  "Failed to parse number '%s' in $convert with no "
                                                  "onError value: Did not consume whole string.",
                                                  s);
@@ -1544,14 +1549,14 @@ static int op_convert(const struct qry_expr *e,
                 case BSON_TYPE_DECIMAL128: {
                     double d = num_d(v);
                     if (isnan(d)) {
-                        return cairn_error_mongo(err, CAIRN_EINVAL, 241,
+                        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_ConversionFailure,
                                                  "Attempt to convert NaN value to integer type in "
                                                  "$convert with no onError value");
                     }
                     d = trunc(d);
                     if (d < -9223372036854775808.0 || d >= 9223372036854775808.0) {
                         return cairn_error_mongo(
-                            err, CAIRN_EINVAL, 241,
+                            err, CAIRN_EINVAL, MONGO_ConversionFailure,
                             "Conversion would overflow target type in $convert "
                             "with no onError value");
                     }
@@ -1576,7 +1581,7 @@ static int op_convert(const struct qry_expr *e,
             }
             if (to_int) {
                 if (r < INT32_MIN || r > INT32_MAX) {
-                    return cairn_error_mongo(err, CAIRN_EINVAL, 241,
+                    return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_ConversionFailure,
                                              "Conversion would overflow target type in $convert "
                                              "with no onError value");
                 }

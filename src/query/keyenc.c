@@ -135,10 +135,10 @@ static int put_doc(const uint8_t *data,
 {
     bson_iter_t it;
     if (depth > MAX_KEY_DEPTH) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 2, "_id is nested too deeply");
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue, "_id is nested too deeply");
     }
     if (!bson_iter_init_from_data(&it, data, len)) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 2, "invalid BSON document in _id");
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue, "invalid BSON document in _id");
     }
     int rc = 0;
     while (rc == 0 && bson_iter_next(&it)) {
@@ -236,8 +236,8 @@ static int put_body(const bson_value_t *v,
             }
             return rc;
         default:
-            return cairn_error_mongo(err, CAIRN_EINVAL, 2, "unsupported BSON type 0x%x in _id",
-                                     (unsigned)v->value_type);
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
+                                     "unsupported BSON type 0x%x in _id", (unsigned)v->value_type);
     }
 }
 
@@ -245,13 +245,16 @@ int qry_key_encode(const bson_value_t *v, struct cairn_buf *out, struct cairn_er
 {
     switch (v->value_type) {
         case BSON_TYPE_ARRAY:
-            return cairn_error_mongo(err, CAIRN_EINVAL, 2, "can't use an array for _id");
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
+                                     "can't use an array for _id");
         case BSON_TYPE_REGEX:
-            return cairn_error_mongo(err, CAIRN_EINVAL, 2, "can't use a regex for _id");
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
+                                     "can't use a regex for _id");
         case BSON_TYPE_UNDEFINED:
-            return cairn_error_mongo(err, CAIRN_EINVAL, 2, "can't use a undefined for _id");
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
+                                     "can't use a undefined for _id");
         case BSON_TYPE_EOD:
-            return cairn_error_mongo(err, CAIRN_EINVAL, 2, "_id is missing");
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue, "_id is missing");
         default:
             break;
     }

@@ -138,7 +138,7 @@ static int nomem(struct cairn_error *err)
 
 static int bad(struct cairn_error *err, const char *msg)
 {
-    return cairn_error_mongo(err, CAIRN_EINVAL, 2, "%s", msg);
+    return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue, "%s", msg);
 }
 
 static int add_kid(struct node *parent, struct node *kid, struct cairn_error *err)
@@ -1098,7 +1098,8 @@ static bool is_not_supported_path_op(const char *k)
 
 static int not_supported(struct cairn_error *err, const char *op)
 {
-    return cairn_error_mongo(err, CAIRN_EUNSUPPORTED, 238, "%s is not supported by cairn", op);
+    return cairn_error_mongo(err, CAIRN_EUNSUPPORTED, MONGO_NotImplemented,
+                             "%s is not supported by cairn", op);
 }
 
 /* True when a document value is an operator document: its first key starts
@@ -1119,7 +1120,7 @@ static bool is_operator_doc(const bson_iter_t *it)
 static int check_operand(const char *op, const bson_value_t *v, struct cairn_error *err)
 {
     if (v->value_type == BSON_TYPE_UNDEFINED) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 2, "cannot compare to undefined");
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue, "cannot compare to undefined");
     }
     (void)op;
     return 0;
@@ -1202,7 +1203,7 @@ static int compile_in(const char *path,
                       struct cairn_error *err)
 {
     if (!BSON_ITER_HOLDS_ARRAY(it)) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 2, "%s needs an array", name);
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue, "%s needs an array", name);
     }
     struct node *n = node_new(K_IN, path);
     if (!n) {
@@ -1295,18 +1296,20 @@ static int parse_type_one(const bson_iter_t *it, uint32_t *mask, struct cairn_er
                 return 0;
             }
         }
-        return cairn_error_mongo(err, CAIRN_EINVAL, 2, "Unknown type name alias: %s", s);
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue, "Unknown type name alias: %s",
+                                 s);
     }
     if (BSON_ITER_HOLDS_NUMBER(it) || BSON_ITER_HOLDS_DECIMAL128(it)) {
         double d = qry_number_as_double(bson_iter_value((bson_iter_t *)it));
         uint32_t b;
         if (!isfinite(d) || d != floor(d) || d < -1 || d > 127 || type_code_bit((int)d, &b) != 0) {
-            return cairn_error_mongo(err, CAIRN_EINVAL, 2, "Invalid numerical type code: %g", d);
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
+                                     "Invalid numerical type code: %g", d);
         }
         *mask |= b;
         return 0;
     }
-    return cairn_error_mongo(err, CAIRN_EINVAL, 14,
+    return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_TypeMismatch,
                              "type must be represented as a number or a string");
 }
 
@@ -1585,7 +1588,7 @@ static int compile_not(const char *path,
             return bad(err, "$not cannot be empty");
         }
         if (bson_iter_key(&c)[0] != '$') {
-            return cairn_error_mongo(err, CAIRN_EINVAL, 2, "unknown operator: %s",
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue, "unknown operator: %s",
                                      bson_iter_key(&c));
         }
         kid = node_new(K_AND, NULL);
@@ -1641,7 +1644,7 @@ static int compile_ops(const char *path,
         int rc = 0;
         const bson_value_t *v = bson_iter_value(&c);
         if (k[0] != '$') {
-            return cairn_error_mongo(err, CAIRN_EINVAL, 2, "unknown operator: %s", k);
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue, "unknown operator: %s", k);
         }
         if (strcmp(k, "$eq") == 0) {
             rc = make_cmp(path, OP_EQ, v, &kid, err);
@@ -1658,7 +1661,8 @@ static int compile_ops(const char *path,
             enum cmp_op op =
                 k[1] == 'l' ? (k[3] == 'e' ? OP_LTE : OP_LT) : (k[3] == 'e' ? OP_GTE : OP_GT);
             if (v->value_type == BSON_TYPE_REGEX) {
-                return cairn_error_mongo(err, CAIRN_EINVAL, 2, "Can't have RegEx as arg to %s", k);
+                return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
+                                         "Can't have RegEx as arg to %s", k);
             }
             rc = make_cmp(path, op, v, &kid, err);
         } else if (strcmp(k, "$in") == 0) {
@@ -1722,7 +1726,7 @@ static int compile_ops(const char *path,
         } else if (is_not_supported_path_op(k)) {
             return not_supported(err, k);
         } else {
-            return cairn_error_mongo(err, CAIRN_EINVAL, 2, "unknown operator: %s", k);
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue, "unknown operator: %s", k);
         }
         if (rc) {
             return rc;
@@ -1789,7 +1793,7 @@ static int compile_doc(const uint8_t *data,
     }
     bson_iter_t it;
     if (!bson_iter_init_from_data(&it, data, len)) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 2, "invalid BSON in query filter");
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue, "invalid BSON in query filter");
     }
     struct node *root = node_new(K_AND, NULL);
     if (!root) {
@@ -1807,8 +1811,8 @@ static int compile_doc(const uint8_t *data,
             } else if (strcmp(k, "$alwaysTrue") == 0 || strcmp(k, "$alwaysFalse") == 0) {
                 const bson_value_t *v = bson_iter_value(&it);
                 if (!qry_is_number(v->value_type) || qry_number_as_double(v) != 1.0) {
-                    rc = cairn_error_mongo(err, CAIRN_EINVAL, 2, "%s must be an integer value of 1",
-                                           k);
+                    rc = cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
+                                           "%s must be an integer value of 1", k);
                     break;
                 }
                 kid = node_new(k[7] == 'T' ? K_TRUE : K_FALSE, NULL);
@@ -1820,7 +1824,8 @@ static int compile_doc(const uint8_t *data,
                        strcmp(k, "$sampleRate") == 0) {
                 rc = not_supported(err, k);
             } else {
-                rc = cairn_error_mongo(err, CAIRN_EINVAL, 2, "unknown top level operator: %s", k);
+                rc = cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
+                                       "unknown top level operator: %s", k);
             }
         } else if (is_operator_doc(&it)) {
             struct node *and_node = node_new(K_AND, NULL);

@@ -150,7 +150,8 @@ static int pnode_insert(struct pnode *root,
         char name[512];
         if (n >= sizeof name) {
             qry_expr_free(expr);
-            return cairn_error_mongo(err, CAIRN_EINVAL, 2, "field name too long in projection");
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
+                                     "field name too long in projection");
         }
         memcpy(name, p, n);
         name[n] = '\0';
@@ -209,7 +210,8 @@ static int pparse_doc(struct pparse *ps,
 {
     bson_iter_t it;
     if (!bson_iter_init(&it, spec)) {
-        return cairn_error_mongo(err, CAIRN_EBADDOC, 2, "malformed %s specification", ps->stage);
+        return cairn_error_mongo(err, CAIRN_EBADDOC, MONGO_BadValue, "malformed %s specification",
+                                 ps->stage);
     }
     while (bson_iter_next(&it)) {
         const char *k = bson_iter_key(&it);
@@ -222,7 +224,8 @@ static int pparse_doc(struct pparse *ps,
             uint32_t len;
             bson_iter_document(&it, &len, &data);
             if (!bson_init_static(&sub, data, len)) {
-                rv = cairn_error_mongo(err, CAIRN_EBADDOC, 2, "malformed sub-projection");
+                rv = cairn_error_mongo(err, CAIRN_EBADDOC, MONGO_BadValue,
+                                       "malformed sub-projection");
             } else {
                 rv = pparse_doc(ps, &sub, path, err);
             }
@@ -619,7 +622,8 @@ static int parse_group_body(struct stage *s, const bson_t *spec, struct cairn_er
     bool have_id = false;
     s->type = ST_GROUP;
     if (!bson_iter_init(&it, spec)) {
-        return cairn_error_mongo(err, CAIRN_EBADDOC, 2, "malformed $group specification");
+        return cairn_error_mongo(err, CAIRN_EBADDOC, MONGO_BadValue,
+                                 "malformed $group specification");
     }
     while (bson_iter_next(&it)) {
         const char *k = bson_iter_key(&it);
@@ -684,7 +688,7 @@ static int parse_group_body(struct stage *s, const bson_t *spec, struct cairn_er
         if (op == ACC_COUNT) {
             bson_t empty;
             if (!iter_doc(&ai, &empty) || !bson_empty(&empty)) {
-                return cairn_error_mongo(err, CAIRN_EINVAL, 2,
+                return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
                                          "$count takes no arguments, i.e. $count:{}");
             }
             continue;
@@ -870,7 +874,7 @@ static int parse_skip_limit(struct stage *s,
         s->n = v->value.v_int32;
     } else {
         if (d != floor(d) || !(d >= -9.2e18 && d <= 9.2e18)) {
-            return cairn_error_mongo(err, CAIRN_EINVAL, 2,
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
                                      "invalid argument to %s stage: Cannot represent as a 64-bit "
                                      "integer: %s: %g",
                                      stage, stage, d);
@@ -1084,7 +1088,8 @@ static int parse_stage(struct qry_pipeline *p,
     }
     for (size_t i = 0; i < sizeof unsupported / sizeof unsupported[0]; i++) {
         if (strcmp(name, unsupported[i]) == 0) {
-            return cairn_error_mongo(err, CAIRN_EUNSUPPORTED, 238, "%s is not supported yet", name);
+            return cairn_error_mongo(err, CAIRN_EUNSUPPORTED, MONGO_NotImplemented,
+                                     "%s is not supported yet", name);
         }
     }
     struct stage *s = add_stage(p, cap);
@@ -1147,12 +1152,12 @@ int qry_pipeline_compile(const bson_t *stages, struct qry_pipeline **out, struct
     }
     if (!bson_iter_init(&it, stages)) {
         free(p);
-        return cairn_error_mongo(err, CAIRN_EBADDOC, 14, "malformed pipeline");
+        return cairn_error_mongo(err, CAIRN_EBADDOC, MONGO_TypeMismatch, "malformed pipeline");
     }
     while (!rv && bson_iter_next(&it)) {
         bson_iter_t si;
         if (!BSON_ITER_HOLDS_DOCUMENT(&it) || !bson_iter_recurse(&it, &si)) {
-            rv = cairn_error_mongo(err, CAIRN_EINVAL, 14,
+            rv = cairn_error_mongo(err, CAIRN_EINVAL, MONGO_TypeMismatch,
                                    "Each element of the 'pipeline' array must be an object");
             break;
         }
@@ -1532,7 +1537,7 @@ static int group_add(const struct stage *s,
         }
     }
     if (!rv && t->bytes > STAGE_MEM_LIMIT) {
-        rv = cairn_error_mongo(err, CAIRN_ETOOBIG, 292,
+        rv = cairn_error_mongo(err, CAIRN_ETOOBIG, MONGO_QueryExceededMemoryLimitNoDiskUseAllowed,
                                "Exceeded memory limit for $group, but didn't allow external "
                                "sort. Pass allowDiskUse:true to opt in.");
     }
@@ -1793,7 +1798,8 @@ static int push(struct run *r, size_t i, const bson_t *doc, struct cairn_error *
     if (i == r->p->n) {
         r->out_bytes += doc->len + sizeof(bson_t) + sizeof(bson_t *);
         if (r->out_bytes > r->p->result_limit) {
-            return cairn_error_mongo(err, CAIRN_ETOOBIG, 292,
+            return cairn_error_mongo(err, CAIRN_ETOOBIG,
+                                     MONGO_QueryExceededMemoryLimitNoDiskUseAllowed,
                                      "Aggregation results exceeded the memory limit of %zu bytes "
                                      "(Cairn holds a pipeline's output in memory); narrow the "
                                      "pipeline or add $limit",
@@ -1841,7 +1847,8 @@ static int push(struct run *r, size_t i, const bson_t *doc, struct cairn_error *
         case ST_SORT:
             rs->bytes += doc->len + sizeof(bson_t) + sizeof(bson_t *);
             if (rs->bytes > STAGE_MEM_LIMIT) {
-                return cairn_error_mongo(err, CAIRN_ETOOBIG, 292,
+                return cairn_error_mongo(err, CAIRN_ETOOBIG,
+                                         MONGO_QueryExceededMemoryLimitNoDiskUseAllowed,
                                          "Sort exceeded memory limit of %zu bytes, but did not opt "
                                          "in to external sorting.",
                                          STAGE_MEM_LIMIT);

@@ -121,8 +121,8 @@ static int insert_path(struct pnode *root,
         comps += *q == '.';
     }
     if (comps > MAX_DEPTH) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 2, "projection path '%.60s...' is too deep",
-                                 path);
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
+                                 "projection path '%.60s...' is too deep", path);
     }
     if (path[0] == '\0') {
         return cairn_error_mongo(err, CAIRN_EINVAL, 40352,
@@ -139,7 +139,7 @@ static int insert_path(struct pnode *root,
         }
         if (c[0] == '$') {
             if (len == 1 && dot == NULL) {
-                return cairn_error_mongo(err, CAIRN_EUNSUPPORTED, 238,
+                return cairn_error_mongo(err, CAIRN_EUNSUPPORTED, MONGO_NotImplemented,
                                          "the positional projection operator '%s' is not "
                                          "supported",
                                          path);
@@ -273,17 +273,18 @@ static int parse_slice(struct pnode *leaf, const bson_value_t *v, struct cairn_e
                                      n);
         }
         if (!integral(&vals[0], &leaf->skip) || !integral(&vals[1], &leaf->limit)) {
-            return cairn_error_mongo(err, CAIRN_EINVAL, 2,
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
                                      "$slice only supports numbers and [skip, limit] arrays");
         }
         if (leaf->limit <= 0) {
-            return cairn_error_mongo(err, CAIRN_EINVAL, 2, "$slice limit must be positive");
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
+                                     "$slice limit must be positive");
         }
         leaf->has_skip = true;
         return 0;
     }
     if (!integral(v, &leaf->limit)) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 2,
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
                                  "$slice only supports numbers and [skip, limit] arrays");
     }
     return 0;
@@ -341,7 +342,7 @@ static int compile_field(struct qry_projection *p,
         const char *k;
         if (!bson_init_static(&d, v->value.v_doc.data, v->value.v_doc.data_len) ||
             !bson_iter_init(&it, &d)) {
-            return cairn_error_mongo(err, CAIRN_EBADDOC, 2, "invalid projection");
+            return cairn_error_mongo(err, CAIRN_EBADDOC, MONGO_BadValue, "invalid projection");
         }
         if (!bson_iter_next(&it)) {
             return cairn_error_mongo(err, CAIRN_EINVAL, 51270,
@@ -354,14 +355,14 @@ static int compile_field(struct qry_projection *p,
             return compile_spec(p, &d, path, depth + 1, err);
         }
         if (strcmp(k, "$meta") == 0) {
-            return cairn_error_mongo(err, CAIRN_EUNSUPPORTED, 238,
+            return cairn_error_mongo(err, CAIRN_EUNSUPPORTED, MONGO_NotImplemented,
                                      "$meta projections are not supported");
         }
         if (strcmp(k, "$slice") == 0 || strcmp(k, "$elemMatch") == 0) {
             const bson_value_t *arg = bson_iter_value(&it);
             bool slice = k[1] == 's';
             if (bson_iter_next(&it)) {
-                return cairn_error_mongo(err, CAIRN_EINVAL, 2,
+                return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
                                          "expression projections are not supported: %s has more "
                                          "than one operator",
                                          path);
@@ -371,11 +372,11 @@ static int compile_field(struct qry_projection *p,
                 return rv != 0 ? rv : parse_slice(leaf, arg, err);
             }
             if (strchr(path, '.') != NULL) {
-                return cairn_error_mongo(err, CAIRN_EINVAL, 2,
+                return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
                                          "Cannot use $elemMatch projection on a nested field.");
             }
             if (arg->value_type != BSON_TYPE_DOCUMENT) {
-                return cairn_error_mongo(err, CAIRN_EINVAL, 2,
+                return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
                                          "elemMatch: Invalid argument, object required.");
             }
             rv = set_mode(p, M_INCLUDE, path, err);
@@ -386,7 +387,8 @@ static int compile_field(struct qry_projection *p,
                 bson_t q;
                 leaf->kind = P_ELEMMATCH;
                 if (!bson_init_static(&q, arg->value.v_doc.data, arg->value.v_doc.data_len)) {
-                    return cairn_error_mongo(err, CAIRN_EBADDOC, 2, "invalid $elemMatch");
+                    return cairn_error_mongo(err, CAIRN_EBADDOC, MONGO_BadValue,
+                                             "invalid $elemMatch");
                 }
                 if (elem_is_value_condition(&q)) {
                     rv = qry_matcher_compile_value(arg, &leaf->m, err);
@@ -397,7 +399,7 @@ static int compile_field(struct qry_projection *p,
             return rv;
         }
         qry_fmt_value(v, f, sizeof f);
-        return cairn_error_mongo(err, CAIRN_EUNSUPPORTED, 2,
+        return cairn_error_mongo(err, CAIRN_EUNSUPPORTED, MONGO_BadValue,
                                  "expression projections are not supported: %s: %s", path, f);
     }
     /* a literal value: MongoDB 4.4+ evaluates it as an expression */
@@ -405,7 +407,7 @@ static int compile_field(struct qry_projection *p,
         (v->value_type == BSON_TYPE_UTF8 && v->value.v_utf8.str[0] == '$') ||
         strchr(path, '.') != NULL) {
         qry_fmt_value(v, f, sizeof f);
-        return cairn_error_mongo(err, CAIRN_EUNSUPPORTED, 2,
+        return cairn_error_mongo(err, CAIRN_EUNSUPPORTED, MONGO_BadValue,
                                  "expression projections are not supported: %s: %s", path, f);
     }
     if (p->mode == M_EXCLUDE) {
@@ -432,10 +434,10 @@ static int compile_spec(struct qry_projection *p,
     bson_iter_t it;
 
     if (depth > 100) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 2, "projection nested too deeply");
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue, "projection nested too deeply");
     }
     if (!bson_iter_init(&it, spec)) {
-        return cairn_error_mongo(err, CAIRN_EBADDOC, 2, "invalid projection");
+        return cairn_error_mongo(err, CAIRN_EBADDOC, MONGO_BadValue, "invalid projection");
     }
     while (bson_iter_next(&it)) {
         const char *k = bson_iter_key(&it);
@@ -715,7 +717,7 @@ int qry_projection_apply(const struct qry_projection *p,
 
     bson_init(out);
     if (!bson_iter_init(&it, doc)) {
-        return cairn_error_mongo(err, CAIRN_EBADDOC, 2, "invalid document");
+        return cairn_error_mongo(err, CAIRN_EBADDOC, MONGO_BadValue, "invalid document");
     }
     if (p->all) {
         bson_concat(out, doc);

@@ -38,7 +38,7 @@ void qry_sort_free(struct qry_sort *s)
 
 static int bad_order(struct cairn_error *err)
 {
-    return cairn_error_mongo(err, CAIRN_EINVAL, 2,
+    return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
                              "$sort key ordering must be 1 (for ascending) or -1 (for descending)");
 }
 
@@ -90,10 +90,10 @@ static int parse_dir(const bson_iter_t *it, int *dir, struct cairn_error *err)
         case BSON_TYPE_DOCUMENT: {
             bson_iter_t sub;
             if (bson_iter_recurse(it, &sub) && bson_iter_find(&sub, "$meta")) {
-                return cairn_error_mongo(err, CAIRN_EUNSUPPORTED, 238,
+                return cairn_error_mongo(err, CAIRN_EUNSUPPORTED, MONGO_NotImplemented,
                                          "$meta sort keys ({$meta: ...}) are not supported");
             }
-            return cairn_error_mongo(err, CAIRN_EINVAL, 2,
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
                                      "Illegal key in $sort specification: %s: %s",
                                      bson_iter_key(it), "{ ... }");
         }
@@ -119,7 +119,7 @@ int qry_sort_compile(const bson_t *spec, struct qry_sort **out, struct cairn_err
 
     *out = NULL;
     if (!bson_iter_init(&it, spec)) {
-        return cairn_error_mongo(err, CAIRN_EBADDOC, 2, "invalid sort specification");
+        return cairn_error_mongo(err, CAIRN_EBADDOC, MONGO_BadValue, "invalid sort specification");
     }
     while (bson_iter_next(&it)) {
         count++;

@@ -688,7 +688,8 @@ static int update_path(const char *s,
     *dynamic = false;
     if (s[0] == '\0') {
         memset(out, 0, sizeof *out);
-        return cairn_error_mongo(err, CAIRN_EINVAL, 56, "An empty update path is not valid.");
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_EmptyFieldName,
+                                 "An empty update path is not valid.");
     }
     rv = path_split(s, out);
     if (rv == CAIRN_ENOMEM) {
@@ -696,12 +697,12 @@ static int update_path(const char *s,
     }
     if (rv == -2) {
         path_free(out);
-        return cairn_error_mongo(err, CAIRN_EINVAL, 2,
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
                                  "The update path '%.60s...' has too many components", s);
     }
     if (rv != 0) {
         path_free(out);
-        return cairn_error_mongo(err, CAIRN_EINVAL, 56,
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_EmptyFieldName,
                                  "The update path '%s' contains an empty field name, which is not "
                                  "allowed.",
                                  s);
@@ -713,7 +714,7 @@ static int update_path(const char *s,
                 first_dollar = i;
             }
         } else if (c[0] == '$' && !is_af_ident(c)) {
-            rv = cairn_error_mongo(err, CAIRN_EINVAL, 52,
+            rv = cairn_error_mongo(err, CAIRN_EINVAL, MONGO_DollarPrefixedFieldName,
                                    "The dollar ($) prefixed field '%s' in '%s' is not valid for "
                                    "storage.",
                                    c, s);
@@ -722,10 +723,10 @@ static int update_path(const char *s,
         }
     }
     if (dollars > 1) {
-        rv = cairn_error_mongo(err, CAIRN_EINVAL, 2,
+        rv = cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
                                "Too many positional (i.e. '$') elements found in path '%s'", s);
     } else if (dollars == 1 && first_dollar == 0) {
-        rv = cairn_error_mongo(err, CAIRN_EINVAL, 2,
+        rv = cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
                                "Cannot have positional (i.e. '$') element in the first position "
                                "in path '%s'",
                                s);
@@ -738,7 +739,7 @@ static int update_path(const char *s,
             continue;
         }
         if (i == 0) {
-            rv = cairn_error_mongo(err, CAIRN_EINVAL, 2,
+            rv = cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
                                    "Cannot have array filter identifier (i.e. '$[<id>]') element "
                                    "in the first position in path '%s'",
                                    s);
@@ -750,7 +751,7 @@ static int update_path(const char *s,
         }
         af = af_find(afs, c + 2, idlen);
         if (af == NULL) {
-            rv = cairn_error_mongo(err, CAIRN_EINVAL, 2,
+            rv = cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
                                    "No array filter found for identifier '%.*s' in path '%s'",
                                    (int)idlen, c + 2, s);
             break;
@@ -973,8 +974,8 @@ static int bad_arg_type(struct cairn_error *err,
 {
     char f[200];
     fmt_field(f, sizeof f, key, v);
-    return cairn_error_mongo(err, CAIRN_EINVAL, 14, "Cannot %s with non-numeric argument: {%s}",
-                             what, f);
+    return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_TypeMismatch,
+                             "Cannot %s with non-numeric argument: {%s}", what, f);
 }
 
 static bool is_operator_doc(const bson_value_t *v)
@@ -1020,37 +1021,37 @@ static int parse_push_sort(struct op *o, const bson_value_t *v, struct cairn_err
         bool any = false;
         if (!bson_init_static(&spec, v->value.v_doc.data, v->value.v_doc.data_len) ||
             !bson_iter_init(&it, &spec)) {
-            return cairn_error_mongo(err, CAIRN_EINVAL, 2, "The $sort is invalid");
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue, "The $sort is invalid");
         }
         while (bson_iter_next(&it)) {
             const char *k = bson_iter_key(&it);
             any = true;
             if (k[0] == '\0' || k[0] == '.' || k[strlen(k) - 1] == '.' || strstr(k, "..")) {
-                return cairn_error_mongo(err, CAIRN_EINVAL, 2,
+                return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
                                          "The $sort field is a dotted field but has an empty part: "
                                          "%s",
                                          k);
             }
             if (k[0] == '$') {
-                return cairn_error_mongo(err, CAIRN_EINVAL, 2,
+                return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
                                          "The $sort is invalid: use 1/-1 to sort the whole "
                                          "element, or {field:1/-1} to sort embedded fields");
             }
         }
         if (!any) {
-            return cairn_error_mongo(err, CAIRN_EINVAL, 2,
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
                                      "The $sort pattern is empty when it should be a set of "
                                      "fields.");
         }
         if (qry_sort_compile(&spec, &o->sort_spec, err) != 0) {
-            err->mongo_code = 2;
+            err->mongo_code = MONGO_BadValue;
             return err->code;
         }
         o->sort = PSORT_FIELDS;
         return 0;
     }
     if (!as_int64(v, &d) || (d != 1 && d != -1)) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 2,
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
                                  "The $sort is invalid: use 1/-1 to sort the whole element, or "
                                  "{field:1/-1} to sort embedded fields");
     }
@@ -1067,14 +1068,15 @@ static int parse_each_mods(struct op *o, struct cairn_error *err)
 
     if (!bson_init_static(&d, o->arg.value.v_doc.data, o->arg.value.v_doc.data_len) ||
         !bson_iter_init(&it, &d)) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 2, "invalid %s argument", o->opname);
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue, "invalid %s argument",
+                                 o->opname);
     }
     while (bson_iter_next(&it)) {
         const char *k = bson_iter_key(&it);
         const bson_value_t *v = bson_iter_value(&it);
         if (strcmp(k, "$each") == 0) {
             if (v->value_type != BSON_TYPE_ARRAY) {
-                return cairn_error_mongo(err, CAIRN_EINVAL, 2,
+                return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
                                          push ? "The argument to $each in $push must be an array "
                                                 "but it was of type: %s"
                                               : "The argument to $each in $addToSet must be an "
@@ -1085,25 +1087,25 @@ static int parse_each_mods(struct op *o, struct cairn_error *err)
             o->each = *v;
         } else if (push && strcmp(k, "$slice") == 0) {
             if (!is_number(v->value_type)) {
-                return cairn_error_mongo(err, CAIRN_EINVAL, 2,
+                return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
                                          "The value for $slice must be an integer value but was "
                                          "given type: %s",
                                          qry_type_name(v->value_type));
             }
             if (!as_int64(v, &o->slice)) {
-                return cairn_error_mongo(err, CAIRN_EINVAL, 2,
+                return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
                                          "The $slice value in $push must be an integer value");
             }
             o->has_slice = true;
         } else if (push && strcmp(k, "$position") == 0) {
             if (!is_number(v->value_type)) {
-                return cairn_error_mongo(err, CAIRN_EINVAL, 2,
+                return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
                                          "The value for $position must be an integer value, not "
                                          "of type: %s",
                                          qry_type_name(v->value_type));
             }
             if (!as_int64(v, &o->pos)) {
-                return cairn_error_mongo(err, CAIRN_EINVAL, 2,
+                return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
                                          "The $position value in $push must be an integer value");
             }
             o->has_pos = true;
@@ -1113,9 +1115,10 @@ static int parse_each_mods(struct op *o, struct cairn_error *err)
                 return rv;
             }
         } else if (push) {
-            return cairn_error_mongo(err, CAIRN_EINVAL, 2, "Unrecognized clause in $push: %s", k);
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
+                                     "Unrecognized clause in $push: %s", k);
         } else {
-            return cairn_error_mongo(err, CAIRN_EINVAL, 2,
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
                                      "Found unexpected fields after $each in $addToSet: %s", k);
         }
     }
@@ -1140,11 +1143,11 @@ static int parse_op_arg(struct op *o, const char *key, struct af_set *afs, struc
             int rv;
             if (v->value_type != BSON_TYPE_UTF8) {
                 fmt_field(f, sizeof f, key, v);
-                return cairn_error_mongo(err, CAIRN_EINVAL, 2,
+                return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
                                          "The 'to' field for $rename must be a string: %s", f);
             }
             if (strlen(v->value.v_utf8.str) != v->value.v_utf8.len) {
-                return cairn_error_mongo(err, CAIRN_EINVAL, 2,
+                return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
                                          "The 'to' field for $rename contains a NUL byte");
             }
             bool to_dynamic;
@@ -1153,23 +1156,23 @@ static int parse_op_arg(struct op *o, const char *key, struct af_set *afs, struc
                 return rv;
             }
             if (o->dynamic) {
-                return cairn_error_mongo(err, CAIRN_EINVAL, 2,
+                return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
                                          "The source field for $rename may not be dynamic: %s",
                                          o->path.full);
             }
             if (to_dynamic) {
-                return cairn_error_mongo(err, CAIRN_EINVAL, 2,
+                return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
                                          "The destination field for $rename may not be dynamic: %s",
                                          to->full);
             }
             fmt_field(f, sizeof f, key, v);
             if (strcmp(to->full, o->path.full) == 0) {
-                return cairn_error_mongo(err, CAIRN_EINVAL, 2,
+                return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
                                          "The source and target field for $rename must differ: %s",
                                          f);
             }
             if (path_is_prefix(to, &o->path) || path_is_prefix(&o->path, to)) {
-                return cairn_error_mongo(err, CAIRN_EINVAL, 2,
+                return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
                                          "The source and target field for $rename must not be on "
                                          "the same path: %s",
                                          f);
@@ -1188,7 +1191,7 @@ static int parse_op_arg(struct op *o, const char *key, struct af_set *afs, struc
                 if (is_operator_doc(v)) {
                     bson_iter_init(&it, &d2);
                     bson_iter_next(&it);
-                    return cairn_error_mongo(err, CAIRN_EINVAL, 52,
+                    return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_DollarPrefixedFieldName,
                                              "The dollar ($) prefixed field '%s' in '%s.%s' is not "
                                              "valid for storage.",
                                              bson_iter_key(&it), key, bson_iter_key(&it));
@@ -1199,7 +1202,8 @@ static int parse_op_arg(struct op *o, const char *key, struct af_set *afs, struc
             if (v->value_type == BSON_TYPE_DOCUMENT && !pull_is_value_condition(v)) {
                 bson_t q;
                 if (!bson_init_static(&q, v->value.v_doc.data, v->value.v_doc.data_len)) {
-                    return cairn_error_mongo(err, CAIRN_EINVAL, 2, "invalid $pull argument");
+                    return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
+                                             "invalid $pull argument");
                 }
                 o->pull = PULL_DOC;
                 return qry_matcher_compile(&q, &o->matcher, err);
@@ -1212,7 +1216,7 @@ static int parse_op_arg(struct op *o, const char *key, struct af_set *afs, struc
             return 0;
         case OP_PULLALL:
             if (v->value_type != BSON_TYPE_ARRAY) {
-                return cairn_error_mongo(err, CAIRN_EINVAL, 2,
+                return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
                                          "$pullAll requires an array argument but was given a %s",
                                          qry_type_name(v->value_type));
             }
@@ -1220,8 +1224,8 @@ static int parse_op_arg(struct op *o, const char *key, struct af_set *afs, struc
         case OP_POP:
             if (!as_int64(v, &d) || (d != 1 && d != -1)) {
                 qry_fmt_value(v, f, sizeof f);
-                return cairn_error_mongo(err, CAIRN_EINVAL, 9, "$pop expects 1 or -1, found: %s",
-                                         f);
+                return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_FailedToParse,
+                                         "$pop expects 1 or -1, found: %s", f);
             }
             o->pop_dir = (int)d;
             return 0;
@@ -1239,7 +1243,7 @@ static int parse_op_arg(struct op *o, const char *key, struct af_set *afs, struc
                         const char *k = bson_iter_key(&it);
                         const char *s;
                         if (strcmp(k, "$type") != 0 || !BSON_ITER_HOLDS_UTF8(&it)) {
-                            return cairn_error_mongo(err, CAIRN_EINVAL, 2,
+                            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
                                                      "The only valid field of the option is "
                                                      "'$type': {$type: 'date/timestamp'}");
                         }
@@ -1247,7 +1251,7 @@ static int parse_op_arg(struct op *o, const char *key, struct af_set *afs, struc
                         if (strcmp(s, "timestamp") == 0) {
                             o->timestamp = true;
                         } else if (strcmp(s, "date") != 0) {
-                            return cairn_error_mongo(err, CAIRN_EINVAL, 2,
+                            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
                                                      "The '$type' string field is required to be "
                                                      "'date' or 'timestamp': {$currentDate: "
                                                      "{field : {$type: 'date'}}}");
@@ -1259,7 +1263,7 @@ static int parse_op_arg(struct op *o, const char *key, struct af_set *afs, struc
                     }
                 }
             }
-            return cairn_error_mongo(err, CAIRN_EINVAL, 2,
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
                                      "%s is not valid type for $currentDate. Please use a boolean "
                                      "('true') or a $type expression ({$type: 'timestamp/date'}).",
                                      qry_type_name(v->value_type));
@@ -1330,7 +1334,7 @@ static int check_conflicts(const struct qry_update *u, struct cairn_error *err)
         const struct pref *later = v[i].seq > v[i + 1].seq ? &v[i] : &v[i + 1];
         size_t l = 0;
         if (path_is_prefix(v[i].p, v[i + 1].p)) {
-            rv = cairn_error_mongo(err, CAIRN_EINVAL, 40,
+            rv = cairn_error_mongo(err, CAIRN_EINVAL, MONGO_ConflictingUpdateOperators,
                                    "Updating the path '%s' would create a conflict at '%s'",
                                    later->p->full, v[i].p->full);
             break;
@@ -1345,7 +1349,7 @@ static int check_conflicts(const struct qry_update *u, struct cairn_error *err)
             is_af_ident(v[i].p->parts[l]) != is_af_ident(v[i + 1].p->parts[l])) {
             char at[512];
             path_prefix_str(v[i].p, l, at, sizeof at);
-            rv = cairn_error_mongo(err, CAIRN_EINVAL, 40,
+            rv = cairn_error_mongo(err, CAIRN_EINVAL, MONGO_ConflictingUpdateOperators,
                                    "Updating the path '%s' would create a conflict at '%s'",
                                    later->p->full, at);
             break;
@@ -1360,12 +1364,12 @@ static int compile_replacement(struct qry_update *u, struct cairn_error *err)
     bson_iter_t it;
 
     if (!bson_iter_init(&it, u->spec)) {
-        return cairn_error_mongo(err, CAIRN_EBADDOC, 2, "invalid update document");
+        return cairn_error_mongo(err, CAIRN_EBADDOC, MONGO_BadValue, "invalid update document");
     }
     while (bson_iter_next(&it)) {
         const char *k = bson_iter_key(&it);
         if (k[0] == '$') {
-            return cairn_error_mongo(err, CAIRN_EINVAL, 9,
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_FailedToParse,
                                      "The dollar ($) prefixed field '%s' in '%s' is not allowed in "
                                      "the context of an update's replacement document. Consider "
                                      "using an aggregation pipeline with $replaceWith.",
@@ -1401,7 +1405,8 @@ static int af_placeholder(const bson_t *f,
     bson_iter_t it;
 
     if (depth > 100 || !bson_iter_init(&it, f)) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 2, "array filter nested too deeply");
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
+                                 "array filter nested too deeply");
     }
     while (bson_iter_next(&it)) {
         const char *k = bson_iter_key(&it);
@@ -1436,7 +1441,7 @@ static int af_placeholder(const bson_t *f,
             if (name[0] == '\0') {
                 snprintf(name, cap, "%.*s", (int)n, k);
             } else if (strlen(name) != n || memcmp(name, k, n) != 0) {
-                return cairn_error_mongo(err, CAIRN_EINVAL, 9,
+                return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_FailedToParse,
                                          "Error parsing array filter :: caused by :: Expected a "
                                          "single top-level field name, found '%s' and '%.*s'",
                                          name, (int)n, k);
@@ -1454,7 +1459,7 @@ static int parse_array_filters(struct qry_update *u, const bson_t *afs, struct c
     size_t cap = 0;
 
     if (!bson_iter_init(&it, afs)) {
-        return cairn_error_mongo(err, CAIRN_EBADDOC, 2, "invalid arrayFilters");
+        return cairn_error_mongo(err, CAIRN_EBADDOC, MONGO_BadValue, "invalid arrayFilters");
     }
     while (bson_iter_next(&it)) {
         const uint8_t *data;
@@ -1466,14 +1471,14 @@ static int parse_array_filters(struct qry_update *u, const bson_t *afs, struct c
         bool ok = true;
 
         if (!BSON_ITER_HOLDS_DOCUMENT(&it)) {
-            return cairn_error_mongo(err, CAIRN_EINVAL, 14,
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_TypeMismatch,
                                      "BSON field 'arrayFilters.%s' is the wrong type '%s', "
                                      "expected type 'object'",
                                      bson_iter_key(&it), qry_type_name(bson_iter_type(&it)));
         }
         bson_iter_document(&it, &len, &data);
         if (!bson_init_static(&f, data, len)) {
-            return cairn_error_mongo(err, CAIRN_EBADDOC, 2, "invalid array filter");
+            return cairn_error_mongo(err, CAIRN_EBADDOC, MONGO_BadValue, "invalid array filter");
         }
         if (qry_matcher_compile(&f, &m, err) != 0) {
             return af_context(err);
@@ -1486,7 +1491,7 @@ static int parse_array_filters(struct qry_update *u, const bson_t *afs, struct c
                      (*c >= '0' && *c <= '9');
             }
             if (!ok) {
-                rv = cairn_error_mongo(err, CAIRN_EINVAL, 2,
+                rv = cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
                                        "Error parsing array filter :: caused by :: The top-level "
                                        "field name must be an alphanumeric string beginning with "
                                        "a lowercase letter, found '%s'",
@@ -1494,12 +1499,12 @@ static int parse_array_filters(struct qry_update *u, const bson_t *afs, struct c
             }
         }
         if (rv == 0 && name[0] == '\0') {
-            rv = cairn_error_mongo(err, CAIRN_EINVAL, 9,
+            rv = cairn_error_mongo(err, CAIRN_EINVAL, MONGO_FailedToParse,
                                    "Cannot use an expression without a top-level field name in "
                                    "arrayFilters");
         }
         if (rv == 0 && af_find(&u->afs, name, strlen(name)) != NULL) {
-            rv = cairn_error_mongo(err, CAIRN_EINVAL, 9,
+            rv = cairn_error_mongo(err, CAIRN_EINVAL, MONGO_FailedToParse,
                                    "Found multiple array filters with the same top-level field "
                                    "name %s",
                                    name);
@@ -1571,7 +1576,7 @@ int qry_update_compile_af(const bson_t *update,
     u->spec = bson_copy(update);
     if (u->spec == NULL || !bson_iter_init(&top, u->spec)) {
         qry_update_free(u);
-        return cairn_error_mongo(err, CAIRN_EBADDOC, 2, "invalid update document");
+        return cairn_error_mongo(err, CAIRN_EBADDOC, MONGO_BadValue, "invalid update document");
     }
     if (!bson_iter_next(&top) || bson_iter_key(&top)[0] != '$') {
         rv = compile_replacement(u, err);
@@ -1590,7 +1595,7 @@ int qry_update_compile_af(const bson_t *update,
             }
         }
         if (k == sizeof op_names / sizeof op_names[0]) {
-            rv = cairn_error_mongo(err, CAIRN_EINVAL, 9,
+            rv = cairn_error_mongo(err, CAIRN_EINVAL, MONGO_FailedToParse,
                                    "Unknown modifier: %s. Expected a valid update modifier or "
                                    "pipeline-style update specified as an array",
                                    opname);
@@ -1598,14 +1603,14 @@ int qry_update_compile_af(const bson_t *update,
         }
         if (!BSON_ITER_HOLDS_DOCUMENT(&top)) {
             qry_fmt_value(bson_iter_value(&top), f, sizeof f);
-            rv = cairn_error_mongo(err, CAIRN_EINVAL, 9,
+            rv = cairn_error_mongo(err, CAIRN_EINVAL, MONGO_FailedToParse,
                                    "Modifiers operate on fields but we found type %s instead. For "
                                    "example: {$mod: {<field>: ...}} not {%s: %s}",
                                    qry_type_name(bson_iter_type(&top)), opname, f);
             break;
         }
         if (!bson_iter_recurse(&top, &fields)) {
-            rv = cairn_error_mongo(err, CAIRN_EBADDOC, 2, "invalid update document");
+            rv = cairn_error_mongo(err, CAIRN_EBADDOC, MONGO_BadValue, "invalid update document");
             break;
         }
         while (bson_iter_next(&fields)) {
@@ -1652,7 +1657,7 @@ int qry_update_compile_af(const bson_t *update,
             v.value.v_doc.data = (uint8_t *)bson_get_data(u->spec);
             v.value.v_doc.data_len = u->spec->len;
             qry_fmt_value(&v, f, sizeof f);
-            rv = cairn_error_mongo(err, CAIRN_EINVAL, 9,
+            rv = cairn_error_mongo(err, CAIRN_EINVAL, MONGO_FailedToParse,
                                    "The array filter for identifier '%s' was not used in the "
                                    "update %s",
                                    u->afs.v[i].id, f);
@@ -1723,7 +1728,7 @@ static int walk(struct apply_ctx *c,
                 node_view(cur, &tmp, &v);
                 fmt_field(f, sizeof f, cur->key, &v);
                 bson_destroy(&tmp);
-                return cairn_error_mongo(c->err, CAIRN_EINVAL, 28,
+                return cairn_error_mongo(c->err, CAIRN_EINVAL, MONGO_PathNotViable,
                                          "Cannot create field '%s' in element {%s}", comp, f);
             }
             if ((size_t)at >= cur->n) {
@@ -1746,7 +1751,7 @@ static int walk(struct apply_ctx *c,
             if (arr) {
                 long want = parse_index(comp);
                 if (want >= MAX_BACKFILL) {
-                    return cairn_error_mongo(c->err, CAIRN_EINVAL, 2,
+                    return cairn_error_mongo(c->err, CAIRN_EINVAL, MONGO_BadValue,
                                              "can't backfill array to larger than %d elements",
                                              MAX_BACKFILL);
                 }
@@ -1778,7 +1783,7 @@ static int walk(struct apply_ctx *c,
                 return WALK_MISSING;
             }
             fmt_field(f, sizeof f, cur->kids[at]->key, &cur->kids[at]->val);
-            return cairn_error_mongo(c->err, CAIRN_EINVAL, 28,
+            return cairn_error_mongo(c->err, CAIRN_EINVAL, MONGO_PathNotViable,
                                      "Cannot create field '%s' in element {%s}", p->parts[i + 1],
                                      f);
         }
@@ -1810,7 +1815,7 @@ static int put_leaf(struct apply_ctx *c,
         long want = parse_index(name);
         if (want >= MAX_BACKFILL) {
             node_free(nd);
-            return cairn_error_mongo(c->err, CAIRN_EINVAL, 2,
+            return cairn_error_mongo(c->err, CAIRN_EINVAL, MONGO_BadValue,
                                      "can't backfill array to larger than %d elements",
                                      MAX_BACKFILL);
         }
@@ -1870,7 +1875,7 @@ static int arith(struct apply_ctx *c,
     bool mul = o->kind == OP_MUL;
 
     if (cur->value_type == BSON_TYPE_DECIMAL128 || arg->value_type == BSON_TYPE_DECIMAL128) {
-        return cairn_error_mongo(c->err, CAIRN_EUNSUPPORTED, 238,
+        return cairn_error_mongo(c->err, CAIRN_EUNSUPPORTED, MONGO_NotImplemented,
                                  "%s on decimal128 values is not supported", o->opname);
     }
     if (cur->value_type == BSON_TYPE_DOUBLE || arg->value_type == BSON_TYPE_DOUBLE) {
@@ -1887,7 +1892,7 @@ static int arith(struct apply_ctx *c,
         if (ovf) {
             char f[160];
             qry_fmt_value(cur, f, sizeof f);
-            return cairn_error_mongo(c->err, CAIRN_EINVAL, 2,
+            return cairn_error_mongo(c->err, CAIRN_EINVAL, MONGO_BadValue,
                                      "Failed to apply %s operations to current value (%s) for "
                                      "document %s",
                                      o->opname, f, c->id);
@@ -1921,7 +1926,7 @@ static int apply_arith(struct apply_ctx *c, const struct op *o, struct node *par
         } else if (res.value_type == BSON_TYPE_DOUBLE) {
             res.value.v_double = 0.0;
         } else {
-            return cairn_error_mongo(c->err, CAIRN_EUNSUPPORTED, 238,
+            return cairn_error_mongo(c->err, CAIRN_EUNSUPPORTED, MONGO_NotImplemented,
                                      "$mul on decimal128 values is not supported");
         }
         return put_value(c, parent, idx, leaf_name(&o->path), &res);
@@ -1929,7 +1934,7 @@ static int apply_arith(struct apply_ctx *c, const struct op *o, struct node *par
     {
         struct node *nd = parent->kids[idx];
         if (!is_number(nd->val.value_type)) {
-            return cairn_error_mongo(c->err, CAIRN_EINVAL, 14,
+            return cairn_error_mongo(c->err, CAIRN_EINVAL, MONGO_TypeMismatch,
                                      "Cannot apply %s to a value of non-numeric type. %s has the "
                                      "field '%s' of non-numeric type %s",
                                      o->opname, c->id, nd->key, qry_type_name(nd->val.value_type));
@@ -2091,20 +2096,20 @@ static int apply_array(struct apply_ctx *c, const struct op *o, struct node *par
             bson_destroy(&tmp);
             switch (o->kind) {
                 case OP_POP:
-                    return cairn_error_mongo(c->err, CAIRN_EINVAL, 14,
+                    return cairn_error_mongo(c->err, CAIRN_EINVAL, MONGO_TypeMismatch,
                                              "Path '%s' contains an element of non-array type '%s'",
                                              o->path.full, tn);
                 case OP_PULL:
                 case OP_PULLALL:
-                    return cairn_error_mongo(c->err, CAIRN_EINVAL, 2,
+                    return cairn_error_mongo(c->err, CAIRN_EINVAL, MONGO_BadValue,
                                              "Cannot apply %s to a non-array value", o->opname);
                 case OP_ADDTOSET:
-                    return cairn_error_mongo(c->err, CAIRN_EINVAL, 2,
+                    return cairn_error_mongo(c->err, CAIRN_EINVAL, MONGO_BadValue,
                                              "Cannot apply $addToSet to non-array field. Field "
                                              "named '%s' has non-array type %s",
                                              nd->key, tn);
                 default:
-                    return cairn_error_mongo(c->err, CAIRN_EINVAL, 2,
+                    return cairn_error_mongo(c->err, CAIRN_EINVAL, MONGO_BadValue,
                                              "The field '%s' must be an array but is of type %s "
                                              "in document %s",
                                              o->path.full, tn, c->id);
@@ -2261,7 +2266,7 @@ static int apply_rename(struct apply_ctx *c, const struct op *o, struct node *ro
         return 0;
     }
     if (rv == WALK_ARRAY) {
-        return cairn_error_mongo(c->err, CAIRN_EINVAL, 2,
+        return cairn_error_mongo(c->err, CAIRN_EINVAL, MONGO_BadValue,
                                  "The source field cannot be an array element, '%s' in doc with "
                                  "_id: %s has an array field called '%s'",
                                  o->path.full, c->id_val, parent->key);
@@ -2275,7 +2280,7 @@ static int apply_rename(struct apply_ctx *c, const struct op *o, struct node *ro
     /* check the destination before changing anything */
     rv = walk(c, root, &o->to, false, true, &tparent, &tidx);
     if (rv == WALK_ARRAY) {
-        return cairn_error_mongo(c->err, CAIRN_EINVAL, 2,
+        return cairn_error_mongo(c->err, CAIRN_EINVAL, MONGO_BadValue,
                                  "The destination field cannot be an array element, '%s' in doc "
                                  "with _id: %s has an array field called '%s'",
                                  o->to.full, c->id_val, tparent->key);
@@ -2490,7 +2495,8 @@ static int expand_rec(struct expander *x, struct node *cur, size_t i)
         path_free(&cp);
         return rv == 0 || rv == CAIRN_ENOMEM
                    ? cairn_error_setf(x->c->err, CAIRN_ENOMEM, "out of memory")
-                   : cairn_error_mongo(x->c->err, CAIRN_EINVAL, 2, "invalid update path");
+                   : cairn_error_mongo(x->c->err, CAIRN_EINVAL, MONGO_BadValue,
+                                       "invalid update path");
     }
     comp = p->parts[i];
     if (strcmp(comp, "$") == 0) {
@@ -2500,7 +2506,7 @@ static int expand_rec(struct expander *x, struct node *cur, size_t i)
         size_t idlen = strlen(comp) - 3;
         const struct afilter *af = idlen > 0 ? af_find(&x->u->afs, comp + 2, idlen) : NULL;
         if (cur == NULL) {
-            return cairn_error_mongo(x->c->err, CAIRN_EINVAL, 2,
+            return cairn_error_mongo(x->c->err, CAIRN_EINVAL, MONGO_BadValue,
                                      "The path '%s' must exist in the document in order to apply "
                                      "array updates.",
                                      x->buf);
@@ -2512,7 +2518,7 @@ static int expand_rec(struct expander *x, struct node *cur, size_t i)
             node_view(cur, &tmp, &v);
             fmt_field(f, sizeof f, cur->key, &v);
             bson_destroy(&tmp);
-            return cairn_error_mongo(x->c->err, CAIRN_EINVAL, 2,
+            return cairn_error_mongo(x->c->err, CAIRN_EINVAL, MONGO_BadValue,
                                      "Cannot apply array updates to non-array element %s", f);
         }
         for (size_t k = 0; k < cur->n; k++) {
@@ -2624,8 +2630,8 @@ static int check_concrete_conflicts(struct apply_ctx *c, const struct cvec *cv)
         if (path_is_prefix(v[i].p, v[i + 1].p)) {
             char at[512];
             merge_conflict_path(&v[i], &v[i + 1], at, sizeof at);
-            rv = cairn_error_mongo(c->err, CAIRN_EINVAL, 40, "Update created a conflict at '%s'",
-                                   at);
+            rv = cairn_error_mongo(c->err, CAIRN_EINVAL, MONGO_ConflictingUpdateOperators,
+                                   "Update created a conflict at '%s'", at);
             break;
         }
     }
@@ -2670,7 +2676,7 @@ static int apply_dynamic(const struct qry_update *u,
             continue;
         }
         if (o->dollar && match_pos < 0) {
-            rv = cairn_error_mongo(c->err, CAIRN_EINVAL, 2,
+            rv = cairn_error_mongo(c->err, CAIRN_EINVAL, MONGO_BadValue,
                                    "The positional operator did not find the match needed from "
                                    "the query.");
             break;
@@ -2747,7 +2753,7 @@ static int apply_replacement(const struct qry_update *u, struct apply_ctx *c, bs
     if (has_old && has_new && !same_value(&oid, &rid)) {
         char f[160];
         qry_fmt_value(bson_iter_value(&rid), f, sizeof f);
-        return cairn_error_mongo(c->err, CAIRN_EINVAL, 66,
+        return cairn_error_mongo(c->err, CAIRN_EINVAL, MONGO_ImmutableField,
                                  "After applying the update, the (immutable) field '_id' was found "
                                  "to have been altered to _id: %s",
                                  f);
@@ -2848,7 +2854,7 @@ int qry_update_apply_pos(const struct qry_update *u,
         if (!bson_iter_init_find(&nid, &res, "_id") || !same_value(&oid, &nid)) {
             bson_destroy(&res);
             bson_init(out);
-            return cairn_error_mongo(err, CAIRN_EINVAL, 66,
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_ImmutableField,
                                      "Performing an update on the path '_id' would modify the "
                                      "immutable field '_id'");
         }
@@ -2887,7 +2893,8 @@ static int seed_add(struct seed *s, const char *key, const bson_value_t *v, stru
     }
     if (rv == -2) {
         path_free(&p);
-        return cairn_error_mongo(err, CAIRN_EINVAL, 2, "filter path '%.60s...' is too deep", key);
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
+                                 "filter path '%.60s...' is too deep", key);
     }
     if (rv != 0) {
         path_free(&p);
@@ -2901,11 +2908,11 @@ static int seed_add(struct seed *s, const char *key, const bson_value_t *v, stru
     }
     for (size_t i = 0; i < s->n; i++) {
         if (strcmp(s->paths[i].full, p.full) == 0) {
-            rv = cairn_error_mongo(err, CAIRN_EINVAL, 54,
+            rv = cairn_error_mongo(err, CAIRN_EINVAL, MONGO_NotSingleValueField,
                                    "cannot infer query fields to set, path '%s' is matched twice",
                                    p.full);
         } else if (path_is_prefix(&s->paths[i], &p) || path_is_prefix(&p, &s->paths[i])) {
-            rv = cairn_error_mongo(err, CAIRN_EINVAL, 54,
+            rv = cairn_error_mongo(err, CAIRN_EINVAL, MONGO_NotSingleValueField,
                                    "cannot infer query fields to set, both paths '%s' and '%s' "
                                    "are matched",
                                    s->paths[i].full, p.full);
@@ -2984,10 +2991,10 @@ static int seed_collect(struct seed *s, const bson_t *filter, int depth, struct 
     bson_iter_t it;
 
     if (depth > 100) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 2, "filter nested too deeply");
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue, "filter nested too deeply");
     }
     if (!bson_iter_init(&it, filter)) {
-        return cairn_error_mongo(err, CAIRN_EBADDOC, 2, "invalid filter document");
+        return cairn_error_mongo(err, CAIRN_EBADDOC, MONGO_BadValue, "invalid filter document");
     }
     while (bson_iter_next(&it)) {
         const char *k = bson_iter_key(&it);

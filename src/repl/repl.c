@@ -43,12 +43,6 @@
 #define MAX_QUEUED_BYTES ((size_t)64 << 20)
 #define WTIMEOUT_TICK_MS 5
 
-#define MONGO_NOT_PRIMARY 10107
-#define MONGO_SHUTDOWN 91
-#define MONGO_NOT_YET_INITIALIZED 94
-#define MONGO_ALREADY_INITIALIZED 23
-#define MONGO_UNSATISFIABLE_WC 100
-
 static void poll_state(struct repl *r);
 static void drive_proposals(struct repl *r);
 
@@ -171,7 +165,7 @@ int repl_config_append(struct repl *r, bson_t *out, const char *key, struct cair
     pthread_mutex_lock(&r->smu);
     if (r->scfg.doc == NULL) {
         pthread_mutex_unlock(&r->smu);
-        return cairn_error_mongo(err, CAIRN_ENOTFOUND, MONGO_NOT_YET_INITIALIZED,
+        return cairn_error_mongo(err, CAIRN_ENOTFOUND, MONGO_NotYetInitialized,
                                  "no replset config has been received");
     }
     rc = repl_cfg_append(&r->scfg, r->st.term, out, key);
@@ -720,7 +714,7 @@ static int handle_start(struct repl *r, struct repl_ctl *c)
     }
     self = repl_cfg_find(&c->cfg, r->me);
     if (self < 0) {
-        cairn_error_mongo(&c->err, CAIRN_EINVAL, 93,
+        cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_InvalidReplicaSetConfig,
                           "this member (%s) is not in the replica set config", r->me);
         return CAIRN_EINVAL;
     }
@@ -916,7 +910,8 @@ static int post_ctl(struct repl *r, struct repl_ctl *c)
     pthread_mutex_lock(&r->qmu);
     if (r->stopping) {
         pthread_mutex_unlock(&r->qmu);
-        return cairn_error_mongo(&c->err, CAIRN_ESHUTDOWN, MONGO_SHUTDOWN, "shutting down");
+        return cairn_error_mongo(&c->err, CAIRN_ESHUTDOWN, MONGO_ShutdownInProgress,
+                                 "shutting down");
     }
     c->next = NULL;
     if (r->ctl_tail != NULL) {
@@ -973,7 +968,7 @@ int repl_initiate(struct repl *r, const bson_t *config, struct cairn_error *err)
     }
     pthread_mutex_unlock(&r->smu);
     if (busy) {
-        return cairn_error_mongo(err, CAIRN_EEXISTS, MONGO_ALREADY_INITIALIZED,
+        return cairn_error_mongo(err, CAIRN_EEXISTS, MONGO_AlreadyInitialized,
                                  "already initialized");
     }
     rc = repl_cfg_build(config, r->set_name, r->me, &cfg, err);
@@ -1242,7 +1237,7 @@ int repl_propose(struct repl *r, const struct eng_commit *commit, struct cairn_e
     int rc;
 
     if (!atomic_load(&r->writable)) {
-        return cairn_error_mongo(err, CAIRN_ENOTLEADER, MONGO_NOT_PRIMARY, "not primary");
+        return cairn_error_mongo(err, CAIRN_ENOTLEADER, MONGO_NotWritablePrimary, "not primary");
     }
     rc = repl_oplog_encode(commit, &buf);
     if (rc != 0) {
@@ -1253,7 +1248,7 @@ int repl_propose(struct repl *r, const struct eng_commit *commit, struct cairn_e
     if (buf.len > MAX_COMMIT_BYTES) {
         size_t len = buf.len;
         cairn_buf_free(&buf);
-        return cairn_error_mongo(err, CAIRN_ETOOBIG, 10334,
+        return cairn_error_mongo(err, CAIRN_ETOOBIG, MONGO_BSONObjectTooLarge,
                                  "commit of %zu bytes exceeds the replication limit of %zu bytes",
                                  len, MAX_COMMIT_BYTES);
     }
@@ -1275,14 +1270,14 @@ int repl_propose(struct repl *r, const struct eng_commit *commit, struct cairn_e
         pthread_mutex_unlock(&r->qmu);
         free(p->data);
         free(p);
-        return cairn_error_mongo(err, CAIRN_ESHUTDOWN, MONGO_SHUTDOWN, "shutting down");
+        return cairn_error_mongo(err, CAIRN_ESHUTDOWN, MONGO_ShutdownInProgress, "shutting down");
     }
     if (!atomic_load(&r->writable)) {
         /* Leadership ended while this commit waited for room. */
         pthread_mutex_unlock(&r->qmu);
         free(p->data);
         free(p);
-        return cairn_error_mongo(err, CAIRN_ENOTLEADER, MONGO_NOT_PRIMARY, "not primary");
+        return cairn_error_mongo(err, CAIRN_ENOTLEADER, MONGO_NotWritablePrimary, "not primary");
     }
     if (commit->ts <= r->q_last_ts) {
         cairn_ts last = r->q_last_ts;
@@ -1329,7 +1324,7 @@ int repl_wait(struct repl *r,
     cairn_ts level;
 
     if (wc == NULL || cb == NULL || wc->w < 0 || wc->wtimeout_ms < 0) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 2, "invalid write concern");
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue, "invalid write concern");
     }
     if (wc->w > 1) {
         size_t n;
@@ -1337,12 +1332,13 @@ int repl_wait(struct repl *r,
         n = r->st.n_members;
         pthread_mutex_unlock(&r->smu);
         if ((size_t)wc->w > n) {
-            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_UNSATISFIABLE_WC,
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_UnsatisfiableWriteConcern,
                                      "Not enough data-bearing nodes (w: %d, members: %zu)", wc->w,
                                      n);
         }
         /* Unreachable while sets have one member (repl_initiate). */
-        return cairn_error_mongo(err, CAIRN_EUNSUPPORTED, 238, "w: %d is not supported yet", wc->w);
+        return cairn_error_mongo(err, CAIRN_EUNSUPPORTED, MONGO_NotImplemented,
+                                 "w: %d is not supported yet", wc->w);
     }
     if (ts == 0) {
         cb(arg, 0);

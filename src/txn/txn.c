@@ -127,7 +127,7 @@ int txn_cluster_time_advance(struct txn_mgr *m, cairn_ts ts, struct cairn_error 
     int64_t now_secs = cairn_wall_ms() / 1000;
 
     if ((int64_t)CAIRN_TS_SECS(ts) > now_secs + year_secs) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 205,
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_ClusterTimeFailsRateLimiter,
                                  "clusterTime %u is too far ahead of the wall clock",
                                  CAIRN_TS_SECS(ts));
     }
@@ -151,25 +151,28 @@ int txn_check_ns(const char *db, const char *coll, struct cairn_error *err)
     size_t cl = coll ? strlen(coll) : 0;
 
     if (dl == 0) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 73,
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_InvalidNamespace,
                                  "Invalid namespace specified: empty database name");
     }
     if (strpbrk(db, "/\\. \"$") != NULL || dl > 63) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 73, "Invalid database name: '%s'", db);
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_InvalidNamespace,
+                                 "Invalid database name: '%s'", db);
     }
     if (cl == 0) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 73, "Invalid namespace specified '%s.'", db);
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_InvalidNamespace,
+                                 "Invalid namespace specified '%s.'", db);
     }
     if (dl + 1 + cl > ENG_NS_MAX) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 73,
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_InvalidNamespace,
                                  "Fully qualified namespace is too long. Namespace: %s.%s Max: %d",
                                  db, coll, ENG_NS_MAX);
     }
     if (coll[0] == '.' || strchr(coll, '$') != NULL) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 73, "Invalid collection name: %s", coll);
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_InvalidNamespace,
+                                 "Invalid collection name: %s", coll);
     }
     if (strncmp(coll, "system.", 7) == 0) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 73,
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_InvalidNamespace,
                                  "Invalid system namespace: %s.%s (system collections are not "
                                  "supported)",
                                  db, coll);
@@ -487,7 +490,7 @@ int txn_write_begin(struct txn_mgr *m, struct txn_write **out, struct cairn_erro
     pthread_mutex_lock(&m->write_lock);
     if (!repl_is_writable(m->repl)) {
         pthread_mutex_unlock(&m->write_lock);
-        return cairn_error_mongo(err, CAIRN_ENOTLEADER, 10107, "not primary");
+        return cairn_error_mongo(err, CAIRN_ENOTLEADER, MONGO_NotWritablePrimary, "not primary");
     }
     w = calloc(1, sizeof *w);
     if (w == NULL) {
@@ -560,7 +563,8 @@ static int stage_create(struct txn_write *w, const char *ns, uint64_t *id, struc
     int rv;
 
     if (strlen(ns) > ENG_NS_MAX || split_ns(ns, db, sizeof db, &coll) != 0) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 73, "Invalid namespace specified '%s'", ns);
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_InvalidNamespace,
+                                 "Invalid namespace specified '%s'", ns);
     }
     rv = txn_check_ns(db, coll, err);
     if (rv != 0) {
@@ -600,7 +604,8 @@ int txn_write_coll(struct txn_write *w,
         return 0;
     }
     if (!create) {
-        return cairn_error_mongo(err, CAIRN_ENOTFOUND, 26, "ns not found: %s", ns);
+        return cairn_error_mongo(err, CAIRN_ENOTFOUND, MONGO_NamespaceNotFound, "ns not found: %s",
+                                 ns);
     }
     int rv = stage_create(w, ns, coll_id, err);
     if (rv == 0 && created != NULL) {
@@ -614,7 +619,8 @@ int txn_write_create(struct txn_write *w, const char *ns, struct cairn_error *er
     uint64_t id;
 
     if (lookup_coll(w, ns, &id) == 0) {
-        return cairn_error_mongo(err, CAIRN_EEXISTS, 48, "Collection %s already exists.", ns);
+        return cairn_error_mongo(err, CAIRN_EEXISTS, MONGO_NamespaceExists,
+                                 "Collection %s already exists.", ns);
     }
     return stage_create(w, ns, &id, err);
 }
@@ -626,7 +632,7 @@ int txn_write_drop(struct txn_write *w, const char *ns, struct cairn_error *err)
     int rv;
 
     if (lookup_coll(w, ns, &id) != 0) {
-        return cairn_error_mongo(err, CAIRN_ENOTFOUND, 26, "ns not found");
+        return cairn_error_mongo(err, CAIRN_ENOTFOUND, MONGO_NamespaceNotFound, "ns not found");
     }
     op.kind = ENG_OP_DROP;
     op.coll_id = id;
@@ -681,12 +687,12 @@ static int doc_key(struct txn_write *w,
     bson_iter_t it;
 
     if (doc->len > TXN_MAX_DOC_SIZE) {
-        return cairn_error_mongo(err, CAIRN_ETOOBIG, 10334,
+        return cairn_error_mongo(err, CAIRN_ETOOBIG, MONGO_BSONObjectTooLarge,
                                  "object to insert too large. size in bytes: %u, max size: %d",
                                  doc->len, TXN_MAX_DOC_SIZE);
     }
     if (!bson_iter_init_find(&it, doc, "_id")) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 2, "document has no _id field");
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue, "document has no _id field");
     }
     *idval = *bson_iter_value(&it);
     return encode_id(idval, &w->key, err);
@@ -779,7 +785,7 @@ int txn_write_insert(struct txn_write *w,
         bson_destroy(&existing);
         format_dup_key(&id, dup, sizeof dup);
         return cairn_error_mongo(
-            err, CAIRN_EEXISTS, 11000,
+            err, CAIRN_EEXISTS, MONGO_DuplicateKey,
             "E11000 duplicate key error collection: %s index: _id_ dup key: %s",
             coll_ns_of(w, coll_id, ns, sizeof ns), dup);
     }
@@ -920,7 +926,7 @@ static int propose_staged(struct txn_write *w, cairn_ts *ts, struct cairn_error 
              * resolves against them (discarding them too lost updates). */
             eng_overlay_discard_from(m->eng, commit.ts);
             if (rv == CAIRN_ENOTLEADER && err != NULL && err->mongo_code == 0) {
-                err->mongo_code = 10107;
+                err->mongo_code = MONGO_NotWritablePrimary;
             }
         } else {
             *ts = commit.ts;
