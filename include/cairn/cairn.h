@@ -17,7 +17,7 @@
 #define CAIRN_VERSION_PATCH 0
 
 /* Internal error classes. 0 is success; errors are positive.
- * Retryable: BUSY, NOTLEADER, CONFLICT. Caller bug: INVAL, STATE.
+ * Retryable: BUSY, NOTLEADER, CONFLICT, INTERRUPTED. Caller bug: INVAL, STATE.
  * Environment: NOMEM, IO, NOSPC. Data: CORRUPT, BADDOC, TOOBIG. */
 #define CAIRN_ERROR_MAP(X)          \
     X(NOMEM, "out of memory")       \
@@ -36,7 +36,8 @@
     X(STATE, "invalid state")       \
     X(TIMEOUT, "timed out")         \
     X(UNSUPPORTED, "not supported") \
-    X(PROTO, "protocol error")
+    X(PROTO, "protocol error")      \
+    X(INTERRUPTED, "interrupted")
 
 enum {
     CAIRN_OK = 0,

@@ -123,6 +123,7 @@
     X(MigrationConflict, 272)                           \
     X(IndexBuildAborted, 276)                           \
     X(ChecksumMismatch, 288)                            \
+    X(ClientDisconnect, 279)                            \
     X(TransactionExceededLifetimeLimitSeconds, 290)     \
     X(QueryExceededMemoryLimitNoDiskUseAllowed, 292)    \
     X(ShardCannotRefreshDueToLocksHeld, 343)            \
