@@ -33,6 +33,7 @@ struct txn_mgr
     struct repl *repl;
     pthread_mutex_t write_lock;
     _Atomic uint64_t cluster_ts;
+    _Atomic int64_t lifetime_secs;
 };
 
 struct txn_read
@@ -91,6 +92,7 @@ int txn_mgr_open(struct eng *e, struct repl *r, struct txn_mgr **out, struct cai
     pthread_mutex_init(&m->write_lock, NULL);
     eng_applied(e, &idx, &ts);
     atomic_store(&m->cluster_ts, ts);
+    atomic_store(&m->lifetime_secs, TXN_DEFAULT_LIFETIME_SECS);
     *out = m;
     return 0;
 }
@@ -102,6 +104,22 @@ void txn_mgr_close(struct txn_mgr *m)
     }
     pthread_mutex_destroy(&m->write_lock);
     free(m);
+}
+
+int64_t txn_lifetime_limit_secs(struct txn_mgr *m)
+{
+    return atomic_load(&m->lifetime_secs);
+}
+
+int txn_set_lifetime_limit_secs(struct txn_mgr *m, int64_t secs, struct cairn_error *err)
+{
+    if (secs < 1) {
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
+                                 "transactionLifetimeLimitSeconds must be greater than or equal "
+                                 "to 1s");
+    }
+    atomic_store(&m->lifetime_secs, secs);
+    return 0;
 }
 
 static void clock_raise(struct txn_mgr *m, cairn_ts ts)

@@ -41,6 +41,14 @@ struct txn_mgr;
 int txn_mgr_open(struct eng *e, struct repl *r, struct txn_mgr **out, struct cairn_error *err);
 void txn_mgr_close(struct txn_mgr *m);
 
+/* transactionLifetimeLimitSeconds: how long a multi-document transaction
+ * may stay open before the reaper aborts it (default 60, as mongod; at
+ * least 1). The setter fails with CAIRN_EINVAL (mongo_code 2 BadValue) below
+ * 1. Any thread. */
+#define TXN_DEFAULT_LIFETIME_SECS 60
+int64_t txn_lifetime_limit_secs(struct txn_mgr *m);
+int txn_set_lifetime_limit_secs(struct txn_mgr *m, int64_t secs, struct cairn_error *err);
+
 /* The current cluster time (>= every ts assigned or applied here and every
  * $clusterTime received). Any thread. */
 cairn_ts txn_cluster_time(struct txn_mgr *m);
