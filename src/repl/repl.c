@@ -1,9 +1,9 @@
 /*
- * repl.c: the replication object (see repl.h): the raft thread and its
- * libuv loop, raft start-up (bootstrap once, then start), the proposal
- * queue with group commit and flow control, leadership tracking by polling
- * (raft 0.15 has no state callback), durability by polling last_stored,
- * write-concern waiters, the status copy, initiation and shutdown.
+ * repl.c: the replication object's life (see repl.h): the raft thread and
+ * its libuv loop, raft start-up (bootstrap once, then start), initiation,
+ * the control queue, and shutdown. The proposal queue is in propose.c,
+ * leadership in leader.c, waiters in waiters.c, the status copy in
+ * status.c, the state machine in fsm.c.
  *
  * Threads: every raft call and every handle lives on the raft thread. Other
  * threads touch only the queue (qmu), the status copy (smu), the published
@@ -22,13 +22,6 @@
 #include "lib/log.h"
 #include "repl/repl_int.h"
 
-/* Flow control (trap T9): stop proposing while more entries than this are
- * appended but not committed. */
-#define MAX_UNCOMMITTED 512
-/* Group commit: stop adding commits to one entry past this many bytes. */
-#define GROUP_MAX_BYTES ((size_t)2 << 20)
-/* Largest single encoded commit (raft_uv segments are 32 MiB below). */
-#define MAX_COMMIT_BYTES ((size_t)24 << 20)
 #define SEGMENT_SIZE ((size_t)32 << 20)
 #define ELECTION_TIMEOUT_MS 1000
 #define HEARTBEAT_TIMEOUT_MS 100
@@ -36,587 +29,6 @@
 #define SNAPSHOT_THRESHOLD 4096
 #define SNAPSHOT_TRAILING 1024
 #define POLL_INTERVAL_MS 10
-/* Backpressure: repl_propose waits while this much is queued for the raft
- * thread (w:1 writers are acknowledged when queued and would otherwise
- * grow the queue without bound while the disk stalls). */
-#define MAX_QUEUED_COMMITS 16384
-#define MAX_QUEUED_BYTES ((size_t)64 << 20)
-#define WTIMEOUT_TICK_MS 5
-
-static void poll_state(struct repl *r);
-static void drive_proposals(struct repl *r);
-
-static cairn_ts ts_max(cairn_ts a, cairn_ts b)
-{
-    return a > b ? a : b;
-}
-
-/* ---- Status ------------------------------------------------------------ */
-
-/* Copies the raft thread's view into the status (smu). Raft thread. */
-static void publish_status(struct repl *r)
-{
-    struct repl_status *st = &r->st;
-    bool writable = atomic_load(&r->writable);
-    int state, primary = -1;
-    raft_id leader_id = 0;
-    const char *leader_addr = NULL;
-
-    if (r->raft_started && !r->closing) {
-        raft_leader(&r->raft, &leader_id, &leader_addr);
-    }
-    if (writable) {
-        primary = r->self;
-    } else if (leader_id != 0 && leader_id != r->raft.id) {
-        for (size_t i = 0; i < r->cfg.n; i++) {
-            if ((raft_id)r->cfg.m[i].id + 1 == leader_id) {
-                primary = (int)i;
-            }
-        }
-    }
-    if (r->cfg.doc == NULL) {
-        state = REPL_STATE_STARTUP;
-    } else if (!r->raft_started) {
-        state = REPL_STATE_STARTUP2;
-    } else if (writable) {
-        state = REPL_STATE_PRIMARY;
-    } else if (leader_id != 0) {
-        state = REPL_STATE_SECONDARY;
-    } else {
-        state = REPL_STATE_RECOVERING;
-    }
-    pthread_mutex_lock(&r->smu);
-    st->state = state;
-    st->writable = writable;
-    st->primary = primary;
-    if (r->raft_started) {
-        st->term = r->raft.current_term;
-        st->commit_index = r->raft.commit_index;
-    }
-    st->applied_ts = r->applied_ts;
-    st->applied_index = r->applied_index;
-    st->applied_wall_ms = (int64_t)CAIRN_TS_SECS(r->applied_ts) * 1000;
-    st->last_ts = ts_max(st->last_ts, ts_max(r->handed_ts, r->applied_ts));
-    pthread_mutex_unlock(&r->smu);
-}
-
-/* Installs r->cfg into the status copy. Raft thread. */
-static void publish_config(struct repl *r)
-{
-    struct repl_status *st = &r->st;
-    pthread_mutex_lock(&r->smu);
-    repl_cfg_free(&r->scfg);
-    if (repl_cfg_copy(&r->scfg, &r->cfg) != 0) {
-        cairn_log(CAIRN_LOG_ERROR, "repl", "out of memory copying the config");
-    }
-    st->initiated = r->cfg.doc != NULL;
-    snprintf(st->set_name, sizeof st->set_name, "%s", r->cfg.set_name);
-    st->config_version = r->cfg.version;
-    st->n_members = r->cfg.n;
-    for (size_t i = 0; i < r->cfg.n; i++) {
-        st->members[i].id = r->cfg.m[i].id;
-        snprintf(st->members[i].host, sizeof st->members[i].host, "%s", r->cfg.m[i].host);
-        st->members[i].votes = r->cfg.m[i].votes;
-        st->members[i].priority = r->cfg.m[i].priority;
-    }
-    st->self = r->self;
-    pthread_mutex_unlock(&r->smu);
-}
-
-void repl_status_get(struct repl *r, struct repl_status *out)
-{
-    cairn_index idx;
-    cairn_ts ts, q_last;
-
-    pthread_mutex_lock(&r->smu);
-    *out = r->st;
-    pthread_mutex_unlock(&r->smu);
-    pthread_mutex_lock(&r->qmu);
-    q_last = r->q_last_ts;
-    pthread_mutex_unlock(&r->qmu);
-    eng_applied(r->eng, &idx, &ts);
-    out->applied_index = idx;
-    out->applied_ts = ts;
-    out->applied_wall_ms = (int64_t)CAIRN_TS_SECS(ts) * 1000;
-    out->last_ts = ts_max(out->last_ts, ts_max(q_last, ts));
-    out->last_wall_ms = (int64_t)CAIRN_TS_SECS(out->last_ts) * 1000;
-    out->writable = atomic_load(&r->writable);
-    if (!out->writable && out->state == REPL_STATE_PRIMARY) {
-        out->state = REPL_STATE_SECONDARY;
-    }
-}
-
-void repl_counters_get(struct repl *r, struct repl_counters *out)
-{
-    out->entries_proposed = atomic_load(&r->n_entries_proposed);
-    out->commits_proposed = atomic_load(&r->n_commits_proposed);
-    out->entries_applied = atomic_load(&r->n_entries_applied);
-    out->entries_skipped = atomic_load(&r->n_entries_skipped);
-}
-
-bool repl_is_writable(struct repl *r)
-{
-    return atomic_load(&r->writable);
-}
-
-int repl_config_append(struct repl *r, bson_t *out, const char *key, struct cairn_error *err)
-{
-    int rc;
-    pthread_mutex_lock(&r->smu);
-    if (r->scfg.doc == NULL) {
-        pthread_mutex_unlock(&r->smu);
-        return cairn_error_mongo(err, CAIRN_ENOTFOUND, MONGO_NotYetInitialized,
-                                 "no replset config has been received");
-    }
-    rc = repl_cfg_append(&r->scfg, r->st.term, out, key);
-    pthread_mutex_unlock(&r->smu);
-    if (rc != 0) {
-        return cairn_error_setf(err, rc, "replSetGetConfig: %s", cairn_strerror(rc));
-    }
-    return 0;
-}
-
-/* ---- Waiters (raft thread) --------------------------------------------- */
-
-static void release_all(struct repl *r)
-{
-    repl_waitq_release(&r->waitq, REPL_WK_APPLIED, r->applied_ts);
-    repl_waitq_release(&r->waitq, REPL_WK_DURABLE, r->durable_ts);
-    repl_waitq_release(&r->waitq, REPL_WK_HANDED, r->handed_ts);
-}
-
-static void wc_timer_cb(uv_timer_t *t)
-{
-    struct repl *r = t->data;
-    repl_waitq_expire(&r->waitq, cairn_mono_ns());
-    if (r->waitq.n_deadline == 0 && r->wc_timer_on) {
-        uv_timer_stop(&r->wc_timer);
-        r->wc_timer_on = false;
-    }
-}
-
-static void wc_timer_update(struct repl *r)
-{
-    if (r->closing) {
-        return;
-    }
-    if (r->waitq.n_deadline > 0 && !r->wc_timer_on) {
-        uv_timer_start(&r->wc_timer, wc_timer_cb, WTIMEOUT_TICK_MS, WTIMEOUT_TICK_MS);
-        r->wc_timer_on = true;
-    } else if (r->waitq.n_deadline == 0 && r->wc_timer_on) {
-        uv_timer_stop(&r->wc_timer);
-        r->wc_timer_on = false;
-    }
-}
-
-static cairn_ts level_of(struct repl *r, int kind)
-{
-    switch (kind) {
-        case REPL_WK_APPLIED:
-            return r->applied_ts;
-        case REPL_WK_DURABLE:
-            return r->durable_ts;
-        default:
-            return r->handed_ts;
-    }
-}
-
-static void add_waiter(struct repl *r, struct repl_waiter *w)
-{
-    int status = -1;
-
-    if (w->ts <= level_of(r, w->kind)) {
-        status = 0;
-    } else if (r->closing) {
-        status = CAIRN_ESHUTDOWN;
-    } else if (w->ts <= r->lost_ts || !atomic_load(&r->writable)) {
-        /* Its commit was dropped, or its outcome is unknown since a
-         * leadership change, or it was never proposed here. */
-        status = CAIRN_ENOTLEADER;
-    }
-    if (status >= 0) {
-        repl_wait_cb cb = w->cb;
-        void *arg = w->arg;
-        free(w);
-        cb(arg, status);
-        return;
-    }
-    repl_waitq_insert(&r->waitq, w);
-    wc_timer_update(r);
-}
-
-/* ---- Progress ---------------------------------------------------------- */
-
-void repl_on_applied(struct repl *r, cairn_index index, cairn_ts ts)
-{
-    r->applied_index = index;
-    r->applied_ts = ts_max(r->applied_ts, ts);
-    /* Applied means committed, which in 0.15 means stored here too. */
-    r->durable_ts = ts_max(r->durable_ts, r->applied_ts);
-    r->handed_ts = ts_max(r->handed_ts, r->applied_ts);
-    atomic_store(&r->pub_applied, r->applied_ts);
-    atomic_store(&r->pub_durable, r->durable_ts);
-    atomic_store(&r->pub_handed, r->handed_ts);
-    release_all(r);
-}
-
-/* Frees the queued commits; they will never be proposed. Returns the newest
- * dropped ts (0 if none). Raft thread. */
-static cairn_ts drop_queue(struct repl *r)
-{
-    struct repl_pcommit *p;
-    cairn_ts newest = 0;
-
-    pthread_mutex_lock(&r->qmu);
-    p = r->q_head;
-    r->q_head = r->q_tail = NULL;
-    r->q_len = 0;
-    r->q_bytes = 0;
-    pthread_cond_broadcast(&r->q_space);
-    pthread_mutex_unlock(&r->qmu);
-    while (p != NULL) {
-        struct repl_pcommit *next = p->next;
-        newest = ts_max(newest, p->ts);
-        free(p->data);
-        free(p);
-        p = next;
-    }
-    return newest;
-}
-
-/* Leadership is gone (or its outcome unknown): stop writes at once, hide
- * the overlay, drop what was not proposed and fail every waiter. */
-static void lose_leadership(struct repl *r, const char *why)
-{
-    bool was_writable = atomic_exchange(&r->writable, false);
-    cairn_ts dropped;
-
-    r->leader = false;
-    r->barrier_done = false;
-    eng_overlay_discard(r->eng);
-    dropped = drop_queue(r);
-    r->lost_ts = ts_max(r->lost_ts, ts_max(dropped, r->handed_ts));
-    release_all(r);
-    repl_waitq_fail_upto(&r->waitq, CAIRN_TS_MAX, CAIRN_ENOTLEADER);
-    wc_timer_update(r);
-    if (was_writable) {
-        cairn_log(CAIRN_LOG_INFO, "repl", "no longer primary (%s)", why);
-    }
-    publish_status(r);
-}
-
-static void barrier_cb(struct raft_barrier *req, int status)
-{
-    struct repl *r = req->data;
-
-    r->barrier_inflight = false;
-    if (r->closing) {
-        return;
-    }
-    if (status == 0) {
-        if (r->leader && raft_state(&r->raft) == RAFT_LEADER &&
-            r->raft.current_term == r->leader_term) {
-            /* Every earlier entry is applied: applied_ts is the newest ts
-             * in the log. */
-            r->barrier_done = true;
-            r->durable_ts = ts_max(r->durable_ts, r->applied_ts);
-            r->handed_ts = ts_max(r->handed_ts, r->applied_ts);
-            atomic_store(&r->pub_durable, r->durable_ts);
-            atomic_store(&r->pub_handed, r->handed_ts);
-            pthread_mutex_lock(&r->smu);
-            r->st.election_wall_ms = cairn_wall_ms();
-            pthread_mutex_unlock(&r->smu);
-            atomic_store(&r->writable, true);
-            cairn_log(CAIRN_LOG_INFO, "repl", "primary in term %llu (applied index %llu)",
-                      (unsigned long long)r->leader_term, (unsigned long long)r->applied_index);
-            publish_status(r);
-        }
-        return;
-    }
-    if (status == RAFT_LEADERSHIPLOST || status == RAFT_NOTLEADER || status == RAFT_SHUTDOWN) {
-        if (r->leader) {
-            lose_leadership(r, "barrier lost");
-        }
-        return;
-    }
-    cairn_log(CAIRN_LOG_ERROR, "repl", "FATAL: raft barrier failed: %s (%d)", raft_strerror(status),
-              status);
-    abort();
-}
-
-static void submit_barrier(struct repl *r)
-{
-    int rv;
-    if (r->barrier_inflight || r->barrier_done) {
-        return;
-    }
-    memset(&r->barrier, 0, sizeof r->barrier);
-    r->barrier.data = r;
-    rv = raft_barrier(&r->raft, &r->barrier, barrier_cb);
-    if (rv == 0) {
-        r->barrier_inflight = true;
-    } else {
-        /* Retried on the next poll while still leader. */
-        cairn_log(CAIRN_LOG_WARN, "repl", "raft_barrier: %s", raft_strerror(rv));
-    }
-}
-
-/* ---- Proposals (raft thread) ------------------------------------------- */
-
-static void inflight_unlink(struct repl *r, struct repl_prop *p)
-{
-    if (p->prev != NULL) {
-        p->prev->next = p->next;
-    } else {
-        r->inflight_head = p->next;
-    }
-    if (p->next != NULL) {
-        p->next->prev = p->prev;
-    } else {
-        r->inflight_tail = p->prev;
-    }
-    r->n_inflight--;
-}
-
-static void apply_cb(struct raft_apply *req, int status, void *result)
-{
-    struct repl_prop *p = req->data;
-    struct repl *r = p->r;
-    cairn_ts last = p->last_ts;
-
-    (void)result;
-    inflight_unlink(r, p);
-    free(p);
-    if (status == 0) {
-        /* Applied through the FSM already (repl_on_applied). */
-        return;
-    }
-    if (status == RAFT_LEADERSHIPLOST || status == RAFT_NOTLEADER || status == RAFT_SHUTDOWN) {
-        r->lost_ts = ts_max(r->lost_ts, last);
-        if (!r->closing) {
-            lose_leadership(r, "entry outcome unknown");
-        }
-        return;
-    }
-    /* Trap T6: 0.15 stays leader after a failed disk write and may reuse
-     * the index for different content. Restart from disk instead. */
-    cairn_log(CAIRN_LOG_ERROR, "repl", "FATAL: raft entry %llu failed: %s (%d)",
-              (unsigned long long)req->index, raft_strerror(status), status);
-    abort();
-}
-
-/* Pops up to GROUP_MAX_BYTES of queued commits into one raft buffer.
- * Returns false when the queue is empty. */
-static bool pop_group(struct repl *r,
-                      struct raft_buffer *buf,
-                      cairn_ts *first_ts,
-                      cairn_ts *last_ts,
-                      size_t *n,
-                      int *rc)
-{
-    struct repl_pcommit *first, *p, *end;
-    size_t total = 0;
-    uint8_t *dst;
-
-    *rc = 0;
-    pthread_mutex_lock(&r->qmu);
-    first = r->q_head;
-    if (first == NULL) {
-        pthread_mutex_unlock(&r->qmu);
-        return false;
-    }
-    end = first;
-    total = first->len;
-    *n = 1;
-    while (end->next != NULL && total + end->next->len <= GROUP_MAX_BYTES) {
-        end = end->next;
-        total += end->len;
-        (*n)++;
-    }
-    r->q_head = end->next;
-    if (r->q_head == NULL) {
-        r->q_tail = NULL;
-    }
-    r->q_len -= *n;
-    r->q_bytes -= total;
-    pthread_cond_broadcast(&r->q_space);
-    end->next = NULL;
-    pthread_mutex_unlock(&r->qmu);
-
-    {
-        /* Zero-pad to a multiple of 8: raft 0.15 requires it (see
-         * REPL_OPLOG_ALIGN). */
-        size_t padded = (total + REPL_OPLOG_ALIGN - 1) & ~(size_t)(REPL_OPLOG_ALIGN - 1);
-        dst = raft_malloc(padded);
-        if (dst != NULL) {
-            memset(dst + total, 0, padded - total);
-        }
-        total = padded;
-    }
-    *first_ts = first->ts;
-    *last_ts = end->ts;
-    buf->base = dst;
-    buf->len = total;
-    for (p = first; p != NULL;) {
-        struct repl_pcommit *next = p->next;
-        if (dst != NULL) {
-            memcpy(dst, p->data, p->len);
-            dst += p->len;
-        }
-        free(p->data);
-        free(p);
-        p = next;
-    }
-    if (buf->base == NULL) {
-        *rc = RAFT_NOMEM;
-    }
-    return true;
-}
-
-static void drive_proposals(struct repl *r)
-{
-    if (r->closing) {
-        return;
-    }
-    if (!atomic_load(&r->writable)) {
-        cairn_ts dropped = drop_queue(r);
-        if (dropped != 0) {
-            /* Accepted while writable, but leadership ended before they
-             * could be proposed. */
-            r->lost_ts = ts_max(r->lost_ts, dropped);
-            eng_overlay_discard(r->eng);
-            repl_waitq_fail_upto(&r->waitq, r->lost_ts, CAIRN_ENOTLEADER);
-        }
-        return;
-    }
-    for (;;) {
-        struct raft_buffer buf;
-        struct repl_prop *p;
-        cairn_ts first_ts = 0, last_ts = 0;
-        size_t n_commits = 0;
-        int rc;
-
-        if (raft_last_index(&r->raft) - r->raft.commit_index > MAX_UNCOMMITTED) {
-            return; /* flow control; poll_state re-drives */
-        }
-        if (atomic_load(&r->hold)) {
-            return; /* tests: repl_debug_hold_proposals */
-        }
-        if (!pop_group(r, &buf, &first_ts, &last_ts, &n_commits, &rc)) {
-            return;
-        }
-        p = rc == 0 ? calloc(1, sizeof *p) : NULL;
-        if (p != NULL) {
-            p->r = r;
-            p->last_ts = last_ts;
-            p->req.data = p;
-            rc = raft_apply(&r->raft, &p->req, &buf, 1, apply_cb);
-        } else {
-            rc = RAFT_NOMEM;
-        }
-        if (rc != 0) {
-            /* We still own the buffer (logDiscard does not free it). */
-            raft_free(buf.base);
-            free(p);
-            r->lost_ts = ts_max(r->lost_ts, last_ts);
-            if (rc == RAFT_NOTLEADER) {
-                lose_leadership(r, "raft_apply: not leader");
-            } else {
-                /* This group is lost, and so are the queued commits after
-                 * it (they were resolved on top of it). Earlier entries
-                 * are still in flight: their versions stay visible, since
-                 * the next writer resolves against them. */
-                cairn_log(CAIRN_LOG_ERROR, "repl", "raft_apply: %s", raft_strerror(rc));
-                r->lost_ts = ts_max(r->lost_ts, drop_queue(r));
-                eng_overlay_discard_from(r->eng, first_ts);
-                repl_waitq_fail_range(&r->waitq, first_ts, r->lost_ts, CAIRN_ENOTLEADER);
-            }
-            return;
-        }
-        p->index = p->req.index;
-        atomic_fetch_add(&r->n_entries_proposed, 1);
-        atomic_fetch_add(&r->n_commits_proposed, n_commits);
-        p->prev = r->inflight_tail;
-        if (r->inflight_tail != NULL) {
-            r->inflight_tail->next = p;
-        } else {
-            r->inflight_head = p;
-        }
-        r->inflight_tail = p;
-        r->n_inflight++;
-        r->handed_ts = ts_max(r->handed_ts, last_ts);
-        atomic_store(&r->pub_handed, r->handed_ts);
-        repl_waitq_release(&r->waitq, REPL_WK_HANDED, r->handed_ts);
-    }
-}
-
-/* ---- Leadership and durability polling --------------------------------- */
-
-static void poll_durability(struct repl *r)
-{
-    raft_index stored = r->raft.last_stored;
-    cairn_ts durable = r->durable_ts;
-
-    if (stored == r->seen_stored) {
-        return;
-    }
-    r->seen_stored = stored;
-    for (struct repl_prop *p = r->inflight_head; p != NULL && p->index <= stored; p = p->next) {
-        durable = ts_max(durable, p->last_ts);
-    }
-    if (durable != r->durable_ts) {
-        r->durable_ts = durable;
-        atomic_store(&r->pub_durable, durable);
-        repl_waitq_release(&r->waitq, REPL_WK_DURABLE, durable);
-    }
-}
-
-static void poll_state(struct repl *r)
-{
-    int state;
-    bool queued;
-
-    if (!r->raft_started || r->closing) {
-        return;
-    }
-    state = raft_state(&r->raft);
-    if (state == RAFT_UNAVAILABLE) {
-        cairn_log(CAIRN_LOG_ERROR, "repl", "FATAL: raft became unavailable: %s",
-                  raft_errmsg(&r->raft));
-        abort();
-    }
-    if (r->leader && (state != RAFT_LEADER || r->raft.current_term != r->leader_term)) {
-        lose_leadership(r, state != RAFT_LEADER ? "raft state changed" : "term changed");
-    }
-    if (state == RAFT_LEADER && !r->leader) {
-        r->leader = true;
-        r->leader_term = r->raft.current_term;
-        r->barrier_done = false;
-        cairn_log(CAIRN_LOG_INFO, "repl", "elected leader in term %llu; committing a barrier",
-                  (unsigned long long)r->leader_term);
-    }
-    if (r->leader && !r->barrier_done) {
-        submit_barrier(r);
-    }
-    poll_durability(r);
-    pthread_mutex_lock(&r->qmu);
-    queued = r->q_head != NULL;
-    pthread_mutex_unlock(&r->qmu);
-    if (queued) {
-        drive_proposals(r);
-    }
-    publish_status(r);
-}
-
-static void check_cb(uv_check_t *h)
-{
-    poll_state(h->data);
-}
-
-static void poll_timer_cb(uv_timer_t *t)
-{
-    poll_state(t->data);
-}
 
 /* ---- Start and stop (raft thread) -------------------------------------- */
 
@@ -789,10 +201,10 @@ static int handle_start(struct repl *r, struct repl_ctl *c)
     r->cfg = c->cfg;
     c->cfg.doc = NULL; /* moved */
     r->self = self;
-    publish_config(r);
+    repl_publish_config(r);
     cairn_log(CAIRN_LOG_INFO, "repl", "raft started: set %s, node %llu at %s, %zu member(s)",
               r->cfg.set_name, (unsigned long long)me->id + 1, r->raft_addr, r->cfg.n);
-    poll_state(r);
+    repl_poll_state(r);
     return 0;
 }
 
@@ -831,18 +243,18 @@ static void begin_stop(struct repl *r)
      * raft before stopping, so that the wait for pending appends below
      * makes them durable (flow control may still leave some behind). */
     if (atomic_load(&r->writable)) {
-        drive_proposals(r);
+        repl_drive_proposals(r);
     }
     r->closing = true;
     atomic_store(&r->writable, false);
-    dropped = drop_queue(r);
+    dropped = repl_drop_queue(r);
     if (dropped != 0) {
         cairn_log(CAIRN_LOG_WARN, "repl",
                   "shutdown: commits up to ts %u:%u were still queued and are dropped",
                   CAIRN_TS_SECS(dropped), CAIRN_TS_INC(dropped));
     }
     r->lost_ts = ts_max(r->lost_ts, dropped);
-    release_all(r);
+    repl_release_all(r);
     repl_waitq_fail_upto(&r->waitq, CAIRN_TS_MAX, CAIRN_ESHUTDOWN);
     uv_check_stop(&r->check);
     uv_timer_stop(&r->poll_timer);
@@ -879,7 +291,7 @@ static void async_cb(uv_async_t *h)
     while (w != NULL) {
         struct repl_waiter *next = w->next;
         w->next = w->prev = NULL;
-        add_waiter(r, w);
+        repl_add_waiter(r, w);
         w = next;
     }
     while (c != NULL) {
@@ -894,7 +306,7 @@ static void async_cb(uv_async_t *h)
         }
         c = next;
     }
-    drive_proposals(r);
+    repl_drive_proposals(r);
 }
 
 static void *thread_main(void *arg)
@@ -1144,9 +556,9 @@ int repl_open(const struct repl_options *opts, struct repl **out, struct cairn_e
     r->async.data = r->check.data = r->poll_timer.data = r->wc_timer.data = r;
     uv_async_init(&r->loop, &r->async, async_cb);
     uv_check_init(&r->loop, &r->check);
-    uv_check_start(&r->check, check_cb);
+    uv_check_start(&r->check, repl_check_cb);
     uv_timer_init(&r->loop, &r->poll_timer);
-    uv_timer_start(&r->poll_timer, poll_timer_cb, POLL_INTERVAL_MS, POLL_INTERVAL_MS);
+    uv_timer_start(&r->poll_timer, repl_poll_timer_cb, POLL_INTERVAL_MS, POLL_INTERVAL_MS);
     uv_timer_init(&r->loop, &r->wc_timer);
     if (pthread_create(&r->thread, NULL, thread_main, r) != 0) {
         /* Close the handles on this thread (the loop never ran). */
@@ -1215,10 +627,10 @@ void repl_close(struct repl *r)
         w = next;
     }
     repl_waitq_fail_upto(&r->waitq, CAIRN_TS_MAX, CAIRN_ESHUTDOWN);
-    (void)drop_queue(r);
+    (void)repl_drop_queue(r);
     while (r->inflight_head != NULL) {
         struct repl_prop *p = r->inflight_head;
-        inflight_unlink(r, p);
+        repl_inflight_unlink(r, p);
         free(p);
     }
     if (uv_loop_close(&r->loop) != 0) {
@@ -1228,166 +640,4 @@ void repl_close(struct repl *r)
         cairn_log(CAIRN_LOG_ERROR, "repl", "flush at shutdown: %s", err.msg);
     }
     repl_free(r);
-}
-
-int repl_propose(struct repl *r, const struct eng_commit *commit, struct cairn_error *err)
-{
-    struct cairn_buf buf = CAIRN_BUF_INIT;
-    struct repl_pcommit *p;
-    int rc;
-
-    if (!atomic_load(&r->writable)) {
-        return cairn_error_mongo(err, CAIRN_ENOTLEADER, MONGO_NotWritablePrimary, "not primary");
-    }
-    rc = repl_oplog_encode(commit, &buf);
-    if (rc != 0) {
-        cairn_buf_free(&buf);
-        return cairn_error_setf(err, rc, "propose: encode commit: %s",
-                                rc == CAIRN_EINVAL ? "malformed op" : cairn_strerror(rc));
-    }
-    if (buf.len > MAX_COMMIT_BYTES) {
-        size_t len = buf.len;
-        cairn_buf_free(&buf);
-        return cairn_error_mongo(err, CAIRN_ETOOBIG, MONGO_BSONObjectTooLarge,
-                                 "commit of %zu bytes exceeds the replication limit of %zu bytes",
-                                 len, MAX_COMMIT_BYTES);
-    }
-    p = malloc(sizeof *p);
-    if (p == NULL) {
-        cairn_buf_free(&buf);
-        return cairn_error_setf(err, CAIRN_ENOMEM, "propose: out of memory");
-    }
-    p->ts = commit->ts;
-    p->data = buf.data;
-    p->len = buf.len;
-    p->next = NULL;
-    pthread_mutex_lock(&r->qmu);
-    while (!r->stopping && r->q_len > 0 &&
-           (r->q_len >= MAX_QUEUED_COMMITS || r->q_bytes + p->len > MAX_QUEUED_BYTES)) {
-        pthread_cond_wait(&r->q_space, &r->qmu);
-    }
-    if (r->stopping) {
-        pthread_mutex_unlock(&r->qmu);
-        free(p->data);
-        free(p);
-        return cairn_error_mongo(err, CAIRN_ESHUTDOWN, MONGO_ShutdownInProgress, "shutting down");
-    }
-    if (!atomic_load(&r->writable)) {
-        /* Leadership ended while this commit waited for room. */
-        pthread_mutex_unlock(&r->qmu);
-        free(p->data);
-        free(p);
-        return cairn_error_mongo(err, CAIRN_ENOTLEADER, MONGO_NotWritablePrimary, "not primary");
-    }
-    if (commit->ts <= r->q_last_ts) {
-        cairn_ts last = r->q_last_ts;
-        pthread_mutex_unlock(&r->qmu);
-        free(p->data);
-        free(p);
-        return cairn_error_setf(err, CAIRN_EINVAL,
-                                "propose: ts %u:%u is not above the last proposed %u:%u",
-                                CAIRN_TS_SECS(commit->ts), CAIRN_TS_INC(commit->ts),
-                                CAIRN_TS_SECS(last), CAIRN_TS_INC(last));
-    }
-    if (r->q_tail != NULL) {
-        r->q_tail->next = p;
-    } else {
-        r->q_head = p;
-    }
-    r->q_tail = p;
-    r->q_len++;
-    r->q_bytes += p->len;
-    r->q_last_ts = commit->ts;
-    atomic_store(&r->pub_queued, commit->ts);
-    pthread_mutex_unlock(&r->qmu);
-    uv_async_send(&r->async);
-    return 0;
-}
-
-void repl_debug_hold_proposals(struct repl *r, bool hold)
-{
-    atomic_store(&r->hold, hold);
-    if (!hold) {
-        uv_async_send(&r->async);
-    }
-}
-
-int repl_wait(struct repl *r,
-              cairn_ts ts,
-              const struct repl_wc *wc,
-              repl_wait_cb cb,
-              void *arg,
-              struct cairn_error *err)
-{
-    struct repl_waiter *w;
-    int kind;
-    cairn_ts level;
-
-    if (wc == NULL || cb == NULL || wc->w < 0 || wc->wtimeout_ms < 0) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue, "invalid write concern");
-    }
-    if (wc->w > 1) {
-        size_t n;
-        pthread_mutex_lock(&r->smu);
-        n = r->st.n_members;
-        pthread_mutex_unlock(&r->smu);
-        if ((size_t)wc->w > n) {
-            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_UnsatisfiableWriteConcern,
-                                     "Not enough data-bearing nodes (w: %d, members: %zu)", wc->w,
-                                     n);
-        }
-        /* Unreachable while sets have one member (repl_initiate). */
-        return cairn_error_mongo(err, CAIRN_EUNSUPPORTED, MONGO_NotImplemented,
-                                 "w: %d is not supported yet", wc->w);
-    }
-    if (ts == 0) {
-        cb(arg, 0);
-        return 0;
-    }
-    if (wc->w == 0) {
-        kind = REPL_WK_APPLIED;
-        level = atomic_load(&r->pub_applied);
-    } else if (wc->j) {
-        kind = REPL_WK_DURABLE;
-        level = atomic_load(&r->pub_durable);
-    } else {
-        /* w: 1, j: false is acknowledged once the commit is queued for the
-         * raft thread (DESIGN.md write path, step 3): it is already in the
-         * overlay, visible to local reads, and losing it now is the rollback
-         * MongoDB allows for w: 1. Waiting for raft_apply would add a thread
-         * hop and, on some filesystems, the segment write's submission. */
-        kind = REPL_WK_HANDED;
-        level = atomic_load(&r->pub_queued);
-        if (ts <= level && atomic_load(&r->writable)) {
-            cb(arg, 0);
-            return 0;
-        }
-        level = atomic_load(&r->pub_handed);
-    }
-    if (ts <= level) {
-        cb(arg, 0);
-        return 0;
-    }
-    w = calloc(1, sizeof *w);
-    if (w == NULL) {
-        return cairn_error_setf(err, CAIRN_ENOMEM, "wait: out of memory");
-    }
-    w->ts = ts;
-    w->kind = kind;
-    w->deadline_ns =
-        wc->wtimeout_ms > 0 ? cairn_mono_ns() + (uint64_t)wc->wtimeout_ms * 1000000u : 0;
-    w->cb = cb;
-    w->arg = arg;
-    pthread_mutex_lock(&r->qmu);
-    if (r->stopping) {
-        pthread_mutex_unlock(&r->qmu);
-        free(w);
-        cb(arg, CAIRN_ESHUTDOWN);
-        return 0;
-    }
-    w->next = r->w_in;
-    r->w_in = w;
-    pthread_mutex_unlock(&r->qmu);
-    uv_async_send(&r->async);
-    return 0;
 }

@@ -252,12 +252,66 @@ struct repl
     bool initiating;      /* a repl_initiate is running */
 };
 
-/* FSM callbacks (fsm.c): fills r->fsm (version 1). Raft thread. */
+static inline cairn_ts ts_max(cairn_ts a, cairn_ts b)
+{
+    return a > b ? a : b;
+}
+
+/* ---- fsm.c ---------------------------------------------------------------- */
+
+/* FSM callbacks: fills r->fsm (version 1). Raft thread. */
 void repl_fsm_init(struct repl *r);
 
+/* ---- waiters.c (raft thread) ------------------------------------------------ */
+
 /* Called by the FSM after an entry was applied to the engine (index, ts of
- * its last commit): releases majority waiters and publishes progress.
- * Raft thread (repl.c). */
+ * its last commit): releases majority waiters and publishes progress. */
 void repl_on_applied(struct repl *r, cairn_index index, cairn_ts ts);
+
+/* Completes every waiter whose level is reached (applied, durable, handed). */
+void repl_release_all(struct repl *r);
+
+/* Starts or stops the wtimeout timer to match the waiters with deadlines. */
+void repl_wc_timer_update(struct repl *r);
+
+/* Takes a waiter handed over by another thread: completes it at once when
+ * decided (level reached, shutting down, entry lost, not writable), else
+ * queues it. */
+void repl_add_waiter(struct repl *r, struct repl_waiter *w);
+
+/* ---- leader.c (raft thread) ------------------------------------------------- */
+
+/* Polls raft's state: leadership gained (submit the barrier) or lost,
+ * durability progress, queued proposals. Also the loop's check and timer
+ * callbacks, which call it. */
+void repl_poll_state(struct repl *r);
+void repl_check_cb(uv_check_t *h);
+void repl_poll_timer_cb(uv_timer_t *t);
+
+/* Leadership is gone (or its outcome unknown): stops writes at once, hides
+ * the overlay, drops what was not proposed and fails every waiter. `why`
+ * is logged. */
+void repl_lose_leadership(struct repl *r, const char *why);
+
+/* ---- propose.c (raft thread unless said otherwise) -------------------------- */
+
+/* Hands queued commits to raft as group-commit entries while leader and
+ * below the flow-control bound; drops them when not writable. */
+void repl_drive_proposals(struct repl *r);
+
+/* Frees the queued commits (they will never be proposed). Returns the
+ * newest dropped ts (0 if none). Any thread (takes qmu). */
+cairn_ts repl_drop_queue(struct repl *r);
+
+/* Removes an in-flight proposal from the list (does not free it). */
+void repl_inflight_unlink(struct repl *r, struct repl_prop *p);
+
+/* ---- status.c ------------------------------------------------------------- */
+
+/* Copies the raft thread's view into the status copy (smu). Raft thread. */
+void repl_publish_status(struct repl *r);
+
+/* Installs r->cfg into the status copy. Raft thread. */
+void repl_publish_config(struct repl *r);
 
 #endif /* CAIRN_REPL_REPL_INT_H */

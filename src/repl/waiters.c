@@ -2,12 +2,20 @@
  * waiters.c: write-concern waiters. One doubly linked list per progress
  * level (applied, durable, handed), each sorted by ts, so that releasing
  * the satisfied ones pops from the head and inserting (ts usually grows)
- * appends at the tail. Owned by the raft thread; callbacks run with no
- * lock held and the waiter already unlinked and freed.
+ * appends at the tail. Also the waits themselves: repl_wait (handing a
+ * waiter to the raft thread, or answering at once), the wtimeout timer and
+ * the release of waiters as progress is made (repl_on_applied). Owned by
+ * the raft thread; callbacks run with no lock held and the waiter already
+ * unlinked and freed.
  */
 #include <stdlib.h>
+#include <string.h>
 
+#include "lib/clock.h"
+#include "lib/log.h"
 #include "repl/repl_int.h"
+
+#define WTIMEOUT_TICK_MS 5
 
 void repl_waitq_init(struct repl_waitq *q)
 {
@@ -119,4 +127,166 @@ void repl_waitq_expire(struct repl_waitq *q, uint64_t now_ns)
             w = next;
         }
     }
+}
+
+/* ---- Waits (raft thread unless said otherwise) ---------------------------- */
+
+void repl_release_all(struct repl *r)
+{
+    repl_waitq_release(&r->waitq, REPL_WK_APPLIED, r->applied_ts);
+    repl_waitq_release(&r->waitq, REPL_WK_DURABLE, r->durable_ts);
+    repl_waitq_release(&r->waitq, REPL_WK_HANDED, r->handed_ts);
+}
+
+static void wc_timer_cb(uv_timer_t *t)
+{
+    struct repl *r = t->data;
+    repl_waitq_expire(&r->waitq, cairn_mono_ns());
+    if (r->waitq.n_deadline == 0 && r->wc_timer_on) {
+        uv_timer_stop(&r->wc_timer);
+        r->wc_timer_on = false;
+    }
+}
+
+void repl_wc_timer_update(struct repl *r)
+{
+    if (r->closing) {
+        return;
+    }
+    if (r->waitq.n_deadline > 0 && !r->wc_timer_on) {
+        uv_timer_start(&r->wc_timer, wc_timer_cb, WTIMEOUT_TICK_MS, WTIMEOUT_TICK_MS);
+        r->wc_timer_on = true;
+    } else if (r->waitq.n_deadline == 0 && r->wc_timer_on) {
+        uv_timer_stop(&r->wc_timer);
+        r->wc_timer_on = false;
+    }
+}
+
+static cairn_ts level_of(struct repl *r, int kind)
+{
+    switch (kind) {
+        case REPL_WK_APPLIED:
+            return r->applied_ts;
+        case REPL_WK_DURABLE:
+            return r->durable_ts;
+        default:
+            return r->handed_ts;
+    }
+}
+
+void repl_add_waiter(struct repl *r, struct repl_waiter *w)
+{
+    int status = -1;
+
+    if (w->ts <= level_of(r, w->kind)) {
+        status = 0;
+    } else if (r->closing) {
+        status = CAIRN_ESHUTDOWN;
+    } else if (w->ts <= r->lost_ts || !atomic_load(&r->writable)) {
+        /* Its commit was dropped, or its outcome is unknown since a
+         * leadership change, or it was never proposed here. */
+        status = CAIRN_ENOTLEADER;
+    }
+    if (status >= 0) {
+        repl_wait_cb cb = w->cb;
+        void *arg = w->arg;
+        free(w);
+        cb(arg, status);
+        return;
+    }
+    repl_waitq_insert(&r->waitq, w);
+    repl_wc_timer_update(r);
+}
+
+void repl_on_applied(struct repl *r, cairn_index index, cairn_ts ts)
+{
+    r->applied_index = index;
+    r->applied_ts = ts_max(r->applied_ts, ts);
+    /* Applied means committed, which in 0.15 means stored here too. */
+    r->durable_ts = ts_max(r->durable_ts, r->applied_ts);
+    r->handed_ts = ts_max(r->handed_ts, r->applied_ts);
+    atomic_store(&r->pub_applied, r->applied_ts);
+    atomic_store(&r->pub_durable, r->durable_ts);
+    atomic_store(&r->pub_handed, r->handed_ts);
+    repl_release_all(r);
+}
+
+int repl_wait(struct repl *r,
+              cairn_ts ts,
+              const struct repl_wc *wc,
+              repl_wait_cb cb,
+              void *arg,
+              struct cairn_error *err)
+{
+    struct repl_waiter *w;
+    int kind;
+    cairn_ts level;
+
+    if (wc == NULL || cb == NULL || wc->w < 0 || wc->wtimeout_ms < 0) {
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue, "invalid write concern");
+    }
+    if (wc->w > 1) {
+        size_t n;
+        pthread_mutex_lock(&r->smu);
+        n = r->st.n_members;
+        pthread_mutex_unlock(&r->smu);
+        if ((size_t)wc->w > n) {
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_UnsatisfiableWriteConcern,
+                                     "Not enough data-bearing nodes (w: %d, members: %zu)", wc->w,
+                                     n);
+        }
+        /* Unreachable while sets have one member (repl_initiate). */
+        return cairn_error_mongo(err, CAIRN_EUNSUPPORTED, MONGO_NotImplemented,
+                                 "w: %d is not supported yet", wc->w);
+    }
+    if (ts == 0) {
+        cb(arg, 0);
+        return 0;
+    }
+    if (wc->w == 0) {
+        kind = REPL_WK_APPLIED;
+        level = atomic_load(&r->pub_applied);
+    } else if (wc->j) {
+        kind = REPL_WK_DURABLE;
+        level = atomic_load(&r->pub_durable);
+    } else {
+        /* w: 1, j: false is acknowledged once the commit is queued for the
+         * raft thread (DESIGN.md write path, step 3): it is already in the
+         * overlay, visible to local reads, and losing it now is the rollback
+         * MongoDB allows for w: 1. Waiting for raft_apply would add a thread
+         * hop and, on some filesystems, the segment write's submission. */
+        kind = REPL_WK_HANDED;
+        level = atomic_load(&r->pub_queued);
+        if (ts <= level && atomic_load(&r->writable)) {
+            cb(arg, 0);
+            return 0;
+        }
+        level = atomic_load(&r->pub_handed);
+    }
+    if (ts <= level) {
+        cb(arg, 0);
+        return 0;
+    }
+    w = calloc(1, sizeof *w);
+    if (w == NULL) {
+        return cairn_error_setf(err, CAIRN_ENOMEM, "wait: out of memory");
+    }
+    w->ts = ts;
+    w->kind = kind;
+    w->deadline_ns =
+        wc->wtimeout_ms > 0 ? cairn_mono_ns() + (uint64_t)wc->wtimeout_ms * 1000000u : 0;
+    w->cb = cb;
+    w->arg = arg;
+    pthread_mutex_lock(&r->qmu);
+    if (r->stopping) {
+        pthread_mutex_unlock(&r->qmu);
+        free(w);
+        cb(arg, CAIRN_ESHUTDOWN);
+        return 0;
+    }
+    w->next = r->w_in;
+    r->w_in = w;
+    pthread_mutex_unlock(&r->qmu);
+    uv_async_send(&r->async);
+    return 0;
 }

@@ -1,0 +1,163 @@
+/*
+ * leader.c: leadership and durability tracking on the raft thread. raft
+ * 0.15 has no state callback, so the state is polled (a uv_check after
+ * every loop iteration and a 10 ms timer): on becoming leader a barrier of
+ * the new term is committed before writes are accepted (writable); on
+ * losing leadership writes stop at once, the overlay is hidden, queued
+ * commits are dropped and every waiter fails. Durability (raft's
+ * last_stored) is polled likewise to release j:true waiters.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/clock.h"
+#include "lib/log.h"
+#include "repl/repl_int.h"
+
+/* Leadership is gone (or its outcome unknown): stop writes at once, hide
+ * the overlay, drop what was not proposed and fail every waiter. */
+void repl_lose_leadership(struct repl *r, const char *why)
+{
+    bool was_writable = atomic_exchange(&r->writable, false);
+    cairn_ts dropped;
+
+    r->leader = false;
+    r->barrier_done = false;
+    eng_overlay_discard(r->eng);
+    dropped = repl_drop_queue(r);
+    r->lost_ts = ts_max(r->lost_ts, ts_max(dropped, r->handed_ts));
+    repl_release_all(r);
+    repl_waitq_fail_upto(&r->waitq, CAIRN_TS_MAX, CAIRN_ENOTLEADER);
+    repl_wc_timer_update(r);
+    if (was_writable) {
+        cairn_log(CAIRN_LOG_INFO, "repl", "no longer primary (%s)", why);
+    }
+    repl_publish_status(r);
+}
+
+static void barrier_cb(struct raft_barrier *req, int status)
+{
+    struct repl *r = req->data;
+
+    r->barrier_inflight = false;
+    if (r->closing) {
+        return;
+    }
+    if (status == 0) {
+        if (r->leader && raft_state(&r->raft) == RAFT_LEADER &&
+            r->raft.current_term == r->leader_term) {
+            /* Every earlier entry is applied: applied_ts is the newest ts
+             * in the log. */
+            r->barrier_done = true;
+            r->durable_ts = ts_max(r->durable_ts, r->applied_ts);
+            r->handed_ts = ts_max(r->handed_ts, r->applied_ts);
+            atomic_store(&r->pub_durable, r->durable_ts);
+            atomic_store(&r->pub_handed, r->handed_ts);
+            pthread_mutex_lock(&r->smu);
+            r->st.election_wall_ms = cairn_wall_ms();
+            pthread_mutex_unlock(&r->smu);
+            atomic_store(&r->writable, true);
+            cairn_log(CAIRN_LOG_INFO, "repl", "primary in term %llu (applied index %llu)",
+                      (unsigned long long)r->leader_term, (unsigned long long)r->applied_index);
+            repl_publish_status(r);
+        }
+        return;
+    }
+    if (status == RAFT_LEADERSHIPLOST || status == RAFT_NOTLEADER || status == RAFT_SHUTDOWN) {
+        if (r->leader) {
+            repl_lose_leadership(r, "barrier lost");
+        }
+        return;
+    }
+    cairn_log(CAIRN_LOG_ERROR, "repl", "FATAL: raft barrier failed: %s (%d)", raft_strerror(status),
+              status);
+    abort();
+}
+
+static void submit_barrier(struct repl *r)
+{
+    int rv;
+    if (r->barrier_inflight || r->barrier_done) {
+        return;
+    }
+    memset(&r->barrier, 0, sizeof r->barrier);
+    r->barrier.data = r;
+    rv = raft_barrier(&r->raft, &r->barrier, barrier_cb);
+    if (rv == 0) {
+        r->barrier_inflight = true;
+    } else {
+        /* Retried on the next poll while still leader. */
+        cairn_log(CAIRN_LOG_WARN, "repl", "raft_barrier: %s", raft_strerror(rv));
+    }
+}
+
+static void poll_durability(struct repl *r)
+{
+    raft_index stored = r->raft.last_stored;
+    cairn_ts durable = r->durable_ts;
+
+    if (stored == r->seen_stored) {
+        return;
+    }
+    r->seen_stored = stored;
+    for (struct repl_prop *p = r->inflight_head; p != NULL && p->index <= stored; p = p->next) {
+        durable = ts_max(durable, p->last_ts);
+    }
+    if (durable != r->durable_ts) {
+        r->durable_ts = durable;
+        atomic_store(&r->pub_durable, durable);
+        repl_waitq_release(&r->waitq, REPL_WK_DURABLE, durable);
+    }
+}
+
+void repl_poll_state(struct repl *r)
+{
+    int state;
+    bool queued;
+
+    if (!r->raft_started || r->closing) {
+        return;
+    }
+    state = raft_state(&r->raft);
+    if (state == RAFT_UNAVAILABLE) {
+        cairn_log(CAIRN_LOG_ERROR, "repl", "FATAL: raft became unavailable: %s",
+                  raft_errmsg(&r->raft));
+        abort();
+    }
+    if (r->leader && (state != RAFT_LEADER || r->raft.current_term != r->leader_term)) {
+        repl_lose_leadership(r, state != RAFT_LEADER ? "raft state changed" : "term changed");
+    }
+    if (state == RAFT_LEADER && !r->leader) {
+        r->leader = true;
+        r->leader_term = r->raft.current_term;
+        r->barrier_done = false;
+        cairn_log(CAIRN_LOG_INFO, "repl", "elected leader in term %llu; committing a barrier",
+                  (unsigned long long)r->leader_term);
+    }
+    if (r->leader && !r->barrier_done) {
+        submit_barrier(r);
+    }
+    poll_durability(r);
+    pthread_mutex_lock(&r->qmu);
+    queued = r->q_head != NULL;
+    pthread_mutex_unlock(&r->qmu);
+    if (queued) {
+        repl_drive_proposals(r);
+    }
+    repl_publish_status(r);
+}
+
+void repl_check_cb(uv_check_t *h)
+{
+    repl_poll_state(h->data);
+}
+
+void repl_poll_timer_cb(uv_timer_t *t)
+{
+    repl_poll_state(t->data);
+}
+
+bool repl_is_writable(struct repl *r)
+{
+    return atomic_load(&r->writable);
+}

@@ -1,0 +1,320 @@
+/*
+ * propose.c: the proposal queue. Client threads enqueue encoded commits
+ * (repl_propose, under qmu, with backpressure); the raft thread drains the
+ * queue into raft entries, several commits per entry (group commit, up to
+ * GROUP_MAX_BYTES), stopping while more than MAX_UNCOMMITTED entries are
+ * appended but not committed (flow control, trap T9), and tracks the
+ * entries in flight until raft's apply callback.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/clock.h"
+#include "lib/log.h"
+#include "repl/repl_int.h"
+
+/* Flow control (trap T9): stop proposing while more entries than this are
+ * appended but not committed. */
+#define MAX_UNCOMMITTED 512
+/* Group commit: stop adding commits to one entry past this many bytes. */
+#define GROUP_MAX_BYTES ((size_t)2 << 20)
+/* Largest single encoded commit (raft_uv segments are 32 MiB below). */
+#define MAX_COMMIT_BYTES ((size_t)24 << 20)
+/* Backpressure: repl_propose waits while this much is queued for the raft
+ * thread (w:1 writers are acknowledged when queued and would otherwise
+ * grow the queue without bound while the disk stalls). */
+#define MAX_QUEUED_COMMITS 16384
+#define MAX_QUEUED_BYTES ((size_t)64 << 20)
+
+/* Frees the queued commits; they will never be proposed. Returns the newest
+ * dropped ts (0 if none). Raft thread. */
+cairn_ts repl_drop_queue(struct repl *r)
+{
+    struct repl_pcommit *p;
+    cairn_ts newest = 0;
+
+    pthread_mutex_lock(&r->qmu);
+    p = r->q_head;
+    r->q_head = r->q_tail = NULL;
+    r->q_len = 0;
+    r->q_bytes = 0;
+    pthread_cond_broadcast(&r->q_space);
+    pthread_mutex_unlock(&r->qmu);
+    while (p != NULL) {
+        struct repl_pcommit *next = p->next;
+        newest = ts_max(newest, p->ts);
+        free(p->data);
+        free(p);
+        p = next;
+    }
+    return newest;
+}
+
+void repl_inflight_unlink(struct repl *r, struct repl_prop *p)
+{
+    if (p->prev != NULL) {
+        p->prev->next = p->next;
+    } else {
+        r->inflight_head = p->next;
+    }
+    if (p->next != NULL) {
+        p->next->prev = p->prev;
+    } else {
+        r->inflight_tail = p->prev;
+    }
+    r->n_inflight--;
+}
+
+static void apply_cb(struct raft_apply *req, int status, void *result)
+{
+    struct repl_prop *p = req->data;
+    struct repl *r = p->r;
+    cairn_ts last = p->last_ts;
+
+    (void)result;
+    repl_inflight_unlink(r, p);
+    free(p);
+    if (status == 0) {
+        /* Applied through the FSM already (repl_on_applied). */
+        return;
+    }
+    if (status == RAFT_LEADERSHIPLOST || status == RAFT_NOTLEADER || status == RAFT_SHUTDOWN) {
+        r->lost_ts = ts_max(r->lost_ts, last);
+        if (!r->closing) {
+            repl_lose_leadership(r, "entry outcome unknown");
+        }
+        return;
+    }
+    /* Trap T6: 0.15 stays leader after a failed disk write and may reuse
+     * the index for different content. Restart from disk instead. */
+    cairn_log(CAIRN_LOG_ERROR, "repl", "FATAL: raft entry %llu failed: %s (%d)",
+              (unsigned long long)req->index, raft_strerror(status), status);
+    abort();
+}
+
+/* Pops up to GROUP_MAX_BYTES of queued commits into one raft buffer.
+ * Returns false when the queue is empty. */
+static bool pop_group(struct repl *r,
+                      struct raft_buffer *buf,
+                      cairn_ts *first_ts,
+                      cairn_ts *last_ts,
+                      size_t *n,
+                      int *rc)
+{
+    struct repl_pcommit *first, *p, *end;
+    size_t total = 0;
+    uint8_t *dst;
+
+    *rc = 0;
+    pthread_mutex_lock(&r->qmu);
+    first = r->q_head;
+    if (first == NULL) {
+        pthread_mutex_unlock(&r->qmu);
+        return false;
+    }
+    end = first;
+    total = first->len;
+    *n = 1;
+    while (end->next != NULL && total + end->next->len <= GROUP_MAX_BYTES) {
+        end = end->next;
+        total += end->len;
+        (*n)++;
+    }
+    r->q_head = end->next;
+    if (r->q_head == NULL) {
+        r->q_tail = NULL;
+    }
+    r->q_len -= *n;
+    r->q_bytes -= total;
+    pthread_cond_broadcast(&r->q_space);
+    end->next = NULL;
+    pthread_mutex_unlock(&r->qmu);
+
+    {
+        /* Zero-pad to a multiple of 8: raft 0.15 requires it (see
+         * REPL_OPLOG_ALIGN). */
+        size_t padded = (total + REPL_OPLOG_ALIGN - 1) & ~(size_t)(REPL_OPLOG_ALIGN - 1);
+        dst = raft_malloc(padded);
+        if (dst != NULL) {
+            memset(dst + total, 0, padded - total);
+        }
+        total = padded;
+    }
+    *first_ts = first->ts;
+    *last_ts = end->ts;
+    buf->base = dst;
+    buf->len = total;
+    for (p = first; p != NULL;) {
+        struct repl_pcommit *next = p->next;
+        if (dst != NULL) {
+            memcpy(dst, p->data, p->len);
+            dst += p->len;
+        }
+        free(p->data);
+        free(p);
+        p = next;
+    }
+    if (buf->base == NULL) {
+        *rc = RAFT_NOMEM;
+    }
+    return true;
+}
+
+void repl_drive_proposals(struct repl *r)
+{
+    if (r->closing) {
+        return;
+    }
+    if (!atomic_load(&r->writable)) {
+        cairn_ts dropped = repl_drop_queue(r);
+        if (dropped != 0) {
+            /* Accepted while writable, but leadership ended before they
+             * could be proposed. */
+            r->lost_ts = ts_max(r->lost_ts, dropped);
+            eng_overlay_discard(r->eng);
+            repl_waitq_fail_upto(&r->waitq, r->lost_ts, CAIRN_ENOTLEADER);
+        }
+        return;
+    }
+    for (;;) {
+        struct raft_buffer buf;
+        struct repl_prop *p;
+        cairn_ts first_ts = 0, last_ts = 0;
+        size_t n_commits = 0;
+        int rc;
+
+        if (raft_last_index(&r->raft) - r->raft.commit_index > MAX_UNCOMMITTED) {
+            return; /* flow control; repl_poll_state re-drives */
+        }
+        if (atomic_load(&r->hold)) {
+            return; /* tests: repl_debug_hold_proposals */
+        }
+        if (!pop_group(r, &buf, &first_ts, &last_ts, &n_commits, &rc)) {
+            return;
+        }
+        p = rc == 0 ? calloc(1, sizeof *p) : NULL;
+        if (p != NULL) {
+            p->r = r;
+            p->last_ts = last_ts;
+            p->req.data = p;
+            rc = raft_apply(&r->raft, &p->req, &buf, 1, apply_cb);
+        } else {
+            rc = RAFT_NOMEM;
+        }
+        if (rc != 0) {
+            /* We still own the buffer (logDiscard does not free it). */
+            raft_free(buf.base);
+            free(p);
+            r->lost_ts = ts_max(r->lost_ts, last_ts);
+            if (rc == RAFT_NOTLEADER) {
+                repl_lose_leadership(r, "raft_apply: not leader");
+            } else {
+                /* This group is lost, and so are the queued commits after
+                 * it (they were resolved on top of it). Earlier entries
+                 * are still in flight: their versions stay visible, since
+                 * the next writer resolves against them. */
+                cairn_log(CAIRN_LOG_ERROR, "repl", "raft_apply: %s", raft_strerror(rc));
+                r->lost_ts = ts_max(r->lost_ts, repl_drop_queue(r));
+                eng_overlay_discard_from(r->eng, first_ts);
+                repl_waitq_fail_range(&r->waitq, first_ts, r->lost_ts, CAIRN_ENOTLEADER);
+            }
+            return;
+        }
+        p->index = p->req.index;
+        atomic_fetch_add(&r->n_entries_proposed, 1);
+        atomic_fetch_add(&r->n_commits_proposed, n_commits);
+        p->prev = r->inflight_tail;
+        if (r->inflight_tail != NULL) {
+            r->inflight_tail->next = p;
+        } else {
+            r->inflight_head = p;
+        }
+        r->inflight_tail = p;
+        r->n_inflight++;
+        r->handed_ts = ts_max(r->handed_ts, last_ts);
+        atomic_store(&r->pub_handed, r->handed_ts);
+        repl_waitq_release(&r->waitq, REPL_WK_HANDED, r->handed_ts);
+    }
+}
+
+int repl_propose(struct repl *r, const struct eng_commit *commit, struct cairn_error *err)
+{
+    struct cairn_buf buf = CAIRN_BUF_INIT;
+    struct repl_pcommit *p;
+    int rc;
+
+    if (!atomic_load(&r->writable)) {
+        return cairn_error_mongo(err, CAIRN_ENOTLEADER, MONGO_NotWritablePrimary, "not primary");
+    }
+    rc = repl_oplog_encode(commit, &buf);
+    if (rc != 0) {
+        cairn_buf_free(&buf);
+        return cairn_error_setf(err, rc, "propose: encode commit: %s",
+                                rc == CAIRN_EINVAL ? "malformed op" : cairn_strerror(rc));
+    }
+    if (buf.len > MAX_COMMIT_BYTES) {
+        size_t len = buf.len;
+        cairn_buf_free(&buf);
+        return cairn_error_mongo(err, CAIRN_ETOOBIG, MONGO_BSONObjectTooLarge,
+                                 "commit of %zu bytes exceeds the replication limit of %zu bytes",
+                                 len, MAX_COMMIT_BYTES);
+    }
+    p = malloc(sizeof *p);
+    if (p == NULL) {
+        cairn_buf_free(&buf);
+        return cairn_error_setf(err, CAIRN_ENOMEM, "propose: out of memory");
+    }
+    p->ts = commit->ts;
+    p->data = buf.data;
+    p->len = buf.len;
+    p->next = NULL;
+    pthread_mutex_lock(&r->qmu);
+    while (!r->stopping && r->q_len > 0 &&
+           (r->q_len >= MAX_QUEUED_COMMITS || r->q_bytes + p->len > MAX_QUEUED_BYTES)) {
+        pthread_cond_wait(&r->q_space, &r->qmu);
+    }
+    if (r->stopping) {
+        pthread_mutex_unlock(&r->qmu);
+        free(p->data);
+        free(p);
+        return cairn_error_mongo(err, CAIRN_ESHUTDOWN, MONGO_ShutdownInProgress, "shutting down");
+    }
+    if (!atomic_load(&r->writable)) {
+        /* Leadership ended while this commit waited for room. */
+        pthread_mutex_unlock(&r->qmu);
+        free(p->data);
+        free(p);
+        return cairn_error_mongo(err, CAIRN_ENOTLEADER, MONGO_NotWritablePrimary, "not primary");
+    }
+    if (commit->ts <= r->q_last_ts) {
+        cairn_ts last = r->q_last_ts;
+        pthread_mutex_unlock(&r->qmu);
+        free(p->data);
+        free(p);
+        return cairn_error_setf(err, CAIRN_EINVAL,
+                                "propose: ts %u:%u is not above the last proposed %u:%u",
+                                CAIRN_TS_SECS(commit->ts), CAIRN_TS_INC(commit->ts),
+                                CAIRN_TS_SECS(last), CAIRN_TS_INC(last));
+    }
+    if (r->q_tail != NULL) {
+        r->q_tail->next = p;
+    } else {
+        r->q_head = p;
+    }
+    r->q_tail = p;
+    r->q_len++;
+    r->q_bytes += p->len;
+    r->q_last_ts = commit->ts;
+    atomic_store(&r->pub_queued, commit->ts);
+    pthread_mutex_unlock(&r->qmu);
+    uv_async_send(&r->async);
+    return 0;
+}
+
+void repl_debug_hold_proposals(struct repl *r, bool hold)
+{
+    atomic_store(&r->hold, hold);
+    if (!hold) {
+        uv_async_send(&r->async);
+    }
+}

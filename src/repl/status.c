@@ -1,0 +1,131 @@
+/*
+ * status.c: the status copy other threads read. The raft thread publishes
+ * its view (state, primary, term, progress) and the active config under
+ * smu; repl_status_get merges it with the engine's applied watermark and
+ * the proposal queue's newest ts. Never blocks on the raft thread.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/clock.h"
+#include "lib/log.h"
+#include "repl/repl_int.h"
+
+/* Copies the raft thread's view into the status (smu). Raft thread. */
+void repl_publish_status(struct repl *r)
+{
+    struct repl_status *st = &r->st;
+    bool writable = atomic_load(&r->writable);
+    int state, primary = -1;
+    raft_id leader_id = 0;
+    const char *leader_addr = NULL;
+
+    if (r->raft_started && !r->closing) {
+        raft_leader(&r->raft, &leader_id, &leader_addr);
+    }
+    if (writable) {
+        primary = r->self;
+    } else if (leader_id != 0 && leader_id != r->raft.id) {
+        for (size_t i = 0; i < r->cfg.n; i++) {
+            if ((raft_id)r->cfg.m[i].id + 1 == leader_id) {
+                primary = (int)i;
+            }
+        }
+    }
+    if (r->cfg.doc == NULL) {
+        state = REPL_STATE_STARTUP;
+    } else if (!r->raft_started) {
+        state = REPL_STATE_STARTUP2;
+    } else if (writable) {
+        state = REPL_STATE_PRIMARY;
+    } else if (leader_id != 0) {
+        state = REPL_STATE_SECONDARY;
+    } else {
+        state = REPL_STATE_RECOVERING;
+    }
+    pthread_mutex_lock(&r->smu);
+    st->state = state;
+    st->writable = writable;
+    st->primary = primary;
+    if (r->raft_started) {
+        st->term = r->raft.current_term;
+        st->commit_index = r->raft.commit_index;
+    }
+    st->applied_ts = r->applied_ts;
+    st->applied_index = r->applied_index;
+    st->applied_wall_ms = (int64_t)CAIRN_TS_SECS(r->applied_ts) * 1000;
+    st->last_ts = ts_max(st->last_ts, ts_max(r->handed_ts, r->applied_ts));
+    pthread_mutex_unlock(&r->smu);
+}
+
+/* Installs r->cfg into the status copy. Raft thread. */
+void repl_publish_config(struct repl *r)
+{
+    struct repl_status *st = &r->st;
+    pthread_mutex_lock(&r->smu);
+    repl_cfg_free(&r->scfg);
+    if (repl_cfg_copy(&r->scfg, &r->cfg) != 0) {
+        cairn_log(CAIRN_LOG_ERROR, "repl", "out of memory copying the config");
+    }
+    st->initiated = r->cfg.doc != NULL;
+    snprintf(st->set_name, sizeof st->set_name, "%s", r->cfg.set_name);
+    st->config_version = r->cfg.version;
+    st->n_members = r->cfg.n;
+    for (size_t i = 0; i < r->cfg.n; i++) {
+        st->members[i].id = r->cfg.m[i].id;
+        snprintf(st->members[i].host, sizeof st->members[i].host, "%s", r->cfg.m[i].host);
+        st->members[i].votes = r->cfg.m[i].votes;
+        st->members[i].priority = r->cfg.m[i].priority;
+    }
+    st->self = r->self;
+    pthread_mutex_unlock(&r->smu);
+}
+
+void repl_status_get(struct repl *r, struct repl_status *out)
+{
+    cairn_index idx;
+    cairn_ts ts, q_last;
+
+    pthread_mutex_lock(&r->smu);
+    *out = r->st;
+    pthread_mutex_unlock(&r->smu);
+    pthread_mutex_lock(&r->qmu);
+    q_last = r->q_last_ts;
+    pthread_mutex_unlock(&r->qmu);
+    eng_applied(r->eng, &idx, &ts);
+    out->applied_index = idx;
+    out->applied_ts = ts;
+    out->applied_wall_ms = (int64_t)CAIRN_TS_SECS(ts) * 1000;
+    out->last_ts = ts_max(out->last_ts, ts_max(q_last, ts));
+    out->last_wall_ms = (int64_t)CAIRN_TS_SECS(out->last_ts) * 1000;
+    out->writable = atomic_load(&r->writable);
+    if (!out->writable && out->state == REPL_STATE_PRIMARY) {
+        out->state = REPL_STATE_SECONDARY;
+    }
+}
+
+void repl_counters_get(struct repl *r, struct repl_counters *out)
+{
+    out->entries_proposed = atomic_load(&r->n_entries_proposed);
+    out->commits_proposed = atomic_load(&r->n_commits_proposed);
+    out->entries_applied = atomic_load(&r->n_entries_applied);
+    out->entries_skipped = atomic_load(&r->n_entries_skipped);
+}
+
+int repl_config_append(struct repl *r, bson_t *out, const char *key, struct cairn_error *err)
+{
+    int rc;
+    pthread_mutex_lock(&r->smu);
+    if (r->scfg.doc == NULL) {
+        pthread_mutex_unlock(&r->smu);
+        return cairn_error_mongo(err, CAIRN_ENOTFOUND, MONGO_NotYetInitialized,
+                                 "no replset config has been received");
+    }
+    rc = repl_cfg_append(&r->scfg, r->st.term, out, key);
+    pthread_mutex_unlock(&r->smu);
+    if (rc != 0) {
+        return cairn_error_setf(err, rc, "replSetGetConfig: %s", cairn_strerror(rc));
+    }
+    return 0;
+}
