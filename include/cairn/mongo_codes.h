@@ -150,6 +150,130 @@ enum cairn_mongo_code {
 #undef CAIRN__MONGO_ENUM
 };
 
+/* Numbered assertions of mongod, which it reports with codeName
+ * "Location<N>" (src/net/util.c does the same for any code not in the
+ * table above, so no number here may also be a named code). X(Name, code),
+ * sorted by code; Name says what the assertion reports, and mongod uses
+ * each number for one assertion only. */
+#define CAIRN_MONGO_LOCATION_MAP(X)                                                            \
+    X(GroupSpecNotObject, 15947)                                                               \
+    X(GroupIdTwice, 15948) /* _id given twice, also by $count: "_id" */                        \
+    X(GroupUnknownAccumulator, 15952)                                                          \
+    X(GroupMissingId, 15955)                                                                   \
+    X(SkipNegative, 15956)                                                                     \
+    X(LimitNotNumber, 15957)                                                                   \
+    X(LimitNotPositive, 15958)                                                                 \
+    X(MatchNotObject, 15959)                                                                   \
+    X(ProjectNotObject, 15969)                                                                 \
+    X(SkipNotNumber, 15972)                                                                    \
+    X(SortNotObject, 15973)                                                                    \
+    X(SortEmpty, 15976)                                                                        \
+    X(UnwindSpecBadType, 15981)       /* $unwind spec neither string nor object */             \
+    X(ExpressionNotOneField, 15983)   /* operator object with more than one field */           \
+    X(FieldPathEmptyComponent, 15998) /* an empty name between dots */                         \
+    X(CannotConvertToString, 16007)                                                            \
+    X(ExpressionArgCountExact, 16020) /* wrong arity, operator takes exactly N */              \
+    X(SubstrStartNotNumber, 16034)                                                             \
+    X(SubstrLengthNotNumber, 16035)                                                            \
+    X(GroupDuplicateField, 16406)                                                              \
+    X(FieldPathDollarPrefix, 16410) /* a path component starts with '$' */                     \
+    X(FieldPathNulByte, 16411)                                                                 \
+    X(FieldPathDot, 16412) /* a field name contains '.' */                                     \
+    X(AddNotNumeric, 16554)                                                                    \
+    X(MultiplyNotNumeric, 16555)                                                               \
+    X(SubtractBadTypes, 16556)                                                                 \
+    X(DivideNotNumeric, 16609)                                                                 \
+    X(ModByZero, 16610)                                                                        \
+    X(ModNotNumeric, 16611)                                                                    \
+    X(AddTwoDates, 16612) /* $add with more than one date */                                   \
+    X(ConcatNotString, 16702)                                                                  \
+    X(VariableNameEmpty, 16869)                                                                \
+    X(FieldPathDollarOnly, 16872) /* "$" alone as a field path */                              \
+    X(CondMissingIf, 17080)                                                                    \
+    X(CondMissingThen, 17081)                                                                  \
+    X(CondMissingElse, 17082)                                                                  \
+    X(CondUnknownParameter, 17083)                                                             \
+    X(SizeNotArray, 17124)                                                                     \
+    X(VariableUndefined, 17276)                                                                \
+    X(SubstrStartMidCharacter, 28656) /* start index on a UTF-8 continuation byte */           \
+    X(SubstrEndMidCharacter, 28657)   /* end index inside a UTF-8 character */                 \
+    X(ConcatArraysNotArray, 28664)                                                             \
+    X(ExpressionArgCountRange, 28667) /* wrong arity, operator takes min..max */               \
+    X(AbsOfInt64Min, 28680)                                                                    \
+    X(ArrayElemAtNotArray, 28689)                                                              \
+    X(ArrayElemAtIndexNotNumber, 28690)                                                        \
+    X(ArrayElemAtIndexNotInt32, 28691)                                                         \
+    X(ProjectionSliceNotPair, 28724) /* find $slice array not [skip, limit] */                 \
+    X(UnaryMathNotNumeric, 28765)    /* $abs $ceil $floor $round $trunc on a non-number */     \
+    X(UnwindPathNotString, 28808)                                                              \
+    X(UnwindPreserveNotBool, 28809)     /* preserveNullAndEmptyArrays not a boolean */         \
+    X(UnwindIndexFieldNotString, 28810) /* includeArrayIndex not a non-empty string */         \
+    X(UnwindUnknownOption, 28811)                                                              \
+    X(UnwindMissingPath, 28812)                                                                \
+    X(UnwindPathNoDollar, 28818)     /* path not prefixed with '$' */                          \
+    X(UnwindIndexFieldDollar, 28822) /* includeArrayIndex prefixed with '$' */                 \
+    X(UnsetSpecBadType, 31002)       /* $unset neither string nor array */                     \
+    X(UnsetSpecEmpty, 31119)                                                                   \
+    X(UnsetSpecNotString, 31120)            /* $unset array with a non-string element */       \
+    X(ProjectionPathThroughLeaf, 31249)     /* a path extends a field already projected */     \
+    X(ProjectionPathCollision, 31250)       /* the same path projected twice */                \
+    X(ExclusionProjectionExpression, 31252) /* $project: non-0/1/$meta value when excluding */ \
+    X(InclusionInExclusionProjection, 31253)                                                   \
+    X(ExclusionInInclusionProjection, 31254)                                                   \
+    X(ExclusionProjectionLiteral, 31310) /* find: a literal value when excluding */            \
+    X(StrLenBytesNotString, 34473)                                                             \
+    X(InNotArray, 40081)          /* $in's second argument not an array */                     \
+    X(SortByCountBadField, 40148) /* neither a '$' path nor an expression object */            \
+    X(CountFieldNotString, 40156)                                                              \
+    X(CountFieldEmpty, 40157)                                                                  \
+    X(CountFieldDollarPrefix, 40158)                                                           \
+    X(CountFieldNulByte, 40159)                                                                \
+    X(CountFieldDot, 40160)                                                                    \
+    X(ReplaceRootNotObject, 40228) /* newRoot evaluated to a non-object */                     \
+    X(ReplaceRootSpecNotObject, 40229)                                                         \
+    X(ReplaceRootUnknownOption, 40230)                                                         \
+    X(ReplaceRootMissingNewRoot, 40231)                                                        \
+    X(GroupFieldNotAccumulator, 40234) /* field value not an accumulator object */             \
+    X(GroupFieldDot, 40235)                                                                    \
+    X(GroupFieldDollarPrefix, 40236)     /* field name looks like an operator */               \
+    X(AccumulatorNotUnary, 40237)        /* array argument to a unary accumulator */           \
+    X(GroupFieldAccumulatorCount, 40238) /* field object with other than one accumulator */    \
+    X(AddFieldsNotObject, 40272)                                                               \
+    X(StageNotOneField, 40323) /* stage object with other than one field */                    \
+    X(StageUnknown, 40324)                                                                     \
+    X(FieldPathEmpty, 40352)                                                                   \
+    X(MergeObjectsNotObject, 40400)                                                            \
+    X(SubstrStartNegative, 50752)                                                              \
+    X(RegexOptionsTwice, 51075) /* options in both $regex and $options */                      \
+    X(RegexInvalid, 51091)                                                                     \
+    X(RegexOptionInvalid, 51108)                                                               \
+    X(RoundPlaceOutOfRange, 51155) /* $round/$trunc place not an integer in [-20, 100] */      \
+    X(ProjectionEmptySubObject, 51270)                                                         \
+    X(ProjectionEmpty, 51272)                                                                  \
+    X(ExpressionArgCountMin, 1257300) /* wrong arity, operator takes at least N */
+
+enum cairn_mongo_location {
+#define CAIRN__MONGO_LOC_ENUM(name, code) MONGO_LOC_##name = code,
+    CAIRN_MONGO_LOCATION_MAP(CAIRN__MONGO_LOC_ENUM)
+#undef CAIRN__MONGO_LOC_ENUM
+};
+
+/* Never called: it exists so that a location number that is also a named
+ * code fails to compile (duplicate case label) instead of silently
+ * reporting the named codeName. */
+static inline int cairn__mongo_code_is_listed(int code)
+{
+    switch (code) {
+#define CAIRN__MONGO_CASE(name, value) case value:
+        CAIRN_MONGO_CODE_MAP(CAIRN__MONGO_CASE)
+        CAIRN_MONGO_LOCATION_MAP(CAIRN__MONGO_CASE)
+#undef CAIRN__MONGO_CASE
+        return 1;
+        default:
+            return 0;
+    }
+}
+
 /* The codeName of a named code ("BadValue"), or NULL for a code not in
  * the table. Any thread. */
 const char *cairn_mongo_code_name(int code);

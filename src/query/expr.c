@@ -418,11 +418,11 @@ static int parse_path(struct qry_expr *e, const char *s, size_t len, struct cair
         }
         size_t n = i - start;
         if (n == 0) {
-            return cairn_error_mongo(err, CAIRN_EINVAL, 15998,
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_FieldPathEmptyComponent,
                                      "FieldPath field names may not be empty strings.");
         }
         if (s[start] == '$') {
-            return cairn_error_mongo(err, CAIRN_EINVAL, 16410,
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_FieldPathDollarPrefix,
                                      "FieldPath field names may not start with '$'.");
         }
         char **np = realloc(e->parts, (e->nparts + 1) * sizeof *np);
@@ -453,7 +453,7 @@ static int compile_string(const bson_value_t *spec, struct qry_expr **out, struc
         return 0;
     }
     if (strlen(s) != len) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 16411,
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_FieldPathNulByte,
                                  "FieldPath field names may not contain embedded NUL bytes");
     }
     e = node(EK_PATH);
@@ -471,16 +471,16 @@ static int compile_string(const bson_value_t *spec, struct qry_expr **out, struc
         } else {
             qry_expr_free(e);
             if (vlen == 0) {
-                return cairn_error_mongo(err, CAIRN_EINVAL, 16869,
+                return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_VariableNameEmpty,
                                          "empty variable names are not allowed");
             }
-            return cairn_error_mongo(err, CAIRN_EINVAL, 17276, "Use of undefined variable: %.*s",
-                                     (int)vlen, var);
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_VariableUndefined,
+                                     "Use of undefined variable: %.*s", (int)vlen, var);
         }
         if (dot) {
             rv = parse_path(e, dot + 1, strlen(dot + 1), err);
             if (!rv && e->nparts == 0) {
-                rv = cairn_error_mongo(err, CAIRN_EINVAL, 15998,
+                rv = cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_FieldPathEmptyComponent,
                                        "FieldPath field names may not be empty strings.");
             }
             if (rv) {
@@ -493,7 +493,7 @@ static int compile_string(const bson_value_t *spec, struct qry_expr **out, struc
     }
     if (len == 1) {
         qry_expr_free(e);
-        return cairn_error_mongo(err, CAIRN_EINVAL, 16872,
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_FieldPathDollarOnly,
                                  "'$' by itself is not a valid FieldPath");
     }
     rv = parse_path(e, s + 1, len - 1, err);
@@ -570,6 +570,8 @@ static int compile_operator(const char *name,
     if (def->op == OP_COND && BSON_ITER_HOLDS_DOCUMENT(arg)) {
         struct qry_expr *parts[3] = {NULL, NULL, NULL};
         static const char *const pnames[3] = {"if", "then", "else"};
+        static const int missing_code[3] = {MONGO_LOC_CondMissingIf, MONGO_LOC_CondMissingThen,
+                                            MONGO_LOC_CondMissingElse};
         bson_iter_t ci;
         rv = 0;
         if (!bson_iter_recurse(arg, &ci)) {
@@ -585,7 +587,7 @@ static int compile_operator(const char *name,
                 }
             }
             if (idx < 0) {
-                rv = cairn_error_mongo(err, CAIRN_EINVAL, 17083,
+                rv = cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_CondUnknownParameter,
                                        "Unrecognized parameter to $cond: %s", k);
             } else {
                 qry_expr_free(parts[idx]);
@@ -595,7 +597,7 @@ static int compile_operator(const char *name,
         }
         for (int j = 0; !rv && j < 3; j++) {
             if (!parts[j]) {
-                rv = cairn_error_mongo(err, CAIRN_EINVAL, 17080 + j,
+                rv = cairn_error_mongo(err, CAIRN_EINVAL, missing_code[j],
                                        "Missing '%s' parameter to $cond", pnames[j]);
             }
         }
@@ -647,14 +649,14 @@ static int compile_operator(const char *name,
     int n = (int)e->n;
     if (n < def->min || (def->max >= 0 && n > def->max)) {
         if (def->min == def->max) {
-            rv = cairn_error_mongo(err, CAIRN_EINVAL, 16020,
+            rv = cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_ExpressionArgCountExact,
                                    "Expression %s takes exactly %d arguments. %d were passed in.",
                                    name, def->min, n);
         } else if (def->max < 0) {
-            rv = cairn_error_mongo(err, CAIRN_EINVAL, 1257300,
+            rv = cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_ExpressionArgCountMin,
                                    "Expression %s needs at least %d arguments", name, def->min);
         } else {
-            rv = cairn_error_mongo(err, CAIRN_EINVAL, 28667,
+            rv = cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_ExpressionArgCountRange,
                                    "Expression %s takes at least %d arguments, and at most %d, "
                                    "but %d were passed in.",
                                    name, def->min, def->max, n);
@@ -718,7 +720,7 @@ int qry_expr_compile(const bson_value_t *spec, struct qry_expr **out, struct cai
     if (nkeys > 0 && bson_iter_next(&first) && bson_iter_key(&first)[0] == '$') {
         if (nkeys != 1) {
             char *json = bson_as_relaxed_extended_json(&doc, NULL);
-            rv = cairn_error_mongo(err, CAIRN_EINVAL, 15983,
+            rv = cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_ExpressionNotOneField,
                                    "an expression specification must contain exactly one field, "
                                    "the name of the expression. Found %u fields in %s",
                                    nkeys, json ? json : "{...}");
@@ -741,13 +743,13 @@ int qry_expr_compile(const bson_value_t *spec, struct qry_expr **out, struct cai
         struct qry_expr *kid = NULL;
         if (k[0] == '$') {
             qry_expr_free(e);
-            return cairn_error_mongo(err, CAIRN_EINVAL, 16410,
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_FieldPathDollarPrefix,
                                      "FieldPath field names may not start with '$'. Consider "
                                      "using $getField or $setField.");
         }
         if (strchr(k, '.')) {
             qry_expr_free(e);
-            return cairn_error_mongo(err, CAIRN_EINVAL, 16412,
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_FieldPathDot,
                                      "FieldPath field names may not contain '.'.");
         }
         rv = compile_iter_value(&it, &kid, err);
@@ -961,7 +963,7 @@ static int coerce_string(const bson_value_t *v,
                      v->value.v_timestamp.timestamp, v->value.v_timestamp.increment);
             break;
         default:
-            return cairn_error_mongo(err, CAIRN_EINVAL, 16007,
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_CannotConvertToString,
                                      "%s: can't convert from BSON type %s to String", op,
                                      qry_type_name(v->value_type));
     }
@@ -1008,7 +1010,7 @@ static int op_add_mul(const struct qry_expr *e,
         const bson_value_t *v = &a[i];
         if (is_add && v->value_type == BSON_TYPE_DATE_TIME) {
             if (have_date) {
-                return cairn_error_mongo(err, CAIRN_EINVAL, 16612,
+                return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_AddTwoDates,
                                          "only one date allowed in an $add expression");
             }
             have_date = true;
@@ -1016,9 +1018,10 @@ static int op_add_mul(const struct qry_expr *e,
             continue;
         }
         if (!is_num(v)) {
-            return cairn_error_mongo(err, CAIRN_EINVAL, is_add ? 16554 : 16555,
-                                     "%s only supports numeric%s types, not %s", e->opname,
-                                     is_add ? " or date" : "", qry_type_name(v->value_type));
+            return cairn_error_mongo(
+                err, CAIRN_EINVAL, is_add ? MONGO_LOC_AddNotNumeric : MONGO_LOC_MultiplyNotNumeric,
+                "%s only supports numeric%s types, not %s", e->opname, is_add ? " or date" : "",
+                qry_type_name(v->value_type));
         }
         if (v->value_type == BSON_TYPE_DECIMAL128) {
             return decimal_unsupported(err, e->opname);
@@ -1102,8 +1105,8 @@ static int op_subtract(bson_value_t *a, bson_value_t *out, struct cairn_error *e
         }
         return 0;
     }
-    return type_err(err, 16556, "can't $subtract %s from %s", qry_type_name(y->value_type),
-                    qry_type_name(x->value_type));
+    return type_err(err, MONGO_LOC_SubtractBadTypes, "can't $subtract %s from %s",
+                    qry_type_name(y->value_type), qry_type_name(x->value_type));
 }
 
 static int op_div_mod(const struct qry_expr *e,
@@ -1118,7 +1121,8 @@ static int op_div_mod(const struct qry_expr *e,
         return 0;
     }
     if (!is_num(x) || !is_num(y)) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, div ? 16609 : 16611,
+        return cairn_error_mongo(err, CAIRN_EINVAL,
+                                 div ? MONGO_LOC_DivideNotNumeric : MONGO_LOC_ModNotNumeric,
                                  "%s only supports numeric types, not %s and %s", e->opname,
                                  qry_type_name(x->value_type), qry_type_name(y->value_type));
     }
@@ -1126,7 +1130,8 @@ static int op_div_mod(const struct qry_expr *e,
         return decimal_unsupported(err, e->opname);
     }
     if (num_d(y) == 0) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, div ? 2 : 16610, "can't %s by zero", e->opname);
+        return cairn_error_mongo(err, CAIRN_EINVAL, div ? MONGO_BadValue : MONGO_LOC_ModByZero,
+                                 "can't %s by zero", e->opname);
     }
     if (div) {
         set_double(out, num_d(x) / num_d(y));
@@ -1159,7 +1164,7 @@ static int op_unary_num(const struct qry_expr *e,
         return 0;
     }
     if (!is_num(x)) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, e->op == OP_ABS ? 28765 : 28765,
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_UnaryMathNotNumeric,
                                  "%s only supports numeric types, not %s", e->opname,
                                  qry_type_name(x->value_type));
     }
@@ -1174,7 +1179,7 @@ static int op_unary_num(const struct qry_expr *e,
         }
         double pd = is_num(p) ? num_d(p) : NAN;
         if (!is_num(p) || pd != floor(pd) || pd < -20 || pd > 100) {
-            return cairn_error_mongo(err, CAIRN_EINVAL, 51155,
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_RoundPlaceOutOfRange,
                                      "%s requires \"place\" argument to be an integer between "
                                      "-20 and 100",
                                      e->opname);
@@ -1210,7 +1215,8 @@ static int op_unary_num(const struct qry_expr *e,
     int64_t i = num_i(x);
     if (e->op == OP_ABS) {
         if (i == INT64_MIN) {
-            return cairn_error_mongo(err, CAIRN_EINVAL, 28680, "can't take $abs of long long min");
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_AbsOfInt64Min,
+                                     "can't take $abs of long long min");
         }
         i = i < 0 ? -i : i;
     } else if ((e->op == OP_ROUND || e->op == OP_TRUNC) && place < 0) {
@@ -1252,7 +1258,7 @@ static int op_concat(bson_value_t *a, size_t n, bson_value_t *out, struct cairn_
             return 0;
         }
         if (a[i].value_type != BSON_TYPE_UTF8) {
-            return cairn_error_mongo(err, CAIRN_EINVAL, 16702,
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_ConcatNotString,
                                      "$concat only supports strings, not %s",
                                      qry_type_name(a[i].value_type));
         }
@@ -1306,18 +1312,18 @@ static int op_substr(const struct qry_expr *e,
     bson_value_t s;
     int rv;
     if (!is_num(&a[1])) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 16034,
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_SubstrStartNotNumber,
                                  "%s: starting index must be a numeric type (is BSON type %s)",
                                  e->opname, qry_type_name(a[1].value_type));
     }
     if (!is_num(&a[2])) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 16035,
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_SubstrLengthNotNumber,
                                  "%s: length must be a numeric type (is BSON type %s)", e->opname,
                                  qry_type_name(a[2].value_type));
     }
     double ds = num_d(&a[1]), dl = num_d(&a[2]);
     if (!(ds >= 0)) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 50752,
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_SubstrStartNegative,
                                  "%s: starting index must be non-negative (got: %g)", e->opname,
                                  ds);
     }
@@ -1333,14 +1339,14 @@ static int op_substr(const struct qry_expr *e,
     size_t cnt = (dl < 0 || isnan(dl) || dl >= (double)(len - start)) ? len - start : (size_t)dl;
     if (start < len && utf8_cont(p[start])) {
         release(&s);
-        return cairn_error_mongo(err, CAIRN_EINVAL, 28656,
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_SubstrStartMidCharacter,
                                  "%s:  Invalid range, starting index is a UTF-8 continuation "
                                  "byte.",
                                  e->opname);
     }
     if (start + cnt < len && utf8_cont(p[start + cnt])) {
         release(&s);
-        return cairn_error_mongo(err, CAIRN_EINVAL, 28657,
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_SubstrEndMidCharacter,
                                  "%s:  Invalid range, ending index is in the middle of a UTF-8 "
                                  "character.",
                                  e->opname);
@@ -1359,19 +1365,19 @@ static int op_elemat(bson_value_t *a, bson_value_t *out, struct cairn_error *err
         return 0;
     }
     if (a[0].value_type != BSON_TYPE_ARRAY) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 28689,
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_ArrayElemAtNotArray,
                                  "$arrayElemAt's first argument must be an array, but is %s",
                                  qry_type_name(a[0].value_type));
     }
     if (!is_num(&a[1])) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 28690,
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_ArrayElemAtIndexNotNumber,
                                  "$arrayElemAt's second argument must be a numeric value, but "
                                  "is %s",
                                  qry_type_name(a[1].value_type));
     }
     double d = num_d(&a[1]);
     if (d != floor(d) || d < INT32_MIN || d > INT32_MAX) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 28691,
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_ArrayElemAtIndexNotInt32,
                                  "$arrayElemAt's second argument must be representable as a "
                                  "32-bit integer: %g",
                                  d);
@@ -1408,7 +1414,7 @@ static int op_concat_arrays(bson_value_t *a, size_t n, bson_value_t *out, struct
             return 0;
         }
         if (a[i].value_type != BSON_TYPE_ARRAY) {
-            return cairn_error_mongo(err, CAIRN_EINVAL, 28664,
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_ConcatArraysNotArray,
                                      "$concatArrays only supports arrays, not %s",
                                      qry_type_name(a[i].value_type));
         }
@@ -1690,7 +1696,7 @@ static int op_merge(bson_value_t *a, size_t n, bson_value_t *out, struct cairn_e
         }
         if (a[i].value_type != BSON_TYPE_DOCUMENT || !value_doc(&a[i], &d)) {
             bson_destroy(&acc);
-            return cairn_error_mongo(err, CAIRN_EINVAL, 40400,
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_MergeObjectsNotObject,
                                      "$mergeObjects requires object inputs, but input is of type "
                                      "%s",
                                      qry_type_name(a[i].value_type));
@@ -1859,7 +1865,7 @@ static int eval_op(const struct qry_expr *e,
             break;
         case OP_STRLEN:
             if (a[0].value_type != BSON_TYPE_UTF8) {
-                rv = cairn_error_mongo(err, CAIRN_EINVAL, 34473,
+                rv = cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_StrLenBytesNotString,
                                        "$strLenBytes requires a string argument, found: %s",
                                        qry_type_name(a[0].value_type));
             } else if (a[0].value.v_utf8.len > INT32_MAX) {
@@ -1872,7 +1878,7 @@ static int eval_op(const struct qry_expr *e,
             bson_t arr;
             if (a[0].value_type != BSON_TYPE_ARRAY || !value_doc(&a[0], &arr)) {
                 rv = cairn_error_mongo(
-                    err, CAIRN_EINVAL, 17124,
+                    err, CAIRN_EINVAL, MONGO_LOC_SizeNotArray,
                     "The argument to $size must be an array. Type of the argument "
                     "was: %s",
                     qry_type_name(a[0].value_type));
@@ -1889,7 +1895,7 @@ static int eval_op(const struct qry_expr *e,
             bson_iter_t it;
             bool found = false;
             if (a[1].value_type != BSON_TYPE_ARRAY || !value_doc(&a[1], &arr)) {
-                rv = cairn_error_mongo(err, CAIRN_EINVAL, 40081,
+                rv = cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_InNotArray,
                                        "$in requires an array as a second argument, found: %s",
                                        qry_type_name(a[1].value_type));
                 break;

@@ -691,7 +691,7 @@ static int rx_init(struct rx *r, const char *pattern, const char *options, struc
             case 'u':
                 break;
             default:
-                return cairn_error_mongo(err, CAIRN_EINVAL, 51108,
+                return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_RegexOptionInvalid,
                                          "invalid flag in regex options: %c", *o);
         }
     }
@@ -705,7 +705,7 @@ static int rx_init(struct rx *r, const char *pattern, const char *options, struc
     char *ere = translate_regex(pattern, x, m, dot, &bad_pat);
     if (!ere) {
         if (bad_pat) {
-            return cairn_error_mongo(err, CAIRN_EINVAL, 51091,
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_RegexInvalid,
                                      "Regular expression is invalid: missing terminating ] for "
                                      "character class, or a NUL \\x escape");
         }
@@ -715,19 +715,19 @@ static int rx_init(struct rx *r, const char *pattern, const char *options, struc
     size_t expanded = ere_expanded_size(ere, &backref, &stacked);
     if (stacked) {
         free(ere);
-        return cairn_error_mongo(err, CAIRN_EINVAL, 51091,
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_RegexInvalid,
                                  "Regular expression is invalid: nothing to repeat (a quantifier "
                                  "follows a quantifier)");
     }
     if (expanded > RX_MAX_EXPANDED) {
         free(ere);
-        return cairn_error_mongo(err, CAIRN_EINVAL, 51091,
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_RegexInvalid,
                                  "Regular expression is invalid: regular expression is too large "
                                  "(nested or repeated quantifiers)");
     }
     if (backref) {
         free(ere);
-        return cairn_error_mongo(err, CAIRN_EINVAL, 51091,
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_RegexInvalid,
                                  "Regular expression is invalid: back-references are not "
                                  "supported");
     }
@@ -738,8 +738,8 @@ static int rx_init(struct rx *r, const char *pattern, const char *options, struc
     if (rc != 0) {
         char msg[128];
         regerror(rc, &r->re, msg, sizeof msg);
-        return cairn_error_mongo(err, CAIRN_EINVAL, 51091, "Regular expression is invalid: %s",
-                                 msg);
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_RegexInvalid,
+                                 "Regular expression is invalid: %s", msg);
     }
     r->pattern = strdup(pattern);
     r->options = strdup(options);
@@ -1694,14 +1694,14 @@ static int compile_ops(const char *path,
                     opts = "";
                 }
                 if (has_opt && opts[0]) {
-                    return cairn_error_mongo(err, CAIRN_EINVAL, 51075,
+                    return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_RegexOptionsTwice,
                                              "options set in both $regex and $options");
                 }
             } else if (BSON_ITER_HOLDS_UTF8(&rx_it)) {
                 uint32_t plen;
                 pat = bson_iter_utf8(&rx_it, &plen);
                 if (strlen(pat) != plen) {
-                    return cairn_error_mongo(err, CAIRN_EINVAL, 51091,
+                    return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_RegexInvalid,
                                              "Regular expression cannot contain an embedded null "
                                              "byte");
                 }

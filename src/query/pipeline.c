@@ -107,7 +107,7 @@ static int pnode_add(struct pnode *parent, struct pnode *kid, bool front, struct
 static int check_path(const char *path, struct cairn_error *err)
 {
     if (path[0] == '\0') {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 40352,
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_FieldPathEmpty,
                                  "FieldPath cannot be constructed with empty string");
     }
     const char *p = path;
@@ -115,11 +115,11 @@ static int check_path(const char *path, struct cairn_error *err)
         const char *dot = strchr(p, '.');
         size_t n = dot ? (size_t)(dot - p) : strlen(p);
         if (n == 0) {
-            return cairn_error_mongo(err, CAIRN_EINVAL, 15998,
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_FieldPathEmptyComponent,
                                      "FieldPath field names may not be empty strings.");
         }
         if (p[0] == '$') {
-            return cairn_error_mongo(err, CAIRN_EINVAL, 16410,
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_FieldPathDollarPrefix,
                                      "FieldPath field names may not start with '$'. Consider "
                                      "using $getField or $setField.");
         }
@@ -158,7 +158,8 @@ static int pnode_insert(struct pnode *root,
         struct pnode *kid = pnode_find(cur, name, NULL);
         if (kid && (!dot || kid->kind != PN_SUB)) {
             qry_expr_free(expr);
-            return cairn_error_mongo(err, CAIRN_EINVAL, 31250, "Path collision at %s", path);
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_ProjectionPathCollision,
+                                     "Path collision at %s", path);
         }
         if (!kid) {
             kid = pnode_new(name, n, dot ? PN_SUB : kind);
@@ -230,7 +231,7 @@ static int pparse_doc(struct pparse *ps,
                 rv = pparse_doc(ps, &sub, path, err);
             }
         } else if (ps->mode != PM_ADD && t == BSON_TYPE_DOCUMENT && is_empty_doc(&it)) {
-            rv = cairn_error_mongo(err, CAIRN_EINVAL, 51270,
+            rv = cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_ProjectionEmptySubObject,
                                    "An empty sub-projection is not a valid value. Found empty "
                                    "object at path %s",
                                    path);
@@ -242,7 +243,8 @@ static int pparse_doc(struct pparse *ps,
                 rv = pnode_insert(ps->root, path, incl ? PN_INCL : PN_EXCL, NULL, err);
             } else if (incl) {
                 if (ps->mode == PM_EXCL) {
-                    rv = cairn_error_mongo(err, CAIRN_EINVAL, 31253,
+                    rv = cairn_error_mongo(err, CAIRN_EINVAL,
+                                           MONGO_LOC_InclusionInExclusionProjection,
                                            "Invalid $project :: caused by :: Cannot do inclusion "
                                            "on field %s in exclusion projection",
                                            path);
@@ -252,7 +254,8 @@ static int pparse_doc(struct pparse *ps,
                 }
             } else {
                 if (ps->mode == PM_INCL) {
-                    rv = cairn_error_mongo(err, CAIRN_EINVAL, 31254,
+                    rv = cairn_error_mongo(err, CAIRN_EINVAL,
+                                           MONGO_LOC_ExclusionInInclusionProjection,
                                            "Invalid $project :: caused by :: Cannot do exclusion "
                                            "on field %s in inclusion projection",
                                            path);
@@ -264,7 +267,7 @@ static int pparse_doc(struct pparse *ps,
         } else {
             struct qry_expr *e = NULL;
             if (ps->mode == PM_EXCL) {
-                rv = cairn_error_mongo(err, CAIRN_EINVAL, 31252,
+                rv = cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_ExclusionProjectionExpression,
                                        "Invalid $project :: caused by :: Cannot use expression "
                                        "other than $meta in exclusion projection");
             } else {
@@ -608,7 +611,7 @@ static int parse_match(struct stage *s, const bson_iter_t *it, struct cairn_erro
 {
     bson_t f;
     if (!iter_doc(it, &f)) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 15959,
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_MatchNotObject,
                                  "the match filter must be an expression in an object");
     }
     s->type = ST_MATCH;
@@ -629,7 +632,7 @@ static int parse_group_body(struct stage *s, const bson_t *spec, struct cairn_er
         const char *k = bson_iter_key(&it);
         if (strcmp(k, "_id") == 0) {
             if (have_id) {
-                return cairn_error_mongo(err, CAIRN_EINVAL, 15948,
+                return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_GroupIdTwice,
                                          "a group's _id may only be specified once");
             }
             have_id = true;
@@ -640,21 +643,22 @@ static int parse_group_body(struct stage *s, const bson_t *spec, struct cairn_er
             continue;
         }
         if (k[0] == '$') {
-            return cairn_error_mongo(err, CAIRN_EINVAL, 40236,
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_GroupFieldDollarPrefix,
                                      "The field name '%s' cannot be an operator name", k);
         }
         if (strchr(k, '.')) {
-            return cairn_error_mongo(err, CAIRN_EINVAL, 40235,
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_GroupFieldDot,
                                      "The field name '%s' cannot contain '.'", k);
         }
         for (size_t i = 0; i < s->nacc; i++) {
             if (strcmp(s->accs[i].name, k) == 0) {
-                return cairn_error_mongo(err, CAIRN_EINVAL, 16406, "duplicate field name: %s", k);
+                return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_GroupDuplicateField,
+                                         "duplicate field name: %s", k);
             }
         }
         bson_iter_t ai;
         if (!BSON_ITER_HOLDS_DOCUMENT(&it) || !bson_iter_recurse(&it, &ai)) {
-            return cairn_error_mongo(err, CAIRN_EINVAL, 40234,
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_GroupFieldNotAccumulator,
                                      "The field '%s' must be an accumulator object", k);
         }
         bson_iter_t c2 = ai;
@@ -663,7 +667,7 @@ static int parse_group_body(struct stage *s, const bson_t *spec, struct cairn_er
             cnt++;
         }
         if (cnt != 1 || !bson_iter_next(&ai)) {
-            return cairn_error_mongo(err, CAIRN_EINVAL, 40238,
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_GroupFieldAccumulatorCount,
                                      "The field '%s' must specify one accumulator", k);
         }
         const char *an = bson_iter_key(&ai);
@@ -674,7 +678,8 @@ static int parse_group_body(struct stage *s, const bson_t *spec, struct cairn_er
             }
         }
         if (op < 0) {
-            return cairn_error_mongo(err, CAIRN_EINVAL, 15952, "unknown group operator '%s'", an);
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_GroupUnknownAccumulator,
+                                     "unknown group operator '%s'", an);
         }
         struct gacc *na = realloc(s->accs, (s->nacc + 1) * sizeof *na);
         if (!na) {
@@ -694,7 +699,7 @@ static int parse_group_body(struct stage *s, const bson_t *spec, struct cairn_er
             continue;
         }
         if (BSON_ITER_HOLDS_ARRAY(&ai)) {
-            return cairn_error_mongo(err, CAIRN_EINVAL, 40237,
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_AccumulatorNotUnary,
                                      "The %s accumulator is a unary operator", an);
         }
         rv = qry_expr_compile(bson_iter_value(&ai), &a->expr, err);
@@ -703,7 +708,7 @@ static int parse_group_body(struct stage *s, const bson_t *spec, struct cairn_er
         }
     }
     if (!have_id) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 15955,
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_GroupMissingId,
                                  "a group specification must include an _id");
     }
     return 0;
@@ -713,7 +718,7 @@ static int parse_group(struct stage *s, const bson_iter_t *it, struct cairn_erro
 {
     bson_t spec;
     if (!iter_doc(it, &spec)) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 15947,
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_GroupSpecNotObject,
                                  "a group's fields must be specified in an object");
     }
     return parse_group_body(s, &spec, err);
@@ -722,28 +727,29 @@ static int parse_group(struct stage *s, const bson_iter_t *it, struct cairn_erro
 static int parse_count(struct stage *s, const bson_iter_t *it, struct cairn_error *err)
 {
     if (!BSON_ITER_HOLDS_UTF8(it)) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 40156,
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_CountFieldNotString,
                                  "the count field must be a non-empty string");
     }
     uint32_t len = 0;
     const char *name = bson_iter_utf8(it, &len);
     if (len == 0) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 40157,
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_CountFieldEmpty,
                                  "the count field must be a non-empty string");
     }
     if (name[0] == '$') {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 40158,
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_CountFieldDollarPrefix,
                                  "the count field cannot be a $-prefixed path");
     }
     if (strlen(name) != len) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 40159,
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_CountFieldNulByte,
                                  "the count field cannot contain a null byte");
     }
     if (strchr(name, '.')) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 40160, "the count field cannot contain '.'");
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_CountFieldDot,
+                                 "the count field cannot contain '.'");
     }
     if (strcmp(name, "_id") == 0) { /* mongod expands to {$group: {_id: null, _id: ...}} */
-        return cairn_error_mongo(err, CAIRN_EINVAL, 15948,
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_GroupIdTwice,
                                  "a group's _id may only be specified once");
     }
     s->type = ST_COUNT;
@@ -758,11 +764,11 @@ static int parse_project(struct stage *s, const bson_iter_t *it, bool add, struc
     int rv;
     if (!iter_doc(it, &spec)) {
         if (add) {
-            return cairn_error_mongo(err, CAIRN_EINVAL, 40272,
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_AddFieldsNotObject,
                                      "$addFields specification stage must be an object, got %s",
                                      iter_type_name(it));
         }
-        return cairn_error_mongo(err, CAIRN_EINVAL, 15969,
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_ProjectNotObject,
                                  "$project specification must be an object");
     }
     s->type = ST_PROJECT;
@@ -775,7 +781,7 @@ static int parse_project(struct stage *s, const bson_iter_t *it, bool add, struc
         return rv;
     }
     if (!add && ps.root->n == 0) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 51272,
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_ProjectionEmpty,
                                  "Invalid $project :: caused by :: projection specification "
                                  "must have at least one field");
     }
@@ -811,12 +817,12 @@ static int parse_unset(struct stage *s, const bson_iter_t *it, struct cairn_erro
     }
     bson_iter_t ai;
     if (!BSON_ITER_HOLDS_ARRAY(it) || !bson_iter_recurse(it, &ai)) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 31002,
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_UnsetSpecBadType,
                                  "$unset specification must be a string or an array");
     }
     while (bson_iter_next(&ai)) {
         if (!BSON_ITER_HOLDS_UTF8(&ai)) {
-            return cairn_error_mongo(err, CAIRN_EINVAL, 31120,
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_UnsetSpecNotString,
                                      "$unset specification must be a string or an array "
                                      "containing only string values");
         }
@@ -826,7 +832,7 @@ static int parse_unset(struct stage *s, const bson_iter_t *it, struct cairn_erro
         }
     }
     if (s->proj->n == 0) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 31119,
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_UnsetSpecEmpty,
                                  "$unset specification must be a string or an array with at "
                                  "least one field");
     }
@@ -837,7 +843,7 @@ static int parse_sort_doc(struct stage *s, const bson_t *spec, struct cairn_erro
 {
     s->type = ST_SORT;
     if (bson_empty(spec)) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 15976,
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_SortEmpty,
                                  "$sort stage must have at least one sort key");
     }
     return qry_sort_compile(spec, &s->sort, err);
@@ -847,7 +853,7 @@ static int parse_sort(struct stage *s, const bson_iter_t *it, struct cairn_error
 {
     bson_t spec;
     if (!iter_doc(it, &spec)) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 15973,
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_SortNotObject,
                                  "the $sort key specification must be an object");
     }
     return parse_sort_doc(s, &spec, err);
@@ -862,9 +868,9 @@ static int parse_skip_limit(struct stage *s,
     const char *stage = limit ? "$limit" : "$skip";
     double d;
     if (!qry_is_number(v->value_type)) {
-        return limit ? cairn_error_mongo(err, CAIRN_EINVAL, 15957,
+        return limit ? cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_LimitNotNumber,
                                          "the limit must be specified as a number")
-                     : cairn_error_mongo(err, CAIRN_EINVAL, 15972,
+                     : cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_SkipNotNumber,
                                          "Argument to $skip must be a number");
     }
     d = qry_number_as_double(v);
@@ -882,10 +888,12 @@ static int parse_skip_limit(struct stage *s,
         s->n = (int64_t)d;
     }
     if (limit && s->n <= 0) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 15958, "the limit must be positive");
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_LimitNotPositive,
+                                 "the limit must be positive");
     }
     if (!limit && s->n < 0) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 15956, "Argument to $skip cannot be negative");
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_SkipNegative,
+                                 "Argument to $skip cannot be negative");
     }
     s->type = limit ? ST_LIMIT : ST_SKIP;
     return 0;
@@ -905,7 +913,7 @@ static int parse_unwind(struct stage *s, const bson_iter_t *it, struct cairn_err
             const char *k = bson_iter_key(&oi);
             if (strcmp(k, "path") == 0) {
                 if (!BSON_ITER_HOLDS_UTF8(&oi)) {
-                    return cairn_error_mongo(err, CAIRN_EINVAL, 28808,
+                    return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_UnwindPathNotString,
                                              "expected a string as the path for $unwind stage, "
                                              "got %s",
                                              iter_type_name(&oi));
@@ -913,26 +921,26 @@ static int parse_unwind(struct stage *s, const bson_iter_t *it, struct cairn_err
                 path = bson_iter_utf8(&oi, NULL);
             } else if (strcmp(k, "includeArrayIndex") == 0) {
                 if (!BSON_ITER_HOLDS_UTF8(&oi)) {
-                    return cairn_error_mongo(err, CAIRN_EINVAL, 28810,
+                    return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_UnwindIndexFieldNotString,
                                              "expected a non-empty string for the "
                                              "includeArrayIndex option to $unwind stage, got %s",
                                              iter_type_name(&oi));
                 }
                 idx = bson_iter_utf8(&oi, NULL);
                 if (idx[0] == '\0') {
-                    return cairn_error_mongo(err, CAIRN_EINVAL, 28810,
+                    return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_UnwindIndexFieldNotString,
                                              "expected a non-empty string for the "
                                              "includeArrayIndex option to $unwind stage");
                 }
                 if (idx[0] == '$') {
-                    return cairn_error_mongo(err, CAIRN_EINVAL, 28822,
+                    return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_UnwindIndexFieldDollar,
                                              "includeArrayIndex option to $unwind stage should "
                                              "not be prefixed with a '$': %s",
                                              idx);
                 }
             } else if (strcmp(k, "preserveNullAndEmptyArrays") == 0) {
                 if (!BSON_ITER_HOLDS_BOOL(&oi)) {
-                    return cairn_error_mongo(err, CAIRN_EINVAL, 28809,
+                    return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_UnwindPreserveNotBool,
                                              "expected a boolean for the "
                                              "preserveNullAndEmptyArrays option to $unwind "
                                              "stage, got %s",
@@ -940,22 +948,22 @@ static int parse_unwind(struct stage *s, const bson_iter_t *it, struct cairn_err
                 }
                 s->preserve = bson_iter_bool(&oi);
             } else {
-                return cairn_error_mongo(err, CAIRN_EINVAL, 28811,
+                return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_UnwindUnknownOption,
                                          "unrecognized option to $unwind stage: %s", k);
             }
         }
         if (!path) {
-            return cairn_error_mongo(err, CAIRN_EINVAL, 28812,
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_UnwindMissingPath,
                                      "no path specified to $unwind stage");
         }
     } else {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 15981,
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_UnwindSpecBadType,
                                  "expected either a string or an object as specification for "
                                  "$unwind stage, got %s",
                                  iter_type_name(it));
     }
     if (path[0] != '$') {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 28818,
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_UnwindPathNoDollar,
                                  "path option to $unwind stage should be prefixed with a '$': %s",
                                  path);
     }
@@ -974,14 +982,14 @@ static int parse_replace(struct stage *s, const bson_iter_t *it, bool with, stru
     }
     bson_iter_t oi;
     if (!BSON_ITER_HOLDS_DOCUMENT(it) || !bson_iter_recurse(it, &oi)) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 40229,
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_ReplaceRootSpecNotObject,
                                  "expected an object as specification for $replaceRoot stage, "
                                  "got %s",
                                  iter_type_name(it));
     }
     while (bson_iter_next(&oi)) {
         if (strcmp(bson_iter_key(&oi), "newRoot") != 0) {
-            return cairn_error_mongo(err, CAIRN_EINVAL, 40230,
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_ReplaceRootUnknownOption,
                                      "unrecognized option to $replaceRoot stage: %s",
                                      bson_iter_key(&oi));
         }
@@ -993,7 +1001,7 @@ static int parse_replace(struct stage *s, const bson_iter_t *it, bool with, stru
         }
     }
     if (!s->expr) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 40231,
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_ReplaceRootMissingNewRoot,
                                  "no newRoot specified for the $replaceRoot stage");
     }
     return 0;
@@ -1056,7 +1064,7 @@ static int parse_sort_by_count(struct qry_pipeline *p,
     bool ok = (BSON_ITER_HOLDS_UTF8(it) && bson_iter_utf8(it, NULL)[0] == '$') ||
               BSON_ITER_HOLDS_DOCUMENT(it);
     if (!ok) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 40148,
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_SortByCountBadField,
                                  "the sortByCount field must be specified as a string or an "
                                  "object expression starting with '$'");
     }
@@ -1133,8 +1141,8 @@ static int parse_stage(struct qry_pipeline *p,
         return parse_replace(s, it, true, err);
     }
     p->n--; /* nothing was parsed into it */
-    return cairn_error_mongo(err, CAIRN_EINVAL, 40324, "Unrecognized pipeline stage name: '%s'",
-                             name);
+    return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_StageUnknown,
+                             "Unrecognized pipeline stage name: '%s'", name);
 }
 
 int qry_pipeline_compile(const bson_t *stages, struct qry_pipeline **out, struct cairn_error *err)
@@ -1167,7 +1175,7 @@ int qry_pipeline_compile(const bson_t *stages, struct qry_pipeline **out, struct
             nkeys++;
         }
         if (nkeys != 1 || !bson_iter_next(&si)) {
-            rv = cairn_error_mongo(err, CAIRN_EINVAL, 40323,
+            rv = cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_StageNotOneField,
                                    "A pipeline stage specification object must contain exactly "
                                    "one field.");
             break;
@@ -1776,7 +1784,7 @@ static int do_replace(struct run *r, size_t i, const bson_t *doc, struct cairn_e
     if (v.value_type != BSON_TYPE_DOCUMENT ||
         !bson_init_static(&nd, v.value.v_doc.data, v.value.v_doc.data_len)) {
         char *json = bson_as_relaxed_extended_json(doc, NULL);
-        rv = cairn_error_mongo(err, CAIRN_EINVAL, 40228,
+        rv = cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_ReplaceRootNotObject,
                                "'newRoot' expression must evaluate to an object, but resulting "
                                "value was of type: %s. Input document: %s",
                                qry_type_name(v.value_type), json ? json : "{...}");

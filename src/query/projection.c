@@ -125,7 +125,7 @@ static int insert_path(struct pnode *root,
                                  "projection path '%.60s...' is too deep", path);
     }
     if (path[0] == '\0') {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 40352,
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_FieldPathEmpty,
                                  "FieldPath cannot be constructed with empty string");
     }
     for (;;) {
@@ -134,7 +134,7 @@ static int insert_path(struct pnode *root,
         struct pnode *k;
 
         if (len == 0) {
-            return cairn_error_mongo(err, CAIRN_EINVAL, 15998,
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_FieldPathEmptyComponent,
                                      "FieldPath field names may not be empty strings.");
         }
         if (c[0] == '$') {
@@ -144,14 +144,15 @@ static int insert_path(struct pnode *root,
                                          "supported",
                                          path);
             }
-            return cairn_error_mongo(err, CAIRN_EINVAL, 16410,
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_FieldPathDollarPrefix,
                                      "FieldPath field names may not start with '$'. Consider "
                                      "using $getField or $setField.");
         }
         k = pnode_child(cur, c, len);
         if (dot == NULL) {
             if (k != NULL) {
-                return cairn_error_mongo(err, CAIRN_EINVAL, 31250, "Path collision at %s", path);
+                return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_ProjectionPathCollision,
+                                         "Path collision at %s", path);
             }
             k = pnode_add(cur, c, len);
             if (k == NULL) {
@@ -167,7 +168,7 @@ static int insert_path(struct pnode *root,
             }
             k->kind = P_INTERNAL;
         } else if (k->kind != P_INTERNAL) {
-            return cairn_error_mongo(err, CAIRN_EINVAL, 31249,
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_ProjectionPathThroughLeaf,
                                      "Path collision at %s remaining portion %s", path, dot + 1);
         }
         cur = k;
@@ -188,10 +189,10 @@ static int set_mode(struct qry_projection *p,
         return 0;
     }
     if (m == M_EXCLUDE) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 31254,
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_ExclusionInInclusionProjection,
                                  "Cannot do exclusion on field %s in inclusion projection", path);
     }
-    return cairn_error_mongo(err, CAIRN_EINVAL, 31253,
+    return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_InclusionInExclusionProjection,
                              "Cannot do inclusion on field %s in exclusion projection", path);
 }
 
@@ -267,7 +268,7 @@ static int parse_slice(struct pnode *leaf, const bson_value_t *v, struct cairn_e
             }
         }
         if (n != 2) {
-            return cairn_error_mongo(err, CAIRN_EINVAL, 28724,
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_ProjectionSliceNotPair,
                                      "First argument to $slice must be an array, but is of type: "
                                      "array with %d elements; expected [skip, limit]",
                                      n);
@@ -345,7 +346,7 @@ static int compile_field(struct qry_projection *p,
             return cairn_error_mongo(err, CAIRN_EBADDOC, MONGO_BadValue, "invalid projection");
         }
         if (!bson_iter_next(&it)) {
-            return cairn_error_mongo(err, CAIRN_EINVAL, 51270,
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_ProjectionEmptySubObject,
                                      "An empty sub-projection is not a valid value. Found empty "
                                      "object at path %s",
                                      path);
@@ -411,7 +412,7 @@ static int compile_field(struct qry_projection *p,
                                  "expression projections are not supported: %s: %s", path, f);
     }
     if (p->mode == M_EXCLUDE) {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 31310,
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_ExclusionProjectionLiteral,
                                  "Cannot use expression other than $meta in exclusion projection");
     }
     rv = set_mode(p, M_INCLUDE, path, err);

@@ -47,18 +47,18 @@ static int check_path(const char *k, struct cairn_error *err)
     const char *c = k;
 
     if (k[0] == '\0') {
-        return cairn_error_mongo(err, CAIRN_EINVAL, 40352,
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_FieldPathEmpty,
                                  "FieldPath cannot be constructed with empty string");
     }
     for (;;) {
         const char *dot = strchr(c, '.');
         size_t len = dot ? (size_t)(dot - c) : strlen(c);
         if (len == 0) {
-            return cairn_error_mongo(err, CAIRN_EINVAL, 15998,
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_FieldPathEmptyComponent,
                                      "FieldPath field names may not be empty strings.");
         }
         if (c[0] == '$') {
-            return cairn_error_mongo(err, CAIRN_EINVAL, 16410,
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_FieldPathDollarPrefix,
                                      "FieldPath field names may not start with '$'. Consider "
                                      "using $getField or $setField.");
         }
