@@ -60,6 +60,7 @@ enum eng_op_kind {
     ENG_OP_DELETE = 2, /* write a tombstone for (coll_id, key) */
     ENG_OP_CREATE = 3, /* create collection `ns` with id `coll_id` */
     ENG_OP_DROP = 4,   /* drop collection `ns` (id `coll_id`) and its documents */
+    ENG_OP_SESSION = 5, /* store session record `doc` under session key `key` (coll_id 0) */
 };
 
 struct eng_op

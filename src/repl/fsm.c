@@ -39,6 +39,12 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
 
     *result = NULL;
     rc = repl_oplog_decode(buf->base, buf->len, &d, &err);
+    if (rc == CAIRN_EUNSUPPORTED) {
+        /* Written by a newer cairnd: skipping it would diverge. */
+        cairn_log(CAIRN_LOG_ERROR, "repl", "FATAL: stopping: raft entry %llu: %s",
+                  (unsigned long long)index, err.msg);
+        abort();
+    }
     if (rc != 0) {
         /* A committed entry we cannot read: continuing would diverge. */
         cairn_log(CAIRN_LOG_ERROR, "repl", "FATAL: raft entry %llu cannot be decoded: %s",
@@ -59,6 +65,9 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
         abort();
     }
     atomic_fetch_add(&r->n_entries_applied, 1);
+    if (d.version >= 1) {
+        r->applied_term = d.term;
+    }
     if (d.n_commits > 0) {
         repl_on_applied(r, index, d.commits[d.n_commits - 1].ts);
     }

@@ -16,10 +16,38 @@
 
 /* Leadership is gone (or its outcome unknown): stop writes at once, hide
  * the overlay, drop what was not proposed and fail every waiter. */
+void repl_set_writable(struct repl *r, bool writable)
+{
+    uint64_t epoch = 0;
+    repl_leadership_cb cb;
+    void *arg;
+
+    if (writable) {
+        epoch = ++r->epochs;
+    }
+    /* Proposers read write_epoch under qmu: take it so that a proposal
+     * either completes before the change or sees it. */
+    pthread_mutex_lock(&r->qmu);
+    atomic_store(&r->write_epoch, epoch);
+    atomic_store(&r->writable, writable);
+    pthread_mutex_unlock(&r->qmu);
+    pthread_mutex_lock(&r->smu);
+    cb = r->leader_cb;
+    arg = r->leader_cb_arg;
+    pthread_mutex_unlock(&r->smu);
+    if (cb != NULL) {
+        cb(arg, writable, epoch);
+    }
+}
+
 void repl_lose_leadership(struct repl *r, const char *why)
 {
-    bool was_writable = atomic_exchange(&r->writable, false);
+    bool was_writable = atomic_load(&r->writable);
     cairn_ts dropped;
+
+    if (was_writable) {
+        repl_set_writable(r, false);
+    }
 
     r->leader = false;
     r->barrier_done = false;
@@ -56,7 +84,7 @@ static void barrier_cb(struct raft_barrier *req, int status)
             pthread_mutex_lock(&r->smu);
             r->st.election_wall_ms = cairn_wall_ms();
             pthread_mutex_unlock(&r->smu);
-            atomic_store(&r->writable, true);
+            repl_set_writable(r, true);
             cairn_log(CAIRN_LOG_INFO, "repl", "primary in term %llu (applied index %llu)",
                       (unsigned long long)r->leader_term, (unsigned long long)r->applied_index);
             repl_publish_status(r);
@@ -160,4 +188,17 @@ void repl_poll_timer_cb(uv_timer_t *t)
 bool repl_is_writable(struct repl *r)
 {
     return atomic_load(&r->writable);
+}
+
+uint64_t repl_write_epoch(struct repl *r)
+{
+    return atomic_load(&r->write_epoch);
+}
+
+void repl_set_leadership_cb(struct repl *r, repl_leadership_cb cb, void *arg)
+{
+    pthread_mutex_lock(&r->smu);
+    r->leader_cb = cb;
+    r->leader_cb_arg = arg;
+    pthread_mutex_unlock(&r->smu);
 }

@@ -1,12 +1,22 @@
 /*
  * oplog.c: the oplog entry codec. It owns the byte format of raft entry
- * payloads: a sequence of BSON documents, one per commit,
- *   {ts: Timestamp, ops: [{op: "p"|"d"|"c"|"x", cid: Int64, ns?: string,
- *                          k?: BinData(0), o?: document}]}
- * followed by up to 7 zero bytes of padding (REPL_OPLOG_ALIGN: raft 0.15
- * needs entry lengths that are multiples of 8), and its strict validation
- * on decode (anything unexpected is CAIRN_ECORRUPT: a replicated log must
- * never be half-understood).
+ * payloads, a sequence of BSON documents:
+ *
+ *   header   {v: Int32 format version, t: Int64 raft term it was proposed in}
+ *   commit   {ts: Timestamp, ops: [{op: "p"|"d"|"c"|"x"|"s", cid: Int64,
+ *             ns?: string, k?: BinData(0), o?: document}]}   (one or more)
+ *   padding  up to 7 zero bytes (REPL_OPLOG_ALIGN: raft 0.15 needs entry
+ *            lengths that are multiples of 8)
+ *
+ * Version 1 is the format above. Entries written before the header existed
+ * start directly with a commit and decode as version 0 (same commit
+ * format, no term). A version above REPL_OPLOG_VERSION decodes to
+ * CAIRN_EUNSUPPORTED so that the member stops instead of skipping it.
+ * Op "s" is a session record (ENG_OP_SESSION: k = session key, o = record).
+ * Every commit document starts with its ts at byte offset 8, so a commit
+ * can be encoded before its timestamp is known and patched in place
+ * (repl_oplog_patch_ts). Anything else unexpected is CAIRN_ECORRUPT: a
+ * replicated log must never be half-understood.
  * Pure functions, any thread.
  */
 #include <stdlib.h>
@@ -29,6 +39,8 @@ static const char *op_code(int kind)
             return "c";
         case ENG_OP_DROP:
             return "x";
+        case ENG_OP_SESSION:
+            return "s";
         default:
             return NULL;
     }
@@ -54,7 +66,7 @@ static int encode_op(bson_t *arr, uint32_t i, const struct eng_op *op)
     if (op->ns != NULL) {
         ok = ok && BSON_APPEND_UTF8(&child, "ns", op->ns);
     }
-    if (op->kind == ENG_OP_PUT || op->kind == ENG_OP_DELETE) {
+    if (op->kind == ENG_OP_PUT || op->kind == ENG_OP_DELETE || op->kind == ENG_OP_SESSION) {
         if (op->key == NULL || op->key_len == 0 || op->key_len > INT32_MAX) {
             ok = false;
         } else {
@@ -62,7 +74,7 @@ static int encode_op(bson_t *arr, uint32_t i, const struct eng_op *op)
                                           (uint32_t)op->key_len);
         }
     }
-    if (op->kind == ENG_OP_PUT) {
+    if (op->kind == ENG_OP_PUT || op->kind == ENG_OP_SESSION) {
         bson_t doc;
         if (op->doc == NULL || !bson_init_static(&doc, op->doc, op->doc_len)) {
             ok = false;
@@ -81,13 +93,44 @@ static int encode_op(bson_t *arr, uint32_t i, const struct eng_op *op)
     return ok ? 0 : CAIRN_EINVAL;
 }
 
+int repl_oplog_encode_header(uint64_t term, struct cairn_buf *out)
+{
+    bson_t doc;
+    int rc;
+
+    if (term > INT64_MAX) {
+        return CAIRN_EINVAL;
+    }
+    bson_init(&doc);
+    if (!BSON_APPEND_INT32(&doc, "v", REPL_OPLOG_VERSION) ||
+        !BSON_APPEND_INT64(&doc, "t", (int64_t)term)) {
+        bson_destroy(&doc);
+        return CAIRN_ENOMEM;
+    }
+    rc = cairn_buf_append(out, bson_get_data(&doc), doc.len);
+    bson_destroy(&doc);
+    return rc;
+}
+
+void repl_oplog_patch_ts(uint8_t *commit_enc, cairn_ts ts)
+{
+    /* BSON Timestamp: increment then seconds, each little-endian 32 bits. */
+    uint32_t inc = CAIRN_TS_INC(ts), secs = CAIRN_TS_SECS(ts);
+    uint8_t *p = commit_enc + REPL_OPLOG_TS_OFFSET;
+
+    for (int i = 0; i < 4; i++) {
+        p[i] = (uint8_t)(inc >> (8 * i));
+        p[4 + i] = (uint8_t)(secs >> (8 * i));
+    }
+}
+
 int repl_oplog_encode(const struct eng_commit *commit, struct cairn_buf *out)
 {
     bson_t doc;
     bson_t arr;
     int rc = 0;
 
-    if (commit == NULL || (commit->n_ops > 0 && commit->ops == NULL) || commit->ts == 0) {
+    if (commit == NULL || (commit->n_ops > 0 && commit->ops == NULL)) {
         return CAIRN_EINVAL;
     }
     bson_init(&doc);
@@ -165,6 +208,8 @@ static int kind_of(const char *s, uint32_t len)
             return ENG_OP_CREATE;
         case 'x':
             return ENG_OP_DROP;
+        case 's':
+            return ENG_OP_SESSION;
         default:
             return 0;
     }
@@ -282,6 +327,11 @@ static int decode_op(bson_iter_t *it, size_t ci, struct eng_op *op, struct cairn
                 return corrupt(err, ci, "delete op needs k and no o");
             }
             break;
+        case ENG_OP_SESSION:
+            if ((seen & (F_K | F_O)) != (F_K | F_O) || (seen & F_NS)) {
+                return corrupt(err, ci, "session op needs k and o and no ns");
+            }
+            break;
         default: /* CREATE, DROP */
             if (!(seen & F_NS) || (seen & (F_K | F_O))) {
                 return corrupt(err, ci, "create/drop op needs ns and no k or o");
@@ -359,6 +409,51 @@ static int decode_commit(struct decoder *d, const bson_t *doc, struct cairn_erro
     return 0;
 }
 
+/* The header {v, t}. A version this build does not know is
+ * CAIRN_EUNSUPPORTED (the caller must stop, never skip). */
+static int decode_header(const bson_t *doc, struct repl_decoded *out, struct cairn_error *err)
+{
+    bson_iter_t it;
+    bool have_v = false, have_t = false;
+
+    if (!bson_iter_init(&it, doc)) {
+        return cairn_error_setf(err, CAIRN_ECORRUPT, "oplog entry: bad header");
+    }
+    while (bson_iter_next(&it)) {
+        const char *k = bson_iter_key(&it);
+        if (strcmp(k, "v") == 0 && BSON_ITER_HOLDS_INT32(&it) && !have_v) {
+            out->version = bson_iter_int32(&it);
+            have_v = true;
+        } else if (strcmp(k, "t") == 0 && BSON_ITER_HOLDS_INT64(&it) && !have_t) {
+            int64_t term = bson_iter_int64(&it);
+            if (term < 0) {
+                return cairn_error_setf(err, CAIRN_ECORRUPT, "oplog entry: negative term");
+            }
+            out->term = (uint64_t)term;
+            have_t = true;
+        } else if (strcmp(k, "v") != 0 && strcmp(k, "t") != 0 && have_v &&
+                   out->version > REPL_OPLOG_VERSION) {
+            /* A newer format may add header fields: report the version. */
+            continue;
+        } else {
+            return cairn_error_setf(err, CAIRN_ECORRUPT, "oplog entry: bad header field '%s'", k);
+        }
+    }
+    if (!have_v || out->version < 1) {
+        return cairn_error_setf(err, CAIRN_ECORRUPT, "oplog entry: header without a version");
+    }
+    if (out->version > REPL_OPLOG_VERSION) {
+        return cairn_error_setf(err, CAIRN_EUNSUPPORTED,
+                                "oplog entry format version %d is newer than this cairnd "
+                                "understands (%d): upgrade this member",
+                                out->version, REPL_OPLOG_VERSION);
+    }
+    if (!have_t) {
+        return cairn_error_setf(err, CAIRN_ECORRUPT, "oplog entry: header without a term");
+    }
+    return 0;
+}
+
 int repl_oplog_decode(const uint8_t *buf,
                       size_t len,
                       struct repl_decoded *out,
@@ -380,6 +475,7 @@ int repl_oplog_decode(const uint8_t *buf,
         uint32_t dlen;
         bson_t doc;
         size_t off = 0;
+        bool first = pos == 0;
 
         if (len - pos < REPL_OPLOG_ALIGN && d.n_commits > 0) {
             bool zeros = true;
@@ -408,7 +504,11 @@ int repl_oplog_decode(const uint8_t *buf,
             rc = corrupt(err, d.n_commits, "invalid BSON");
             break;
         }
-        rc = decode_commit(&d, &doc, err);
+        if (first && !bson_has_field(&doc, "ts")) {
+            rc = decode_header(&doc, out, err);
+        } else {
+            rc = decode_commit(&d, &doc, err);
+        }
         pos += dlen;
     }
     if (rc != 0) {
@@ -421,6 +521,11 @@ int repl_oplog_decode(const uint8_t *buf,
         d.commits[i].ops = d.commits[i].n_ops ? &d.ops[d.first_op[i]] : NULL;
     }
     free(d.first_op);
+    if (d.n_commits == 0) {
+        free(d.commits);
+        free(d.ops);
+        return cairn_error_setf(err, CAIRN_ECORRUPT, "oplog entry: no commit");
+    }
     out->commits = d.commits;
     out->n_commits = d.n_commits;
     out->ops = d.ops;

@@ -18,8 +18,6 @@
 #define MAX_UNCOMMITTED 512
 /* Group commit: stop adding commits to one entry past this many bytes. */
 #define GROUP_MAX_BYTES ((size_t)2 << 20)
-/* Largest single encoded commit (raft_uv segments are 32 MiB below). */
-#define MAX_COMMIT_BYTES ((size_t)24 << 20)
 /* Backpressure: repl_propose waits while this much is queued for the raft
  * thread (w:1 writers are acknowledged when queued and would otherwise
  * grow the queue without bound while the disk stalls). */
@@ -92,8 +90,10 @@ static void apply_cb(struct raft_apply *req, int status, void *result)
     abort();
 }
 
-/* Pops up to GROUP_MAX_BYTES of queued commits into one raft buffer.
- * Returns false when the queue is empty. */
+/* Pops up to GROUP_MAX_BYTES of queued commits into one raft buffer,
+ * behind an entry header naming the term we lead in. Returns false when
+ * the queue is empty; *rc is RAFT_NOMEM when the buffer could not be
+ * made (the popped commits are freed either way). */
 static bool pop_group(struct repl *r,
                       struct raft_buffer *buf,
                       cairn_ts *first_ts,
@@ -102,6 +102,7 @@ static bool pop_group(struct repl *r,
                       int *rc)
 {
     struct repl_pcommit *first, *p, *end;
+    struct cairn_buf header = CAIRN_BUF_INIT;
     size_t total = 0;
     uint8_t *dst;
 
@@ -130,19 +131,29 @@ static bool pop_group(struct repl *r,
     end->next = NULL;
     pthread_mutex_unlock(&r->qmu);
 
+    if (repl_oplog_encode_header(r->leader_term, &header) != 0) {
+        cairn_buf_free(&header);
+        *rc = RAFT_NOMEM;
+    }
+    total += header.len;
     {
         /* Zero-pad to a multiple of 8: raft 0.15 requires it (see
          * REPL_OPLOG_ALIGN). */
         size_t padded = (total + REPL_OPLOG_ALIGN - 1) & ~(size_t)(REPL_OPLOG_ALIGN - 1);
-        dst = raft_malloc(padded);
+        dst = *rc == 0 ? raft_malloc(padded) : NULL;
         if (dst != NULL) {
             memset(dst + total, 0, padded - total);
+            memcpy(dst, header.data, header.len);
         }
         total = padded;
     }
+    buf->base = dst;
+    if (dst != NULL) {
+        dst += header.len;
+    }
+    cairn_buf_free(&header);
     *first_ts = first->ts;
     *last_ts = end->ts;
-    buf->base = dst;
     buf->len = total;
     for (p = first; p != NULL;) {
         struct repl_pcommit *next = p->next;
@@ -240,11 +251,10 @@ void repl_drive_proposals(struct repl *r)
 int repl_propose(struct repl *r, const struct eng_commit *commit, struct cairn_error *err)
 {
     struct cairn_buf buf = CAIRN_BUF_INIT;
-    struct repl_pcommit *p;
     int rc;
 
-    if (!atomic_load(&r->writable)) {
-        return cairn_error_mongo(err, CAIRN_ENOTLEADER, MONGO_NotWritablePrimary, "not primary");
+    if (commit == NULL || commit->ts == 0) {
+        return cairn_error_setf(err, CAIRN_EINVAL, "propose: commit without a ts");
     }
     rc = repl_oplog_encode(commit, &buf);
     if (rc != 0) {
@@ -252,21 +262,38 @@ int repl_propose(struct repl *r, const struct eng_commit *commit, struct cairn_e
         return cairn_error_setf(err, rc, "propose: encode commit: %s",
                                 rc == CAIRN_EINVAL ? "malformed op" : cairn_strerror(rc));
     }
-    if (buf.len > MAX_COMMIT_BYTES) {
-        size_t len = buf.len;
+    repl_oplog_patch_ts(buf.data, commit->ts);
+    rc = repl_propose_encoded(r, repl_write_epoch(r), commit->ts, buf.data, buf.len, err);
+    if (rc != 0) {
         cairn_buf_free(&buf);
+    }
+    return rc;
+}
+
+int repl_propose_encoded(struct repl *r,
+                         uint64_t epoch,
+                         cairn_ts ts,
+                         uint8_t *data,
+                         size_t len,
+                         struct cairn_error *err)
+{
+    struct repl_pcommit *p;
+
+    if (epoch == 0 || atomic_load(&r->write_epoch) != epoch) {
+        return cairn_error_mongo(err, CAIRN_ENOTLEADER, MONGO_NotWritablePrimary, "not primary");
+    }
+    if (len > REPL_MAX_COMMIT_BYTES) {
         return cairn_error_mongo(err, CAIRN_ETOOBIG, MONGO_BSONObjectTooLarge,
                                  "commit of %zu bytes exceeds the replication limit of %zu bytes",
-                                 len, MAX_COMMIT_BYTES);
+                                 len, REPL_MAX_COMMIT_BYTES);
     }
     p = malloc(sizeof *p);
     if (p == NULL) {
-        cairn_buf_free(&buf);
         return cairn_error_setf(err, CAIRN_ENOMEM, "propose: out of memory");
     }
-    p->ts = commit->ts;
-    p->data = buf.data;
-    p->len = buf.len;
+    p->ts = ts;
+    p->data = data;
+    p->len = len;
     p->next = NULL;
     pthread_mutex_lock(&r->qmu);
     while (!r->stopping && r->q_len > 0 &&
@@ -275,26 +302,22 @@ int repl_propose(struct repl *r, const struct eng_commit *commit, struct cairn_e
     }
     if (r->stopping) {
         pthread_mutex_unlock(&r->qmu);
-        free(p->data);
         free(p);
         return cairn_error_mongo(err, CAIRN_ESHUTDOWN, MONGO_ShutdownInProgress, "shutting down");
     }
-    if (!atomic_load(&r->writable)) {
-        /* Leadership ended while this commit waited for room. */
+    if (atomic_load(&r->write_epoch) != epoch) {
+        /* Leadership changed (maybe while this commit waited for room). */
         pthread_mutex_unlock(&r->qmu);
-        free(p->data);
         free(p);
         return cairn_error_mongo(err, CAIRN_ENOTLEADER, MONGO_NotWritablePrimary, "not primary");
     }
-    if (commit->ts <= r->q_last_ts) {
+    if (ts <= r->q_last_ts) {
         cairn_ts last = r->q_last_ts;
         pthread_mutex_unlock(&r->qmu);
-        free(p->data);
         free(p);
-        return cairn_error_setf(err, CAIRN_EINVAL,
-                                "propose: ts %u:%u is not above the last proposed %u:%u",
-                                CAIRN_TS_SECS(commit->ts), CAIRN_TS_INC(commit->ts),
-                                CAIRN_TS_SECS(last), CAIRN_TS_INC(last));
+        return cairn_error_setf(
+            err, CAIRN_EINVAL, "propose: ts %u:%u is not above the last proposed %u:%u",
+            CAIRN_TS_SECS(ts), CAIRN_TS_INC(ts), CAIRN_TS_SECS(last), CAIRN_TS_INC(last));
     }
     if (r->q_tail != NULL) {
         r->q_tail->next = p;
@@ -304,8 +327,8 @@ int repl_propose(struct repl *r, const struct eng_commit *commit, struct cairn_e
     r->q_tail = p;
     r->q_len++;
     r->q_bytes += p->len;
-    r->q_last_ts = commit->ts;
-    atomic_store(&r->pub_queued, commit->ts);
+    r->q_last_ts = ts;
+    atomic_store(&r->pub_queued, ts);
     pthread_mutex_unlock(&r->qmu);
     uv_async_send(&r->async);
     return 0;

@@ -246,7 +246,9 @@ static void begin_stop(struct repl *r)
         repl_drive_proposals(r);
     }
     r->closing = true;
-    atomic_store(&r->writable, false);
+    if (atomic_load(&r->writable)) {
+        repl_set_writable(r, false);
+    }
     dropped = repl_drop_queue(r);
     if (dropped != 0) {
         cairn_log(CAIRN_LOG_WARN, "repl",
@@ -448,6 +450,8 @@ static void repl_free(struct repl *r)
     repl_cfg_free(&r->scfg);
     pthread_mutex_destroy(&r->qmu);
     pthread_mutex_destroy(&r->smu);
+    pthread_mutex_destroy(&r->amu);
+    pthread_cond_destroy(&r->acv);
     pthread_cond_destroy(&r->qcv);
     pthread_cond_destroy(&r->q_space);
     free(r);
@@ -492,6 +496,8 @@ int repl_open(const struct repl_options *opts, struct repl **out, struct cairn_e
     r->start_wall_ms = cairn_wall_ms();
     pthread_mutex_init(&r->qmu, NULL);
     pthread_mutex_init(&r->smu, NULL);
+    pthread_mutex_init(&r->amu, NULL);
+    pthread_cond_init(&r->acv, NULL);
     pthread_cond_init(&r->qcv, NULL);
     pthread_cond_init(&r->q_space, NULL);
     repl_waitq_init(&r->waitq);
@@ -599,6 +605,10 @@ void repl_close(struct repl *r)
     }
     memset(&stop, 0, sizeof stop);
     stop.type = REPL_CTL_STOP;
+    pthread_mutex_lock(&r->amu);
+    atomic_store(&r->applied_stopping, true);
+    pthread_cond_broadcast(&r->acv);
+    pthread_mutex_unlock(&r->amu);
     pthread_mutex_lock(&r->qmu);
     r->stopping = true;
     pthread_cond_broadcast(&r->q_space);

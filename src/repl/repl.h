@@ -109,8 +109,9 @@ struct repl_status
     uint64_t term;
     cairn_index commit_index;
     cairn_index applied_index;
-    cairn_ts applied_ts; /* newest applied (= majority-committed) ts */
-    cairn_ts last_ts;    /* newest ts in this member's log (>= applied_ts) */
+    cairn_ts applied_ts;   /* newest applied (= majority-committed) ts */
+    uint64_t applied_term; /* raft term of the newest applied entry (0 = unknown) */
+    cairn_ts last_ts;      /* newest ts in this member's log (>= applied_ts) */
     int64_t applied_wall_ms;
     int64_t last_wall_ms;
     int64_t election_wall_ms; /* when this member last became primary */
@@ -123,6 +124,22 @@ void repl_status_get(struct repl *r, struct repl_status *out);
 
 /* True when this member is primary and may accept writes. Any thread. */
 bool repl_is_writable(struct repl *r);
+
+/* The current write epoch: 0 when not writable, else a number that changes
+ * whenever this member becomes primary again. A write resolved in one epoch
+ * must be proposed in the same epoch (repl_propose_encoded refuses it
+ * otherwise): a commit resolved against an overlay that a leadership change
+ * discarded must never reach the log. Any thread. */
+uint64_t repl_write_epoch(struct repl *r);
+
+/* Called on the raft thread whenever this member becomes writable (with
+ * its new epoch) or stops being writable (epoch 0), after the change took
+ * effect. Must not block. */
+typedef void (*repl_leadership_cb)(void *arg, bool writable, uint64_t epoch);
+
+/* Sets the leadership callback (replaces any earlier one; NULL clears).
+ * Any thread. */
+void repl_set_leadership_cb(struct repl *r, repl_leadership_cb cb, void *arg);
 
 /* Activity counters since repl_open (for tests and serverStatus). */
 struct repl_counters
@@ -147,6 +164,35 @@ void repl_counters_get(struct repl *r, struct repl_counters *out);
  * CAIRN_ENOMEM. Any thread but the raft thread. */
 int repl_propose(struct repl *r, const struct eng_commit *commit, struct cairn_error *err);
 
+/* Largest encoded commit repl accepts (one raft entry must hold it). */
+#define REPL_MAX_COMMIT_BYTES ((size_t)24 << 20)
+
+/* Hands one commit already encoded with repl_oplog_encode (its ts patched
+ * to `ts`) to the raft thread, as repl_propose does, if the write epoch is
+ * still `epoch` (see repl_write_epoch). Ownership of `data` (malloc'd)
+ * passes to repl on success only. Errors: CAIRN_ENOTLEADER (mongo_code
+ * 10107: not writable, or another epoch), CAIRN_ETOOBIG (10334 past
+ * REPL_MAX_COMMIT_BYTES), CAIRN_ESHUTDOWN (91), CAIRN_EINVAL (ts not above
+ * the last proposed). May wait while the queue is full (backpressure).
+ * Any thread but the raft thread. */
+int repl_propose_encoded(struct repl *r,
+                         uint64_t epoch,
+                         cairn_ts ts,
+                         uint8_t *data,
+                         size_t len,
+                         struct cairn_error *err);
+
+/* Blocks until this member has applied (majority-committed) every commit
+ * with ts <= `ts`, the operation `op` (may be NULL) is killed or passes
+ * its deadline, or replication shuts down. Woken by the apply path, never
+ * by polling. Returns 0, or the error cairn_op_check reports (50
+ * MaxTimeMSExpired, 11601, ...), or CAIRN_ESHUTDOWN (91). Any thread but
+ * the raft thread. */
+struct cairn_op;
+int repl_wait_applied(struct repl *r, cairn_ts ts, struct cairn_op *op, struct cairn_error *err);
+
+/* The newest ts this member has applied. Any thread. */
+cairn_ts repl_applied_ts(struct repl *r);
 /* Test-only: while `hold` is true the raft thread leaves queued commits in
  * the queue (they are neither proposed nor dropped), so that tests can
  * observe commits that are accepted but not yet applied. Releasing it
@@ -189,15 +235,35 @@ int repl_wait(struct repl *r,
  * accepts up to REPL_OPLOG_ALIGN - 1 trailing zero bytes. */
 #define REPL_OPLOG_ALIGN 8
 
-/* Appends the encoding of one commit to `out`. An entry payload is a
- * sequence of such encodings (group commit). Format: each commit is one
- * BSON document {ts: Timestamp, ops: [{op: "p"|"d"|"c"|"x", cid: Int64,
- * ns?: string, k?: BinData, o?: document}]}. Returns 0 or CAIRN_ENOMEM. */
+/* The oplog entry format this build writes (see oplog.c for the layout). */
+#define REPL_OPLOG_VERSION 1
+
+/* Byte offset of the ts value inside an encoded commit document. */
+#define REPL_OPLOG_TS_OFFSET 8
+
+/* Appends an entry header {v: REPL_OPLOG_VERSION, t: term} to `out`. Every
+ * entry payload starts with one, followed by one or more commits. Returns
+ * 0, CAIRN_EINVAL (term past INT64_MAX) or CAIRN_ENOMEM. */
+int repl_oplog_encode_header(uint64_t term, struct cairn_buf *out);
+
+/* Appends the encoding of one commit to `out`:
+ * {ts: Timestamp, ops: [{op: "p"|"d"|"c"|"x"|"s", cid: Int64, ns?: string,
+ * k?: BinData, o?: document}]}. The ts may still be 0 (a placeholder) and
+ * be set later with repl_oplog_patch_ts. Returns 0, CAIRN_EINVAL (malformed
+ * op) or CAIRN_ENOMEM. */
 int repl_oplog_encode(const struct eng_commit *commit, struct cairn_buf *out);
 
-/* A decoded entry: arrays of commits and ops pointing into the payload. */
+/* Sets the ts of an encoded commit (the bytes repl_oplog_encode appended)
+ * in place. */
+void repl_oplog_patch_ts(uint8_t *commit_enc, cairn_ts ts);
+
+/* A decoded entry: its header and arrays of commits and ops pointing into
+ * the payload. version 0 is an entry written before headers existed (term
+ * unknown, 0). */
 struct repl_decoded
 {
+    int version;
+    uint64_t term;
     struct eng_commit *commits;
     size_t n_commits;
     struct eng_op *ops;
@@ -206,7 +272,8 @@ struct repl_decoded
 
 /* Decodes an entry payload (validating every BSON document). The result
  * borrows `buf`; free it with repl_decoded_free. Errors: CAIRN_ECORRUPT,
- * CAIRN_ENOMEM. */
+ * CAIRN_ENOMEM, CAIRN_EUNSUPPORTED (a format version newer than
+ * REPL_OPLOG_VERSION: the member must stop, never skip the entry). */
 int repl_oplog_decode(const uint8_t *buf,
                       size_t len,
                       struct repl_decoded *out,

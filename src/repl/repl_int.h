@@ -226,6 +226,12 @@ struct repl
     _Atomic uint64_t pub_durable;
     _Atomic uint64_t pub_applied;
     atomic_bool writable;
+    /* The write epoch: 0 while not writable, else the number of this
+     * leadership period (see repl_write_epoch). Changed together with
+     * `writable`, by the raft thread. */
+    _Atomic uint64_t write_epoch;
+    uint64_t epochs;        /* raft thread: leadership periods so far */
+    raft_term applied_term; /* raft thread: term of the last applied entry (0 = unknown) */
     _Atomic uint64_t n_entries_proposed;
     _Atomic uint64_t n_commits_proposed;
     _Atomic uint64_t n_entries_applied;
@@ -244,6 +250,16 @@ struct repl
     bool stopping;    /* no new proposals, waiters or controls */
     atomic_bool hold; /* repl_debug_hold_proposals (tests) */
     bool loop_done;
+
+    /* Applied-ts waiters (repl_wait_applied): signalled after each apply. */
+    pthread_mutex_t amu;
+    pthread_cond_t acv;
+    atomic_int n_applied_waiters;
+    atomic_bool applied_stopping; /* repl_close began: waiters give up */
+
+    /* Leadership change callback (under smu). */
+    repl_leadership_cb leader_cb;
+    void *leader_cb_arg;
 
     /* Status copy (and the config document) for other threads. */
     pthread_mutex_t smu;
@@ -310,6 +326,10 @@ void repl_inflight_unlink(struct repl *r, struct repl_prop *p);
 
 /* Copies the raft thread's view into the status copy (smu). Raft thread. */
 void repl_publish_status(struct repl *r);
+
+/* Makes this member writable (a new write epoch) or not, and tells the
+ * leadership callback. Raft thread. */
+void repl_set_writable(struct repl *r, bool writable);
 
 /* Installs r->cfg into the status copy. Raft thread. */
 void repl_publish_config(struct repl *r);

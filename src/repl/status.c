@@ -53,6 +53,7 @@ void repl_publish_status(struct repl *r)
         st->commit_index = r->raft.commit_index;
     }
     st->applied_ts = r->applied_ts;
+    st->applied_term = r->applied_term;
     st->applied_index = r->applied_index;
     st->applied_wall_ms = (int64_t)CAIRN_TS_SECS(r->applied_ts) * 1000;
     st->last_ts = ts_max(st->last_ts, ts_max(r->handed_ts, r->applied_ts));

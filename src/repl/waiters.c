@@ -13,6 +13,7 @@
 
 #include "lib/clock.h"
 #include "lib/log.h"
+#include "lib/op.h"
 #include "repl/repl_int.h"
 
 #define WTIMEOUT_TICK_MS 5
@@ -209,6 +210,43 @@ void repl_on_applied(struct repl *r, cairn_index index, cairn_ts ts)
     atomic_store(&r->pub_durable, r->durable_ts);
     atomic_store(&r->pub_handed, r->handed_ts);
     repl_release_all(r);
+    if (atomic_load(&r->n_applied_waiters) > 0) {
+        pthread_mutex_lock(&r->amu);
+        pthread_cond_broadcast(&r->acv);
+        pthread_mutex_unlock(&r->amu);
+    }
+}
+
+cairn_ts repl_applied_ts(struct repl *r)
+{
+    return atomic_load(&r->pub_applied);
+}
+
+int repl_wait_applied(struct repl *r, cairn_ts ts, struct cairn_op *op, struct cairn_error *err)
+{
+    int rv = 0;
+
+    if (atomic_load(&r->pub_applied) >= ts) {
+        return 0;
+    }
+    pthread_mutex_lock(&r->amu);
+    atomic_fetch_add(&r->n_applied_waiters, 1);
+    /* The applier broadcasts under amu after publishing pub_applied, and
+     * this loop reads pub_applied under amu: no wake-up is lost. */
+    while (atomic_load(&r->pub_applied) < ts) {
+        if (atomic_load(&r->applied_stopping)) {
+            rv = cairn_error_mongo(err, CAIRN_ESHUTDOWN, MONGO_ShutdownInProgress,
+                                   "The server is in quiesce mode and will shut down");
+            break;
+        }
+        rv = cairn_op_wait(op, &r->amu, &r->acv, 0, err);
+        if (rv != 0) {
+            break;
+        }
+    }
+    atomic_fetch_sub(&r->n_applied_waiters, 1);
+    pthread_mutex_unlock(&r->amu);
+    return rv;
 }
 
 int repl_wait(struct repl *r,

@@ -1,6 +1,8 @@
 /*
  * test_oplog.c: unit tests of the oplog entry codec (src/repl/oplog.c):
- * round trips of every op kind, group-commit payloads, and rejection of
+ * round trips of every op kind, group-commit payloads, entry headers
+ * (format version and term, legacy entries without one, versions from the
+ * future), timestamps patched into pre-encoded commits, and rejection of
  * truncated, mutated and wrongly typed inputs.
  */
 #include <check.h>
@@ -8,6 +10,8 @@
 #include <string.h>
 
 #include "repl/repl.h"
+
+static void expect_corrupt(const uint8_t *p, size_t n);
 
 static bson_t *make_doc(int i)
 {
@@ -52,18 +56,25 @@ static void assert_commit_eq(const struct eng_commit *a, const struct eng_commit
     }
 }
 
-static void roundtrip(const struct eng_commit *commits, size_t n)
+/* Encodes the commits (behind a header of term `term` unless it is 0, the
+ * legacy layout) and checks that they decode to the same. */
+static void roundtrip_term(const struct eng_commit *commits, size_t n, uint64_t term)
 {
     struct cairn_buf buf = CAIRN_BUF_INIT;
     struct repl_decoded d;
     struct cairn_error err;
     size_t total_ops = 0;
 
+    if (term != 0) {
+        ck_assert_int_eq(repl_oplog_encode_header(term, &buf), 0);
+    }
     for (size_t i = 0; i < n; i++) {
         ck_assert_int_eq(repl_oplog_encode(&commits[i], &buf), 0);
         total_ops += commits[i].n_ops;
     }
     ck_assert_int_eq(repl_oplog_decode(buf.data, buf.len, &d, &err), 0);
+    ck_assert_int_eq(d.version, term != 0 ? REPL_OPLOG_VERSION : 0);
+    ck_assert_uint_eq(d.term, term);
     ck_assert_uint_eq(d.n_commits, n);
     ck_assert_uint_eq(d.n_ops, total_ops);
     for (size_t i = 0; i < n; i++) {
@@ -71,6 +82,14 @@ static void roundtrip(const struct eng_commit *commits, size_t n)
     }
     repl_decoded_free(&d);
     cairn_buf_free(&buf);
+}
+
+static void roundtrip(const struct eng_commit *commits, size_t n)
+{
+    roundtrip_term(commits, n, 0);
+    roundtrip_term(commits, n, 1);
+    roundtrip_term(commits, n, 7);
+    roundtrip_term(commits, n, INT64_MAX);
 }
 
 /* ---- Round trips ------------------------------------------------------- */
@@ -87,6 +106,7 @@ START_TEST(test_each_kind)
         {ENG_OP_DELETE, 5, "db.coll", key, 1, NULL, 0},
         {ENG_OP_DROP, 5, "db.coll", NULL, 0, NULL, 0},
         {ENG_OP_PUT, UINT64_MAX, NULL, key, sizeof key, bson_get_data(doc), doc->len},
+        {ENG_OP_SESSION, 0, NULL, key, sizeof key, bson_get_data(doc), doc->len},
     };
     /* Each op alone, then all of them in one commit. */
     for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
@@ -156,10 +176,115 @@ START_TEST(test_encode_rejects_bad_input)
         ck_assert_int_eq(repl_oplog_encode(&c, &buf), CAIRN_EINVAL);
     }
     {
-        struct eng_commit c = {0, NULL, 0};
-        ck_assert_int_eq(repl_oplog_encode(&c, &buf), CAIRN_EINVAL);
+        /* A session op needs a key and a record, and no namespace. */
+        bson_t *doc = make_doc(1);
+        struct eng_op no_rec = {ENG_OP_SESSION, 0, NULL, key, 1, NULL, 0};
+        struct eng_op no_skey = {ENG_OP_SESSION, 0, NULL, NULL, 0, bson_get_data(doc), doc->len};
+        struct eng_commit c1 = {CAIRN_TS(1, 1), &no_rec, 1};
+        struct eng_commit c2 = {CAIRN_TS(1, 1), &no_skey, 1};
+        ck_assert_int_eq(repl_oplog_encode(&c1, &buf), CAIRN_EINVAL);
+        ck_assert_int_eq(repl_oplog_encode(&c2, &buf), CAIRN_EINVAL);
+        bson_destroy(doc);
+    }
+    ck_assert_int_eq(repl_oplog_encode_header((uint64_t)INT64_MAX + 1, &buf), CAIRN_EINVAL);
+    cairn_buf_free(&buf);
+}
+END_TEST
+
+/* A commit encoded before its ts is known (ts 0) is refused by the decoder
+ * until the ts is patched in; after patching it decodes with that ts. */
+START_TEST(test_patch_ts)
+{
+    struct cairn_buf buf = CAIRN_BUF_INIT;
+    struct repl_decoded d;
+    struct cairn_error err;
+    bson_t *doc = make_doc(3);
+    const uint8_t key[] = {1, 2};
+    struct eng_op op = {ENG_OP_PUT, 4, NULL, key, 2, bson_get_data(doc), doc->len};
+    struct eng_commit c = {0, &op, 1};
+    const cairn_ts patched[] = {CAIRN_TS(1, 0), CAIRN_TS(1700000123u, 42),
+                                CAIRN_TS(UINT32_MAX, UINT32_MAX)};
+
+    ck_assert_int_eq(repl_oplog_encode(&c, &buf), 0);
+    ck_assert_int_eq(repl_oplog_decode(buf.data, buf.len, &d, &err), CAIRN_ECORRUPT);
+    for (size_t i = 0; i < sizeof patched / sizeof patched[0]; i++) {
+        repl_oplog_patch_ts(buf.data, patched[i]);
+        ck_assert_int_eq(repl_oplog_decode(buf.data, buf.len, &d, &err), 0);
+        ck_assert_uint_eq(d.n_commits, 1);
+        ck_assert_uint_eq(d.commits[0].ts, patched[i]);
+        assert_op_eq(&op, &d.commits[0].ops[0]);
+        repl_decoded_free(&d);
     }
     cairn_buf_free(&buf);
+    bson_destroy(doc);
+}
+END_TEST
+
+/* ---- Headers ------------------------------------------------------------ */
+
+static void append_doc(struct cairn_buf *buf, const bson_t *b)
+{
+    ck_assert_int_eq(cairn_buf_append(buf, bson_get_data(b), b->len), 0);
+}
+
+static void append_sample_commit(struct cairn_buf *buf)
+{
+    struct eng_commit c = {CAIRN_TS(9, 9), NULL, 0};
+    ck_assert_int_eq(repl_oplog_encode(&c, buf), 0);
+}
+
+/* An entry from a newer format version is reported as unsupported (the
+ * member must stop), never as something to skip or half-read. */
+START_TEST(test_future_version_unsupported)
+{
+    struct cairn_buf buf = CAIRN_BUF_INIT;
+    struct repl_decoded d;
+    struct cairn_error err;
+    bson_t h = BSON_INITIALIZER;
+
+    BSON_APPEND_INT32(&h, "v", REPL_OPLOG_VERSION + 1);
+    BSON_APPEND_INT64(&h, "t", 3);
+    BSON_APPEND_UTF8(&h, "newField", "a later format may add header fields");
+    append_doc(&buf, &h);
+    append_sample_commit(&buf);
+    memset(&err, 0, sizeof err);
+    ck_assert_int_eq(repl_oplog_decode(buf.data, buf.len, &d, &err), CAIRN_EUNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(err.msg, "newer"));
+    ck_assert_ptr_null(d.commits);
+    bson_destroy(&h);
+    cairn_buf_free(&buf);
+}
+END_TEST
+
+/* Malformed headers and header-only entries are corrupt. */
+START_TEST(test_bad_headers)
+{
+    struct
+    {
+        const char *json;
+        bool with_commit;
+    } cases[] = {
+        {"{\"v\": 1, \"t\": {\"$numberLong\": \"1\"}}", false}, /* no commit */
+        {"{\"t\": {\"$numberLong\": \"1\"}}", true},            /* no version */
+        {"{\"v\": 1}", true},                                   /* no term */
+        {"{\"v\": 0, \"t\": {\"$numberLong\": \"1\"}}", true},  /* version 0 is headerless */
+        {"{\"v\": 1, \"t\": 1}", true},                         /* term not Int64 */
+        {"{\"v\": 1, \"t\": {\"$numberLong\": \"-1\"}}", true}, /* negative term */
+        {"{\"v\": 1, \"t\": {\"$numberLong\": \"1\"}, \"x\": 1}", true}, /* unknown field */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct cairn_buf buf = CAIRN_BUF_INIT;
+        bson_error_t berr;
+        bson_t *h = bson_new_from_json((const uint8_t *)cases[i].json, -1, &berr);
+        ck_assert_msg(h != NULL, "case %zu: %s", i, berr.message);
+        append_doc(&buf, h);
+        if (cases[i].with_commit) {
+            append_sample_commit(&buf);
+        }
+        expect_corrupt(buf.data, buf.len);
+        bson_destroy(h);
+        cairn_buf_free(&buf);
+    }
 }
 END_TEST
 
@@ -484,6 +609,9 @@ static Suite *oplog_suite(void)
     tcase_add_test(tc, test_padding);
     tcase_add_loop_test(tc, test_wrong_shapes, 0, S__COUNT);
     tcase_add_test(tc, test_bad_bson);
+    tcase_add_test(tc, test_patch_ts);
+    tcase_add_test(tc, test_future_version_unsupported);
+    tcase_add_test(tc, test_bad_headers);
     suite_add_tcase(s, tc);
     return s;
 }
