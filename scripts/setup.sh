@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # scripts/setup.sh: installs everything Cairn needs to build and test on Debian bookworm.
-# Idempotent: apt-get runs only when a package is missing, pip only when the venv lacks
-# pymongo 4.x or pytest. Runs as root, or as a user with sudo.
+# Idempotent: apt-get runs only when a package is missing, pip only when the venv lacks the
+# pinned pymongo/pytest versions (an older or newer one is replaced). Runs as root, or as a
+# user with sudo.
 #
 # Usage: scripts/setup.sh
 set -euo pipefail
@@ -13,7 +14,13 @@ PACKAGES=(
     build-essential meson ninja-build pkg-config cmake
     librocksdb-dev libbson-dev libmongoc-dev libraft-dev libuv1-dev libnng-dev check
     python3 python3-venv python3-pip clang-format
+    golang-go golang-mongodb-mongo-driver-dev
 )
+
+# The Python test clients, pinned so that a driver release cannot change what the suites
+# exercise unnoticed; bump these deliberately.
+PYMONGO_VERSION=4.20.1
+PYTEST_VERSION=9.2.0
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 
@@ -48,9 +55,12 @@ fi
 
 venv_ok() {
     [ -x "$VENV/bin/python" ] &&
-        "$VENV/bin/python" - <<'EOF' >/dev/null 2>&1
+        "$VENV/bin/python" - "$PYMONGO_VERSION" "$PYTEST_VERSION" <<'EOF' >/dev/null 2>&1
+import sys
+from importlib.metadata import version
+assert version("pymongo") == sys.argv[1], version("pymongo")
+assert version("pytest") == sys.argv[2], version("pytest")
 import pymongo, pytest
-assert pymongo.version_tuple[0] == 4
 EOF
 }
 
@@ -59,8 +69,8 @@ if ! venv_ok; then
         log "creating venv $VENV"
         python3 -m venv "$VENV"
     fi
-    log "installing pymongo 4.x and pytest into the venv"
-    "$VENV/bin/python" -m pip install -q 'pymongo>=4,<5' 'pytest>=7'
+    log "installing pymongo==$PYMONGO_VERSION and pytest==$PYTEST_VERSION into the venv"
+    "$VENV/bin/python" -m pip install -q "pymongo==$PYMONGO_VERSION" "pytest==$PYTEST_VERSION"
     venv_ok || { log "venv check failed after pip install"; exit 1; }
 else
     log "venv present ($VENV)"
