@@ -119,6 +119,7 @@
     X(TransactionTooLarge, 257)                         \
     X(ExceededTimeLimit, 262)                           \
     X(OperationNotSupportedInTransaction, 263)          \
+    X(FailPointSetFailed, 266)                          \
     X(PreparedTransactionInProgress, 267)               \
     X(MigrationConflict, 272)                           \
     X(IndexBuildAborted, 276)                           \
@@ -195,6 +196,7 @@ enum cairn_mongo_code {
     X(CondUnknownParameter, 17083)                                                             \
     X(SizeNotArray, 17124)                                                                     \
     X(VariableUndefined, 17276)                                                                \
+    X(KillOpIdNot32Bit, 26823)        /* killOp's op outside the int32 range */                \
     X(SubstrStartMidCharacter, 28656) /* start index on a UTF-8 continuation byte */           \
     X(SubstrEndMidCharacter, 28657)   /* end index inside a UTF-8 character */                 \
     X(ConcatArraysNotArray, 28664)                                                             \
@@ -243,6 +245,7 @@ enum cairn_mongo_code {
     X(StageUnknown, 40324)                                                                     \
     X(FieldPathEmpty, 40352)                                                                   \
     X(MergeObjectsNotObject, 40400)                                                            \
+    X(IdlUnknownField, 40415) /* a command sub-document field the command does not know */     \
     X(SubstrStartNegative, 50752)                                                              \
     X(RegexOptionsTwice, 51075) /* options in both $regex and $options */                      \
     X(RegexInvalid, 51091)                                                                     \
