@@ -4,17 +4,19 @@
 // Usage: go_with_transaction URI
 //
 // Building offline from Debian's packages only. Debian installs the driver and its
-// dependencies as source under /usr/share/gocode/src, without module metadata for the
-// dependencies (and the driver's own go.mod requires test-only modules that are not
-// packaged), so module mode cannot resolve it offline. GOPATH mode can:
+// dependencies as source under /usr/share/gocode/src. Module mode cannot use them offline,
+// even with a replace directive for each: several have no go.mod (go-spew, pkcs8,
+// pkg/errors, tidwall/pretty), and the driver's go.mod (go 1.10, so its whole requirement
+// graph is loaded, test-only modules included) names them. GOPATH mode can:
 //
 //	GO111MODULE=off GOPATH=/usr/share/gocode GOFLAGS= GOPROXY=off \
 //	    go build -o BUILDDIR/examples/go_with_transaction ./tests/examples/go
 //
-// GO111MODULE=off turns modules off (no go.mod, no go.sum, nothing fetched; imports are
-// found under $GOPATH/src); GOFLAGS= clears a -mod=... flag that would be rejected outside
-// module mode; GOPROXY=off makes any attempt to download fail at once. scripts/run-examples.sh
-// builds it this way (with GOCACHE inside the build directory).
+// GO111MODULE=off turns modules off: no go.mod or go.sum, imports are found under
+// $GOPATH/src, and nothing is fetched (this builds inside a network namespace with no
+// network). GOFLAGS= keeps the caller's flags out (Go 1.19 ignores -mod=mod in GOPATH mode
+// anyway); GOPROXY=off makes any download attempt fail at once. scripts/run-examples.sh
+// builds it this way, with GOCACHE inside the build directory.
 //
 // The example (manual, "Transactions", Go tab): collection handles mydb1.foo and mydb1.bar
 // with write concern majority; a callback inserts {abc: 1} into foo and {xyz: 999} into bar,
@@ -25,7 +27,10 @@
 // mongo.Connect takes a context, writeconcern.Majority() is writeconcern.New(
 // writeconcern.WMajority()), and the callback takes a mongo.SessionContext. The client also
 // gets a command monitor here, to check what was sent. Like the manual's Go code (and unlike
-// its other languages), the example creates no collection first and uses mydb1 for both.
+// its other languages), the example creates no collection first, uses mydb1 for both, and
+// gives WithTransaction no transaction options: no read concern, and commitTransaction goes
+// without a write concern (the server's default); the collections' majority write concern
+// does not apply inside a transaction.
 //
 // Checks: WithTransaction succeeded; both inserts went out inside the transaction and
 // commitTransaction was sent; afterwards mydb1.foo holds exactly {abc: 1} and mydb1.bar
