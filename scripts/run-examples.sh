@@ -35,7 +35,6 @@ esac
 PY="$REPO/.venv/bin/python"
 CAIRND="$BUILD/src/server/cairnd"
 OUT="$BUILD/examples"
-mkdir -p "$OUT"
 
 TOTAL_PASS=0
 TOTAL_FAIL=0
@@ -73,6 +72,7 @@ if [ ! -x "$CAIRND" ]; then
     echo "${TOTAL_PASS} passed, ${TOTAL_FAIL} failed"
     exit 1
 fi
+mkdir -p "$OUT"
 
 # The Go program: GOPATH mode over Debian's /usr/share/gocode, nothing downloaded.
 GO_BIN="$OUT/go_with_transaction"
