@@ -17,6 +17,14 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cairn_server import CairnServer, ServerError, cairnd_binary  # noqa: E402
 
 
+def pytest_configure(config):
+    # A worker thread's uncaught exception is only a warning by default, and the test that
+    # started the thread passes. Make it an error: no exception in a test may go unseen
+    # (tests collect their threads' exceptions with workers.Workers; this is the net).
+    config.addinivalue_line("filterwarnings",
+                            "error::pytest.PytestUnhandledThreadExceptionWarning")
+
+
 def _check_binary():
     path = cairnd_binary()
     if not os.path.exists(path):

@@ -5,23 +5,15 @@ import threading
 
 from pymongo.errors import DuplicateKeyError
 
+from workers import Workers
+
 
 def run_threads(n, fn):
-    errors = []
-
-    def wrap(k):
-        try:
-            fn(k)
-        except Exception as exc:  # reported to the test below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=wrap, args=(k,)) for k in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not any(t.is_alive() for t in threads), "a client thread hung"
-    assert not errors, errors[:3]
+    """Runs fn(0) .. fn(n-1) on n threads; fails if one hangs or raises anything."""
+    workers = Workers()
+    for k in range(n):
+        workers.start(fn, k, name="client-%d" % k)
+    workers.finish(timeout=120)
 
 
 def test_concurrent_inc_is_atomic(server, coll):
@@ -131,8 +123,11 @@ def test_busy_workers_do_not_delay_hello(server_factory):
     holding the write lock could make them declare the server down)."""
     import socket
     import struct
+    import time
 
     import bson
+
+    from rawwire import read_reply
 
     srv = server_factory(extra_args=["--workers", "1"])
     c = srv.client()
@@ -150,28 +145,29 @@ def test_busy_workers_do_not_delay_hello(server_factory):
         with lock:
             events.append("scan")
 
-    scanners = [threading.Thread(target=scan, args=(k,)) for k in range(3)]
+    scanners = Workers()
     # Connect (handshakes) before the scans start, so only the hello itself is measured.
     s = socket.create_connection(("127.0.0.1", srv.port), timeout=60)
     body = struct.pack("<I", 0) + b"\x00" + bson.encode({"hello": 1, "$db": "admin"})
     msg = struct.pack("<iiii", 16 + len(body), 1, 0, 2013) + body
-    for t in scanners:
-        t.start()
+    for k in range(3):
+        scanners.start(scan, k)
     # Wait until the three scans are running on the server (connections.active counts
     # connections inside a command, this serverStatus included) before sending hello.
-    for _ in range(2000):
-        if c.admin.command("serverStatus")["connections"]["active"] >= 4 or events:
-            break
+    deadline = time.monotonic() + 60
+    while not events and c.admin.command("serverStatus")["connections"]["active"] < 4:
+        assert time.monotonic() < deadline, "the three scans were not seen running in 60 s"
     # Fails when no worker is free for serverStatus while the scans run (the pool did not
     # grow), or if the scans became too fast to overlap.
     assert not events, "a scan finished before all three were seen running at once"
     s.sendall(msg)
-    reply = s.recv(65536)
+    reply = read_reply(s)
     with lock:
         events.append("hello")
     s.close()
-    for t in scanners:
-        t.join(timeout=120)
+    scanners.finish(timeout=120)  # a scan that raised never reached events: fail on it
     c.close()
-    assert len(reply) > 16
+    assert reply is not None and reply[1] == 1, reply
+    assert reply[2]["ok"] == 1.0 and reply[2]["isWritablePrimary"] is True, reply[2]
     assert events.index("hello") == 0, events
+    assert events.count("scan") == 3, events

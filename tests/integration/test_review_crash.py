@@ -11,6 +11,8 @@ import time
 from pymongo import ReturnDocument, WriteConcern
 from pymongo.errors import PyMongoError
 
+from workers import Workers, wait_until
+
 
 class _Ledger:
     """What the writers saw acknowledged (and what they merely attempted)."""
@@ -21,6 +23,7 @@ class _Ledger:
         self.deleted = set()         # acknowledged deletes (expected absent)
         self.counters = {}           # counter _id -> last acknowledged value
         self.attempted_incs = {}     # counter _id -> number of $inc sent (acked or not)
+        self.acks = 0                # operations acknowledged so far, all rounds
 
 
 def _writer(coll_maj, coll_j, ledger, wid, stop, rnd):
@@ -39,12 +42,14 @@ def _writer(coll_maj, coll_j, ledger, wid, stop, rnd):
                     prev = ledger.counters.get(ctr, 0)
                     assert doc["n"] > prev, (ctr, doc, prev)
                     ledger.counters[ctr] = doc["n"]
+                    ledger.acks += 1
             elif kind < 0.7:
                 _id = "i-%d-%d-%d" % (wid, ledger_round(ledger), seq)
                 target = coll_j if kind < 0.55 else coll_maj
                 target.insert_one({"_id": _id, "w": wid, "pad": "x" * rnd.randint(0, 300)})
                 with ledger.mu:
                     ledger.inserted.add(_id)
+                    ledger.acks += 1
             else:
                 _id = "d-%d-%d-%d" % (wid, ledger_round(ledger), seq)
                 coll_maj.insert_one({"_id": _id})
@@ -55,6 +60,7 @@ def _writer(coll_maj, coll_j, ledger, wid, stop, rnd):
                 coll_maj.delete_one({"_id": _id})
                 with ledger.mu:
                     ledger.deleted.add(_id)
+                    ledger.acks += 1
         except PyMongoError:
             if stop.is_set():
                 return
@@ -92,31 +98,39 @@ def _check(srv, ledger):
     return op
 
 
+def _acks(ledger):
+    with ledger.mu:
+        return ledger.acks
+
+
 def _run_round(srv, ledger, rnd, seconds, n_writers=4):
+    """Starts the writers; returns once this round has acknowledged operations (so that the
+    kill that follows has something to lose) and then `seconds` more have passed."""
     clients = []
     stop = threading.Event()
-    threads = []
+    workers = Workers()
+    start = _acks(ledger)
     for wid in range(n_writers):
         cl = srv.client(retryWrites=False, socketTimeoutMS=5000, serverSelectionTimeoutMS=500)
         clients.append(cl)
         db = cl["crash"]
         coll_maj = db.get_collection("c", write_concern=WriteConcern(w="majority"))
         coll_j = db.get_collection("c", write_concern=WriteConcern(w=1, j=True))
-        t = threading.Thread(target=_writer, args=(coll_maj, coll_j, ledger, wid, stop,
-                                                   random.Random(rnd.random())), daemon=True)
-        threads.append(t)
-        t.start()
-    time.sleep(seconds)
-    return stop, threads, clients
+        workers.start(_writer, coll_maj, coll_j, ledger, wid, stop,
+                      random.Random(rnd.random()), name="writer-%d" % wid)
+    wait_until(lambda: _acks(ledger) >= start + 10 or workers.errors, 30,
+               lambda: "the writers had 10 acknowledged operations this round (%d)"
+               % (_acks(ledger) - start))
+    time.sleep(seconds)  # the seeded moment of the kill within the round
+    return stop, workers, clients
 
 
-def _finish(stop, threads, clients):
+def _finish(stop, workers, clients):
     stop.set()
-    for t in threads:
-        t.join(timeout=20)
-        assert not t.is_alive(), "writer thread hung"
+    workers.join(timeout=20)  # fails if a writer hung
     for cl in clients:
         cl.close()
+    workers.check()           # fails if a writer raised anything but PyMongoError
 
 
 def _max_ts_seen(srv):
@@ -140,12 +154,12 @@ def test_crash_cycles_keep_acknowledged_writes(server_factory):
     t0 = time.monotonic()
     for rnd_no in range(15):
         ledger.round = rnd_no
-        stop, threads, clients = _run_round(srv, ledger, rnd, rnd.uniform(0.3, 1.5))
+        stop, workers, clients = _run_round(srv, ledger, rnd, rnd.uniform(0.0, 1.2))
         if rnd_no % 5 == 4:
             srv.stop(timeout=20)  # clean shutdown while writers and waiters are pending
         else:
             srv.kill9()
-        _finish(stop, threads, clients)
+        _finish(stop, workers, clients)
         assert not ledger.errors, ledger.errors
         srv.start(timeout=30)
         _check(srv, ledger)
@@ -201,6 +215,7 @@ def test_oversize_commit_does_not_hide_concurrent_commits(server_factory):
     acked = [0] * 6
     stop = threading.Event()
     errors = []
+    workers = Workers()
 
     def incs(i):
         cl = srv.client()
@@ -214,9 +229,8 @@ def test_oversize_commit_does_not_hide_concurrent_commits(server_factory):
         finally:
             cl.close()
 
-    threads = [threading.Thread(target=incs, args=(i,), daemon=True) for i in range(6)]
-    for t in threads:
-        t.start()
+    for i in range(6):
+        workers.start(incs, i)
     big = {"_id": "big", "p": "x" * (16777216 - 26)}
     # Just below the flush threshold, so that the big document joins the same commit.
     pre = {"_id": "a", "p": "y" * 8388490}
@@ -229,8 +243,7 @@ def test_oversize_commit_does_not_hide_concurrent_commits(server_factory):
             refused += 1
         c.ovl.big.delete_many({})
     stop.set()
-    for t in threads:
-        t.join(timeout=30)
+    workers.finish(timeout=30)
     assert not errors, errors
     assert refused > 0
     got = c.ovl.ctr.find_one({"_id": "ctr"})["n"]
