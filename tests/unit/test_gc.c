@@ -19,6 +19,7 @@
 
 #include "engine/engine.h"
 #include "engine/engine_int.h"
+#include "lib/clock.h"
 
 #include "engine_fixture.h"
 
@@ -511,15 +512,34 @@ END_TEST
 
 #define STRESS_VERSIONS 400
 
+/* The writer waits at its half-way point until the other threads have done
+ * this much (so that both run while versions are being written, however the
+ * scheduler treats them), at most STRESS_WAIT_NS. */
+#define STRESS_MIN_COMPACTIONS 1
+#define STRESS_MIN_READS 8
+#define STRESS_WAIT_NS (30ull * 1000000000ull)
+
 static atomic_bool g_stop;
 static atomic_int g_bad;
 static atomic_int g_compactions;
 static atomic_int g_reads;
+static atomic_bool g_wait_expired;
 
 static void *writer_main(void *arg)
 {
     (void)arg;
     for (int i = 1; i <= STRESS_VERSIONS; i++) {
+        if (i == STRESS_VERSIONS / 2) {
+            uint64_t deadline = cairn_mono_ns() + STRESS_WAIT_NS;
+            while (atomic_load(&g_compactions) < STRESS_MIN_COMPACTIONS ||
+                   atomic_load(&g_reads) < STRESS_MIN_READS) {
+                if (cairn_mono_ns() > deadline) {
+                    atomic_store(&g_wait_expired, true);
+                    break;
+                }
+                usleep(1000);
+            }
+        }
         char doc[32];
         snprintf(doc, sizeof doc, "v%d", i);
         struct eng_op op = {ENG_OP_PUT,           1,          NULL, (const uint8_t *)"d", 1,
@@ -617,6 +637,7 @@ START_TEST(test_concurrent_snapshots_and_compactions)
     atomic_store(&g_bad, 0);
     atomic_store(&g_compactions, 0);
     atomic_store(&g_reads, 0);
+    atomic_store(&g_wait_expired, false);
     ck_assert_int_eq(pthread_create(&r1, NULL, reader_main, NULL), 0);
     ck_assert_int_eq(pthread_create(&r2, NULL, reader_main, NULL), 0);
     ck_assert_int_eq(pthread_create(&c, NULL, compactor_main, NULL), 0);
@@ -626,6 +647,11 @@ START_TEST(test_concurrent_snapshots_and_compactions)
     pthread_join(r1, NULL);
     pthread_join(r2, NULL);
     ck_assert_int_eq(atomic_load(&g_bad), 0);
+    ck_assert_msg(!atomic_load(&g_wait_expired),
+                  "after 30 s the readers and compactor had done %d reads and %d compactions "
+                  "(the writer waits for %d and %d)",
+                  atomic_load(&g_reads), atomic_load(&g_compactions), STRESS_MIN_READS,
+                  STRESS_MIN_COMPACTIONS);
     ck_assert_int_ge(atomic_load(&g_compactions), 1);
     ck_assert_int_ge(atomic_load(&g_reads), 8);
     compact();

@@ -1,7 +1,7 @@
 /*
  * test_repl.c: unit tests of the replication layer with a real one-member
  * replica set: real raft (raft_uv on a temp dir, TCP on a free 127.0.0.1
- * port in 39000-39999) over a real engine. Covers initiation and its
+ * port below the ephemeral range, see raft_port.h) over a real engine. Covers initiation and its
  * validation errors, status and config, 1,000 commits proposed from two
  * threads with group commit, every write-concern level (w:1, j:true,
  * majority, w:2 unsatisfiable, wtimeout), shutdown of pending waiters,
@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "lib/clock.h"
+#include "raft_port.h"
 #include "repl/repl.h"
 
 static char g_dir[64];
@@ -37,38 +38,26 @@ static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *
     return remove(path);
 }
 
-static bool port_free(int port)
+/* Picks the member port (its raft port free now) for the attempt'th try. */
+static void choose_port(unsigned attempt)
 {
-    struct sockaddr_in a;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    int one = 1;
-    bool ok;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
-    close(fd);
-    return ok;
+    g_port = test_pick_member_port(attempt);
+    ck_assert_msg(g_port != 0, "no free raft port in %d-%d", TEST_RAFT_PORT_LO, TEST_RAFT_PORT_HI);
+    snprintf(g_me, sizeof g_me, "127.0.0.1:%d", g_port);
 }
 
-static void setup(void)
+static void make_dirs(void)
 {
-    unsigned seed = (unsigned)getpid() * 2654435761u ^ (unsigned)time(NULL);
     snprintf(g_dir, sizeof g_dir, "/tmp/cairn-test-repl-XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(g_dir));
     snprintf(g_dbdir, sizeof g_dbdir, "%s/db", g_dir);
     ck_assert_int_eq(mkdir(g_dbdir, 0755), 0);
-    for (int i = 0; i < 1000; i++) {
-        int raft_port = 39000 + (int)((seed + (unsigned)i * 7919u) % 1000u);
-        if (port_free(raft_port)) {
-            g_port = raft_port - CAIRN_RAFT_PORT_OFFSET;
-            break;
-        }
-    }
-    ck_assert_int_ne(g_port, 0);
-    snprintf(g_me, sizeof g_me, "127.0.0.1:%d", g_port);
+}
+
+static void setup(void)
+{
+    make_dirs();
+    choose_port(0);
 }
 
 static void teardown(void)
@@ -84,10 +73,8 @@ static struct eng *open_eng(void)
     return e;
 }
 
-static struct repl *open_repl(struct eng *e, bool initiate)
+static struct repl_options repl_opts(struct eng *e, bool initiate)
 {
-    struct repl *r = NULL;
-    struct cairn_error err = {0};
     struct repl_options o = {
         .dbpath = g_dir,
         .set_name = "rs0",
@@ -97,9 +84,44 @@ static struct repl *open_repl(struct eng *e, bool initiate)
         .initiate = initiate,
         .eng = e,
     };
+    return o;
+}
+
+/* Opens repl on the directory as it is (a restart keeps the member port:
+ * the stored config names it). */
+static struct repl *open_repl(struct eng *e, bool initiate)
+{
+    struct repl *r = NULL;
+    struct cairn_error err = {0};
+    struct repl_options o = repl_opts(e, initiate);
     int rc = repl_open(&o, &r, &err);
     ck_assert_msg(rc == 0, "repl_open: %s", err.msg);
     return r;
+}
+
+/* Opens the engine and an initiated repl on the fresh test directory. If
+ * raft cannot listen because its port was taken after setup checked it,
+ * starts over on a fresh directory with another port (the failed initiate
+ * stored a config naming the old one). */
+static struct repl *open_fresh(struct eng **out)
+{
+    for (unsigned attempt = 0;; attempt++) {
+        struct eng *e = open_eng();
+        struct repl *r = NULL;
+        struct cairn_error err = {0};
+        struct repl_options o = repl_opts(e, true);
+        if (repl_open(&o, &r, &err) == 0) {
+            *out = e;
+            return r;
+        }
+        eng_close(e);
+        ck_assert_msg(test_err_addr_in_use(&err) && attempt + 1 < TEST_RAFT_OPEN_TRIES,
+                      "repl_open: %s", err.msg);
+        fprintf(stderr, "test_repl: raft port of %s taken (%s); trying another\n", g_me, err.msg);
+        teardown();
+        make_dirs();
+        choose_port(attempt + 1);
+    }
 }
 
 static void wait_writable(struct repl *r)
@@ -524,8 +546,8 @@ static void do_load(struct writer *w, int n_total, double *rate)
 
 START_TEST(test_commits_and_restart)
 {
-    struct eng *e = open_eng();
-    struct repl *r = open_repl(e, true);
+    struct eng *e;
+    struct repl *r = open_fresh(&e);
     struct writer w;
     struct repl_counters ctr;
     struct repl_status st;
@@ -635,6 +657,8 @@ START_TEST(test_commits_and_restart)
         struct repl_wc wc = {0, false, 0};
         waitres_init(&res);
         ck_assert_int_eq(repl_wait(r, w.last_ts + 5000, &wc, wait_cb, &res, &err), 0);
+        /* Not a wait for a condition: gives the raft thread the chance to take the
+         * waiter before the close (nothing shows it); ESHUTDOWN is due either way. */
         usleep(20000);
         repl_close(r);
         ck_assert_int_eq(waitres_get(&res, 1000), CAIRN_ESHUTDOWN);
@@ -705,8 +729,8 @@ END_TEST
 
 START_TEST(test_propose_checks)
 {
-    struct eng *e = open_eng();
-    struct repl *r = open_repl(e, true);
+    struct eng *e;
+    struct repl *r = open_fresh(&e);
     struct writer w;
     struct cairn_error err = {0};
     struct repl_status st;
@@ -749,31 +773,33 @@ START_TEST(test_start_failure_then_recover)
     struct eng *e = open_eng();
     struct repl *r = NULL;
     struct cairn_error err = {0};
-    struct repl_options o = {
-        .dbpath = g_dir,
-        .set_name = "rs0",
-        .me = g_me,
-        .bind_ip = "127.0.0.1",
-        .port = g_port,
-        .initiate = true,
-        .eng = e,
-    };
+    struct repl_options o;
     struct sockaddr_in a;
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     int one = 1;
 
-    /* Occupy the raft port: raft cannot listen, repl_open fails cleanly. */
+    /* Occupy the raft port: raft cannot listen, repl_open fails cleanly.
+     * Should another process have taken the port since setup, use another. */
     memset(&a, 0, sizeof a);
     a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)(g_port + CAIRN_RAFT_PORT_OFFSET));
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    for (unsigned attempt = 1;; attempt++) {
+        a.sin_port = htons((uint16_t)(g_port + CAIRN_RAFT_PORT_OFFSET));
+        if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0) {
+            break;
+        }
+        ck_assert_msg(attempt < TEST_RAFT_OPEN_TRIES, "cannot bind a raft port");
+        choose_port(attempt);
+    }
+    o = repl_opts(e, true);
     ck_assert_int_eq(listen(fd, 1), 0);
     ck_assert_int_ne(repl_open(&o, &r, &err), 0);
     ck_assert_ptr_null(r);
     ck_assert(strlen(err.msg) > 0);
     fprintf(stderr, "test_repl: expected start failure: %s\n", err.msg);
+    /* the retries of open_fresh and test_txn depend on recognising this */
+    ck_assert_msg(test_err_addr_in_use(&err), "not recognised as a port in use: %s", err.msg);
     close(fd);
 
     /* The config was stored: a plain open starts raft from it. */
@@ -806,8 +832,8 @@ END_TEST
  * exactly once with CAIRN_ESHUTDOWN. */
 START_TEST(test_waiters_with_held_proposals)
 {
-    struct eng *e = open_eng();
-    struct repl *r = open_repl(e, true);
+    struct eng *e;
+    struct repl *r = open_fresh(&e);
     struct writer w;
     struct waitres res[6];
     struct cairn_error err = {0};
@@ -841,6 +867,8 @@ START_TEST(test_waiters_with_held_proposals)
         }
         ck_assert_int_eq(repl_wait(r, ts[i], &wc, wait_cb, &res[i], &err), 0);
     }
+    /* A window for what must not happen (a held commit's waiter released):
+     * there is no condition to await, so it is a fixed time. */
     usleep(50000);
     for (int i = 0; i < 6; i++) {
         ck_assert(!res[i].done);
@@ -882,10 +910,17 @@ END_TEST
 START_TEST(test_close_with_entries_in_flight)
 {
     for (int round = 0; round < 3; round++) {
-        struct eng *e = open_eng();
-        struct repl *r = open_repl(e, true);
+        struct eng *e;
+        struct repl *r;
         struct writer w;
         struct repl_status st;
+
+        if (round == 0) {
+            r = open_fresh(&e);
+        } else {
+            e = open_eng(); /* the same directory again: a restart */
+            r = open_repl(e, true);
+        }
 
         memset(&w, 0, sizeof w);
         pthread_mutex_init(&w.lock, NULL);
@@ -911,8 +946,8 @@ END_TEST
  * is applied. */
 START_TEST(test_propose_waits_for_queue_room)
 {
-    struct eng *e = open_eng();
-    struct repl *r = open_repl(e, true);
+    struct eng *e;
+    struct repl *r = open_fresh(&e);
     struct writer w;
     struct repl_status st;
     struct big_arg a;
@@ -936,6 +971,8 @@ START_TEST(test_propose_waits_for_queue_room)
     a.i = 1000;
     atomic_init(&a.done, false);
     ck_assert_int_eq(pthread_create(&t, NULL, big_thread, &a), 0);
+    /* A window for what must not happen (the proposal passing the full
+     * queue): no condition to await, so a fixed time. */
     usleep(200000);
     ck_assert_msg(!atomic_load(&a.done), "a proposal went past a full queue");
     repl_debug_hold_proposals(r, false);

@@ -13,6 +13,7 @@
 
 #include "engine/engine.h"
 #include "lib/clock.h"
+#include "raft_port.h"
 #include "repl/repl.h"
 #include "txn/txn.h"
 
@@ -21,6 +22,7 @@
 struct fixture
 {
     char dir[64];
+    int port; /* the member port; raft listens on port + CAIRN_RAFT_PORT_OFFSET */
     struct eng *eng;
     struct repl *repl;
     struct txn_mgr *txn;
@@ -28,53 +30,85 @@ struct fixture
 
 static struct fixture *f;
 
-/* A client port whose raft port (+10000) lies below the kernel's ephemeral
- * range (32768+), so no outgoing connection can hold it; each forked test
- * gets its own. */
-static int free_port(void)
+static void remove_dir(const char *dir)
 {
-    return 13000 + (int)(getpid() % 3000);
+    char cmd[128];
+
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    ck_assert_int_eq(system(cmd), 0);
 }
 
-static void setup(void)
+/* Opens the engine and an initiated one-member set in f->dir on f->port. */
+static int open_stack(struct cairn_error *err)
 {
-    struct cairn_error err = {0};
     char dbdir[128];
     char me[64];
-    int port = free_port();
+    int rc;
 
-    f = calloc(1, sizeof *f);
-    snprintf(f->dir, sizeof f->dir, "/tmp/cairn-txn-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(f->dir));
     snprintf(dbdir, sizeof dbdir, "%s/db", f->dir);
-    snprintf(me, sizeof me, "127.0.0.1:%d", port);
-    ck_assert_int_eq(eng_open(dbdir, &f->eng, &err), 0);
+    snprintf(me, sizeof me, "127.0.0.1:%d", f->port);
+    ck_assert_int_eq(eng_open(dbdir, &f->eng, err), 0);
     struct repl_options ro = {
         .dbpath = f->dir,
         .set_name = "rs0",
         .me = me,
         .bind_ip = "127.0.0.1",
-        .port = port,
+        .port = f->port,
         .initiate = true,
         .eng = f->eng,
     };
-    ck_assert_msg(repl_open(&ro, &f->repl, &err) == 0, "repl_open: %s", err.msg);
-    ck_assert_int_eq(txn_mgr_open(f->eng, f->repl, &f->txn, &err), 0);
-    for (int i = 0; i < 1000 && !repl_is_writable(f->repl); i++) {
+    rc = repl_open(&ro, &f->repl, err);
+    if (rc != 0) {
+        eng_close(f->eng);
+        f->eng = NULL;
+    }
+    return rc;
+}
+
+/* Waits (15 s at most) for the one member to become a writable primary. */
+static void wait_writable(void)
+{
+    uint64_t deadline = cairn_mono_ns() + 15ull * 1000000000ull;
+    while (!repl_is_writable(f->repl)) {
+        ck_assert_msg(cairn_mono_ns() < deadline, "not writable after 15 s");
         usleep(10000);
     }
-    ck_assert(repl_is_writable(f->repl));
+}
+
+/* A fresh directory and a free raft port (see raft_port.h); if raft still
+ * cannot listen because the port was taken after the check, starts over on
+ * a fresh directory with another port. */
+static void setup(void)
+{
+    struct cairn_error err = {0};
+
+    f = calloc(1, sizeof *f);
+    for (unsigned attempt = 0;; attempt++) {
+        snprintf(f->dir, sizeof f->dir, "/tmp/cairn-txn-XXXXXX");
+        ck_assert_ptr_nonnull(mkdtemp(f->dir));
+        f->port = test_pick_member_port(attempt);
+        ck_assert_msg(f->port != 0, "no free raft port in %d-%d", TEST_RAFT_PORT_LO,
+                      TEST_RAFT_PORT_HI);
+        memset(&err, 0, sizeof err);
+        if (open_stack(&err) == 0) {
+            break;
+        }
+        remove_dir(f->dir);
+        ck_assert_msg(test_err_addr_in_use(&err) && attempt + 1 < TEST_RAFT_OPEN_TRIES,
+                      "repl_open: %s", err.msg);
+        fprintf(stderr, "test_txn: raft port of member port %d taken (%s); another\n", f->port,
+                err.msg);
+    }
+    ck_assert_int_eq(txn_mgr_open(f->eng, f->repl, &f->txn, &err), 0);
+    wait_writable();
 }
 
 static void teardown(void)
 {
-    char cmd[128];
-
     txn_mgr_close(f->txn);
     repl_close(f->repl);
     eng_close(f->eng);
-    snprintf(cmd, sizeof cmd, "rm -rf %s", f->dir);
-    ck_assert_int_eq(system(cmd), 0);
+    remove_dir(f->dir);
     free(f);
 }
 
@@ -437,8 +471,13 @@ START_TEST(test_txn_refused_commit_keeps_earlier_overlay)
     repl_debug_hold_proposals(f->repl, false);
     ck_assert_int_eq(wait_majority(ts2), 0);
     ck_assert_int_eq(count_docs(TXN_READ_MAJORITY, "t.c"), 2);
-    for (int i = 0; i < 500 && eng_overlay_size(f->eng) != 0; i++) {
-        usleep(10000);
+    {
+        uint64_t deadline = cairn_mono_ns() + 15ull * 1000000000ull;
+        while (eng_overlay_size(f->eng) != 0) {
+            ck_assert_msg(cairn_mono_ns() < deadline, "overlay still holds %zu bytes after 15 s",
+                          (size_t)eng_overlay_size(f->eng));
+            usleep(10000);
+        }
     }
     ck_assert_uint_eq(eng_overlay_size(f->eng), 0);
 }
@@ -450,9 +489,6 @@ END_TEST
 START_TEST(test_txn_ts_increase_across_restart)
 {
     struct cairn_error err = {0};
-    struct repl_options ro;
-    char dbdir[128], me[64];
-    int port = free_port();
     cairn_ts ahead, ts1, ts2, ts3;
 
     ahead = CAIRN_TS((uint64_t)(cairn_wall_ms() / 1000) + 86400, 5);
@@ -467,21 +503,10 @@ START_TEST(test_txn_ts_increase_across_restart)
     repl_close(f->repl);
     eng_close(f->eng);
 
-    snprintf(dbdir, sizeof dbdir, "%s/db", f->dir);
-    snprintf(me, sizeof me, "127.0.0.1:%d", port);
-    ck_assert_int_eq(eng_open(dbdir, &f->eng, &err), 0);
-    ro = (struct repl_options){.dbpath = f->dir,
-                               .set_name = "rs0",
-                               .me = me,
-                               .bind_ip = "127.0.0.1",
-                               .port = port,
-                               .initiate = true,
-                               .eng = f->eng};
-    ck_assert_msg(repl_open(&ro, &f->repl, &err) == 0, "repl_open: %s", err.msg);
+    /* The same directory and member port: the stored config names it. */
+    ck_assert_msg(open_stack(&err) == 0, "repl_open: %s", err.msg);
     ck_assert_int_eq(txn_mgr_open(f->eng, f->repl, &f->txn, &err), 0);
-    for (int i = 0; i < 1000 && !repl_is_writable(f->repl); i++) {
-        usleep(10000);
-    }
+    wait_writable();
     ck_assert(repl_is_writable(f->repl));
     ck_assert_uint_ge(txn_cluster_time(f->txn), ts1);
     ts3 = insert_one("t.c", "{\"_id\": 3}");
