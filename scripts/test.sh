@@ -6,8 +6,11 @@
 #   2. build-asan/ -Db_sanitize=address,undefined: unit tests, integration tests and the
 #                  libmongoc program against the sanitized cairnd.
 #
-# Ends with one line "N passed, N failed" summing every Check test case, pytest test and
-# C-program check; exits non-zero if anything failed or a suite could not run.
+# The summary gives each suite's passed, failed and skipped counts, then ends with one line
+# "N passed, N failed" (CI parses it) summing every Check test case, pytest test and
+# C-program check. A suite that ran nothing (no tests, or every test skipped) counts as one
+# failure: a suite that silently stopped running must not read as green. Exits non-zero if
+# anything failed or a suite could not run.
 # Environment: SKIP_ASAN=1 skips step 2 (local use only; CI runs everything);
 # CAIRN_BUILD / CAIRN_ASAN_BUILD name other build directories (default build, build-asan).
 set -uo pipefail
@@ -19,19 +22,29 @@ RESULTS="$REPO/${CAIRN_BUILD:-build}-results"
 
 TOTAL_PASS=0
 TOTAL_FAIL=0
+TOTAL_SKIP=0
 SUMMARY=()
 
 say() { printf '\n=== [%4ds] %s\n' "$SECONDS" "$*"; }
 
-record() { # record SUITE PASSED FAILED [NOTE]
-    TOTAL_PASS=$((TOTAL_PASS + $2))
-    TOTAL_FAIL=$((TOTAL_FAIL + $3))
-    SUMMARY+=("$(printf '%-34s %5d passed %5d failed %s' "$1" "$2" "$3" "${4:-}")")
+record() { # record SUITE PASSED FAILED SKIPPED [NOTE]
+    local suite="$1" passed="$2" failed="$3" skipped="$4" note="${5:-}"
+    if [ "$passed" -eq 0 ] && [ "$failed" -eq 0 ]; then
+        # Nothing ran (no tests, or all skipped): that is a failure, not a green suite.
+        failed=1
+        note="${note:+$note }(ran nothing: $skipped skipped)"
+    fi
+    TOTAL_PASS=$((TOTAL_PASS + passed))
+    TOTAL_FAIL=$((TOTAL_FAIL + failed))
+    TOTAL_SKIP=$((TOTAL_SKIP + skipped))
+    SUMMARY+=("$(printf '%-34s %5d passed %5d failed %5d skipped %s' "$suite" "$passed" \
+        "$failed" "$skipped" "$note")")
 }
 
 finish() {
     say "summary"
     for line in "${SUMMARY[@]}"; do echo "  $line"; done
+    echo "  (${TOTAL_SKIP} skipped in all)"
     echo "${TOTAL_PASS} passed, ${TOTAL_FAIL} failed"
     if [ "$TOTAL_FAIL" -ne 0 ]; then exit 1; fi
     if [ "$TOTAL_PASS" -eq 0 ]; then exit 1; fi
@@ -40,7 +53,7 @@ finish() {
 
 say "setup"
 if ! bash "$REPO/scripts/setup.sh"; then
-    record "setup" 0 1 "(scripts/setup.sh failed)"
+    record "setup" 0 1 0 "(scripts/setup.sh failed)"
     finish
 fi
 rm -rf "$RESULTS"
@@ -56,7 +69,7 @@ unit_tests() {
     counts="$("$PY" - "$build/meson-logs/testlog.json" "$rc" <<'EOF'
 import json, re, sys
 path, rc = sys.argv[1], int(sys.argv[2])
-passed = failed = 0
+passed = failed = skipped = 0
 tests = 0
 pat = re.compile(r"Checks: (\d+), Failures: (\d+), Errors: (\d+)")
 try:
@@ -75,6 +88,10 @@ for line in lines:
         p += int(n) - int(fl) - int(er)
         f += int(fl) + int(er)
     ok = t.get("result") in ("OK", "EXPECTEDFAIL")
+    if t.get("result") == "SKIP":
+        # A unit test program that skips (exit 77) is shown, and counted as failed as
+        # before: every unit test must run on a machine set up by scripts/setup.sh.
+        skipped += 1
     if not found:
         # no Check summary: the program crashed or is not a Check test; count it as one
         if ok:
@@ -92,10 +109,11 @@ if tests == 0:
     failed += 1
 elif rc != 0 and failed == 0:
     failed += 1
-print(passed, failed)
+print(passed, failed, skipped)
 EOF
 )"
-    record "$label unit (Check)" ${counts:-0 1}
+    # shellcheck disable=SC2086
+    record "$label unit (Check)" ${counts:-0 1 0}
 }
 
 # integration BUILDDIR LABEL: pytest against BUILDDIR's cairnd, counted from its junit xml.
@@ -117,7 +135,7 @@ try:
     root = ET.parse(path).getroot()
 except Exception as exc:
     print("  no pytest junit xml (%s), pytest exit %d" % (exc, rc), file=sys.stderr)
-    print(0, 1)
+    print(0, 1, 0)
     sys.exit(0)
 suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
 tests = sum(int(s.get("tests", 0)) for s in suites)
@@ -127,13 +145,19 @@ passed = tests - fail - skip
 if tests == 0 or rc == 5:
     print("  pytest ran no tests (exit %d)" % rc, file=sys.stderr)
     fail += 1
+elif passed <= 0 and fail == 0:
+    print("  pytest skipped all %d tests" % tests, file=sys.stderr)
+    fail += 1
 elif rc != 0 and fail == 0:
     print("  pytest exited %d without reporting a failure" % rc, file=sys.stderr)
     fail += 1
-print(max(passed, 0), fail)
+if skip:
+    print("  pytest skipped %d tests" % skip, file=sys.stderr)
+print(max(passed, 0), fail, skip)
 EOF
 )"
-    record "$label integration (pytest)" ${counts:-0 1}
+    # shellcheck disable=SC2086
+    record "$label integration (pytest)" ${counts:-0 1 0}
 }
 
 # mongoc_program BUILDDIR LABEL: runs the libmongoc program against a fresh cairnd.
@@ -144,14 +168,16 @@ mongoc_program() {
     say "$label: libmongoc program ($prog)"
     if [ ! -x "$prog" ]; then
         echo "  $prog was not built"
-        record "$label libmongoc program" 0 1 "(not built)"
+        record "$label libmongoc program" 0 1 0 "(not built)"
         return
     fi
     "$PY" "$REPO/tests/integration/cairn_server.py" run --cairnd "$REPO/$build/src/server/cairnd" \
         -- "$prog" "{uri}" 2>&1 | tee "$out"
     local rc=${PIPESTATUS[0]}
-    local p f
-    p=$(grep -c '^ok - ' "$out")
+    local p f s
+    # TAP: "ok - name # SKIP reason" is a skip, not a pass
+    p=$(grep '^ok - ' "$out" | grep -vc '# *SKIP')
+    s=$(grep '^ok - ' "$out" | grep -c '# *SKIP')
     f=$(grep -c '^not ok - ' "$out")
     if ! grep -Eq '^[0-9]+ passed, [0-9]+ failed$' "$out"; then
         echo "  the program printed no summary line"
@@ -159,7 +185,7 @@ mongoc_program() {
     elif [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
         f=1
     fi
-    record "$label libmongoc program" "$p" "$f"
+    record "$label libmongoc program" "$p" "$f" "$s"
 }
 
 # build_dir BUILDDIR LABEL OPTIONS...: returns non-zero (and records a failure) if it fails.
@@ -168,12 +194,12 @@ build_dir() {
     shift 2
     say "$label: build ($build $*)"
     if ! bash "$REPO/scripts/build.sh" "$build" "$@"; then
-        record "$label build" 0 1 "(build failed)"
+        record "$label build" 0 1 0 "(build failed)"
         return 1
     fi
     if [ ! -x "$REPO/$build/src/server/cairnd" ]; then
         echo "  $build/src/server/cairnd was not built"
-        record "$label build" 0 1 "(no cairnd)"
+        record "$label build" 0 1 0 "(no cairnd)"
         return 1
     fi
     return 0
@@ -183,9 +209,9 @@ build_dir() {
 say "layering (scripts/check-layers.sh)"
 layer_out="$(bash scripts/check-layers.sh 2>&1)" || true
 printf '%s\n' "$layer_out"
-layer_counts="$(printf '%s\n' "$layer_out" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' | tail -1)"
+layer_counts="$(printf '%s\n' "$layer_out" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1 \2 0/p' | tail -1)"
 # shellcheck disable=SC2086
-record "layering" ${layer_counts:-0 1}
+record "layering" ${layer_counts:-0 1 0}
 
 BUILD="${CAIRN_BUILD:-build}"
 ASAN_BUILD="${CAIRN_ASAN_BUILD:-build-asan}"
@@ -196,12 +222,13 @@ if build_dir "$BUILD" normal -Dwerror=true -Dbuildtype=debugoptimized -Db_saniti
     integration "$BUILD" normal
     mongoc_program "$BUILD" normal
 else
-    record "normal unit/integration/mongoc" 0 1 "(not run: build failed)"
+    record "normal unit/integration/mongoc" 0 1 0 "(not run: build failed)"
 fi
 
 # 2. sanitized build
 if [ "${SKIP_ASAN:-0}" = "1" ] && [ "${CI:-}" != "true" ]; then
     say "asan: skipped (SKIP_ASAN=1)"
+    SUMMARY+=("$(printf '%-34s not run (SKIP_ASAN=1, local use only)' "asan")")
 else
     export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1"
     export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
@@ -211,7 +238,7 @@ else
         integration "$ASAN_BUILD" asan
         mongoc_program "$ASAN_BUILD" asan
     else
-        record "asan unit/integration/mongoc" 0 1 "(not run: build failed)"
+        record "asan unit/integration/mongoc" 0 1 0 "(not run: build failed)"
     fi
     unset ASAN_OPTIONS UBSAN_OPTIONS
 fi
