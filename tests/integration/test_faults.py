@@ -11,6 +11,7 @@ import signal
 import threading
 import time
 
+import pytest
 from pymongo import WriteConcern
 from pymongo.errors import PyMongoError
 
@@ -62,11 +63,13 @@ def test_sigstop_sigcont_during_writes(server_factory):
     c.close()
 
 
-def test_kill9_during_large_multi_commit_insert(server_factory):
+@pytest.mark.parametrize("moment", ["just_acknowledged", "next_partly_committed"])
+def test_kill9_during_large_multi_commit_insert(server_factory, moment):
     """One insert_many after another, each ~16 MB of documents that the server commits in
-    several parts. kill -9 once two batches were acknowledged and a part of the next one is
-    visible (committed, not acknowledged): every acknowledged batch must survive whole, and
-    what survived of the batch in flight is a prefix of it (parts commit in order)."""
+    several parts. kill -9 once two batches were acknowledged: at once (the acknowledgement
+    must not come before the batch is durable), or once a part of the next batch is visible
+    (committed, not acknowledged). Every acknowledged batch must survive whole, and what
+    survived of the batch in flight is a prefix of it (parts commit in order)."""
     batch = 30000       # ids batch*b .. batch*(b+1)-1 in batch b; ~520 bytes each
     want_acked = 2
     srv = server_factory()
@@ -100,9 +103,14 @@ def test_kill9_during_large_multi_commit_insert(server_factory):
         return probe.faults.big.find_one({"_id": n * batch}, {"_id": 1}) is not None \
             and len(acked) == n
 
-    wait_until(in_flight_batch_partly_committed, 120,
-               lambda: "%d batches were acknowledged and the next was partly committed "
-               "(acknowledged: %d)" % (want_acked, len(acked)))
+    if moment == "just_acknowledged":
+        wait_until(lambda: len(acked) >= want_acked, 120,
+                   lambda: "%d batches were acknowledged (%d)" % (want_acked, len(acked)),
+                   interval=0.001)
+    else:
+        wait_until(in_flight_batch_partly_committed, 120,
+                   lambda: "%d batches were acknowledged and the next was partly committed "
+                   "(acknowledged: %d)" % (want_acked, len(acked)))
     probe.close()
     killed.set()
     srv.kill9()
