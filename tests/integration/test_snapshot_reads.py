@@ -119,7 +119,8 @@ def test_snapshot_in_the_future_is_invalid_options(conn, db):
     r = conn.run({"find": "c", "filter": {},
                   "readConcern": {"level": "snapshot", "atClusterTime": ts_add(now, 3600)}},
                  db.name)
-    assert_error(r, CODES["InvalidOptions"], "InvalidOptions")
+    assert_error(r, CODES["InvalidOptions"], "InvalidOptions",
+                 msg="must not be greater than the current clusterTime")
 
 
 def test_at_cluster_time_needs_snapshot_level(conn, db):
