@@ -20,7 +20,6 @@ failCommand` (DESIGN.md "Test commands and fail points").
 """
 
 import pytest
-from bson import Int64
 from pymongo import monitoring
 
 from txn_helpers import (
