@@ -5,6 +5,7 @@
  * endSessions, the replica-set commands (replSetInitiate, replSetGetStatus,
  * replSetGetConfig) and small diagnostics tools send (connectionStatus,
  * whatsmyuri, getCmdLineOpts, hostInfo, listCommands, getLog).
+ * currentOp and killOp live in cmd_ops.c.
  * Authentication commands answer a clear NotImplemented error.
  *
  * Every handler runs on a worker thread and only appends to c->reply;
@@ -127,7 +128,18 @@ static int cmd_hello(struct net_cmd *c)
                 "BSON field '%s.client' is the wrong type '%s', expected type 'object'", c->name,
                 qry_type_name(bson_iter_type(&it)));
         }
-        if (!net_conn_set_client_metadata(c->conn)) {
+        const uint8_t *data;
+        uint32_t len;
+        bson_t client;
+        bson_iter_document(&it, &len, &data);
+        if (!bson_init_static(&client, data, len)) {
+            return cairn_error_mongo(&c->err, CAIRN_EBADDOC, MONGO_InvalidBSON,
+                                     "BSON field '%s.client' is invalid BSON", c->name);
+        }
+        /* mongod tags a connection whose hello names internalClient as
+         * internal: failCommand spares its commands unless told otherwise. */
+        if (!net_conn_set_client_metadata(c->conn, &client,
+                                          bson_has_field(c->body, "internalClient"))) {
             return cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_ClientMetadataCannotBeMutated,
                                      "The client metadata document may only be sent in the first "
                                      "%s",

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "lib/clock.h"
+#include "lib/op.h"
 #include "net/net_int.h"
 
 /* ---- Cursors ------------------------------------------------------------ */
@@ -677,27 +678,18 @@ int net_dc_reply_cursor(struct net_cmd *c, struct net_cursor *cur, int64_t batch
     return NET_CMD_DONE;
 }
 
-static _Thread_local uint64_t op_deadline_ns;
-static _Thread_local unsigned op_deadline_tick;
-
-void net_dc_set_deadline(uint64_t deadline_ns)
-{
-    op_deadline_ns = deadline_ns;
-    op_deadline_tick = 0;
-}
+/* Checked every 16 documents: one atomic load (and a clock read when the
+ * command has a deadline) per check. */
+static _Thread_local unsigned scan_tick;
 
 int net_dc_check_deadline(struct cairn_error *err)
 {
-    if (op_deadline_ns != 0 && cairn_mono_ns() >= op_deadline_ns) {
-        return cairn_error_mongo(err, CAIRN_ETIMEOUT, MONGO_MaxTimeMSExpired,
-                                 "operation exceeded time limit");
-    }
-    return 0;
+    return cairn_op_check(cairn_op_current(), err);
 }
 
 int net_dc_scan_next(struct txn_scan *sc, bson_t *doc, struct cairn_error *err)
 {
-    if (op_deadline_ns != 0 && (++op_deadline_tick & 15u) == 0 && net_dc_check_deadline(err) != 0) {
+    if ((++scan_tick & 15u) == 0 && net_dc_check_deadline(err) != 0) {
         return -1;
     }
     int r = txn_scan_next(sc, doc);

@@ -188,17 +188,16 @@ int net_dc_reply_cursor(struct net_cmd *c,
                         int64_t batch,
                         bool single_batch);
 
-/* The maxTimeMS deadline of the command running on this thread (monotonic
- * ns; 0 = none). dispatch sets it around a handler; scans check it. */
-void net_dc_set_deadline(uint64_t deadline_ns);
-
-/* 0 while the current command's deadline has not passed; else sets err to
- * 50 MaxTimeMSExpired and returns its code. */
+/* 0 while the operation running on this thread (lib/op.h's current one;
+ * dispatch publishes it around a handler) may go on; else sets err (50
+ * MaxTimeMSExpired past its maxTimeMS deadline, 11601 Interrupted after a
+ * killOp, 11600 at shutdown, ...) and returns its CAIRN_E* code. */
 int net_dc_check_deadline(struct cairn_error *err);
 
-/* txn_scan_next for command handlers: also ends the scan with 50
- * MaxTimeMSExpired once the current command's deadline has passed (checked
- * every few documents). Returns 1 (a document), 0 (end) or -1 (err set). */
+/* txn_scan_next for command handlers: also ends the scan as
+ * net_dc_check_deadline does once the current operation's deadline has
+ * passed or it was killed (checked every few documents). Returns 1 (a
+ * document), 0 (end) or -1 (err set). */
 int net_dc_scan_next(struct txn_scan *sc, bson_t *doc, struct cairn_error *err);
 
 /* Calls fn for every document of `cid` matching `m` (NULL matches all) in

@@ -1,15 +1,19 @@
 /*
  * dispatch.c: runs one request on a worker thread. It parses the message
- * (wire.c), looks the command up in the four command tables, checks the
- * command's flags against the member state, gossips $clusterTime, waits for
- * readConcern.afterClusterTime, calls the handler and wraps its reply in
+ * (wire.c), looks the command up in the command tables, checks the
+ * command's flags against the member state, gossips $clusterTime, parses
+ * maxTimeMS, registers the command as an operation in progress (cmd_ops.c),
+ * waits for readConcern.afterClusterTime, calls the handler and wraps its reply in
  * the MongoDB envelope (ok, errmsg/code/codeName, errorLabels,
  * $clusterTime, operationTime) before handing the encoded reply to the
  * connection. Commands that return NET_CMD_PENDING finish later through
  * net_cmd_complete, from any thread.
  *
  * A request lives in one heap block (struct request) that embeds the
- * struct net_cmd handlers see; it is freed once its reply is encoded.
+ * struct net_cmd handlers see and its operation; it is freed, and the
+ * operation unregistered, once its reply is encoded. While the handler
+ * runs, the operation is the worker thread's current one (lib/op.h), so
+ * scans and waits below end when its maxTimeMS passes or killOp names it.
  */
 #include <errno.h>
 #include <math.h>
@@ -20,6 +24,7 @@
 
 #include "lib/clock.h"
 #include "lib/log.h"
+#include "lib/op.h"
 #include "net/cursor.h"
 #include "net/net_int.h"
 #include "net/server_int.h"
@@ -35,6 +40,8 @@ struct request
     bson_t merged; /* OP_MSG: body with sequences merged in */
     bool has_merged;
     char db[128];
+    const struct net_cmd_def *def; /* the command, once looked up */
+    struct net_op op;              /* registered while the command runs */
 };
 
 /* Reply requestIDs: any fresh int32. */
@@ -42,6 +49,9 @@ static atomic_int next_reply_id = 1;
 
 /* ---- Command tables ------------------------------------------------------ */
 
+#define N_TABLES 5
+
+/* The command tables. */
 static const struct net_cmd_def *table_at(int i)
 {
     switch (i) {
@@ -53,6 +63,8 @@ static const struct net_cmd_def *table_at(int i)
             return net_cmds_read;
         case 3:
             return net_cmds_ddl;
+        case 4:
+            return net_cmds_ops;
         default:
             return NULL;
     }
@@ -65,7 +77,7 @@ const struct net_cmd_def *net_cmd_lookup(const char *name)
     } else if (strcmp(name, "buildinfo") == 0) {
         name = "buildInfo";
     }
-    for (int t = 0; t < 4; t++) {
+    for (int t = 0; t < N_TABLES; t++) {
         const struct net_cmd_def *defs = table_at(t);
         if (defs == NULL) {
             continue;
@@ -81,7 +93,7 @@ const struct net_cmd_def *net_cmd_lookup(const char *name)
 
 void net_cmd_foreach(void (*fn)(const struct net_cmd_def *def, void *arg), void *arg)
 {
-    for (int t = 0; t < 4; t++) {
+    for (int t = 0; t < N_TABLES; t++) {
         const struct net_cmd_def *defs = table_at(t);
         if (defs == NULL) {
             continue;
@@ -314,6 +326,7 @@ static void build_success(const struct net_cmd *c, bson_t *out)
 
 static void free_request(struct request *r)
 {
+    net_op_end(&r->op);
     bson_destroy(&r->cmd.reply);
     if (r->has_merged) {
         bson_destroy(&r->merged);
@@ -383,6 +396,9 @@ static void finish(struct request *r, bool failed)
         net_conn_drop(conn);
         return;
     }
+    /* The operation ends as its reply leaves: a client that has the reply
+     * never finds the operation still in currentOp. */
+    net_op_end(&r->op);
     send_doc(conn, r->opcode, r->request_id, r->more_to_come, &out);
     bson_destroy(&out);
     free_request(r);
@@ -524,8 +540,8 @@ static void sleep_ms(long ms)
  * held up to that time is committed; other members wait until they have
  * applied it. A member whose log stays caught up with the commit index
  * for a second without reaching the time takes it that no write exists up
- * to it (there is no no-op write to force one). maxTimeMS bounds the
- * wait (50 MaxTimeMSExpired). */
+ * to it (there is no no-op write to force one). The operation's maxTimeMS
+ * bounds the wait (50 MaxTimeMSExpired), and a killOp ends it (11601). */
 static int wait_after_cluster_time(struct net_cmd *c, struct net_server *s)
 {
     bson_iter_t it, sub;
@@ -587,9 +603,9 @@ static int wait_after_cluster_time(struct net_cmd *c, struct net_server *s)
         } else {
             caught_up_since = 0;
         }
-        if (c->deadline_ns != 0 && now >= c->deadline_ns) {
-            return cairn_error_mongo(&c->err, CAIRN_ETIMEOUT, MONGO_MaxTimeMSExpired,
-                                     "operation exceeded time limit");
+        /* The deadline, a killOp, shutdown. */
+        if (cairn_op_check(cairn_op_current(), &c->err) != 0) {
+            return c->err.code;
         }
         if (net_server_stopping(s)) {
             return cairn_error_mongo(&c->err, CAIRN_ESHUTDOWN, MONGO_ShutdownInProgress,
@@ -791,14 +807,24 @@ void net_dispatch_message(struct net_conn *conn, uint64_t conn_id, uint8_t *msg,
         return;
     }
     if (gossip_cluster_time(c) != 0 || check_flags(c, def) != 0 || refuse_transaction(c) != 0 ||
-        parse_max_time(c, received_ns) != 0 || wait_after_cluster_time(c, s) != 0) {
+        parse_max_time(c, received_ns) != 0) {
         reply_error(r);
         return;
     }
-    /* Scans on this thread end with 50 MaxTimeMSExpired past the deadline. */
-    net_dc_set_deadline(c->deadline_ns);
+    /* From here the command is an operation in progress (currentOp lists
+     * it, killOp and its maxTimeMS end it) until its reply is sent; scans
+     * and waits on this thread find it as the current operation. */
+    r->def = def;
+    net_op_begin(&r->op, c, c->deadline_ns);
+    cairn_op_set_current(&r->op.op);
+    if (wait_after_cluster_time(c, s) != 0) {
+        cairn_op_set_current(NULL);
+        reply_error(r);
+        return;
+    }
     int result = def->fn(c);
-    net_dc_set_deadline(0);
+    /* r may be gone already (a PENDING command completed elsewhere). */
+    cairn_op_set_current(NULL);
     switch (result) {
         case NET_CMD_DONE:
             finish(r, c->err.code != 0);

@@ -31,6 +31,7 @@
 
 #include "lib/clock.h"
 #include "lib/log.h"
+#include "lib/op.h"
 #include "net/cursor.h"
 #include "net/net.h"
 #include "net/server_int.h"
@@ -59,8 +60,14 @@ struct net_conn
     nng_aio *tx_aio;
     uint64_t id;
     char peer[64];
-    bool client_seen;
     bool busy; /* guarded by s->mu */
+
+    /* Client metadata from the first hello (guarded by s->mu: written once
+     * by the connection's turn, read by other connections' currentOp). */
+    bool client_seen;
+    bool internal;    /* hello carried internalClient */
+    char *app_name;   /* client.application.name, NULL when none */
+    bson_t *metadata; /* the client document, NULL when none */
 
     /* Receiving. Reads go into rbuf, as many bytes as the socket has, so a
      * small request arrives in one read; bytes past the current message
@@ -237,14 +244,89 @@ void net_server_info_get(struct net_server *s, struct net_server_info *out)
     pthread_mutex_unlock(&s->mu);
 }
 
-bool net_conn_set_client_metadata(struct net_conn *c)
+bool net_conn_set_client_metadata(struct net_conn *c, const bson_t *client, bool internal)
 {
-    /* Only the connection's current turn touches this flag. */
-    if (c->client_seen) {
-        return false;
+    struct net_server *s = c->s;
+    bson_t *copy = NULL;
+    char *app = NULL;
+    bson_iter_t it;
+    bool ok;
+
+    if (client != NULL) {
+        copy = bson_copy(client);
+        if (bson_iter_init(&it, client) &&
+            bson_iter_find_descendant(&it, "application.name", &it) && BSON_ITER_HOLDS_UTF8(&it)) {
+            app = strdup(bson_iter_utf8(&it, NULL));
+        }
     }
-    c->client_seen = true;
-    return true;
+    pthread_mutex_lock(&s->mu);
+    ok = !c->client_seen;
+    if (ok) {
+        c->client_seen = true;
+        c->internal = internal;
+        c->app_name = app;
+        c->metadata = copy;
+        app = NULL;
+        copy = NULL;
+    }
+    pthread_mutex_unlock(&s->mu);
+    free(app);
+    if (copy != NULL) {
+        bson_destroy(copy);
+    }
+    return ok;
+}
+
+bool net_conn_app_name(struct net_conn *c, char *buf, size_t n)
+{
+    struct net_server *s = c->s;
+    bool found;
+
+    pthread_mutex_lock(&s->mu);
+    found = c->app_name != NULL && strlen(c->app_name) < n;
+    if (found) {
+        memcpy(buf, c->app_name, strlen(c->app_name) + 1);
+    } else if (n > 0) {
+        buf[0] = '\0';
+    }
+    pthread_mutex_unlock(&s->mu);
+    return found;
+}
+
+bool net_conn_is_internal(struct net_conn *c)
+{
+    bool v;
+
+    pthread_mutex_lock(&c->s->mu);
+    v = c->internal;
+    pthread_mutex_unlock(&c->s->mu);
+    return v;
+}
+
+void net_conn_append_client(struct net_conn *c, bson_t *doc)
+{
+    struct net_server *s = c->s;
+
+    pthread_mutex_lock(&s->mu);
+    if (c->app_name != NULL) {
+        BSON_APPEND_UTF8(doc, "appName", c->app_name);
+    }
+    if (c->metadata != NULL) {
+        BSON_APPEND_DOCUMENT(doc, "clientMetadata", c->metadata);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+void net_server_foreach_conn(struct net_server *s,
+                             void (*fn)(const struct net_conn_info *ci, void *arg),
+                             void *arg)
+{
+    pthread_mutex_lock(&s->mu);
+    for (struct net_conn *c = s->conns; c != NULL; c = c->next) {
+        struct net_conn_info ci = {c->id, c->peer, c->app_name, c->metadata};
+        fn(&ci, arg);
+    }
+    pthread_mutex_unlock(&s->mu);
 }
 
 const char *net_conn_peer(const struct net_conn *c)
@@ -394,6 +476,10 @@ static void conn_destroy(struct net_conn *c)
     }
     free(c->msg);
     free(c->out);
+    free(c->app_name);
+    if (c->metadata != NULL) {
+        bson_destroy(c->metadata);
+    }
     free(c);
     if (last) {
         server_free(s);
@@ -862,6 +948,11 @@ int net_server_start(const struct net_options *opts,
     return 0;
 }
 
+static bool is_client_op(const struct cairn_op *op, void *arg)
+{
+    return op->conn_id != 0;
+}
+
 void net_server_stop(struct net_server *s)
 {
     bool last;
@@ -872,6 +963,11 @@ void net_server_stop(struct net_server *s)
     pthread_mutex_lock(&s->mu);
     s->stopping = true;
     pthread_mutex_unlock(&s->mu);
+    /* Running client commands end with 11600 InterruptedAtShutdown (a scan,
+     * a blockConnection sleep, an afterClusterTime wait) so that the workers
+     * below can be joined. A command that registers its operation after
+     * this sees `stopping` itself (net_op_begin). */
+    cairn_op_kill_all(is_client_op, NULL, MONGO_InterruptedAtShutdown);
     nng_stream_listener_close(s->listener);
     nng_aio_stop(s->accept_aio);
     nng_aio_stop(s->backoff_aio);

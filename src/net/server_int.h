@@ -2,14 +2,18 @@
  * server_int.h: private to src/net (owned by server.c, dispatch.c and
  * cmd_admin.c). The glue between the connection machinery (server.c), the
  * request dispatcher (dispatch.c) and the administrative commands
- * (cmd_admin.c): per-connection state, server statistics, the small
- * in-memory log that getLog serves, and BSON helpers.
+ * (cmd_admin.c, cmd_ops.c): per-connection state,
+ * server statistics, the small in-memory log that getLog serves, and BSON
+ * helpers.
  *
  * Connection life cycle (server.c): a connection does one thing at a time:
  * receive a message (nng aio), wait for a worker, run in dispatch (handler,
  * maybe PENDING on write concern), send the reply (nng aio), receive again.
  * Dispatch ends its turn with exactly one of net_conn_reply, net_conn_next
  * or net_conn_drop; after that call it must not touch the connection.
+ *
+ * Also declared here: operations in progress (cmd_ops.c), which dispatch
+ * registers around every command.
  */
 #ifndef CAIRN_NET_SERVER_INT_H
 #define CAIRN_NET_SERVER_INT_H
@@ -20,6 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lib/op.h"
 #include "net/net_int.h"
 
 /* Counters shown by serverStatus (relaxed atomics). */
@@ -57,9 +62,39 @@ const struct net_deps *net_server_deps(const struct net_server *s);
 struct net_opcounters *net_server_opcounters(struct net_server *s);
 void net_server_info_get(struct net_server *s, struct net_server_info *out);
 
-/* Records that the connection sent its `client` metadata. Returns false
- * when it had already done so (186 ClientMetadataCannotBeMutated). */
-bool net_conn_set_client_metadata(struct net_conn *c);
+/* Records the connection's client metadata from its first hello: a copy
+ * of the `client` document (NULL = none sent), its application.name, and
+ * whether hello declared an internal client (mongod's `internalClient`).
+ * Returns false when metadata was already recorded (186
+ * ClientMetadataCannotBeMutated); nothing changes then. Thread-safe. */
+bool net_conn_set_client_metadata(struct net_conn *c, const bson_t *client, bool internal);
+
+/* Copies the connection's application name into buf (n bytes) and returns
+ * true; false (buf empty) when it has none or it does not fit. */
+bool net_conn_app_name(struct net_conn *c, char *buf, size_t n);
+
+/* True when the connection's hello declared an internal client. */
+bool net_conn_is_internal(struct net_conn *c);
+
+/* Appends appName and clientMetadata (when known) to `doc`, as currentOp
+ * shows them. The caller must not hold the server lock. */
+void net_conn_append_client(struct net_conn *c, bson_t *doc);
+
+/* A view of one open connection, valid during the callback only. */
+struct net_conn_info
+{
+    uint64_t id;
+    const char *peer;
+    const char *app_name;   /* NULL when none */
+    const bson_t *metadata; /* NULL when none */
+};
+
+/* Calls `fn` for every open connection under the server lock: fn must not
+ * block nor call other server.c functions. For currentOp's idle
+ * connections. */
+void net_server_foreach_conn(struct net_server *s,
+                             void (*fn)(const struct net_conn_info *ci, void *arg),
+                             void *arg);
 
 /* The peer address "ip:port" of the connection (static per connection). */
 const char *net_conn_peer(const struct net_conn *c);
@@ -107,5 +142,57 @@ const struct net_cmd_def *net_cmd_lookup(const char *name);
 void net_cmd_foreach(void (*fn)(const struct net_cmd_def *def, void *arg), void *arg);
 
 /* ---- util.c ------------------------------------------------------------ */
+
+/* The namespace of a command for currentOp (`for_current_op`: "db.coll"
+ * for commands naming a collection, getMore's "db.<collection>", else
+ * "db.$cmd") or for the failCommand `namespace` filter (the same, except
+ * "db" for commands naming no collection, as mongod's invocation ns). */
+void net_cmd_op_ns(const struct net_cmd *c, bool for_current_op, char *buf, size_t n);
+
+/* Reads integral field `field` of `doc` as mongod's bsonExtractIntegerField
+ * does: 4 NoSuchKey "Missing expected field "f"" when absent, 14
+ * TypeMismatch for a non-number, 2 BadValue for a number without an exact
+ * 64-bit integer value. Returns 0 or the CAIRN_E* code. */
+int net_extract_integer(const bson_t *doc,
+                        const char *field,
+                        int64_t *out,
+                        struct cairn_error *err);
+
+/* True for the fields every command may carry that are not its arguments
+ * (mongod's generic arguments: $db, lsid, comment, maxTimeMS, ...). */
+bool net_is_generic_arg(const char *key);
+
+/* Appends the current wall-clock time as currentOp's ISO-8601 string
+ * ("2024-05-01T12:00:00.123+00:00"). */
+void net_append_iso_now(bson_t *doc, const char *key);
+
+/* ---- cmd_ops.c: operations in progress (currentOp, killOp) --------------- */
+
+/* One client command as an operation in progress: the lib/op.h operation
+ * (for kills and deadlines) plus what currentOp shows. It lives in the
+ * request and is registered from dispatch until the reply is sent,
+ * including a write-concern wait. */
+struct net_op
+{
+    struct cairn_op op;
+    struct net_conn *conn; /* alive while the operation is registered */
+    const bson_t *command; /* the request body, alive while registered */
+    const char *op_type;   /* "command", "insert", "update", "remove", "query", "getmore" */
+    char ns[160];          /* as currentOp shows it (truncated) */
+    bool registered;
+    struct net_op *prev, *next; /* the net registry, under its lock */
+};
+
+/* Registers `nop` for command `c` (whose body must outlive the
+ * registration) with maxTimeMS deadline `deadline_ns` (0 = none), in both
+ * the lib/op.h registry and the net one. When the server is stopping the
+ * operation starts killed (11600). Worker thread of the command. */
+void net_op_begin(struct net_op *nop, const struct net_cmd *c, uint64_t deadline_ns);
+
+/* Unregisters `nop` (a no-op when not registered). Any thread. */
+void net_op_end(struct net_op *nop);
+
+/* currentOp and killOp (admin only). */
+extern const struct net_cmd_def net_cmds_ops[];
 
 #endif /* CAIRN_NET_SERVER_INT_H */

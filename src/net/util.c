@@ -2,14 +2,17 @@
  * util.c: helpers shared by the command files of src/net: the MongoDB
  * error-code table, the mapping of internal errors to MongoDB codes, the
  * writeConcern / readConcern parsers, writeConcernError replies, the
- * type-checked field readers and command namespaces. Pure functions; any
- * thread.
+ * type-checked field readers, command namespaces (also as currentOp and
+ * failCommand see them), mongod's integer-field extraction and currentOp's
+ * time format. Pure functions; any thread.
  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "lib/clock.h"
 #include "net/net_int.h"
 #include "net/server_int.h"
 #include "txn/txn.h"
@@ -243,6 +246,106 @@ int net_cmd_namespace(struct net_cmd *c, char *buf, size_t bufsize)
             (int)(len > 200 ? 200 : len), coll, TXN_NS_MAX);
     }
     return MONGO_OK;
+}
+
+void net_cmd_op_ns(const struct net_cmd *c, bool for_current_op, char *buf, size_t n)
+{
+    bson_iter_t it;
+    const char *coll = NULL;
+    uint32_t len = 0;
+
+    if (c->body != NULL && bson_iter_init(&it, c->body) && bson_iter_next(&it)) {
+        if (BSON_ITER_HOLDS_UTF8(&it)) {
+            coll = bson_iter_utf8(&it, &len);
+        } else if (c->name != NULL && strcmp(c->name, "getMore") == 0 &&
+                   bson_iter_init_find(&it, c->body, "collection") && BSON_ITER_HOLDS_UTF8(&it)) {
+            coll = bson_iter_utf8(&it, &len);
+        }
+    }
+    if (coll != NULL && len > 0 && strlen(coll) == len) {
+        snprintf(buf, n, "%s.%s", c->db, coll);
+    } else if (for_current_op) {
+        snprintf(buf, n, "%s.$cmd", c->db);
+    } else {
+        snprintf(buf, n, "%s", c->db);
+    }
+}
+
+int net_extract_integer(const bson_t *doc, const char *field, int64_t *out, struct cairn_error *err)
+{
+    bson_iter_t it;
+    double d;
+    bool is_int;
+    int64_t iv = 0;
+
+    if (!bson_iter_init_find(&it, doc, field)) {
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_NoSuchKey,
+                                 "Missing expected field \"%s\"", field);
+    }
+    if (!iter_number(&it, &d, &is_int, &iv)) {
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_TypeMismatch,
+                                 "Expected field \"%s\" to have numeric type, but found %s", field,
+                                 qry_type_name(bson_iter_type(&it)));
+    }
+    if (is_int) {
+        *out = iv;
+        return 0;
+    }
+    if (!isfinite(d) || d >= 9223372036854775808.0 || d < -9223372036854775808.0 || floor(d) != d) {
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
+                                 "Expected field \"%s\" to have a value exactly representable as "
+                                 "a 64-bit integer, but found %s: %g",
+                                 field, field, d);
+    }
+    *out = (int64_t)d;
+    return 0;
+}
+
+void net_append_iso_now(bson_t *doc, const char *key)
+{
+    int64_t now = cairn_wall_ms();
+    time_t secs = (time_t)(now / 1000);
+    struct tm tm;
+    char date[40];
+    char buf[64];
+
+    gmtime_r(&secs, &tm);
+    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf, sizeof buf, "%s.%03d+00:00", date, (int)(now % 1000));
+    BSON_APPEND_UTF8(doc, key, buf);
+}
+
+bool net_is_generic_arg(const char *key)
+{
+    static const char *const generic[] = {
+        "$db",
+        "$readPreference",
+        "lsid",
+        "$clusterTime",
+        "comment",
+        "txnNumber",
+        "autocommit",
+        "readConcern",
+        "writeConcern",
+        "maxTimeMS",
+        "apiVersion",
+        "apiStrict",
+        "apiDeprecationErrors",
+        "startTransaction",
+        "stmtId",
+        "txnRetryCounter",
+        "clientOperationKey",
+        "help",
+        "$client",
+        "$audit",
+        NULL,
+    };
+    for (int i = 0; generic[i] != NULL; i++) {
+        if (strcmp(key, generic[i]) == 0) {
+            return true;
+        }
+    }
+    return false;
 }
 
 /* ---- Write concern ------------------------------------------------------ */
