@@ -1,11 +1,11 @@
 /*
  * cmd_admin.c: the administrative commands (net_cmds_admin): the
  * handshake (hello / isMaster) with every replica-set field drivers need
- * (wire-protocol.md §2), ping, buildInfo, getParameter, serverStatus,
- * endSessions, the replica-set commands (replSetInitiate, replSetGetStatus,
+ * (wire-protocol.md §2), ping, buildInfo, serverStatus, endSessions, the
+ * replica-set commands (replSetInitiate, replSetGetStatus,
  * replSetGetConfig) and small diagnostics tools send (connectionStatus,
- * whatsmyuri, getCmdLineOpts, hostInfo, listCommands, getLog).
- * currentOp and killOp live in cmd_ops.c.
+ * whatsmyuri, getCmdLineOpts, hostInfo, listCommands, getLog). Server
+ * parameters live in params.c, currentOp/killOp in cmd_ops.c.
  * Authentication commands answer a clear NotImplemented error.
  *
  * Every handler runs on a worker thread and only appends to c->reply;
@@ -28,7 +28,6 @@
 #define MIN_WIRE_VERSION 0
 #define MAX_WRITE_BATCH 100000
 #define SESSION_TIMEOUT_MINUTES 30
-#define TXN_LIFETIME_SECONDS 60
 
 /* ---- Helpers ------------------------------------------------------------ */
 
@@ -238,159 +237,6 @@ static int cmd_build_info(struct net_cmd *c)
     BSON_APPEND_ARRAY_BEGIN(&c->reply, "storageEngines", &arr);
     BSON_APPEND_UTF8(&arr, "0", "cairn");
     bson_append_array_end(&c->reply, &arr);
-    return NET_CMD_DONE;
-}
-
-/* ---- getParameter ------------------------------------------------------- */
-
-struct param
-{
-    const char *name;
-    void (*append)(bson_t *doc, const char *name);
-};
-
-static void param_fcv(bson_t *doc, const char *name)
-{
-    bson_t sub;
-    BSON_APPEND_DOCUMENT_BEGIN(doc, name, &sub);
-    BSON_APPEND_UTF8(&sub, "version", "4.4");
-    bson_append_document_end(doc, &sub);
-}
-
-static void param_txn_lifetime(bson_t *doc, const char *name)
-{
-    BSON_APPEND_INT32(doc, name, TXN_LIFETIME_SECONDS);
-}
-
-static void param_lock_timeout(bson_t *doc, const char *name)
-{
-    BSON_APPEND_INT32(doc, name, 5);
-}
-
-static void param_clock_drift(bson_t *doc, const char *name)
-{
-    BSON_APPEND_INT64(doc, name, 365LL * 24 * 3600);
-}
-
-static void param_cursor_timeout(bson_t *doc, const char *name)
-{
-    BSON_APPEND_INT64(doc, name, (int64_t)(NET_CURSOR_IDLE_NS / 1000000ull));
-}
-
-static void param_session_timeout(bson_t *doc, const char *name)
-{
-    BSON_APPEND_INT32(doc, name, SESSION_TIMEOUT_MINUTES);
-}
-
-static void param_log_level(bson_t *doc, const char *name)
-{
-    BSON_APPEND_INT32(doc, name, cairn_log_threshold <= CAIRN_LOG_DEBUG ? 1 : 0);
-}
-
-static void param_auth_mechs(bson_t *doc, const char *name)
-{
-    bson_t arr;
-    BSON_APPEND_ARRAY_BEGIN(doc, name, &arr);
-    bson_append_array_end(doc, &arr);
-}
-
-static void param_max_batch(bson_t *doc, const char *name)
-{
-    BSON_APPEND_INT32(doc, name, MAX_WRITE_BATCH);
-}
-
-static const struct param params[] = {
-    {"authenticationMechanisms", param_auth_mechs},
-    {"cursorTimeoutMillis", param_cursor_timeout},
-    {"featureCompatibilityVersion", param_fcv},
-    {"localLogicalSessionTimeoutMinutes", param_session_timeout},
-    {"logLevel", param_log_level},
-    {"maxAcceptableLogicalClockDriftSecs", param_clock_drift},
-    {"maxTransactionLockRequestTimeoutMillis", param_lock_timeout},
-    {"maxWriteBatchSize", param_max_batch},
-    {"transactionLifetimeLimitSeconds", param_txn_lifetime},
-    {NULL, NULL},
-};
-
-/* Fields every command may carry that are not parameters. */
-static bool is_generic_arg(const char *key)
-{
-    static const char *const generic[] = {
-        "$db",
-        "$readPreference",
-        "lsid",
-        "$clusterTime",
-        "comment",
-        "txnNumber",
-        "autocommit",
-        "readConcern",
-        "writeConcern",
-        "maxTimeMS",
-        "apiVersion",
-        "apiStrict",
-        "apiDeprecationErrors",
-        "startTransaction",
-        "$client",
-        "$audit",
-        NULL,
-    };
-    for (int i = 0; generic[i] != NULL; i++) {
-        if (strcmp(key, generic[i]) == 0) {
-            return true;
-        }
-    }
-    return false;
-}
-
-static int cmd_get_parameter(struct net_cmd *c)
-{
-    bson_iter_t it;
-    bool all = false;
-    int n_found = 0;
-
-    if (!bson_iter_init(&it, c->body) || !bson_iter_next(&it)) {
-        return NET_CMD_ERROR;
-    }
-    if (BSON_ITER_HOLDS_UTF8(&it) && strcmp(bson_iter_utf8(&it, NULL), "*") == 0) {
-        all = true;
-    } else if (BSON_ITER_HOLDS_DOCUMENT(&it)) {
-        bson_iter_t sub;
-        if (bson_iter_recurse(&it, &sub) && bson_iter_find(&sub, "allParameters") &&
-            bson_iter_as_bool(&sub)) {
-            all = true;
-        }
-    }
-    if (all) {
-        for (const struct param *p = params; p->name != NULL; p++) {
-            p->append(&c->reply, p->name);
-        }
-        return NET_CMD_DONE;
-    }
-    while (bson_iter_next(&it)) {
-        const char *key = bson_iter_key(&it);
-        const struct param *p;
-
-        if (is_generic_arg(key)) {
-            continue;
-        }
-        for (p = params; p->name != NULL; p++) {
-            if (strcmp(p->name, key) == 0) {
-                break;
-            }
-        }
-        if (p->name == NULL) {
-            return cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_InvalidOptions,
-                                     "no option found to get");
-        }
-        if (!bson_has_field(&c->reply, p->name)) {
-            p->append(&c->reply, p->name);
-        }
-        n_found++;
-    }
-    if (n_found == 0) {
-        return cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_InvalidOptions,
-                                 "no option found to get");
-    }
     return NET_CMD_DONE;
 }
 
@@ -715,6 +561,12 @@ static int cmd_get_cmd_line_opts(struct net_cmd *c)
         append_index_key(&argv, n++, "--dbpath");
         append_index_key(&argv, n++, o->dbpath);
     }
+    for (size_t i = 0; i < o->n_params; i++) {
+        char setting[512];
+        snprintf(setting, sizeof setting, "%s=%s", o->params[i].name, o->params[i].value);
+        append_index_key(&argv, n++, "--setParameter");
+        append_index_key(&argv, n++, setting);
+    }
     bson_append_array_end(&c->reply, &argv);
 
     BSON_APPEND_DOCUMENT_BEGIN(&c->reply, "parsed", &parsed);
@@ -725,6 +577,20 @@ static int cmd_get_cmd_line_opts(struct net_cmd *c)
     if (st.set_name[0] != '\0') {
         BSON_APPEND_DOCUMENT_BEGIN(&parsed, "replication", &sub);
         BSON_APPEND_UTF8(&sub, "replSet", st.set_name);
+        bson_append_document_end(&parsed, &sub);
+    }
+    if (o->n_params > 0) {
+        /* As mongod: the values as given, strings. */
+        BSON_APPEND_DOCUMENT_BEGIN(&parsed, "setParameter", &sub);
+        for (size_t i = 0; i < o->n_params; i++) {
+            bool later = false; /* a later setting of the same name wins */
+            for (size_t j = i + 1; j < o->n_params; j++) {
+                later = later || strcmp(o->params[i].name, o->params[j].name) == 0;
+            }
+            if (!later) {
+                BSON_APPEND_UTF8(&sub, o->params[i].name, o->params[i].value);
+            }
+        }
         bson_append_document_end(&parsed, &sub);
     }
     if (o->dbpath != NULL) {
@@ -890,7 +756,6 @@ static int cmd_auth(struct net_cmd *c)
 WRAP(cmd_hello)
 WRAP(cmd_ping)
 WRAP(cmd_build_info)
-WRAP(cmd_get_parameter)
 WRAP(cmd_server_status)
 WRAP(cmd_end_sessions)
 WRAP(cmd_repl_set_initiate)
@@ -909,7 +774,6 @@ const struct net_cmd_def net_cmds_admin[] = {
     {"isMaster", cmd_hello_w, 0},
     {"ping", cmd_ping_w, 0},
     {"buildInfo", cmd_build_info_w, 0},
-    {"getParameter", cmd_get_parameter_w, NET_CMD_F_ADMIN_ONLY},
     {"serverStatus", cmd_server_status_w, 0},
     {"endSessions", cmd_end_sessions_w, 0},
     {"replSetInitiate", cmd_repl_set_initiate_w, NET_CMD_F_ADMIN_ONLY},

@@ -346,7 +346,7 @@ static int cmd_current_op(struct net_cmd *c)
     bson_t inprog;
     struct qry_matcher *m = NULL;
     bson_iter_t it;
-    bool all = false;
+    bool all = false, truncate = true;
     char hn[256];
     int rv = NET_CMD_DONE;
 
@@ -358,6 +358,9 @@ static int cmd_current_op(struct net_cmd *c)
         const char *key = bson_iter_key(&it);
         if (strcmp(key, "$all") == 0) {
             all = bson_iter_as_bool(&it);
+        } else if (strcmp(key, "$truncateOps") == 0) {
+            /* As mongod: only test commands may ask for whole commands. */
+            truncate = !net_test_commands_enabled() || bson_iter_as_bool(&it);
         } else if (!is_current_op_param(key) && !net_is_generic_arg(key)) {
             bson_append_iter(&filter, key, -1, &it);
         }
@@ -370,7 +373,7 @@ static int cmd_current_op(struct net_cmd *c)
     memset(&l, 0, sizeof l);
     l.s = net_conn_server(c->conn);
     l.m = m;
-    l.truncate = true; /* as mongod without test commands */
+    l.truncate = truncate;
     if (gethostname(hn, sizeof hn) != 0) {
         snprintf(hn, sizeof hn, "localhost");
     }

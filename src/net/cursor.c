@@ -16,6 +16,7 @@
 #include "lib/clock.h"
 #include "lib/op.h"
 #include "net/net_int.h"
+#include "net/server_int.h"
 
 /* ---- Cursors ------------------------------------------------------------ */
 
@@ -247,10 +248,11 @@ static struct net_cursor *find_locked(int64_t id, struct net_cursor ***link)
 static void reap_locked(struct net_cursor **dead)
 {
     uint64_t now = cairn_mono_ns();
+    uint64_t idle_ns = net_cursor_idle_ns(); /* cursorTimeoutMillis */
     struct net_cursor **pp = &reg_head;
     while (*pp != NULL) {
         struct net_cursor *cur = *pp;
-        if (!cur->busy && now - cur->last_used_ns > NET_CURSOR_IDLE_NS) {
+        if (!cur->busy && now - cur->last_used_ns > idle_ns) {
             *pp = cur->next;
             reg_count--;
             cur->next = *dead;

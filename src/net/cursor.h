@@ -8,7 +8,7 @@
  * + matcher + projection, kept across getMore calls) or from a materialised
  * array of owned documents (sorted finds, aggregate, list commands).
  * Registered cursors have a positive int64 id; one command uses a cursor at
- * a time (busy flag); idle cursors expire after NET_CURSOR_IDLE_NS; an
+ * a time (busy flag); idle cursors expire after cursorTimeoutMillis; an
  * exhausted cursor is freed by the command that exhausted it.
  *
  * Threads: the registry functions are thread-safe. A cursor obtained from
@@ -26,7 +26,8 @@
 #include "query/query.h"
 #include "txn/txn.h"
 
-/* Idle cursors are freed after 10 minutes (mongod's cursorTimeoutMillis). */
+/* Idle cursors are freed after cursorTimeoutMillis (params.c), by default
+ * 10 minutes as mongod's. */
 #define NET_CURSOR_IDLE_NS (600ull * 1000000000ull)
 
 /* A batch ends before its documents, with their array element overhead

@@ -49,7 +49,7 @@ static atomic_int next_reply_id = 1;
 
 /* ---- Command tables ------------------------------------------------------ */
 
-#define N_TABLES 5
+#define N_TABLES 6
 
 /* The command tables. */
 static const struct net_cmd_def *table_at(int i)
@@ -65,6 +65,8 @@ static const struct net_cmd_def *table_at(int i)
             return net_cmds_ddl;
         case 4:
             return net_cmds_ops;
+        case 5:
+            return net_cmds_params;
         default:
             return NULL;
     }

@@ -101,6 +101,7 @@ struct net_server
     struct net_options opts;
     char *bind_ip;
     char *dbpath;
+    struct net_param_setting *params; /* owned copies of opts.params */
     struct net_deps deps;
 
     nng_stream_listener *listener;
@@ -843,6 +844,11 @@ static void server_free(struct net_server *s)
     pthread_mutex_destroy(&s->log_mu);
     pthread_cond_destroy(&s->work_cond);
     pthread_cond_destroy(&s->stop_cond);
+    for (size_t i = 0; i < s->opts.n_params; i++) {
+        free((char *)s->params[i].name);
+        free((char *)s->params[i].value);
+    }
+    free(s->params);
     free(s->workers);
     free(s->bind_ip);
     free(s->dbpath);
@@ -866,6 +872,8 @@ int net_server_start(const struct net_options *opts,
         return cairn_error_setf(err, CAIRN_ENOMEM, "net: out of memory");
     }
     s->opts = *opts;
+    s->opts.params = NULL; /* copied below, for getCmdLineOpts */
+    s->opts.n_params = 0;
     s->bind_ip = strdup(opts->bind_ip);
     s->dbpath = opts->dbpath != NULL ? strdup(opts->dbpath) : NULL;
     s->opts.bind_ip = s->bind_ip;
@@ -883,6 +891,29 @@ int net_server_start(const struct net_options *opts,
     if (s->bind_ip == NULL || (opts->dbpath != NULL && s->dbpath == NULL) || s->workers == NULL) {
         server_free(s);
         return cairn_error_setf(err, CAIRN_ENOMEM, "net: out of memory");
+    }
+    /* --setParameter values, before any client can see the old ones. */
+    rv = net_params_apply_startup(s, opts->params, opts->n_params, err);
+    if (rv != 0) {
+        server_free(s);
+        return rv;
+    }
+    if (opts->n_params > 0) {
+        s->params = calloc(opts->n_params, sizeof *s->params);
+        if (s->params == NULL) {
+            server_free(s);
+            return cairn_error_setf(err, CAIRN_ENOMEM, "net: out of memory");
+        }
+        s->opts.params = s->params;
+        for (size_t i = 0; i < opts->n_params; i++) {
+            s->params[i].name = strdup(opts->params[i].name);
+            s->params[i].value = strdup(opts->params[i].value);
+            s->opts.n_params = i + 1;
+            if (s->params[i].name == NULL || s->params[i].value == NULL) {
+                server_free(s);
+                return cairn_error_setf(err, CAIRN_ENOMEM, "net: out of memory");
+            }
+        }
     }
 
     if (strchr(opts->bind_ip, ':') != NULL) {

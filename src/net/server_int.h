@@ -2,7 +2,7 @@
  * server_int.h: private to src/net (owned by server.c, dispatch.c and
  * cmd_admin.c). The glue between the connection machinery (server.c), the
  * request dispatcher (dispatch.c) and the administrative commands
- * (cmd_admin.c, cmd_ops.c): per-connection state,
+ * (cmd_admin.c, cmd_ops.c, params.c): per-connection state,
  * server statistics, the small in-memory log that getLog serves, and BSON
  * helpers.
  *
@@ -12,8 +12,9 @@
  * Dispatch ends its turn with exactly one of net_conn_reply, net_conn_next
  * or net_conn_drop; after that call it must not touch the connection.
  *
- * Also declared here: operations in progress (cmd_ops.c), which dispatch
- * registers around every command.
+ * Also declared here: the pieces dispatch calls around every command, each
+ * owned by its own file: operations in progress (cmd_ops.c) and server
+ * parameters (params.c).
  */
 #ifndef CAIRN_NET_SERVER_INT_H
 #define CAIRN_NET_SERVER_INT_H
@@ -194,5 +195,23 @@ void net_op_end(struct net_op *nop);
 
 /* currentOp and killOp (admin only). */
 extern const struct net_cmd_def net_cmds_ops[];
+
+/* ---- params.c: server parameters (getParameter, setParameter) ------------ */
+
+/* Applies --setParameter settings at start (see net_param_check_startup).
+ * Returns 0 or CAIRN_EINVAL with a command-line message. */
+int net_params_apply_startup(struct net_server *s,
+                             const struct net_param_setting *settings,
+                             size_t n,
+                             struct cairn_error *err);
+
+/* enableTestCommands (process-wide, startup only, as mongod's). */
+bool net_test_commands_enabled(void);
+
+/* cursorTimeoutMillis as a monotonic duration (ns). Any thread. */
+uint64_t net_cursor_idle_ns(void);
+
+/* getParameter and setParameter (admin only). */
+extern const struct net_cmd_def net_cmds_params[];
 
 #endif /* CAIRN_NET_SERVER_INT_H */

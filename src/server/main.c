@@ -1,7 +1,8 @@
 /*
- * main.c: cairnd. Parses options, opens the layers bottom-up (engine,
- * replication, transactions, network), waits for SIGINT/SIGTERM and closes
- * them top-down. Signals are blocked in every thread and taken
+ * main.c: cairnd. Parses options (--setParameter settings are checked here
+ * and applied by the network layer, which owns the parameters), opens the
+ * layers bottom-up (engine, replication, transactions, network), waits for
+ * SIGINT/SIGTERM and closes them top-down. Signals are blocked in every thread and taken
  * synchronously here with sigwait, so no handler runs inside library code.
  *
  * Data layout under --dbpath: db/ (RocksDB), raft/ (the raft log).
@@ -24,6 +25,9 @@
 #include "repl/repl.h"
 #include "txn/txn.h"
 
+/* --setParameter may be given this many times. */
+#define MAX_SET_PARAMETERS 64
+
 struct options
 {
     const char *set_name;
@@ -33,6 +37,8 @@ struct options
     int port;
     int workers;
     bool initiate;
+    struct net_param_setting params[MAX_SET_PARAMETERS]; /* views into argv */
+    size_t n_params;
 };
 
 static void usage(FILE *f)
@@ -48,6 +54,9 @@ static void usage(FILE *f)
         "                     (default BIND_IP:PORT, 0.0.0.0 read as 127.0.0.1)\n"
         "  --initiate         initiate a one-member set if not yet initiated\n"
         "  --workers N        command worker threads at start (default 8; grows to 512 when busy)\n"
+        "  --setParameter NAME=VALUE\n"
+        "                     set a server parameter at startup (repeatable), e.g.\n"
+        "                     enableTestCommands=1, transactionLifetimeLimitSeconds=30\n"
         "  --version          print the version and exit\n",
         CAIRN_RAFT_PORT_OFFSET);
 }
@@ -66,6 +75,33 @@ static int parse_int(const char *s, int lo, int hi, int *out)
     return 0;
 }
 
+/* --setParameter NAME=VALUE: checked now (exit 2 before anything opens),
+ * applied by net_server_start. `arg` stays in argv, so views suffice; the
+ * '=' is replaced by a NUL. */
+static int add_set_parameter(struct options *o, char *arg)
+{
+    struct cairn_error err = {0, 0, {0}};
+    char *eq = strchr(arg, '=');
+
+    if (eq == NULL || eq == arg) {
+        fprintf(stderr, "cairnd: --setParameter expects NAME=VALUE, got '%s'\n", arg);
+        return 2;
+    }
+    if (o->n_params == MAX_SET_PARAMETERS) {
+        fprintf(stderr, "cairnd: more than %d --setParameter options\n", MAX_SET_PARAMETERS);
+        return 2;
+    }
+    *eq = '\0';
+    if (net_param_check_startup(arg, eq + 1, &err) != 0) {
+        fprintf(stderr, "cairnd: %s\n", err.msg);
+        return 2;
+    }
+    o->params[o->n_params].name = arg;
+    o->params[o->n_params].value = eq + 1;
+    o->n_params++;
+    return 0;
+}
+
 static int parse_options(int argc, char **argv, struct options *o)
 {
     enum {
@@ -76,6 +112,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         OPT_ME,
         OPT_INITIATE,
         OPT_WORKERS,
+        OPT_SET_PARAMETER,
         OPT_VERSION,
         OPT_HELP
     };
@@ -87,6 +124,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"me", required_argument, NULL, OPT_ME},
         {"initiate", no_argument, NULL, OPT_INITIATE},
         {"workers", required_argument, NULL, OPT_WORKERS},
+        {"setParameter", required_argument, NULL, OPT_SET_PARAMETER},
         {"version", no_argument, NULL, OPT_VERSION},
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
@@ -122,6 +160,11 @@ static int parse_options(int argc, char **argv, struct options *o)
             case OPT_WORKERS:
                 if (parse_int(optarg, 1, 1024, &o->workers) != 0) {
                     fprintf(stderr, "cairnd: --workers must be 1..1024\n");
+                    return 2;
+                }
+                break;
+            case OPT_SET_PARAMETER:
+                if (add_set_parameter(o, optarg) != 0) {
                     return 2;
                 }
                 break;
@@ -228,15 +271,23 @@ int main(int argc, char **argv)
         .port = opts.port,
         .n_workers = opts.workers,
         .dbpath = opts.dbpath,
+        .params = opts.params,
+        .n_params = opts.n_params,
     };
     struct net_deps deps = {.txn = txn, .repl = repl};
     rv = net_server_start(&no, &deps, &net, &err);
     if (rv != 0) {
-        cairn_log(CAIRN_LOG_ERROR, "main", "listen on %s:%d: %s", opts.bind_ip, opts.port, err.msg);
+        if (rv == CAIRN_EINVAL) {
+            /* A --setParameter value the layer it configures refused. */
+            fprintf(stderr, "cairnd: %s\n", err.msg);
+        } else {
+            cairn_log(CAIRN_LOG_ERROR, "main", "listen on %s:%d: %s", opts.bind_ip, opts.port,
+                      err.msg);
+        }
         txn_mgr_close(txn);
         repl_close(repl);
         eng_close(eng);
-        return 1;
+        return rv == CAIRN_EINVAL ? 2 : 1;
     }
     cairn_log(CAIRN_LOG_INFO, "main",
               "cairnd %s replSet %s me %s dbpath %s: waiting for connections on %s:%d",
