@@ -5,7 +5,8 @@
  * replica-set commands (replSetInitiate, replSetGetStatus,
  * replSetGetConfig) and small diagnostics tools send (connectionStatus,
  * whatsmyuri, getCmdLineOpts, hostInfo, listCommands, getLog). Server
- * parameters live in params.c, currentOp/killOp in cmd_ops.c.
+ * parameters live in params.c, currentOp/killOp in cmd_ops.c and
+ * configureFailPoint in failpoint.c.
  * Authentication commands answer a clear NotImplemented error.
  *
  * Every handler runs on a worker thread and only appends to c->reply;

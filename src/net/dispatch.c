@@ -3,7 +3,8 @@
  * (wire.c), looks the command up in the command tables, checks the
  * command's flags against the member state, gossips $clusterTime, parses
  * maxTimeMS, registers the command as an operation in progress (cmd_ops.c),
- * waits for readConcern.afterClusterTime, calls the handler and wraps its reply in
+ * applies the failCommand fail point (failpoint.c), waits for
+ * readConcern.afterClusterTime, calls the handler and wraps its reply in
  * the MongoDB envelope (ok, errmsg/code/codeName, errorLabels,
  * $clusterTime, operationTime) before handing the encoded reply to the
  * connection. Commands that return NET_CMD_PENDING finish later through
@@ -42,6 +43,7 @@ struct request
     char db[128];
     const struct net_cmd_def *def; /* the command, once looked up */
     struct net_op op;              /* registered while the command runs */
+    bson_t *labels;                /* failCommand's errorLabels override (owned), or NULL */
 };
 
 /* Reply requestIDs: any fresh int32. */
@@ -49,9 +51,10 @@ static atomic_int next_reply_id = 1;
 
 /* ---- Command tables ------------------------------------------------------ */
 
-#define N_TABLES 6
+#define N_TABLES 7
 
-/* The command tables. */
+/* The command tables; the test commands exist only with
+ * enableTestCommands (otherwise they are unknown, 59, as in mongod). */
 static const struct net_cmd_def *table_at(int i)
 {
     switch (i) {
@@ -67,6 +70,8 @@ static const struct net_cmd_def *table_at(int i)
             return net_cmds_ops;
         case 5:
             return net_cmds_params;
+        case 6:
+            return net_test_commands_enabled() ? net_cmds_test : NULL;
         default:
             return NULL;
     }
@@ -185,10 +190,18 @@ static struct labels compute_labels(const struct net_cmd *c, int code, int wce_c
     return l;
 }
 
-static void append_labels(bson_t *doc, struct labels l)
+/* Appends the labels: failCommand's errorLabels when it set them
+ * (`override`, exactly those, none when empty), else the computed ones. */
+static void append_labels(bson_t *doc, struct labels l, const bson_t *override)
 {
     bson_t arr;
 
+    if (override != NULL) {
+        if (!bson_empty(override)) {
+            BSON_APPEND_ARRAY(doc, "errorLabels", override);
+        }
+        return;
+    }
     if (!l.transient && !l.retryable) {
         return;
     }
@@ -264,7 +277,11 @@ static int refuse_transaction(struct net_cmd *c)
                              c->name);
 }
 
-static void build_error(const struct net_cmd *c, int code, const char *msg, bson_t *out)
+static void build_error(const struct net_cmd *c,
+                        int code,
+                        const char *msg,
+                        const bson_t *labels,
+                        bson_t *out)
 {
     bson_init(out);
     BSON_APPEND_DOUBLE(out, "ok", 0.0);
@@ -272,7 +289,7 @@ static void build_error(const struct net_cmd *c, int code, const char *msg, bson
     BSON_APPEND_INT32(out, "code", code);
     BSON_APPEND_UTF8(out, "codeName", net_code_name(code));
     if (c->name != NULL) {
-        append_labels(out, compute_labels(c, code, 0));
+        append_labels(out, compute_labels(c, code, 0), labels);
     }
     append_cluster_time(c, out);
 }
@@ -290,10 +307,11 @@ static int wce_code_of(const bson_t *reply)
     return 0;
 }
 
-static void build_success(const struct net_cmd *c, bson_t *out)
+static void build_success(const struct net_cmd *c, const bson_t *labels, bson_t *out)
 {
     bson_iter_t it;
     struct labels l = compute_labels(c, 0, wce_code_of(&c->reply));
+    bool any = labels != NULL ? !bson_empty(labels) : (l.transient || l.retryable);
 
     bson_init(out);
     if (bson_iter_init(&it, &c->reply)) {
@@ -303,8 +321,7 @@ static void build_success(const struct net_cmd *c, bson_t *out)
                 strcmp(key, "operationTime") == 0) {
                 continue;
             }
-            if ((l.transient || l.retryable) && strcmp(key, "writeConcernError") == 0 &&
-                BSON_ITER_HOLDS_DOCUMENT(&it)) {
+            if (any && strcmp(key, "writeConcernError") == 0 && BSON_ITER_HOLDS_DOCUMENT(&it)) {
                 /* pymongo reads the labels from the writeConcernError. */
                 bson_t wce, src;
                 const uint8_t *data;
@@ -313,7 +330,7 @@ static void build_success(const struct net_cmd *c, bson_t *out)
                 if (bson_init_static(&src, data, len)) {
                     BSON_APPEND_DOCUMENT_BEGIN(out, key, &wce);
                     bson_concat(&wce, &src);
-                    append_labels(&wce, l);
+                    append_labels(&wce, l, labels);
                     bson_append_document_end(out, &wce);
                     continue;
                 }
@@ -322,13 +339,16 @@ static void build_success(const struct net_cmd *c, bson_t *out)
         }
     }
     BSON_APPEND_DOUBLE(out, "ok", 1.0);
-    append_labels(out, l);
+    append_labels(out, l, labels);
     append_cluster_time(c, out);
 }
 
 static void free_request(struct request *r)
 {
     net_op_end(&r->op);
+    if (r->labels != NULL) {
+        bson_destroy(r->labels);
+    }
     bson_destroy(&r->cmd.reply);
     if (r->has_merged) {
         bson_destroy(&r->merged);
@@ -376,9 +396,13 @@ static void finish(struct request *r, bool failed)
     if (failed) {
         code = net_mongo_code(&c->err);
         build_error(c, code, c->err.msg[0] != '\0' ? c->err.msg : cairn_strerror(c->err.code),
-                    &out);
+                    r->labels, &out);
     } else {
-        build_success(c, &out);
+        if (r->def != NULL) {
+            /* failCommand's writeConcernError, after the command ran. */
+            (void)net_fp_after_command(c, r->def, &c->reply, &r->labels);
+        }
+        build_success(c, r->labels, &out);
     }
     if (out.len > WIRE_MAX_COMMAND) {
         char msg[160];
@@ -387,7 +411,7 @@ static void finish(struct request *r, bool failed)
                  (unsigned)out.len, (unsigned)out.len);
         bson_destroy(&out);
         code = MONGO_BSONObjectTooLarge;
-        build_error(c, code, msg, &out);
+        build_error(c, code, msg, NULL, &out);
     }
     if (r->more_to_come &&
         (code == MONGO_NotWritablePrimary || code == MONGO_NotPrimaryNoSecondaryOk)) {
@@ -646,6 +670,51 @@ static int parse_max_time(struct net_cmd *c, uint64_t start)
     return 0;
 }
 
+/* failCommand (failpoint.c) right before the handler, in mongod's order:
+ * errorLabels, blockConnection, closeConnection, errorCode. Returns 0 to
+ * run the handler, a CAIRN_E* code with c->err set to reply with, or -1
+ * when closeConnection closed the connection and freed `r`. */
+static int apply_fail_point(struct request *r)
+{
+    struct net_cmd *c = &r->cmd;
+    struct net_fp_action a;
+    int rv = 0;
+
+    net_fp_before_command(c, r->def, &a);
+    if (!a.active) {
+        return 0;
+    }
+    if (a.labels != NULL) {
+        r->labels = a.labels;
+        a.labels = NULL;
+    }
+    if (a.block_ms >= 0) {
+        net_log_event(net_conn_server(c->conn),
+                      "Blocking %s via 'failCommand' failpoint for %lld ms", r->def->name,
+                      (long long)a.block_ms);
+        rv = net_fp_block(&r->op.op, a.block_ms, &c->err);
+        if (rv != 0) {
+            goto out;
+        }
+    }
+    if (a.close_connection) {
+        struct net_conn *conn = c->conn;
+        net_log_event(net_conn_server(conn),
+                      "Failing %s via 'failCommand' failpoint: closing connection", r->def->name);
+        free_request(r);
+        net_conn_drop(conn);
+        rv = -1;
+        goto out;
+    }
+    if (a.fail && a.error_code != 0) {
+        rv = cairn_error_mongo(&c->err, CAIRN_EINTERRUPTED, a.error_code,
+                               "Failing command via 'failCommand' failpoint");
+    }
+out:
+    net_fp_action_clear(&a);
+    return rv;
+}
+
 /* ---- Entry point ------------------------------------------------------------- */
 
 static struct request *new_request(struct net_conn *conn, uint64_t conn_id, uint8_t *msg)
@@ -819,7 +888,13 @@ void net_dispatch_message(struct net_conn *conn, uint64_t conn_id, uint8_t *msg,
     r->def = def;
     net_op_begin(&r->op, c, c->deadline_ns);
     cairn_op_set_current(&r->op.op);
-    if (wait_after_cluster_time(c, s) != 0) {
+    rv = apply_fail_point(r);
+    if (rv < 0) {
+        /* closeConnection: the connection is gone, and r with it. */
+        cairn_op_set_current(NULL);
+        return;
+    }
+    if (rv != 0 || wait_after_cluster_time(c, s) != 0) {
         cairn_op_set_current(NULL);
         reply_error(r);
         return;

@@ -1036,6 +1036,7 @@ void net_server_stop(struct net_server *s)
     s->backoff_aio = NULL;
     s->grow_aio = NULL;
     s->listener = NULL;
+    net_fp_reset_all();
     cairn_log(CAIRN_LOG_INFO, "net", "server stopped");
 
     pthread_mutex_lock(&s->mu);

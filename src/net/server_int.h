@@ -2,7 +2,7 @@
  * server_int.h: private to src/net (owned by server.c, dispatch.c and
  * cmd_admin.c). The glue between the connection machinery (server.c), the
  * request dispatcher (dispatch.c) and the administrative commands
- * (cmd_admin.c, cmd_ops.c, params.c): per-connection state,
+ * (cmd_admin.c, cmd_ops.c, params.c, failpoint.c): per-connection state,
  * server statistics, the small in-memory log that getLog serves, and BSON
  * helpers.
  *
@@ -13,8 +13,8 @@
  * or net_conn_drop; after that call it must not touch the connection.
  *
  * Also declared here: the pieces dispatch calls around every command, each
- * owned by its own file: operations in progress (cmd_ops.c) and server
- * parameters (params.c).
+ * owned by its own file: operations in progress (cmd_ops.c), server
+ * parameters (params.c) and the failCommand fail point (failpoint.c).
  */
 #ifndef CAIRN_NET_SERVER_INT_H
 #define CAIRN_NET_SERVER_INT_H
@@ -213,5 +213,54 @@ uint64_t net_cursor_idle_ns(void);
 
 /* getParameter and setParameter (admin only). */
 extern const struct net_cmd_def net_cmds_params[];
+
+/* ---- failpoint.c: configureFailPoint and the failCommand fail point ------ */
+
+/* What failCommand does to a command before its handler runs. */
+struct net_fp_action
+{
+    bool active; /* the fail point was entered for this command */
+    bool close_connection;
+    int64_t block_ms; /* sleep this long first; -1 = no blockConnection */
+    bool fail;        /* fail with error_code (unless it is 0) */
+    int error_code;
+    bson_t *labels; /* errorLabels override (owned), NULL = computed labels */
+};
+
+/* Evaluates failCommand for command `c` (definition `def`) right before
+ * its handler would run. Sets *out (always initialised; release with
+ * net_fp_action_clear). Never fails; cheap (one atomic load) while the
+ * fail point is off. Worker thread of the command. */
+void net_fp_before_command(const struct net_cmd *c,
+                           const struct net_cmd_def *def,
+                           struct net_fp_action *out);
+
+/* Releases what an action owns. */
+void net_fp_action_clear(struct net_fp_action *a);
+
+/* Sleeps `ms` milliseconds for blockConnection as operation `op`: a kill
+ * or its deadline ends the sleep early. Returns 0, or what cairn_op_check
+ * returns (err set). */
+int net_fp_block(struct cairn_op *op, int64_t ms, struct cairn_error *err);
+
+/* After a successful handler of a command that takes a write concern:
+ * when failCommand applies with a writeConcernError (and `reply` has none
+ * yet), appends it to `reply` and, when the data carries errorLabels,
+ * replaces *labels (owned) with them. Returns true when it did. Any
+ * thread (it may run where a write-concern wait completes). */
+bool net_fp_after_command(const struct net_cmd *c,
+                          const struct net_cmd_def *def,
+                          bson_t *reply,
+                          bson_t **labels);
+
+/* True when commands of `def` take a write concern (mongod's
+ * supportsWriteConcern): the writes and commitTransaction/abortTransaction. */
+bool net_cmd_supports_write_concern(const struct net_cmd_def *def);
+
+/* Turns every fail point off and frees its data (server stop). */
+void net_fp_reset_all(void);
+
+/* configureFailPoint (admin only; reachable only with enableTestCommands). */
+extern const struct net_cmd_def net_cmds_test[];
 
 #endif /* CAIRN_NET_SERVER_INT_H */
