@@ -1,6 +1,7 @@
 /*
  * engine.c: the RocksDB database: opening (options, column families,
- * loading the catalog and watermark), eng_apply, flush and metadata blobs.
+ * loading the catalog and watermark), eng_apply, the watermark, flush and
+ * metadata blobs.
  *
  * On-disk layout:
  *   default CF  "catalog/<ns>"      -> id (8 bytes BE) | ns
@@ -11,7 +12,18 @@
  *                                   -> flag byte | BSON (documents only)
  * The docs CF has a prefix extractor (the key without its ~ts suffix) and
  * a bloom filter on it, so point reads skip files that lack the document.
+ *
+ * eng_apply, in this order (snap.c argues why readers stay consistent):
+ *   1. validate and build one batch: the docs, catalog changes, the
+ *      watermark and the id counter;
+ *   2. write it, holding only apply_mu (no reader takes it);
+ *   3. update the in-memory catalog (committed view, pending trimmed);
+ *   4. publish the watermark: (index, ts) under wm_mu, P in gc.applied_ts;
+ *   5. trim the overlay up to the entry's ts (never blocks on an add).
+ * Everything that can fail (building the batch, reserving catalog room)
+ * happens before the write; nothing after it can fail.
  */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -203,8 +215,14 @@ int eng_open(const char *dir, struct eng **out, struct cairn_error *err)
         free(e);
         return cairn_error_setf(err, CAIRN_ENOMEM, "engine: out of memory");
     }
-    pthread_mutex_init(&e->mu, NULL);
-    pthread_mutex_init(&e->build_mu, NULL);
+    if (eng_ovl_init(&e->ovl) != 0) {
+        eng_gc_destroy(&e->gc);
+        eng_cat_destroy(&e->cat);
+        free(e);
+        return cairn_error_setf(err, CAIRN_ENOMEM, "engine: out of memory");
+    }
+    pthread_mutex_init(&e->apply_mu, NULL);
+    pthread_mutex_init(&e->wm_mu, NULL);
 
     e->cache = rocksdb_cache_create_lru(BLOCK_CACHE_BYTES);
     e->opts = rocksdb_options_create();
@@ -244,10 +262,8 @@ int eng_open(const char *dir, struct eng **out, struct cairn_error *err)
         eng_close(e);
         return rv;
     }
-    pthread_mutex_lock(&e->mu);
     eng_gc_note_applied(e, e->applied_ts);
     eng_gc_open_floor(e, e->applied_ts);
-    pthread_mutex_unlock(&e->mu);
     cairn_log(CAIRN_LOG_INFO, "engine", "opened %s: %zu collections, applied index %llu", dir,
               e->cat.n, (unsigned long long)e->applied_index);
     *out = e;
@@ -286,24 +302,38 @@ void eng_close(struct eng *e)
     if (e->cache != NULL) {
         rocksdb_cache_destroy(e->cache);
     }
-    eng_ovl_state_unref(e->ovl);
+    eng_ovl_destroy(&e->ovl);
     eng_cat_destroy(&e->cat);
     eng_gc_destroy(&e->gc);
-    pthread_mutex_destroy(&e->mu);
-    pthread_mutex_destroy(&e->build_mu);
+    pthread_mutex_destroy(&e->apply_mu);
+    pthread_mutex_destroy(&e->wm_mu);
     free(e);
 }
 
 void eng_applied(struct eng *e, cairn_index *index, cairn_ts *ts)
 {
-    pthread_mutex_lock(&e->mu);
+    pthread_mutex_lock(&e->wm_mu);
     if (index != NULL) {
         *index = e->applied_index;
     }
     if (ts != NULL) {
         *ts = e->applied_ts;
     }
-    pthread_mutex_unlock(&e->mu);
+    pthread_mutex_unlock(&e->wm_mu);
+}
+
+cairn_ts eng_visible_ts(struct eng *e)
+{
+    cairn_ts v = atomic_load(&e->ovl.visible_ts);
+    cairn_ts p = eng_gc_applied(e);
+
+    return v > p ? v : p;
+}
+
+void eng_debug_set_hook(struct eng *e, eng_debug_hook_cb cb, void *arg)
+{
+    e->hook = cb;
+    e->hook_arg = arg;
 }
 
 /* Checks the ops of an entry before anything is written. */
@@ -460,8 +490,7 @@ int eng_apply(struct eng *e,
               cairn_index index,
               struct cairn_error *err)
 {
-    rocksdb_writebatch_t *b = NULL;
-    struct ovl_state *trimmed = NULL, *old;
+    rocksdb_writebatch_t *b;
     cairn_index cur_index;
     cairn_ts cur_ts, last_ts;
     size_t n_creates;
@@ -478,10 +507,10 @@ int eng_apply(struct eng *e,
         return rv;
     }
 
-    pthread_mutex_lock(&e->build_mu);
+    pthread_mutex_lock(&e->apply_mu);
     eng_applied(e, &cur_index, &cur_ts);
     if (index <= cur_index) {
-        pthread_mutex_unlock(&e->build_mu);
+        pthread_mutex_unlock(&e->apply_mu);
         return 0; /* already applied (replay after restart) */
     }
     last_ts = n > 0 ? commits[n - 1].ts : cur_ts;
@@ -490,11 +519,12 @@ int eng_apply(struct eng *e,
     max_id = e->cat.max_id;
     pthread_rwlock_unlock(&e->cat.lock);
 
+    /* 1. Everything that can fail, before the write. */
     b = rocksdb_writebatch_create();
     rv = fill_batch(e, b, commits, n, &max_id);
     if (rv != 0) {
         cairn_error_setf(err, rv, "engine: building the write batch");
-        goto out;
+        goto err_after_batch;
     }
     cairn_store_be64(wm, index);
     cairn_store_be64(wm + 8, last_ts);
@@ -503,46 +533,49 @@ int eng_apply(struct eng *e,
     cairn_store_be64(idbuf, max_id + 1);
     rocksdb_writebatch_put_cf(b, e->cf_default, KEY_NEXT_ID, strlen(KEY_NEXT_ID),
                               (const char *)idbuf, sizeof idbuf);
-
-    /* Prepare everything that can fail before the write becomes visible. */
-    rv = eng_ovl_state_trim(e->ovl, last_ts, &trimmed);
-    if (rv == 0 && n_creates > 0) {
+    if (n_creates > 0) {
         pthread_rwlock_wrlock(&e->cat.lock);
         rv = eng_cat_reserve(&e->cat, n_creates);
         pthread_rwlock_unlock(&e->cat.lock);
-    }
-    if (rv != 0) {
-        cairn_error_setf(err, rv, "engine: out of memory applying entry %llu",
-                         (unsigned long long)index);
-        goto out;
+        if (rv != 0) {
+            cairn_error_setf(err, rv, "engine: out of memory applying entry %llu",
+                             (unsigned long long)index);
+            goto err_after_batch;
+        }
     }
 
-    pthread_mutex_lock(&e->mu);
+    /* 2. The write: no lock a reader or the overlay's writer takes. */
     rocksdb_write(e->db, e->wo_nosync, b, &msg);
     if (msg != NULL) {
-        pthread_mutex_unlock(&e->mu);
         rv = eng_rocks_error(err, msg, "apply");
-        goto out;
+        goto err_after_batch;
     }
-    old = e->ovl;
-    e->ovl = trimmed;
-    trimmed = old; /* released below */
-    e->applied_index = index;
-    e->applied_ts = last_ts;
-    eng_gc_note_applied(e, last_ts);
+    rocksdb_writebatch_destroy(b);
+    eng_debug_point(e, ENG_DEBUG_APPLY_WRITTEN);
+
+    /* 3. The catalog follows what RocksDB now holds. */
     pthread_rwlock_wrlock(&e->cat.lock);
     apply_catalog(e, commits, n);
     eng_cat_note_id(&e->cat, max_id);
     eng_cat_pending_trim(&e->cat, last_ts);
     pthread_rwlock_unlock(&e->cat.lock);
-    pthread_mutex_unlock(&e->mu);
 
-out:
-    pthread_mutex_unlock(&e->build_mu);
-    eng_ovl_state_unref(trimmed);
-    if (b != NULL) {
-        rocksdb_writebatch_destroy(b);
-    }
+    /* 4. Publish P (snap.c S1: only after the write). */
+    pthread_mutex_lock(&e->wm_mu);
+    e->applied_index = index;
+    e->applied_ts = last_ts;
+    eng_gc_note_applied(e, last_ts);
+    pthread_mutex_unlock(&e->wm_mu);
+
+    /* 5. Retire what RocksDB now holds (overlay.c O6). */
+    eng_ovl_trim(&e->ovl, last_ts);
+    pthread_mutex_unlock(&e->apply_mu);
+    return 0;
+
+err_after_batch:
+    rocksdb_writebatch_destroy(b);
+    pthread_mutex_unlock(&e->apply_mu);
+    assert(rv != 0);
     return rv;
 }
 

@@ -21,10 +21,13 @@
  * RocksDB holds only committed state; writes are not synced (recovery
  * replays the raft log above the applied watermark).
  *
- * Threads: eng_apply and the overlay mutators are called from one writer
- * thread at a time (the raft thread applies, the txn layer stages under its
- * write lock); snapshots, gets and iterators may be used from any thread,
- * each object by one thread at a time.
+ * Threads: eng_apply runs on one applying thread (raft). eng_overlay_add
+ * and eng_overlay_discard_from run in the txn layer's commit section on
+ * client threads, one at a time (the caller serialises them), concurrently
+ * with eng_apply, eng_overlay_discard and any number of readers.
+ * Snapshots, gets, eng_latest and iterators may be used from any thread,
+ * each object by one thread at a time. No reader ever waits for a RocksDB
+ * write, and eng_apply never waits for an overlay add.
  */
 #ifndef CAIRN_ENGINE_ENGINE_H
 #define CAIRN_ENGINE_ENGINE_H
@@ -56,25 +59,31 @@ struct eng;
 
 /* One resolved, idempotent change. Pointers are borrowed for the call. */
 enum eng_op_kind {
-    ENG_OP_PUT = 1,    /* write `doc` as the new version of (coll_id, key) */
-    ENG_OP_DELETE = 2, /* write a tombstone for (coll_id, key) */
-    ENG_OP_CREATE = 3, /* create collection `ns` with id `coll_id` */
-    ENG_OP_DROP = 4,   /* drop collection `ns` (id `coll_id`) and its documents */
-    ENG_OP_SESSION = 5, /* store session record `doc` under session key `key` (coll_id 0) */
+    ENG_OP_PUT = 1,     /* write `doc` as the new version of (coll_id, key) */
+    ENG_OP_DELETE = 2,  /* write a tombstone for (coll_id, key) */
+    ENG_OP_CREATE = 3,  /* create collection `ns` with id `coll_id` */
+    ENG_OP_DROP = 4,    /* drop collection `ns` (id `coll_id`) and its documents */
+    ENG_OP_SESSION = 5, /* store session record `doc` under session key `key` (coll_id unused) */
 };
+
+/* Longest session key ENG_OP_SESSION accepts. */
+#define ENG_SESSION_KEY_MAX 64
 
 struct eng_op
 {
     int kind;
     uint64_t coll_id;
     const char *ns;     /* CREATE/DROP: the namespace; PUT/DELETE: may be NULL */
-    const uint8_t *key; /* PUT/DELETE: encoded _id */
+    const uint8_t *key; /* PUT/DELETE: encoded _id; SESSION: the opaque session
+                           key, 1..ENG_SESSION_KEY_MAX bytes */
     size_t key_len;
-    const uint8_t *doc; /* PUT: BSON document */
+    const uint8_t *doc; /* PUT: BSON document; SESSION: the opaque record */
     size_t doc_len;
 };
 
-/* One commit: its ops all become visible at `ts`. */
+/* One commit: its ops all become visible at `ts`. A commit may have no ops
+ * (ops NULL, n_ops 0): it only advances the watermark (eng_apply) or the
+ * visible ts (eng_overlay_add). */
 struct eng_commit
 {
     cairn_ts ts;
@@ -92,15 +101,25 @@ int eng_open(const char *dir, struct eng **out, struct cairn_error *err);
 void eng_close(struct eng *e);
 
 /* The applied watermark persisted with the last eng_apply (0, 0 when
- * nothing was ever applied). Any thread. */
+ * nothing was ever applied). Either pointer may be NULL. Any thread. */
 void eng_applied(struct eng *e, cairn_index *index, cairn_ts *ts);
 
+/* The newest ts a local snapshot taken now would reflect: the larger of
+ * the overlay's visible ts (newest added commit not discarded) and the
+ * applied ts. Never blocks. Any thread. */
+cairn_ts eng_visible_ts(struct eng *e);
+
 /* Applies `n` commits of raft entry `index` in one RocksDB batch together
- * with the new watermark (index, last commit's ts). Skips the entry when
- * index <= the current watermark (replay after restart). Then removes from
- * the overlay every version with ts <= the last commit's ts and updates the
- * in-memory catalog, so that no reader ever misses a version. Deterministic;
- * fails only on I/O errors (CAIRN_EIO). Called by the one applying thread. */
+ * with the new watermark (index, last commit's
+ * ts; with n == 0 the ts stays). Skips the entry when index <= the current
+ * watermark (replay after restart). After the write it updates the
+ * in-memory catalog, publishes the watermark, then retires the overlay's
+ * versions with ts <= the last commit's ts; no lock a reader needs is held
+ * across the RocksDB write, and no reader ever misses or duplicates a
+ * version (snap.c). Deterministic. Errors: CAIRN_EINVAL (a bad op: no key,
+ * bad namespace, unknown kind (ENG_OP_SESSION too, for now); nothing
+ * written), CAIRN_ENOMEM, CAIRN_EIO. Called by the one
+ * applying thread (raft), concurrently with overlay adds and readers. */
 int eng_apply(struct eng *e,
               const struct eng_commit *commits,
               size_t n,
@@ -153,40 +172,61 @@ int eng_catalog_list(struct eng *e,
                      size_t *n);
 
 /* Returns a collection id never used before (monotonic, survives restart
- * because ids of created collections are persisted). Writer thread. */
+ * because ids of created collections are persisted). Any thread (the
+ * commit section in practice). */
 uint64_t eng_catalog_next_id(struct eng *e);
 
 /* ---- Overlay (primary only) -------------------------------------------- */
 
-/* Adds the commit's versions (copied) to the overlay so local snapshots see
- * them at once, and applies its CREATE/DROP ops to the pending catalog.
- * Commits must be added in increasing ts order. Returns 0 or CAIRN_ENOMEM.
- * Writer thread (txn write lock held). */
+/* Adds the commit's versions (copied; a key written twice in the commit
+ * keeps its last op) to the overlay and applies its CREATE/DROP ops to the
+ * pending catalog; SESSION ops are validated and ignored (the txn layer
+ * keeps the primary's session state). Then publishes the commit's ts as
+ * the visible ts, so local snapshots taken afterwards see the whole commit
+ * and snapshots taken before see none of it. A commit without ops only
+ * advances the visible ts. Costs O(k log n) for k changed keys (n = size
+ * of the active segment), never O(pending versions).
+ * Preconditions: ts is above the applied ts and not below any commit still
+ * in the overlay (adds with an equal ts extend one commit: a concurrent
+ * reader may see the earlier adds without the later). Errors: CAIRN_EINVAL
+ * (a bad op; nothing added), CAIRN_ENOMEM (nothing of the commit is
+ * visible, nothing stays in the pending catalog).
+ * Thread: the commit section (client threads, at most one add or
+ * discard_from at a time, serialised by the caller), concurrently with
+ * eng_apply, eng_overlay_discard and readers. */
 int eng_overlay_add(struct eng *e, const struct eng_commit *commit);
 
-/* Discards the whole overlay and pending catalog (leadership lost, or the
- * commit could not be proposed). Any thread. */
+/* Discards the whole overlay and pending catalog (leadership lost).
+ * Snapshots taken before keep what they captured. Waits for a running add
+ * to finish (short). Any thread (the raft thread in practice). */
 void eng_overlay_discard(struct eng *e);
 
 /* Discards the overlay versions and pending catalog changes with ts >= `ts`
  * and keeps the older ones: undoes the newest commit(s) when they could not
  * be proposed while earlier commits stay proposed (and must stay visible to
- * the writer resolving the next commit). On ENOMEM it discards everything,
- * as eng_overlay_discard. Any thread. */
+ * the writer resolving the next commit). Rare: rebuilds the kept part,
+ * O(n log n) in the pending versions. On ENOMEM it discards everything,
+ * as eng_overlay_discard. The commit section or the raft thread (it waits
+ * for a running add). */
 void eng_overlay_discard_from(struct eng *e, cairn_ts ts);
 
-/* Number of versions currently in the overlay (for status and tests). */
+/* Number of versions added and not yet applied or discarded (for status
+ * and tests). Any thread. */
 size_t eng_overlay_size(struct eng *e);
 
 /* ---- Snapshots and reads ----------------------------------------------- */
 
 struct eng_snap;
 
-/* Takes a consistent read view: a RocksDB snapshot reading versions with
- * ts <= read_ts (CAIRN_TS_MAX = newest), plus, when `local` is true, the
- * overlay as it is now (taken atomically with the RocksDB snapshot so that a
- * concurrent eng_apply can neither hide nor duplicate a version). Returns 0
- * or CAIRN_ENOMEM. The caller releases it. Any thread. */
+/* Takes a consistent read view at S = min(read_ts, max(V, P)) where P is
+ * the applied ts and V, when `local` is true, the overlay's visible ts
+ * (otherwise V = 0): every read through it sees, per key, the newest
+ * version with ts <= S, across RocksDB and (when local) the overlay, and
+ * every commit with ts <= S is wholly visible. A concurrent eng_apply can
+ * neither hide nor duplicate a version (snap.c). Never waits for a RocksDB
+ * write or an overlay add: it takes ovl.mu and gc.mu briefly. Returns 0 or
+ * CAIRN_ENOMEM. On success *out is owned by the caller and released with
+ * eng_snap_release. Any thread. */
 int eng_snap_acquire(struct eng *e,
                      bool local,
                      cairn_ts read_ts,
@@ -196,8 +236,8 @@ int eng_snap_acquire(struct eng *e,
 /* Releases a snapshot; all its iterators must be closed first. */
 void eng_snap_release(struct eng_snap *s);
 
-/* The newest ts the snapshot reflects: the applied ts, or the newest overlay
- * ts when local. Useful as operationTime. */
+/* The snapshot's ts S (see eng_snap_acquire): the newest ts it reflects.
+ * Useful as operationTime. */
 cairn_ts eng_snap_ts(const struct eng_snap *s);
 
 /* Point read of the visible version of (coll_id, key). On success appends
@@ -209,6 +249,39 @@ int eng_snap_get(struct eng_snap *s,
                  size_t key_len,
                  struct cairn_buf *doc,
                  struct cairn_error *err);
+
+/* Like eng_snap_get, and also reports the version: returns 0 with the
+ * document appended to `doc` (doc may be NULL: then only *ts) and *ts its
+ * version ts; CAIRN_ENOTFOUND when the visible version is a tombstone
+ * (*ts = the tombstone's ts) or there is none (*ts = 0); CAIRN_EINVAL
+ * (empty key), CAIRN_ENOMEM, CAIRN_ECORRUPT, CAIRN_EIO. The snapshot's
+ * thread. */
+int eng_snap_get_version(struct eng_snap *s,
+                         uint64_t coll_id,
+                         const uint8_t *key,
+                         size_t key_len,
+                         struct cairn_buf *doc,
+                         cairn_ts *ts,
+                         struct cairn_error *err);
+
+/* The newest version of (coll_id, key) across the overlay (as published
+ * now) and RocksDB's newest applied state, without taking a snapshot:
+ * cheap enough for writers to read the current version of each document
+ * they write and to detect write conflicts. Returns 0 with the document
+ * appended to `doc` (doc may be NULL: then only *ts) and *ts its version
+ * ts; CAIRN_ENOTFOUND when the newest version is a tombstone (*ts = the
+ * tombstone's ts) or there is none (*ts = 0); CAIRN_EINVAL (empty key),
+ * CAIRN_ENOMEM, CAIRN_ECORRUPT, CAIRN_EIO. The answer was the newest
+ * version at some instant during the call (it captures the overlay before
+ * reading RocksDB, so a concurrent apply and trim cannot hide a version).
+ * Any thread. */
+int eng_latest(struct eng *e,
+               uint64_t coll_id,
+               const uint8_t *key,
+               size_t key_len,
+               struct cairn_buf *doc,
+               cairn_ts *ts,
+               struct cairn_error *err);
 
 struct eng_iter;
 
@@ -279,5 +352,48 @@ int eng_debug_count_versions(struct eng *e,
                              size_t key_len,
                              size_t *n,
                              struct cairn_error *err);
+
+/* ---- Debugging and tests ----------------------------------------------- */
+
+/* Overlay counters for tests and status. */
+struct eng_overlay_stats
+{
+    size_t n_versions;   /* as eng_overlay_size */
+    size_t n_segments;   /* live segments in the overlay's list */
+    uint64_t visited;    /* skiplist nodes visited by adds and rebuilds, since open */
+    uint64_t allocated;  /* nodes allocated by adds and rebuilds, since open */
+    uint64_t trim_steps; /* records and segments examined by trims, since open */
+    uint64_t segs_freed; /* segments freed, since open */
+};
+
+/* Fills *st. Any thread. */
+void eng_debug_overlay_stats(struct eng *e, struct eng_overlay_stats *st);
+
+/* Points where a test hook runs. */
+enum eng_debug_point {
+    /* eng_snap_acquire and eng_latest: the overlay was captured, the
+     * applied ts not yet read. */
+    ENG_DEBUG_SNAP_CAPTURED = 1,
+    /* eng_apply: the RocksDB batch was written, the catalog and watermark
+     * not yet published nor the overlay trimmed. */
+    ENG_DEBUG_APPLY_WRITTEN = 2,
+    /* eng_snap_acquire and eng_latest: the applied ts was read (and the
+     * snapshot registered), RocksDB not yet read (no snapshot taken). */
+    ENG_DEBUG_SNAP_REGISTERED = 3,
+    /* eng_overlay_add: the commit's nodes are allocated, none linked yet
+     * (the overlay's writer lock is held). */
+    ENG_DEBUG_ADD_LINKING = 4,
+};
+
+typedef void (*eng_debug_hook_cb)(void *arg, enum eng_debug_point point);
+
+/* Test-only: installs `cb` (NULL = none), called with `arg` at each debug
+ * point on the thread passing it. At ENG_DEBUG_APPLY_WRITTEN eng_apply
+ * holds only its own serialising lock (so the hook may take snapshots and
+ * add to the overlay, but not apply); at ENG_DEBUG_ADD_LINKING the overlay's
+ * writer lock (the hook may apply and read, but not add or discard); at the
+ * ENG_DEBUG_SNAP_* points nothing (the hook may apply). Set while no other
+ * thread uses the engine. */
+void eng_debug_set_hook(struct eng *e, eng_debug_hook_cb cb, void *arg);
 
 #endif /* CAIRN_ENGINE_ENGINE_H */

@@ -1,29 +1,52 @@
 /*
  * engine_int.h: private declarations shared by the files of src/engine.
- * Nothing outside src/engine includes this header.
+ * Nothing outside src/engine includes this header (test_gc.c and
+ * test_overlay.c do, as white-box tests).
  *
- * Locks (build_mu always first; mu and cat.lock are held together only by a
- * thread that holds build_mu, so their relative order cannot deadlock):
- *   build_mu  serialises the builders of a new overlay state (eng_overlay_add,
- *             eng_apply's trim, eng_overlay_discard). Readers never take it.
- *   mu        guards the published overlay state pointer and the applied
- *             watermark. eng_apply holds it across its RocksDB write and the
- *             overlay swap; eng_snap_acquire holds it across the RocksDB
- *             snapshot and the overlay capture, so a snapshot sees every
- *             version exactly in RocksDB, in the overlay, or in both (the
- *             overlay copy then wins and is identical).
- *   cat.lock  the catalog (rwlock, writer-preferring).
- *   gc.mu     the registry of live snapshot read points (gc.c). Taken inside
- *             mu by eng_snap_acquire, alone by eng_snap_release and by the
- *             compaction filter factory on RocksDB threads; never held while
- *             calling RocksDB. Order: mu before gc.mu.
+ * Threads
+ * -------
+ *   raft thread   eng_apply (RocksDB write, then watermark, catalog, trim),
+ *                 eng_overlay_discard on leadership loss.
+ *   commit section (client threads, one at a time, serialised by the txn
+ *                 layer): eng_overlay_add, eng_overlay_discard_from.
+ *   readers       (any thread, any number): eng_snap_*, eng_iter_*,
+ *                 eng_latest, eng_visible_ts, catalog lookups.
+ *   RocksDB       background threads: the compaction filter factory (gc.c).
  *
- * Overlay representation: an immutable, refcounted `struct ovl_state`
- * (sorted array of per-collection `struct ovl_coll`, each a sorted array of
- * refcounted immutable `struct ovl_ver`, ordered by key ascending then ts
- * descending). Writers build a new state copying pointers (copy-on-write);
- * readers capture the current state with one reference increment, so a
- * capture is O(1) and free when the overlay is empty (state NULL).
+ * Locks (none is ever held across a RocksDB write except apply_mu, which
+ * only eng_apply takes):
+ *   apply_mu   serialises eng_apply calls. Nobody else takes it.
+ *   ovl.wmu    serialises the overlay's writers: eng_overlay_add,
+ *              eng_overlay_discard, eng_overlay_discard_from. eng_apply's trim
+ *              only try-locks it (to retire the active segment when no add
+ *              is running), so an apply never waits for an add. Readers never
+ *              take it.
+ *   ovl.mu     guards the published overlay: the segment list, the active
+ *              segment pointer, the commit records and the visible ts. Held
+ *              for O(1) (publish, capture: O(segments), trim: O(retired)).
+ *   wm_mu      guards the (applied_index, applied_ts) pair for eng_applied.
+ *   cat.lock   the catalog (rwlock, writer-preferring).
+ *   gc.mu      the registry of live snapshot read points (gc.c); snapshots
+ *              read the applied ts under it when they register.
+ * Order: apply_mu, ovl.wmu, ovl.mu, cat.lock, wm_mu, gc.mu (a thread takes
+ * a later lock only while holding earlier ones or none; trim's try-lock of
+ * wmu cannot block).
+ *
+ * The overlay (overlay.c)
+ * -----------------------
+ * A list of segments, oldest first. A segment is a skiplist of version
+ * nodes ordered by (coll_id, key ascending, ts descending), written by one
+ * writer and read lock-free by any number of readers; its nodes live in the
+ * segment's arena and are freed only with the whole segment, when its last
+ * reference (the list's, or a reader view's) is dropped. Only the newest
+ * segment, the active one, receives new nodes; past a size bound the writer
+ * starts a new one. See overlay.c for the invariants.
+ *
+ * Snapshots (snap.c) see the overlay through a view: references to the
+ * segments live at capture time plus the two bounds lo (the applied ts read
+ * after the capture) and hi (the visible ts at capture). A view shows only
+ * versions with lo < ts <= hi. See snap.c for why every version is then seen
+ * exactly once (or identically twice).
  */
 #ifndef CAIRN_ENGINE_ENGINE_INT_H
 #define CAIRN_ENGINE_ENGINE_INT_H
@@ -36,68 +59,148 @@
 
 /* ---- Overlay (overlay.c) ------------------------------------------------ */
 
-struct ovl_ver
+/* Tallest skiplist tower. Levels are drawn with p = 1/4, so 12 levels
+ * serve 4^12 = 16M nodes per segment, far above the segment bound. */
+#define OVL_MAX_HEIGHT 12
+
+/* Segments a view or an overlay iterator holds without allocating. */
+#define OVL_VIEW_INLINE 8
+
+/* One version. Immutable once linked (only its links change, and only to
+ * point at newly inserted nodes). Allocated in its segment's arena. */
+struct ovl_node
 {
-    atomic_size_t ref;
+    uint64_t coll_id;
     cairn_ts ts;
-    uint8_t flag; /* ENG_VERSION_DOC or ENG_VERSION_TOMBSTONE */
+    const uint8_t *key; /* after the links, in the same allocation */
+    const uint8_t *doc; /* after the key; doc_len 0 for a tombstone */
     size_t key_len;
     size_t doc_len;
-    const uint8_t *key; /* points into data */
-    const uint8_t *doc; /* points into data after the key */
-    uint8_t data[];
+    uint8_t flag;   /* ENG_VERSION_DOC or ENG_VERSION_TOMBSTONE */
+    uint8_t height; /* number of links, 1..OVL_MAX_HEIGHT */
+    _Atomic(struct ovl_node *) next[];
 };
 
-struct ovl_coll
+struct ovl_chunk;
+
+struct ovl_seg
 {
-    atomic_size_t ref;
-    uint64_t coll_id;
+    atomic_size_t ref;    /* the list's reference plus one per view */
+    struct ovl_seg *next; /* the next newer segment; under ovl.mu */
+    cairn_ts max_ts;      /* newest published commit ts in it; under ovl.mu */
+    /* Writer state (under ovl.wmu; never read by readers): */
+    size_t n_nodes;
+    size_t bytes;
+    uint64_t rng;
+    struct ovl_chunk *chunks;
+    _Atomic(struct ovl_node *) head[OVL_MAX_HEIGHT];
+};
+
+/* One added commit, for eng_overlay_size and eng_overlay_discard_from. */
+struct ovl_rec
+{
+    cairn_ts ts;
+    size_t n_versions;
+    struct ovl_rec *next;
+};
+
+struct eng_ovl
+{
+    pthread_mutex_t wmu;
+    pthread_mutex_t mu;
+    struct ovl_seg *oldest, *newest; /* the list; under mu */
+    struct ovl_seg *active;          /* newest segment if it still takes nodes */
+    size_t n_segs;
+    struct ovl_rec *rec_head, *rec_tail; /* added commits, ts ascending */
+    size_t n_versions;                   /* sum of the records' n_versions */
+    atomic_uint_least64_t visible_ts;    /* V: written under mu */
+    size_t seg_max_nodes;                /* seal bound (tests may lower it) */
+    /* Debug counters (eng_debug_overlay_stats). */
+    atomic_uint_least64_t n_visited;
+    atomic_uint_least64_t n_allocated;
+    atomic_uint_least64_t n_trim_steps;
+    atomic_uint_least64_t n_segs_freed;
+};
+
+/* A reader's captured overlay: references to segments, newest first, and
+ * the bounds of what it shows (lo < ts <= hi). Must not be copied once
+ * captured (segs may point into inl). */
+struct ovl_view
+{
+    struct eng_ovl *o;
     size_t n;
-    struct ovl_ver *v[]; /* key ascending, then ts descending */
+    struct ovl_seg **segs;
+    struct ovl_seg *inl[OVL_VIEW_INLINE];
+    cairn_ts lo;
+    cairn_ts hi;
 };
 
-struct ovl_state
+/* A merged walk over one collection of a view. */
+struct ovl_iter
 {
-    atomic_size_t ref;
-    cairn_ts max_ts;   /* newest version ts in the state */
-    size_t n_versions; /* total over all collections */
-    size_t n_colls;
-    struct ovl_coll *c[]; /* coll_id ascending, none empty */
+    const struct ovl_view *v;
+    uint64_t coll;
+    cairn_ts lo, hi;        /* shows versions with lo < ts <= hi */
+    struct ovl_node **cand; /* per segment: newest shown version of its
+                               next key, or NULL */
+    struct ovl_node *inl[OVL_VIEW_INLINE];
+    struct ovl_node *cur; /* the smallest candidate key's newest */
 };
 
-/* Adds a reference to `s` (may be NULL) and returns it. Any thread. */
-struct ovl_state *eng_ovl_state_ref(struct ovl_state *s);
+/* Initialises an empty overlay. Returns 0 or CAIRN_ENOMEM. At open. */
+int eng_ovl_init(struct eng_ovl *o);
 
-/* Drops a reference to `s` (may be NULL), freeing it and whatever only it
- * referenced when it was the last. Any thread. */
-void eng_ovl_state_unref(struct ovl_state *s);
+/* Frees the overlay. Every view must have been released. At close. */
+void eng_ovl_destroy(struct eng_ovl *o);
 
-/* Builds the state `old` (may be NULL, borrowed) plus the PUT/DELETE ops of
- * `c` (copied; a key written twice in the commit keeps its last op). On
- * success returns 0 and *out is a new state with one reference (NULL when
- * the result is empty). Returns CAIRN_ENOMEM or CAIRN_EINVAL (empty key).
- * Caller holds build_mu. */
-int eng_ovl_state_add(struct ovl_state *old, const struct eng_commit *c, struct ovl_state **out);
+/* Captures the overlay into `v` (uninitialised on entry): references to
+ * the live segments and hi = the visible ts; lo = 0 (the caller sets it).
+ * Returns 0 or CAIRN_ENOMEM (then `v` is empty and needs no release). Any
+ * thread; O(segments) under ovl.mu. */
+int eng_ovl_capture(struct eng_ovl *o, struct ovl_view *v);
 
-/* Builds the state `old` (borrowed) without versions of ts <= `ts`. Returns
- * 0 with *out a new reference (NULL when empty; `old` itself, referenced
- * again, when nothing is removed), or CAIRN_ENOMEM. Caller holds build_mu. */
-int eng_ovl_state_trim(struct ovl_state *old, cairn_ts ts, struct ovl_state **out);
+/* An empty view (no overlay). */
+void eng_ovl_view_empty(struct eng_ovl *o, struct ovl_view *v);
 
-/* The collection `coll_id` of `s` (may be NULL), or NULL. Borrowed. */
-const struct ovl_coll *eng_ovl_coll(const struct ovl_state *s, uint64_t coll_id);
+/* Drops the view's references (freeing segments no one else holds). */
+void eng_ovl_view_release(struct ovl_view *v);
 
-/* Index of the first version of `c` whose key is >= (or, with `strict`,
- * > ) `key`. */
-size_t eng_ovl_lower_bound(const struct ovl_coll *c,
-                           const uint8_t *key,
-                           size_t key_len,
-                           bool strict);
+/* The newest version of (coll_id, key) the view shows with ts <= bound,
+ * or NULL. Borrowed: valid while the view is held. */
+const struct ovl_node *eng_ovl_view_get(const struct ovl_view *v,
+                                        uint64_t coll_id,
+                                        const uint8_t *key,
+                                        size_t key_len,
+                                        cairn_ts bound);
 
-/* From *i, the first version of a key's run, returns the newest version of
- * that key with ts <= read_ts (NULL when none) and moves *i to the first
- * version of the next key. */
-const struct ovl_ver *eng_ovl_pick(const struct ovl_coll *c, size_t *i, cairn_ts read_ts);
+/* Starts a walk over collection `coll_id` of `v`, at the first key >
+ * `after` (NULL = from the start), showing versions with ts <= bound.
+ * Returns 0 or CAIRN_ENOMEM. */
+int eng_ovl_iter_init(struct ovl_iter *it,
+                      const struct ovl_view *v,
+                      uint64_t coll_id,
+                      const uint8_t *after,
+                      size_t after_len,
+                      cairn_ts bound);
+
+/* The walk's current key: its newest shown version (a document or a
+ * tombstone), or NULL at the end. Borrowed: valid while the view is. */
+static inline const struct ovl_node *eng_ovl_iter_cur(const struct ovl_iter *it)
+{
+    return it->cur;
+}
+
+/* Moves the walk past its current key. */
+void eng_ovl_iter_next(struct ovl_iter *it);
+
+/* Frees the walk's memory (not the view). */
+void eng_ovl_iter_free(struct ovl_iter *it);
+
+/* Retires everything applied up to `applied_ts`: commit records with
+ * ts <= it, and segments whose newest ts <= it (the active one only when
+ * no add is running). Never fails, never blocks on an add. Called by
+ * eng_apply after publishing the new watermark. */
+void eng_ovl_trim(struct eng_ovl *o, cairn_ts applied_ts);
 
 /* Bytewise comparison of two keys (memcmp, then the shorter first). */
 int eng_key_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen);
@@ -177,7 +280,7 @@ struct eng_gc
     pthread_mutex_t mu;
     struct gc_point *pts; /* sorted by ts ascending, counts > 0; under mu */
     size_t n, cap;
-    atomic_uint_least64_t applied_ts; /* the applied ts, published for the factory */
+    atomic_uint_least64_t applied_ts; /* P: the applied ts readers and the factory use */
     atomic_uint_least64_t history;    /* history window as a ts delta */
     atomic_uint_least64_t floor;      /* largest horizon handed to a filter */
 };
@@ -189,18 +292,22 @@ int eng_gc_init(struct eng_gc *g);
 /* Frees the registry. After the database is closed. */
 void eng_gc_destroy(struct eng_gc *g);
 
-/* Publishes the applied ts for the filter factory. Called under e->mu
- * after the applied watermark changed (and once at open). */
+/* Publishes the applied ts P to readers and the filter factory. Called by
+ * eng_apply after its RocksDB write returned (and once at open). */
 void eng_gc_note_applied(struct eng *e, cairn_ts ts);
+
+/* The published applied ts P. Any thread. */
+cairn_ts eng_gc_applied(struct eng *e);
 
 /* At open: sets the floor to what compactions before the restart may have
  * used, applied_ts - the default window (clamped at 0). */
 void eng_gc_open_floor(struct eng *e, cairn_ts applied_ts);
 
-/* Adds / removes one snapshot at read point `point`. Register is called
- * with e->mu held, in the same critical section that read the applied ts;
- * returns 0 or CAIRN_ENOMEM. Unregister takes a point that was registered. */
-int eng_gc_snap_register(struct eng *e, cairn_ts point);
+/* Registers one snapshot: under gc.mu reads the applied ts P into
+ * *applied and registers read point min(read_ts, P), returned in *point.
+ * Returns 0 or CAIRN_ENOMEM (nothing registered). Unregister takes a
+ * point that was registered. Any thread. */
+int eng_gc_snap_register(struct eng *e, cairn_ts read_ts, cairn_ts *applied, cairn_ts *point);
 void eng_gc_snap_unregister(struct eng *e, cairn_ts point);
 
 /* The compaction filter factory for the docs column family; `e` is
@@ -220,17 +327,28 @@ struct eng
     rocksdb_column_family_handle_t *cf_docs;
     rocksdb_writeoptions_t *wo_nosync;
     rocksdb_writeoptions_t *wo_sync;
-    rocksdb_readoptions_t *ro_plain;
+    rocksdb_readoptions_t *ro_plain; /* no snapshot; shared, never modified */
 
-    pthread_mutex_t build_mu;
-    pthread_mutex_t mu;
-    struct ovl_state *ovl; /* guarded by mu; replaced under build_mu + mu */
-    cairn_index applied_index;
-    cairn_ts applied_ts;
+    pthread_mutex_t apply_mu;
+    pthread_mutex_t wm_mu;
+    cairn_index applied_index; /* under wm_mu */
+    cairn_ts applied_ts;       /* under wm_mu; also published in gc.applied_ts */
 
+    struct eng_ovl ovl;
     struct eng_catalog cat;
     struct eng_gc gc;
+
+    eng_debug_hook_cb hook; /* tests: eng_debug_set_hook */
+    void *hook_arg;
 };
+
+/* Calls the test hook, if any, at `point`. */
+static inline void eng_debug_point(struct eng *e, enum eng_debug_point point)
+{
+    if (e->hook != NULL) {
+        e->hook(e->hook_arg, point);
+    }
+}
 
 /* Sets `err` from a RocksDB error string (freed here) and returns
  * CAIRN_EIO. `what` names the failed operation. */
@@ -239,5 +357,9 @@ int eng_rocks_error(struct cairn_error *err, char *rocks_msg, const char *what);
 /* Writes the docs column family key coll_id | key | ~ts into `out` (which
  * must hold 16 + key_len bytes). */
 void eng_docs_key(uint8_t *out, uint64_t coll_id, const uint8_t *key, size_t key_len, cairn_ts ts);
+
+/* Decodes a stored version value. Returns 1 for a document (*doc,
+ * *doc_len set), 0 for a tombstone, -1 when the value is malformed. */
+int eng_decode_value(const char *v, size_t vlen, const uint8_t **doc, size_t *doc_len);
 
 #endif /* CAIRN_ENGINE_ENGINE_INT_H */

@@ -11,9 +11,9 @@
  *     H = min( oldest read point of any live eng_snap,
  *              applied_ts - history window (clamped at 0) )
  *
- * The read point of a snapshot is the ts it reads at: its read_ts, or, when
- * read_ts is CAIRN_TS_MAX, the applied ts when it was taken (the overlay is
- * in memory and never touched by compaction, so it does not matter here).
+ * The read point of a snapshot is min(read_ts, P), P the applied ts it read
+ * when it was taken (the overlay is in memory and never touched by
+ * compaction, so it does not matter here); the snapshot reads at S >= it.
  * Every live reader has R >= H by construction, and every reader created
  * later has R >= H too: with read_ts = MAX it reads at the applied ts at that
  * moment, which only grows and was >= H already; with an explicit read_ts
@@ -37,14 +37,20 @@
  * tombstone older than V0 is dropped like any other version.
  *
  * When H is computed: when RocksDB creates the filter for a compaction (the
- * factory callback), and fixed for that compaction. A snapshot taken during
- * the compaction reads at >= the applied ts at that moment >= H, so a fixed
- * H stays safe. Snapshots register their read point while holding e->mu,
- * the lock under which they read the applied ts, and eng_apply publishes a
- * new applied ts (gc.applied_ts) under that same lock after them; so a
- * factory that sees an applied ts newer than a snapshot's read point also
- * sees that snapshot in the registry (the chain registration -> e->mu ->
- * atomic store -> atomic load, which the factory does inside gc.mu).
+ * factory callback), and fixed for that compaction. eng_apply publishes the
+ * applied ts P (gc.applied_ts, an atomic that only grows) after its RocksDB
+ * write. A snapshot registers in one gc.mu critical section: it reads P
+ * there and registers the read point R = min(read_ts, P). The factory reads
+ * the applied ts A and the registry in one gc.mu critical section too. The
+ * two sections are ordered by the mutex:
+ *   - registration first: the factory sees R in the registry, so H <= R;
+ *   - factory first: its load of A precedes the snapshot's load of P, so
+ *     A <= P (coherence of one atomic that only grows), and H <= A - window
+ *     <= P; so H <= R when read_ts >= P, and when read_ts < P the caller's
+ *     check read_ts >= eng_gc_floor() (>= H, raised in that section) holds.
+ * Either way the compaction keeps what a read at R or later needs, and a
+ * snapshot reads at S >= R (snap.c S7). A snapshot taken during a
+ * compaction is covered the same way, so a fixed H stays safe.
  *
  * RocksDB snapshots do not protect anything here: RocksDB 7.8 forces
  * IgnoreSnapshots on compaction filters, so a filter may drop keys that a
@@ -69,9 +75,10 @@
  * (RocksDB applies factories to compactions only).
  *
  * Threads: the factory and filters run on RocksDB background threads. The
- * factory takes only gc.mu and reads atomics; it never takes e->mu, which
+ * factory takes only gc.mu and reads atomics; it never takes a lock that
  * eng_apply holds across rocksdb_write (a write stalled on compaction would
- * otherwise deadlock). Lock order: e->mu before gc.mu.
+ * otherwise deadlock), and gc.mu is never held while calling RocksDB.
+ * gc.mu is the last lock in the engine's order (engine_int.h).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -113,7 +120,15 @@ void eng_gc_destroy(struct eng_gc *g)
 
 void eng_gc_note_applied(struct eng *e, cairn_ts ts)
 {
-    atomic_store(&e->gc.applied_ts, ts);
+    /* Only grows (replays and zero-op entries never move it back). */
+    if (ts > atomic_load(&e->gc.applied_ts)) {
+        atomic_store(&e->gc.applied_ts, ts);
+    }
+}
+
+cairn_ts eng_gc_applied(struct eng *e)
+{
+    return atomic_load(&e->gc.applied_ts);
 }
 
 void eng_gc_open_floor(struct eng *e, cairn_ts applied_ts)
@@ -138,12 +153,17 @@ static size_t point_lower_bound(const struct eng_gc *g, cairn_ts ts)
     return lo;
 }
 
-int eng_gc_snap_register(struct eng *e, cairn_ts point)
+int eng_gc_snap_register(struct eng *e, cairn_ts read_ts, cairn_ts *applied, cairn_ts *point_out)
 {
     struct eng_gc *g = &e->gc;
+    cairn_ts point;
     int rv = 0;
 
     pthread_mutex_lock(&g->mu);
+    /* P and the registration in one critical section (see above). */
+    *applied = atomic_load(&g->applied_ts);
+    point = read_ts < *applied ? read_ts : *applied;
+    *point_out = point;
     size_t i = point_lower_bound(g, point);
     if (i < g->n && g->pts[i].ts == point) {
         g->pts[i].count++;

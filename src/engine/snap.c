@@ -1,17 +1,80 @@
 /*
- * snap.c: read views. A snapshot is a RocksDB snapshot plus, when local, a
- * reference to the overlay state captured under e->mu together with it
- * (see engine_int.h for why that makes every version visible exactly once
- * after merging). Point reads and iterators filter versions by read_ts and
- * let an overlay version win over RocksDB for the same key (overlay
- * versions are always newer than the applied ones).
+ * snap.c: read views: snapshots (eng_snap_*), their point reads and
+ * iterators (eng_iter_*), and the snapshot-less eng_latest.
+ *
+ * A snapshot is a RocksDB snapshot R, a captured overlay view (local
+ * snapshots only) and a bound S; every read shows, per key, the newest
+ * version with ts <= S across R and the view.
+ *
+ * Taking a snapshot (eng_snap_acquire):
+ *   A1. (local only) capture the overlay: segment references and the
+ *       visible ts V, under ovl.mu (overlay.c);
+ *   A2. under gc.mu, read the applied ts P and register the read point
+ *       min(read_ts, P) (gc.c);
+ *   A3. create R;
+ *   A4. the view shows overlay versions with P < ts <= V; S = min(read_ts,
+ *       max(V, P)), V = 0 when not local.
+ * eng_apply, for its entry with newest ts T: W. writes the batch (every
+ * commit <= T, its session records, the watermark); C. updates the
+ * catalog; P. publishes P = T (wm_mu, gc.applied_ts); T. trims the overlay
+ * up to T. It holds no lock a reader takes while writing, so A1-A3 never
+ * wait for a RocksDB write. The orders the argument below needs: W before
+ * P (S1), W before T (S3), A1 before A3 (S3), and, in eng_overlay_add,
+ * every link before V is published (overlay.c O3).
+ *
+ * Why every version is seen exactly once (or identically twice)
+ * --------------------------------------------------------------
+ *  S1. P is published only after the batch of every commit <= P was
+ *      written (W before P), so R, created after P was read, holds every
+ *      applied version with ts <= P. R may hold more (entries whose write
+ *      finished between A2 and A3); those have ts > P.
+ *  S2. No read shows a version with ts > S: RocksDB reads are bounded by S,
+ *      overlay reads by min(S, V). What R holds beyond S and what the
+ *      overlay gains after A1 (ts > V, overlay.c O5) stays invisible, so a
+ *      snapshot shows a prefix of the commits in ts order.
+ *  S3. Every commit C with ts <= S that was added and not discarded, or
+ *      applied, is wholly visible. If C.ts <= P, C is in R (S1).
+ *      Otherwise P < C.ts <= V (S <= max(V, P)), so C was added (all its
+ *      nodes linked, O3) before V was published, hence before A1. Either
+ *      its segment was still listed at A1, and C's nodes are in the view
+ *      and shown (P < C.ts <= min(S, V)); or a trim had retired it before
+ *      A1, which happens only after the batch holding C was written (O6),
+ *      so that write precedes A1 and hence A3: C is in R, read up to S.
+ *  S4. The same (key, ts) in both sources is the same version: one commit
+ *      writes a key once (the overlay keeps a commit's last op for a key,
+ *      as the batch's last write wins). Picking per key the newest ts
+ *      across both sources returns it once.
+ *  S5. Overlay versions with ts <= P are ignored: R holds every entry up
+ *      to P (S1), so it decides, even where the log superseded them (a
+ *      later version, a drop's range deletion, or an entry of a new primary
+ *      that replaced this one's unapplied commit). So a version is never
+ *      shown from a stale overlay copy.
+ *  S6. Reads pick per key the newest version across both sources, never
+ *      "the overlay wins": R may hold a version of a key newer than the
+ *      captured overlay's (an entry applied between A1 and A2; P then
+ *      covers it), and S3/S4 need the newer one.
+ *  S7. GC: the registered read point min(read_ts, P) <= S bounds the
+ *      horizon of every compaction that starts after A2, and one that
+ *      started before saw an applied ts <= P (gc.c), so nothing a read at
+ *      ts <= S needs (versions above the horizon, and the newest at or
+ *      below it) is collected.
+ * Drops are not versioned: a DROP's range deletion removes every version
+ * of the collection, so a snapshot whose R was created after the drop's
+ * write sees the collection empty whatever its S (as before).
+ *
+ * eng_latest captures the overlay (A1), reads P, then reads RocksDB's
+ * newest state (which holds every commit <= P, S1) and picks the newest
+ * version across both with the same rule (overlay versions with
+ * P < ts <= V). It needs no GC registration: compactions always keep the
+ * newest version of every document.
  *
  * Iterators merge two sorted sources. The RocksDB source keeps its
  * iterator positioned on the visible version of its current key until
  * that key is consumed, so the views it returns stay valid until the next
- * call. It skips versions newer than read_ts and the older versions of a
- * key by stepping a few times and then seeking, so a key with a long
- * history costs one seek, not a walk.
+ * call. It skips versions newer than S and the older versions of a key by
+ * stepping a few times and then seeking, so a key with a long history
+ * costs one seek, not a walk; the overlay source (overlay.c) does the same
+ * with skiplist searches.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -28,10 +91,9 @@ struct eng_snap
     const rocksdb_snapshot_t *rs;
     rocksdb_readoptions_t *ro_get;
     rocksdb_iterator_t *get_it; /* created on first point read, reused */
-    struct ovl_state *ovl;      /* captured overlay (local only), may be NULL */
-    cairn_ts read_ts;
-    cairn_ts snap_ts;
-    cairn_ts gc_point; /* read point registered with the GC (gc.c) */
+    struct ovl_view ovl;        /* captured overlay (empty unless local) */
+    cairn_ts bound;             /* S: reads show versions with ts <= S */
+    cairn_ts gc_point;          /* read point registered with the GC (gc.c) */
     struct cairn_buf kbuf;
     int n_iters;
 };
@@ -43,39 +105,48 @@ int eng_snap_acquire(struct eng *e,
                      struct cairn_error *err)
 {
     struct eng_snap *s = calloc(1, sizeof *s);
+    cairn_ts applied, bound;
+    int rv;
 
     *out = NULL;
     if (s == NULL) {
         return cairn_error_setf(err, CAIRN_ENOMEM, "engine: out of memory");
     }
     s->e = e;
-    s->read_ts = read_ts;
+    eng_ovl_view_empty(&e->ovl, &s->ovl);
     s->ro_get = rocksdb_readoptions_create();
-
-    pthread_mutex_lock(&e->mu);
-    /* The read point is registered in the same critical section that reads
-     * the applied ts, so no compaction can collect what it needs (gc.c). */
-    s->gc_point = read_ts < e->applied_ts ? read_ts : e->applied_ts;
-    if (eng_gc_snap_register(e, s->gc_point) != 0) {
-        pthread_mutex_unlock(&e->mu);
-        rocksdb_readoptions_destroy(s->ro_get);
-        free(s);
-        return cairn_error_setf(err, CAIRN_ENOMEM, "engine: out of memory");
+    if (local) {
+        /* A1 */
+        rv = eng_ovl_capture(&e->ovl, &s->ovl);
+        if (rv != 0) {
+            cairn_error_setf(err, rv, "engine: out of memory");
+            goto err_after_alloc;
+        }
     }
+    eng_debug_point(e, ENG_DEBUG_SNAP_CAPTURED);
+    /* A2 */
+    rv = eng_gc_snap_register(e, read_ts, &applied, &s->gc_point);
+    if (rv != 0) {
+        cairn_error_setf(err, rv, "engine: out of memory");
+        goto err_after_capture;
+    }
+    eng_debug_point(e, ENG_DEBUG_SNAP_REGISTERED);
+    /* A3 */
     s->rs = rocksdb_create_snapshot(e->db);
-    s->ovl = local ? eng_ovl_state_ref(e->ovl) : NULL;
-    s->snap_ts = e->applied_ts;
-    if (s->ovl != NULL && s->ovl->max_ts > s->snap_ts) {
-        s->snap_ts = s->ovl->max_ts;
-    }
-    pthread_mutex_unlock(&e->mu);
-
-    if (s->snap_ts > read_ts) {
-        s->snap_ts = read_ts;
-    }
     rocksdb_readoptions_set_snapshot(s->ro_get, s->rs);
+    /* A4 */
+    s->ovl.lo = applied;
+    bound = local && s->ovl.hi > applied ? s->ovl.hi : applied;
+    s->bound = bound < read_ts ? bound : read_ts;
     *out = s;
     return 0;
+
+err_after_capture:
+    eng_ovl_view_release(&s->ovl);
+err_after_alloc:
+    rocksdb_readoptions_destroy(s->ro_get);
+    free(s);
+    return rv;
 }
 
 void eng_snap_release(struct eng_snap *s)
@@ -93,19 +164,17 @@ void eng_snap_release(struct eng_snap *s)
     rocksdb_readoptions_destroy(s->ro_get);
     rocksdb_release_snapshot(s->e->db, s->rs);
     eng_gc_snap_unregister(s->e, s->gc_point);
-    eng_ovl_state_unref(s->ovl);
+    eng_ovl_view_release(&s->ovl);
     cairn_buf_free(&s->kbuf);
     free(s);
 }
 
 cairn_ts eng_snap_ts(const struct eng_snap *s)
 {
-    return s->snap_ts;
+    return s->bound;
 }
 
-/* Decodes a stored version. Returns 1 for a document, 0 for a tombstone,
- * -1 when the value is malformed. */
-static int decode_value(const char *v, size_t vlen, const uint8_t **doc, size_t *doc_len)
+int eng_decode_value(const char *v, size_t vlen, const uint8_t **doc, size_t *doc_len)
 {
     if (vlen < 1) {
         return -1;
@@ -118,6 +187,132 @@ static int decode_value(const char *v, size_t vlen, const uint8_t **doc, size_t 
     return (uint8_t)v[0] == ENG_VERSION_TOMBSTONE && vlen == 1 ? 0 : -1;
 }
 
+/* ---- Point reads --------------------------------------------------------- */
+
+/* A version found in RocksDB (views into the iterator, valid until it
+ * moves). */
+struct rver
+{
+    bool found;
+    bool is_doc;
+    cairn_ts ts;
+    const uint8_t *doc;
+    size_t doc_len;
+};
+
+/* Positions `it` on the newest version of (coll_id, key) with ts <= bound
+ * and describes it in *rv (found = false when there is none). `kbuf` is
+ * scratch. Returns 0, CAIRN_ENOMEM, CAIRN_ECORRUPT or CAIRN_EIO. */
+static int rocks_version(rocksdb_iterator_t *it,
+                         struct cairn_buf *kbuf,
+                         uint64_t coll_id,
+                         const uint8_t *key,
+                         size_t key_len,
+                         cairn_ts bound,
+                         struct rver *rv,
+                         struct cairn_error *err)
+{
+    const char *k, *v;
+    size_t klen, vlen;
+    char *msg = NULL;
+    int r;
+
+    rv->found = false;
+    cairn_buf_reset(kbuf);
+    if (cairn_buf_reserve(kbuf, 16 + key_len) != 0) {
+        return cairn_error_setf(err, CAIRN_ENOMEM, "engine: out of memory");
+    }
+    eng_docs_key(kbuf->data, coll_id, key, key_len, bound);
+    kbuf->len = 16 + key_len;
+    rocksdb_iter_seek(it, (const char *)kbuf->data, kbuf->len);
+    if (!rocksdb_iter_valid(it)) {
+        rocksdb_iter_get_error(it, &msg);
+        return msg != NULL ? eng_rocks_error(err, msg, "get") : 0;
+    }
+    k = rocksdb_iter_key(it, &klen);
+    if (klen != 16 + key_len || memcmp(k, kbuf->data, 8 + key_len) != 0) {
+        return 0;
+    }
+    v = rocksdb_iter_value(it, &vlen);
+    r = eng_decode_value(v, vlen, &rv->doc, &rv->doc_len);
+    if (r < 0) {
+        return cairn_error_setf(err, CAIRN_ECORRUPT, "engine: bad version in collection %llu",
+                                (unsigned long long)coll_id);
+    }
+    rv->found = true;
+    rv->is_doc = r == 1;
+    rv->ts = ~cairn_load_be64((const uint8_t *)k + klen - 8);
+    return 0;
+}
+
+/* Returns the newer of overlay version `o` (may be NULL) and RocksDB
+ * version `r` (S4, S6): appends its document to `doc` (may be NULL) and
+ * sets *ts. Returns 0, CAIRN_ENOTFOUND (tombstone or none) or
+ * CAIRN_ENOMEM. */
+static int pick_version(const struct ovl_node *o,
+                        const struct rver *r,
+                        struct cairn_buf *doc,
+                        cairn_ts *ts,
+                        struct cairn_error *err)
+{
+    const uint8_t *d;
+    size_t dlen;
+
+    if (o != NULL && (!r->found || o->ts >= r->ts)) {
+        *ts = o->ts;
+        if (o->flag != ENG_VERSION_DOC) {
+            return CAIRN_ENOTFOUND;
+        }
+        d = o->doc;
+        dlen = o->doc_len;
+    } else if (r->found) {
+        *ts = r->ts;
+        if (!r->is_doc) {
+            return CAIRN_ENOTFOUND;
+        }
+        d = r->doc;
+        dlen = r->doc_len;
+    } else {
+        *ts = 0;
+        return CAIRN_ENOTFOUND;
+    }
+    if (doc != NULL && cairn_buf_append(doc, d, dlen) != 0) {
+        return cairn_error_setf(err, CAIRN_ENOMEM, "engine: out of memory");
+    }
+    return 0;
+}
+
+int eng_snap_get_version(struct eng_snap *s,
+                         uint64_t coll_id,
+                         const uint8_t *key,
+                         size_t key_len,
+                         struct cairn_buf *doc,
+                         cairn_ts *ts,
+                         struct cairn_error *err)
+{
+    const struct ovl_node *o;
+    struct rver r;
+    cairn_ts dummy;
+    int rv;
+
+    if (ts == NULL) {
+        ts = &dummy;
+    }
+    *ts = 0;
+    if (key == NULL || key_len == 0) {
+        return cairn_error_setf(err, CAIRN_EINVAL, "engine: empty key");
+    }
+    o = eng_ovl_view_get(&s->ovl, coll_id, key, key_len, s->bound);
+    if (s->get_it == NULL) {
+        s->get_it = rocksdb_create_iterator_cf(s->e->db, s->ro_get, s->e->cf_docs);
+    }
+    rv = rocks_version(s->get_it, &s->kbuf, coll_id, key, key_len, s->bound, &r, err);
+    if (rv != 0) {
+        return rv;
+    }
+    return pick_version(o, &r, doc, ts, err);
+}
+
 int eng_snap_get(struct eng_snap *s,
                  uint64_t coll_id,
                  const uint8_t *key,
@@ -125,67 +320,50 @@ int eng_snap_get(struct eng_snap *s,
                  struct cairn_buf *doc,
                  struct cairn_error *err)
 {
-    const struct ovl_coll *oc;
-    const uint8_t *d = NULL;
-    size_t dlen = 0;
-    char *msg = NULL;
-    int r;
+    return eng_snap_get_version(s, coll_id, key, key_len, doc, NULL, err);
+}
 
+int eng_latest(struct eng *e,
+               uint64_t coll_id,
+               const uint8_t *key,
+               size_t key_len,
+               struct cairn_buf *doc,
+               cairn_ts *ts,
+               struct cairn_error *err)
+{
+    struct ovl_view v;
+    struct cairn_buf kbuf = CAIRN_BUF_INIT;
+    const struct ovl_node *o;
+    rocksdb_iterator_t *it;
+    struct rver r;
+    cairn_ts dummy;
+    int rv;
+
+    if (ts == NULL) {
+        ts = &dummy;
+    }
+    *ts = 0;
     if (key == NULL || key_len == 0) {
         return cairn_error_setf(err, CAIRN_EINVAL, "engine: empty key");
     }
-    oc = eng_ovl_coll(s->ovl, coll_id);
-    if (oc != NULL) {
-        size_t i = eng_ovl_lower_bound(oc, key, key_len, false);
-        if (i < oc->n && eng_key_cmp(oc->v[i]->key, oc->v[i]->key_len, key, key_len) == 0) {
-            const struct ovl_ver *v = eng_ovl_pick(oc, &i, s->read_ts);
-            if (v != NULL) {
-                if (v->flag != ENG_VERSION_DOC) {
-                    return CAIRN_ENOTFOUND;
-                }
-                if (cairn_buf_append(doc, v->doc, v->doc_len) != 0) {
-                    return cairn_error_setf(err, CAIRN_ENOMEM, "engine: out of memory");
-                }
-                return 0;
-            }
-        }
+    /* The overlay first, then P, then RocksDB (S1, S3). */
+    rv = eng_ovl_capture(&e->ovl, &v);
+    if (rv != 0) {
+        return cairn_error_setf(err, rv, "engine: out of memory");
     }
-
-    cairn_buf_reset(&s->kbuf);
-    if (cairn_buf_reserve(&s->kbuf, 16 + key_len) != 0) {
-        return cairn_error_setf(err, CAIRN_ENOMEM, "engine: out of memory");
+    eng_debug_point(e, ENG_DEBUG_SNAP_CAPTURED);
+    v.lo = eng_gc_applied(e);
+    eng_debug_point(e, ENG_DEBUG_SNAP_REGISTERED);
+    o = eng_ovl_view_get(&v, coll_id, key, key_len, CAIRN_TS_MAX);
+    it = rocksdb_create_iterator_cf(e->db, e->ro_plain, e->cf_docs);
+    rv = rocks_version(it, &kbuf, coll_id, key, key_len, CAIRN_TS_MAX, &r, err);
+    if (rv == 0) {
+        rv = pick_version(o, &r, doc, ts, err);
     }
-    eng_docs_key(s->kbuf.data, coll_id, key, key_len, s->read_ts);
-    s->kbuf.len = 16 + key_len;
-    if (s->get_it == NULL) {
-        s->get_it = rocksdb_create_iterator_cf(s->e->db, s->ro_get, s->e->cf_docs);
-    }
-    rocksdb_iter_seek(s->get_it, (const char *)s->kbuf.data, s->kbuf.len);
-    if (!rocksdb_iter_valid(s->get_it)) {
-        rocksdb_iter_get_error(s->get_it, &msg);
-        return msg != NULL ? eng_rocks_error(err, msg, "get") : CAIRN_ENOTFOUND;
-    }
-    {
-        size_t klen, vlen;
-        const char *k = rocksdb_iter_key(s->get_it, &klen);
-        const char *v;
-        if (klen != 16 + key_len || memcmp(k, s->kbuf.data, 8 + key_len) != 0) {
-            return CAIRN_ENOTFOUND;
-        }
-        v = rocksdb_iter_value(s->get_it, &vlen);
-        r = decode_value(v, vlen, &d, &dlen);
-    }
-    if (r < 0) {
-        return cairn_error_setf(err, CAIRN_ECORRUPT, "engine: bad version in collection %llu",
-                                (unsigned long long)coll_id);
-    }
-    if (r == 0) {
-        return CAIRN_ENOTFOUND;
-    }
-    if (cairn_buf_append(doc, d, dlen) != 0) {
-        return cairn_error_setf(err, CAIRN_ENOMEM, "engine: out of memory");
-    }
-    return 0;
+    rocksdb_iter_destroy(it);
+    cairn_buf_free(&kbuf);
+    eng_ovl_view_release(&v);
+    return rv;
 }
 
 /* ---- Iterators ---------------------------------------------------------- */
@@ -199,12 +377,10 @@ struct eng_iter
     uint8_t hi[8];         /* upper bound; RocksDB keeps a pointer to it */
     struct cairn_buf seek; /* scratch for seek keys */
     bool r_ready;          /* it is on the visible version of a key */
-    bool r_consumed;       /* that key was returned or superseded */
+    bool r_consumed;       /* that key was returned: skip it on the next call */
     bool r_done;
-    const struct ovl_coll *oc; /* may be NULL */
-    size_t oi;                 /* first version of the next overlay key */
-    const struct ovl_ver *ov;  /* overlay candidate, NULL when none */
-    bool o_consumed;
+    struct ovl_iter oi; /* the overlay source */
+    bool o_consumed;    /* its current key was returned: move on next call */
     bool failed;
     struct cairn_error err;
 };
@@ -255,7 +431,7 @@ static int r_seek(struct eng_iter *it, const uint8_t *dk, size_t dk_len, cairn_t
 }
 
 /* From the current raw position, finds the next key with a version
- * visible at read_ts and stays on that version. */
+ * visible at the snapshot's bound and stays on that version. */
 static int r_settle(struct eng_iter *it)
 {
     int steps = 0;
@@ -273,7 +449,7 @@ static int r_settle(struct eng_iter *it)
             it->r_done = true;
             return 0;
         }
-        if (ts <= it->s->read_ts) {
+        if (ts <= it->s->bound) {
             it->r_ready = true;
             return 0;
         }
@@ -281,7 +457,7 @@ static int r_settle(struct eng_iter *it)
             rocksdb_iter_next(it->it);
         } else {
             steps = 0;
-            if (r_seek(it, dk, dk_len, it->s->read_ts) != 0) {
+            if (r_seek(it, dk, dk_len, it->s->bound) != 0) {
                 return -1;
             }
         }
@@ -330,16 +506,6 @@ static int r_skip_key(struct eng_iter *it)
     }
 }
 
-/* Finds the next overlay key with a visible version (it->ov, or NULL). */
-static void o_settle(struct eng_iter *it)
-{
-    it->ov = NULL;
-    while (it->oc != NULL && it->oi < it->oc->n && it->ov == NULL) {
-        it->ov = eng_ovl_pick(it->oc, &it->oi, it->s->read_ts);
-    }
-    it->o_consumed = false;
-}
-
 int eng_iter_open(struct eng_snap *s,
                   uint64_t coll_id,
                   const uint8_t *after,
@@ -348,6 +514,7 @@ int eng_iter_open(struct eng_snap *s,
                   struct cairn_error *err)
 {
     struct eng_iter *it = calloc(1, sizeof *it);
+    int rv;
 
     *out = NULL;
     if (it == NULL) {
@@ -364,13 +531,14 @@ int eng_iter_open(struct eng_snap *s,
     }
     it->it = rocksdb_create_iterator_cf(s->e->db, it->ro, s->e->cf_docs);
     s->n_iters++;
-
-    it->oc = eng_ovl_coll(s->ovl, coll_id);
-    if (after == NULL) {
+    rv = eng_ovl_iter_init(&it->oi, &s->ovl, coll_id, after, after_len, s->bound);
+    if (rv != 0) {
+        cairn_error_setf(&it->err, rv, "engine: out of memory");
+        it->failed = true;
+    } else if (after == NULL) {
         uint8_t lo[8];
         cairn_store_be64(lo, coll_id);
         rocksdb_iter_seek(it->it, (const char *)lo, sizeof lo);
-        it->oi = 0;
     } else {
         const uint8_t *dk;
         size_t dk_len;
@@ -379,7 +547,6 @@ int eng_iter_open(struct eng_snap *s,
             r_parse(it, &dk, &dk_len, &ts) && eng_key_cmp(dk, dk_len, after, after_len) == 0) {
             rocksdb_iter_next(it->it);
         }
-        it->oi = it->oc ? eng_ovl_lower_bound(it->oc, after, after_len, true) : 0;
     }
     if (!it->failed) {
         r_settle(it);
@@ -388,11 +555,10 @@ int eng_iter_open(struct eng_snap *s,
         if (err != NULL) {
             *err = it->err;
         }
-        int rv = it->err.code;
+        rv = it->err.code;
         eng_iter_close(it);
         return rv;
     }
-    o_settle(it);
     *out = it;
     return 0;
 }
@@ -413,50 +579,55 @@ int eng_iter_next(struct eng_iter *it,
         }
     }
     if (it->o_consumed) {
-        o_settle(it);
+        it->o_consumed = false;
+        eng_ovl_iter_next(&it->oi);
     }
     for (;;) {
+        const struct ovl_node *ov = eng_ovl_iter_cur(&it->oi);
         bool r_has = it->r_ready && !it->r_done;
         const uint8_t *rk = NULL;
         size_t rk_len = 0;
-        cairn_ts ts;
+        cairn_ts r_ts = 0;
         int cmp;
 
-        if (!r_has && it->ov == NULL) {
-            return 0;
-        }
-        if (r_has && !r_parse(it, &rk, &rk_len, &ts)) {
+        if (r_has && !r_parse(it, &rk, &rk_len, &r_ts)) {
             it->r_done = true;
-            continue;
+            r_has = false;
+        }
+        if (!r_has && ov == NULL) {
+            return 0;
         }
         if (!r_has) {
             cmp = 1;
-        } else if (it->ov == NULL) {
+        } else if (ov == NULL) {
             cmp = -1;
         } else {
-            cmp = eng_key_cmp(rk, rk_len, it->ov->key, it->ov->key_len);
+            cmp = eng_key_cmp(rk, rk_len, ov->key, ov->key_len);
         }
-        if (cmp >= 0) {
-            /* The overlay's version wins; RocksDB's older one is skipped. */
-            const struct ovl_ver *v = it->ov;
+        if (cmp > 0 || (cmp == 0 && ov->ts >= r_ts)) {
+            /* The overlay's version is the newest of its key (S6). */
             if (cmp == 0 && r_skip_key(it) != 0) {
                 return -1;
             }
-            if (v->flag != ENG_VERSION_DOC) {
-                o_settle(it);
+            if (ov->flag != ENG_VERSION_DOC) {
+                eng_ovl_iter_next(&it->oi);
                 continue;
             }
-            *key = v->key;
-            *key_len = v->key_len;
-            *doc = v->doc;
-            *doc_len = v->doc_len;
+            *key = ov->key;
+            *key_len = ov->key_len;
+            *doc = ov->doc;
+            *doc_len = ov->doc_len;
             it->o_consumed = true;
             return 1;
+        }
+        /* RocksDB's version is the newest of its key. */
+        if (cmp == 0) {
+            eng_ovl_iter_next(&it->oi); /* its older overlay version */
         }
         {
             size_t vlen;
             const char *val = rocksdb_iter_value(it->it, &vlen);
-            int r = decode_value(val, vlen, doc, doc_len);
+            int r = eng_decode_value(val, vlen, doc, doc_len);
             if (r < 0) {
                 cairn_error_setf(&it->err, CAIRN_ECORRUPT, "engine: bad version in collection %llu",
                                  (unsigned long long)it->coll);
@@ -490,6 +661,7 @@ void eng_iter_close(struct eng_iter *it)
     rocksdb_iter_destroy(it->it);
     rocksdb_readoptions_destroy(it->ro);
     cairn_buf_free(&it->seek);
+    eng_ovl_iter_free(&it->oi);
     it->s->n_iters--;
     free(it);
 }

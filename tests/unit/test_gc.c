@@ -508,6 +508,44 @@ START_TEST(test_drop_then_compact)
 }
 END_TEST
 
+/* A snapshot taken while an apply is between its RocksDB write and the
+ * publication of its watermark reads at the old applied ts, and registers
+ * that read point: a compaction keeps what it reads although RocksDB
+ * already holds the newer version. */
+static struct eng_snap *g_mid;
+
+static void take_mid_snapshot(void *arg, enum eng_debug_point point)
+{
+    (void)arg;
+    if (point == ENG_DEBUG_APPLY_WRITTEN && g_mid == NULL) {
+        g_mid = snap(CAIRN_TS_MAX);
+    }
+}
+
+START_TEST(test_snapshot_mid_apply_protected)
+{
+    eng_gc_set_history_secs(g_e, 0);
+    put(1, TS(10), 1, "d", "v1");
+    put(2, TS(20), 1, "d", "v2");
+    g_mid = NULL;
+    eng_debug_set_hook(g_e, take_mid_snapshot, NULL);
+    put(3, TS(30), 1, "d", "v3");
+    eng_debug_set_hook(g_e, NULL, NULL);
+    ck_assert_ptr_nonnull(g_mid);
+    ck_assert_uint_eq(eng_snap_ts(g_mid), TS(20));
+    ck_assert_uint_eq(eng_gc_horizon(g_e), TS(20));
+    put(4, TS(40), 1, "d", "v4");
+    compact();
+    ck_assert_uint_eq(versions(1, "d"), 3); /* v2 (V0), v3, v4 */
+    ck_assert_str_eq(snap_get(g_mid, 1, "d"), "v2");
+    ck_assert_uint_eq(count_docs(1, CAIRN_TS_MAX), 1);
+    eng_snap_release(g_mid);
+    compact();
+    ck_assert_uint_eq(versions(1, "d"), 1);
+    ck_assert_str_eq(get_at(1, "d", CAIRN_TS_MAX), "v4");
+}
+END_TEST
+
 /* ---- Concurrency: snapshots, applies and compactions together ---------- */
 
 #define STRESS_VERSIONS 400
@@ -676,6 +714,7 @@ static Suite *gc_suite(void)
     tcase_add_test(tc, test_docs_and_collections_isolated);
     tcase_add_test(tc, test_default_cf_untouched);
     tcase_add_test(tc, test_drop_then_compact);
+    tcase_add_test(tc, test_snapshot_mid_apply_protected);
     tcase_add_test(tc, test_concurrent_snapshots_and_compactions);
     suite_add_tcase(s, tc);
     return s;
