@@ -8,14 +8,15 @@
  *               "catalog_next_id"   -> 8 bytes BE, above every id ever used
  *               "applied"           -> raft index (8 BE) | ts (8 BE)
  *               "meta/<name>"       -> blob
+ *               "session/<key>"     -> commit ts (8 BE) | record (session.c)
  *   docs CF     coll_id (8 BE) | encoded _id | ~ts (8 BE)
  *                                   -> flag byte | BSON (documents only)
  * The docs CF has a prefix extractor (the key without its ~ts suffix) and
  * a bloom filter on it, so point reads skip files that lack the document.
  *
  * eng_apply, in this order (snap.c argues why readers stay consistent):
- *   1. validate and build one batch: the docs, catalog changes, the
- *      watermark and the id counter;
+ *   1. validate and build one batch: the docs, catalog changes, session
+ *      records, the watermark and the id counter;
  *   2. write it, holding only apply_mu (no reader takes it);
  *   3. update the in-memory catalog (committed view, pending trimmed);
  *   4. publish the watermark: (index, ts) under wm_mu, P in gc.applied_ts;
@@ -368,6 +369,17 @@ static int check_commits(const struct eng_commit *commits,
                         return cairn_error_setf(err, CAIRN_EINVAL, "engine: bad namespace");
                     }
                     break;
+                case ENG_OP_SESSION:
+                    if (op->key == NULL || op->key_len == 0 || op->key_len > ENG_SESSION_KEY_MAX) {
+                        return cairn_error_setf(err, CAIRN_EINVAL,
+                                                "engine: session key of %zu bytes (1..%d)",
+                                                op->key_len, ENG_SESSION_KEY_MAX);
+                    }
+                    if (op->doc == NULL && op->doc_len > 0) {
+                        return cairn_error_setf(err, CAIRN_EINVAL,
+                                                "engine: session record missing");
+                    }
+                    break;
                 default:
                     return cairn_error_setf(err, CAIRN_EINVAL, "engine: unknown op kind %d",
                                             op->kind);
@@ -452,6 +464,9 @@ static int fill_batch(struct eng *e,
                     cairn_store_be64(hi, op->coll_id + 1);
                     rocksdb_writebatch_delete_range_cf(b, e->cf_docs, (const char *)lo, 8,
                                                        (const char *)hi, 8);
+                    break;
+                case ENG_OP_SESSION:
+                    rv = eng_session_batch_put(e, b, op, commits[c].ts, &k, &v);
                     break;
                 default:
                     break;

@@ -15,6 +15,8 @@
  *  - The applied watermark (raft index and cluster timestamp of the last
  *    applied commit), written in the same RocksDB batch as the data.
  *  - Small metadata blobs (replica-set config) under "meta/<name>".
+ *  - Session records (ENG_OP_SESSION) under "session/<key>", written in
+ *    the same batch as the data and the watermark.
  *  - The overlay: the primary's proposed-but-not-yet-applied versions,
  *    in memory, which "local" reads on the primary see on top of RocksDB.
  *
@@ -110,15 +112,15 @@ void eng_applied(struct eng *e, cairn_index *index, cairn_ts *ts);
 cairn_ts eng_visible_ts(struct eng *e);
 
 /* Applies `n` commits of raft entry `index` in one RocksDB batch together
- * with the new watermark (index, last commit's
+ * with their session records and the new watermark (index, last commit's
  * ts; with n == 0 the ts stays). Skips the entry when index <= the current
  * watermark (replay after restart). After the write it updates the
  * in-memory catalog, publishes the watermark, then retires the overlay's
  * versions with ts <= the last commit's ts; no lock a reader needs is held
  * across the RocksDB write, and no reader ever misses or duplicates a
  * version (snap.c). Deterministic. Errors: CAIRN_EINVAL (a bad op: no key,
- * bad namespace, unknown kind (ENG_OP_SESSION too, for now); nothing
- * written), CAIRN_ENOMEM, CAIRN_EIO. Called by the one
+ * bad namespace, session key empty or longer than ENG_SESSION_KEY_MAX,
+ * unknown kind; nothing written), CAIRN_ENOMEM, CAIRN_EIO. Called by the one
  * applying thread (raft), concurrently with overlay adds and readers. */
 int eng_apply(struct eng *e,
               const struct eng_commit *commits,
@@ -308,6 +310,36 @@ int eng_iter_next(struct eng_iter *it,
 const struct cairn_error *eng_iter_error(const struct eng_iter *it);
 
 void eng_iter_close(struct eng_iter *it);
+
+/* ---- Session records ------------------------------------------------------ */
+
+/* Reads the session record stored under `key` (1..ENG_SESSION_KEY_MAX
+ * bytes) by the newest applied ENG_OP_SESSION op for it: appends the record
+ * to `rec` (may be NULL) and sets *ts (may be NULL) to the ts of the commit
+ * that wrote it. Returns 0, CAIRN_ENOTFOUND, CAIRN_EINVAL (bad key),
+ * CAIRN_ENOMEM, CAIRN_ECORRUPT or CAIRN_EIO. Reads applied state only (the
+ * overlay ignores session ops). Any thread. */
+int eng_session_get(struct eng *e,
+                    const uint8_t *key,
+                    size_t key_len,
+                    struct cairn_buf *rec,
+                    cairn_ts *ts,
+                    struct cairn_error *err);
+
+/* Calls fn for every stored session record, in key order, from one
+ * consistent view of the applied state. The views passed to fn are valid
+ * only during the call. fn returns non-zero to stop the walk early (then
+ * eng_session_foreach still returns 0). Returns 0, CAIRN_ECORRUPT (a
+ * malformed record) or CAIRN_EIO. Any thread. */
+int eng_session_foreach(struct eng *e,
+                        int (*fn)(void *arg,
+                                  const uint8_t *key,
+                                  size_t key_len,
+                                  const uint8_t *rec,
+                                  size_t rec_len,
+                                  cairn_ts ts),
+                        void *arg,
+                        struct cairn_error *err);
 
 /* ---- Garbage collection of old versions ------------------------------- */
 /*

@@ -315,6 +315,17 @@ void eng_gc_snap_unregister(struct eng *e, cairn_ts point);
  * on. */
 rocksdb_compactionfilterfactory_t *eng_gc_factory_create(struct eng *e);
 
+/* ---- Session records (session.c) ---------------------------------------- */
+
+/* Adds the ENG_OP_SESSION op `op` of a commit at `ts` to batch `b`, using
+ * `k` and `v` as scratch. The op was validated. Returns 0 or CAIRN_ENOMEM. */
+int eng_session_batch_put(struct eng *e,
+                          rocksdb_writebatch_t *b,
+                          const struct eng_op *op,
+                          cairn_ts ts,
+                          struct cairn_buf *k,
+                          struct cairn_buf *v);
+
 /* ---- The engine object (engine.c) ------------------------------------------ */
 
 struct eng

@@ -1,7 +1,8 @@
 /*
  * test_engine.c: unit tests of the storage engine's committed state: MVCC
  * visibility, key isolation, iteration and resume, apply idempotence, the
- * watermark, the catalog and metadata blobs, across close and reopen.
+ * watermark, zero-op commits, session records, the catalog and metadata
+ * blobs, across close and reopen.
  */
 #include <check.h>
 #include <ftw.h>
@@ -443,6 +444,191 @@ START_TEST(test_apply_rejects_bad_ops)
     ck_assert_int_eq(eng_apply(g_e, &c, 1, 1, &err), CAIRN_EINVAL);
     eng_applied(g_e, &idx, NULL);
     ck_assert_uint_eq(idx, 0);
+
+    /* Session ops: empty or oversize keys; a bad op anywhere in the entry
+     * writes nothing of it. */
+    {
+        uint8_t big[ENG_SESSION_KEY_MAX + 1];
+        struct key k = K("d");
+        struct eng_op ops[2] = {put_op(1, &k, "doc"),
+                                {ENG_OP_SESSION, 0, NULL, big, 0, (const uint8_t *)"r", 1}};
+        struct eng_commit cs[2] = {{10, ops, 1}, {20, ops + 1, 1}};
+        memset(big, 's', sizeof big);
+        ck_assert_int_eq(eng_apply(g_e, cs, 2, 1, &err), CAIRN_EINVAL);
+        ops[1].key_len = sizeof big;
+        ck_assert_int_eq(eng_apply(g_e, cs, 2, 1, &err), CAIRN_EINVAL);
+        ops[1].key = NULL;
+        ops[1].key_len = 4;
+        ck_assert_int_eq(eng_apply(g_e, cs, 2, 1, &err), CAIRN_EINVAL);
+        ops[1].key = big;
+        ops[1].doc = NULL; /* a record length without bytes */
+        ck_assert_int_eq(eng_apply(g_e, cs, 2, 1, &err), CAIRN_EINVAL);
+        eng_applied(g_e, &idx, NULL);
+        ck_assert_uint_eq(idx, 0);
+        ck_assert_ptr_null(get_at(1, "d", CAIRN_TS_MAX));
+    }
+}
+END_TEST
+
+/* A commit without ops (ops NULL) applies: it moves the watermark's ts,
+ * which persists. */
+START_TEST(test_zero_op_commit)
+{
+    struct eng_commit empty[2] = {{60, NULL, 0}, {70, NULL, 0}};
+    struct eng_snap *s;
+    cairn_index idx;
+    cairn_ts ts;
+
+    put(1, 50, 1, "a", "a50");
+    ck_assert_int_eq(eng_apply(g_e, empty, 1, 2, NULL), 0);
+    eng_applied(g_e, &idx, &ts);
+    ck_assert_uint_eq(idx, 2);
+    ck_assert_uint_eq(ts, 60);
+    ck_assert_int_eq(eng_apply(g_e, empty + 1, 1, 3, NULL), 0);
+    reopen();
+    eng_applied(g_e, &idx, &ts);
+    ck_assert_uint_eq(idx, 3);
+    ck_assert_uint_eq(ts, 70);
+    ck_assert_uint_eq(eng_visible_ts(g_e), 70);
+    ck_assert_int_eq(eng_snap_acquire(g_e, false, CAIRN_TS_MAX, &s, NULL), 0);
+    ck_assert_uint_eq(eng_snap_ts(s), 70);
+    eng_snap_release(s);
+    ck_assert_str_eq(get_at(1, "a", CAIRN_TS_MAX), "a50");
+}
+END_TEST
+
+/* ---- Session records ---------------------------------------------------- */
+
+static struct eng_op sess_op(const void *key, size_t key_len, const char *rec)
+{
+    struct eng_op op = {ENG_OP_SESSION,       0, NULL, key, key_len, (const uint8_t *)rec,
+                        rec ? strlen(rec) : 0};
+    return op;
+}
+
+/* The record stored under `key` (a C string) or NULL; *ts its commit's. */
+static const char *sess_get(const char *key, cairn_ts *ts)
+{
+    static char out[256];
+    struct cairn_buf b = CAIRN_BUF_INIT;
+    struct cairn_error err = {0};
+    int rv = eng_session_get(g_e, (const uint8_t *)key, strlen(key), &b, ts, &err);
+
+    if (rv == CAIRN_ENOTFOUND) {
+        cairn_buf_free(&b);
+        return NULL;
+    }
+    ck_assert_msg(rv == 0, "session get: %s", err.msg);
+    ck_assert_uint_lt(b.len, sizeof out);
+    memcpy(out, b.data, b.len);
+    out[b.len] = '\0';
+    cairn_buf_free(&b);
+    return out;
+}
+
+struct sess_walk
+{
+    int n;
+    int stop_after;
+    char text[512];
+    size_t len;
+};
+
+static int sess_walk_cb(void *arg,
+                        const uint8_t *key,
+                        size_t key_len,
+                        const uint8_t *rec,
+                        size_t rec_len,
+                        cairn_ts ts)
+{
+    struct sess_walk *w = arg;
+
+    w->len += (size_t)snprintf(w->text + w->len, sizeof w->text - w->len, "%.*s=%.*s@%llu,",
+                               (int)(key_len > 8 ? 8 : key_len), (const char *)key, (int)rec_len,
+                               (const char *)rec, (unsigned long long)ts);
+    w->n++;
+    return w->stop_after != 0 && w->n >= w->stop_after;
+}
+
+/* Session records are stored by eng_apply with the entry's data, each with
+ * its commit's ts (the last op for a key wins), are skipped with a replayed
+ * entry, survive a restart, and are walked in key order. */
+START_TEST(test_session_records)
+{
+    struct key d = K("d");
+    uint8_t key64[ENG_SESSION_KEY_MAX];
+    struct cairn_error err = {0};
+    struct sess_walk w = {0};
+    cairn_ts ts = 0;
+
+    memset(key64, 0xee, sizeof key64);
+    key64[3] = 0; /* opaque bytes */
+    {
+        struct eng_op ops[3] = {put_op(1, &d, "doc"), sess_op("lsid-A", 6, "recA1"),
+                                sess_op("lsid-B", 6, "recB1")};
+        apply1(1, 10, ops, 3);
+    }
+    ck_assert_str_eq(get_at(1, "d", CAIRN_TS_MAX), "doc");
+    ck_assert_str_eq(sess_get("lsid-A", &ts), "recA1");
+    ck_assert_uint_eq(ts, 10);
+    ck_assert_str_eq(sess_get("lsid-B", &ts), "recB1");
+    {
+        struct eng_op o1 = sess_op("lsid-A", 6, "recA2"), o2 = sess_op("lsid-A", 6, "recA3");
+        struct eng_op o3[2] = {sess_op("lsid-C", 6, "first"), sess_op("lsid-C", 6, "second")};
+        struct eng_commit cs[3] = {{20, &o1, 1}, {30, &o2, 1}, {30, o3, 2}};
+        ck_assert_int_eq(eng_apply(g_e, cs, 3, 2, &err), 0);
+    }
+    ck_assert_str_eq(sess_get("lsid-A", &ts), "recA3");
+    ck_assert_uint_eq(ts, 30);
+    ck_assert_str_eq(sess_get("lsid-C", &ts), "second");
+    /* A replayed entry is skipped, records included. */
+    {
+        struct eng_op o = sess_op("lsid-B", 6, "replayed");
+        apply1(2, 40, &o, 1);
+    }
+    ck_assert_str_eq(sess_get("lsid-B", &ts), "recB1");
+    ck_assert_uint_eq(ts, 10);
+    /* The longest key, an empty record; rec and ts may be NULL. */
+    {
+        struct eng_op o = sess_op(key64, sizeof key64, NULL);
+        struct cairn_buf b = CAIRN_BUF_INIT;
+        apply1(3, 50, &o, 1);
+        ck_assert_int_eq(eng_session_get(g_e, key64, sizeof key64, &b, &ts, &err), 0);
+        ck_assert_uint_eq(b.len, 0);
+        ck_assert_uint_eq(ts, 50);
+        ck_assert_int_eq(eng_session_get(g_e, key64, sizeof key64, NULL, NULL, &err), 0);
+        cairn_buf_free(&b);
+    }
+    ck_assert_ptr_null(sess_get("lsid-Z", &ts));
+    ck_assert_int_eq(eng_session_get(g_e, key64, 0, NULL, &ts, &err), CAIRN_EINVAL);
+    ck_assert_int_eq(eng_session_get(g_e, NULL, 3, NULL, &ts, &err), CAIRN_EINVAL);
+    ck_assert_int_eq(eng_session_get(g_e, key64, ENG_SESSION_KEY_MAX + 1, NULL, &ts, &err),
+                     CAIRN_EINVAL);
+    /* Records live apart from meta blobs. */
+    ck_assert_int_eq(eng_meta_put(g_e, "lsid-A", "meta", 4, &err), 0);
+    ck_assert_str_eq(sess_get("lsid-A", &ts), "recA3");
+
+    /* Restart (the WAL), then again after a flush (the SST files). */
+    for (int round = 0; round < 2; round++) {
+        if (round == 1) {
+            ck_assert_int_eq(eng_flush(g_e, &err), 0);
+        }
+        reopen();
+        ck_assert_str_eq(sess_get("lsid-A", &ts), "recA3");
+        ck_assert_uint_eq(ts, 30);
+        memset(&w, 0, sizeof w);
+        ck_assert_int_eq(eng_session_foreach(g_e, sess_walk_cb, &w, &err), 0);
+        ck_assert_int_eq(w.n, 4);
+        ck_assert_str_eq(w.text,
+                         "lsid-A=recA3@30,lsid-B=recB1@10,lsid-C=second@30,"
+                         "\xee\xee\xee=@50,");
+    }
+    /* fn stops the walk early. */
+    memset(&w, 0, sizeof w);
+    w.stop_after = 2;
+    ck_assert_int_eq(eng_session_foreach(g_e, sess_walk_cb, &w, &err), 0);
+    ck_assert_int_eq(w.n, 2);
+    ck_assert_str_eq(get_at(1, "d", CAIRN_TS_MAX), "doc");
 }
 END_TEST
 
@@ -644,6 +830,8 @@ static Suite *engine_suite(void)
     tcase_add_test(tc, test_apply_idempotent);
     tcase_add_test(tc, test_watermark_persists);
     tcase_add_test(tc, test_apply_rejects_bad_ops);
+    tcase_add_test(tc, test_zero_op_commit);
+    tcase_add_test(tc, test_session_records);
     tcase_add_test(tc, test_open_error);
     tcase_add_test(tc, test_catalog);
     tcase_add_test(tc, test_create_and_put_same_entry);
