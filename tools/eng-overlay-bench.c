@@ -121,6 +121,25 @@ static void bench_add_trim(const char *base, size_t pending)
     printf("pending %6zu versions: overlay_add %8.2f us, apply+trim %8.2f us (avg of %d)\n",
            eng_overlay_size(e), t_add / BENCH_ROUNDS, t_apply / BENCH_ROUNDS, BENCH_ROUNDS);
     fflush(stdout);
+#ifdef ENG_SESSION_KEY_MAX /* engines that have eng_latest */
+    {
+        /* A writer's read of the current version: a pending key, an applied one. */
+        struct one pend, appl;
+        double t0 = now_us();
+        cairn_ts ts;
+        make_one(&pend, next_add - 1, pending * 2);
+        make_one(&appl, 1, pending * 2);
+        for (int r = 0; r < BENCH_ROUNDS; r++) {
+            const struct one *q = r % 2 ? &pend : &appl;
+            if (eng_latest(e, 1, q->key, q->op.key_len, NULL, &ts, &err) != 0) {
+                die("latest", &err);
+            }
+        }
+        printf("pending %6zu versions: eng_latest %8.2f us (avg of %d, half pending keys)\n",
+               eng_overlay_size(e), (now_us() - t0) / BENCH_ROUNDS, BENCH_ROUNDS);
+        fflush(stdout);
+    }
+#endif
     eng_close(e);
     nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 }
