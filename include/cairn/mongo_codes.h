@@ -143,8 +143,8 @@
     X(StaleConfig, 13388)                               \
     X(NotPrimaryNoSecondaryOk, 13435)                   \
     X(NotPrimaryOrSecondary, 13436)                     \
-    X(OutOfDiskSpace, 14031)
-
+    X(OutOfDiskSpace, 14031)                            \
+    X(NotARetryableWriteCommand, 50768)
 enum cairn_mongo_code {
 #define CAIRN__MONGO_ENUM(name, code) MONGO_##name = code,
     CAIRN_MONGO_CODE_MAP(CAIRN__MONGO_ENUM)
@@ -195,7 +195,9 @@ enum cairn_mongo_code {
     X(CondMissingElse, 17082)                                                                  \
     X(CondUnknownParameter, 17083)                                                             \
     X(SizeNotArray, 17124)                                                                     \
+    X(DistinctTooBig, 17217)                                                                   \
     X(VariableUndefined, 17276)                                                                \
+    X(UpdateResultTooLarge, 17419)    /* the document an update produces is past 16 MiB */     \
     X(KillOpIdNot32Bit, 26823)        /* killOp's op outside the int32 range */                \
     X(SubstrStartMidCharacter, 28656) /* start index on a UTF-8 continuation byte */           \
     X(SubstrEndMidCharacter, 28657)   /* end index inside a UTF-8 character */                 \
@@ -245,9 +247,13 @@ enum cairn_mongo_code {
     X(StageUnknown, 40324)                                                                     \
     X(FieldPathEmpty, 40352)                                                                   \
     X(MergeObjectsNotObject, 40400)                                                            \
+    X(IdlMissingField, 40414) /* a required command field is missing */                        \
     X(IdlUnknownField, 40415) /* a command sub-document field the command does not know */     \
     X(SubstrStartNegative, 50752)                                                              \
-    X(RegexOptionsTwice, 51075) /* options in both $regex and $options */                      \
+    X(TxnWriteToSystemCollection, 50791) /* a write to system.* inside a transaction */        \
+    X(TxnNumberNotAllowed, 50889)        /* txnNumber on a command that takes no session */    \
+    X(NegativeCursorOption, 51024)       /* negative skip, limit or batchSize */               \
+    X(RegexOptionsTwice, 51075)          /* options in both $regex and $options */             \
     X(RegexInvalid, 51091)                                                                     \
     X(RegexOptionInvalid, 51108)                                                               \
     X(RoundPlaceOutOfRange, 51155) /* $round/$trunc place not an integer in [-20, 100] */      \

@@ -57,6 +57,7 @@ struct cairn_op
     uint64_t conn_id;             /* client connection, 0 = internal */
     char desc[CAIRN_OP_DESC_MAX]; /* command name and namespace, for currentOp */
     void *owner;                  /* opaque: what the command belongs to (e.g. a session) */
+    bool writes; /* a write or a transaction statement: step-down interrupts it */
 
     atomic_int kill_code; /* 0, or the MongoDB code the operation ends with */
 

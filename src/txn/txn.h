@@ -1,21 +1,32 @@
 /*
  * txn.h: the transaction layer, between the command handlers (net) and
- * replication/storage. For now it provides what single write commands
- * need; sessions and multi-document transactions build on it.
+ * replication/storage. It owns:
  *
- *  - Reads: a consistent view (engine snapshot) at read concern "local"
- *    (newest, including the primary's overlay) or "majority" (applied).
- *  - Writes: one writer at a time on the primary (the write lock). A
- *    txn_write reads through its view plus its own staged changes, stages
- *    resolved ops (full post-images, tombstones, catalog changes), and on
- *    commit gets a strictly increasing cluster timestamp, adds its versions
- *    to the overlay (visible to local reads at once) and proposes them to
- *    raft. Acknowledgement by write concern is a separate txn_wait.
- *  - The cluster clock: timestamps are hybrid (wall seconds, counter) and
- *    never go below anything in the log or any $clusterTime received.
+ *  - The cluster clock: hybrid timestamps (wall seconds, counter) that never
+ *    go below anything in the log or any $clusterTime received.
+ *  - Reads: consistent views (engine snapshots) at read concern "local"
+ *    (newest, including the primary's overlay), "majority" (applied) or an
+ *    explicit timestamp (snapshot reads, transactions).
+ *  - Write sets: what one statement or one multi-document transaction
+ *    stages. Staging a change to a document first takes an *intent* on
+ *    (collection, _id) in a lock table; the first writer wins. A statement
+ *    (non-transactional write) that meets an intent held by someone else
+ *    commits what it has staged so far, waits for the holder to finish
+ *    (bounded by its operation) and then builds on the newest version; a
+ *    transaction that meets one, or finds a version newer than its snapshot,
+ *    fails at once with WriteConflict (112). Statements resolve on many
+ *    client threads at once; only the short *commit section* (check the
+ *    epoch and the collections, assign the timestamp, add to the overlay,
+ *    enqueue for raft) is serialized, so timestamp order is log order.
+ *  - Sessions: logical sessions by lsid, checked out by one command at a
+ *    time, with mongod's per-session txnNumber state machine (retryable
+ *    writes and multi-document transactions), durable session records that
+ *    travel in the same oplog entry as the writes they describe, the
+ *    transaction reaper and session expiry.
  *
- * Threads: everything is callable from any client thread; a txn_read,
- * txn_scan or txn_write is used by one thread at a time.
+ * Threads: everything is callable from any client thread. A txn_read,
+ * txn_scan or txn_write is used by one thread at a time (a transaction's
+ * write set by the command that has its session checked out).
  */
 #ifndef CAIRN_TXN_TXN_H
 #define CAIRN_TXN_TXN_H
@@ -26,6 +37,7 @@
 
 #include "cairn/cairn.h"
 #include "engine/engine.h"
+#include "lib/op.h"
 #include "repl/repl.h"
 
 /* Longest namespace "db.coll" accepted. */
@@ -34,20 +46,42 @@
 /* Largest user document (maxBsonObjectSize). */
 #define TXN_MAX_DOC_SIZE (16 * 1024 * 1024)
 
+/* Staged bytes past which a statement should flush: a commit must stay well
+ * below the largest raft entry (REPL_MAX_COMMIT_BYTES). */
+#define TXN_FLUSH_BYTES ((size_t)8 << 20)
+
+/* Staged bytes a transaction may hold: its one commit must fit one raft
+ * entry. Past it: TransactionTooLarge (257). */
+#define TXN_MAX_TXN_BYTES ((size_t)16 << 20)
+
+/* A logical session id: the 16 bytes of the UUID in lsid.id. */
+#define TXN_LSID_LEN 16
+
+/* Default and limits of transactionLifetimeLimitSeconds. */
+#define TXN_DEFAULT_LIFETIME_SECS 60
+
+/* Sessions unused for this long are forgotten (logicalSessionTimeoutMinutes). */
+#define TXN_SESSION_TIMEOUT_MINUTES 30
+
 struct txn_mgr;
 
 /* Creates the manager over an open engine and replication (both borrowed,
- * must outlive it). Returns 0 or CAIRN_ENOMEM. */
+ * must outlive it), registers its leadership callback with repl and starts
+ * the reaper thread. Returns 0 or CAIRN_ENOMEM. */
 int txn_mgr_open(struct eng *e, struct repl *r, struct txn_mgr **out, struct cairn_error *err);
+
+/* Stops the reaper, aborts every open transaction and frees. Nothing may
+ * use the manager during or after. NULL is a no-op. */
 void txn_mgr_close(struct txn_mgr *m);
 
 /* transactionLifetimeLimitSeconds: how long a multi-document transaction
  * may stay open before the reaper aborts it (default 60, as mongod; at
  * least 1). The setter fails with CAIRN_EINVAL (mongo_code 2 BadValue) below
  * 1. Any thread. */
-#define TXN_DEFAULT_LIFETIME_SECS 60
 int64_t txn_lifetime_limit_secs(struct txn_mgr *m);
 int txn_set_lifetime_limit_secs(struct txn_mgr *m, int64_t secs, struct cairn_error *err);
+
+/* ---- Cluster clock ------------------------------------------------------- */
 
 /* The current cluster time (>= every ts assigned or applied here and every
  * $clusterTime received). Any thread. */
@@ -64,20 +98,42 @@ int txn_cluster_time_advance(struct txn_mgr *m, cairn_ts ts, struct cairn_error 
  * CAIRN_EINVAL with mongo_code 73 InvalidNamespace. */
 int txn_check_ns(const char *db, const char *coll, struct cairn_error *err);
 
-/* ---- Reads ------------------------------------------------------------- */
+/* ---- Reads --------------------------------------------------------------- */
 
-enum txn_read_level { TXN_READ_LOCAL = 0, TXN_READ_MAJORITY = 1 };
+enum txn_read_level {
+    TXN_READ_LOCAL = 0,    /* newest data here, the primary's overlay included */
+    TXN_READ_MAJORITY = 1, /* majority-committed (applied) data */
+};
 
 struct txn_read;
 
 /* Begins a read at `level`. Returns 0 or CAIRN_ENOMEM. */
 int txn_read_begin(struct txn_mgr *m, int level, struct txn_read **out, struct cairn_error *err);
+
+/* Begins a read of exactly the data committed at or before `ts` (snapshot
+ * read concern, atClusterTime). `ts` must not be above what this member
+ * has applied (wait first: txn_wait_cluster_time). Errors: CAIRN_EINVAL
+ * with 239 SnapshotTooOld when `ts` is older than the history kept,
+ * CAIRN_ENOMEM. */
+int txn_read_begin_at(struct txn_mgr *m,
+                      cairn_ts ts,
+                      struct txn_read **out,
+                      struct cairn_error *err);
+
+/* Begins a read of transaction `w` (txn_session_txn): its snapshot and its
+ * own writes. The read holds a reference to the write set, so it may
+ * outlive the command (a cursor). Returns 0 or CAIRN_ENOMEM. */
+struct txn_write;
+int txn_read_begin_txn(struct txn_write *w, struct txn_read **out, struct cairn_error *err);
+
+/* Ends a read. Scans opened on it must be closed first. NULL is a no-op. */
 void txn_read_end(struct txn_read *rd);
 
 /* The timestamp this read reflects (its operationTime). */
 cairn_ts txn_read_ts(const struct txn_read *rd);
 
-/* Resolves a namespace. Returns 0 with *coll_id, or CAIRN_ENOTFOUND. */
+/* Resolves a namespace. Returns 0 with *coll_id, or CAIRN_ENOTFOUND. A read
+ * of a transaction also sees collections the transaction created. */
 int txn_read_coll(struct txn_read *rd, const char *ns, uint64_t *coll_id);
 
 struct txn_coll
@@ -90,8 +146,9 @@ struct txn_coll
  * malloc'd (free()). Returns 0 or CAIRN_ENOMEM. */
 int txn_read_list(struct txn_read *rd, const char *db, struct txn_coll **out, size_t *n);
 
-/* Point read by _id. On success initialises `doc` with a copy (caller
- * destroys) and returns 0; CAIRN_ENOTFOUND when absent; CAIRN_EIO. */
+/* Point read by _id (a transaction's read sees its own writes). On success
+ * initialises `doc` with a copy (caller destroys) and returns 0;
+ * CAIRN_ENOTFOUND when absent; CAIRN_EIO. */
 int txn_read_get(struct txn_read *rd,
                  uint64_t coll_id,
                  const bson_value_t *id,
@@ -100,8 +157,9 @@ int txn_read_get(struct txn_read *rd,
 
 struct txn_scan;
 
-/* Scans a collection in _id order. Returns 0 or CAIRN_ENOMEM. The scan
- * must be closed before its read ends. */
+/* Scans a collection in _id order (a transaction's scan sees its own
+ * writes as they were when the scan opened). Returns 0 or CAIRN_ENOMEM. The
+ * scan must be closed before its read ends. */
 int txn_scan_open(struct txn_read *rd,
                   uint64_t coll_id,
                   struct txn_scan **out,
@@ -111,23 +169,59 @@ int txn_scan_open(struct txn_read *rd,
  * the end, -1 on error (see txn_scan_error). */
 int txn_scan_next(struct txn_scan *sc, bson_t *doc);
 const struct cairn_error *txn_scan_error(const struct txn_scan *sc);
+
+/* Closes a scan. NULL is a no-op. */
 void txn_scan_close(struct txn_scan *sc);
 
-/* ---- Writes ------------------------------------------------------------ */
+/* Waits until reads at `level` on this member reflect every write with a
+ * timestamp <= `ts` (readConcern.afterClusterTime / atClusterTime): on the
+ * primary, commits in their commit section are waited for and, when
+ * nothing written reaches `ts`, a no-op write carries the log past it (so a
+ * local read then reflects `ts`); majority reads, and reads on other
+ * members, wait, woken by the apply path, until `ts` is applied. Errors: CAIRN_EINVAL with 72
+ * InvalidOptions when `ts` is above the cluster time; what cairn_op_check reports for `op` (50
+ * MaxTimeMSExpired, ...); CAIRN_ESHUTDOWN. */
+int txn_wait_cluster_time(struct txn_mgr *m,
+                          cairn_ts ts,
+                          int level,
+                          struct cairn_op *op,
+                          struct cairn_error *err);
+
+/* ---- Write sets ---------------------------------------------------------- */
 
 struct txn_write;
+struct txn_session;
 
-/* Begins a write: takes the write lock and a local view. Errors:
- * CAIRN_ENOTLEADER (mongo_code 10107 NotWritablePrimary), CAIRN_ENOMEM. */
-int txn_write_begin(struct txn_mgr *m, struct txn_write **out, struct cairn_error *err);
+/* Begins a statement write (not part of a multi-document transaction):
+ * records the write epoch and takes a local view for scans. No lock is
+ * taken. With `sess` (a checked-out session in a retryable write, see
+ * txn_session_retryable_begin) the statements recorded with
+ * txn_write_record_stmt go into the session's durable record with the
+ * commit. Errors: CAIRN_ENOTLEADER (10107 NotWritablePrimary), CAIRN_ENOMEM. */
+int txn_write_begin(struct txn_mgr *m,
+                    struct txn_session *sess,
+                    struct txn_write **out,
+                    struct cairn_error *err);
 
 /* The write's view for reads and scans (do not end it; it ends with the
- * write). Scans see the state before this write's own staged changes. */
+ * write). A statement's scans see the state before its own staged changes;
+ * a transaction's see its own writes. */
 struct txn_read *txn_write_reader(struct txn_write *w);
 
+/* Statements only: retakes the write's view so that scans see everything
+ * committed so far (a findAndModify whose chosen document changed under it
+ * chooses again). Returns 0 or CAIRN_ENOMEM; a transaction's view never
+ * changes (0, nothing done). */
+int txn_write_refresh_view(struct txn_write *w, struct cairn_error *err);
+
+/* True for the write set of a multi-document transaction. */
+bool txn_write_is_multi(const struct txn_write *w);
+
 /* Resolves `ns` for writing; with `create` a missing collection is created
- * (staged) and *created set. Errors: CAIRN_ENOTFOUND (26 NamespaceNotFound)
- * when missing and !create; CAIRN_EINVAL (73) for bad names. */
+ * (staged, holding an intent on the namespace) and *created set. Errors:
+ * CAIRN_ENOTFOUND (26 NamespaceNotFound) when missing and !create;
+ * CAIRN_EINVAL (73) for bad names; CAIRN_ECONFLICT (112 WriteConflict) in a
+ * transaction when another writer is creating it. */
 int txn_write_coll(struct txn_write *w,
                    const char *ns,
                    bool create,
@@ -138,69 +232,95 @@ int txn_write_coll(struct txn_write *w,
 /* Creates a collection. CAIRN_EEXISTS (48 NamespaceExists) if present. */
 int txn_write_create(struct txn_write *w, const char *ns, struct cairn_error *err);
 
-/* Drops a collection. CAIRN_ENOTFOUND (26 NamespaceNotFound) if absent. */
+/* Drops a collection. CAIRN_ENOTFOUND (26 NamespaceNotFound) if absent.
+ * Statements only. */
 int txn_write_drop(struct txn_write *w, const char *ns, struct cairn_error *err);
 
-/* Point read that sees this write's staged changes. Same contract as
- * txn_read_get. */
+/* Takes the intent on document `id` of `coll_id` and returns the version
+ * this write must build on: the newest one (a statement), or the
+ * transaction's own view after checking that no newer version exists.
+ * On success initialises `doc` with a copy (caller destroys) and returns
+ * 0, or returns CAIRN_ENOTFOUND (the intent is held either way: an insert
+ * may follow). A statement meeting another holder commits what it staged
+ * (its parts become visible, as MongoDB's multi-document writes do), then
+ * waits for the holder, bounded by the current operation. Errors:
+ * CAIRN_ECONFLICT (112 WriteConflict: transactions only); what
+ * cairn_op_check reports while waiting; CAIRN_ENOTLEADER; CAIRN_EIO. */
+int txn_write_lock(struct txn_write *w,
+                   uint64_t coll_id,
+                   const bson_value_t *id,
+                   bson_t *doc,
+                   struct cairn_error *err);
+
+/* Point read that sees this write's staged changes (no intent). Same
+ * contract as txn_read_get. */
 int txn_write_get(struct txn_write *w,
                   uint64_t coll_id,
                   const bson_value_t *id,
                   bson_t *doc,
                   struct cairn_error *err);
 
-/* Stages an insert of `doc` (which must contain _id). Errors: CAIRN_EEXISTS
- * with mongo_code 11000 and mongod's "E11000 duplicate key error
- * collection: <ns> index: _id_ dup key: { _id: ... }" when the _id is
- * visible or staged; CAIRN_ETOOBIG (10334 BSONObjectTooLarge); CAIRN_EINVAL
- * (2/53) for an unusable _id. */
+/* Stages an insert of `doc` (which must contain _id), taking its intent as
+ * txn_write_lock does. Errors: CAIRN_EEXISTS with mongo_code 11000 and
+ * mongod's "E11000 duplicate key error collection: <ns> index: _id_ dup key:
+ * { _id: ... }" when the _id exists; CAIRN_ETOOBIG (10334
+ * BSONObjectTooLarge, or 257 TransactionTooLarge past TXN_MAX_TXN_BYTES in a
+ * transaction); CAIRN_EINVAL (2/53) for an unusable _id; the errors of
+ * txn_write_lock. */
 int txn_write_insert(struct txn_write *w,
                      uint64_t coll_id,
                      const bson_t *doc,
                      struct cairn_error *err);
 
-/* Stages `doc` as the new version of the document with its _id (replace or
- * upsert). Same size/_id errors as insert. */
+/* Stages `doc` as the new version of the document with its _id (replace,
+ * update or upsert), taking the intent if not yet held. Same errors as
+ * insert except duplicates. */
 int txn_write_put(struct txn_write *w,
                   uint64_t coll_id,
                   const bson_t *doc,
                   struct cairn_error *err);
 
-/* Stages a delete of the document with `id`. */
+/* Stages a delete of the document with `id`, taking the intent if not yet
+ * held. Errors of txn_write_lock. */
 int txn_write_delete(struct txn_write *w,
                      uint64_t coll_id,
                      const bson_value_t *id,
                      struct cairn_error *err);
 
-/* Number of ops staged so far. */
+/* Number of ops staged since the last flush. */
 size_t txn_write_n_ops(const struct txn_write *w);
 
-/* Approximate bytes staged since the last flush (documents and keys plus a
- * per-op overhead), for splitting large writes into several commits. */
+/* Approximate bytes staged since the last flush. */
 size_t txn_write_staged_bytes(const struct txn_write *w);
 
-/* Staged bytes past which a command should flush: a commit must stay well
- * below the largest raft entry (repl's 24 MiB limit). */
-#define TXN_FLUSH_BYTES ((size_t)8 << 20)
+/* Records that retryable-write statement `stmt_id` executed with `result`
+ * (copied: insert {}, update {n, nModified, upserted?}, delete {n},
+ * findAndModify {value, lastErrorObject}); it enters the session record
+ * with the next commit of this write. A write without a session ignores
+ * it. Returns 0 or CAIRN_ENOMEM. */
+int txn_write_record_stmt(struct txn_write *w, int32_t stmt_id, const bson_t *result);
 
-/* Commits what is staged so far as one commit (as txn_write_commit does)
- * but keeps the write open: the lock stays held and staging starts afresh.
- * With `refresh_view` the view is retaken so it sees the flushed commit
- * (needed when later staging checks against it, as inserts do for
- * duplicate _ids); without, the view stays (a scan running on it goes on,
- * visiting each document once). *ts is the commit's ts (0 when nothing was
- * staged). For non-transactional writes only: the parts become visible one
- * by one, as MongoDB's multi-document writes do. On error nothing of the
- * unflushed part is visible and the caller must txn_write_abort. */
-int txn_write_flush(struct txn_write *w, bool refresh_view, cairn_ts *ts, struct cairn_error *err);
+/* Statements only: commits what is staged so far as one commit and keeps
+ * the write open (intents of flushed keys are released, staging starts
+ * afresh, the view stays so a running scan visits each document once).
+ * *ts is the commit's ts (0 when nothing was staged). On error nothing of
+ * the unflushed part is visible and the caller must txn_write_abort. */
+int txn_write_flush(struct txn_write *w, cairn_ts *ts, struct cairn_error *err);
 
-/* Commits: assigns the cluster timestamp, adds the versions to the overlay,
- * proposes to raft and releases the write lock; *ts is set (0 when nothing
- * was staged: nothing is proposed). Always frees `w`. Errors:
- * CAIRN_ENOTLEADER (10107), CAIRN_ENOMEM; on error nothing is visible. */
+/* The ts of this write's newest commit so far (flushes included), 0 if
+ * none. */
+cairn_ts txn_write_last_ts(const struct txn_write *w);
+
+/* Statements only: commits what is staged (see txn_write_flush) and frees
+ * `w` in every case. *ts is the newest commit of the write, flushes
+ * included (0 when it wrote nothing). Errors: CAIRN_ENOTLEADER (10107; also
+ * when leadership changed since begin), CAIRN_ECONFLICT (112: a collection
+ * written was dropped meanwhile), CAIRN_ETOOBIG, CAIRN_ENOMEM; on error
+ * nothing of the unflushed part is visible. */
 int txn_write_commit(struct txn_write *w, cairn_ts *ts, struct cairn_error *err);
 
-/* Discards the staged changes, releases the lock and frees `w`. */
+/* Statements only: discards the staged changes, releases the intents and
+ * frees `w`. NULL is a no-op. */
 void txn_write_abort(struct txn_write *w);
 
 /* Waits for the commit at `ts` to satisfy `wc`; see repl_wait. */
@@ -210,5 +330,151 @@ int txn_wait(struct txn_mgr *m,
              repl_wait_cb cb,
              void *arg,
              struct cairn_error *err);
+
+/* Proposes an empty commit (a no-op entry) and returns its ts, so that the
+ * log reaches past the current cluster time. Errors: CAIRN_ENOTLEADER. */
+int txn_noop_write(struct txn_mgr *m, cairn_ts *ts, struct cairn_error *err);
+
+/* ---- Sessions ------------------------------------------------------------ */
+
+/* Checks out the session `lsid` (creating it when new) for one command:
+ * exclusive until txn_session_checkin. Waits while another command has it,
+ * bounded by `op` (which is also what a reaper or step-down interrupts
+ * while the session is out). Errors: what cairn_op_check reports,
+ * CAIRN_ENOMEM. */
+int txn_session_checkout(struct txn_mgr *m,
+                         const uint8_t lsid[TXN_LSID_LEN],
+                         struct cairn_op *op,
+                         struct txn_session **out,
+                         struct cairn_error *err);
+
+/* Gives the session back. If its transaction was marked for abort while
+ * it was out (reaper, killSessions, step-down), it is aborted now. NULL is
+ * a no-op. */
+void txn_session_checkin(struct txn_session *s);
+
+/* A command with txnNumber `n` and no autocommit field: a retryable write
+ * (wire-protocol.md §4.3). Starts retryable write `n` (n above the active
+ * number; aborts an open transaction) or continues it (n equal: a retry).
+ * Errors (mongo_code): 225 TransactionTooOld (n below the active number),
+ * 217 IncompleteTransactionHistory (n was a transaction), 10107 when not
+ * primary. */
+int txn_session_retryable_begin(struct txn_session *s, int64_t n, struct cairn_error *err);
+
+/* For a retry: when statement `stmt_id` of the active retryable write
+ * already executed, returns true and sets *result to a view of its recorded
+ * result (valid while the session is checked out) and *ts to the commit
+ * that carried it. */
+bool txn_session_stmt_executed(struct txn_session *s,
+                               int32_t stmt_id,
+                               bson_t *result,
+                               cairn_ts *ts);
+
+/* Read concern of a transaction's first statement. */
+struct txn_read_concern
+{
+    int level;         /* TXN_READ_LOCAL or TXN_READ_MAJORITY (snapshot: majority) */
+    bool snapshot;     /* level "snapshot" was named */
+    cairn_ts after_ts; /* afterClusterTime, 0 = none */
+    cairn_ts at_ts;    /* atClusterTime (snapshot only), 0 = none */
+};
+
+/* startTransaction: true with txnNumber `n`: starts transaction `n`
+ * (aborting an open one), waiting for the read concern's cluster time and
+ * taking the transaction's snapshot. Errors (mongo_code): 225 (n below the
+ * active number), 117 ConflictingOperationInProgress (n equal to it), 10107,
+ * 239 SnapshotTooOld, 72 InvalidOptions, the wait's errors. */
+int txn_session_txn_begin(struct txn_session *s,
+                          int64_t n,
+                          const struct txn_read_concern *rc,
+                          struct cairn_op *op,
+                          struct cairn_error *err);
+
+/* A statement of transaction `n` without startTransaction (`for_commit`:
+ * commitTransaction or abortTransaction). Errors (mongo_code): 225, 251
+ * NoSuchTransaction (n is not the active transaction, or it was aborted),
+ * 256 TransactionCommitted (a statement after commit; not for commit). On
+ * success *state tells which: TXN_STATE_OPEN, or (for_commit only)
+ * TXN_STATE_COMMITTED. */
+enum txn_state {
+    TXN_STATE_NONE = 0,
+    TXN_STATE_OPEN = 1,
+    TXN_STATE_COMMITTED = 2,
+    TXN_STATE_ABORTED = 3,
+};
+int txn_session_txn_continue(struct txn_session *s,
+                             int64_t n,
+                             bool for_commit,
+                             int *state,
+                             struct cairn_error *err);
+
+/* The open transaction's write set (NULL when none is open). */
+struct txn_write *txn_session_txn(struct txn_session *s);
+
+/* Commits the open transaction as one commit with its session record.
+ * *ts is the commit ts, or for a transaction that wrote nothing its read
+ * ts. For a transaction already committed, *ts is its commit ts (a retried
+ * commit). Errors (mongo_code): 251 when no transaction is open, 112 when a
+ * collection it wrote was dropped, 257 TransactionTooLarge, 10107 (the
+ * transaction is then aborted). */
+int txn_session_txn_commit(struct txn_session *s, cairn_ts *ts, struct cairn_error *err);
+
+/* Aborts the open transaction (nothing of it becomes visible). Returns 0,
+ * or 251 NoSuchTransaction when none is open, 256 when it committed. */
+int txn_session_txn_abort(struct txn_session *s, struct cairn_error *err);
+
+/* Aborts the open transaction after a failed statement (any error inside
+ * a transaction aborts it). No-op when none is open. */
+void txn_session_txn_fail(struct txn_session *s);
+
+/* The active txnNumber (-1 when none) and the lsid. */
+int64_t txn_session_txn_number(const struct txn_session *s);
+const uint8_t *txn_session_lsid(const struct txn_session *s);
+
+/* endSessions / killSessions: aborts the open transaction of each listed
+ * session (interrupting a command running on it) and forgets idle ones.
+ * killSessions also interrupts any command running on them. Any thread. */
+void txn_sessions_end(struct txn_mgr *m, const uint8_t (*lsids)[TXN_LSID_LEN], size_t n, bool kill);
+
+/* killAllSessions: as txn_sessions_end with kill for every session. */
+void txn_sessions_kill_all(struct txn_mgr *m);
+
+/* refreshSessions: marks the sessions used now. */
+void txn_sessions_refresh(struct txn_mgr *m, const uint8_t (*lsids)[TXN_LSID_LEN], size_t n);
+
+/* ---- Statistics ------------------------------------------------------------ */
+
+struct txn_stats
+{
+    int64_t current_active;   /* open transactions with a command running */
+    int64_t current_inactive; /* open transactions between commands */
+    int64_t current_open;
+    int64_t total_started;
+    int64_t total_committed;
+    int64_t total_aborted;
+    int64_t retried_commands;   /* retryable-write commands that were retries */
+    int64_t retried_statements; /* statements answered from session records */
+    int64_t sessions;           /* sessions in memory */
+};
+
+void txn_stats_get(struct txn_mgr *m, struct txn_stats *out);
+
+/* One open transaction, for currentOp. */
+struct txn_open_info
+{
+    uint8_t lsid[TXN_LSID_LEN];
+    int64_t txn_number;
+    bool active;            /* a command is running on its session */
+    int64_t start_wall_ms;  /* when it started */
+    int64_t expire_wall_ms; /* when the reaper aborts it */
+    cairn_ts read_ts;
+    uint64_t op_id; /* running command's opid when active, else 0 */
+};
+
+/* Calls fn for every open transaction (under the session table's lock: fn
+ * must not block nor call back into txn). */
+void txn_foreach_open(struct txn_mgr *m,
+                      void (*fn)(const struct txn_open_info *info, void *arg),
+                      void *arg);
 
 #endif /* CAIRN_TXN_TXN_H */

@@ -2,10 +2,14 @@
  * test_txn.c: the transaction layer over a real engine and a real
  * one-member raft group in a temporary directory: namespaces, staging,
  * duplicate keys, visibility of commits to local and majority reads, write
- * concern waits and the cluster clock.
+ * concern waits, the cluster clock, intents (first writer wins, statements
+ * waiting for transactions, no lost updates under concurrent writers),
+ * snapshot isolation of transactions, and the session state machine with
+ * durable retryable-write records.
  */
 #include <check.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -165,7 +169,7 @@ static cairn_ts insert_one(const char *ns, const char *json)
     cairn_ts ts;
     bson_t *d = doc_json(json);
 
-    ck_assert_int_eq(txn_write_begin(f->txn, &w, &err), 0);
+    ck_assert_int_eq(txn_write_begin(f->txn, NULL, &w, &err), 0);
     ck_assert_int_eq(txn_write_coll(w, ns, true, &coll, NULL, &err), 0);
     ck_assert_msg(txn_write_insert(w, coll, d, &err) == 0, "insert: %s", err.msg);
     ck_assert_int_eq(txn_write_commit(w, &ts, &err), 0);
@@ -236,7 +240,7 @@ START_TEST(test_txn_duplicate_key)
     bson_t *c = doc_json("{\"_id\": 8}");
 
     insert_one("t.d", "{\"_id\": 7}");
-    ck_assert_int_eq(txn_write_begin(f->txn, &w, &err), 0);
+    ck_assert_int_eq(txn_write_begin(f->txn, NULL, &w, &err), 0);
     ck_assert_int_eq(txn_write_coll(w, "t.d", false, &coll, NULL, &err), 0);
     ck_assert_int_eq(txn_write_insert(w, coll, a, &err), CAIRN_EEXISTS);
     ck_assert_int_eq(err.mongo_code, 11000);
@@ -267,7 +271,7 @@ START_TEST(test_txn_staged_and_abort)
 
     id.value.v_utf8.str = (char *)"x";
     id.value.v_utf8.len = 1;
-    ck_assert_int_eq(txn_write_begin(f->txn, &w, &err), 0);
+    ck_assert_int_eq(txn_write_begin(f->txn, NULL, &w, &err), 0);
     ck_assert_int_eq(txn_write_coll(w, "t.s", true, &coll, &created, &err), 0);
     ck_assert(created);
     ck_assert_int_eq(txn_write_put(w, coll, d, &err), 0);
@@ -290,7 +294,7 @@ START_TEST(test_txn_create_drop)
     cairn_ts ts;
 
     insert_one("t.k", "{\"_id\": 1}");
-    ck_assert_int_eq(txn_write_begin(f->txn, &w, &err), 0);
+    ck_assert_int_eq(txn_write_begin(f->txn, NULL, &w, &err), 0);
     ck_assert_int_eq(txn_write_create(w, "t.k", &err), CAIRN_EEXISTS);
     ck_assert_int_eq(err.mongo_code, 48);
     ck_assert_int_eq(txn_write_drop(w, "t.k", &err), 0);
@@ -336,7 +340,7 @@ START_TEST(test_txn_too_large)
     big[n - 1] = '\0';
     BSON_APPEND_INT32(&d, "_id", 1);
     BSON_APPEND_UTF8(&d, "s", big);
-    ck_assert_int_eq(txn_write_begin(f->txn, &w, &err), 0);
+    ck_assert_int_eq(txn_write_begin(f->txn, NULL, &w, &err), 0);
     ck_assert_int_eq(txn_write_coll(w, "t.big", true, &coll, NULL, &err), 0);
     ck_assert_int_eq(txn_write_insert(w, coll, &d, &err), CAIRN_ETOOBIG);
     ck_assert_int_eq(err.mongo_code, 10334);
@@ -356,7 +360,7 @@ START_TEST(test_txn_large_batch)
     cairn_ts ts;
     bson_t got;
 
-    ck_assert_int_eq(txn_write_begin(f->txn, &w, &err), 0);
+    ck_assert_int_eq(txn_write_begin(f->txn, NULL, &w, &err), 0);
     ck_assert_int_eq(txn_write_coll(w, "t.batch", true, &coll, NULL, &err), 0);
     for (int i = 0; i < 20000; i++) {
         bson_t d = BSON_INITIALIZER;
@@ -380,9 +384,9 @@ START_TEST(test_txn_large_batch)
 }
 END_TEST
 
-/* A flush proposes what is staged and keeps the write open: with a
- * refreshed view later inserts collide with flushed ones; without, the old
- * view (and a scan on it) stays as it was. Both parts commit. */
+/* A flush proposes what is staged and keeps the write open: later inserts
+ * collide with flushed ones (they check the newest state) while the view
+ * (and a scan on it) stays as it was. Both parts commit. */
 START_TEST(test_txn_flush)
 {
     struct cairn_error err = {0};
@@ -394,27 +398,27 @@ START_TEST(test_txn_flush)
     bson_value_t id = {.value_type = BSON_TYPE_INT32};
     bson_t got;
 
-    ck_assert_int_eq(txn_write_begin(f->txn, &w, &err), 0);
+    ck_assert_int_eq(txn_write_begin(f->txn, NULL, &w, &err), 0);
     ck_assert_int_eq(txn_write_coll(w, "t.f", true, &coll, NULL, &err), 0);
     ck_assert_int_eq(txn_write_insert(w, coll, a, &err), 0);
     ck_assert_uint_gt(txn_write_staged_bytes(w), 0);
-    ck_assert_int_eq(txn_write_flush(w, true, &t1, &err), 0);
+    ck_assert_int_eq(txn_write_flush(w, &t1, &err), 0);
     ck_assert_uint_ne(t1, 0);
     ck_assert_uint_eq(txn_write_staged_bytes(w), 0);
     ck_assert_uint_eq(txn_write_n_ops(w), 0);
-    /* the refreshed view sees the flushed insert */
+    /* inserts check against the newest state, flushed part included */
     ck_assert_int_eq(txn_write_insert(w, coll, a, &err), CAIRN_EEXISTS);
     ck_assert_int_eq(txn_write_insert(w, coll, b, &err), 0);
-    ck_assert_int_eq(txn_write_flush(w, false, &t2, &err), 0);
+    ck_assert_int_eq(txn_write_flush(w, &t2, &err), 0);
     ck_assert_uint_gt(t2, t1);
     /* the kept view does not see the second part... */
     id.value.v_int32 = 2;
     ck_assert_int_eq(txn_write_get(w, coll, &id, &got, &err), CAIRN_ENOTFOUND);
     /* ...and flushing nothing proposes nothing */
-    ck_assert_int_eq(txn_write_flush(w, true, &t3, &err), 0);
+    ck_assert_int_eq(txn_write_flush(w, &t3, &err), 0);
     ck_assert_uint_eq(t3, 0);
     ck_assert_int_eq(txn_write_commit(w, &t3, &err), 0);
-    ck_assert_uint_eq(t3, 0);
+    ck_assert_uint_eq(t3, t2); /* the write's newest commit */
     ck_assert_int_eq(wait_majority(t2), 0);
     ck_assert_int_eq(count_docs(TXN_READ_MAJORITY, "t.f"), 2);
     bson_destroy(a);
@@ -446,7 +450,7 @@ START_TEST(test_txn_refused_commit_keeps_earlier_overlay)
 
     memset(pad, 'x', n);
     pad[n] = '\0';
-    ck_assert_int_eq(txn_write_begin(f->txn, &w, &err), 0);
+    ck_assert_int_eq(txn_write_begin(f->txn, NULL, &w, &err), 0);
     ck_assert_int_eq(txn_write_coll(w, "t.big", true, &big, NULL, &err), 0);
     for (int i = 0; i < 2; i++) {
         bson_t *b = bson_new();
@@ -461,7 +465,7 @@ START_TEST(test_txn_refused_commit_keeps_earlier_overlay)
     /* The refused commit left nothing; the held one is still visible. */
     ck_assert_int_eq(count_docs(TXN_READ_LOCAL, "t.c"), 2);
     ck_assert_int_eq(count_docs(TXN_READ_LOCAL, "t.big"), 0);
-    ck_assert_int_eq(txn_write_begin(f->txn, &w, &err), 0);
+    ck_assert_int_eq(txn_write_begin(f->txn, NULL, &w, &err), 0);
     ck_assert_int_ne(txn_write_coll(w, "t.big", false, &big, NULL, &err), 0);
     ck_assert_int_eq(txn_write_coll(w, "t.c", false, &coll, NULL, &err), 0);
     ck_assert_int_eq(txn_write_insert(w, coll, d, &err), CAIRN_EEXISTS);
@@ -518,6 +522,428 @@ START_TEST(test_txn_ts_increase_across_restart)
 }
 END_TEST
 
+/* ---- Intents, transactions and sessions -------------------------------- */
+
+static const uint8_t LSID_A[TXN_LSID_LEN] = {0xa, 1, 2,  3,  4,  5,  6,  7,
+                                             8,   9, 10, 11, 12, 13, 14, 15};
+static const uint8_t LSID_B[TXN_LSID_LEN] = {0xb, 1, 2,  3,  4,  5,  6,  7,
+                                             8,   9, 10, 11, 12, 13, 14, 15};
+
+static bson_value_t int_id(int32_t v)
+{
+    bson_value_t id = {.value_type = BSON_TYPE_INT32};
+    id.value.v_int32 = v;
+    return id;
+}
+
+/* The int32 field `field` of `ns`'s document `id` at `level` (-1 absent). */
+static int read_field(int level, const char *ns, int32_t id, const char *field)
+{
+    struct cairn_error err = {0};
+    struct txn_read *rd;
+    uint64_t coll;
+    bson_t got;
+    bson_iter_t it;
+    bson_value_t v = int_id(id);
+    int out = -1;
+
+    ck_assert_int_eq(txn_read_begin(f->txn, level, &rd, &err), 0);
+    if (txn_read_coll(rd, ns, &coll) == 0 && txn_read_get(rd, coll, &v, &got, &err) == 0) {
+        if (bson_iter_init_find(&it, &got, field)) {
+            out = bson_iter_int32(&it);
+        }
+        bson_destroy(&got);
+    }
+    txn_read_end(rd);
+    return out;
+}
+
+/* Starts transaction `n` on a checked-out session at read concern
+ * `level`. */
+static struct txn_session *begin_txn(const uint8_t *lsid, int64_t n, int level)
+{
+    struct cairn_error err = {0};
+    struct txn_session *s;
+    struct txn_read_concern rc = {level, false, 0, 0};
+
+    ck_assert_int_eq(txn_session_checkout(f->txn, lsid, NULL, &s, &err), 0);
+    ck_assert_msg(txn_session_txn_begin(s, n, &rc, NULL, &err) == 0, "begin: %s", err.msg);
+    return s;
+}
+
+static void put_doc(struct txn_write *w, uint64_t coll, const char *json, int expect)
+{
+    struct cairn_error err = {0};
+    bson_t *d = doc_json(json);
+    int rv = txn_write_put(w, coll, d, &err);
+    ck_assert_msg(rv == expect, "put %s: %d (%s), expected %d", json, rv, err.msg, expect);
+    if (expect == CAIRN_ECONFLICT) {
+        ck_assert_int_eq(err.mongo_code, 112);
+    }
+    bson_destroy(d);
+}
+
+/* First writer wins: a transaction writing a document another open
+ * transaction wrote fails at once with WriteConflict; once the first
+ * commits, the second (whose snapshot is older) still conflicts. */
+START_TEST(test_txn_first_writer_wins)
+{
+    struct cairn_error err = {0};
+    struct txn_session *a, *b;
+    uint64_t coll;
+    cairn_ts ts;
+
+    ck_assert_int_eq(wait_majority(insert_one("t.w", "{\"_id\": 1, \"v\": 0}")), 0);
+    a = begin_txn(LSID_A, 1, TXN_READ_MAJORITY);
+    b = begin_txn(LSID_B, 1, TXN_READ_MAJORITY);
+    ck_assert_int_eq(txn_write_coll(txn_session_txn(a), "t.w", false, &coll, NULL, &err), 0);
+    put_doc(txn_session_txn(a), coll, "{\"_id\": 1, \"v\": 1}", 0);
+    put_doc(txn_session_txn(b), coll, "{\"_id\": 1, \"v\": 2}", CAIRN_ECONFLICT);
+    ck_assert_int_eq(txn_session_txn_commit(a, &ts, &err), 0);
+    put_doc(txn_session_txn(b), coll, "{\"_id\": 1, \"v\": 2}", CAIRN_ECONFLICT);
+    txn_session_txn_fail(b);
+    txn_session_checkin(a);
+    txn_session_checkin(b);
+    ck_assert_int_eq(read_field(TXN_READ_LOCAL, "t.w", 1, "v"), 1);
+}
+END_TEST
+
+/* Snapshot isolation: a transaction keeps reading its snapshot (no
+ * non-repeatable read) and sees its own writes, which nobody else sees
+ * until it commits; its commit becomes visible all at once. */
+START_TEST(test_txn_snapshot_and_own_writes)
+{
+    struct cairn_error err = {0};
+    struct txn_session *s;
+    struct txn_write *w;
+    struct txn_read *rd;
+    struct txn_scan *sc;
+    uint64_t c1, c2;
+    bson_value_t one = int_id(1);
+    bson_t got, doc;
+    bson_iter_t it;
+    cairn_ts ts;
+    int n = 0;
+
+    insert_one("t.a", "{\"_id\": 1, \"v\": 10}");
+    ck_assert_int_eq(wait_majority(insert_one("t.b", "{\"_id\": 1, \"v\": 20}")), 0);
+    s = begin_txn(LSID_A, 5, TXN_READ_LOCAL);
+    w = txn_session_txn(s);
+    ck_assert_int_eq(txn_write_coll(w, "t.a", false, &c1, NULL, &err), 0);
+    ck_assert_int_eq(txn_write_coll(w, "t.b", false, &c2, NULL, &err), 0);
+
+    /* Another writer commits after the snapshot: the txn does not see it. */
+    {
+        struct txn_write *o;
+        bson_t *d = doc_json("{\"_id\": 1, \"v\": 11}");
+        ck_assert_int_eq(txn_write_begin(f->txn, NULL, &o, &err), 0);
+        ck_assert_int_eq(txn_write_put(o, c1, d, &err), 0);
+        ck_assert_int_eq(txn_write_commit(o, &ts, &err), 0);
+        bson_destroy(d);
+    }
+    ck_assert_int_eq(txn_write_get(w, c1, &one, &got, &err), 0);
+    ck_assert(bson_iter_init_find(&it, &got, "v"));
+    ck_assert_int_eq(bson_iter_int32(&it), 10);
+    bson_destroy(&got);
+    /* ...and writing that document now is a conflict. */
+    put_doc(w, c1, "{\"_id\": 1, \"v\": 99}", CAIRN_ECONFLICT);
+
+    /* Own writes: visible to the transaction's reads and scans only. */
+    put_doc(w, c2, "{\"_id\": 1, \"v\": 21}", 0);
+    put_doc(w, c2, "{\"_id\": 2, \"v\": 22}", 0);
+    ck_assert_int_eq(txn_read_begin_txn(w, &rd, &err), 0);
+    ck_assert_int_eq(txn_scan_open(rd, c2, &sc, &err), 0);
+    while (txn_scan_next(sc, &doc) == 1) {
+        ck_assert(bson_iter_init_find(&it, &doc, "v"));
+        ck_assert_int_eq(bson_iter_int32(&it), 21 + n);
+        n++;
+    }
+    txn_scan_close(sc);
+    txn_read_end(rd);
+    ck_assert_int_eq(n, 2);
+    ck_assert_int_eq(count_docs(TXN_READ_LOCAL, "t.b"), 1);
+    ck_assert_int_eq(read_field(TXN_READ_LOCAL, "t.b", 1, "v"), 20);
+
+    ck_assert_int_eq(txn_session_txn_commit(s, &ts, &err), 0);
+    ck_assert_uint_ne(ts, 0);
+    ck_assert_int_eq(count_docs(TXN_READ_LOCAL, "t.b"), 2);
+    ck_assert_int_eq(read_field(TXN_READ_LOCAL, "t.b", 1, "v"), 21);
+    ck_assert_int_eq(wait_majority(ts), 0);
+    ck_assert_int_eq(read_field(TXN_READ_MAJORITY, "t.b", 2, "v"), 22);
+    txn_session_checkin(s);
+}
+END_TEST
+
+struct blocked_put
+{
+    uint64_t coll;
+    atomic_int started;
+    atomic_int done;
+    int rv;
+    int32_t seen_v;
+};
+
+/* A statement that locks document 1 of t.q, then stages v = seen + 1. */
+static void *statement_increment(void *arg)
+{
+    struct blocked_put *bp = arg;
+    struct cairn_error err = {0};
+    struct txn_write *w;
+    bson_value_t id = int_id(1);
+    bson_t cur;
+    bson_iter_t it;
+    cairn_ts ts;
+
+    ck_assert_int_eq(txn_write_begin(f->txn, NULL, &w, &err), 0);
+    atomic_store(&bp->started, 1);
+    bp->rv = txn_write_lock(w, bp->coll, &id, &cur, &err);
+    if (bp->rv == 0) {
+        bson_t *d = bson_new();
+        ck_assert(bson_iter_init_find(&it, &cur, "v"));
+        bp->seen_v = bson_iter_int32(&it);
+        BSON_APPEND_INT32(d, "_id", 1);
+        BSON_APPEND_INT32(d, "v", bp->seen_v + 1);
+        ck_assert_int_eq(txn_write_put(w, bp->coll, d, &err), 0);
+        bson_destroy(d);
+        bson_destroy(&cur);
+        bp->rv = txn_write_commit(w, &ts, &err);
+    } else {
+        txn_write_abort(w);
+    }
+    atomic_store(&bp->done, 1);
+    return NULL;
+}
+
+/* A statement meeting a document held by an open transaction waits for it
+ * and then builds on the transaction's committed version (no lost update). */
+START_TEST(test_txn_statement_waits_for_transaction)
+{
+    struct cairn_error err = {0};
+    struct txn_session *s;
+    struct blocked_put bp = {0};
+    pthread_t th;
+    cairn_ts ts;
+    uint64_t deadline;
+
+    insert_one("t.q", "{\"_id\": 1, \"v\": 5}");
+    s = begin_txn(LSID_A, 1, TXN_READ_LOCAL);
+    ck_assert_int_eq(txn_write_coll(txn_session_txn(s), "t.q", false, &bp.coll, NULL, &err), 0);
+    put_doc(txn_session_txn(s), bp.coll, "{\"_id\": 1, \"v\": 50}", 0);
+    ck_assert_int_eq(pthread_create(&th, NULL, statement_increment, &bp), 0);
+    deadline = cairn_mono_ns() + 15ull * 1000000000ull;
+    while (!atomic_load(&bp.started)) {
+        ck_assert_msg(cairn_mono_ns() < deadline, "the statement did not start");
+        usleep(1000);
+    }
+    /* Nothing can tell "waiting" from "not yet there" except time: the
+     * statement must not finish while the transaction holds the document. */
+    usleep(100000);
+    ck_assert_int_eq(atomic_load(&bp.done), 0);
+    ck_assert_int_eq(txn_session_txn_commit(s, &ts, &err), 0);
+    txn_session_checkin(s);
+    ck_assert_int_eq(pthread_join(th, NULL), 0);
+    ck_assert_int_eq(bp.rv, 0);
+    ck_assert_int_eq(bp.seen_v, 50);
+    ck_assert_int_eq(read_field(TXN_READ_LOCAL, "t.q", 1, "v"), 51);
+}
+END_TEST
+
+enum { INC_THREADS = 8, INC_ROUNDS = 300 };
+
+static void *incrementer(void *arg)
+{
+    uint64_t coll = *(uint64_t *)arg;
+
+    for (int i = 0; i < INC_ROUNDS; i++) {
+        struct cairn_error err = {0};
+        struct txn_write *w;
+        bson_value_t id = int_id(i % 3);
+        bson_t cur;
+        bson_iter_t it;
+        cairn_ts ts;
+        bson_t *d = bson_new();
+
+        ck_assert_int_eq(txn_write_begin(f->txn, NULL, &w, &err), 0);
+        ck_assert_msg(txn_write_lock(w, coll, &id, &cur, &err) == 0, "lock: %s", err.msg);
+        ck_assert(bson_iter_init_find(&it, &cur, "v"));
+        BSON_APPEND_INT32(d, "_id", i % 3);
+        BSON_APPEND_INT32(d, "v", bson_iter_int32(&it) + 1);
+        ck_assert_int_eq(txn_write_put(w, coll, d, &err), 0);
+        ck_assert_msg(txn_write_commit(w, &ts, &err) == 0, "commit: %s", err.msg);
+        bson_destroy(d);
+        bson_destroy(&cur);
+    }
+    return NULL;
+}
+
+/* Concurrent statements incrementing the same three counters lose no
+ * update: each builds on the newest version under its intent. */
+START_TEST(test_txn_concurrent_increments)
+{
+    struct cairn_error err = {0};
+    pthread_t th[INC_THREADS];
+    struct txn_write *w;
+    uint64_t coll;
+    cairn_ts ts;
+
+    ck_assert_int_eq(txn_write_begin(f->txn, NULL, &w, &err), 0);
+    ck_assert_int_eq(txn_write_coll(w, "t.inc", true, &coll, NULL, &err), 0);
+    for (int k = 0; k < 3; k++) {
+        bson_t *d = bson_new();
+        BSON_APPEND_INT32(d, "_id", k);
+        BSON_APPEND_INT32(d, "v", 0);
+        ck_assert_int_eq(txn_write_insert(w, coll, d, &err), 0);
+        bson_destroy(d);
+    }
+    ck_assert_int_eq(txn_write_commit(w, &ts, &err), 0);
+    for (int i = 0; i < INC_THREADS; i++) {
+        ck_assert_int_eq(pthread_create(&th[i], NULL, incrementer, &coll), 0);
+    }
+    for (int i = 0; i < INC_THREADS; i++) {
+        ck_assert_int_eq(pthread_join(th[i], NULL), 0);
+    }
+    for (int k = 0; k < 3; k++) {
+        int expect = INC_THREADS * (INC_ROUNDS / 3 + (k < INC_ROUNDS % 3 ? 1 : 0));
+        ck_assert_int_eq(read_field(TXN_READ_LOCAL, "t.inc", k, "v"), expect);
+    }
+}
+END_TEST
+
+/* The txnNumber state machine (wire-protocol.md §4.3). */
+START_TEST(test_txn_session_state_machine)
+{
+    struct cairn_error err = {0};
+    struct txn_session *s;
+    struct txn_read_concern rc = {TXN_READ_LOCAL, false, 0, 0};
+    int state;
+    cairn_ts ts;
+
+    ck_assert_int_eq(txn_session_checkout(f->txn, LSID_A, NULL, &s, &err), 0);
+    ck_assert_int_eq(txn_session_txn_number(s), -1);
+    ck_assert_int_eq(txn_session_retryable_begin(s, 3, &err), 0);
+    ck_assert_int_eq(txn_session_retryable_begin(s, 3, &err), 0); /* a retry */
+    ck_assert_int_ne(txn_session_retryable_begin(s, 2, &err), 0);
+    ck_assert_int_eq(err.mongo_code, 225);
+    ck_assert_int_ne(txn_session_txn_continue(s, 3, false, &state, &err), 0);
+    ck_assert_int_eq(err.mongo_code, 251);
+    ck_assert_int_ne(txn_session_txn_begin(s, 3, &rc, NULL, &err), 0);
+    ck_assert_int_eq(err.mongo_code, 117);
+    ck_assert_int_eq(txn_session_txn_begin(s, 4, &rc, NULL, &err), 0);
+    ck_assert_int_eq(txn_session_txn_continue(s, 4, false, &state, &err), 0);
+    ck_assert_int_eq(state, TXN_STATE_OPEN);
+    ck_assert_int_ne(txn_session_txn_begin(s, 2, &rc, NULL, &err), 0);
+    ck_assert_int_eq(err.mongo_code, 225);
+    ck_assert_int_ne(txn_session_retryable_begin(s, 4, &err), 0);
+    ck_assert_int_eq(err.mongo_code, 217);
+    ck_assert_int_eq(txn_session_txn_commit(s, &ts, &err), 0);
+    ck_assert_int_ne(txn_session_txn_continue(s, 4, false, &state, &err), 0);
+    ck_assert_int_eq(err.mongo_code, 256);
+    ck_assert_int_eq(txn_session_txn_continue(s, 4, true, &state, &err), 0);
+    ck_assert_int_eq(state, TXN_STATE_COMMITTED);
+    ck_assert_int_eq(txn_session_txn_commit(s, &ts, &err), 0); /* committed again: ok */
+    ck_assert_int_ne(txn_session_txn_abort(s, &err), 0);
+    ck_assert_int_eq(err.mongo_code, 256);
+    /* A new transaction, aborted: statements then get 251. */
+    ck_assert_int_eq(txn_session_txn_begin(s, 5, &rc, NULL, &err), 0);
+    ck_assert_int_eq(txn_session_txn_abort(s, &err), 0);
+    ck_assert_int_ne(txn_session_txn_continue(s, 5, false, &state, &err), 0);
+    ck_assert_int_eq(err.mongo_code, 251);
+    ck_assert_ptr_nonnull(strstr(err.msg, "has been aborted"));
+    /* A retryable write with a higher number aborts an open transaction. */
+    ck_assert_int_eq(txn_session_txn_begin(s, 6, &rc, NULL, &err), 0);
+    ck_assert_int_eq(txn_session_retryable_begin(s, 7, &err), 0);
+    ck_assert_ptr_null(txn_session_txn(s));
+    txn_session_checkin(s);
+}
+END_TEST
+
+/* A retryable write's statements are recorded with its commit, answered
+ * from the record on retry, and still there after a restart. */
+START_TEST(test_txn_retryable_record_durable)
+{
+    struct cairn_error err = {0};
+    struct txn_session *s;
+    struct txn_write *w;
+    uint64_t coll;
+    bson_t res, *d = doc_json("{\"_id\": 1}");
+    bson_t *r = doc_json("{\"n\": {\"$numberLong\": \"1\"}}");
+    bson_t empty = BSON_INITIALIZER;
+    bson_iter_t it;
+    cairn_ts ts, rts;
+
+    ck_assert_int_eq(txn_session_checkout(f->txn, LSID_B, NULL, &s, &err), 0);
+    ck_assert_int_eq(txn_session_retryable_begin(s, 9, &err), 0);
+    ck_assert_int_eq(txn_write_begin(f->txn, s, &w, &err), 0);
+    ck_assert_int_eq(txn_write_coll(w, "t.r", true, &coll, NULL, &err), 0);
+    ck_assert_int_eq(txn_write_insert(w, coll, d, &err), 0);
+    ck_assert_int_eq(txn_write_record_stmt(w, 0, &empty), 0);
+    ck_assert_int_eq(txn_write_record_stmt(w, 1, &empty), 0);
+    ck_assert_int_eq(txn_write_record_stmt(w, 5, r), 0);
+    ck_assert_int_eq(txn_write_commit(w, &ts, &err), 0);
+    ck_assert(txn_session_stmt_executed(s, 1, &res, &rts));
+    ck_assert_uint_eq(rts, ts);
+    ck_assert(!txn_session_stmt_executed(s, 2, &res, &rts));
+    txn_session_checkin(s);
+    ck_assert_int_eq(wait_majority(ts), 0);
+
+    txn_mgr_close(f->txn);
+    repl_close(f->repl);
+    eng_close(f->eng);
+    ck_assert_msg(open_stack(&err) == 0, "repl_open: %s", err.msg);
+    ck_assert_int_eq(txn_mgr_open(f->eng, f->repl, &f->txn, &err), 0);
+    wait_writable();
+
+    ck_assert_int_eq(txn_session_checkout(f->txn, LSID_B, NULL, &s, &err), 0);
+    ck_assert_int_eq(txn_session_retryable_begin(s, 9, &err), 0); /* the retry */
+    ck_assert(txn_session_stmt_executed(s, 0, &res, &rts));
+    ck_assert(txn_session_stmt_executed(s, 1, &res, &rts));
+    ck_assert(!txn_session_stmt_executed(s, 2, &res, &rts));
+    ck_assert(txn_session_stmt_executed(s, 5, &res, &rts));
+    ck_assert(bson_iter_init_find(&it, &res, "n"));
+    ck_assert_int_eq(bson_iter_int64(&it), 1);
+    ck_assert_int_ne(txn_session_retryable_begin(s, 8, &err), 0);
+    ck_assert_int_eq(err.mongo_code, 225);
+    txn_session_checkin(s);
+    bson_destroy(d);
+    bson_destroy(r);
+}
+END_TEST
+
+/* A committed transaction's record survives a restart: committing it again
+ * succeeds, and a retryable write at its number is 217. */
+START_TEST(test_txn_committed_record_durable)
+{
+    struct cairn_error err = {0};
+    struct txn_session *s;
+    uint64_t coll;
+    cairn_ts ts;
+    int state;
+
+    s = begin_txn(LSID_A, 4, TXN_READ_MAJORITY);
+    ck_assert_int_eq(txn_write_coll(txn_session_txn(s), "t.cr", true, &coll, NULL, &err), 0);
+    put_doc(txn_session_txn(s), coll, "{\"_id\": 1}", 0);
+    ck_assert_int_eq(txn_session_txn_commit(s, &ts, &err), 0);
+    txn_session_checkin(s);
+    ck_assert_int_eq(wait_majority(ts), 0);
+
+    txn_mgr_close(f->txn);
+    repl_close(f->repl);
+    eng_close(f->eng);
+    ck_assert_msg(open_stack(&err) == 0, "repl_open: %s", err.msg);
+    ck_assert_int_eq(txn_mgr_open(f->eng, f->repl, &f->txn, &err), 0);
+    wait_writable();
+
+    ck_assert_int_eq(txn_session_checkout(f->txn, LSID_A, NULL, &s, &err), 0);
+    ck_assert_int_eq(txn_session_txn_continue(s, 4, true, &state, &err), 0);
+    ck_assert_int_eq(state, TXN_STATE_COMMITTED);
+    ck_assert_int_eq(txn_session_txn_commit(s, &ts, &err), 0);
+    ck_assert_int_ne(txn_session_retryable_begin(s, 4, &err), 0);
+    ck_assert_int_eq(err.mongo_code, 217);
+    txn_session_checkin(s);
+    ck_assert_int_eq(count_docs(TXN_READ_MAJORITY, "t.cr"), 1);
+}
+END_TEST
+
 static Suite *txn_suite(void)
 {
     Suite *s = suite_create("txn");
@@ -536,6 +962,13 @@ static Suite *txn_suite(void)
     tcase_add_test(tc, test_txn_flush);
     tcase_add_test(tc, test_txn_refused_commit_keeps_earlier_overlay);
     tcase_add_test(tc, test_txn_ts_increase_across_restart);
+    tcase_add_test(tc, test_txn_first_writer_wins);
+    tcase_add_test(tc, test_txn_snapshot_and_own_writes);
+    tcase_add_test(tc, test_txn_statement_waits_for_transaction);
+    tcase_add_test(tc, test_txn_concurrent_increments);
+    tcase_add_test(tc, test_txn_session_state_machine);
+    tcase_add_test(tc, test_txn_retryable_record_durable);
+    tcase_add_test(tc, test_txn_committed_record_durable);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,0 +1,198 @@
+/*
+ * locks.c: the intent lock table. An intent on (collection id, encoded _id)
+ * says "this write set will write this document"; coll_id 0 with a
+ * namespace as key is the intent to create or drop that collection. The
+ * first writer wins: transactions that meet another holder fail at once
+ * (write.c), statements wait for it here.
+ *
+ * Invariants:
+ *  1. At most one write set holds an intent on a key; it holds it until it
+ *     commits (the commit section has enqueued the new versions) or aborts.
+ *  2. A waiter holds no intent of its own while it waits (write.c flushes
+ *     first) and transactions never wait, so waits cannot form a cycle.
+ *  3. Releasing an intent while anyone waits broadcasts `cv`; waiters
+ *     re-check their key under `mu`, so no wake-up is lost.
+ *
+ * One mutex guards the whole table: every critical section is a hash probe
+ * and a small allocation or free.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "txn/txn_int.h"
+
+#define LOCK_BUCKETS_INIT 1024
+
+static uint64_t hash_key(uint64_t coll_id, const uint8_t *key, size_t len)
+{
+    uint64_t h = 1469598103934665603ULL ^ (coll_id * 0x9E3779B97F4A7C15ULL);
+    for (size_t i = 0; i < len; i++) {
+        h = (h ^ key[i]) * 1099511628211ULL;
+    }
+    return h ^ (h >> 31);
+}
+
+int txn_locks_init(struct txn_locks *t)
+{
+    memset(t, 0, sizeof *t);
+    t->buckets = calloc(LOCK_BUCKETS_INIT, sizeof *t->buckets);
+    if (t->buckets == NULL) {
+        return CAIRN_ENOMEM;
+    }
+    t->n_buckets = LOCK_BUCKETS_INIT;
+    pthread_mutex_init(&t->mu, NULL);
+    pthread_cond_init(&t->cv, NULL);
+    return 0;
+}
+
+void txn_locks_destroy(struct txn_locks *t)
+{
+    if (t->buckets == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < t->n_buckets; i++) {
+        struct txn_lock *l = t->buckets[i];
+        while (l != NULL) {
+            struct txn_lock *next = l->next;
+            free(l);
+            l = next;
+        }
+    }
+    free(t->buckets);
+    t->buckets = NULL;
+    pthread_mutex_destroy(&t->mu);
+    pthread_cond_destroy(&t->cv);
+}
+
+static struct txn_lock *find(struct txn_locks *t,
+                             uint64_t coll_id,
+                             uint64_t h,
+                             const uint8_t *key,
+                             size_t len)
+{
+    for (struct txn_lock *l = t->buckets[h & (t->n_buckets - 1)]; l != NULL; l = l->next) {
+        if (l->hash == h && l->coll_id == coll_id && l->key_len == len &&
+            memcmp(l->key, key, len) == 0) {
+            return l;
+        }
+    }
+    return NULL;
+}
+
+/* Doubles the bucket array when the table is loaded (mu held). Failure to
+ * grow only makes chains longer. */
+static void maybe_grow(struct txn_locks *t)
+{
+    size_t n = t->n_buckets * 2;
+    struct txn_lock **b;
+
+    if (t->n < t->n_buckets * 2) {
+        return;
+    }
+    b = calloc(n, sizeof *b);
+    if (b == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < t->n_buckets; i++) {
+        struct txn_lock *l = t->buckets[i];
+        while (l != NULL) {
+            struct txn_lock *next = l->next;
+            l->next = b[l->hash & (n - 1)];
+            b[l->hash & (n - 1)] = l;
+            l = next;
+        }
+    }
+    free(t->buckets);
+    t->buckets = b;
+    t->n_buckets = n;
+}
+
+int txn_locks_try(struct txn_locks *t,
+                  uint64_t coll_id,
+                  const uint8_t *key,
+                  size_t key_len,
+                  struct txn_write *owner,
+                  struct txn_lock **lk)
+{
+    uint64_t h = hash_key(coll_id, key, key_len);
+    struct txn_lock *l;
+    int rv = 0;
+
+    *lk = NULL;
+    pthread_mutex_lock(&t->mu);
+    l = find(t, coll_id, h, key, key_len);
+    if (l != NULL) {
+        rv = l->owner == owner ? 0 : CAIRN_EBUSY;
+        goto out;
+    }
+    l = malloc(sizeof *l + key_len);
+    if (l == NULL) {
+        rv = CAIRN_ENOMEM;
+        goto out;
+    }
+    l->coll_id = coll_id;
+    l->hash = h;
+    l->owner = owner;
+    l->key_len = key_len;
+    memcpy(l->key, key, key_len);
+    maybe_grow(t);
+    l->next = t->buckets[h & (t->n_buckets - 1)];
+    t->buckets[h & (t->n_buckets - 1)] = l;
+    t->n++;
+    *lk = l;
+out:
+    pthread_mutex_unlock(&t->mu);
+    return rv;
+}
+
+int txn_locks_wait_free(struct txn_locks *t,
+                        uint64_t coll_id,
+                        const uint8_t *key,
+                        size_t key_len,
+                        struct txn_write *owner,
+                        struct cairn_op *op,
+                        struct cairn_error *err)
+{
+    uint64_t h = hash_key(coll_id, key, key_len);
+    int rv = 0;
+
+    pthread_mutex_lock(&t->mu);
+    for (;;) {
+        struct txn_lock *l = find(t, coll_id, h, key, key_len);
+        if (l == NULL || l->owner == owner) {
+            break;
+        }
+        t->n_waiters++;
+        rv = cairn_op_wait(op, &t->mu, &t->cv, 0, err);
+        t->n_waiters--;
+        if (rv != 0) {
+            break;
+        }
+    }
+    pthread_mutex_unlock(&t->mu);
+    return rv;
+}
+
+void txn_locks_release(struct txn_locks *t, struct txn_lock **lks, size_t n)
+{
+    if (n == 0) {
+        return;
+    }
+    pthread_mutex_lock(&t->mu);
+    for (size_t i = 0; i < n; i++) {
+        struct txn_lock *l = lks[i];
+        struct txn_lock **pp = &t->buckets[l->hash & (t->n_buckets - 1)];
+        while (*pp != NULL && *pp != l) {
+            pp = &(*pp)->next;
+        }
+        if (*pp == l) {
+            *pp = l->next;
+            t->n--;
+        }
+        free(l);
+    }
+    if (t->n_waiters > 0) {
+        pthread_cond_broadcast(&t->cv);
+    }
+    pthread_mutex_unlock(&t->mu);
+}

@@ -1,0 +1,315 @@
+/*
+ * txn_int.h: private to src/txn. The manager, read views, write sets, the
+ * intent lock table and sessions, shared by the files of the layer:
+ *
+ *   txn.c      the manager: open/close, parameters, statistics, the
+ *              leadership callback and the reaper thread
+ *   clock.c    the cluster clock
+ *   read.c     read views and scans (a transaction's merge its own writes)
+ *   locks.c    the intent lock table
+ *   write.c    write sets: staging, intents, the commit section
+ *   session.c  sessions, the txnNumber state machine, session records
+ *
+ * Lock order (a lock may be taken while holding the ones before it):
+ *   sess_mu -> locks.mu;  commit_mu -> (engine and repl internal locks).
+ * commit_mu is never held while waiting for an intent, and locks.mu is
+ * never held across anything but the lock table itself.
+ */
+#ifndef CAIRN_TXN_TXN_INT_H
+#define CAIRN_TXN_TXN_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "lib/buf.h"
+#include "txn/txn.h"
+
+/* ---- Intent lock table (locks.c) ---------------------------------------- */
+
+/* One held intent on (coll_id, key). coll_id 0 with key = a namespace is
+ * the intent to create or drop that collection. */
+struct txn_lock
+{
+    uint64_t coll_id;
+    uint64_t hash;
+    struct txn_write *owner;
+    struct txn_lock *next; /* hash chain */
+    size_t key_len;
+    uint8_t key[];
+};
+
+struct txn_locks
+{
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* broadcast when an intent is released and someone waits */
+    struct txn_lock **buckets;
+    size_t n_buckets; /* a power of two */
+    size_t n;         /* intents held */
+    size_t n_waiters; /* threads in txn_locks_wait_free */
+};
+
+int txn_locks_init(struct txn_locks *t);
+void txn_locks_destroy(struct txn_locks *t);
+
+/* Takes the intent on (coll_id, key) for `owner`. Returns 0 with *lk the
+ * intent when taken now (*lk must be released later) or *lk NULL when
+ * `owner` already holds it; CAIRN_EBUSY when another write holds it.
+ * Returns CAIRN_ENOMEM. */
+int txn_locks_try(struct txn_locks *t,
+                  uint64_t coll_id,
+                  const uint8_t *key,
+                  size_t key_len,
+                  struct txn_write *owner,
+                  struct txn_lock **lk);
+
+/* Waits until no write but `owner` holds (coll_id, key), bounded by `op`.
+ * Returns 0 or what cairn_op_wait reports. */
+int txn_locks_wait_free(struct txn_locks *t,
+                        uint64_t coll_id,
+                        const uint8_t *key,
+                        size_t key_len,
+                        struct txn_write *owner,
+                        struct cairn_op *op,
+                        struct cairn_error *err);
+
+/* Releases the intents (freeing them) and wakes waiters. */
+void txn_locks_release(struct txn_locks *t, struct txn_lock **lks, size_t n);
+
+/* ---- Sessions (session.c) ---------------------------------------------- */
+
+/* A statement result of the active retryable write. */
+struct txn_stmt
+{
+    int32_t stmt_id;
+    cairn_ts ts;    /* the commit that carried it */
+    bson_t *result; /* owned */
+};
+
+struct txn_session
+{
+    uint8_t lsid[TXN_LSID_LEN];
+    struct txn_mgr *m;
+    struct txn_session *next; /* hash chain, under sess_mu */
+
+    /* Under sess_mu. */
+    bool checked_out;
+    bool counted_active; /* counted in n_active (an open transaction, checked out) */
+    struct cairn_op *op; /* the command holding it, while checked out */
+    int64_t last_use_ms;
+    bool ended;            /* endSessions: forget when idle */
+    bool abort_wanted;     /* abort the open transaction at checkin */
+    int abort_code;        /* why (for the statistics / messages) */
+    uint64_t loaded_epoch; /* write epoch whose durable state is loaded */
+
+    /* Owned by the command that has the session checked out (or, when
+     * idle, by whoever holds sess_mu). */
+    int64_t active_txn;    /* -1: none */
+    bool is_txn;           /* active number is a multi-document transaction */
+    int state;             /* enum txn_state of the transaction */
+    struct txn_write *txn; /* open transaction's write set */
+    int64_t txn_start_ms;
+    int64_t txn_expire_ms;
+    cairn_ts commit_ts;     /* committed transaction, or newest retryable commit */
+    struct txn_stmt *stmts; /* executed statements of the active retryable write, by stmt_id */
+    size_t n_stmts, cap_stmts;
+};
+
+/* Commit hook (write.c calls it after a successful commit of a write with
+ * a session): moves the write's recorded statements into the session and
+ * notes the commit ts; for a transaction, marks it committed. */
+void txn_session_note_commit(struct txn_session *s, struct txn_write *w, cairn_ts ts);
+
+/* Builds the session record (the BSON stored under the lsid) that a commit
+ * of `w` carries: the session's recorded statements plus the write's
+ * pending ones, or a committed-transaction marker. Returns 0 or
+ * CAIRN_ENOMEM. */
+int txn_session_record_build(struct txn_session *s, const struct txn_write *w, bson_t *out);
+
+/* Session table. */
+struct txn_sessions
+{
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* a session was checked in */
+    struct txn_session **buckets;
+    size_t n_buckets;
+    size_t n;
+};
+
+int txn_sessions_init(struct txn_sessions *t);
+
+/* Aborts every open transaction and frees every session. */
+void txn_sessions_destroy(struct txn_mgr *m);
+
+/* The reaper's pass: aborts transactions past their lifetime and forgets
+ * sessions idle past the session timeout. */
+void txn_sessions_reap(struct txn_mgr *m, int64_t now_ms);
+
+/* Leadership lost: aborts every open transaction (interrupting commands
+ * running on them with 11602). Leadership gained: nothing to do (durable
+ * session state is reloaded at the next checkout in the new epoch). Must
+ * not block: called on the raft thread. */
+void txn_sessions_on_leadership(struct txn_mgr *m, bool writable);
+
+/* ---- Write sets (write.c) ----------------------------------------------- */
+
+/* One staged op; buffers are owned by the write. */
+struct txn_staged
+{
+    int kind;
+    uint64_t coll_id;
+    uint8_t *key;
+    size_t key_len;
+    uint8_t *doc;
+    size_t doc_len;
+    char *ns;
+};
+
+/* A collection this write resolved, for the commit-time check that it
+ * still exists. */
+struct txn_wcoll
+{
+    uint64_t id;
+    char *ns;
+};
+
+/* A statement result waiting for the write's next commit. */
+struct txn_pending_stmt
+{
+    int32_t stmt_id;
+    bson_t *result;
+};
+
+struct txn_read
+{
+    struct txn_mgr *m;
+    struct eng_snap *snap;
+    bool local;
+    cairn_ts ts;         /* what the read reflects (operationTime) */
+    struct txn_write *w; /* a transaction's write set whose writes it sees (ref held) */
+    bool embedded;       /* the reader inside a write: not freed by txn_read_end */
+};
+
+struct txn_write
+{
+    struct txn_mgr *m;
+    atomic_int ref; /* the owner, plus reads that see its writes */
+    bool multi;
+    uint64_t epoch;   /* write epoch at begin */
+    cairn_ts read_ts; /* multi: the snapshot; a newer version is a conflict */
+    struct txn_read rd;
+    struct txn_session *sess;
+    int64_t txn_number;
+
+    struct txn_staged *ops;
+    size_t n_ops, cap_ops;
+    size_t *slots; /* open addressing over PUT/DELETE ops: op index + 1 */
+    size_t n_slots;
+    uint64_t next_coll_id; /* 0 = ask the engine */
+    size_t staged_bytes;   /* since the last flush */
+    size_t total_bytes;    /* since begin (transactions) */
+
+    struct txn_lock **locks; /* intents held */
+    size_t n_locks, cap_locks;
+
+    struct txn_wcoll *colls;
+    size_t n_colls, cap_colls;
+
+    struct txn_pending_stmt *pend;
+    size_t n_pend, cap_pend;
+
+    cairn_ts last_ts;
+    struct cairn_buf key; /* scratch for key encoding */
+};
+
+/* Begins the write set of a multi-document transaction reading at
+ * `read_ts` (local: with the overlay). Returns 0, CAIRN_ENOTLEADER,
+ * CAIRN_EINVAL (239 below the history kept), CAIRN_ENOMEM. */
+int txn_write_begin_multi(struct txn_mgr *m,
+                          struct txn_session *s,
+                          bool local,
+                          cairn_ts read_ts,
+                          struct txn_write **out,
+                          struct cairn_error *err);
+
+/* Commits a transaction's write set as one commit (with its session
+ * record). *ts = the commit ts, 0 when nothing was written. Does not free. */
+int txn_write_commit_multi(struct txn_write *w, cairn_ts *ts, struct cairn_error *err);
+
+/* Releases everything a write set holds (intents, staging, its view) and
+ * drops the owner's reference. */
+void txn_write_release(struct txn_write *w);
+
+/* Reference counting for reads that see a transaction's writes. */
+void txn_write_ref(struct txn_write *w);
+void txn_write_unref(struct txn_write *w);
+
+/* The staged op for (coll_id, key), or NULL. */
+const struct txn_staged *txn_write_staged(const struct txn_write *w,
+                                          uint64_t coll_id,
+                                          const uint8_t *key,
+                                          size_t len);
+
+/* Finds a collection created or dropped by this write: 1 created (id
+ * set), -1 dropped, 0 not touched. The last op on the namespace wins. */
+int txn_write_staged_coll(const struct txn_write *w, const char *ns, uint64_t *id);
+
+/* ---- Reads (read.c) ----------------------------------------------------- */
+
+/* Initialises an embedded reader (the view of a write): local newest
+ * (read_ts CAIRN_TS_MAX) or at `read_ts`. */
+int txn_read_init(struct txn_mgr *m,
+                  bool local,
+                  cairn_ts read_ts,
+                  struct txn_read *rd,
+                  struct cairn_error *err);
+
+/* Releases an embedded reader's snapshot. */
+void txn_read_fini(struct txn_read *rd);
+
+
+/* Copies BSON bytes into `doc` after validating their framing. */
+int txn_bytes_to_doc(const uint8_t *data, size_t len, bson_t *doc, struct cairn_error *err);
+
+/* ---- Clock (clock.c) ---------------------------------------------------- */
+
+/* Assigns the next commit timestamp (commit_mu held). */
+cairn_ts txn_clock_next(struct txn_mgr *m);
+
+/* ---- The manager (txn.c) ------------------------------------------------ */
+
+/* Reads at explicit timestamps below this are SnapshotTooOld (239): the
+ * oldest of what the engine's GC may have collected and of the history
+ * window mongod keeps (minSnapshotHistoryWindowInSeconds, 300 s behind the
+ * newest applied write), as mongod's oldest timestamp. */
+#define TXN_HISTORY_SECS 300
+cairn_ts txn_history_floor(struct txn_mgr *m);
+
+struct txn_mgr
+{
+    struct eng *eng;
+    struct repl *repl;
+    _Atomic uint64_t cluster_ts;
+    _Atomic int64_t lifetime_secs;
+
+    pthread_mutex_t commit_mu; /* the commit section */
+    struct txn_locks locks;
+    struct txn_sessions sessions;
+
+    /* Reaper thread. */
+    pthread_t reaper;
+    bool reaper_started;
+    pthread_mutex_t reaper_mu;
+    pthread_cond_t reaper_cv;
+    bool stopping;
+
+    /* Statistics (relaxed atomics). */
+    atomic_llong n_started;
+    atomic_llong n_committed;
+    atomic_llong n_aborted;
+    atomic_llong n_open;
+    atomic_llong n_active;
+    atomic_llong n_retried_cmds;
+    atomic_llong n_retried_stmts;
+};
+
+#endif /* CAIRN_TXN_TXN_INT_H */
