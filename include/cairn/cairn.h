@@ -11,10 +11,15 @@
 
 #include "cairn/mongo_codes.h"
 
-#define CAIRN_VERSION "4.4.0"
-#define CAIRN_VERSION_MAJOR 4
-#define CAIRN_VERSION_MINOR 4
+/* The MongoDB version whose behaviour Cairn implements and advertises
+ * (buildInfo, serverStatus, featureCompatibilityVersion); hello's
+ * maxWireVersion (21) is that version's. docs/decisions.md says why. */
+#define CAIRN_VERSION "7.0.0"
+#define CAIRN_VERSION_MAJOR 7
+#define CAIRN_VERSION_MINOR 0
 #define CAIRN_VERSION_PATCH 0
+#define CAIRN_FCV "7.0"
+#define CAIRN_MAX_WIRE_VERSION 21
 
 /* Internal error classes. 0 is success; errors are positive.
  * Retryable: BUSY, NOTLEADER, CONFLICT, INTERRUPTED. Caller bug: INVAL, STATE.

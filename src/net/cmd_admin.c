@@ -1,7 +1,7 @@
 /*
  * cmd_admin.c: the administrative commands (net_cmds_admin): the
  * handshake (hello / isMaster) with every replica-set field drivers need
- * (wire-protocol.md §2), ping, buildInfo, serverStatus, endSessions, the
+ * (wire-protocol.md §2), ping, buildInfo, serverStatus, the
  * replica-set commands (replSetInitiate, replSetGetStatus,
  * replSetGetConfig) and small diagnostics tools send (connectionStatus,
  * whatsmyuri, getCmdLineOpts, hostInfo, listCommands, getLog). Server
@@ -25,7 +25,7 @@
 #include "net/server_int.h"
 #include "net/wire.h"
 
-#define MAX_WIRE_VERSION 9
+#define MAX_WIRE_VERSION CAIRN_MAX_WIRE_VERSION
 #define MIN_WIRE_VERSION 0
 #define MAX_WRITE_BATCH 100000
 #define SESSION_TIMEOUT_MINUTES 30
@@ -317,40 +317,30 @@ static int cmd_server_status(struct net_cmd *c)
         bson_append_document_end(&c->reply, &metrics);
     }
 
+    if (c->deps->txn != NULL) {
+        struct txn_stats ts;
+        bson_t rw;
+        txn_stats_get(c->deps->txn, &ts);
+        BSON_APPEND_DOCUMENT_BEGIN(&c->reply, "transactions", &sub);
+        BSON_APPEND_INT64(&sub, "retriedCommandsCount", ts.retried_commands);
+        BSON_APPEND_INT64(&sub, "retriedStatementsCount", ts.retried_statements);
+        BSON_APPEND_INT64(&sub, "currentActive", ts.current_active);
+        BSON_APPEND_INT64(&sub, "currentInactive", ts.current_inactive);
+        BSON_APPEND_INT64(&sub, "currentOpen", ts.current_open);
+        BSON_APPEND_INT64(&sub, "totalAborted", ts.total_aborted);
+        BSON_APPEND_INT64(&sub, "totalCommitted", ts.total_committed);
+        BSON_APPEND_INT64(&sub, "totalStarted", ts.total_started);
+        bson_append_document_end(&c->reply, &sub);
+        BSON_APPEND_DOCUMENT_BEGIN(&c->reply, "logicalSessionRecordCache", &rw);
+        BSON_APPEND_INT32(&rw, "activeSessionsCount", (int32_t)ts.sessions);
+        bson_append_document_end(&c->reply, &rw);
+    }
+
     BSON_APPEND_DOCUMENT_BEGIN(&c->reply, "storageEngine", &sub);
     BSON_APPEND_UTF8(&sub, "name", "cairn");
     BSON_APPEND_BOOL(&sub, "supportsCommittedReads", true);
     BSON_APPEND_BOOL(&sub, "persistent", true);
     bson_append_document_end(&c->reply, &sub);
-    return NET_CMD_DONE;
-}
-
-/* ---- endSessions -------------------------------------------------------- */
-
-static int cmd_end_sessions(struct net_cmd *c)
-{
-    bson_iter_t it, sub;
-
-    if (!bson_iter_init(&it, c->body) || !bson_iter_next(&it)) {
-        return NET_CMD_ERROR;
-    }
-    if (!BSON_ITER_HOLDS_ARRAY(&it)) {
-        return cairn_error_mongo(
-            &c->err, CAIRN_EINVAL, MONGO_TypeMismatch,
-            "BSON field 'endSessions.endSessions' is the wrong type '%s', expected type 'array'",
-            qry_type_name(bson_iter_type(&it)));
-    }
-    if (bson_iter_recurse(&it, &sub)) {
-        while (bson_iter_next(&sub)) {
-            if (!BSON_ITER_HOLDS_DOCUMENT(&sub)) {
-                return cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_TypeMismatch,
-                                         "BSON field 'endSessions.endSessions.%s' is the wrong "
-                                         "type '%s', expected type 'object'",
-                                         bson_iter_key(&sub), qry_type_name(bson_iter_type(&sub)));
-            }
-        }
-    }
-    /* Sessions keep no server-side state yet: nothing to end. */
     return NET_CMD_DONE;
 }
 
@@ -758,7 +748,6 @@ WRAP(cmd_hello)
 WRAP(cmd_ping)
 WRAP(cmd_build_info)
 WRAP(cmd_server_status)
-WRAP(cmd_end_sessions)
 WRAP(cmd_repl_set_initiate)
 WRAP(cmd_repl_set_get_status)
 WRAP(cmd_repl_set_get_config)
@@ -776,7 +765,6 @@ const struct net_cmd_def net_cmds_admin[] = {
     {"ping", cmd_ping_w, 0},
     {"buildInfo", cmd_build_info_w, 0},
     {"serverStatus", cmd_server_status_w, 0},
-    {"endSessions", cmd_end_sessions_w, 0},
     {"replSetInitiate", cmd_repl_set_initiate_w, NET_CMD_F_ADMIN_ONLY},
     {"replSetGetStatus", cmd_repl_set_get_status_w, NET_CMD_F_ADMIN_ONLY | NET_CMD_F_NEEDS_CONFIG},
     {"replSetGetConfig", cmd_repl_set_get_config_w, NET_CMD_F_ADMIN_ONLY | NET_CMD_F_NEEDS_CONFIG},

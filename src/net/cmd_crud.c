@@ -1,10 +1,19 @@
 /*
  * cmd_crud.c: the write commands insert, update, delete and findAndModify.
- * Each parses its statements, runs them through txn_write (one write per
- * insert batch, one per update/delete statement, one per findAndModify),
- * builds mongod's reply ({n, nModified, upserted, writeErrors} or
- * {lastErrorObject, value}) and then waits for the write concern without
- * holding a thread (NET_CMD_PENDING, completed from the wait callback).
+ * Each parses its statements, runs them through a write set (txn.h): a
+ * statement write (one per insert batch, one per update/delete statement,
+ * one per findAndModify), or the session's open transaction; builds
+ * mongod's reply ({n, nModified, upserted, writeErrors} or {lastErrorObject,
+ * value}) and then waits for the write concern without holding a thread
+ * (NET_CMD_PENDING, completed from the wait callback).
+ *
+ * Every document a statement changes is first locked (txn_write_lock): a
+ * statement then builds on its newest version, re-checking the filter when
+ * it changed since the scan saw it. In a retryable write each statement's
+ * result is recorded with its commit and a retried statement is answered
+ * from the record instead of running again. In a transaction an error that
+ * is transient or an interruption fails the whole command; others are
+ * writeErrors (and the transaction is aborted after the command either way).
  */
 #include <inttypes.h>
 #include <stdlib.h>
@@ -13,6 +22,7 @@
 #include "lib/clock.h"
 #include "net/cursor.h"
 #include "net/net_int.h"
+#include "net/txnctx.h"
 #include "txn/txn.h"
 
 #define NS_BUF 512
@@ -22,7 +32,7 @@
 
 static int missing_field(struct cairn_error *err, const char *cmd, const char *field)
 {
-    return cairn_error_mongo(err, CAIRN_EINVAL, 40414,
+    return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_IdlMissingField,
                              "BSON field '%s.%s' is missing but a required field", cmd, field);
 }
 
@@ -185,25 +195,18 @@ static void *parse_stmts(struct net_cmd *c,
     return parsed;
 }
 
-/* Flushes the write's staged changes as a commit of their own once they
- * pass TXN_FLUSH_BYTES, so that no commit outgrows a raft entry; *last_ts
- * follows the newest flushed commit. */
-static int flush_if_large(struct txn_write *w,
-                          bool refresh_view,
-                          cairn_ts *last_ts,
-                          struct cairn_error *err)
+/* Statements only: flushes the write's staged changes as a commit of their
+ * own once they pass TXN_FLUSH_BYTES, so that no commit outgrows a raft
+ * entry (txn_write_last_ts follows the newest one). A transaction commits
+ * once, whole. */
+static int flush_if_large(struct txn_write *w, struct cairn_error *err)
 {
     cairn_ts ts = 0;
-    int rc;
 
-    if (txn_write_staged_bytes(w) < TXN_FLUSH_BYTES) {
+    if (txn_write_is_multi(w) || txn_write_staged_bytes(w) < TXN_FLUSH_BYTES) {
         return 0;
     }
-    rc = txn_write_flush(w, refresh_view, &ts, err);
-    if (rc == 0 && ts != 0) {
-        *last_ts = ts;
-    }
-    return rc;
+    return txn_write_flush(w, &ts, err);
 }
 
 /* Stages the result of an update. A result over the document size limit is
@@ -214,7 +217,7 @@ static int put_updated(struct txn_write *w,
                        struct cairn_error *err)
 {
     if (doc->len > TXN_MAX_DOC_SIZE) {
-        return cairn_error_mongo(err, CAIRN_ETOOBIG, 17419,
+        return cairn_error_mongo(err, CAIRN_ETOOBIG, MONGO_LOC_UpdateResultTooLarge,
                                  "Resulting document after update is larger than %d",
                                  TXN_MAX_DOC_SIZE);
     }
@@ -223,45 +226,91 @@ static int put_updated(struct txn_write *w,
 
 /* ---- insert ------------------------------------------------------------- */
 
+/* Whether a statement error fails the whole command (see the essay). */
+static bool top_level(const struct net_cmd *c, const struct cairn_error *e)
+{
+    (void)c;
+    return net_txn_error_is_top_level(net_mongo_code(e));
+}
+
+/* The statements a retry answered from the session record, for the reply's
+ * retriedStmtIds (mongod 6.0+). */
+struct retried
+{
+    bson_t ids; /* an array being built */
+    uint32_t n;
+};
+
+static void retried_add(struct retried *r, int32_t stmt)
+{
+    char key[16];
+    const char *k;
+
+    bson_uint32_to_string(r->n++, &k, key, sizeof key);
+    bson_append_int32(&r->ids, k, -1, stmt);
+}
+
+static void retried_finish(struct net_cmd *c, struct retried *r)
+{
+    if (r->n > 0) {
+        BSON_APPEND_ARRAY(&c->reply, "retriedStmtIds", &r->ids);
+    }
+    bson_destroy(&r->ids);
+}
+
+/* Any error inside a transaction aborts it, writeErrors too (mongod's
+ * write_ops_exec). Done here, before the reply is handed on: dispatch
+ * cannot look at a reply once it is sent. */
+static void abort_txn_on_write_errors(struct net_cmd *c, uint32_t n_err)
+{
+    if (n_err > 0 && c->txn_mode == NET_TXN_MULTI) {
+        txn_session_txn_fail(c->sess);
+    }
+}
+
 static int cmd_insert(struct net_cmd *c)
 {
     struct write_args a;
+    struct txn_write *w = NULL;
+    uint64_t cid = 0;
+    bool created = false;
+    bson_t werrs;
+    uint32_t n_err = 0;
+    int64_t n = 0;
+    cairn_ts ts = 0, retry_ts = 0;
+    bson_iter_t it;
+    int result = NET_CMD_DONE;
+    bson_t empty = BSON_INITIALIZER;
+    struct retried retried = {BSON_INITIALIZER, 0};
+
     if (get_write_args(c, "documents", &a) != 0) {
         return NET_CMD_ERROR;
     }
-    const char *ns = a.ns;
-    struct repl_wc wc = a.wc;
-    bool ordered = a.ordered;
-    bson_t docs = a.stmts;
-
-    struct txn_write *w = NULL;
-    if (txn_write_begin(c->deps->txn, &w, &c->err) != 0) {
+    if (net_write_begin(c, &w) != 0) {
         return NET_CMD_ERROR;
     }
-    uint64_t cid = 0;
-    bool created = false;
-    if (txn_write_coll(w, ns, true, &cid, &created, &c->err) != 0) {
-        txn_write_abort(w);
+    if (txn_write_coll(w, a.ns, true, &cid, &created, &c->err) != 0) {
+        net_write_end(c, w, false, &ts);
         return NET_CMD_ERROR;
     }
-
-    bson_t werrs;
     bson_init(&werrs);
-    uint32_t n_err = 0;
-    int64_t n = 0;
-    cairn_ts flushed_ts = 0;
-    bson_iter_t it;
-    bson_iter_init(&it, &docs);
-    for (int32_t idx = 0; bson_iter_next(&it); idx++) {
+    bson_iter_init(&it, &a.stmts);
+    for (uint32_t idx = 0; bson_iter_next(&it); idx++) {
+        int32_t stmt = net_stmt_id(c, idx);
         uint32_t len;
         const uint8_t *data;
-        bson_iter_document(&it, &len, &data);
-        bson_t in;
-        struct cairn_error e;
-        cairn_error_clear(&e);
-        bson_t doc;
+        bson_t in, doc, prior;
         bool have_doc = false;
+        struct cairn_error e;
         int rc;
+
+        if (net_stmt_executed(c, stmt, &prior, &retry_ts)) {
+            n++;
+            retried_add(&retried, stmt);
+            continue;
+        }
+        cairn_error_clear(&e);
+        bson_iter_document(&it, &len, &data);
         if (!bson_init_static(&in, data, len)) {
             rc = cairn_error_mongo(&e, CAIRN_EBADDOC, MONGO_BadValue, "invalid BSON document");
         } else if (len > TXN_MAX_DOC_SIZE) {
@@ -275,42 +324,40 @@ static int cmd_insert(struct net_cmd *c)
         }
         if (rc == 0) {
             n++;
-            /* Refresh the view: later duplicates must see flushed parts. */
-            if (flush_if_large(w, true, &flushed_ts, &c->err) != 0) {
-                if (have_doc) {
-                    bson_destroy(&doc);
-                }
-                txn_write_abort(w);
-                bson_destroy(&werrs);
-                return NET_CMD_ERROR;
+            if (net_stmt_record(c, w, stmt, &empty) != 0 || flush_if_large(w, &c->err) != 0) {
+                result = NET_CMD_ERROR;
             }
+        } else if (top_level(c, &e)) {
+            c->err = e;
+            result = NET_CMD_ERROR;
         } else {
             bson_value_t id;
             bool has_id = have_doc && doc_id(&doc, &id);
-            net_dc_append_write_error(&werrs, n_err++, idx, &e, has_id ? &id : NULL);
+            net_dc_append_write_error(&werrs, n_err++, (int32_t)idx, &e, has_id ? &id : NULL);
         }
         if (have_doc) {
             bson_destroy(&doc);
         }
-        if (rc != 0 && ordered) {
+        if (result != NET_CMD_DONE || (rc != 0 && (a.ordered || c->txn_mode == NET_TXN_MULTI))) {
             break;
         }
     }
-
-    cairn_ts ts = 0;
-    if (txn_write_commit(w, &ts, &c->err) != 0) {
-        bson_destroy(&werrs);
-        return NET_CMD_ERROR;
+    if (net_write_end(c, w, result == NET_CMD_DONE, &ts) != 0) {
+        result = NET_CMD_ERROR;
     }
-    if (ts == 0) {
-        ts = flushed_ts;
+    if (result == NET_CMD_DONE) {
+        append_count(&c->reply, "n", n);
+        if (n_err > 0) {
+            BSON_APPEND_ARRAY(&c->reply, "writeErrors", &werrs);
+        }
     }
-    append_count(&c->reply, "n", n);
-    if (n_err > 0) {
-        BSON_APPEND_ARRAY(&c->reply, "writeErrors", &werrs);
-    }
+    retried_finish(c, &retried);
     bson_destroy(&werrs);
-    return net_dc_finish_write(c, ts, &wc);
+    if (result != NET_CMD_DONE) {
+        return result;
+    }
+    abort_txn_on_write_errors(c, n_err);
+    return net_dc_finish_write(c, ts > retry_ts ? ts : retry_ts, &a.wc);
 }
 
 /* ---- update ------------------------------------------------------------- */
@@ -319,25 +366,67 @@ struct upd_ctx
 {
     struct txn_write *w;
     uint64_t cid;
-    const struct qry_matcher *m; /* for the position "$" refers to */
+    const struct qry_matcher *m; /* for the position "$" refers to, and re-checks */
     const struct qry_update *u;
     bool multi;
     int64_t now_ms;
     int64_t matched;
     int64_t modified;
-    cairn_ts flushed_ts;
 };
 
-static int upd_one(void *arg, const bson_t *doc, bool *stop, struct cairn_error *err)
+/* Locks the document the scan found (`seen`) and initialises *cur with the
+ * version to build on, or sets *skip (nothing initialised) when it must be
+ * skipped: deleted meanwhile, or changed so that the filter no longer
+ * matches. Returns 0 or an error code with err set. */
+static int lock_matched(struct txn_write *w,
+                        uint64_t cid,
+                        const struct qry_matcher *m,
+                        const bson_t *seen,
+                        bson_t *cur,
+                        bool *skip,
+                        struct cairn_error *err)
+{
+    bson_value_t id;
+    int rc;
+
+    *skip = false;
+    if (!doc_id(seen, &id)) {
+        return cairn_error_mongo(err, CAIRN_ECORRUPT, MONGO_InternalError,
+                                 "stored document has no _id");
+    }
+    rc = txn_write_lock(w, cid, &id, cur, err);
+    if (rc == CAIRN_ENOTFOUND) {
+        cairn_error_clear(err);
+        *skip = true;
+        return 0;
+    }
+    if (rc != 0) {
+        return rc;
+    }
+    if ((cur->len != seen->len || memcmp(bson_get_data(cur), bson_get_data(seen), cur->len) != 0) &&
+        (m != NULL && !qry_matcher_match(m, cur))) {
+        bson_destroy(cur);
+        *skip = true;
+    }
+    return 0;
+}
+
+static int upd_one(void *arg, const bson_t *seen, bool *stop, struct cairn_error *err)
 {
     struct upd_ctx *x = arg;
-    bson_t out;
-    bool modified = false;
+    bson_t cur, out;
+    bool modified = false, skip;
     long pos = -1;
-    if (qry_update_needs_match_pos(x->u)) {
-        (void)qry_matcher_match_pos(x->m, doc, &pos);
+    int rc = lock_matched(x->w, x->cid, x->m, seen, &cur, &skip, err);
+
+    if (rc != 0 || skip) {
+        return rc;
     }
-    int rc = qry_update_apply_pos(x->u, doc, false, x->now_ms, pos, &out, &modified, err);
+    if (qry_update_needs_match_pos(x->u)) {
+        (void)qry_matcher_match_pos(x->m, &cur, &pos);
+    }
+    rc = qry_update_apply_pos(x->u, &cur, false, x->now_ms, pos, &out, &modified, err);
+    bson_destroy(&cur);
     if (rc != 0) {
         return rc;
     }
@@ -347,7 +436,7 @@ static int upd_one(void *arg, const bson_t *doc, bool *stop, struct cairn_error 
     bson_destroy(&out);
     if (rc == 0 && modified) {
         /* The view stays: the scan runs on it and visits each document once. */
-        rc = flush_if_large(x->w, false, &x->flushed_ts, err);
+        rc = flush_if_large(x->w, err);
     }
     if (rc != 0) {
         return rc;
@@ -360,7 +449,7 @@ static int upd_one(void *arg, const bson_t *doc, bool *stop, struct cairn_error 
     return 0;
 }
 
-/* Builds and stages the document an upsert inserts; sets *id_doc to {_id: v}. */
+/* Builds and stages the document an upsert inserts; sets *final to it. */
 static int do_upsert(struct txn_write *w,
                      uint64_t cid,
                      const bson_t *q,
@@ -500,24 +589,35 @@ static int parse_update_stmt(const bson_t *stmt, void *out, struct cairn_error *
     return 0;
 }
 
-/* Runs one update statement in its own write. On success sets the counts,
- * *upserted_doc (initialised only when *upserted) and *ts. *begin_failed
- * tells that no write could be started (not primary). */
+/* The result of one update statement. */
+struct upd_result
+{
+    int64_t matched;
+    int64_t modified;
+    bool upserted;
+    bson_value_t upserted_id; /* valid while `upserted_doc` lives */
+    bson_t upserted_doc;      /* initialised when upserted */
+};
+
+/* Runs one update statement (in its own write, or in the transaction). */
 static int run_update_stmt(struct net_cmd *c,
                            const char *ns,
                            const struct upd_stmt *s,
-                           int64_t *matched,
-                           int64_t *modified,
-                           bool *upserted,
-                           bson_t *upserted_doc,
+                           int32_t stmt_id,
+                           struct upd_result *res,
                            cairn_ts *ts,
-                           bool *begin_failed,
                            struct cairn_error *err)
 {
-    *matched = 0;
-    *modified = 0;
-    *upserted = false;
-    *begin_failed = false;
+    struct qry_matcher *m = NULL;
+    struct qry_update *u = NULL;
+    struct txn_write *w = NULL;
+    bson_t q, u_doc, af;
+    uint64_t cid = 0;
+    bool created = false;
+    int rc;
+
+    memset(res, 0, sizeof *res);
+    *ts = 0;
     if (s->u_is_pipeline && s->has_array_filters && s->af_len > 5) {
         return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_FailedToParse,
                                  "arrayFilters may not be specified for pipeline-style updates");
@@ -529,17 +629,12 @@ static int run_update_stmt(struct net_cmd *c,
     if (!s->collation_simple) {
         return net_dc_collation_unsupported(err);
     }
-    bson_t q;
-    bson_t u_doc;
     if (!bson_init_static(&q, s->q_data, s->q_len) ||
         !bson_init_static(&u_doc, s->u_data, s->u_len)) {
         return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
                                  "invalid BSON in update.updates");
     }
-    struct qry_matcher *m = NULL;
-    struct qry_update *u = NULL;
-    bson_t af;
-    int rc = qry_matcher_compile(&q, &m, err);
+    rc = qry_matcher_compile(&q, &m, err);
     if (rc == 0 && s->has_array_filters && !bson_init_static(&af, s->af_data, s->af_len)) {
         rc = cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
                                "invalid BSON in update.updates.arrayFilters");
@@ -554,51 +649,64 @@ static int run_update_stmt(struct net_cmd *c,
     if (rc != 0) {
         goto out;
     }
-    struct txn_write *w = NULL;
-    rc = txn_write_begin(c->deps->txn, &w, err);
-    if (rc != 0) {
-        *begin_failed = true;
+    if (net_write_begin(c, &w) != 0) {
+        *err = c->err;
+        rc = err->code;
         goto out;
     }
-    uint64_t cid = 0;
-    bool created = false;
     rc = txn_write_coll(w, ns, s->upsert, &cid, &created, err);
     if (rc == CAIRN_ENOTFOUND && !s->upsert) {
         cairn_error_clear(err);
-        txn_write_abort(w);
         rc = 0;
-        goto out;
+        goto record;
     }
     if (rc != 0) {
-        txn_write_abort(w);
         goto out;
     }
-    struct upd_ctx x = {w, cid, m, u, s->multi, cairn_wall_ms(), 0, 0, 0};
-    rc = for_each_match(w, cid, created, m, upd_one, &x, err);
-    if (rc == 0 && x.matched == 0 && s->upsert) {
-        rc = do_upsert(w, cid, &q, u, x.now_ms, upserted_doc, err);
-        if (rc == 0) {
-            *upserted = true;
+    {
+        struct upd_ctx x = {w, cid, m, u, s->multi, cairn_wall_ms(), 0, 0};
+        rc = for_each_match(w, cid, created, m, upd_one, &x, err);
+        if (rc == 0 && x.matched == 0 && s->upsert) {
+            rc = do_upsert(w, cid, &q, u, x.now_ms, &res->upserted_doc, err);
+            if (rc == 0) {
+                res->upserted = true;
+                if (!doc_id(&res->upserted_doc, &res->upserted_id)) {
+                    res->upserted_id.value_type = BSON_TYPE_NULL;
+                }
+            }
         }
+        res->matched = x.matched;
+        res->modified = x.modified;
     }
-    if (rc != 0) {
-        txn_write_abort(w);
-        goto out;
-    }
-    rc = txn_write_commit(w, ts, err);
-    if (rc == 0 && *ts == 0) {
-        *ts = x.flushed_ts;
-    }
-    if (rc != 0) {
-        if (*upserted) {
-            bson_destroy(upserted_doc);
-            *upserted = false;
+record:
+    if (rc == 0 && c->txn_mode == NET_TXN_RETRYABLE) {
+        bson_t r = BSON_INITIALIZER;
+        BSON_APPEND_INT64(&r, "n", res->matched + (res->upserted ? 1 : 0));
+        BSON_APPEND_INT64(&r, "m", res->modified);
+        if (res->upserted) {
+            BSON_APPEND_VALUE(&r, "u", &res->upserted_id);
         }
-        goto out;
+        if (net_stmt_record(c, w, stmt_id, &r) != 0) {
+            *err = c->err;
+            rc = err->code;
+        }
+        bson_destroy(&r);
     }
-    *matched = x.matched;
-    *modified = x.modified;
 out:
+    if (w != NULL) {
+        int erc = net_write_end(c, w, rc == 0, ts);
+        if (rc == 0 && erc != 0) {
+            *err = c->err;
+            rc = erc;
+        }
+    }
+    if (rc != 0 && res->upserted) {
+        bson_destroy(&res->upserted_doc);
+        res->upserted = false;
+    }
+    if (rc != 0) {
+        res->matched = res->modified = 0;
+    }
     if (u != NULL) {
         qry_update_free(u);
     }
@@ -608,10 +716,31 @@ out:
     return rc;
 }
 
-/* What a failed statement of an update/delete command does to the batch,
- * as mongod: a write that could not even start on the first statement is
- * a top-level error; otherwise the failure is a writeError at its index,
- * and the batch stops when ordered or when no write can start. */
+/* A retried update statement: its recorded result. */
+static void update_result_from_record(const bson_t *rec, struct upd_result *res)
+{
+    bson_iter_t it;
+
+    memset(res, 0, sizeof *res);
+    if (bson_iter_init_find(&it, rec, "n") && BSON_ITER_HOLDS_INT64(&it)) {
+        res->matched = bson_iter_int64(&it);
+    }
+    if (bson_iter_init_find(&it, rec, "m") && BSON_ITER_HOLDS_INT64(&it)) {
+        res->modified = bson_iter_int64(&it);
+    }
+    if (bson_iter_init_find(&it, rec, "u")) {
+        res->upserted = true;
+        res->matched--; /* n counted the upsert */
+        bson_init(&res->upserted_doc);
+        bson_append_iter(&res->upserted_doc, "_id", 3, &it);
+        doc_id(&res->upserted_doc, &res->upserted_id);
+    }
+}
+
+/* What a failed statement of a write command does to the batch, as mongod:
+ * an error that is top-level (interruptions, not primary; in a transaction
+ * also transient errors) fails the command; otherwise it is a writeError at
+ * its index, and the batch stops when ordered or in a transaction. */
 enum stmt_outcome { STMT_TOP_ERROR, STMT_STOP, STMT_CONTINUE };
 
 static enum stmt_outcome stmt_failed(struct net_cmd *c,
@@ -619,83 +748,75 @@ static enum stmt_outcome stmt_failed(struct net_cmd *c,
                                      uint32_t *n_err,
                                      uint32_t i,
                                      const struct cairn_error *e,
-                                     bool begin_failed,
                                      bool ordered)
 {
-    if (begin_failed && i == 0) {
+    if (top_level(c, e)) {
         c->err = *e;
         return STMT_TOP_ERROR;
     }
     net_dc_append_write_error(werrs, (*n_err)++, (int32_t)i, e, NULL);
-    return ordered || begin_failed ? STMT_STOP : STMT_CONTINUE;
+    return ordered || c->txn_mode == NET_TXN_MULTI ? STMT_STOP : STMT_CONTINUE;
 }
 
 static int cmd_update(struct net_cmd *c)
 {
     struct write_args a;
+    struct upd_stmt *parsed;
+    int64_t n = 0, n_modified = 0;
+    bson_t werrs, upserts;
+    uint32_t n_err = 0, n_ups = 0;
+    cairn_ts last_ts = 0;
+    int result = NET_CMD_DONE;
+    struct retried retried = {BSON_INITIALIZER, 0};
+
     if (get_write_args(c, "updates", &a) != 0) {
         return NET_CMD_ERROR;
     }
-    const char *ns = a.ns;
-    struct repl_wc wc = a.wc;
-    bool ordered = a.ordered;
-    uint32_t count = a.count;
-    struct upd_stmt *parsed =
-        parse_stmts(c, &a, "update.updates", sizeof *parsed, parse_update_stmt);
+    parsed = parse_stmts(c, &a, "update.updates", sizeof *parsed, parse_update_stmt);
     if (parsed == NULL) {
         return NET_CMD_ERROR;
     }
-
-    int64_t n = 0;
-    int64_t n_modified = 0;
-    bson_t werrs;
-    bson_t upserts;
     bson_init(&werrs);
     bson_init(&upserts);
-    uint32_t n_err = 0;
-    uint32_t n_ups = 0;
-    cairn_ts last_ts = 0;
-    int result = NET_CMD_DONE;
-    for (uint32_t i = 0; i < count; i++) {
-        int64_t matched = 0;
-        int64_t modified = 0;
-        bool upserted = false;
-        bool begin_failed = false;
-        bson_t up_doc;
+    for (uint32_t i = 0; i < a.count; i++) {
+        int32_t stmt = net_stmt_id(c, i);
+        struct upd_result res;
+        bson_t prior;
         cairn_ts ts = 0;
         struct cairn_error e;
-        cairn_error_clear(&e);
-        int rc = run_update_stmt(c, ns, &parsed[i], &matched, &modified, &upserted, &up_doc, &ts,
-                                 &begin_failed, &e);
-        if (rc != 0) {
-            enum stmt_outcome o = stmt_failed(c, &werrs, &n_err, i, &e, begin_failed, ordered);
-            if (o == STMT_TOP_ERROR) {
-                result = NET_CMD_ERROR;
+
+        if (net_stmt_executed(c, stmt, &prior, &last_ts)) {
+            update_result_from_record(&prior, &res);
+            retried_add(&retried, stmt);
+        } else {
+            cairn_error_clear(&e);
+            if (run_update_stmt(c, a.ns, &parsed[i], stmt, &res, &ts, &e) != 0) {
+                enum stmt_outcome o = stmt_failed(c, &werrs, &n_err, i, &e, a.ordered);
+                if (o == STMT_TOP_ERROR) {
+                    result = NET_CMD_ERROR;
+                }
+                if (o != STMT_CONTINUE) {
+                    break;
+                }
+                continue;
             }
-            if (o != STMT_CONTINUE) {
-                break;
-            }
-            continue;
         }
-        if (ts != 0) {
+        if (ts > last_ts) {
             last_ts = ts;
         }
-        n += matched;
-        n_modified += modified;
-        if (upserted) {
-            n++;
+        n += res.matched;
+        n_modified += res.modified;
+        if (res.upserted) {
             char key[16];
             const char *k;
-            bson_uint32_to_string(n_ups++, &k, key, sizeof key);
             bson_t entry;
+            n++;
+            bson_uint32_to_string(n_ups++, &k, key, sizeof key);
             bson_append_document_begin(&upserts, k, -1, &entry);
             BSON_APPEND_INT32(&entry, "index", (int32_t)i);
-            bson_value_t id;
-            if (doc_id(&up_doc, &id)) {
-                BSON_APPEND_VALUE(&entry, "_id", &id);
-            }
+            BSON_APPEND_VALUE(&entry, "_id", &res.upserted_id);
             bson_append_document_end(&upserts, &entry);
-            bson_destroy(&up_doc);
+            bson_destroy(&res.upserted_doc);
         }
     }
     free(parsed);
@@ -709,12 +830,14 @@ static int cmd_update(struct net_cmd *c)
             BSON_APPEND_ARRAY(&c->reply, "writeErrors", &werrs);
         }
     }
+    retried_finish(c, &retried);
     bson_destroy(&werrs);
     bson_destroy(&upserts);
     if (result != NET_CMD_DONE) {
         return result;
     }
-    return net_dc_finish_write(c, last_ts, &wc);
+    abort_txn_on_write_errors(c, n_err);
+    return net_dc_finish_write(c, last_ts, &a.wc);
 }
 
 /* ---- delete ------------------------------------------------------------- */
@@ -723,22 +846,27 @@ struct del_ctx
 {
     struct txn_write *w;
     uint64_t cid;
+    const struct qry_matcher *m;
     bool multi;
     int64_t n;
-    cairn_ts flushed_ts;
 };
 
-static int del_one(void *arg, const bson_t *doc, bool *stop, struct cairn_error *err)
+static int del_one(void *arg, const bson_t *seen, bool *stop, struct cairn_error *err)
 {
     struct del_ctx *x = arg;
     bson_value_t id;
-    if (!doc_id(doc, &id)) {
-        return cairn_error_mongo(err, CAIRN_ECORRUPT, MONGO_InternalError,
-                                 "stored document has no _id");
+    bson_t cur;
+    bool skip;
+    int rc = lock_matched(x->w, x->cid, x->m, seen, &cur, &skip, err);
+
+    if (rc != 0 || skip) {
+        return rc;
     }
-    int rc = txn_write_delete(x->w, x->cid, &id, err);
+    doc_id(&cur, &id);
+    rc = txn_write_delete(x->w, x->cid, &id, err);
+    bson_destroy(&cur);
     if (rc == 0) {
-        rc = flush_if_large(x->w, false, &x->flushed_ts, err);
+        rc = flush_if_large(x->w, err);
     }
     if (rc != 0) {
         return rc;
@@ -792,95 +920,106 @@ static int parse_delete_stmt(const bson_t *stmt, void *out, struct cairn_error *
 static int run_delete_stmt(struct net_cmd *c,
                            const char *ns,
                            const struct del_stmt *s,
+                           int32_t stmt_id,
                            int64_t *n,
                            cairn_ts *ts,
-                           bool *begin_failed,
                            struct cairn_error *err)
 {
+    struct qry_matcher *m = NULL;
+    struct txn_write *w = NULL;
+    bson_t q;
+    uint64_t cid = 0;
+    bool created = false;
+    int rc;
+
     *n = 0;
-    *begin_failed = false;
+    *ts = 0;
     if (!s->collation_simple) {
         return net_dc_collation_unsupported(err);
     }
-    bson_t q;
     if (!bson_init_static(&q, s->q_data, s->q_len)) {
         return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
                                  "invalid BSON in delete.deletes");
     }
-    struct qry_matcher *m = NULL;
-    int rc = qry_matcher_compile(&q, &m, err);
+    rc = qry_matcher_compile(&q, &m, err);
     if (rc != 0) {
         return rc;
     }
-    struct txn_write *w = NULL;
-    rc = txn_write_begin(c->deps->txn, &w, err);
-    if (rc != 0) {
-        *begin_failed = true;
-        qry_matcher_free(m);
-        return rc;
+    if (net_write_begin(c, &w) != 0) {
+        *err = c->err;
+        rc = err->code;
+        goto out;
     }
-    uint64_t cid = 0;
-    bool created = false;
     rc = txn_write_coll(w, ns, false, &cid, &created, err);
     if (rc == CAIRN_ENOTFOUND) {
         cairn_error_clear(err);
-        txn_write_abort(w);
-        qry_matcher_free(m);
-        return 0;
-    }
-    cairn_ts flushed_ts = 0;
-    if (rc == 0) {
-        struct del_ctx x = {w, cid, s->multi, 0, 0};
+        rc = 0;
+    } else if (rc == 0) {
+        struct del_ctx x = {w, cid, m, s->multi, 0};
         rc = for_each_match(w, cid, created, m, del_one, &x, err);
         *n = x.n;
-        flushed_ts = x.flushed_ts;
+    }
+    if (rc == 0 && c->txn_mode == NET_TXN_RETRYABLE) {
+        bson_t r = BSON_INITIALIZER;
+        BSON_APPEND_INT64(&r, "n", *n);
+        if (net_stmt_record(c, w, stmt_id, &r) != 0) {
+            *err = c->err;
+            rc = err->code;
+        }
+        bson_destroy(&r);
+    }
+out:
+    if (w != NULL) {
+        int erc = net_write_end(c, w, rc == 0, ts);
+        if (rc == 0 && erc != 0) {
+            *err = c->err;
+            rc = erc;
+        }
+    }
+    if (rc != 0) {
+        *n = 0;
     }
     qry_matcher_free(m);
-    if (rc != 0) {
-        txn_write_abort(w);
-        *n = 0;
-        return rc;
-    }
-    rc = txn_write_commit(w, ts, err);
-    if (rc != 0) {
-        *n = 0;
-    } else if (*ts == 0) {
-        *ts = flushed_ts;
-    }
     return rc;
 }
 
 static int cmd_delete(struct net_cmd *c)
 {
     struct write_args a;
-    if (get_write_args(c, "deletes", &a) != 0) {
-        return NET_CMD_ERROR;
-    }
-    const char *ns = a.ns;
-    struct repl_wc wc = a.wc;
-    bool ordered = a.ordered;
-    uint32_t count = a.count;
-    struct del_stmt *parsed =
-        parse_stmts(c, &a, "delete.deletes", sizeof *parsed, parse_delete_stmt);
-    if (parsed == NULL) {
-        return NET_CMD_ERROR;
-    }
-
+    struct del_stmt *parsed;
     int64_t n = 0;
     bson_t werrs;
-    bson_init(&werrs);
     uint32_t n_err = 0;
     cairn_ts last_ts = 0;
     int result = NET_CMD_DONE;
-    for (uint32_t i = 0; i < count; i++) {
+    struct retried retried = {BSON_INITIALIZER, 0};
+
+    if (get_write_args(c, "deletes", &a) != 0) {
+        return NET_CMD_ERROR;
+    }
+    parsed = parse_stmts(c, &a, "delete.deletes", sizeof *parsed, parse_delete_stmt);
+    if (parsed == NULL) {
+        return NET_CMD_ERROR;
+    }
+    bson_init(&werrs);
+    for (uint32_t i = 0; i < a.count; i++) {
+        int32_t stmt = net_stmt_id(c, i);
         int64_t deleted = 0;
-        bool begin_failed = false;
+        bson_t prior;
+        bson_iter_t it;
         cairn_ts ts = 0;
         struct cairn_error e;
+
+        if (net_stmt_executed(c, stmt, &prior, &last_ts)) {
+            if (bson_iter_init_find(&it, &prior, "n") && BSON_ITER_HOLDS_INT64(&it)) {
+                n += bson_iter_int64(&it);
+            }
+            retried_add(&retried, stmt);
+            continue;
+        }
         cairn_error_clear(&e);
-        int rc = run_delete_stmt(c, ns, &parsed[i], &deleted, &ts, &begin_failed, &e);
-        if (rc != 0) {
-            enum stmt_outcome o = stmt_failed(c, &werrs, &n_err, i, &e, begin_failed, ordered);
+        if (run_delete_stmt(c, a.ns, &parsed[i], stmt, &deleted, &ts, &e) != 0) {
+            enum stmt_outcome o = stmt_failed(c, &werrs, &n_err, i, &e, a.ordered);
             if (o == STMT_TOP_ERROR) {
                 result = NET_CMD_ERROR;
             }
@@ -889,7 +1028,7 @@ static int cmd_delete(struct net_cmd *c)
             }
             continue;
         }
-        if (ts != 0) {
+        if (ts > last_ts) {
             last_ts = ts;
         }
         n += deleted;
@@ -901,11 +1040,13 @@ static int cmd_delete(struct net_cmd *c)
             BSON_APPEND_ARRAY(&c->reply, "writeErrors", &werrs);
         }
     }
+    retried_finish(c, &retried);
     bson_destroy(&werrs);
     if (result != NET_CMD_DONE) {
         return result;
     }
-    return net_dc_finish_write(c, last_ts, &wc);
+    abort_txn_on_write_errors(c, n_err);
+    return net_dc_finish_write(c, last_ts, &a.wc);
 }
 
 /* ---- findAndModify ------------------------------------------------------ */
@@ -931,21 +1072,25 @@ static int fam_pick(void *arg, const bson_t *doc, bool *stop, struct cairn_error
     return 0;
 }
 
-static int fam_value(struct net_cmd *c, const struct qry_projection *proj, const bson_t *doc)
+/* Appends the reply's `value` (projected) to `reply`. */
+static int fam_value(struct net_cmd *c,
+                     bson_t *reply,
+                     const struct qry_projection *proj,
+                     const bson_t *doc)
 {
     if (doc == NULL) {
-        BSON_APPEND_NULL(&c->reply, "value");
+        BSON_APPEND_NULL(reply, "value");
         return 0;
     }
     if (proj == NULL) {
-        BSON_APPEND_DOCUMENT(&c->reply, "value", doc);
+        BSON_APPEND_DOCUMENT(reply, "value", doc);
         return 0;
     }
     bson_t out;
     if (qry_projection_apply(proj, doc, &out, &c->err) != 0) {
         return c->err.code;
     }
-    BSON_APPEND_DOCUMENT(&c->reply, "value", &out);
+    BSON_APPEND_DOCUMENT(reply, "value", &out);
     bson_destroy(&out);
     return 0;
 }
@@ -1050,9 +1195,20 @@ static int cmd_find_and_modify(struct net_cmd *c)
     struct qry_update *u = NULL;
     struct txn_write *w = NULL;
     struct fam_ctx x = {NULL, BSON_INITIALIZER, false};
-    bson_t newdoc;
-    bool have_new = false;
-    int rc = qry_matcher_compile(&query, &m, &c->err);
+    bson_t cur, newdoc, out = BSON_INITIALIZER;
+    bool have_cur = false, have_new = false;
+    int32_t stmt = net_stmt_id(c, 0);
+    bson_t prior;
+    cairn_ts ts = 0;
+    int rc;
+
+    if (net_stmt_executed(c, stmt, &prior, &ts)) {
+        /* A retry: answer what the first execution answered. */
+        bson_concat(&c->reply, &prior);
+        BSON_APPEND_INT32(&c->reply, "retriedStmtId", stmt);
+        return net_dc_finish_write(c, ts, &wc);
+    }
+    rc = qry_matcher_compile(&query, &m, &c->err);
     if (rc == 0 && !bson_empty(&sort_spec)) {
         rc = qry_sort_compile(&sort_spec, &sort, &c->err);
     }
@@ -1065,7 +1221,7 @@ static int cmd_find_and_modify(struct net_cmd *c)
     if (rc != 0) {
         goto fail;
     }
-    rc = txn_write_begin(c->deps->txn, &w, &c->err);
+    rc = net_write_begin(c, &w);
     if (rc != 0) {
         goto fail;
     }
@@ -1082,29 +1238,51 @@ static int cmd_find_and_modify(struct net_cmd *c)
         goto fail;
     }
     x.sort = sort;
-    if (!missing) {
+    for (int attempt = 0; !missing; attempt++) {
+        bool skip;
         rc = for_each_match(w, cid, created, m, fam_pick, &x, &c->err);
-        if (rc != 0) {
-            goto fail;
+        if (rc != 0 || !x.found) {
+            break;
         }
+        rc = lock_matched(w, cid, m, &x.best, &cur, &skip, &c->err);
+        if (rc != 0) {
+            break;
+        }
+        if (!skip) {
+            have_cur = true;
+            break;
+        }
+        /* The document chosen changed under us and no longer matches:
+         * choose again on a fresh view (statements only: a transaction's
+         * view cannot change under it). */
+        bson_destroy(&x.best);
+        x.found = false;
+        if (attempt >= 100) {
+            rc = cairn_error_mongo(&c->err, CAIRN_ECONFLICT, MONGO_WriteConflict,
+                                   "findAndModify: the documents matched kept changing");
+            break;
+        }
+        rc = txn_write_refresh_view(w, &c->err);
+        if (rc != 0) {
+            break;
+        }
+    }
+    if (rc != 0) {
+        goto fail;
     }
     int64_t now = cairn_wall_ms();
     bool upserted = false;
     bool modified = false;
-    if (x.found && remove) {
+    if (have_cur && remove) {
         bson_value_t id;
-        if (!doc_id(&x.best, &id)) {
-            rc = cairn_error_mongo(&c->err, CAIRN_ECORRUPT, MONGO_InternalError,
-                                   "stored document has no _id");
-            goto fail;
-        }
+        doc_id(&cur, &id);
         rc = txn_write_delete(w, cid, &id, &c->err);
-    } else if (x.found) {
+    } else if (have_cur) {
         long pos = -1;
         if (qry_update_needs_match_pos(u)) {
-            (void)qry_matcher_match_pos(m, &x.best, &pos);
+            (void)qry_matcher_match_pos(m, &cur, &pos);
         }
-        rc = qry_update_apply_pos(u, &x.best, false, now, pos, &newdoc, &modified, &c->err);
+        rc = qry_update_apply_pos(u, &cur, false, now, pos, &newdoc, &modified, &c->err);
         if (rc == 0) {
             have_new = true;
             if (modified) {
@@ -1121,39 +1299,43 @@ static int cmd_find_and_modify(struct net_cmd *c)
     if (rc != 0) {
         goto fail;
     }
-    cairn_ts ts = 0;
-    rc = txn_write_commit(w, &ts, &c->err);
-    w = NULL;
-    if (rc != 0) {
-        goto fail;
-    }
 
     bson_t leo;
-    BSON_APPEND_DOCUMENT_BEGIN(&c->reply, "lastErrorObject", &leo);
-    BSON_APPEND_INT32(&leo, "n", (x.found || upserted) ? 1 : 0);
+    BSON_APPEND_DOCUMENT_BEGIN(&out, "lastErrorObject", &leo);
+    BSON_APPEND_INT32(&leo, "n", (have_cur || upserted) ? 1 : 0);
     if (!remove) {
-        BSON_APPEND_BOOL(&leo, "updatedExisting", x.found);
+        BSON_APPEND_BOOL(&leo, "updatedExisting", have_cur);
         bson_value_t id;
         if (upserted && doc_id(&newdoc, &id)) {
             BSON_APPEND_VALUE(&leo, "upserted", &id);
         }
     }
-    bson_append_document_end(&c->reply, &leo);
+    bson_append_document_end(&out, &leo);
     const bson_t *value = NULL;
-    if (remove) {
-        value = x.found ? &x.best : NULL;
-    } else if (want_new) {
-        value = have_new ? &newdoc : NULL;
+    if (remove || !want_new) {
+        value = have_cur ? &cur : NULL;
     } else {
-        value = x.found ? &x.best : NULL;
+        value = have_new ? &newdoc : NULL;
     }
-    rc = fam_value(c, proj, value);
+    rc = fam_value(c, &out, proj, value);
+    if (rc == 0) {
+        rc = net_stmt_record(c, w, stmt, &out);
+    }
     if (rc != 0) {
-        /* The write is committed; report the projection error anyway. */
         goto fail;
     }
+    rc = net_write_end(c, w, true, &ts);
+    w = NULL;
+    if (rc != 0) {
+        goto fail;
+    }
+    bson_concat(&c->reply, &out);
+    bson_destroy(&out);
     if (have_new) {
         bson_destroy(&newdoc);
+    }
+    if (have_cur) {
+        bson_destroy(&cur);
     }
     if (x.found) {
         bson_destroy(&x.best);
@@ -1172,10 +1354,15 @@ static int cmd_find_and_modify(struct net_cmd *c)
 
 fail:
     if (w != NULL) {
-        txn_write_abort(w);
+        cairn_ts ignored;
+        net_write_end(c, w, false, &ignored);
     }
+    bson_destroy(&out);
     if (have_new) {
         bson_destroy(&newdoc);
+    }
+    if (have_cur) {
+        bson_destroy(&cur);
     }
     if (x.found) {
         bson_destroy(&x.best);

@@ -10,13 +10,14 @@
 
 #include "net/cursor.h"
 #include "net/net_int.h"
+#include "net/txnctx.h"
 #include "txn/txn.h"
 
 #define NS_BUF 512
 
 static int missing_field(struct cairn_error *err, const char *cmd, const char *field)
 {
-    return cairn_error_mongo(err, CAIRN_EINVAL, 40414,
+    return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_IdlMissingField,
                              "BSON field '%s.%s' is missing but a required field", cmd, field);
 }
 
@@ -185,16 +186,18 @@ static int cmd_create(struct net_cmd *c)
     if (!net_dc_collation_is_simple(&collation)) {
         return not_implemented(c, "collations other than 'simple'");
     }
+    /* Inside a transaction the collection is created by the transaction:
+     * visible to it at once, to others when it commits. */
     struct txn_write *w = NULL;
-    if (txn_write_begin(c->deps->txn, &w, &c->err) != 0) {
+    cairn_ts ts = 0;
+    if (net_write_begin(c, &w) != 0) {
         return NET_CMD_ERROR;
     }
     if (txn_write_create(w, ns, &c->err) != 0) {
-        txn_write_abort(w);
+        net_write_end(c, w, false, &ts);
         return NET_CMD_ERROR;
     }
-    cairn_ts ts = 0;
-    if (txn_write_commit(w, &ts, &c->err) != 0) {
+    if (net_write_end(c, w, true, &ts) != 0) {
         return NET_CMD_ERROR;
     }
     return net_dc_finish_write(c, ts, &wc);
@@ -211,7 +214,7 @@ static int cmd_drop(struct net_cmd *c)
         return NET_CMD_ERROR;
     }
     struct txn_write *w = NULL;
-    if (txn_write_begin(c->deps->txn, &w, &c->err) != 0) {
+    if (txn_write_begin(c->deps->txn, NULL, &w, &c->err) != 0) {
         return NET_CMD_ERROR;
     }
     if (txn_write_drop(w, ns, &c->err) != 0) {
@@ -242,7 +245,7 @@ static int cmd_drop_database(struct net_cmd *c)
         return NET_CMD_ERROR;
     }
     struct txn_write *w = NULL;
-    if (txn_write_begin(c->deps->txn, &w, &c->err) != 0) {
+    if (txn_write_begin(c->deps->txn, NULL, &w, &c->err) != 0) {
         return NET_CMD_ERROR;
     }
     struct txn_coll *colls = NULL;
@@ -551,6 +554,21 @@ static int cmd_list_indexes(struct net_cmd *c)
     return reply_docs(c, cns, &d, batch);
 }
 
+/* True when the collection has no document in the view `rd`. */
+static bool coll_is_empty(struct txn_read *rd, uint64_t cid)
+{
+    struct txn_scan *sc = NULL;
+    struct cairn_error err;
+    bson_t doc;
+    bool empty = true;
+
+    if (txn_scan_open(rd, cid, &sc, &err) == 0) {
+        empty = txn_scan_next(sc, &doc) == 0;
+        txn_scan_close(sc);
+    }
+    return empty;
+}
+
 static int cmd_create_indexes(struct net_cmd *c)
 {
     char ns[NS_BUF];
@@ -575,6 +593,7 @@ static int cmd_create_indexes(struct net_cmd *c)
                           "Must specify at least one index to create");
         return NET_CMD_ERROR;
     }
+    bool secondary = false;
     bson_iter_init(&it, &specs);
     for (uint32_t i = 0; bson_iter_next(&it); i++) {
         if (!BSON_ITER_HOLDS_DOCUMENT(&it)) {
@@ -603,7 +622,7 @@ static int cmd_create_indexes(struct net_cmd *c)
             return NET_CMD_ERROR;
         }
         if (!is_id_key(&key)) {
-            return not_implemented(c, "secondary indexes");
+            secondary = true;
         }
         bool flag = false;
         if (net_dc_get_bool(&spec, "createIndexes.indexes", "unique", &flag, &c->err) != 0) {
@@ -611,17 +630,31 @@ static int cmd_create_indexes(struct net_cmd *c)
         }
     }
     struct txn_write *w = NULL;
-    if (txn_write_begin(c->deps->txn, &w, &c->err) != 0) {
+    cairn_ts ts = 0;
+    if (net_write_begin(c, &w) != 0) {
         return NET_CMD_ERROR;
     }
     uint64_t cid = 0;
     bool created = false;
     if (txn_write_coll(w, ns, true, &cid, &created, &c->err) != 0) {
-        txn_write_abort(w);
+        net_write_end(c, w, false, &ts);
         return NET_CMD_ERROR;
     }
-    cairn_ts ts = 0;
-    if (txn_write_commit(w, &ts, &c->err) != 0) {
+    if (txn_write_is_multi(w) && !created && !coll_is_empty(txn_write_reader(w), cid)) {
+        /* mongod builds indexes inside a transaction only on new or empty
+         * collections. */
+        cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_OperationNotSupportedInTransaction,
+                          "Cannot create new indexes on existing collection %s in a "
+                          "multi-document transaction.",
+                          ns);
+        net_write_end(c, w, false, &ts);
+        return NET_CMD_ERROR;
+    }
+    if (secondary) {
+        net_write_end(c, w, false, &ts);
+        return not_implemented(c, "secondary indexes");
+    }
+    if (net_write_end(c, w, true, &ts) != 0) {
         return NET_CMD_ERROR;
     }
     BSON_APPEND_INT32(&c->reply, "numIndexesBefore", 1);

@@ -42,6 +42,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lib/clock.h"
@@ -316,20 +317,63 @@ static void note_busy_conn(struct listing *l, uint64_t id)
     l->busy_conns[l->n_busy++] = id;
 }
 
+static void append_iso_ms(bson_t *e, const char *key, int64_t wall_ms)
+{
+    time_t secs = (time_t)(wall_ms / 1000);
+    struct tm tm;
+    char buf[64];
+
+    gmtime_r(&secs, &tm);
+    snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(wall_ms % 1000));
+    BSON_APPEND_UTF8(e, key, buf);
+}
+
+/* One open transaction no command of which runs now. */
+static void list_idle_txn(const struct txn_open_info *info, void *arg)
+{
+    struct listing *l = arg;
+    bson_t e = BSON_INITIALIZER, sub, t, p;
+    int64_t now_ms = cairn_wall_ms();
+    int64_t open_us = (now_ms - info->start_wall_ms) * 1000;
+
+    if (info->active) {
+        return; /* listed with its running command */
+    }
+    BSON_APPEND_UTF8(&e, "type", "idleSession");
+    BSON_APPEND_UTF8(&e, "host", l->host);
+    BSON_APPEND_UTF8(&e, "desc", "inactive transaction");
+    BSON_APPEND_BOOL(&e, "active", false);
+    net_append_iso_now(&e, "currentOpTime");
+    BSON_APPEND_DOCUMENT_BEGIN(&e, "lsid", &sub);
+    BSON_APPEND_BINARY(&sub, "id", BSON_SUBTYPE_UUID, info->lsid, TXN_LSID_LEN);
+    bson_append_document_end(&e, &sub);
+    BSON_APPEND_DOCUMENT_BEGIN(&e, "transaction", &t);
+    BSON_APPEND_DOCUMENT_BEGIN(&t, "parameters", &p);
+    BSON_APPEND_INT64(&p, "txnNumber", info->txn_number);
+    BSON_APPEND_BOOL(&p, "autocommit", false);
+    bson_append_document_end(&t, &p);
+    BSON_APPEND_TIMESTAMP(&t, "readTimestamp", CAIRN_TS_SECS(info->read_ts),
+                          CAIRN_TS_INC(info->read_ts));
+    append_iso_ms(&t, "startWallClockTime", info->start_wall_ms);
+    BSON_APPEND_INT64(&t, "timeOpenMicros", open_us > 0 ? open_us : 0);
+    append_iso_ms(&t, "expiryTime", info->expire_wall_ms);
+    bson_append_document_end(&e, &t);
+    emit(l, &e);
+    bson_destroy(&e);
+}
+
 /* Sessions that hold an open multi-document transaction while no command
- * of theirs runs: mongod lists each as {type: "idleSession", lsid,
- * transaction: {parameters: {txnNumber, autocommit, readConcern},
- * readTimestamp, startWallClockTime, timeOpenMicros, timeActiveMicros,
- * timeInactiveMicros, expiryTime}, ...} (its $currentOp idleSessions,
- * which the currentOp command includes). They come from the transaction
- * layer: once it offers an iterator over open transactions, this is the
- * one place that turns each into such an entry and passes it to emit().
- * Until then there is nothing to list here, because dispatch refuses
- * multi-document transactions before they open (refuse_transaction). */
+ * of theirs runs: mongod lists each as {type: "idleSession", desc:
+ * "inactive transaction", lsid, transaction: {parameters: {txnNumber,
+ * autocommit}, readTimestamp, startWallClockTime, timeOpenMicros,
+ * expiryTime}} (its $currentOp idleSessions, which the currentOp command
+ * includes), so that operators see what holds documents. */
 static void list_idle_transactions(struct listing *l, const struct net_deps *deps)
 {
-    (void)l;
-    (void)deps;
+    if (deps->txn != NULL) {
+        txn_foreach_open(deps->txn, list_idle_txn, l);
+    }
 }
 
 /* mongod's currentOp command fields that are not filters. */

@@ -11,6 +11,7 @@
 
 #include "net/cursor.h"
 #include "net/net_int.h"
+#include "net/txnctx.h"
 #include "txn/txn.h"
 
 #define NS_BUF 512
@@ -23,7 +24,7 @@
 
 static int missing_field(struct cairn_error *err, const char *cmd, const char *field)
 {
-    return cairn_error_mongo(err, CAIRN_EINVAL, 40414,
+    return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_IdlMissingField,
                              "BSON field '%s.%s' is missing but a required field", cmd, field);
 }
 
@@ -36,19 +37,11 @@ static void append_count(bson_t *b, const char *key, int64_t n)
     }
 }
 
-/* Starts the read of a command honouring its readConcern; sets the
- * operation time of the reply. */
+/* Starts the read of a command: its transaction's view, or one honouring
+ * its readConcern (see net_read_begin); sets the operation time. */
 static int begin_read(struct net_cmd *c, struct txn_read **rd)
 {
-    int level = TXN_READ_LOCAL;
-    if (net_parse_read_concern(c->body, &level, &c->err) != 0) {
-        return NET_CMD_ERROR;
-    }
-    if (txn_read_begin(c->deps->txn, level, rd, &c->err) != 0) {
-        return NET_CMD_ERROR;
-    }
-    c->operation_time = txn_read_ts(*rd);
-    return 0;
+    return net_read_begin(c, rd);
 }
 
 /* Replies with an empty, closed cursor. */
@@ -261,7 +254,7 @@ static int cmd_find(struct net_cmd *c)
     const char *neg_name = skip < 0 ? "skip" : (limit < 0 ? "limit" : "batchSize");
     int64_t neg_val = skip < 0 ? skip : (limit < 0 ? limit : batch);
     if (neg_val < 0) {
-        cairn_error_mongo(&c->err, CAIRN_EINVAL, 51024,
+        cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_LOC_NegativeCursorOption,
                           "BSON field '%s' value must be >= 0, actual value '%" PRId64 "'",
                           neg_name, neg_val);
         return NET_CMD_ERROR;
@@ -396,13 +389,17 @@ static int check_cursor_collection(struct net_cmd *c, const struct net_cursor *c
     if (cur->coll_id == 0) {
         return 0;
     }
-    struct txn_read *rd = NULL;
-    if (txn_read_begin(c->deps->txn, TXN_READ_LOCAL, &rd, &c->err) != 0) {
+    /* A streaming cursor asks its own read, which in a transaction also
+     * knows the collections the transaction created. */
+    struct txn_read *rd = cur->rd;
+    if (rd == NULL && txn_read_begin(c->deps->txn, TXN_READ_LOCAL, &rd, &c->err) != 0) {
         return NET_CMD_ERROR;
     }
     uint64_t cid = 0;
     bool same = txn_read_coll(rd, cur->ns, &cid) == 0 && cid == cur->coll_id;
-    txn_read_end(rd);
+    if (rd != cur->rd) {
+        txn_read_end(rd);
+    }
     if (!same) {
         return cairn_error_mongo(&c->err, CAIRN_ENOTFOUND, MONGO_QueryPlanKilled,
                                  "Executor error during getMore :: caused by :: collection "
@@ -696,7 +693,8 @@ static int distinct_add(struct distinct_ctx *x, const bson_value_t *v, struct ca
     }
     x->bytes += sz;
     if (x->bytes > DISTINCT_MAX_BYTES) {
-        return cairn_error_mongo(err, CAIRN_ETOOBIG, 17217, "distinct too big, 16mb cap");
+        return cairn_error_mongo(err, CAIRN_ETOOBIG, MONGO_LOC_DistinctTooBig,
+                                 "distinct too big, 16mb cap");
     }
     return 0;
 }
@@ -819,7 +817,7 @@ static int cmd_distinct(struct net_cmd *c)
     }
     const char *key = bson_iter_utf8(&it, NULL);
     if (key[0] == '\0') {
-        cairn_error_mongo(&c->err, CAIRN_EINVAL, 40352,
+        cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_LOC_FieldPathEmpty,
                           "FieldPath cannot be constructed with empty string");
         return NET_CMD_ERROR;
     }
@@ -843,6 +841,10 @@ static int cmd_distinct(struct net_cmd *c)
             bson_append_value(&arr, k, -1, &x.vals[i]);
         }
         bson_append_array_end(&c->reply, &arr);
+        if (c->at_cluster_time != 0) {
+            BSON_APPEND_TIMESTAMP(&c->reply, "atClusterTime", CAIRN_TS_SECS(c->at_cluster_time),
+                                  CAIRN_TS_INC(c->at_cluster_time));
+        }
     }
     for (size_t i = 0; i < x.n; i++) {
         bson_value_destroy(&x.vals[i]);
@@ -915,7 +917,7 @@ static int cmd_aggregate(struct net_cmd *c)
         return NET_CMD_ERROR;
     }
     if (!bson_iter_init_find(&it, c->body, "pipeline")) {
-        cairn_error_mongo(&c->err, CAIRN_EINVAL, 40414,
+        cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_LOC_IdlMissingField,
                           "BSON field 'aggregate.pipeline' is missing but a required field");
         return NET_CMD_ERROR;
     }

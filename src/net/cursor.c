@@ -17,6 +17,7 @@
 #include "lib/op.h"
 #include "net/net_int.h"
 #include "net/server_int.h"
+#include "net/txnctx.h"
 
 /* ---- Cursors ------------------------------------------------------------ */
 
@@ -636,6 +637,10 @@ int net_dc_finish_write(struct net_cmd *c, cairn_ts ts, const struct repl_wc *wc
     if (ts != 0) {
         c->operation_time = ts;
     }
+    /* The session is given back before the wait, which holds no thread and
+     * may complete (and free c) before txn_wait returns. */
+    net_session_leave(c->sess, c->txn_mode, false);
+    c->sess = NULL;
     struct cairn_error werr;
     cairn_error_clear(&werr);
     if (txn_wait(c->deps->txn, ts, wc, wc_done, c, &werr) != 0) {
@@ -676,6 +681,11 @@ int net_dc_reply_cursor(struct net_cmd *c, struct net_cursor *cur, int64_t batch
     }
     BSON_APPEND_INT64(&cd, "id", id);
     BSON_APPEND_UTF8(&cd, "ns", ns);
+    if (c->at_cluster_time != 0) {
+        /* A snapshot read outside a transaction says where it read. */
+        BSON_APPEND_TIMESTAMP(&cd, "atClusterTime", CAIRN_TS_SECS(c->at_cluster_time),
+                              CAIRN_TS_INC(c->at_cluster_time));
+    }
     bson_append_document_end(&c->reply, &cd);
     return NET_CMD_DONE;
 }

@@ -29,6 +29,7 @@
 #include "net/cursor.h"
 #include "net/net_int.h"
 #include "net/server_int.h"
+#include "net/txnctx.h"
 #include "net/wire.h"
 
 struct request
@@ -51,7 +52,7 @@ static atomic_int next_reply_id = 1;
 
 /* ---- Command tables ------------------------------------------------------ */
 
-#define N_TABLES 7
+#define N_TABLES 8
 
 /* The command tables; the test commands exist only with
  * enableTestCommands (otherwise they are unknown, 59, as in mongod). */
@@ -72,6 +73,8 @@ static const struct net_cmd_def *table_at(int i)
             return net_cmds_params;
         case 6:
             return net_test_commands_enabled() ? net_cmds_test : NULL;
+        case 7:
+            return net_cmds_session;
         default:
             return NULL;
     }
@@ -259,22 +262,6 @@ static void append_message(bson_t *out, const char *key, const char *msg)
     }
     bson_append_utf8(out, key, -1, copy, (int)len);
     bson_free(copy);
-}
-
-/* Multi-document transactions are not implemented yet. Their statements
- * (autocommit: false, startTransaction) must fail before doing anything:
- * executing them one by one would be a transaction that is not one. The
- * error carries no TransientTransactionError label, so drivers'
- * with_transaction stops at once. */
-static int refuse_transaction(struct net_cmd *c)
-{
-    if (!bson_has_field(c->body, "autocommit") && !bson_has_field(c->body, "startTransaction")) {
-        return 0;
-    }
-    return cairn_error_mongo(&c->err, CAIRN_EUNSUPPORTED, MONGO_NotImplemented,
-                             "multi-document transactions are not supported yet: '%s' with "
-                             "autocommit/startTransaction was not executed",
-                             c->name);
 }
 
 static void build_error(const struct net_cmd *c,
@@ -553,94 +540,6 @@ static int check_flags(struct net_cmd *c, const struct net_cmd_def *def)
     return 0;
 }
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
-/* readConcern.afterClusterTime: waits until this member's data reflects
- * the given time. Local reads on the primary see every write at once, so
- * they never wait; majority reads on the primary wait until what its log
- * held up to that time is committed; other members wait until they have
- * applied it. A member whose log stays caught up with the commit index
- * for a second without reaching the time takes it that no write exists up
- * to it (there is no no-op write to force one). The operation's maxTimeMS
- * bounds the wait (50 MaxTimeMSExpired), and a killOp ends it (11601). */
-static int wait_after_cluster_time(struct net_cmd *c, struct net_server *s)
-{
-    bson_iter_t it, sub;
-    uint32_t t = 0, i = 0;
-    cairn_ts target;
-    bool majority = false, found = false;
-    uint64_t caught_up_since = 0;
-    cairn_ts log_limit = 0;
-
-    if (!bson_iter_init_find(&it, c->body, "readConcern") || !BSON_ITER_HOLDS_DOCUMENT(&it) ||
-        !bson_iter_recurse(&it, &sub)) {
-        return 0;
-    }
-    while (bson_iter_next(&sub)) {
-        if (strcmp(bson_iter_key(&sub), "afterClusterTime") == 0 &&
-            BSON_ITER_HOLDS_TIMESTAMP(&sub)) {
-            bson_iter_timestamp(&sub, &t, &i);
-            found = true;
-        } else if (strcmp(bson_iter_key(&sub), "level") == 0 && BSON_ITER_HOLDS_UTF8(&sub)) {
-            const char *lv = bson_iter_utf8(&sub, NULL);
-            majority = strcmp(lv, "majority") == 0 || strcmp(lv, "snapshot") == 0;
-        }
-    }
-    if (!found || c->deps->txn == NULL) {
-        return 0;
-    }
-    target = CAIRN_TS(t, i);
-    if (target > txn_cluster_time(c->deps->txn)) {
-        return cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_InvalidOptions,
-                                 "readConcern afterClusterTime value must not be greater than "
-                                 "the current clusterTime");
-    }
-    for (;;) {
-        struct repl_status st;
-        uint64_t now;
-
-        repl_status_get(c->deps->repl, &st);
-        if (st.state == REPL_STATE_PRIMARY) {
-            if (!majority) {
-                return 0;
-            }
-            if (log_limit == 0) {
-                log_limit = st.last_ts < target ? st.last_ts : target;
-            }
-            if (st.applied_ts >= log_limit) {
-                return 0;
-            }
-        } else if (st.applied_ts >= target) {
-            return 0;
-        }
-        now = cairn_mono_ns();
-        if (st.state != REPL_STATE_PRIMARY && st.applied_index >= st.commit_index &&
-            st.last_ts < target) {
-            if (caught_up_since == 0) {
-                caught_up_since = now;
-            } else if (now - caught_up_since >= 1000000000ull) {
-                return 0;
-            }
-        } else {
-            caught_up_since = 0;
-        }
-        /* The deadline, a killOp, shutdown. */
-        if (cairn_op_check(cairn_op_current(), &c->err) != 0) {
-            return c->err.code;
-        }
-        if (net_server_stopping(s)) {
-            return cairn_error_mongo(&c->err, CAIRN_ESHUTDOWN, MONGO_ShutdownInProgress,
-                                     "The server is in quiesce mode and will shut down");
-        }
-        sleep_ms(1);
-    }
-}
-
 /* Reads maxTimeMS into c->deadline_ns, counted from `start`, with mongod's
  * rules: a number, integral, 0..INT32_MAX (0 = no limit); else 2 BadValue.
  * getMore's maxTimeMS is for awaitData cursors, which Cairn does not have:
@@ -877,7 +776,7 @@ void net_dispatch_message(struct net_conn *conn, uint64_t conn_id, uint8_t *msg,
         reply_error(r);
         return;
     }
-    if (gossip_cluster_time(c) != 0 || check_flags(c, def) != 0 || refuse_transaction(c) != 0 ||
+    if (gossip_cluster_time(c) != 0 || check_flags(c, def) != 0 ||
         parse_max_time(c, received_ns) != 0) {
         reply_error(r);
         return;
@@ -887,21 +786,46 @@ void net_dispatch_message(struct net_conn *conn, uint64_t conn_id, uint8_t *msg,
      * and waits on this thread find it as the current operation. */
     r->def = def;
     net_op_begin(&r->op, c, c->deadline_ns);
+    r->op.op.writes = (def->flags & NET_CMD_F_WRITE) != 0 || bson_has_field(c->body, "autocommit");
     cairn_op_set_current(&r->op.op);
-    rv = apply_fail_point(r);
+    /* The session (lsid, txnNumber, the transaction state machine) comes
+     * before the fail point: as in mongod, a failCommand error on a
+     * transaction statement happens inside the transaction. */
+    if (net_session_enter(c, &r->op.op) != 0) {
+        net_session_leave(c->sess, c->txn_mode, true);
+        c->sess = NULL;
+        cairn_op_set_current(NULL);
+        reply_error(r);
+        return;
+    }
+    {
+        /* closeConnection frees r: keep what leaving the session needs. */
+        struct txn_session *sess = c->sess;
+        int txn_mode = c->txn_mode;
+        rv = apply_fail_point(r);
+        if (rv != 0) {
+            net_session_leave(sess, txn_mode, true);
+        }
+    }
     if (rv < 0) {
         /* closeConnection: the connection is gone, and r with it. */
         cairn_op_set_current(NULL);
         return;
     }
-    if (rv != 0 || wait_after_cluster_time(c, s) != 0) {
+    if (rv != 0) {
+        c->sess = NULL;
         cairn_op_set_current(NULL);
         reply_error(r);
         return;
     }
     int result = def->fn(c);
-    /* r may be gone already (a PENDING command completed elsewhere). */
+    /* r may be gone already (a PENDING command completed elsewhere, having
+     * checked its session in first: net_dc_finish_write). */
     cairn_op_set_current(NULL);
+    if (result != NET_CMD_PENDING) {
+        net_session_leave(c->sess, c->txn_mode, result != NET_CMD_DONE || c->err.code != 0);
+        c->sess = NULL;
+    }
     switch (result) {
         case NET_CMD_DONE:
             finish(r, c->err.code != 0);

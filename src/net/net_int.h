@@ -34,6 +34,12 @@ struct net_cmd
     bool secondary_ok;     /* $readPreference mode != primary, or OP_QUERY flag */
     uint64_t deadline_ns;  /* maxTimeMS as a monotonic deadline; 0 = none */
 
+    /* Session context, set by dispatch before the handler (txnctx.h). */
+    struct txn_session *sess; /* checked out for this command, or NULL */
+    int txn_mode;             /* enum net_txn_mode */
+    int64_t txn_number;       /* with txn_mode != NET_TXN_NONE */
+    cairn_ts at_cluster_time; /* a snapshot read outside a transaction: its ts (replies say it) */
+
     /* Reply. Handlers append their fields to `reply` (initialised empty). */
     bson_t reply;
     cairn_ts operation_time; /* 0 = use the current cluster time */
@@ -79,6 +85,9 @@ extern const struct net_cmd_def
     net_cmds_read[]; /* cmd_read.c: find getMore killCursors count distinct aggregate */
 extern const struct net_cmd_def
     net_cmds_ddl[]; /* cmd_ddl.c: create drop dropDatabase listCollections listDatabases */
+
+extern const struct net_cmd_def
+    net_cmds_session[]; /* cmd_session.c: sessions, commitTransaction, abortTransaction */
 
 /* Finishes a NET_CMD_PENDING command: wraps and sends its reply (or err
  * when `failed`). Callable from any thread, including the raft thread;

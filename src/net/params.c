@@ -116,7 +116,7 @@ static void get_fcv(struct net_server *s, bson_t *doc, const char *key)
 {
     bson_t sub;
     BSON_APPEND_DOCUMENT_BEGIN(doc, key, &sub);
-    BSON_APPEND_UTF8(&sub, "version", "4.4");
+    BSON_APPEND_UTF8(&sub, "version", CAIRN_FCV);
     bson_append_document_end(doc, &sub);
 }
 

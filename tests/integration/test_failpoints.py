@@ -15,9 +15,9 @@ import threading
 import time
 
 import bson
+import pymongo
 import pytest
 from bson import Binary, Decimal128, Int64, MaxKey, ObjectId
-from bson.binary import UUID_SUBTYPE
 from pymongo import monitoring
 from pymongo.errors import (ConnectionFailure, ExecutionTimeout, NotPrimaryError,
                             OperationFailure, WriteConcernError)
@@ -256,31 +256,34 @@ def test_retryable_code_without_retry_writes_surfaces(fp_server, admin_client, d
         c.close()
 
 
-def lsid():
-    return {"id": Binary(ObjectId().binary + b"\x00" * 4, UUID_SUBTYPE)}
+def retryable_command(db, cmd):
+    """Runs `cmd` as a retryable write (txnNumber 1) on a fresh session. pymongo puts its own
+    implicit session's lsid on db.command() in place of any we give and reuses pooled
+    sessions, whose txnNumbers only grow (a reused one would rightly get TransactionTooOld,
+    225): a client of its own gives the command a session nobody used."""
+    host, port = db.client.address
+    with pymongo.MongoClient(host, port, directConnection=True) as c:
+        return c[db.name].command(dict(cmd, txnNumber=Int64(1)), check=False)
 
 
 def test_labels_are_computed_as_for_real_errors(admin_client, db):
     configure(admin_client, "alwaysOn", failCommands=["insert"], errorCode=91)
     # A retryable write (txnNumber, no autocommit) gets RetryableWriteError ...
-    r = db.command({"insert": "c", "documents": [{}], "lsid": lsid(), "txnNumber": Int64(1)},
-                   check=False)
+    r = retryable_command(db, {"insert": "c", "documents": [{}]})
     assert r["ok"] == 0 and r["code"] == 91
     assert r["errorLabels"] == ["RetryableWriteError"]
     # ... a plain insert gets none, and neither does a non-retryable code.
     r = db.command({"insert": "c", "documents": [{}]}, check=False)
     assert r["code"] == 91 and "errorLabels" not in r
     configure(admin_client, "alwaysOn", failCommands=["insert"], errorCode=11000)
-    r = db.command({"insert": "c", "documents": [{}], "lsid": lsid(), "txnNumber": Int64(2)},
-                   check=False)
+    r = retryable_command(db, {"insert": "c", "documents": [{}]})
     assert r["code"] == 11000 and "errorLabels" not in r
 
 
 def test_error_labels_replace_the_computed_ones(admin_client, db):
     configure(admin_client, "alwaysOn", failCommands=["insert"], errorCode=91,
               errorLabels=["SomeLabel"])
-    r = db.command({"insert": "c", "documents": [{}], "lsid": lsid(), "txnNumber": Int64(1)},
-                   check=False)
+    r = retryable_command(db, {"insert": "c", "documents": [{}]})
     assert r["errorLabels"] == ["SomeLabel"]
     configure(admin_client, "alwaysOn", failCommands=["insert"], errorCode=2,
               errorLabels=["RetryableWriteError"])
@@ -371,15 +374,13 @@ def test_write_concern_error_on_insert_applies_the_write(fp_server, admin_client
 def test_write_concern_error_reply_and_labels(admin_client, db):
     configure(admin_client, "alwaysOn", failCommands=["insert"],
               writeConcernError={"code": 91, "errmsg": "Replication is being shut down"})
-    r = db.command({"insert": "c", "documents": [{"_id": 1}], "lsid": lsid(),
-                    "txnNumber": Int64(1)}, check=False)
+    r = retryable_command(db, {"insert": "c", "documents": [{"_id": 1}]})
     assert r["ok"] == 1.0 and r["n"] == 1
     assert r["writeConcernError"]["code"] == 91
     assert r["errorLabels"] == ["RetryableWriteError"]
     configure(admin_client, "alwaysOn", failCommands=["insert"],
               writeConcernError={"code": 91, "errmsg": "x"}, errorLabels=["Mine"])
-    r = db.command({"insert": "c", "documents": [{"_id": 2}], "lsid": lsid(),
-                    "txnNumber": Int64(1)}, check=False)
+    r = retryable_command(db, {"insert": "c", "documents": [{"_id": 2}]})
     assert r["errorLabels"] == ["Mine"]
     assert db.c.count_documents({}) == 2
 

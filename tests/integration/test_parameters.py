@@ -26,7 +26,7 @@ def test_get_all_parameters_keeps_its_answers(client):
     assert type(r["transactionLifetimeLimitSeconds"]) is int
     assert r["cursorTimeoutMillis"] == 600000 and isinstance(r["cursorTimeoutMillis"], Int64)
     assert r["enableTestCommands"] is False
-    assert r["featureCompatibilityVersion"] == {"version": "4.4"}
+    assert r["featureCompatibilityVersion"] == {"version": "7.0"}
     assert r["localLogicalSessionTimeoutMinutes"] == 30
     assert r["maxWriteBatchSize"] == 100000
     assert r["authenticationMechanisms"] == []

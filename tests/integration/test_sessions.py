@@ -112,6 +112,9 @@ def test_kill_sessions_aborts_open_transaction(conn, db):
 
 
 def test_kill_sessions_leaves_other_sessions_alone(conn, db):
+    # The collection exists first: two transactions that both create it implicitly conflict
+    # (the second gets WriteConflict), as in mongod.
+    assert_ok(conn.run({"create": "c"}, db.name))
     a = Txn(conn, db.name)
     b = Txn(conn, db.name)
     assert_ok(a.start(ins(1)))
@@ -133,6 +136,7 @@ def test_end_sessions_aborts_open_transaction(conn, db):
 def test_kill_all_sessions_aborts_every_open_transaction(server_factory):
     srv = server_factory()
     with RawConn(srv) as c:
+        assert_ok(c.run({"create": "c"}, "s"))  # see test_kill_sessions_leaves_other_sessions_alone
         a, b = Txn(c, "s"), Txn(c, "s")
         assert_ok(a.start(ins(1)))
         assert_ok(b.start(ins(2)))
