@@ -2,9 +2,10 @@
 # scripts/test.sh: sets up, builds and runs every Cairn test suite.
 #
 #   1. build/      -Dwerror=true: Check unit tests (meson test), pytest integration tests
-#                  against build/src/server/cairnd, and the libmongoc C program.
-#   2. build-asan/ -Db_sanitize=address,undefined: unit tests, integration tests and the
-#                  libmongoc program against the sanitized cairnd.
+#                  against build/src/server/cairnd, the libmongoc C program, and the seed
+#                  documents' transaction examples in pymongo, C and Go.
+#   2. build-asan/ -Db_sanitize=address,undefined: unit tests, integration tests, the
+#                  libmongoc program and the examples against the sanitized cairnd.
 #
 # The summary gives each suite's passed, failed and skipped counts, then ends with one line
 # "N passed, N failed" (CI parses it) summing every Check test case, pytest test and
@@ -160,6 +161,26 @@ EOF
     record "$label integration (pytest)" ${counts:-0 1 0}
 }
 
+# examples BUILDDIR LABEL: the seed documents' transaction examples (pymongo, libmongoc, Go)
+# against fresh cairnd processes (scripts/run-examples.sh), counted from its last line.
+examples() {
+    local build="$1" label="$2"
+    local out="$RESULTS/examples-$label.txt"
+    say "$label: transaction examples (scripts/run-examples.sh $build)"
+    timeout --kill-after=30 900 bash "$REPO/scripts/run-examples.sh" "$build" 2>&1 | tee "$out"
+    local rc=${PIPESTATUS[0]}
+    local counts
+    counts="$(tail -n 1 "$out" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p')"
+    if [ -z "$counts" ]; then
+        echo "  scripts/run-examples.sh printed no summary line (exit $rc)"
+        counts="0 1"
+    elif [ "$rc" -ne 0 ] && [ "${counts#* }" = "0" ]; then
+        counts="${counts% *} 1"
+    fi
+    # shellcheck disable=SC2086
+    record "$label transaction examples" $counts 0
+}
+
 # mongoc_program BUILDDIR LABEL: runs the libmongoc program against a fresh cairnd.
 mongoc_program() {
     local build="$1" label="$2"
@@ -221,6 +242,7 @@ if build_dir "$BUILD" normal -Dwerror=true -Dbuildtype=debugoptimized -Db_saniti
     unit_tests "$BUILD" normal 1
     integration "$BUILD" normal
     mongoc_program "$BUILD" normal
+    examples "$BUILD" normal
 else
     record "normal unit/integration/mongoc" 0 1 0 "(not run: build failed)"
 fi
@@ -237,6 +259,7 @@ else
         unit_tests "$ASAN_BUILD" asan 3
         integration "$ASAN_BUILD" asan
         mongoc_program "$ASAN_BUILD" asan
+        examples "$ASAN_BUILD" asan
     else
         record "asan unit/integration/mongoc" 0 1 0 "(not run: build failed)"
     fi
