@@ -8,7 +8,7 @@
  *               "catalog_next_id"   -> 8 bytes BE, above every id ever used
  *               "applied"           -> raft index (8 BE) | ts (8 BE)
  *               "meta/<name>"       -> blob
- *               "session/<key>"     -> commit ts (8 BE) | record (session.c)
+ *   sessions CF "session/<key>"     -> commit ts (8 BE) | record (session.c)
  *   docs CF     coll_id (8 BE) | encoded _id | ~ts (8 BE)
  *                                   -> flag byte | BSON (documents only)
  * The docs CF has a prefix extractor (the key without its ~ts suffix) and
@@ -193,9 +193,9 @@ static int load_state(struct eng *e, struct cairn_error *err)
 int eng_open(const char *dir, struct eng **out, struct cairn_error *err)
 {
     struct eng *e;
-    const char *cf_names[2] = {"default", "docs"};
-    const rocksdb_options_t *cf_opts[2];
-    rocksdb_column_family_handle_t *handles[2] = {NULL, NULL};
+    const char *cf_names[3] = {"default", "docs", "sessions"};
+    const rocksdb_options_t *cf_opts[3];
+    rocksdb_column_family_handle_t *handles[3] = {NULL, NULL, NULL};
     char *msg = NULL;
     int rv;
 
@@ -238,6 +238,17 @@ int eng_open(const char *dir, struct eng **out, struct cairn_error *err)
     /* Only the docs column family collects old versions; the default one
      * (catalog, watermark, meta) is never filtered. */
     rocksdb_options_set_compaction_filter_factory(e->docs_opts, eng_gc_factory_create(e));
+    /* Session records: one small value per session, overwritten by every
+     * retryable write. Updated in place in the memtable, the column family
+     * stays one entry per session instead of growing a version per write
+     * (a random insert into a large skiplist cost ~5 us per write). Readers
+     * take no snapshot of it, and applies are single-threaded, which is
+     * what in-place updates require (no concurrent memtable writes). */
+    e->sessions_opts = rocksdb_options_create_copy(e->opts);
+    rocksdb_options_set_inplace_update_support(e->sessions_opts, 1);
+    rocksdb_options_set_allow_concurrent_memtable_write(e->opts, 0);
+    rocksdb_options_set_allow_concurrent_memtable_write(e->sessions_opts, 0);
+    rocksdb_options_set_allow_concurrent_memtable_write(e->docs_opts, 0);
 
     e->wo_nosync = rocksdb_writeoptions_create();
     rocksdb_writeoptions_set_sync(e->wo_nosync, 0);
@@ -247,7 +258,8 @@ int eng_open(const char *dir, struct eng **out, struct cairn_error *err)
 
     cf_opts[0] = e->opts;
     cf_opts[1] = e->docs_opts;
-    e->db = rocksdb_open_column_families(e->opts, dir, 2, cf_names, cf_opts, handles, &msg);
+    cf_opts[2] = e->sessions_opts;
+    e->db = rocksdb_open_column_families(e->opts, dir, 3, cf_names, cf_opts, handles, &msg);
     if (msg != NULL || e->db == NULL) {
         rv = eng_rocks_error(err, msg, "open");
         cairn_error_wrapf(err, "engine: %s", dir);
@@ -257,6 +269,7 @@ int eng_open(const char *dir, struct eng **out, struct cairn_error *err)
     }
     e->cf_default = handles[0];
     e->cf_docs = handles[1];
+    e->cf_sessions = handles[2];
     rv = load_state(e, err);
     if (rv != 0) {
         cairn_error_wrapf(err, "engine: %s", dir);
@@ -282,6 +295,9 @@ void eng_close(struct eng *e)
     if (e->cf_docs != NULL) {
         rocksdb_column_family_handle_destroy(e->cf_docs);
     }
+    if (e->cf_sessions != NULL) {
+        rocksdb_column_family_handle_destroy(e->cf_sessions);
+    }
     if (e->db != NULL) {
         rocksdb_close(e->db);
     }
@@ -296,6 +312,9 @@ void eng_close(struct eng *e)
     }
     if (e->docs_opts != NULL) {
         rocksdb_options_destroy(e->docs_opts);
+    }
+    if (e->sessions_opts != NULL) {
+        rocksdb_options_destroy(e->sessions_opts);
     }
     if (e->opts != NULL) {
         rocksdb_options_destroy(e->opts);
@@ -603,6 +622,9 @@ int eng_flush(struct eng *e, struct cairn_error *err)
     rocksdb_flush_wal(e->db, 1, &msg);
     if (msg == NULL) {
         rocksdb_flush_cf(e->db, fo, e->cf_docs, &msg);
+    }
+    if (msg == NULL) {
+        rocksdb_flush_cf(e->db, fo, e->cf_sessions, &msg);
     }
     if (msg == NULL) {
         rocksdb_flush_cf(e->db, fo, e->cf_default, &msg);

@@ -336,6 +336,8 @@ struct eng
     rocksdb_cache_t *cache;
     rocksdb_column_family_handle_t *cf_default;
     rocksdb_column_family_handle_t *cf_docs;
+    rocksdb_column_family_handle_t *cf_sessions;
+    rocksdb_options_t *sessions_opts; /* "sessions" column family */
     rocksdb_writeoptions_t *wo_nosync;
     rocksdb_writeoptions_t *wo_sync;
     rocksdb_readoptions_t *ro_plain; /* no snapshot; shared, never modified */

@@ -3,7 +3,8 @@
  * eng_apply puts them in its batch, and reading them back
  * (eng_session_get, eng_session_foreach).
  *
- * Format, default column family:
+ * Format, column family "sessions" (updated in place in the memtable, see
+ * eng_open):
  *   key    "session/" | session key (1..ENG_SESSION_KEY_MAX opaque bytes)
  *   value  OFFSET SIZE DESCRIPTION
  *          0      8    ts of the commit that wrote it (big-endian)
@@ -48,7 +49,7 @@ int eng_session_batch_put(struct eng *e,
         rv = cairn_buf_append(v, op->doc, op->doc_len);
     }
     if (rv == 0) {
-        rocksdb_writebatch_put_cf(b, e->cf_default, (const char *)k->data, k->len,
+        rocksdb_writebatch_put_cf(b, e->cf_sessions, (const char *)k->data, k->len,
                                   (const char *)v->data, v->len);
     }
     return rv;
@@ -75,7 +76,7 @@ int eng_session_get(struct eng *e,
         goto err_after_key;
     }
     val =
-        rocksdb_get_cf(e->db, e->ro_plain, e->cf_default, (const char *)k.data, k.len, &vlen, &msg);
+        rocksdb_get_cf(e->db, e->ro_plain, e->cf_sessions, (const char *)k.data, k.len, &vlen, &msg);
     if (msg != NULL) {
         rv = eng_rocks_error(err, msg, "session get");
         goto err_after_key;
@@ -117,7 +118,7 @@ int eng_session_foreach(struct eng *e,
                         struct cairn_error *err)
 {
     /* An iterator reads one consistent view of the database. */
-    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(e->db, e->ro_plain, e->cf_default);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(e->db, e->ro_plain, e->cf_sessions);
     char *msg = NULL;
     int rv = 0;
 
