@@ -119,7 +119,11 @@ static int for_each_match(struct txn_write *w,
     if (coll_is_new) {
         return 0;
     }
-    return net_dc_visit_matches(txn_write_reader(w), cid, m, adapt_match, &a, err);
+    struct txn_read *rd;
+    if (txn_write_reader(w, &rd, err) != 0) {
+        return err->code;
+    }
+    return net_dc_visit_matches(rd, cid, m, adapt_match, &a, err);
 }
 
 static bool doc_id(const bson_t *doc, bson_value_t *id)

@@ -250,7 +250,11 @@ static int cmd_drop_database(struct net_cmd *c)
     }
     struct txn_coll *colls = NULL;
     size_t n = 0;
-    int rc = txn_read_list(txn_write_reader(w), c->db, &colls, &n);
+    struct txn_read *rd;
+    int rc = txn_write_reader(w, &rd, &c->err);
+    if (rc == 0) {
+        rc = txn_read_list(rd, c->db, &colls, &n);
+    }
     if (rc != 0) {
         txn_write_abort(w);
         cairn_error_setf(&c->err, rc, "dropDatabase: cannot list collections");
@@ -640,7 +644,9 @@ static int cmd_create_indexes(struct net_cmd *c)
         net_write_end(c, w, false, &ts);
         return NET_CMD_ERROR;
     }
-    if (txn_write_is_multi(w) && !created && !coll_is_empty(txn_write_reader(w), cid)) {
+    struct txn_read *view = NULL;
+    if (txn_write_is_multi(w) && !created && txn_write_reader(w, &view, &c->err) == 0 &&
+        !coll_is_empty(view, cid)) {
         /* mongod builds indexes inside a transaction only on new or empty
          * collections. */
         cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_OperationNotSupportedInTransaction,

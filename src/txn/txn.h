@@ -205,8 +205,11 @@ int txn_write_begin(struct txn_mgr *m,
 
 /* The write's view for reads and scans (do not end it; it ends with the
  * write). A statement's scans see the state before its own staged changes;
- * a transaction's see its own writes. */
-struct txn_read *txn_write_reader(struct txn_write *w);
+ * a transaction's see its own writes. A statement takes its view here, at
+ * the first use: writes that need none (inserts, point updates build on
+ * the newest version) never pay for a snapshot. Returns 0 with *rd set, or
+ * CAIRN_ENOMEM. */
+int txn_write_reader(struct txn_write *w, struct txn_read **rd, struct cairn_error *err);
 
 /* Statements only: retakes the write's view so that scans see everything
  * committed so far (a findAndModify whose chosen document changed under it

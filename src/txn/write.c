@@ -314,7 +314,6 @@ int txn_write_begin(struct txn_mgr *m,
 {
     uint64_t epoch = repl_write_epoch(m->repl);
     struct txn_write *w;
-    int rv;
 
     if (epoch == 0) {
         return cairn_error_mongo(err, CAIRN_ENOTLEADER, MONGO_NotWritablePrimary, "not primary");
@@ -324,13 +323,9 @@ int txn_write_begin(struct txn_mgr *m,
         return CAIRN_ENOMEM;
     }
     w->epoch = epoch;
-    rv = txn_read_init(m, true, CAIRN_TS_MAX, &w->rd, err);
-    if (rv != 0) {
-        free(w);
-        return rv;
-    }
+    /* The view is taken when first needed (txn_write_reader). */
+    w->rd.m = m;
     w->rd.embedded = true;
-    w->read_ts = w->rd.ts;
     if (sess != NULL) {
         w->sess = sess;
         w->txn_number = sess->active_txn;
@@ -424,23 +419,35 @@ void txn_write_release(struct txn_write *w)
     txn_write_unref(w);
 }
 
-struct txn_read *txn_write_reader(struct txn_write *w)
-{
-    return &w->rd;
-}
-
-int txn_write_refresh_view(struct txn_write *w, struct cairn_error *err)
+/* A statement's view: the newest local state, taken at the first use. */
+static int ensure_view(struct txn_write *w, struct cairn_error *err)
 {
     int rv;
 
-    if (w->multi) {
+    if (w->rd.snap != NULL) {
         return 0;
     }
-    txn_read_fini(&w->rd);
     rv = txn_read_init(w->m, true, CAIRN_TS_MAX, &w->rd, err);
     w->rd.embedded = true;
     w->read_ts = w->rd.ts;
     return rv;
+}
+
+int txn_write_reader(struct txn_write *w, struct txn_read **rd, struct cairn_error *err)
+{
+    int rv = ensure_view(w, err);
+
+    *rd = rv == 0 ? &w->rd : NULL;
+    return rv;
+}
+
+int txn_write_refresh_view(struct txn_write *w, struct cairn_error *err)
+{
+    if (w->multi) {
+        return 0;
+    }
+    txn_read_fini(&w->rd);
+    return ensure_view(w, err);
 }
 
 bool txn_write_is_multi(const struct txn_write *w)
@@ -710,6 +717,10 @@ int txn_write_get(struct txn_write *w,
     if (op != NULL) {
         return op->kind == ENG_OP_DELETE ? CAIRN_ENOTFOUND
                                          : txn_bytes_to_doc(op->doc, op->doc_len, doc, err);
+    }
+    rv = ensure_view(w, err);
+    if (rv != 0) {
+        return rv;
     }
     rv = eng_snap_get(w->rd.snap, coll_id, w->key.data, w->key.len, &buf, err);
     if (rv == 0) {

@@ -385,8 +385,8 @@ START_TEST(test_txn_large_batch)
 END_TEST
 
 /* A flush proposes what is staged and keeps the write open: later inserts
- * collide with flushed ones (they check the newest state) while the view
- * (and a scan on it) stays as it was. Both parts commit. */
+ * collide with flushed ones (they check the newest state) while the view,
+ * once taken (and a scan on it), stays as it was. Both parts commit. */
 START_TEST(test_txn_flush)
 {
     struct cairn_error err = {0};
@@ -397,8 +397,10 @@ START_TEST(test_txn_flush)
     bson_t *b = doc_json("{\"_id\": 2}");
     bson_value_t id = {.value_type = BSON_TYPE_INT32};
     bson_t got;
+    struct txn_read *view;
 
     ck_assert_int_eq(txn_write_begin(f->txn, NULL, &w, &err), 0);
+    ck_assert_int_eq(txn_write_reader(w, &view, &err), 0); /* the view is taken now */
     ck_assert_int_eq(txn_write_coll(w, "t.f", true, &coll, NULL, &err), 0);
     ck_assert_int_eq(txn_write_insert(w, coll, a, &err), 0);
     ck_assert_uint_gt(txn_write_staged_bytes(w), 0);
