@@ -154,10 +154,27 @@ static int64_t value_size(uint8_t t, const uint8_t *p, size_t avail)
 }
 
 /* True when the `len` bytes at `p` are UTF-8; embedded NULs are allowed in
- * string values (mongod stores them) but not in keys, which are C strings. */
+ * string values (mongod stores them) but not in keys, which are C strings.
+ * Almost every string a client sends is ASCII: those are checked eight
+ * bytes at a time, and only strings with a byte >= 0x80 go to libbson's
+ * byte-by-byte validator (every command's strings pass here). */
 static bool utf8_ok(const uint8_t *p, size_t len)
 {
-    return bson_utf8_validate((const char *)p, len, true);
+    size_t i = 0;
+
+    for (; i + 8 <= len; i += 8) {
+        uint64_t w;
+        memcpy(&w, p + i, sizeof w);
+        if (w & 0x8080808080808080ull) {
+            return bson_utf8_validate((const char *)p, len, true);
+        }
+    }
+    for (; i < len; i++) {
+        if (p[i] & 0x80) {
+            return bson_utf8_validate((const char *)p, len, true);
+        }
+    }
+    return true;
 }
 
 static int walk_doc(const uint8_t *p, size_t len, int depth_budget);
