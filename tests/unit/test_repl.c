@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "lib/clock.h"
+#include "lib/op.h"
 #include "raft_port.h"
 #include "repl/repl.h"
 
@@ -768,6 +769,93 @@ START_TEST(test_propose_checks)
 }
 END_TEST
 
+struct leader_calls
+{
+    pthread_mutex_t mu;
+    int n;
+    bool last_writable;
+    uint64_t last_epoch;
+};
+
+static void leader_cb(void *arg, bool writable, uint64_t epoch)
+{
+    struct leader_calls *lc = arg;
+    pthread_mutex_lock(&lc->mu);
+    lc->n++;
+    lc->last_writable = writable;
+    lc->last_epoch = epoch;
+    pthread_mutex_unlock(&lc->mu);
+}
+
+/* A commit is proposed only in the write epoch it was resolved in; the
+ * leadership callback hears when writes stop; applied waits are woken by
+ * the apply path and bounded by their operation's deadline. */
+START_TEST(test_epochs_and_applied_waits)
+{
+    struct eng *e;
+    struct repl *r = open_fresh(&e);
+    struct writer w;
+    struct cairn_error err = {0};
+    struct repl_status st;
+    struct leader_calls lc = {PTHREAD_MUTEX_INITIALIZER, 0, true, 1};
+    uint64_t epoch;
+
+    memset(&w, 0, sizeof w);
+    pthread_mutex_init(&w.lock, NULL);
+    w.e = e;
+    w.r = r;
+    wait_writable(r);
+    repl_set_leadership_cb(r, leader_cb, &lc);
+    epoch = repl_write_epoch(r);
+    ck_assert_uint_ne(epoch, 0);
+    repl_status_get(r, &st);
+    w.last_ts = st.last_ts;
+    create_coll(&w);
+    {
+        const uint8_t key[] = {'e', 0};
+        bson_t d = BSON_INITIALIZER;
+        struct eng_op op = {ENG_OP_PUT, w.coll_id, NULL, key, 2, bson_get_data(&d), d.len};
+        struct eng_commit c = {0, &op, 1};
+        struct cairn_buf enc = CAIRN_BUF_INIT;
+        cairn_ts ts = w.last_ts + 100;
+
+        ck_assert_int_eq(repl_oplog_encode(&c, &enc), 0);
+        repl_oplog_patch_ts(enc.data, ts);
+        /* Another epoch: refused, and nothing is proposed. */
+        ck_assert_int_eq(repl_propose_encoded(r, epoch + 1, ts, enc.data, enc.len, &err),
+                         CAIRN_ENOTLEADER);
+        ck_assert_int_eq(err.mongo_code, MONGO_NotWritablePrimary);
+        ck_assert_int_eq(repl_propose_encoded(r, 0, ts, enc.data, enc.len, &err), CAIRN_ENOTLEADER);
+        /* Its own epoch: proposed (repl owns the bytes now), applied, and an
+         * applied wait returns. */
+        ck_assert_int_eq(repl_propose_encoded(r, epoch, ts, enc.data, enc.len, &err), 0);
+        ck_assert_int_eq(repl_wait_applied(r, ts, NULL, &err), 0);
+        ck_assert_uint_ge(repl_applied_ts(r), ts);
+        bson_destroy(&d);
+        w.last_ts = ts;
+    }
+    {
+        /* A wait for a ts nothing reaches ends at its operation's deadline. */
+        struct cairn_op op;
+        memset(&op, 0, sizeof op);
+        op.deadline_ns = cairn_mono_ns() + 50ull * 1000000ull;
+        cairn_op_begin(&op);
+        ck_assert_int_eq(repl_wait_applied(r, w.last_ts + 1000, &op, &err), CAIRN_ETIMEOUT);
+        ck_assert_int_eq(err.mongo_code, MONGO_MaxTimeMSExpired);
+        cairn_op_end(&op);
+    }
+    pthread_mutex_lock(&lc.mu);
+    ck_assert_int_eq(lc.n, 0); /* still primary */
+    pthread_mutex_unlock(&lc.mu);
+    repl_close(r); /* stopping makes the member unwritable: the callback hears it */
+    ck_assert_int_eq(lc.n, 1);
+    ck_assert(!lc.last_writable);
+    ck_assert_uint_eq(lc.last_epoch, 0);
+    eng_close(e);
+    pthread_mutex_destroy(&w.lock);
+}
+END_TEST
+
 START_TEST(test_start_failure_then_recover)
 {
     struct eng *e = open_eng();
@@ -996,6 +1084,7 @@ static Suite *repl_suite(void)
     tcase_add_test(tc, test_initiate_and_status);
     tcase_add_test(tc, test_commits_and_restart);
     tcase_add_test(tc, test_propose_checks);
+    tcase_add_test(tc, test_epochs_and_applied_waits);
     tcase_add_test(tc, test_start_failure_then_recover);
     tcase_add_test(tc, test_waiters_with_held_proposals);
     tcase_add_test(tc, test_close_with_entries_in_flight);
