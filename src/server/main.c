@@ -296,9 +296,12 @@ int main(int argc, char **argv)
     while (sigwait(&sigs, &sig) != 0) {
     }
     cairn_log(CAIRN_LOG_INFO, "main", "signal %d: shutting down", sig);
+    /* Each layer closes before the one beneath it: the transaction manager
+     * unregisters its leadership callback before replication stops (which
+     * makes the member unwritable and would call it). */
     net_server_stop(net);
-    repl_close(repl);
     txn_mgr_close(txn);
+    repl_close(repl);
     eng_close(eng);
     cairn_log(CAIRN_LOG_INFO, "main", "shutdown complete");
     return 0;

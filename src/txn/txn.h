@@ -71,7 +71,9 @@ struct txn_mgr;
 int txn_mgr_open(struct eng *e, struct repl *r, struct txn_mgr **out, struct cairn_error *err);
 
 /* Stops the reaper, aborts every open transaction and frees. Nothing may
- * use the manager during or after. NULL is a no-op. */
+ * use the manager during or after. Call it before repl_close (it
+ * unregisters the leadership callback from the repl it was opened with).
+ * NULL is a no-op. */
 void txn_mgr_close(struct txn_mgr *m);
 
 /* transactionLifetimeLimitSeconds: how long a multi-document transaction
