@@ -217,3 +217,45 @@ def test_retryable_update_batch_log_volume_is_linear(server_factory):
     assert retr < 4 * plain + (4 << 20), \
         "raft log grew %d bytes for %d retryable updates, %d for the same plain updates" % (
             retr, n, plain)
+
+
+# -- a plain write racing a drop --------------------------------------------------------------------
+
+def test_plain_insert_racing_a_drop_is_not_a_write_conflict(server, conn, conn2, db):
+    """A plain insert resolves its collection once (no namespace intent when it exists), flushes
+    its first part when it meets an intent, waits; meanwhile the collection is dropped. At its
+    next commit check_colls fails and the client of a NON-transactional insert gets
+    WriteConflict (112), which drivers do not retry outside transactions. mongod never returns
+    WriteConflict for a plain write (it retries internally; the insert recreates the
+    collection)."""
+    seed(conn, db.name, "c", [{"_id": 0}])
+    holder = Txn(conn2, db.name)
+    assert_ok(holder.start({"insert": "c", "documents": [{"_id": 5}]}))
+    from txn_helpers import Background
+    bg = Background(conn.run, {"insert": "c", "documents": [{"_id": 1}, {"_id": 5}]}, db.name)
+    time.sleep(0.5)  # _id 1 flushed, waiting for the intent on _id 5
+    other = RawConn(server)
+    try:
+        assert_ok(other.run({"drop": "c"}, db.name))
+    finally:
+        other.close()
+    assert_ok(holder.abort())
+    r = bg.join(30)
+    assert r.get("code") != CODES["WriteConflict"], r
+
+
+# -- stmtId arithmetic ------------------------------------------------------------------------------
+
+def test_stmt_id_near_int32_max_is_not_undefined_behaviour(server_factory):
+    """net_stmt_id computes stmtId + i in int32 (txnctx.c:545) and the record builder
+    run_first + run_count (session.c:263): signed overflow, reported by a UBSan build
+    (server_factory fails the test on any sanitizer report; a plain build passes)."""
+    srv = server_factory()
+    c = RawConn(srv)
+    cmd = retryable({"insert": "c", "documents": [{"_id": 1}, {"_id": 2}, {"_id": 3}],
+                     "stmtId": 2147483646}, new_lsid(), 1)
+    try:
+        assert_ok(c.run(cmd, "ub"))
+        assert_ok(c.run(cmd, "ub"))
+    finally:
+        c.close()
