@@ -151,6 +151,9 @@ static const char *kill_message(int code)
             return "the transaction this operation belongs to was aborted";
         case MONGO_MaxTimeMSExpired:
             return "operation exceeded time limit";
+        case MONGO_TransactionExceededLifetimeLimitSeconds:
+            return "the transaction this operation belongs to exceeded "
+                   "transactionLifetimeLimitSeconds and was aborted";
         default:
             return "operation was interrupted";
     }

@@ -146,19 +146,28 @@ struct write_args
     bool ordered;
     bson_t stmts;
     uint32_t count;
+    int32_t *stmt_ids; /* one per statement (malloc'd: write_args_free) */
 };
 
 static int get_write_args(struct net_cmd *c, const char *field, struct write_args *a)
 {
     a->ordered = true;
     a->count = 0;
+    a->stmt_ids = NULL;
     if (net_cmd_namespace(c, a->ns, sizeof a->ns) != 0 ||
         net_parse_write_concern(c->body, &a->wc, &c->err) != 0 ||
         net_get_bool(c, "ordered", &a->ordered) != 0 ||
         get_statements(c, c->name, field, &a->stmts, &a->count) != 0) {
         return NET_CMD_ERROR;
     }
-    return 0;
+    a->stmt_ids = net_stmt_ids(c, a->count);
+    return a->stmt_ids != NULL ? 0 : NET_CMD_ERROR;
+}
+
+static void write_args_free(struct write_args *a)
+{
+    free(a->stmt_ids);
+    a->stmt_ids = NULL;
 }
 
 typedef int (*stmt_parse_fn)(const bson_t *stmt, void *out, struct cairn_error *err);
@@ -277,7 +286,7 @@ static int cmd_insert(struct net_cmd *c)
     struct write_args a;
     struct txn_write *w = NULL;
     uint64_t cid = 0;
-    bool created = false;
+    bool created = false, have_coll = false;
     bson_t werrs;
     uint32_t n_err = 0;
     int64_t n = 0;
@@ -291,16 +300,13 @@ static int cmd_insert(struct net_cmd *c)
         return NET_CMD_ERROR;
     }
     if (net_write_begin(c, &w) != 0) {
-        return NET_CMD_ERROR;
-    }
-    if (txn_write_coll(w, a.ns, true, &cid, &created, &c->err) != 0) {
-        net_write_end(c, w, false, &ts);
+        write_args_free(&a);
         return NET_CMD_ERROR;
     }
     bson_init(&werrs);
     bson_iter_init(&it, &a.stmts);
     for (uint32_t idx = 0; bson_iter_next(&it); idx++) {
-        int32_t stmt = net_stmt_id(c, idx);
+        int32_t stmt = a.stmt_ids[idx];
         uint32_t len;
         const uint8_t *data;
         bson_t in, doc, prior;
@@ -312,6 +318,15 @@ static int cmd_insert(struct net_cmd *c)
             n++;
             retried_add(&retried, stmt);
             continue;
+        }
+        if (!have_coll) {
+            /* Resolved at the first statement that runs: a retry answered
+             * whole from the record must not recreate a dropped collection. */
+            if (txn_write_coll(w, a.ns, true, &cid, &created, &c->err) != 0) {
+                result = NET_CMD_ERROR;
+                break;
+            }
+            have_coll = true;
         }
         cairn_error_clear(&e);
         bson_iter_document(&it, &len, &data);
@@ -331,7 +346,9 @@ static int cmd_insert(struct net_cmd *c)
             if (net_stmt_record(c, w, stmt, &empty) != 0 || flush_if_large(w, &c->err) != 0) {
                 result = NET_CMD_ERROR;
             }
-        } else if (top_level(c, &e)) {
+        } else if (top_level(c, &e) || txn_write_failed(w)) {
+            /* A commit of this write failed (while it waited for a
+             * document): what it held is lost, the command fails. */
             c->err = e;
             result = NET_CMD_ERROR;
         } else {
@@ -357,6 +374,7 @@ static int cmd_insert(struct net_cmd *c)
     }
     retried_finish(c, &retried);
     bson_destroy(&werrs);
+    write_args_free(&a);
     if (result != NET_CMD_DONE) {
         return result;
     }
@@ -741,6 +759,16 @@ static void update_result_from_record(const bson_t *rec, struct upd_result *res)
     }
 }
 
+/* A statement that changes several documents cannot be a retryable write:
+ * its parts may commit one by one (a statement commits what it staged
+ * before it waits for a document), so a retry could not tell which ran.
+ * mongod refuses it the same way, as that statement's writeError. */
+static int not_retryable(struct cairn_error *e, const char *what)
+{
+    return cairn_error_mongo(e, CAIRN_EINVAL, MONGO_InvalidOptions,
+                             "Cannot use (or request) retryable writes with %s", what);
+}
+
 /* What a failed statement of a write command does to the batch, as mongod:
  * an error that is top-level (interruptions, not primary; in a transaction
  * also transient errors) fails the command; otherwise it is a writeError at
@@ -778,23 +806,27 @@ static int cmd_update(struct net_cmd *c)
     }
     parsed = parse_stmts(c, &a, "update.updates", sizeof *parsed, parse_update_stmt);
     if (parsed == NULL) {
+        write_args_free(&a);
         return NET_CMD_ERROR;
     }
     bson_init(&werrs);
     bson_init(&upserts);
     for (uint32_t i = 0; i < a.count; i++) {
-        int32_t stmt = net_stmt_id(c, i);
+        int32_t stmt = a.stmt_ids[i];
         struct upd_result res;
         bson_t prior;
         cairn_ts ts = 0;
         struct cairn_error e;
 
+        cairn_error_clear(&e);
         if (net_stmt_executed(c, stmt, &prior, &last_ts)) {
             update_result_from_record(&prior, &res);
             retried_add(&retried, stmt);
         } else {
-            cairn_error_clear(&e);
-            if (run_update_stmt(c, a.ns, &parsed[i], stmt, &res, &ts, &e) != 0) {
+            int rc = c->txn_mode == NET_TXN_RETRYABLE && parsed[i].multi
+                         ? not_retryable(&e, "multi=true")
+                         : run_update_stmt(c, a.ns, &parsed[i], stmt, &res, &ts, &e);
+            if (rc != 0) {
                 enum stmt_outcome o = stmt_failed(c, &werrs, &n_err, i, &e, a.ordered);
                 if (o == STMT_TOP_ERROR) {
                     result = NET_CMD_ERROR;
@@ -837,6 +869,7 @@ static int cmd_update(struct net_cmd *c)
     retried_finish(c, &retried);
     bson_destroy(&werrs);
     bson_destroy(&upserts);
+    write_args_free(&a);
     if (result != NET_CMD_DONE) {
         return result;
     }
@@ -1003,11 +1036,12 @@ static int cmd_delete(struct net_cmd *c)
     }
     parsed = parse_stmts(c, &a, "delete.deletes", sizeof *parsed, parse_delete_stmt);
     if (parsed == NULL) {
+        write_args_free(&a);
         return NET_CMD_ERROR;
     }
     bson_init(&werrs);
     for (uint32_t i = 0; i < a.count; i++) {
-        int32_t stmt = net_stmt_id(c, i);
+        int32_t stmt = a.stmt_ids[i];
         int64_t deleted = 0;
         bson_t prior;
         bson_iter_t it;
@@ -1022,7 +1056,9 @@ static int cmd_delete(struct net_cmd *c)
             continue;
         }
         cairn_error_clear(&e);
-        if (run_delete_stmt(c, a.ns, &parsed[i], stmt, &deleted, &ts, &e) != 0) {
+        if ((c->txn_mode == NET_TXN_RETRYABLE && parsed[i].multi
+                 ? not_retryable(&e, "limit=0")
+                 : run_delete_stmt(c, a.ns, &parsed[i], stmt, &deleted, &ts, &e)) != 0) {
             enum stmt_outcome o = stmt_failed(c, &werrs, &n_err, i, &e, a.ordered);
             if (o == STMT_TOP_ERROR) {
                 result = NET_CMD_ERROR;
@@ -1046,6 +1082,7 @@ static int cmd_delete(struct net_cmd *c)
     }
     retried_finish(c, &retried);
     bson_destroy(&werrs);
+    write_args_free(&a);
     if (result != NET_CMD_DONE) {
         return result;
     }
@@ -1201,11 +1238,19 @@ static int cmd_find_and_modify(struct net_cmd *c)
     struct fam_ctx x = {NULL, BSON_INITIALIZER, false};
     bson_t cur, newdoc, out = BSON_INITIALIZER;
     bool have_cur = false, have_new = false;
-    int32_t stmt = net_stmt_id(c, 0);
+    int32_t stmt = 0;
     bson_t prior;
     cairn_ts ts = 0;
     int rc;
 
+    {
+        int32_t *ids = net_stmt_ids(c, 1);
+        if (ids == NULL) {
+            return NET_CMD_ERROR;
+        }
+        stmt = ids[0];
+        free(ids);
+    }
     if (net_stmt_executed(c, stmt, &prior, &ts)) {
         /* A retry: answer what the first execution answered. */
         bson_concat(&c->reply, &prior);

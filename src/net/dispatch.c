@@ -600,6 +600,10 @@ static int apply_fail_point(struct request *r)
         struct net_conn *conn = c->conn;
         net_log_event(net_conn_server(conn),
                       "Failing %s via 'failCommand' failpoint: closing connection", r->def->name);
+        /* The session points at this request's operation: give it back
+         * before the request (and the operation in it) is freed. */
+        net_session_leave(c->sess, c->txn_mode, true);
+        c->sess = NULL;
         free_request(r);
         net_conn_drop(conn);
         rv = -1;
@@ -798,21 +802,15 @@ void net_dispatch_message(struct net_conn *conn, uint64_t conn_id, uint8_t *msg,
         reply_error(r);
         return;
     }
-    {
-        /* closeConnection frees r: keep what leaving the session needs. */
-        struct txn_session *sess = c->sess;
-        int txn_mode = c->txn_mode;
-        rv = apply_fail_point(r);
-        if (rv != 0) {
-            net_session_leave(sess, txn_mode, true);
-        }
-    }
+    rv = apply_fail_point(r);
     if (rv < 0) {
-        /* closeConnection: the connection is gone, and r with it. */
+        /* closeConnection: the connection is gone, and r with it (its
+         * session was given back first). */
         cairn_op_set_current(NULL);
         return;
     }
     if (rv != 0) {
+        net_session_leave(c->sess, c->txn_mode, true);
         c->sess = NULL;
         cairn_op_set_current(NULL);
         reply_error(r);

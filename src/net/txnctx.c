@@ -526,25 +526,57 @@ int net_write_end(struct net_cmd *c, struct txn_write *w, bool ok, cairn_ts *ts)
     return txn_write_commit(w, ts, &c->err);
 }
 
-int32_t net_stmt_id(const struct net_cmd *c, uint32_t i)
+int32_t *net_stmt_ids(struct net_cmd *c, uint32_t count)
 {
+    int32_t *ids = malloc((count ? count : 1) * sizeof *ids);
     bson_iter_t it;
 
-    if (bson_iter_init_find(&it, c->body, "stmtIds") && BSON_ITER_HOLDS_ARRAY(&it)) {
+    if (ids == NULL) {
+        cairn_error_setf(&c->err, CAIRN_ENOMEM, "out of memory");
+        return NULL;
+    }
+    if (bson_iter_init_find(&it, c->body, "stmtIds")) {
         bson_iter_t a;
         uint32_t n = 0;
-        if (bson_iter_recurse(&it, &a)) {
-            while (bson_iter_next(&a)) {
-                if (n++ == i && BSON_ITER_HOLDS_INT32(&a)) {
-                    return bson_iter_int32(&a);
-                }
-            }
+        if (!BSON_ITER_HOLDS_ARRAY(&it) || !bson_iter_recurse(&it, &a)) {
+            goto bad;
         }
+        while (bson_iter_next(&a)) {
+            if (n >= count || !BSON_ITER_HOLDS_INT32(&a)) {
+                goto bad;
+            }
+            ids[n++] = bson_iter_int32(&a);
+        }
+        if (n != count) {
+            goto bad;
+        }
+        return ids;
     }
-    if (bson_iter_init_find(&it, c->body, "stmtId") && BSON_ITER_HOLDS_INT32(&it)) {
-        return bson_iter_int32(&it) + (int32_t)i;
+    if (bson_iter_init_find(&it, c->body, "stmtId")) {
+        int64_t first;
+        if (!BSON_ITER_HOLDS_INT32(&it)) {
+            goto bad;
+        }
+        first = bson_iter_int32(&it);
+        if (first < 0 || first + (int64_t)count - 1 > INT32_MAX) {
+            goto bad;
+        }
+        for (uint32_t i = 0; i < count; i++) {
+            ids[i] = (int32_t)(first + i);
+        }
+        return ids;
     }
-    return (int32_t)i;
+    for (uint32_t i = 0; i < count; i++) {
+        ids[i] = (int32_t)i;
+    }
+    return ids;
+bad:
+    free(ids);
+    cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_BadValue,
+                      "stmtId/stmtIds must give one non-negative int32 statement id per "
+                      "statement (%" PRIu32 " statements)",
+                      count);
+    return NULL;
 }
 
 bool net_stmt_executed(struct net_cmd *c, int32_t stmt_id, bson_t *result, cairn_ts *ts)

@@ -63,9 +63,11 @@ int net_write_end(struct net_cmd *c, struct txn_write *w, bool ok, cairn_ts *ts)
  * NET_CMD_ERROR with c->err. */
 int net_read_begin(struct net_cmd *c, struct txn_read **rd);
 
-/* The stmtId of statement `i` of a write command: stmtIds[i], else
- * stmtId + i, else i. */
-int32_t net_stmt_id(const struct net_cmd *c, uint32_t i);
+/* The statement ids of a write command's `count` statements (a malloc'd
+ * array the caller frees): stmtIds[i], else stmtId + i, else i. Errors
+ * (NULL, c->err set): 2 BadValue when stmtIds has another length or
+ * non-int32 elements, or stmtId + count passes INT32_MAX; CAIRN_ENOMEM. */
+int32_t *net_stmt_ids(struct net_cmd *c, uint32_t count);
 
 /* For a retryable write: the recorded result of statement `stmt_id` when it
  * already executed (a retry), as a view valid during the command, and the

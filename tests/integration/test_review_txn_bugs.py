@@ -247,15 +247,22 @@ def test_plain_insert_racing_a_drop_is_not_a_write_conflict(server, conn, conn2,
 # -- stmtId arithmetic ------------------------------------------------------------------------------
 
 def test_stmt_id_near_int32_max_is_not_undefined_behaviour(server_factory):
-    """net_stmt_id computes stmtId + i in int32 (txnctx.c:545) and the record builder
-    run_first + run_count (session.c:263): signed overflow, reported by a UBSan build
-    (server_factory fails the test on any sanitizer report; a plain build passes)."""
+    """stmtId + i computed in int32 overflowed (signed overflow, reported by a UBSan build;
+    server_factory fails the test on any sanitizer report). Statement ids past INT32_MAX are
+    refused with BadValue, the same way on a retry, and nothing is written."""
     srv = server_factory()
     c = RawConn(srv)
     cmd = retryable({"insert": "c", "documents": [{"_id": 1}, {"_id": 2}, {"_id": 3}],
                      "stmtId": 2147483646}, new_lsid(), 1)
     try:
-        assert_ok(c.run(cmd, "ub"))
-        assert_ok(c.run(cmd, "ub"))
+        for _ in range(2):
+            r = c.run(cmd, "ub")
+            assert r.get("ok") == 0.0 and r.get("code") == 2, r
+        assert find_docs(c, "ub", "c") == []
+        ok = retryable({"insert": "c", "documents": [{"_id": 1}], "stmtId": 2147483647},
+                       new_lsid(), 1)
+        assert_ok(c.run(ok, "ub"))
+        assert_ok(c.run(ok, "ub"))
+        assert find_docs(c, "ub", "c") == [{"_id": 1}]
     finally:
         c.close()
