@@ -37,6 +37,10 @@
  *  2. A session is forgotten only while idle, with no open transaction and
  *     with its last commit applied (so that reloading the durable record
  *     loses nothing).
+  3. s->txn and s->state change only under sess_mu (by the owner, or by
+     another thread while the session is idle), so that the threads that
+     look at other sessions (reaper, currentOp, step-down) read them under
+     sess_mu and never see a freed write set.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -148,20 +152,47 @@ static void lsid_hex(const uint8_t *lsid, char out[2 * TXN_LSID_LEN + 1])
 
 /* ---- Transactions ending ---------------------------------------------- */
 
-/* Aborts the open transaction (the caller owns the session: it is checked
- * out by the calling command, or idle with sess_mu held). */
-static void abort_txn(struct txn_session *s)
+/* Detaches the open transaction from `s` (sess_mu held: other threads
+ * read s->txn and s->state under it, invariant 3). Returns it, or NULL. */
+static struct txn_write *detach_txn_locked(struct txn_session *s)
 {
     struct txn_mgr *m = s->m;
+    struct txn_write *w = s->txn;
 
-    if (s->txn == NULL) {
-        return;
+    if (w == NULL) {
+        return NULL;
     }
-    txn_write_release(s->txn);
     s->txn = NULL;
     s->state = TXN_STATE_ABORTED;
     atomic_fetch_add_explicit(&m->n_aborted, 1, memory_order_relaxed);
     atomic_fetch_sub_explicit(&m->n_open, 1, memory_order_relaxed);
+    return w;
+}
+
+/* Aborts the open transaction of an idle session (sess_mu held). */
+static void abort_txn_locked(struct txn_session *s)
+{
+    txn_write_release(detach_txn_locked(s));
+}
+
+/* Aborts the open transaction of the session the calling command has
+ * checked out (sess_mu not held). */
+static void abort_txn(struct txn_session *s)
+{
+    struct txn_write *w;
+
+    pthread_mutex_lock(&s->m->sessions.mu);
+    w = detach_txn_locked(s);
+    pthread_mutex_unlock(&s->m->sessions.mu);
+    txn_write_release(w);
+}
+
+/* Sets the state of the checked-out session (invariant 3). */
+static void set_state(struct txn_session *s, int state)
+{
+    pthread_mutex_lock(&s->m->sessions.mu);
+    s->state = state;
+    pthread_mutex_unlock(&s->m->sessions.mu);
 }
 
 /* ---- Durable records ---------------------------------------------------- */
@@ -384,7 +415,7 @@ static int ensure_loaded(struct txn_session *s, struct cairn_error *err)
 void txn_session_note_commit(struct txn_session *s, struct txn_write *w, cairn_ts ts)
 {
     if (w->multi) {
-        s->state = TXN_STATE_COMMITTED;
+        set_state(s, TXN_STATE_COMMITTED);
         s->commit_ts = ts != 0 ? ts : w->read_ts;
         return;
     }
@@ -463,7 +494,7 @@ void txn_session_checkin(struct txn_session *s)
     t = &m->sessions;
     pthread_mutex_lock(&t->mu);
     if (s->abort_wanted) {
-        abort_txn(s);
+        abort_txn_locked(s);
         s->abort_wanted = false;
     }
     if (s->counted_active) {
@@ -534,7 +565,7 @@ int txn_session_retryable_begin(struct txn_session *s, int64_t n, struct cairn_e
     abort_pending(s);
     s->active_txn = n;
     s->is_txn = false;
-    s->state = TXN_STATE_NONE;
+    set_state(s, TXN_STATE_NONE);
     s->commit_ts = 0;
     stmts_clear(s);
     return 0;
@@ -592,7 +623,7 @@ int txn_session_txn_begin(struct txn_session *s,
     stmts_clear(s);
     s->active_txn = n;
     s->is_txn = true;
-    s->state = TXN_STATE_ABORTED; /* until it is really set up */
+    set_state(s, TXN_STATE_ABORTED); /* until it is really set up */
     s->commit_ts = 0;
     if (rc->at_ts != 0) {
         rv = txn_wait_cluster_time(m, rc->at_ts, TXN_READ_MAJORITY, op, err);
@@ -613,10 +644,12 @@ int txn_session_txn_begin(struct txn_session *s,
     if (rv != 0) {
         return rv;
     }
+    pthread_mutex_lock(&m->sessions.mu);
     s->txn = w;
     s->state = TXN_STATE_OPEN;
     s->txn_start_ms = cairn_wall_ms();
     s->txn_expire_ms = s->txn_start_ms + txn_lifetime_limit_secs(m) * 1000;
+    pthread_mutex_unlock(&m->sessions.mu);
     atomic_fetch_add_explicit(&m->n_started, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&m->n_open, 1, memory_order_relaxed);
     if (!s->counted_active) { /* checked out now */
@@ -682,6 +715,7 @@ struct txn_write *txn_session_txn(struct txn_session *s)
 int txn_session_txn_commit(struct txn_session *s, cairn_ts *ts, struct cairn_error *err)
 {
     struct txn_mgr *m = s->m;
+    struct txn_write *w;
     int rv;
 
     *ts = 0;
@@ -705,8 +739,11 @@ int txn_session_txn_commit(struct txn_session *s, cairn_ts *ts, struct cairn_err
     if (*ts == 0) {
         *ts = s->commit_ts; /* read-only: its read ts */
     }
-    txn_write_release(s->txn);
+    pthread_mutex_lock(&m->sessions.mu);
+    w = s->txn;
     s->txn = NULL;
+    pthread_mutex_unlock(&m->sessions.mu);
+    txn_write_release(w);
     atomic_fetch_add_explicit(&m->n_committed, 1, memory_order_relaxed);
     atomic_fetch_sub_explicit(&m->n_open, 1, memory_order_relaxed);
     return 0;
@@ -751,15 +788,14 @@ const uint8_t *txn_session_lsid(const struct txn_session *s)
 static void abort_or_mark(struct txn_session *s, int code)
 {
     if (s->checked_out) {
-        if (s->txn != NULL) {
-            s->abort_wanted = true;
-        }
+        /* Even with no transaction yet: the command may be starting one. */
+        s->abort_wanted = true;
         if (code != 0 && s->op != NULL) {
             cairn_op_interrupt(s->op, code);
         }
         return;
     }
-    abort_txn(s);
+    abort_txn_locked(s);
 }
 
 /* Forgets an idle session when nothing of it can be lost (invariant 2).
@@ -882,7 +918,7 @@ void txn_sessions_destroy(struct txn_mgr *m)
         struct txn_session *s = t->buckets[b];
         while (s != NULL) {
             struct txn_session *next = s->next;
-            abort_txn(s);
+            abort_txn_locked(s);
             session_free(s);
             s = next;
         }

@@ -298,6 +298,10 @@ size_t txn_write_n_ops(const struct txn_write *w);
 /* Approximate bytes staged since the last flush. */
 size_t txn_write_staged_bytes(const struct txn_write *w);
 
+/* Statements: whether a commit of this write failed (what it staged and
+ * the results it recorded are lost; the command must fail whole). */
+bool txn_write_failed(const struct txn_write *w);
+
 /* Records that retryable-write statement `stmt_id` executed with `result`
  * (copied: insert {}, update {n, nModified, upserted?}, delete {n},
  * findAndModify {value, lastErrorObject}); it enters the session record

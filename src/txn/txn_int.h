@@ -218,6 +218,7 @@ struct txn_write
     size_t n_pend, cap_pend;
 
     cairn_ts last_ts;
+    bool failed;          /* statements: a commit of this write failed */
     struct cairn_buf key; /* scratch for key encoding */
 };
 
@@ -265,7 +266,6 @@ int txn_read_init(struct txn_mgr *m,
 
 /* Releases an embedded reader's snapshot. */
 void txn_read_fini(struct txn_read *rd);
-
 
 /* Copies BSON bytes into `doc` after validating their framing. */
 int txn_bytes_to_doc(const uint8_t *data, size_t len, bson_t *doc, struct cairn_error *err);

@@ -44,6 +44,9 @@
 #include "query/query.h"
 #include "txn/txn_int.h"
 
+/* What an op costs in the staging besides its key and document. */
+#define TXN_STAGED_OVERHEAD 64
+
 static int conflict(struct cairn_error *err)
 {
     return cairn_error_mongo(err, CAIRN_ECONFLICT, MONGO_WriteConflict,
@@ -144,7 +147,7 @@ static int ops_reserve(struct txn_write *w, struct cairn_error *err)
 static int stage(struct txn_write *w, struct txn_staged *op, struct cairn_error *err)
 {
     bool keyed = op->kind == ENG_OP_PUT || op->kind == ENG_OP_DELETE;
-    size_t bytes = op->doc_len + op->key_len + 64;
+    size_t bytes = op->doc_len + op->key_len + TXN_STAGED_OVERHEAD;
 
     if (w->multi && w->total_bytes + bytes > TXN_MAX_TXN_BYTES) {
         return cairn_error_mongo(err, CAIRN_ETOOBIG, MONGO_TransactionTooLarge,
@@ -226,6 +229,7 @@ static void release_intents(struct txn_write *w)
 }
 
 static int commit_staged(struct txn_write *w, cairn_ts *ts, struct cairn_error *err);
+static void pend_clear(struct txn_write *w);
 
 /* Takes the intent on (coll_id, key) (invariant 1). A transaction that
  * meets another holder, or (for a document) a version newer than its
@@ -315,7 +319,9 @@ int txn_write_begin(struct txn_mgr *m,
     uint64_t epoch = repl_write_epoch(m->repl);
     struct txn_write *w;
 
-    if (epoch == 0) {
+    if (epoch == 0 || (sess != NULL && sess->loaded_epoch != epoch)) {
+        /* A session loaded in an earlier epoch may have missed what
+         * another primary committed for it: the retry must come back. */
         return cairn_error_mongo(err, CAIRN_ENOTLEADER, MONGO_NotWritablePrimary, "not primary");
     }
     w = write_alloc(m, err);
@@ -345,7 +351,7 @@ int txn_write_begin_multi(struct txn_mgr *m,
     struct txn_write *w;
     int rv;
 
-    if (epoch == 0) {
+    if (epoch == 0 || s->loaded_epoch != epoch) {
         return cairn_error_mongo(err, CAIRN_ENOTLEADER, MONGO_NotWritablePrimary,
                                  "Not primary so we cannot begin or continue a transaction");
     }
@@ -384,9 +390,7 @@ static void write_free(struct txn_write *w)
     for (size_t i = 0; i < w->n_colls; i++) {
         free(w->colls[i].ns);
     }
-    for (size_t i = 0; i < w->n_pend; i++) {
-        bson_destroy(w->pend[i].result);
-    }
+    pend_clear(w);
     free(w->ops);
     free(w->slots);
     free(w->locks);
@@ -806,6 +810,20 @@ static int stage_put(struct txn_write *w,
     return rv;
 }
 
+/* Statements: commits what is staged first when `doc` would take the
+ * staging past TXN_FLUSH_BYTES, so that no commit outgrows a raft entry
+ * (a single document of the largest size still fits alone). */
+static int make_room(struct txn_write *w, const bson_t *doc, struct cairn_error *err)
+{
+    cairn_ts ts;
+
+    if (w->multi || w->staged_bytes == 0 ||
+        w->staged_bytes + doc->len + TXN_STAGED_OVERHEAD <= TXN_FLUSH_BYTES) {
+        return 0;
+    }
+    return commit_staged(w, &ts, err);
+}
+
 int txn_write_insert(struct txn_write *w,
                      uint64_t coll_id,
                      const bson_t *doc,
@@ -813,8 +831,11 @@ int txn_write_insert(struct txn_write *w,
 {
     struct cairn_buf buf = CAIRN_BUF_INIT;
     bson_value_t id;
-    int rv = doc_key(w, doc, &id, err);
+    int rv = make_room(w, doc, err);
 
+    if (rv == 0) {
+        rv = doc_key(w, doc, &id, err);
+    }
     if (rv != 0) {
         return rv;
     }
@@ -842,8 +863,11 @@ int txn_write_insert(struct txn_write *w,
 int txn_write_put(struct txn_write *w, uint64_t coll_id, const bson_t *doc, struct cairn_error *err)
 {
     bson_value_t id;
-    int rv = doc_key(w, doc, &id, err);
+    int rv = make_room(w, doc, err);
 
+    if (rv == 0) {
+        rv = doc_key(w, doc, &id, err);
+    }
     if (rv == 0) {
         rv = lock_key(w, coll_id, w->key.data, w->key.len, err);
     }
@@ -880,6 +904,19 @@ int txn_write_delete(struct txn_write *w,
         staged_free(&op);
     }
     return rv;
+}
+
+static void pend_clear(struct txn_write *w)
+{
+    for (size_t i = 0; i < w->n_pend; i++) {
+        bson_destroy(w->pend[i].result);
+    }
+    w->n_pend = 0;
+}
+
+bool txn_write_failed(const struct txn_write *w)
+{
+    return w->failed;
 }
 
 int txn_write_record_stmt(struct txn_write *w, int32_t stmt_id, const bson_t *result)
@@ -1013,10 +1050,16 @@ static int commit_staged(struct txn_write *w, cairn_ts *ts, struct cairn_error *
         cairn_error_setf(err, rv, "commit: encode: %s", cairn_strerror(rv));
         goto done;
     }
-    if (w->multi && enc.len > REPL_MAX_COMMIT_BYTES) {
-        rv = cairn_error_mongo(err, CAIRN_ETOOBIG, MONGO_TransactionTooLarge,
-                               "Total size of all transaction operations must be less than %zu",
-                               REPL_MAX_COMMIT_BYTES);
+    if (enc.len > REPL_MAX_COMMIT_BYTES) {
+        /* Refused before the commit section: never briefly visible. */
+        rv = w->multi ? cairn_error_mongo(err, CAIRN_ETOOBIG, MONGO_TransactionTooLarge,
+                                          "Total size of all transaction operations must be "
+                                          "less than %zu",
+                                          REPL_MAX_COMMIT_BYTES)
+                      : cairn_error_mongo(err, CAIRN_ETOOBIG, MONGO_BSONObjectTooLarge,
+                                          "write of %zu bytes is larger than the largest "
+                                          "replicated entry (%zu)",
+                                          enc.len, REPL_MAX_COMMIT_BYTES);
         goto done;
     }
     rv = commit_section(w, ops, n, &enc, ts, err);
@@ -1027,6 +1070,12 @@ static int commit_staged(struct txn_write *w, cairn_ts *ts, struct cairn_error *
         }
     }
 done:
+    if (rv != 0 && !w->multi) {
+        /* What the statement held is lost: its results must not be
+         * recorded by a later commit of this write. */
+        w->failed = true;
+        pend_clear(w);
+    }
     if (have_rec) {
         bson_destroy(&rec);
     }
