@@ -20,7 +20,7 @@
  * A higher txnNumber of either kind first aborts an open transaction.
  *
  * Durable state: every commit of a retryable write or a transaction
- * carries the session record (see txn_session_record_build for its
+ * carries the session records (see txn_session_recs_build for their
  * format) in the same oplog entry as its writes, stored by the engine under
  * the lsid. On the primary the in-memory session is authoritative within a
  * write epoch (it includes records of commits not yet applied); at the
@@ -252,46 +252,70 @@ static void append_stmt(bson_t *arr,
     bson_append_document_end(arr, &e);
 }
 
-/* Record format (BSON, under the lsid):
- *   {t: Int64 txnNumber, k: Int32 1 (retryable write) | 2 (committed
- *    transaction), s: [{i: stmtId, r: result} | {i: first stmtId, c: count
- *    of consecutive statements with empty results}] (k 1 only)}         */
-int txn_session_record_build(struct txn_session *s, const struct txn_write *w, bson_t *out)
+/* Whether the session has recorded `stmt_id`. */
+static bool stmt_known(const struct txn_session *s, int32_t stmt_id)
+{
+    size_t lo = 0, hi = s->n_stmts;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (s->stmts[mid].stmt_id < stmt_id) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo < s->n_stmts && s->stmts[lo].stmt_id == stmt_id;
+}
+
+/* The key of statement record `ord` of session `lsid`. */
+static void stmts_key(const uint8_t *lsid, uint32_t ord, uint8_t out[TXN_LSID_LEN + 4])
+{
+    memcpy(out, lsid, TXN_LSID_LEN);
+    out[TXN_LSID_LEN] = (uint8_t)(ord >> 24);
+    out[TXN_LSID_LEN + 1] = (uint8_t)(ord >> 16);
+    out[TXN_LSID_LEN + 2] = (uint8_t)(ord >> 8);
+    out[TXN_LSID_LEN + 3] = (uint8_t)ord;
+}
+
+/* Records (BSON, in the engine's session column family):
+ *   header, under the lsid:
+ *     {t: Int64 txnNumber, k: Int32 1 (retryable write) | 2 (committed
+ *      transaction), n: Int32 statement records of t (k 1)}
+ *   statement record i (0 <= i < n), under lsid | BE32(i):
+ *     {t: Int64 txnNumber, s: [{i: stmtId, r: result} | {i: first
+ *      stmtId, c: count of consecutive statements with empty results}]}
+ * Each commit of a retryable write carries the header and one new
+ * statement record holding only the statements it executed, so the bytes
+ * a batch logs grow with the batch, not with its square. Records of an
+ * older txnNumber are ignored (their t differs) and overwritten as the
+ * ordinals are reused. */
+int txn_session_recs_build(struct txn_session *s,
+                           const struct txn_write *w,
+                           struct txn_session_recs *out)
 {
     bson_t arr;
     uint32_t k = 0;
     int32_t run_first = 0, run_count = 0;
-    size_t i = 0, j = 0;
 
-    bson_init(out);
-    BSON_APPEND_INT64(out, "t", w->txn_number);
-    BSON_APPEND_INT32(out, "k", w->multi ? RECORD_COMMITTED : RECORD_RETRYABLE);
+    out->have_stmts = false;
+    bson_init(&out->header);
+    BSON_APPEND_INT64(&out->header, "t", w->txn_number);
+    BSON_APPEND_INT32(&out->header, "k", w->multi ? RECORD_COMMITTED : RECORD_RETRYABLE);
     if (w->multi) {
         return 0;
     }
-    BSON_APPEND_ARRAY_BEGIN(out, "s", &arr);
-    /* Merge the session's statements with the write's pending ones, both
-     * in stmt_id order (pending ones arrive in order in practice; a pending
-     * statement already recorded is skipped). */
-    for (;;) {
-        int32_t id;
-        const bson_t *r;
-        if (i < s->n_stmts && (j >= w->n_pend || s->stmts[i].stmt_id <= w->pend[j].stmt_id)) {
-            id = s->stmts[i].stmt_id;
-            r = s->stmts[i].result;
-            if (j < w->n_pend && w->pend[j].stmt_id == id) {
-                j++;
-            }
-            i++;
-        } else if (j < w->n_pend) {
-            id = w->pend[j].stmt_id;
-            r = w->pend[j].result;
-            j++;
-        } else {
-            break;
+    bson_init(&out->stmts);
+    BSON_APPEND_INT64(&out->stmts, "t", w->txn_number);
+    BSON_APPEND_ARRAY_BEGIN(&out->stmts, "s", &arr);
+    for (size_t j = 0; j < w->n_pend; j++) {
+        int32_t id = w->pend[j].stmt_id;
+        const bson_t *r = w->pend[j].result;
+        if (stmt_known(s, id)) {
+            continue;
         }
         if (bson_empty(r)) {
-            if (run_count > 0 && id == run_first + run_count) {
+            if (run_count > 0 && (int64_t)run_first + run_count == id) {
                 run_count++;
                 continue;
             }
@@ -311,24 +335,109 @@ int txn_session_record_build(struct txn_session *s, const struct txn_write *w, b
     if (run_count > 0) {
         append_stmt(&arr, &k, run_first, run_count, NULL);
     }
-    bson_append_array_end(out, &arr);
+    bson_append_array_end(&out->stmts, &arr);
+    out->have_stmts = k > 0;
+    BSON_APPEND_INT32(&out->header, "n", (int32_t)(s->n_recs + (out->have_stmts ? 1 : 0)));
+    if (out->have_stmts) {
+        stmts_key(s->lsid, s->n_recs, out->stmts_key);
+    } else {
+        bson_destroy(&out->stmts);
+    }
     return 0;
 }
 
-/* Loads the durable record of `s` (it is checked out by the caller). */
-static int load_record(struct txn_session *s, struct cairn_error *err)
+void txn_session_recs_fini(struct txn_session_recs *r)
 {
+    bson_destroy(&r->header);
+    if (r->have_stmts) {
+        bson_destroy(&r->stmts);
+    }
+}
+
+/* Loads statement record `ord` (see txn_session_recs_build) into the
+ * session's statements. */
+static int load_stmts(struct txn_session *s, uint32_t ord, struct cairn_error *err)
+{
+    uint8_t key[TXN_LSID_LEN + 4];
     struct cairn_buf buf = CAIRN_BUF_INIT;
     cairn_ts ts = 0;
     bson_t rec;
     bson_iter_t it, arr;
     int rv;
 
+    stmts_key(s->lsid, ord, key);
+    rv = eng_session_get(s->m->eng, key, sizeof key, &buf, &ts, err);
+    if (rv == CAIRN_ENOTFOUND) {
+        rv = cairn_error_setf(err, CAIRN_ECORRUPT,
+                              "session statement record %" PRIu32 " is missing", ord);
+    }
+    if (rv != 0) {
+        goto out;
+    }
+    if (!bson_init_static(&rec, buf.data, buf.len) || !bson_iter_init_find(&it, &rec, "t") ||
+        !BSON_ITER_HOLDS_INT64(&it) || bson_iter_int64(&it) != s->active_txn ||
+        !bson_iter_init_find(&it, &rec, "s") || !BSON_ITER_HOLDS_ARRAY(&it) ||
+        !bson_iter_recurse(&it, &arr)) {
+        rv = cairn_error_setf(err, CAIRN_ECORRUPT,
+                              "session statement record %" PRIu32 " is malformed", ord);
+        goto out;
+    }
+    while (rv == 0 && bson_iter_next(&arr)) {
+        bson_iter_t e;
+        int32_t first = 0, count = 1;
+        bson_t *result = NULL;
+        if (!BSON_ITER_HOLDS_DOCUMENT(&arr) || !bson_iter_recurse(&arr, &e)) {
+            continue;
+        }
+        while (bson_iter_next(&e)) {
+            const char *k = bson_iter_key(&e);
+            if (strcmp(k, "i") == 0 && BSON_ITER_HOLDS_INT32(&e)) {
+                first = bson_iter_int32(&e);
+            } else if (strcmp(k, "c") == 0 && BSON_ITER_HOLDS_INT32(&e)) {
+                count = bson_iter_int32(&e);
+            } else if (strcmp(k, "r") == 0 && BSON_ITER_HOLDS_DOCUMENT(&e) && result == NULL) {
+                const uint8_t *data;
+                uint32_t len;
+                bson_iter_document(&e, &len, &data);
+                result = bson_new_from_data(data, len);
+            }
+        }
+        if (count < 1 || (int64_t)first + count - 1 > INT32_MAX) {
+            rv = cairn_error_setf(err, CAIRN_ECORRUPT,
+                                  "session statement record %" PRIu32 " has a bad run", ord);
+        }
+        for (int32_t n = 0; n < count && rv == 0; n++) {
+            bson_t *r = result != NULL ? result : bson_new();
+            result = NULL;
+            rv = stmt_insert(s, first + n, ts, r) != 0
+                     ? cairn_error_setf(err, CAIRN_ENOMEM, "txn: out of memory")
+                     : 0;
+        }
+        if (result != NULL) {
+            bson_destroy(result);
+        }
+    }
+out:
+    cairn_buf_free(&buf);
+    return rv;
+}
+
+/* Loads the durable records of `s` (it is checked out by the caller). */
+static int load_record(struct txn_session *s, struct cairn_error *err)
+{
+    struct cairn_buf buf = CAIRN_BUF_INIT;
+    cairn_ts ts = 0;
+    bson_t rec;
+    bson_iter_t it;
+    int32_t n = 0;
+    int rv;
+
     stmts_clear(s);
     s->active_txn = -1;
     s->is_txn = false;
-    s->state = TXN_STATE_NONE;
+    set_state(s, TXN_STATE_NONE);
     s->commit_ts = 0;
+    s->n_recs = 0;
     rv = eng_session_get(s->m->eng, s->lsid, TXN_LSID_LEN, &buf, &ts, err);
     if (rv == CAIRN_ENOTFOUND) {
         rv = 0;
@@ -347,43 +456,21 @@ static int load_record(struct txn_session *s, struct cairn_error *err)
     if (bson_iter_init_find(&it, &rec, "k") && BSON_ITER_HOLDS_INT32(&it) &&
         bson_iter_int32(&it) == RECORD_COMMITTED) {
         s->is_txn = true;
-        s->state = TXN_STATE_COMMITTED;
+        set_state(s, TXN_STATE_COMMITTED);
         goto out;
     }
-    if (!bson_iter_init_find(&it, &rec, "s") || !BSON_ITER_HOLDS_ARRAY(&it) ||
-        !bson_iter_recurse(&it, &arr)) {
+    if (bson_iter_init_find(&it, &rec, "n") && BSON_ITER_HOLDS_INT32(&it)) {
+        n = bson_iter_int32(&it);
+    }
+    if (n < 0) {
+        rv = cairn_error_setf(err, CAIRN_ECORRUPT, "session record counts %" PRId32 " records", n);
         goto out;
     }
-    while (bson_iter_next(&arr)) {
-        bson_iter_t e;
-        int32_t first = 0, count = 1;
-        bson_t *result = NULL;
-        if (!BSON_ITER_HOLDS_DOCUMENT(&arr) || !bson_iter_recurse(&arr, &e)) {
-            continue;
-        }
-        while (bson_iter_next(&e)) {
-            const char *k = bson_iter_key(&e);
-            if (strcmp(k, "i") == 0 && BSON_ITER_HOLDS_INT32(&e)) {
-                first = bson_iter_int32(&e);
-            } else if (strcmp(k, "c") == 0 && BSON_ITER_HOLDS_INT32(&e)) {
-                count = bson_iter_int32(&e);
-            } else if (strcmp(k, "r") == 0 && BSON_ITER_HOLDS_DOCUMENT(&e)) {
-                const uint8_t *data;
-                uint32_t len;
-                bson_iter_document(&e, &len, &data);
-                result = bson_new_from_data(data, len);
-            }
-        }
-        for (int32_t n = 0; n < count && rv == 0; n++) {
-            bson_t *r = result != NULL ? result : bson_new();
-            result = NULL;
-            rv = stmt_insert(s, first + n, ts, r) != 0
-                     ? cairn_error_setf(err, CAIRN_ENOMEM, "txn: out of memory")
-                     : 0;
-        }
-        if (result != NULL) {
-            bson_destroy(result);
-        }
+    for (int32_t i = 0; i < n && rv == 0; i++) {
+        rv = load_stmts(s, (uint32_t)i, err);
+    }
+    if (rv == 0) {
+        s->n_recs = (uint32_t)n;
     }
 out:
     cairn_buf_free(&buf);
@@ -412,7 +499,10 @@ static int ensure_loaded(struct txn_session *s, struct cairn_error *err)
     return rv;
 }
 
-void txn_session_note_commit(struct txn_session *s, struct txn_write *w, cairn_ts ts)
+void txn_session_note_commit(struct txn_session *s,
+                             struct txn_write *w,
+                             const struct txn_session_recs *recs,
+                             cairn_ts ts)
 {
     if (w->multi) {
         set_state(s, TXN_STATE_COMMITTED);
@@ -429,6 +519,9 @@ void txn_session_note_commit(struct txn_session *s, struct txn_write *w, cairn_t
         }
     }
     w->n_pend = 0;
+    if (recs != NULL && recs->have_stmts) {
+        s->n_recs++;
+    }
     if (ts > s->commit_ts) {
         s->commit_ts = ts;
     }
@@ -567,6 +660,7 @@ int txn_session_retryable_begin(struct txn_session *s, int64_t n, struct cairn_e
     s->is_txn = false;
     set_state(s, TXN_STATE_NONE);
     s->commit_ts = 0;
+    s->n_recs = 0;
     stmts_clear(s);
     return 0;
 }
@@ -621,6 +715,7 @@ int txn_session_txn_begin(struct txn_session *s,
     abort_txn(s);
     abort_pending(s);
     stmts_clear(s);
+    s->n_recs = 0;
     s->active_txn = n;
     s->is_txn = true;
     set_state(s, TXN_STATE_ABORTED); /* until it is really set up */

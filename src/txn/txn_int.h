@@ -112,18 +112,36 @@ struct txn_session
     cairn_ts commit_ts;     /* committed transaction, or newest retryable commit */
     struct txn_stmt *stmts; /* executed statements of the active retryable write, by stmt_id */
     size_t n_stmts, cap_stmts;
+    uint32_t n_recs; /* statement records written for active_txn (see session.c) */
 };
 
-/* Commit hook (write.c calls it after a successful commit of a write with
- * a session): moves the write's recorded statements into the session and
- * notes the commit ts; for a transaction, marks it committed. */
-void txn_session_note_commit(struct txn_session *s, struct txn_write *w, cairn_ts ts);
+/* The session records one commit carries (session.c describes them). */
+struct txn_session_recs
+{
+    bson_t header;   /* under the lsid */
+    bool have_stmts; /* a statement record too */
+    bson_t stmts;    /* under stmts_key */
+    uint8_t stmts_key[TXN_LSID_LEN + 4];
+};
 
-/* Builds the session record (the BSON stored under the lsid) that a commit
- * of `w` carries: the session's recorded statements plus the write's
- * pending ones, or a committed-transaction marker. Returns 0 or
- * CAIRN_ENOMEM. */
-int txn_session_record_build(struct txn_session *s, const struct txn_write *w, bson_t *out);
+/* Builds the records a commit of `w` carries: the header (txnNumber, kind,
+ * count of statement records) and, for a retryable write, one statement
+ * record with the write's pending statements that the session has not
+ * recorded yet. Returns 0 or CAIRN_ENOMEM; on success the caller frees
+ * with txn_session_recs_fini. */
+int txn_session_recs_build(struct txn_session *s,
+                           const struct txn_write *w,
+                           struct txn_session_recs *out);
+void txn_session_recs_fini(struct txn_session_recs *r);
+
+/* Commit hook (write.c calls it after a successful commit of a write with
+ * a session, with the records it carried or NULL): moves the write's
+ * recorded statements into the session and notes the commit ts; for a
+ * transaction, marks it committed. */
+void txn_session_note_commit(struct txn_session *s,
+                             struct txn_write *w,
+                             const struct txn_session_recs *recs,
+                             cairn_ts ts);
 
 /* Session table. */
 struct txn_sessions

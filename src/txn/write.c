@@ -1017,15 +1017,15 @@ static int commit_staged(struct txn_write *w, cairn_ts *ts, struct cairn_error *
     struct cairn_buf enc = CAIRN_BUF_INIT;
     struct eng_op *ops = NULL;
     size_t n = 0;
-    bson_t rec;
-    bool have_rec = false;
+    struct txn_session_recs recs;
+    bool have_recs = false;
     int rv = 0;
 
     *ts = 0;
     if (w->n_ops == 0 && w->n_pend == 0 && !w->multi) {
         goto done;
     }
-    ops = calloc(w->n_ops + 1, sizeof *ops);
+    ops = calloc(w->n_ops + 2, sizeof *ops);
     if (ops == NULL) {
         rv = cairn_error_setf(err, CAIRN_ENOMEM, "txn: out of memory");
         goto done;
@@ -1036,14 +1036,24 @@ static int commit_staged(struct txn_write *w, cairn_ts *ts, struct cairn_error *
             (struct eng_op){s->kind, s->coll_id, s->ns, s->key, s->key_len, s->doc, s->doc_len};
     }
     if (w->sess != NULL && (w->multi || w->n_pend > 0)) {
-        rv = txn_session_record_build(w->sess, w, &rec);
+        rv = txn_session_recs_build(w->sess, w, &recs);
         if (rv != 0) {
             cairn_error_setf(err, rv, "txn: building the session record");
             goto done;
         }
-        have_rec = true;
-        ops[n++] = (struct eng_op){ENG_OP_SESSION,      0,      NULL, w->sess->lsid, TXN_LSID_LEN,
-                                   bson_get_data(&rec), rec.len};
+        have_recs = true;
+        ops[n++] = (struct eng_op){
+            ENG_OP_SESSION, 0, NULL, w->sess->lsid, TXN_LSID_LEN, bson_get_data(&recs.header),
+            recs.header.len};
+        if (recs.have_stmts) {
+            ops[n++] = (struct eng_op){ENG_OP_SESSION,
+                                       0,
+                                       NULL,
+                                       recs.stmts_key,
+                                       sizeof recs.stmts_key,
+                                       bson_get_data(&recs.stmts),
+                                       recs.stmts.len};
+        }
     }
     rv = repl_oplog_encode(&(struct eng_commit){0, ops, n}, &enc);
     if (rv != 0) {
@@ -1066,7 +1076,7 @@ static int commit_staged(struct txn_write *w, cairn_ts *ts, struct cairn_error *
     if (rv == 0) {
         w->last_ts = *ts;
         if (w->sess != NULL) {
-            txn_session_note_commit(w->sess, w, *ts);
+            txn_session_note_commit(w->sess, w, have_recs ? &recs : NULL, *ts);
         }
     }
 done:
@@ -1076,8 +1086,8 @@ done:
         w->failed = true;
         pend_clear(w);
     }
-    if (have_rec) {
-        bson_destroy(&rec);
+    if (have_recs) {
+        txn_session_recs_fini(&recs);
     }
     cairn_buf_free(&enc);
     free(ops);
@@ -1119,7 +1129,7 @@ int txn_write_commit_multi(struct txn_write *w, cairn_ts *ts, struct cairn_error
     if (!wrote) {
         /* Read-only: only the session record would be written; the state
          * is kept in memory (as mongod, which writes nothing either). */
-        txn_session_note_commit(w->sess, w, 0);
+        txn_session_note_commit(w->sess, w, NULL, 0);
         return 0;
     }
     rv = commit_staged(w, ts, err);

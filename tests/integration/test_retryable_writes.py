@@ -221,6 +221,35 @@ def test_dedup_survives_kill9_and_restart(server_factory):
         assert find_docs(c, "rw", "d") == [], "the retry after a crash inserted again"
 
 
+def test_dedup_of_batches_committed_in_parts_survives_restart(server_factory):
+    """Each statement of an update batch commits on its own, with a session record of its
+    own: after a crash every statement of the newest txnNumber is still answered from the
+    records, the records left by an older, longer batch are not mistaken for it, and a retry
+    with more statements runs only the new ones."""
+    srv = server_factory()
+    lsid = new_lsid()
+
+    def batch(txn, n):
+        return retryable({"update": "c", "updates": [
+            {"q": {"_id": i}, "u": {"$inc": {"x": 1}}, "upsert": True} for i in range(n)],
+            "writeConcern": {"w": "majority"}}, lsid, txn)
+
+    with RawConn(srv) as c:
+        assert assert_ok(c.run(batch(1, 5), "rw"))["n"] == 5
+        assert assert_ok(c.run(batch(2, 2), "rw"))["n"] == 2
+    srv.crash_restart()
+    with RawConn(srv) as c:
+        retry = assert_ok(c.run(batch(2, 2), "rw"))
+        assert retry.get("retriedStmtIds") == [0, 1], retry
+        assert retry["n"] == 2, retry
+        more = assert_ok(c.run(batch(2, 4), "rw"))
+        assert more.get("retriedStmtIds") == [0, 1], more
+        assert_error(c.run(batch(1, 5), "rw"), CODES["TransactionTooOld"])
+        assert find_docs(c, "rw", "c") == [{"_id": 0, "x": 2}, {"_id": 1, "x": 2},
+                                           {"_id": 2, "x": 2}, {"_id": 3, "x": 2},
+                                           {"_id": 4, "x": 1}]
+
+
 def test_dedup_survives_clean_restart(server_factory):
     srv = server_factory()
     lsid = new_lsid()
