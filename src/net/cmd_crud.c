@@ -1,11 +1,11 @@
 /*
- * cmd_crud.c: the write commands insert, update, delete and findAndModify.
+ * cmd_crud.c: the write commands insert, update and delete, and the
+ * helpers they share with findAndModify (cmd_fam.c, crud_int.h).
  * Each parses its statements, runs them through a write set (txn.h): a
- * statement write (one per insert batch, one per update/delete statement,
- * one per findAndModify), or the session's open transaction; builds
- * mongod's reply ({n, nModified, upserted, writeErrors} or {lastErrorObject,
- * value}) and then waits for the write concern without holding a thread
- * (NET_CMD_PENDING, completed from the wait callback).
+ * statement write (one per insert batch, one per update/delete statement)
+ * or the session's open transaction; builds mongod's reply ({n, nModified,
+ * upserted, writeErrors}) and then waits for the write concern without
+ * holding a thread (NET_CMD_PENDING, completed from the wait callback).
  *
  * Every document a statement changes is first locked (txn_write_lock): a
  * statement then builds on its newest version, re-checking the filter when
@@ -20,12 +20,12 @@
 #include <string.h>
 
 #include "lib/clock.h"
+#include "net/crud_int.h"
 #include "net/cursor.h"
 #include "net/net_int.h"
 #include "net/txnctx.h"
 #include "txn/txn.h"
 
-#define NS_BUF 512
 #define MAX_WRITE_BATCH 100000
 
 /* ---- Shared helpers ----------------------------------------------------- */
@@ -84,14 +84,9 @@ static void append_count(bson_t *b, const char *key, int64_t n)
     }
 }
 
-/* Calls `fn` for each document of collection `cid` that `m` matches in
- * the write's view (see net_dc_visit_matches). `fn` sets *stop to end
- * early. A collection created by this write has no documents yet. */
-typedef int (*match_fn)(void *arg, const bson_t *doc, bool *stop, struct cairn_error *err);
-
 struct match_adapter
 {
-    match_fn fn;
+    crud_match_fn fn;
     void *arg;
 };
 
@@ -106,13 +101,13 @@ static int adapt_match(void *arg, const bson_t *doc, struct cairn_error *err)
     return stop ? 1 : 0;
 }
 
-static int for_each_match(struct txn_write *w,
-                          uint64_t cid,
-                          bool coll_is_new,
-                          const struct qry_matcher *m,
-                          match_fn fn,
-                          void *arg,
-                          struct cairn_error *err)
+int crud_for_each_match(struct txn_write *w,
+                        uint64_t cid,
+                        bool coll_is_new,
+                        const struct qry_matcher *m,
+                        crud_match_fn fn,
+                        void *arg,
+                        struct cairn_error *err)
 {
     struct match_adapter a = {fn, arg};
 
@@ -126,7 +121,7 @@ static int for_each_match(struct txn_write *w,
     return net_dc_visit_matches(rd, cid, m, adapt_match, &a, err);
 }
 
-static bool doc_id(const bson_t *doc, bson_value_t *id)
+bool crud_doc_id(const bson_t *doc, bson_value_t *id)
 {
     bson_iter_t it;
     if (!bson_iter_init_find(&it, doc, "_id")) {
@@ -222,12 +217,7 @@ static int flush_if_large(struct txn_write *w, struct cairn_error *err)
     return txn_write_flush(w, &ts, err);
 }
 
-/* Stages the result of an update. A result over the document size limit is
- * refused as mongod does for updates (17419), not as an oversize insert. */
-static int put_updated(struct txn_write *w,
-                       uint64_t cid,
-                       const bson_t *doc,
-                       struct cairn_error *err)
+int crud_put_updated(struct txn_write *w, uint64_t cid, const bson_t *doc, struct cairn_error *err)
 {
     if (doc->len > TXN_MAX_DOC_SIZE) {
         return cairn_error_mongo(err, CAIRN_ETOOBIG, MONGO_LOC_UpdateResultTooLarge,
@@ -353,7 +343,7 @@ static int cmd_insert(struct net_cmd *c)
             result = NET_CMD_ERROR;
         } else {
             bson_value_t id;
-            bool has_id = have_doc && doc_id(&doc, &id);
+            bool has_id = have_doc && crud_doc_id(&doc, &id);
             net_dc_append_write_error(&werrs, n_err++, (int32_t)idx, &e, has_id ? &id : NULL);
         }
         if (have_doc) {
@@ -396,23 +386,19 @@ struct upd_ctx
     int64_t modified;
 };
 
-/* Locks the document the scan found (`seen`) and initialises *cur with the
- * version to build on, or sets *skip (nothing initialised) when it must be
- * skipped: deleted meanwhile, or changed so that the filter no longer
- * matches. Returns 0 or an error code with err set. */
-static int lock_matched(struct txn_write *w,
-                        uint64_t cid,
-                        const struct qry_matcher *m,
-                        const bson_t *seen,
-                        bson_t *cur,
-                        bool *skip,
-                        struct cairn_error *err)
+int crud_lock_matched(struct txn_write *w,
+                      uint64_t cid,
+                      const struct qry_matcher *m,
+                      const bson_t *seen,
+                      bson_t *cur,
+                      bool *skip,
+                      struct cairn_error *err)
 {
     bson_value_t id;
     int rc;
 
     *skip = false;
-    if (!doc_id(seen, &id)) {
+    if (!crud_doc_id(seen, &id)) {
         return cairn_error_mongo(err, CAIRN_ECORRUPT, MONGO_InternalError,
                                  "stored document has no _id");
     }
@@ -439,7 +425,7 @@ static int upd_one(void *arg, const bson_t *seen, bool *stop, struct cairn_error
     bson_t cur, out;
     bool modified = false, skip;
     long pos = -1;
-    int rc = lock_matched(x->w, x->cid, x->m, seen, &cur, &skip, err);
+    int rc = crud_lock_matched(x->w, x->cid, x->m, seen, &cur, &skip, err);
 
     if (rc != 0 || skip) {
         return rc;
@@ -453,7 +439,7 @@ static int upd_one(void *arg, const bson_t *seen, bool *stop, struct cairn_error
         return rc;
     }
     if (modified) {
-        rc = put_updated(x->w, x->cid, &out, err);
+        rc = crud_put_updated(x->w, x->cid, &out, err);
     }
     bson_destroy(&out);
     if (rc == 0 && modified) {
@@ -471,14 +457,13 @@ static int upd_one(void *arg, const bson_t *seen, bool *stop, struct cairn_error
     return 0;
 }
 
-/* Builds and stages the document an upsert inserts; sets *final to it. */
-static int do_upsert(struct txn_write *w,
-                     uint64_t cid,
-                     const bson_t *q,
-                     const struct qry_update *u,
-                     int64_t now_ms,
-                     bson_t *final,
-                     struct cairn_error *err)
+int crud_do_upsert(struct txn_write *w,
+                   uint64_t cid,
+                   const bson_t *q,
+                   const struct qry_update *u,
+                   int64_t now_ms,
+                   bson_t *final,
+                   struct cairn_error *err)
 {
     bson_t seed;
     int rc = qry_upsert_seed(q, &seed, err);
@@ -504,6 +489,11 @@ static int do_upsert(struct txn_write *w,
     return rc;
 }
 
+bool crud_upsert_may_retry(const struct txn_write *w, int attempt)
+{
+    return !txn_write_is_multi(w) && attempt < 1;
+}
+
 /* The parsed shape of one update statement. */
 struct upd_stmt
 {
@@ -521,9 +511,7 @@ struct upd_stmt
     bool collation_simple;
 };
 
-/* Checks that every entry of the arrayFilters array `af` is a document, as
- * mongod's IDL does (14 "BSON field '<field>.N' is the wrong type ..."). */
-static int check_array_filters(const bson_t *af, const char *field, struct cairn_error *err)
+int crud_check_array_filters(const bson_t *af, const char *field, struct cairn_error *err)
 {
     bson_iter_t it;
     if (!bson_iter_init(&it, af)) {
@@ -595,7 +583,7 @@ static int parse_update_stmt(const bson_t *stmt, void *out, struct cairn_error *
             return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
                                      "update.updates.arrayFilters is not valid BSON");
         }
-        if (check_array_filters(&af, "update.updates.arrayFilters", err) != 0) {
+        if (crud_check_array_filters(&af, "update.updates.arrayFilters", err) != 0) {
             return err->code;
         }
         s->has_array_filters = true;
@@ -685,20 +673,28 @@ static int run_update_stmt(struct net_cmd *c,
     if (rc != 0) {
         goto out;
     }
-    {
+    for (int attempt = 0;; attempt++) {
         struct upd_ctx x = {w, cid, m, u, s->multi, cairn_wall_ms(), 0, 0};
-        rc = for_each_match(w, cid, created, m, upd_one, &x, err);
+        rc = crud_for_each_match(w, cid, created, m, upd_one, &x, err);
         if (rc == 0 && x.matched == 0 && s->upsert) {
-            rc = do_upsert(w, cid, &q, u, x.now_ms, &res->upserted_doc, err);
+            rc = crud_do_upsert(w, cid, &q, u, x.now_ms, &res->upserted_doc, err);
+            if (rc == CAIRN_EEXISTS && crud_upsert_may_retry(w, attempt)) {
+                cairn_error_clear(err);
+                rc = txn_write_refresh_view(w, err);
+                if (rc == 0) {
+                    continue;
+                }
+            }
             if (rc == 0) {
                 res->upserted = true;
-                if (!doc_id(&res->upserted_doc, &res->upserted_id)) {
+                if (!crud_doc_id(&res->upserted_doc, &res->upserted_id)) {
                     res->upserted_id.value_type = BSON_TYPE_NULL;
                 }
             }
         }
         res->matched = x.matched;
         res->modified = x.modified;
+        break;
     }
 record:
     if (rc == 0 && c->txn_mode == NET_TXN_RETRYABLE) {
@@ -755,7 +751,7 @@ static void update_result_from_record(const bson_t *rec, struct upd_result *res)
         res->matched--; /* n counted the upsert */
         bson_init(&res->upserted_doc);
         bson_append_iter(&res->upserted_doc, "_id", 3, &it);
-        doc_id(&res->upserted_doc, &res->upserted_id);
+        crud_doc_id(&res->upserted_doc, &res->upserted_id);
     }
 }
 
@@ -894,12 +890,12 @@ static int del_one(void *arg, const bson_t *seen, bool *stop, struct cairn_error
     bson_value_t id;
     bson_t cur;
     bool skip;
-    int rc = lock_matched(x->w, x->cid, x->m, seen, &cur, &skip, err);
+    int rc = crud_lock_matched(x->w, x->cid, x->m, seen, &cur, &skip, err);
 
     if (rc != 0 || skip) {
         return rc;
     }
-    doc_id(&cur, &id);
+    crud_doc_id(&cur, &id);
     rc = txn_write_delete(x->w, x->cid, &id, err);
     bson_destroy(&cur);
     if (rc == 0) {
@@ -993,7 +989,7 @@ static int run_delete_stmt(struct net_cmd *c,
         rc = 0;
     } else if (rc == 0) {
         struct del_ctx x = {w, cid, m, s->multi, 0};
-        rc = for_each_match(w, cid, created, m, del_one, &x, err);
+        rc = crud_for_each_match(w, cid, created, m, del_one, &x, err);
         *n = x.n;
     }
     if (rc == 0 && c->txn_mode == NET_TXN_RETRYABLE) {
@@ -1090,352 +1086,11 @@ static int cmd_delete(struct net_cmd *c)
     return net_dc_finish_write(c, last_ts, &a.wc);
 }
 
-/* ---- findAndModify ------------------------------------------------------ */
-
-struct fam_ctx
-{
-    const struct qry_sort *sort;
-    bson_t best;
-    bool found;
-};
-
-static int fam_pick(void *arg, const bson_t *doc, bool *stop, struct cairn_error *err)
-{
-    struct fam_ctx *x = arg;
-    if (!x->found) {
-        bson_copy_to(doc, &x->best);
-        x->found = true;
-    } else if (x->sort != NULL && qry_sort_cmp(x->sort, doc, &x->best) < 0) {
-        bson_destroy(&x->best);
-        bson_copy_to(doc, &x->best);
-    }
-    *stop = x->sort == NULL;
-    return 0;
-}
-
-/* Appends the reply's `value` (projected) to `reply`. */
-static int fam_value(struct net_cmd *c,
-                     bson_t *reply,
-                     const struct qry_projection *proj,
-                     const bson_t *doc)
-{
-    if (doc == NULL) {
-        BSON_APPEND_NULL(reply, "value");
-        return 0;
-    }
-    if (proj == NULL) {
-        BSON_APPEND_DOCUMENT(reply, "value", doc);
-        return 0;
-    }
-    bson_t out;
-    if (qry_projection_apply(proj, doc, &out, &c->err) != 0) {
-        return c->err.code;
-    }
-    BSON_APPEND_DOCUMENT(reply, "value", &out);
-    bson_destroy(&out);
-    return 0;
-}
-
-static int cmd_find_and_modify(struct net_cmd *c)
-{
-    char ns[NS_BUF];
-    if (net_cmd_namespace(c, ns, sizeof ns) != 0) {
-        return NET_CMD_ERROR;
-    }
-    struct repl_wc wc;
-    if (net_parse_write_concern(c->body, &wc, &c->err) != 0) {
-        return NET_CMD_ERROR;
-    }
-    bson_t query = BSON_INITIALIZER;
-    bson_t sort_spec = BSON_INITIALIZER;
-    bson_t fields = BSON_INITIALIZER;
-    bson_t collation = BSON_INITIALIZER;
-    bool remove = false;
-    bool want_new = false;
-    bool upsert = false;
-    if (net_get_doc(c, "query", &query) != 0 || net_get_doc(c, "sort", &sort_spec) != 0 ||
-        net_get_doc(c, "fields", &fields) != 0 || net_get_doc(c, "collation", &collation) != 0 ||
-        net_get_bool(c, "remove", &remove) != 0 || net_get_bool(c, "new", &want_new) != 0 ||
-        net_get_bool(c, "upsert", &upsert) != 0) {
-        return NET_CMD_ERROR;
-    }
-    bson_iter_t it;
-    bool has_af = bson_iter_init_find(&it, c->body, "arrayFilters");
-    bson_t af_arr = BSON_INITIALIZER;
-    if (has_af) {
-        uint32_t len;
-        const uint8_t *data;
-        if (!BSON_ITER_HOLDS_ARRAY(&it)) {
-            cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_TypeMismatch,
-                              "BSON field 'findAndModify.arrayFilters' is the wrong type '%s', "
-                              "expected type 'array'",
-                              qry_type_name(bson_iter_type(&it)));
-            return NET_CMD_ERROR;
-        }
-        bson_iter_array(&it, &len, &data);
-        if (!bson_init_static(&af_arr, data, len)) {
-            cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_BadValue,
-                              "findAndModify.arrayFilters is invalid");
-            return NET_CMD_ERROR;
-        }
-        if (check_array_filters(&af_arr, "findAndModify.arrayFilters", &c->err) != 0) {
-            return NET_CMD_ERROR;
-        }
-    }
-    bool has_update = bson_iter_init_find(&it, c->body, "update");
-    bson_t update_doc = BSON_INITIALIZER;
-    if (has_update) {
-        if (BSON_ITER_HOLDS_ARRAY(&it) && has_af) {
-            cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_FailedToParse,
-                              "Cannot specify arrayFilters and a pipeline update");
-            return NET_CMD_ERROR;
-        }
-        if (BSON_ITER_HOLDS_ARRAY(&it)) {
-            cairn_error_mongo(&c->err, CAIRN_EUNSUPPORTED, MONGO_NotImplemented,
-                              "pipeline-style updates are not supported yet");
-            return NET_CMD_ERROR;
-        }
-        if (net_get_doc(c, "update", &update_doc) != 0) {
-            return NET_CMD_ERROR;
-        }
-    }
-    if (has_update && remove) {
-        cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_FailedToParse,
-                          "Cannot specify both an update and remove=true");
-        return NET_CMD_ERROR;
-    }
-    if (!has_update && !remove) {
-        cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_FailedToParse,
-                          "Either an update or remove=true must be specified");
-        return NET_CMD_ERROR;
-    }
-    if (remove && upsert) {
-        cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_FailedToParse,
-                          "Cannot specify both upsert=true and remove=true");
-        return NET_CMD_ERROR;
-    }
-    if (remove && want_new) {
-        cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_FailedToParse,
-                          "Cannot specify both new=true and remove=true; 'remove' always returns "
-                          "the deleted document");
-        return NET_CMD_ERROR;
-    }
-    if (remove && has_af) {
-        cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_FailedToParse,
-                          "Cannot specify arrayFilters and remove=true");
-        return NET_CMD_ERROR;
-    }
-    if (!net_dc_collation_is_simple(&collation)) {
-        net_dc_collation_unsupported(&c->err);
-        return NET_CMD_ERROR;
-    }
-
-    struct qry_matcher *m = NULL;
-    struct qry_sort *sort = NULL;
-    struct qry_projection *proj = NULL;
-    struct qry_update *u = NULL;
-    struct txn_write *w = NULL;
-    struct fam_ctx x = {NULL, BSON_INITIALIZER, false};
-    bson_t cur, newdoc, out = BSON_INITIALIZER;
-    bool have_cur = false, have_new = false;
-    int32_t stmt = 0;
-    bson_t prior;
-    cairn_ts ts = 0;
-    int rc;
-
-    {
-        int32_t *ids = net_stmt_ids(c, 1);
-        if (ids == NULL) {
-            return NET_CMD_ERROR;
-        }
-        stmt = ids[0];
-        free(ids);
-    }
-    if (net_stmt_executed(c, stmt, &prior, &ts)) {
-        /* A retry: answer what the first execution answered. */
-        bson_concat(&c->reply, &prior);
-        BSON_APPEND_INT32(&c->reply, "retriedStmtId", stmt);
-        return net_dc_finish_write(c, ts, &wc);
-    }
-    rc = qry_matcher_compile(&query, &m, &c->err);
-    if (rc == 0 && !bson_empty(&sort_spec)) {
-        rc = qry_sort_compile(&sort_spec, &sort, &c->err);
-    }
-    if (rc == 0 && !bson_empty(&fields)) {
-        rc = qry_projection_compile(&fields, &proj, &c->err);
-    }
-    if (rc == 0 && has_update) {
-        rc = qry_update_compile_af(&update_doc, has_af ? &af_arr : NULL, &u, &c->err);
-    }
-    if (rc != 0) {
-        goto fail;
-    }
-    rc = net_write_begin(c, &w);
-    if (rc != 0) {
-        goto fail;
-    }
-    uint64_t cid = 0;
-    bool created = false;
-    bool missing = false;
-    rc = txn_write_coll(w, ns, upsert, &cid, &created, &c->err);
-    if (rc == CAIRN_ENOTFOUND && !upsert) {
-        cairn_error_clear(&c->err);
-        missing = true;
-        rc = 0;
-    }
-    if (rc != 0) {
-        goto fail;
-    }
-    x.sort = sort;
-    for (int attempt = 0; !missing; attempt++) {
-        bool skip;
-        rc = for_each_match(w, cid, created, m, fam_pick, &x, &c->err);
-        if (rc != 0 || !x.found) {
-            break;
-        }
-        rc = lock_matched(w, cid, m, &x.best, &cur, &skip, &c->err);
-        if (rc != 0) {
-            break;
-        }
-        if (!skip) {
-            have_cur = true;
-            break;
-        }
-        /* The document chosen changed under us and no longer matches:
-         * choose again on a fresh view (statements only: a transaction's
-         * view cannot change under it). */
-        bson_destroy(&x.best);
-        x.found = false;
-        if (attempt >= 100) {
-            rc = cairn_error_mongo(&c->err, CAIRN_ECONFLICT, MONGO_WriteConflict,
-                                   "findAndModify: the documents matched kept changing");
-            break;
-        }
-        rc = txn_write_refresh_view(w, &c->err);
-        if (rc != 0) {
-            break;
-        }
-    }
-    if (rc != 0) {
-        goto fail;
-    }
-    int64_t now = cairn_wall_ms();
-    bool upserted = false;
-    bool modified = false;
-    if (have_cur && remove) {
-        bson_value_t id;
-        doc_id(&cur, &id);
-        rc = txn_write_delete(w, cid, &id, &c->err);
-    } else if (have_cur) {
-        long pos = -1;
-        if (qry_update_needs_match_pos(u)) {
-            (void)qry_matcher_match_pos(m, &cur, &pos);
-        }
-        rc = qry_update_apply_pos(u, &cur, false, now, pos, &newdoc, &modified, &c->err);
-        if (rc == 0) {
-            have_new = true;
-            if (modified) {
-                rc = put_updated(w, cid, &newdoc, &c->err);
-            }
-        }
-    } else if (upsert) {
-        rc = do_upsert(w, cid, &query, u, now, &newdoc, &c->err);
-        if (rc == 0) {
-            have_new = true;
-            upserted = true;
-        }
-    }
-    if (rc != 0) {
-        goto fail;
-    }
-
-    bson_t leo;
-    BSON_APPEND_DOCUMENT_BEGIN(&out, "lastErrorObject", &leo);
-    BSON_APPEND_INT32(&leo, "n", (have_cur || upserted) ? 1 : 0);
-    if (!remove) {
-        BSON_APPEND_BOOL(&leo, "updatedExisting", have_cur);
-        bson_value_t id;
-        if (upserted && doc_id(&newdoc, &id)) {
-            BSON_APPEND_VALUE(&leo, "upserted", &id);
-        }
-    }
-    bson_append_document_end(&out, &leo);
-    const bson_t *value = NULL;
-    if (remove || !want_new) {
-        value = have_cur ? &cur : NULL;
-    } else {
-        value = have_new ? &newdoc : NULL;
-    }
-    rc = fam_value(c, &out, proj, value);
-    if (rc == 0) {
-        rc = net_stmt_record(c, w, stmt, &out);
-    }
-    if (rc != 0) {
-        goto fail;
-    }
-    rc = net_write_end(c, w, true, &ts);
-    w = NULL;
-    if (rc != 0) {
-        goto fail;
-    }
-    bson_concat(&c->reply, &out);
-    bson_destroy(&out);
-    if (have_new) {
-        bson_destroy(&newdoc);
-    }
-    if (have_cur) {
-        bson_destroy(&cur);
-    }
-    if (x.found) {
-        bson_destroy(&x.best);
-    }
-    qry_matcher_free(m);
-    if (sort != NULL) {
-        qry_sort_free(sort);
-    }
-    if (proj != NULL) {
-        qry_projection_free(proj);
-    }
-    if (u != NULL) {
-        qry_update_free(u);
-    }
-    return net_dc_finish_write(c, ts, &wc);
-
-fail:
-    if (w != NULL) {
-        cairn_ts ignored;
-        net_write_end(c, w, false, &ignored);
-    }
-    bson_destroy(&out);
-    if (have_new) {
-        bson_destroy(&newdoc);
-    }
-    if (have_cur) {
-        bson_destroy(&cur);
-    }
-    if (x.found) {
-        bson_destroy(&x.best);
-    }
-    if (m != NULL) {
-        qry_matcher_free(m);
-    }
-    if (sort != NULL) {
-        qry_sort_free(sort);
-    }
-    if (proj != NULL) {
-        qry_projection_free(proj);
-    }
-    if (u != NULL) {
-        qry_update_free(u);
-    }
-    return NET_CMD_ERROR;
-}
-
 const struct net_cmd_def net_cmds_crud[] = {
     {"insert", cmd_insert, NET_CMD_F_WRITE | NET_CMD_F_NEEDS_CONFIG},
     {"update", cmd_update, NET_CMD_F_WRITE | NET_CMD_F_NEEDS_CONFIG},
     {"delete", cmd_delete, NET_CMD_F_WRITE | NET_CMD_F_NEEDS_CONFIG},
-    {"findAndModify", cmd_find_and_modify, NET_CMD_F_WRITE | NET_CMD_F_NEEDS_CONFIG},
-    {"findandmodify", cmd_find_and_modify, NET_CMD_F_WRITE | NET_CMD_F_NEEDS_CONFIG},
+    {"findAndModify", crud_cmd_find_and_modify, NET_CMD_F_WRITE | NET_CMD_F_NEEDS_CONFIG},
+    {"findandmodify", crud_cmd_find_and_modify, NET_CMD_F_WRITE | NET_CMD_F_NEEDS_CONFIG},
     {NULL, NULL, 0},
 };

@@ -92,6 +92,20 @@ int txn_read_begin_at(struct txn_mgr *m,
     return rv;
 }
 
+int txn_read_begin_local_at(struct txn_mgr *m,
+                            cairn_ts ts,
+                            struct txn_read **out,
+                            struct cairn_error *err)
+{
+    if (ts < txn_history_floor(m)) {
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_SnapshotTooOld,
+                                 "Read timestamp Timestamp(%u, %u) is older than the oldest "
+                                 "available timestamp.",
+                                 CAIRN_TS_SECS(ts), CAIRN_TS_INC(ts));
+    }
+    return read_alloc(m, true, ts, out, err);
+}
+
 int txn_read_begin_txn(struct txn_write *w, struct txn_read **out, struct cairn_error *err)
 {
     int rv = read_alloc(w->m, w->rd.local, w->read_ts, out, err);

@@ -122,6 +122,16 @@ int txn_read_begin_at(struct txn_mgr *m,
                       struct txn_read **out,
                       struct cairn_error *err);
 
+/* Begins a read of the data committed at or before `ts` here, the
+ * primary's commits not yet applied included (a retried findAndModify
+ * reads its image so; `ts` must be a commit already visible here).
+ * Errors: CAIRN_EINVAL with 239 SnapshotTooOld when `ts` is older than the
+ * history kept, CAIRN_ENOMEM. */
+int txn_read_begin_local_at(struct txn_mgr *m,
+                            cairn_ts ts,
+                            struct txn_read **out,
+                            struct cairn_error *err);
+
 /* Begins a read of transaction `w` (txn_session_txn): its snapshot and its
  * own writes. The read holds a reference to the write set, so it may
  * outlive the command (a cursor). Returns 0 or CAIRN_ENOMEM. */

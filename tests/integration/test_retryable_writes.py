@@ -131,6 +131,34 @@ def test_retried_find_and_modify_replies_the_same(conn, db, case):
     assert find_docs(conn, db.name, "c") == after_first, "the retry modified again"
 
 
+@pytest.mark.parametrize("case", FAM_CASES, ids=[c[0] for c in FAM_CASES])
+def test_retried_find_and_modify_answers_the_document_as_it_was(conn, db, case):
+    """The record keeps a reference to the image, not the document: a retry after the document
+    changed again answers the version the first execution saw or made, projected by the
+    retry's `fields`."""
+    name, spec, value = case
+    seed(conn, db.name, "c", [{"_id": 1, "x": 0, "y": "keep"}])
+    spec = dict(spec, fields={"y": 0})
+    cmd = retryable(dict({"findAndModify": "c"}, **spec), new_lsid(), 4)
+    first = assert_ok(conn.run(cmd, db.name))
+    assert first["value"] == value, first
+    assert_ok(conn.run({"update": "c", "updates": [
+        {"q": {"_id": {"$in": [1, 5]}}, "u": {"$set": {"x": 99}}, "multi": True}]}, db.name))
+    retry = assert_ok(conn.run(cmd, db.name))
+    assert retry.get("retriedStmtId") == 0, retry
+    assert retry["value"] == first["value"], (first, retry)
+    assert retry["lastErrorObject"] == first["lastErrorObject"], (first, retry)
+
+
+def test_retried_find_and_modify_after_a_drop_is_incomplete_history(conn, db):
+    seed(conn, db.name, "c", [{"_id": 1, "x": 0}])
+    cmd = retryable({"findAndModify": "c", "query": {"_id": 1}, "update": {"$inc": {"x": 1}},
+                     "new": True}, new_lsid(), 1)
+    assert_ok(conn.run(cmd, db.name))
+    assert_ok(conn.run({"drop": "c"}, db.name))
+    assert_error(conn.run(cmd, db.name), CODES["IncompleteTransactionHistory"])
+
+
 def test_retry_with_more_statements_runs_only_the_new_ones(conn, db):
     lsid = new_lsid()
     first = assert_ok(conn.run(retryable({"insert": "c", "documents": [{"_id": "a"}, {"_id": "b"}]},
