@@ -249,6 +249,12 @@ enum cairn_mongo_code {
     X(MergeObjectsNotObject, 40400)                                                            \
     X(IdlMissingField, 40414) /* a required command field is missing */                        \
     X(IdlUnknownField, 40415) /* a command sub-document field the command does not know */     \
+    X(GetMoreSessionNotInCursor, 50736) /* getMore in a session, cursor of none */             \
+    X(GetMoreSessionMissing, 50737)     /* getMore without the cursor's lsid */                \
+    X(GetMoreSessionMismatch, 50738)    /* getMore in another session than the cursor's */     \
+    X(GetMoreTxnNotInCursor, 50739)     /* getMore in a transaction, cursor of none */         \
+    X(GetMoreTxnMissing, 50740)         /* getMore without the cursor's txnNumber */           \
+    X(GetMoreTxnMismatch, 50741)        /* getMore in another transaction than the cursor's */ \
     X(SubstrStartNegative, 50752)                                                              \
     X(TxnWriteToSystemCollection, 50791) /* a write to system.* inside a transaction */        \
     X(TxnNumberNotAllowed, 50889)        /* txnNumber on a command that takes no session */    \

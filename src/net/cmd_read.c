@@ -455,6 +455,13 @@ static int cmd_get_more(struct net_cmd *c)
     if (net_cursor_acquire(id, &cur, &c->err) != 0) {
         return NET_CMD_ERROR;
     }
+    /* Checked first, as mongod does: a cursor of a transaction is read
+     * only by a statement of that transaction, which has its session
+     * checked out (its write set is not touched concurrently). */
+    if (net_cursor_check_session(cur, id, c) != 0) {
+        net_cursor_release(cur);
+        return NET_CMD_ERROR;
+    }
     if (strcmp(cur->ns, ns) != 0) {
         cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_Unauthorized,
                           "Requested getMore on namespace '%s', but cursor belongs to a different "

@@ -1,12 +1,14 @@
 /*
  * cursor.c: the server-side cursor registry (ids, busy flag, idle expiry,
- * killCursors), batch production for find/aggregate/list replies, and the
- * small document/field helpers shared by cmd_crud.c, cmd_read.c and
- * cmd_ddl.c.
+ * killCursors, the session and transaction a cursor belongs to), batch
+ * production for find/aggregate/list replies, and the small document/field
+ * helpers shared by cmd_crud.c, cmd_read.c and cmd_ddl.c.
  */
 #include "net/cursor.h"
 
+#include <inttypes.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -400,6 +402,114 @@ size_t net_cursor_count(void)
     return n;
 }
 
+/* ---- Sessions of cursors -------------------------------------------------- */
+
+/* The lsid of command `c` (its "lsid" field; dispatch validated it).
+ * Returns false when it has none. */
+static bool cmd_lsid(struct net_cmd *c, uint8_t lsid[TXN_LSID_LEN])
+{
+    bson_iter_t it;
+    if (!bson_iter_init_find(&it, c->body, "lsid")) {
+        return false;
+    }
+    struct cairn_error saved = c->err;
+    if (net_parse_lsid(c, &it, lsid) != 0) {
+        c->err = saved; /* not reached: dispatch refused a bad lsid */
+        return false;
+    }
+    return true;
+}
+
+/* Records the session and transaction of the command creating `cur`: the
+ * txnNumber only for a statement of a transaction (a read command takes a
+ * txnNumber nowhere else). */
+static void set_origin(struct net_cursor *cur, struct net_cmd *c)
+{
+    cur->has_lsid = cmd_lsid(c, cur->lsid);
+    cur->has_txn = c->txn_mode == NET_TXN_MULTI;
+    cur->txn_number = cur->has_txn ? c->txn_number : -1;
+}
+
+/* The SHA-256 digest of the empty user name in base64: the uid mongod puts
+ * into every LogicalSessionId when authentication is off. */
+#define NO_AUTH_UID "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
+
+/* Formats a session as mongod's operator<< on a LogicalSessionId: "id -
+ * uid - txnNumber - txnUUID", the last two empty for a client's session. */
+static const char *lsid_str(const uint8_t lsid[TXN_LSID_LEN], char *buf, size_t size)
+{
+    static const char hex[] = "0123456789abcdef";
+    char uuid[37];
+    size_t n = 0;
+    for (size_t i = 0; i < TXN_LSID_LEN; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10) {
+            uuid[n++] = '-';
+        }
+        uuid[n++] = hex[lsid[i] >> 4];
+        uuid[n++] = hex[lsid[i] & 15];
+    }
+    uuid[n] = '\0';
+    snprintf(buf, size, "%s - %s -  - ", uuid, NO_AUTH_UID);
+    return buf;
+}
+
+#define LSID_STR_LEN 96
+
+int net_cursor_check_session(const struct net_cursor *cur, int64_t id, struct net_cmd *c)
+{
+    uint8_t lsid[TXN_LSID_LEN];
+    bool has_lsid = cmd_lsid(c, lsid);
+    char mine[LSID_STR_LEN];
+    char theirs[LSID_STR_LEN];
+
+    /* validateLSID */
+    if (has_lsid && !cur->has_lsid) {
+        return cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_LOC_GetMoreSessionNotInCursor,
+                                 "Cannot run getMore on cursor %" PRId64
+                                 ", which was not created in a session, in session %s",
+                                 id, lsid_str(lsid, mine, sizeof mine));
+    }
+    if (!has_lsid && cur->has_lsid) {
+        return cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_LOC_GetMoreSessionMissing,
+                                 "Cannot run getMore on cursor %" PRId64
+                                 ", which was created in session %s, without an lsid",
+                                 id, lsid_str(cur->lsid, theirs, sizeof theirs));
+    }
+    if (has_lsid && memcmp(lsid, cur->lsid, TXN_LSID_LEN) != 0) {
+        return cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_LOC_GetMoreSessionMismatch,
+                                 "Cannot run getMore on cursor %" PRId64
+                                 ", which was created in session %s, in session %s",
+                                 id, lsid_str(cur->lsid, theirs, sizeof theirs),
+                                 lsid_str(lsid, mine, sizeof mine));
+    }
+
+    /* validateTxnNumber: a getMore carries a txnNumber only as a statement
+     * of a transaction (dispatch refuses it otherwise, 50768). */
+    bool has_txn = c->txn_mode != NET_TXN_NONE;
+    if (has_txn && !cur->has_txn) {
+        return cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_LOC_GetMoreTxnNotInCursor,
+                                 "Cannot run getMore on cursor %" PRId64
+                                 ", which was not created in a transaction, in transaction "
+                                 "%" PRId64,
+                                 id, c->txn_number);
+    }
+    if (!has_txn && cur->has_txn) {
+        return cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_LOC_GetMoreTxnMissing,
+                                 "Cannot run getMore on cursor %" PRId64
+                                 ", which was created in transaction %" PRId64
+                                 ", without a txnNumber",
+                                 id, cur->txn_number);
+    }
+    if (has_txn && c->txn_number != cur->txn_number) {
+        return cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_LOC_GetMoreTxnMismatch,
+                                 "Cannot run getMore on cursor %" PRId64
+                                 ", which was created in transaction %" PRId64
+                                 ", in transaction %" PRId64,
+                                 id, cur->txn_number, c->txn_number);
+    }
+    return 0;
+}
+
 /* ---- Field helpers ------------------------------------------------------ */
 
 static int type_error(const char *path,
@@ -677,6 +787,7 @@ int net_dc_reply_cursor(struct net_cmd *c, struct net_cursor *cur, int64_t batch
     if (cur->exhausted || single_batch) {
         net_cursor_free(cur);
     } else {
+        set_origin(cur, c);
         id = net_cursor_register(cur);
     }
     BSON_APPEND_INT64(&cd, "id", id);

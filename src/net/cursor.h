@@ -9,7 +9,10 @@
  * array of owned documents (sorted finds, aggregate, list commands).
  * Registered cursors have a positive int64 id; one command uses a cursor at
  * a time (busy flag); idle cursors expire after cursorTimeoutMillis; an
- * exhausted cursor is freed by the command that exhausted it.
+ * exhausted cursor is freed by the command that exhausted it. A cursor
+ * belongs to the session (lsid) and transaction (txnNumber) of the command
+ * that created it, and only getMores of that session and transaction may
+ * use it, as in mongod; killCursors may kill any cursor.
  *
  * Threads: the registry functions are thread-safe. A cursor obtained from
  * net_cursor_acquire (or created and not yet registered) belongs to the
@@ -62,6 +65,17 @@ struct net_cursor
     bson_t *pending;    /* a produced document not yet sent (owned), or NULL */
     bool exhausted;     /* no more documents */
 
+    /* The session and transaction of the command that created the cursor
+     * (mongod's ClientCursor getSessionId / getTxnNumber), set when it is
+     * registered: getMore must come in the same session, and for a cursor
+     * of a transaction as a statement of that transaction
+     * (net_cursor_check_session). A transaction's cursor reads its write
+     * set, which only a command that checked the session out may touch. */
+    bool has_lsid;
+    uint8_t lsid[TXN_LSID_LEN];
+    bool has_txn;
+    int64_t txn_number;
+
     /* Registry state (guarded by the registry lock). */
     bool busy;
     bool killed;
@@ -99,6 +113,24 @@ int64_t net_cursor_register(struct net_cursor *cur);
  * 143 CursorInUse when another command is using it. Also expires idle
  * cursors. */
 int net_cursor_acquire(int64_t id, struct net_cursor **out, struct cairn_error *err);
+
+struct net_cmd;
+
+/* For getMore of cursor `id` (acquired as `cur`) by command `c`: checks
+ * that `c` runs in the session and transaction that created the cursor,
+ * as mongod's getMore does (validateLSID, validateTxnNumber), in this
+ * order. The lsid is the command's own (implicit sessions included), the
+ * txnNumber the one dispatch checked the session out with. Errors (c->err
+ * set, returns its CAIRN_E* code; the cursor stays as it was):
+ *   50736 "... which was not created in a session, in session S";
+ *   50737 "... which was created in session S, without an lsid";
+ *   50738 "... which was created in session S, in session S2";
+ *   50739 "... which was not created in a transaction, in transaction T";
+ *   50740 "... which was created in transaction T, without a txnNumber";
+ *   50741 "... which was created in transaction T, in transaction T2".
+ * Sessions are printed as mongod prints a LogicalSessionId without
+ * authentication ("<uuid> - <uid digest> -  - "). */
+int net_cursor_check_session(const struct net_cursor *cur, int64_t id, struct net_cmd *c);
 
 /* Gives an acquired cursor back. When it is exhausted (or was killed
  * meanwhile) it is removed from the registry and freed. */
@@ -168,7 +200,6 @@ bool net_dc_collation_is_simple(const bson_t *collation);
  * its code (for `return` or `rc =`). */
 int net_dc_collation_unsupported(struct cairn_error *err);
 
-struct net_cmd;
 struct repl_wc;
 
 /* Ends a write command whose reply is complete: sets the operation time to

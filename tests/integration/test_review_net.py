@@ -36,7 +36,9 @@ def test_getmore_reply_stays_under_16mib_plus_headroom(db, server):
     coll = db["raw"]
     pad = "y" * 1000
     coll.insert_many([{"_id": i, "p": pad} for i in range(18000)])
-    first = db.command("find", "raw", batchSize=1)
+    # Raw find and getMores alike: pymongo's find would carry its implicit session, and
+    # getMore of a session's cursor without that lsid is refused (50737), as by mongod.
+    first = rawwire.raw_command(server, {"find": "raw", "batchSize": 1, "$db": db.name})
     cid = first["cursor"]["id"]
     assert cid != 0
     total = 1
