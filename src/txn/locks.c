@@ -64,19 +64,46 @@ void txn_locks_destroy(struct txn_locks *t)
     pthread_cond_destroy(&t->cv);
 }
 
-static struct txn_lock *find(struct txn_locks *t,
-                             uint64_t coll_id,
-                             uint64_t h,
-                             const uint8_t *key,
-                             size_t len)
+/* Whether `owner` may take the intent on the key (mu held): sets *mine to
+ * its own entry, if any. */
+static bool compatible(struct txn_locks *t,
+                       uint64_t coll_id,
+                       uint64_t h,
+                       const uint8_t *key,
+                       size_t len,
+                       const struct txn_write *owner,
+                       bool shared,
+                       struct txn_lock **mine)
 {
+    bool others_shared = false, others_excl = false, others_queued = false;
+
+    *mine = NULL;
     for (struct txn_lock *l = t->buckets[h & (t->n_buckets - 1)]; l != NULL; l = l->next) {
-        if (l->hash == h && l->coll_id == coll_id && l->key_len == len &&
-            memcmp(l->key, key, len) == 0) {
-            return l;
+        if (l->hash != h || l->coll_id != coll_id || l->key_len != len ||
+            memcmp(l->key, key, len) != 0) {
+            continue;
+        }
+        if (l->owner == owner) {
+            if (!l->waiting) {
+                *mine = l;
+            }
+        } else if (l->waiting) {
+            /* An exclusive request queued: new shared holders wait behind
+             * it (or, transactions, fail), so that a drop is not starved. */
+            others_queued = true;
+        } else if (l->shared) {
+            others_shared = true;
+        } else {
+            others_excl = true;
         }
     }
-    return NULL;
+    if (*mine != NULL && (!(*mine)->shared || shared)) {
+        return true; /* held already */
+    }
+    if (shared) {
+        return !others_excl && !others_queued;
+    }
+    return !others_excl && !others_shared; /* a new one, or an upgrade */
 }
 
 /* Doubles the bucket array when the table is loaded (mu held). Failure to
@@ -107,38 +134,76 @@ static void maybe_grow(struct txn_locks *t)
     t->n_buckets = n;
 }
 
-int txn_locks_try(struct txn_locks *t,
-                  uint64_t coll_id,
-                  const uint8_t *key,
-                  size_t key_len,
-                  struct txn_write *owner,
-                  struct txn_lock **lk)
+/* Adds an entry to the table (mu held). Returns it, or NULL without
+ * memory. */
+static struct txn_lock *entry_new(struct txn_locks *t,
+                                  uint64_t coll_id,
+                                  uint64_t h,
+                                  const uint8_t *key,
+                                  size_t key_len,
+                                  struct txn_write *owner,
+                                  bool shared)
 {
-    uint64_t h = hash_key(coll_id, key, key_len);
-    struct txn_lock *l;
-    int rv = 0;
+    struct txn_lock *l = malloc(sizeof *l + key_len);
 
-    *lk = NULL;
-    pthread_mutex_lock(&t->mu);
-    l = find(t, coll_id, h, key, key_len);
-    if (l != NULL) {
-        rv = l->owner == owner ? 0 : CAIRN_EBUSY;
-        goto out;
-    }
-    l = malloc(sizeof *l + key_len);
     if (l == NULL) {
-        rv = CAIRN_ENOMEM;
-        goto out;
+        return NULL;
     }
     l->coll_id = coll_id;
     l->hash = h;
     l->owner = owner;
+    l->shared = shared;
+    l->waiting = false;
     l->key_len = key_len;
     memcpy(l->key, key, key_len);
     maybe_grow(t);
     l->next = t->buckets[h & (t->n_buckets - 1)];
     t->buckets[h & (t->n_buckets - 1)] = l;
     t->n++;
+    return l;
+}
+
+/* Removes an entry from the table (mu held); the caller frees it. */
+static void entry_unlink(struct txn_locks *t, struct txn_lock *l)
+{
+    struct txn_lock **pp = &t->buckets[l->hash & (t->n_buckets - 1)];
+
+    while (*pp != NULL && *pp != l) {
+        pp = &(*pp)->next;
+    }
+    if (*pp == l) {
+        *pp = l->next;
+        t->n--;
+    }
+}
+
+int txn_locks_try(struct txn_locks *t,
+                  uint64_t coll_id,
+                  const uint8_t *key,
+                  size_t key_len,
+                  struct txn_write *owner,
+                  bool shared,
+                  struct txn_lock **lk)
+{
+    uint64_t h = hash_key(coll_id, key, key_len);
+    struct txn_lock *l, *mine;
+    int rv = 0;
+
+    *lk = NULL;
+    pthread_mutex_lock(&t->mu);
+    if (!compatible(t, coll_id, h, key, key_len, owner, shared, &mine)) {
+        rv = CAIRN_EBUSY;
+        goto out;
+    }
+    if (mine != NULL) {
+        mine->shared = mine->shared && shared; /* an upgrade, when alone */
+        goto out;
+    }
+    l = entry_new(t, coll_id, h, key, key_len, owner, shared);
+    if (l == NULL) {
+        rv = CAIRN_ENOMEM;
+        goto out;
+    }
     *lk = l;
 out:
     pthread_mutex_unlock(&t->mu);
@@ -150,18 +215,24 @@ int txn_locks_wait_free(struct txn_locks *t,
                         const uint8_t *key,
                         size_t key_len,
                         struct txn_write *owner,
+                        bool shared,
                         struct cairn_op *op,
                         struct cairn_error *err)
 {
     uint64_t h = hash_key(coll_id, key, key_len);
+    struct txn_lock *mine, *queued = NULL;
     int rv = 0;
 
     pthread_mutex_lock(&t->mu);
-    for (;;) {
-        struct txn_lock *l = find(t, coll_id, h, key, key_len);
-        if (l == NULL || l->owner == owner) {
-            break;
+    if (coll_id == 0 && !shared && !compatible(t, coll_id, h, key, key_len, owner, shared, &mine)) {
+        /* Queue the exclusive request (invariant 4); without memory it
+         * only waits unqueued. */
+        queued = entry_new(t, coll_id, h, key, key_len, owner, false);
+        if (queued != NULL) {
+            queued->waiting = true;
         }
+    }
+    while (!compatible(t, coll_id, h, key, key_len, owner, shared, &mine)) {
         t->n_waiters++;
         rv = cairn_op_wait(op, &t->mu, &t->cv, 0, err);
         t->n_waiters--;
@@ -169,8 +240,27 @@ int txn_locks_wait_free(struct txn_locks *t,
             break;
         }
     }
+    if (queued != NULL) {
+        entry_unlink(t, queued);
+        free(queued);
+        if (t->n_waiters > 0) {
+            pthread_cond_broadcast(&t->cv); /* shared requests queued behind it */
+        }
+    }
     pthread_mutex_unlock(&t->mu);
     return rv;
+}
+
+void txn_locks_downgrade(struct txn_locks *t, struct txn_lock *lk)
+{
+    pthread_mutex_lock(&t->mu);
+    if (!lk->shared) {
+        lk->shared = true;
+        if (t->n_waiters > 0) {
+            pthread_cond_broadcast(&t->cv);
+        }
+    }
+    pthread_mutex_unlock(&t->mu);
 }
 
 void txn_locks_release(struct txn_locks *t, struct txn_lock **lks, size_t n)
@@ -180,16 +270,8 @@ void txn_locks_release(struct txn_locks *t, struct txn_lock **lks, size_t n)
     }
     pthread_mutex_lock(&t->mu);
     for (size_t i = 0; i < n; i++) {
-        struct txn_lock *l = lks[i];
-        struct txn_lock **pp = &t->buckets[l->hash & (t->n_buckets - 1)];
-        while (*pp != NULL && *pp != l) {
-            pp = &(*pp)->next;
-        }
-        if (*pp == l) {
-            *pp = l->next;
-            t->n--;
-        }
-        free(l);
+        entry_unlink(t, lks[i]);
+        free(lks[i]);
     }
     if (t->n_waiters > 0) {
         pthread_cond_broadcast(&t->cv);

@@ -27,12 +27,15 @@
 /* ---- Intent lock table (locks.c) ---------------------------------------- */
 
 /* One held intent on (coll_id, key). coll_id 0 with key = a namespace is
- * the intent to create or drop that collection. */
+ * a namespace intent: exclusive to create or drop that collection, shared
+ * to write into it (locks.c). */
 struct txn_lock
 {
     uint64_t coll_id;
     uint64_t hash;
     struct txn_write *owner;
+    bool shared;           /* namespace intents only */
+    bool waiting;          /* a queued exclusive request, not held (locks.c, 4) */
     struct txn_lock *next; /* hash chain */
     size_t key_len;
     uint8_t key[];
@@ -51,26 +54,33 @@ struct txn_locks
 int txn_locks_init(struct txn_locks *t);
 void txn_locks_destroy(struct txn_locks *t);
 
-/* Takes the intent on (coll_id, key) for `owner`. Returns 0 with *lk the
- * intent when taken now (*lk must be released later) or *lk NULL when
- * `owner` already holds it; CAIRN_EBUSY when another write holds it.
- * Returns CAIRN_ENOMEM. */
+/* Takes the intent on (coll_id, key) for `owner`, `shared` (namespace
+ * intents only) or exclusive. Returns 0 with *lk the intent when taken now
+ * (*lk must be released later) or *lk NULL when `owner` already holds it
+ * (a shared one it holds alone is upgraded to exclusive when asked);
+ * CAIRN_EBUSY when another write's intent conflicts; CAIRN_ENOMEM. */
 int txn_locks_try(struct txn_locks *t,
                   uint64_t coll_id,
                   const uint8_t *key,
                   size_t key_len,
                   struct txn_write *owner,
+                  bool shared,
                   struct txn_lock **lk);
 
-/* Waits until no write but `owner` holds (coll_id, key), bounded by `op`.
- * Returns 0 or what cairn_op_wait reports. */
+/* Waits until `owner` could take the intent (see txn_locks_try), bounded
+ * by `op`. Returns 0 or what cairn_op_wait reports. */
 int txn_locks_wait_free(struct txn_locks *t,
                         uint64_t coll_id,
                         const uint8_t *key,
                         size_t key_len,
                         struct txn_write *owner,
+                        bool shared,
                         struct cairn_op *op,
                         struct cairn_error *err);
+
+/* Makes an exclusive namespace intent shared (after its create commits,
+ * the creator goes on writing into the collection) and wakes waiters. */
+void txn_locks_downgrade(struct txn_locks *t, struct txn_lock *lk);
 
 /* Releases the intents (freeing them) and wakes waiters. */
 void txn_locks_release(struct txn_locks *t, struct txn_lock **lks, size_t n);

@@ -30,8 +30,14 @@
  *     Timestamps are assigned in it, so overlay order, ts order and log
  *     order agree.
  *  4. A statement waits for an intent only with nothing staged and no
- *     intent held (it flushes first), and transactions never wait, so no
- *     wait cycle can form.
+ *     intent held but shared namespace intents (it flushes first), and
+ *     transactions never wait, so no wait cycle can form (locks.c, 2).
+ *  6. A write holds a namespace intent on every collection it writes, from
+ *     resolving it (txn_write_coll) to its end: shared for an existing
+ *     collection, exclusive to create it (made shared once the create
+ *     commits) or drop it. So a drop waits for the writers of its
+ *     collection, and a statement never finds its collection dropped at
+ *     its commit (check_colls is a safety net).
  *  5. A transaction's write set is referenced by its owner (the session)
  *     and by reads that see its writes (cursors); its staging is freed
  *     with the last reference, its intents and view when it ends.
@@ -228,6 +234,40 @@ static void release_intents(struct txn_write *w)
     w->n_locks = 0;
 }
 
+/* After a statement's commit: releases its document intents and keeps its
+ * namespace intents, shared (invariant 6). */
+static void release_doc_intents(struct txn_write *w)
+{
+    size_t kept = 0, n = 0;
+
+    for (size_t i = 0; i < w->n_locks; i++) {
+        struct txn_lock *l = w->locks[i];
+        if (l->coll_id == 0) {
+            txn_locks_downgrade(&w->m->locks, l);
+            w->locks[i] = w->locks[kept];
+            w->locks[kept++] = l;
+        }
+    }
+    n = w->n_locks - kept;
+    txn_locks_release(&w->m->locks, w->locks + kept, n);
+    w->n_locks = kept;
+}
+
+/* Releases the namespace intent this write holds on `ns`, if any. */
+static void release_ns(struct txn_write *w, const char *ns)
+{
+    size_t len = strlen(ns);
+
+    for (size_t i = 0; i < w->n_locks; i++) {
+        struct txn_lock *l = w->locks[i];
+        if (l->coll_id == 0 && l->key_len == len && memcmp(l->key, ns, len) == 0) {
+            w->locks[i] = w->locks[--w->n_locks];
+            txn_locks_release(&w->m->locks, &l, 1);
+            return;
+        }
+    }
+}
+
 static int commit_staged(struct txn_write *w, cairn_ts *ts, struct cairn_error *err);
 static void pend_clear(struct txn_write *w);
 
@@ -239,13 +279,14 @@ static int lock_key(struct txn_write *w,
                     uint64_t coll_id,
                     const uint8_t *key,
                     size_t len,
+                    bool shared,
                     struct cairn_error *err)
 {
     struct txn_lock *lk;
     int rv;
 
     for (;;) {
-        rv = txn_locks_try(&w->m->locks, coll_id, key, len, w, &lk);
+        rv = txn_locks_try(&w->m->locks, coll_id, key, len, w, shared, &lk);
         if (rv == CAIRN_ENOMEM) {
             return cairn_error_setf(err, rv, "txn: out of memory");
         }
@@ -262,7 +303,8 @@ static int lock_key(struct txn_write *w,
                 return rv;
             }
         }
-        rv = txn_locks_wait_free(&w->m->locks, coll_id, key, len, w, cairn_op_current(), err);
+        rv = txn_locks_wait_free(&w->m->locks, coll_id, key, len, w, shared, cairn_op_current(),
+                                 err);
         if (rv != 0) {
             return rv;
         }
@@ -528,9 +570,9 @@ static int lookup_coll(struct txn_write *w, const char *ns, uint64_t *id)
     return eng_catalog_lookup(w->m->eng, ns, true, id);
 }
 
-static int lock_ns(struct txn_write *w, const char *ns, struct cairn_error *err)
+static int lock_ns(struct txn_write *w, const char *ns, bool shared, struct cairn_error *err)
 {
-    return lock_key(w, 0, (const uint8_t *)ns, strlen(ns), err);
+    return lock_key(w, 0, (const uint8_t *)ns, strlen(ns), shared, err);
 }
 
 static int stage_create(struct txn_write *w, const char *ns, uint64_t *id, struct cairn_error *err)
@@ -581,14 +623,26 @@ int txn_write_coll(struct txn_write *w,
     if (created != NULL) {
         *created = false;
     }
+    if (txn_write_staged_coll(w, ns, coll_id) > 0) {
+        return 0; /* created by this write: its intent is held */
+    }
     if (lookup_coll(w, ns, coll_id) == 0) {
-        return note_coll(w, *coll_id, ns, err);
+        /* Invariant 6; looked up again under the intent: a drop may have
+         * committed before it was taken. */
+        rv = lock_ns(w, ns, true, err);
+        if (rv != 0) {
+            return rv;
+        }
+        if (lookup_coll(w, ns, coll_id) == 0) {
+            return note_coll(w, *coll_id, ns, err);
+        }
+        release_ns(w, ns); /* dropped meanwhile: exclusive below */
     }
     if (!create) {
         return cairn_error_mongo(err, CAIRN_ENOTFOUND, MONGO_NamespaceNotFound, "ns not found: %s",
                                  ns);
     }
-    rv = lock_ns(w, ns, err);
+    rv = lock_ns(w, ns, false, err);
     if (rv != 0) {
         return rv;
     }
@@ -612,7 +666,7 @@ int txn_write_create(struct txn_write *w, const char *ns, struct cairn_error *er
         return cairn_error_mongo(err, CAIRN_EEXISTS, MONGO_NamespaceExists,
                                  "Collection %s already exists.", ns);
     }
-    rv = lock_ns(w, ns, err);
+    rv = lock_ns(w, ns, false, err);
     if (rv != 0) {
         return rv;
     }
@@ -629,7 +683,7 @@ int txn_write_drop(struct txn_write *w, const char *ns, struct cairn_error *err)
     uint64_t id;
     int rv;
 
-    rv = lock_ns(w, ns, err);
+    rv = lock_ns(w, ns, false, err);
     if (rv != 0) {
         return rv;
     }
@@ -692,7 +746,7 @@ int txn_write_lock(struct txn_write *w,
     int rv = encode_id(id, &w->key, err);
 
     if (rv == 0) {
-        rv = lock_key(w, coll_id, w->key.data, w->key.len, err);
+        rv = lock_key(w, coll_id, w->key.data, w->key.len, false, err);
     }
     if (rv == 0) {
         rv = current_version(w, coll_id, &buf, err);
@@ -839,7 +893,7 @@ int txn_write_insert(struct txn_write *w,
     if (rv != 0) {
         return rv;
     }
-    rv = lock_key(w, coll_id, w->key.data, w->key.len, err);
+    rv = lock_key(w, coll_id, w->key.data, w->key.len, false, err);
     if (rv != 0) {
         return rv;
     }
@@ -869,7 +923,7 @@ int txn_write_put(struct txn_write *w, uint64_t coll_id, const bson_t *doc, stru
         rv = doc_key(w, doc, &id, err);
     }
     if (rv == 0) {
-        rv = lock_key(w, coll_id, w->key.data, w->key.len, err);
+        rv = lock_key(w, coll_id, w->key.data, w->key.len, false, err);
     }
     if (rv == 0) {
         rv = stage_put(w, coll_id, doc, err);
@@ -886,7 +940,7 @@ int txn_write_delete(struct txn_write *w,
     int rv = encode_id(id, &w->key, err);
 
     if (rv == 0) {
-        rv = lock_key(w, coll_id, w->key.data, w->key.len, err);
+        rv = lock_key(w, coll_id, w->key.data, w->key.len, false, err);
     }
     if (rv != 0) {
         return rv;
@@ -1095,7 +1149,7 @@ done:
         /* A statement's part is done either way: on error the caller
          * aborts, and nothing of it is visible. */
         staging_clear(w);
-        release_intents(w);
+        release_doc_intents(w);
     }
     return rv;
 }

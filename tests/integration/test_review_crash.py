@@ -203,10 +203,11 @@ def test_crash_across_raft_snapshots(server_factory):
 
 
 def test_oversize_commit_does_not_hide_concurrent_commits(server_factory):
-    """A commit refused by replication (over the 24 MiB entry limit) must discard only its own
-    overlay versions: discarding the whole overlay hid other clients' proposed-but-unapplied
-    commits, so the next writer resolved its update against stale data (a lost $inc that had
-    been acknowledged with w:"majority")."""
+    """A batch whose documents together pass the 24 MiB entry limit commits in parts (each
+    document joins the next commit once the staging would pass the flush threshold); it was
+    once refused whole, and the refusal discarded the whole overlay, hiding other clients'
+    proposed-but-unapplied commits, so the next writer resolved its update against stale data
+    (a lost $inc that had been acknowledged with w:"majority")."""
     from pymongo.errors import OperationFailure
 
     srv = server_factory()
@@ -234,18 +235,17 @@ def test_oversize_commit_does_not_hide_concurrent_commits(server_factory):
     big = {"_id": "big", "p": "x" * (16777216 - 26)}
     # Just below the flush threshold, so that the big document joins the same commit.
     pre = {"_id": "a", "p": "y" * 8388490}
-    refused = 0
+    failed = []
     for _ in range(6):
         try:
             c.ovl.big.insert_many([pre, big])
         except OperationFailure as exc:
-            assert "exceeds the replication limit" in str(exc), exc
-            refused += 1
+            failed.append(str(exc)[:200])
         c.ovl.big.delete_many({})
     stop.set()
     workers.finish(timeout=30)
     assert not errors, errors
-    assert refused > 0
+    assert not failed, failed
     got = c.ovl.ctr.find_one({"_id": "ctr"})["n"]
     assert got == sum(acked), ("acknowledged $inc lost", got, sum(acked))
     c.close()

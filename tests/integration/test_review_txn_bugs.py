@@ -221,48 +221,64 @@ def test_retryable_update_batch_log_volume_is_linear(server_factory):
 
 # -- a plain write racing a drop --------------------------------------------------------------------
 
+def _running(conn, first_key, coll):
+    """Whether a command `first_key` on collection `coll` is in progress (currentOp)."""
+    ops = assert_ok(conn.run({"currentOp": 1}, "admin"))["inprog"]
+    return any(next(iter(op.get("command", {"": None}))) == first_key and
+               op["command"].get(first_key) == coll for op in ops)
+
+
+def _await(cond, what, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "timed out waiting for " + what
+        time.sleep(0.02)
+
+
 def test_plain_insert_racing_a_drop_is_not_a_write_conflict(server, conn, conn2, db):
-    """A plain insert resolves its collection once (no namespace intent when it exists), flushes
-    its first part when it meets an intent, waits; meanwhile the collection is dropped. At its
-    next commit check_colls fails and the client of a NON-transactional insert gets
-    WriteConflict (112), which drivers do not retry outside transactions. mongod never returns
-    WriteConflict for a plain write (it retries internally; the insert recreates the
-    collection)."""
+    """A plain insert flushes its first part when it meets an intent and waits; meanwhile the
+    collection is dropped. The client of a NON-transactional insert got WriteConflict (112),
+    which drivers do not retry outside transactions. Now a write holds a shared intent on its
+    namespace until it ends, so the drop waits for it (and for the transaction that wrote into
+    the collection, as mongod's drop waits for its lock); the insert completes whole."""
     seed(conn, db.name, "c", [{"_id": 0}])
     holder = Txn(conn2, db.name)
     assert_ok(holder.start({"insert": "c", "documents": [{"_id": 5}]}))
     from txn_helpers import Background
-    bg = Background(conn.run, {"insert": "c", "documents": [{"_id": 1}, {"_id": 5}]}, db.name)
-    time.sleep(0.5)  # _id 1 flushed, waiting for the intent on _id 5
-    other = RawConn(server)
+    watcher = RawConn(server)
+    other = RawConn(server, timeout=120.0)
     try:
-        assert_ok(other.run({"drop": "c"}, db.name))
+        bg = Background(conn.run, {"insert": "c", "documents": [{"_id": 1}, {"_id": 5}]},
+                        db.name)
+        _await(lambda: _running(watcher, "insert", "c"), "the insert to wait for _id 5")
+        drop = Background(other.run, {"drop": "c"}, db.name)
+        _await(lambda: _running(watcher, "drop", "c"), "the drop to wait for the writers")
+        assert not drop.done.is_set()
+        assert_ok(holder.abort())
+        r = bg.join(30)
+        assert r.get("ok") == 1.0 and r.get("n") == 2 and "writeErrors" not in r, r
+        assert_ok(drop.join(30))
+        assert find_docs(watcher, db.name, "c") == []
     finally:
+        watcher.close()
         other.close()
-    assert_ok(holder.abort())
-    r = bg.join(30)
-    assert r.get("code") != CODES["WriteConflict"], r
 
 
 # -- stmtId arithmetic ------------------------------------------------------------------------------
 
 def test_stmt_id_near_int32_max_is_not_undefined_behaviour(server_factory):
     """stmtId + i computed in int32 overflowed (signed overflow, reported by a UBSan build;
-    server_factory fails the test on any sanitizer report). Statement ids past INT32_MAX are
-    refused with BadValue, the same way on a retry, and nothing is written."""
+    server_factory fails the test on any sanitizer report). As mongod, the ids wrap past
+    INT32_MAX, and a retry is answered from the record."""
     srv = server_factory()
     c = RawConn(srv)
     cmd = retryable({"insert": "c", "documents": [{"_id": 1}, {"_id": 2}, {"_id": 3}],
                      "stmtId": 2147483646}, new_lsid(), 1)
     try:
-        for _ in range(2):
-            r = c.run(cmd, "ub")
-            assert r.get("ok") == 0.0 and r.get("code") == 2, r
-        assert find_docs(c, "ub", "c") == []
-        ok = retryable({"insert": "c", "documents": [{"_id": 1}], "stmtId": 2147483647},
-                       new_lsid(), 1)
-        assert_ok(c.run(ok, "ub"))
-        assert_ok(c.run(ok, "ub"))
-        assert find_docs(c, "ub", "c") == [{"_id": 1}]
+        assert assert_ok(c.run(cmd, "ub"))["n"] == 3
+        retry = assert_ok(c.run(cmd, "ub"))
+        assert retry["n"] == 3 and retry.get("retriedStmtIds") == [
+            2147483646, 2147483647, -2147483648], retry
+        assert find_docs(c, "ub", "c") == [{"_id": 1}, {"_id": 2}, {"_id": 3}]
     finally:
         c.close()

@@ -258,3 +258,54 @@ def test_writes_to_admin_system_collection_refused(conn):
     r = t.start({"insert": "system.js", "documents": [{"_id": "f", "value": 1}]})
     assert_error(r, 50791, msg="Cannot write to system collection admin.system.js")
     assert_error(t.commit(), CODES["NoSuchTransaction"])
+
+
+# -- drops and the writers of a collection -------------------------------------------------
+
+def test_drop_waits_for_a_transaction_that_wrote_the_collection(server, conn, db):
+    """A transaction that wrote into a collection holds it until it ends, as mongod's
+    transaction holds its collection lock: a drop waits (here until its maxTimeMS), and runs
+    once the transaction has committed."""
+    seed(conn, db.name, "c", [{"_id": 0}])
+    t = Txn(conn, db.name)
+    assert_ok(t.start({"insert": "c", "documents": [{"_id": 1}]}))
+    other = RawConn(server)
+    try:
+        assert_error(other.run({"drop": "c", "maxTimeMS": 300}, db.name),
+                     CODES["MaxTimeMSExpired"])
+        assert ids(find_docs(other, db.name, "c")) == [0], "the timed-out drop dropped nothing"
+        assert_ok(t.commit())
+        assert_ok(other.run({"drop": "c"}, db.name))
+        assert "c" not in collection_names(other, db.name)
+    finally:
+        other.close()
+
+
+def test_transaction_writing_a_collection_being_dropped_is_a_transient_conflict(server, conn,
+                                                                                  db):
+    """While a drop waits for the writers of a collection, a transaction that wants to write
+    into it does not wait behind the drop: WriteConflict, labelled TransientTransactionError,
+    and the transaction is aborted."""
+    seed(conn, db.name, "c", [{"_id": 0}])
+    holder = Txn(conn, db.name)
+    assert_ok(holder.start({"insert": "c", "documents": [{"_id": 1}]}))
+    dropper = RawConn(server, timeout=60.0)
+    writer = RawConn(server)
+    try:
+        from txn_helpers import Background
+        drop = Background(dropper.run, {"drop": "c", "maxTimeMS": 20000}, db.name)
+        deadline = __import__("time").monotonic() + 20
+        while True:  # until the drop holds its place on the namespace
+            t = Txn(writer, db.name)
+            r = t.start({"insert": "c", "documents": [{"_id": 2}]})
+            if r.get("ok") != 1.0:
+                break
+            assert_ok(t.abort())
+            assert __import__("time").monotonic() < deadline, "the drop never queued"
+        assert r.get("code") == CODES["WriteConflict"], r
+        assert TRANSIENT in r.get("errorLabels", []), r
+        assert_ok(holder.abort())
+        assert_ok(drop.join(30))
+    finally:
+        dropper.close()
+        writer.close()

@@ -743,6 +743,76 @@ START_TEST(test_txn_statement_waits_for_transaction)
 }
 END_TEST
 
+struct bg_drop
+{
+    const char *ns;
+    atomic_int done;
+    int rv;
+};
+
+static void *drop_statement(void *arg)
+{
+    struct bg_drop *d = arg;
+    struct cairn_error err = {0};
+    struct txn_write *w;
+    cairn_ts ts;
+
+    ck_assert_int_eq(txn_write_begin(f->txn, NULL, &w, &err), 0);
+    d->rv = txn_write_drop(w, d->ns, &err);
+    if (d->rv == 0) {
+        d->rv = txn_write_commit(w, &ts, &err);
+    } else {
+        txn_write_abort(w);
+    }
+    atomic_store(&d->done, 1);
+    return NULL;
+}
+
+/* A write holds its collection (a shared namespace intent) until it ends:
+ * a drop waits for it, and while the drop waits it is queued, so that a
+ * transaction wanting to write there fails with WriteConflict instead of
+ * starving it. The writer then commits without WriteConflict. */
+START_TEST(test_txn_drop_waits_for_writers)
+{
+    struct cairn_error err = {0};
+    struct txn_write *w;
+    struct txn_session *s;
+    struct bg_drop d = {"t.dw", 0, -1};
+    pthread_t th;
+    uint64_t coll, other, deadline;
+    cairn_ts ts;
+    int64_t n = 1;
+    int rv;
+
+    insert_one("t.dw", "{\"_id\": 1}");
+    ck_assert_int_eq(txn_write_begin(f->txn, NULL, &w, &err), 0);
+    ck_assert_int_eq(txn_write_coll(w, "t.dw", false, &coll, NULL, &err), 0);
+    ck_assert_int_eq(pthread_create(&th, NULL, drop_statement, &d), 0);
+    deadline = cairn_mono_ns() + 15ull * 1000000000ull;
+    for (;;) {
+        s = begin_txn(LSID_A, n++, TXN_READ_LOCAL);
+        rv = txn_write_coll(txn_session_txn(s), "t.dw", false, &other, NULL, &err);
+        ck_assert_int_eq(txn_session_txn_abort(s, &err), 0);
+        txn_session_checkin(s);
+        if (rv != 0) {
+            break;
+        }
+        ck_assert_msg(cairn_mono_ns() < deadline, "the drop was never queued");
+        usleep(1000);
+    }
+    ck_assert_int_eq(rv, CAIRN_ECONFLICT);
+    ck_assert_int_eq(err.mongo_code, MONGO_WriteConflict);
+    ck_assert_int_eq(atomic_load(&d.done), 0);
+    put_doc(w, coll, "{\"_id\": 2}", 0);
+    ck_assert_msg(txn_write_commit(w, &ts, &err) == 0, "commit: %s", err.msg);
+    ck_assert_int_eq(pthread_join(th, NULL), 0);
+    ck_assert_int_eq(d.rv, 0);
+    ck_assert_int_eq(txn_write_begin(f->txn, NULL, &w, &err), 0);
+    ck_assert_int_eq(txn_write_coll(w, "t.dw", false, &coll, NULL, &err), CAIRN_ENOTFOUND);
+    txn_write_abort(w);
+}
+END_TEST
+
 enum { INC_THREADS = 8, INC_ROUNDS = 300 };
 
 static void *incrementer(void *arg)
@@ -960,6 +1030,7 @@ static Suite *txn_suite(void)
     tcase_add_test(tc, test_txn_first_writer_wins);
     tcase_add_test(tc, test_txn_snapshot_and_own_writes);
     tcase_add_test(tc, test_txn_statement_waits_for_transaction);
+    tcase_add_test(tc, test_txn_drop_waits_for_writers);
     tcase_add_test(tc, test_txn_concurrent_increments);
     tcase_add_test(tc, test_txn_session_state_machine);
     tcase_add_test(tc, test_txn_retryable_record_durable);
