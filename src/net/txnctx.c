@@ -529,53 +529,68 @@ int net_write_end(struct net_cmd *c, struct txn_write *w, bool ok, cairn_ts *ts)
 int32_t *net_stmt_ids(struct net_cmd *c, uint32_t count)
 {
     int32_t *ids = malloc((count ? count : 1) * sizeof *ids);
-    bson_iter_t it;
+    bson_iter_t it, one;
+    bool has_one = bson_iter_init_find(&one, c->body, "stmtId");
+    int64_t first = 0;
 
     if (ids == NULL) {
         cairn_error_setf(&c->err, CAIRN_ENOMEM, "out of memory");
         return NULL;
     }
+    if (has_one && !BSON_ITER_HOLDS_INT32(&one)) {
+        cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_TypeMismatch,
+                          "BSON field '%s.stmtId' is the wrong type '%s', expected type 'int'",
+                          c->name, qry_type_name(bson_iter_type(&one)));
+        goto err;
+    }
     if (bson_iter_init_find(&it, c->body, "stmtIds")) {
         bson_iter_t a;
         uint32_t n = 0;
+        if (has_one) {
+            cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_InvalidOptions,
+                              "May not specify both stmtId and stmtIds in write command");
+            goto err;
+        }
         if (!BSON_ITER_HOLDS_ARRAY(&it) || !bson_iter_recurse(&it, &a)) {
-            goto bad;
+            cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_TypeMismatch,
+                              "BSON field '%s.stmtIds' is the wrong type '%s', expected type "
+                              "'array'",
+                              c->name, qry_type_name(bson_iter_type(&it)));
+            goto err;
         }
         while (bson_iter_next(&a)) {
-            if (n >= count || !BSON_ITER_HOLDS_INT32(&a)) {
-                goto bad;
+            if (!BSON_ITER_HOLDS_INT32(&a)) {
+                cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_TypeMismatch,
+                                  "BSON field '%s.stmtIds.%s' is the wrong type '%s', expected "
+                                  "type 'int'",
+                                  c->name, bson_iter_key(&a), qry_type_name(bson_iter_type(&a)));
+                goto err;
             }
-            ids[n++] = bson_iter_int32(&a);
+            if (n < count) {
+                ids[n] = bson_iter_int32(&a);
+            }
+            n++;
         }
         if (n != count) {
-            goto bad;
+            cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_InvalidLength,
+                              "Number of statement ids must match the number of batch entries. "
+                              "Got %" PRIu32 " statement ids but %" PRIu32 " operations",
+                              n, count);
+            goto err;
         }
         return ids;
     }
-    if (bson_iter_init_find(&it, c->body, "stmtId")) {
-        int64_t first;
-        if (!BSON_ITER_HOLDS_INT32(&it)) {
-            goto bad;
-        }
-        first = bson_iter_int32(&it);
-        if (first < 0 || first + (int64_t)count - 1 > INT32_MAX) {
-            goto bad;
-        }
-        for (uint32_t i = 0; i < count; i++) {
-            ids[i] = (int32_t)(first + i);
-        }
-        return ids;
+    if (has_one) {
+        first = bson_iter_int32(&one);
     }
     for (uint32_t i = 0; i < count; i++) {
-        ids[i] = (int32_t)i;
+        /* As mongod: the position is added and narrowed to a StmtId, so
+         * ids past INT32_MAX wrap (defined here: computed unsigned). */
+        ids[i] = (int32_t)(uint32_t)((uint64_t)first + i);
     }
     return ids;
-bad:
+err:
     free(ids);
-    cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_BadValue,
-                      "stmtId/stmtIds must give one non-negative int32 statement id per "
-                      "statement (%" PRIu32 " statements)",
-                      count);
     return NULL;
 }
 
