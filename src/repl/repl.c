@@ -46,14 +46,21 @@ static void handle_close_cb(uv_handle_t *h)
     (void)h;
 }
 
-/* Releases raft_uv memory and closes our handles: the loop then ends. */
-static void finish_close(struct repl *r)
+/* Frees raft_uv's memory (the io and the transport), once none of its
+ * callbacks can run any more (see raft_closed_cb). */
+static void release_uv(struct repl *r)
 {
     if (r->uv_inited) {
         raft_uv_close(&r->io);
         raft_uv_tcp_close(&r->transport);
         r->uv_inited = false;
     }
+}
+
+/* Closes our handles: the loop ends once raft_uv's are closed too.
+ * repl_close then releases raft_uv's memory. */
+static void finish_close(struct repl *r)
+{
     uv_close((uv_handle_t *)&r->async, handle_close_cb);
     uv_close((uv_handle_t *)&r->check, handle_close_cb);
     uv_close((uv_handle_t *)&r->poll_timer, handle_close_cb);
@@ -65,15 +72,27 @@ static void raft_closed_cb(struct raft *raft)
     struct repl *r = raft->data;
     r->raft_inited = false;
     r->raft_started = false;
+    /* raft 0.15's raft_uv may still run callbacks after reporting its close:
+     * uvMaybeFireCloseCb does not wait for the segment writers that its
+     * close finalizes, and a writer whose handles finish closing later
+     * calls it again from its close callback (cowsql/raft#45, fixed there
+     * after 0.15). Freeing raft_uv here made that a use after free that
+     * crashed repl_close in a few percent of test runs on a loaded machine
+     * (every time when the raft thread pauses right after raft_close). So
+     * its memory lives until the loop has ended, and the late
+     * uvMaybeFireCloseCb must not call raft's io close callback a second
+     * time (a double free): it returns at once while the transport's data
+     * is set, which raft_uv cleared when the transport closed and does not
+     * read otherwise. */
+    r->transport.data = r;
     if (r->start_ctl != NULL) {
-        /* raft was closed because START failed. */
+        /* raft was closed because START failed. Its memory is freed now,
+         * because a later START reuses r->io and r->transport: raft_start
+         * failed (or never ran), so nothing was appended and there is no
+         * segment writer whose close could end late. */
         struct repl_ctl *c = r->start_ctl;
         r->start_ctl = NULL;
-        if (r->uv_inited) {
-            raft_uv_close(&r->io);
-            raft_uv_tcp_close(&r->transport);
-            r->uv_inited = false;
-        }
+        release_uv(r);
         ctl_done(r, c, c->rc);
     }
     if (r->closing) {
@@ -623,7 +642,9 @@ void repl_close(struct repl *r)
         uv_async_send(&r->async);
         pthread_join(r->thread, NULL);
     }
-    /* The loop has ended: everything below is single-threaded. */
+    /* The loop has ended: everything below is single-threaded, and no
+     * raft_uv callback can run any more. */
+    release_uv(r);
     pthread_mutex_lock(&r->qmu);
     w = r->w_in;
     r->w_in = NULL;
