@@ -14,8 +14,11 @@
 #include "lib/log.h"
 #include "repl/repl_int.h"
 
-/* Leadership is gone (or its outcome unknown): stop writes at once, hide
- * the overlay, drop what was not proposed and fail every waiter. */
+/* One leadership change: the epoch and `writable` (under qmu, which
+ * proposers read them under, so that a proposal either completes before
+ * the change or sees it) and the status copy (under smu, so that
+ * repl_status_get never pairs writable with another state) change
+ * together; then the leadership callback hears it. */
 void repl_set_writable(struct repl *r, bool writable)
 {
     uint64_t epoch = 0;
@@ -25,13 +28,12 @@ void repl_set_writable(struct repl *r, bool writable)
     if (writable) {
         epoch = ++r->epochs;
     }
-    /* Proposers read write_epoch under qmu: take it so that a proposal
-     * either completes before the change or sees it. */
+    pthread_mutex_lock(&r->smu);
     pthread_mutex_lock(&r->qmu);
     atomic_store(&r->write_epoch, epoch);
     atomic_store(&r->writable, writable);
     pthread_mutex_unlock(&r->qmu);
-    pthread_mutex_lock(&r->smu);
+    repl_publish_status_locked(r);
     cb = r->leader_cb;
     arg = r->leader_cb_arg;
     pthread_mutex_unlock(&r->smu);

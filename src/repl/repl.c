@@ -9,8 +9,8 @@
  * threads touch only the queue (qmu), the status copy (smu), the published
  * atomics and uv_async_send.
  *
- * Lock order: smu before qmu (never held together otherwise); no lock is
- * held while a waiter callback runs.
+ * Lock order: smu before qmu (repl_set_writable holds both at once); no
+ * lock is held while a waiter callback runs.
  */
 #include <errno.h>
 #include <stdio.h>

@@ -225,6 +225,7 @@ struct repl
     _Atomic uint64_t pub_handed;
     _Atomic uint64_t pub_durable;
     _Atomic uint64_t pub_applied;
+    /* Changed only by repl_set_writable, under smu and qmu. */
     atomic_bool writable;
     /* The write epoch: 0 while not writable, else the number of this
      * leadership period (see repl_write_epoch). Changed together with
@@ -327,8 +328,13 @@ void repl_inflight_unlink(struct repl *r, struct repl_prop *p);
 /* Copies the raft thread's view into the status copy (smu). Raft thread. */
 void repl_publish_status(struct repl *r);
 
-/* Makes this member writable (a new write epoch) or not, and tells the
- * leadership callback. Raft thread. */
+/* The same with smu already held. Raft thread. */
+void repl_publish_status_locked(struct repl *r);
+
+/* ---- leader.c: leadership changes (raft thread) ---------------------------- */
+
+/* Makes this member writable (a new write epoch) or not, publishes the
+ * status, and then tells the leadership callback. Raft thread. */
 void repl_set_writable(struct repl *r, bool writable);
 
 /* Installs r->cfg into the status copy. Raft thread. */

@@ -12,8 +12,7 @@
 #include "lib/log.h"
 #include "repl/repl_int.h"
 
-/* Copies the raft thread's view into the status (smu). Raft thread. */
-void repl_publish_status(struct repl *r)
+void repl_publish_status_locked(struct repl *r)
 {
     struct repl_status *st = &r->st;
     bool writable = atomic_load(&r->writable);
@@ -44,7 +43,6 @@ void repl_publish_status(struct repl *r)
     } else {
         state = REPL_STATE_RECOVERING;
     }
-    pthread_mutex_lock(&r->smu);
     st->state = state;
     st->writable = writable;
     st->primary = primary;
@@ -57,6 +55,12 @@ void repl_publish_status(struct repl *r)
     st->applied_index = r->applied_index;
     st->applied_wall_ms = (int64_t)CAIRN_TS_SECS(r->applied_ts) * 1000;
     st->last_ts = ts_max(st->last_ts, ts_max(r->handed_ts, r->applied_ts));
+}
+
+void repl_publish_status(struct repl *r)
+{
+    pthread_mutex_lock(&r->smu);
+    repl_publish_status_locked(r);
     pthread_mutex_unlock(&r->smu);
 }
 
@@ -88,22 +92,28 @@ void repl_status_get(struct repl *r, struct repl_status *out)
     cairn_index idx;
     cairn_ts ts, q_last;
 
+    /* repl_set_writable changes `writable` and the state under smu: the
+     * copy's writable, state and primary agree with each other and with
+     * repl_is_writable as of this moment. */
     pthread_mutex_lock(&r->smu);
     *out = r->st;
     pthread_mutex_unlock(&r->smu);
     pthread_mutex_lock(&r->qmu);
     q_last = r->q_last_ts;
     pthread_mutex_unlock(&r->qmu);
+    /* The engine's watermark is newer than the copy, which the raft thread
+     * publishes once per loop iteration: a majority waiter is released
+     * while the entry is applied, before that. An applied entry is
+     * committed, so the copy's commit index is raised to match. */
     eng_applied(r->eng, &idx, &ts);
     out->applied_index = idx;
     out->applied_ts = ts;
     out->applied_wall_ms = (int64_t)CAIRN_TS_SECS(ts) * 1000;
+    if (out->commit_index < idx) {
+        out->commit_index = idx;
+    }
     out->last_ts = ts_max(out->last_ts, ts_max(q_last, ts));
     out->last_wall_ms = (int64_t)CAIRN_TS_SECS(out->last_ts) * 1000;
-    out->writable = atomic_load(&r->writable);
-    if (!out->writable && out->state == REPL_STATE_PRIMARY) {
-        out->state = REPL_STATE_SECONDARY;
-    }
 }
 
 void repl_counters_get(struct repl *r, struct repl_counters *out)

@@ -26,6 +26,10 @@
 #include "raft_port.h"
 #include "repl/repl.h"
 
+/* Deadline for a callback or state that must come: generous for a loaded
+ * 2-core machine (and ASan); a passing run returns as soon as it comes. */
+#define WAIT_MS 30000
+
 static char g_dir[64];
 static char g_dbdir[96];
 static char g_me[64];
@@ -125,11 +129,16 @@ static struct repl *open_fresh(struct eng **out)
     }
 }
 
+static uint64_t deadline_after(int ms)
+{
+    return cairn_mono_ns() + (uint64_t)ms * 1000000ull;
+}
+
 static void wait_writable(struct repl *r)
 {
-    uint64_t deadline = cairn_mono_ns() + 15ull * 1000000000ull;
+    uint64_t deadline = deadline_after(WAIT_MS);
     while (!repl_is_writable(r)) {
-        ck_assert_msg(cairn_mono_ns() < deadline, "not writable after 15 s");
+        ck_assert_msg(cairn_mono_ns() < deadline, "not writable after %d ms", WAIT_MS);
         usleep(2000);
     }
 }
@@ -397,8 +406,8 @@ START_TEST(test_initiate_and_status)
         ck_assert_int_eq(err.mongo_code, 10107);
         bson_destroy(&d);
     }
-    ck_assert_int_eq(wait_wc(r, 0, 0, false, 0, 1000), 0);
-    ck_assert_int_eq(wait_wc(r, CAIRN_TS(10, 1), 1, false, 0, 1000), CAIRN_ENOTLEADER);
+    ck_assert_int_eq(wait_wc(r, 0, 0, false, 0, WAIT_MS), 0);
+    ck_assert_int_eq(wait_wc(r, CAIRN_TS(10, 1), 1, false, 0, WAIT_MS), CAIRN_ENOTLEADER);
     {
         struct repl_wc wc = {2, false, 0};
         struct waitres res;
@@ -540,7 +549,7 @@ static void do_load(struct writer *w, int n_total, double *rate)
     for (int i = 0; i < 2; i++) {
         pthread_join(th[i], NULL);
     }
-    ck_assert_int_eq(wait_wc(w->r, w->last_ts, 0, false, 0, 30000), 0);
+    ck_assert_int_eq(wait_wc(w->r, w->last_ts, 0, false, 0, WAIT_MS), 0);
     secs = (double)(cairn_mono_ns() - t0) / 1e9;
     *rate = n_total / secs;
 }
@@ -594,17 +603,17 @@ START_TEST(test_commits_and_restart)
     ck_assert_uint_ge(st.commit_index, st.applied_index);
 
     /* Every level on an already-satisfied ts completes (inline). */
-    ck_assert_int_eq(wait_wc(r, w.last_ts, 1, false, 0, 1000), 0);
-    ck_assert_int_eq(wait_wc(r, w.last_ts, 1, true, 0, 1000), 0);
-    ck_assert_int_eq(wait_wc(r, w.last_ts, 0, false, 0, 1000), 0);
-    ck_assert_int_eq(wait_wc(r, 1, 0, false, 0, 1000), 0);
+    ck_assert_int_eq(wait_wc(r, w.last_ts, 1, false, 0, WAIT_MS), 0);
+    ck_assert_int_eq(wait_wc(r, w.last_ts, 1, true, 0, WAIT_MS), 0);
+    ck_assert_int_eq(wait_wc(r, w.last_ts, 0, false, 0, WAIT_MS), 0);
+    ck_assert_int_eq(wait_wc(r, 1, 0, false, 0, WAIT_MS), 0);
 
     /* Fresh commits: w:1, j:true, majority each right after proposing. */
     for (int k = 0; k < 3; k++) {
         cairn_ts ts = put_doc(&w, N + k);
         int wv = k == 2 ? 0 : 1;
-        ck_assert_int_eq(wait_wc(r, ts, wv, k == 1, 0, 10000), 0);
-        ck_assert_int_eq(wait_wc(r, ts, 0, false, 0, 10000), 0);
+        ck_assert_int_eq(wait_wc(r, ts, wv, k == 1, 0, WAIT_MS), 0);
+        ck_assert_int_eq(wait_wc(r, ts, 0, false, 0, WAIT_MS), 0);
     }
 
     /* Sequential commits, each acknowledged at w:majority (latency). */
@@ -613,21 +622,21 @@ START_TEST(test_commits_and_restart)
         uint64_t t0 = cairn_mono_ns();
         for (int k = 0; k < SEQ; k++) {
             cairn_ts ts = put_doc(&w, 10 * N + k);
-            ck_assert_int_eq(wait_wc(r, ts, 0, false, 0, 10000), 0);
+            ck_assert_int_eq(wait_wc(r, ts, 0, false, 0, WAIT_MS), 0);
         }
         fprintf(stderr, "test_repl: sequential w:majority commit: %.3f ms average\n",
                 (double)(cairn_mono_ns() - t0) / 1e6 / SEQ);
         t0 = cairn_mono_ns();
         for (int k = 0; k < SEQ; k++) {
             cairn_ts ts = put_doc(&w, 11 * N + k);
-            ck_assert_int_eq(wait_wc(r, ts, 1, true, 0, 10000), 0);
+            ck_assert_int_eq(wait_wc(r, ts, 1, true, 0, WAIT_MS), 0);
         }
         fprintf(stderr, "test_repl: sequential w:1 j:true commit: %.3f ms average\n",
                 (double)(cairn_mono_ns() - t0) / 1e6 / SEQ);
         t0 = cairn_mono_ns();
         for (int k = 0; k < SEQ; k++) {
             cairn_ts ts = put_doc(&w, 12 * N + k);
-            ck_assert_int_eq(wait_wc(r, ts, 1, false, 0, 10000), 0);
+            ck_assert_int_eq(wait_wc(r, ts, 1, false, 0, WAIT_MS), 0);
         }
         fprintf(stderr, "test_repl: sequential w:1 commit: %.3f ms average\n",
                 (double)(cairn_mono_ns() - t0) / 1e6 / SEQ);
@@ -647,9 +656,9 @@ START_TEST(test_commits_and_restart)
     /* wtimeout: a ts nobody will ever commit times out. */
     {
         uint64_t t0 = cairn_mono_ns();
-        ck_assert_int_eq(wait_wc(r, w.last_ts + 1000, 0, false, 50, 5000), CAIRN_ETIMEOUT);
+        ck_assert_int_eq(wait_wc(r, w.last_ts + 1000, 0, false, 50, WAIT_MS), CAIRN_ETIMEOUT);
         ck_assert_uint_ge(cairn_mono_ns() - t0, 45ull * 1000000ull);
-        ck_assert_int_eq(wait_wc(r, w.last_ts + 1000, 1, true, 20, 5000), CAIRN_ETIMEOUT);
+        ck_assert_int_eq(wait_wc(r, w.last_ts + 1000, 1, true, 20, WAIT_MS), CAIRN_ETIMEOUT);
     }
 
     /* A waiter still pending at shutdown gets CAIRN_ESHUTDOWN. */
@@ -662,7 +671,7 @@ START_TEST(test_commits_and_restart)
          * waiter before the close (nothing shows it); ESHUTDOWN is due either way. */
         usleep(20000);
         repl_close(r);
-        ck_assert_int_eq(waitres_get(&res, 1000), CAIRN_ESHUTDOWN);
+        ck_assert_int_eq(waitres_get(&res, WAIT_MS), CAIRN_ESHUTDOWN);
         waitres_destroy(&res);
     }
     {
@@ -710,7 +719,7 @@ START_TEST(test_commits_and_restart)
     {
         cairn_ts ts = put_doc(&w, N + 3);
         ck_assert_uint_gt(ts, ts_before);
-        ck_assert_int_eq(wait_wc(r, ts, 0, false, 0, 10000), 0);
+        ck_assert_int_eq(wait_wc(r, ts, 0, false, 0, WAIT_MS), 0);
         repl_counters_get(r, &ctr);
         ck_assert_uint_eq(ctr.entries_applied, 1);
         check_docs(e, w.coll_id, N + 4);
@@ -719,7 +728,7 @@ START_TEST(test_commits_and_restart)
     {
         struct load_arg a = {&w, N + 4, 200};
         load_thread(&a);
-        ck_assert_int_eq(wait_wc(r, w.last_ts, 0, false, 0, 30000), 0);
+        ck_assert_int_eq(wait_wc(r, w.last_ts, 0, false, 0, WAIT_MS), 0);
         check_docs(e, w.coll_id, N + 204);
     }
     repl_close(r);
@@ -757,7 +766,7 @@ START_TEST(test_propose_checks)
         ck_assert_int_eq(repl_propose(r, &c, &err), CAIRN_EINVAL);
         bson_destroy(&d);
     }
-    ck_assert_int_eq(wait_wc(r, w.last_ts, 0, false, 0, 10000), 0);
+    ck_assert_int_eq(wait_wc(r, w.last_ts, 0, false, 0, WAIT_MS), 0);
     /* Invalid write concerns. */
     {
         struct repl_wc wc = {-1, false, 0};
@@ -943,9 +952,9 @@ START_TEST(test_waiters_with_held_proposals)
         ts[i] = put_doc(&w, i);
     }
     /* w:1 is satisfied once queued; majority and j:true time out. */
-    ck_assert_int_eq(wait_wc(r, ts[5], 1, false, 0, 5000), 0);
-    ck_assert_int_eq(wait_wc(r, ts[5], 0, false, 30, 5000), CAIRN_ETIMEOUT);
-    ck_assert_int_eq(wait_wc(r, ts[0], 1, true, 30, 5000), CAIRN_ETIMEOUT);
+    ck_assert_int_eq(wait_wc(r, ts[5], 1, false, 0, WAIT_MS), 0);
+    ck_assert_int_eq(wait_wc(r, ts[5], 0, false, 30, WAIT_MS), CAIRN_ETIMEOUT);
+    ck_assert_int_eq(wait_wc(r, ts[0], 1, true, 30, WAIT_MS), CAIRN_ETIMEOUT);
     for (int k = 0; k < 6; k++) {
         struct repl_wc wc = {0, k % 2 == 1, 0};
         int i = order[k];
@@ -963,12 +972,12 @@ START_TEST(test_waiters_with_held_proposals)
     }
     repl_debug_hold_proposals(r, false);
     for (int i = 0; i < 6; i++) {
-        ck_assert_int_eq(waitres_get(&res[i], 10000), 0);
+        ck_assert_int_eq(waitres_get(&res[i], WAIT_MS), 0);
         ck_assert_int_eq(res[i].calls, 1);
         waitres_destroy(&res[i]);
     }
     /* Already applied: answered at once. */
-    ck_assert_int_eq(wait_wc(r, ts[2], 0, false, 0, 1000), 0);
+    ck_assert_int_eq(wait_wc(r, ts[2], 0, false, 0, WAIT_MS), 0);
     ck_assert_uint_eq(eng_overlay_size(e), 0);
 
     /* Shutdown with held commits and pending waiters. */
@@ -982,7 +991,7 @@ START_TEST(test_waiters_with_held_proposals)
     repl_close(r);
     for (int i = 0; i < 6; i++) {
         int want = i % 3 == 2 ? 0 : CAIRN_ESHUTDOWN; /* w:1 was satisfied when queued */
-        ck_assert_int_eq(waitres_get(&res[i], 1000), want);
+        ck_assert_int_eq(waitres_get(&res[i], WAIT_MS), want);
         ck_assert_int_eq(res[i].calls, 1);
         waitres_destroy(&res[i]);
     }
@@ -1066,7 +1075,7 @@ START_TEST(test_propose_waits_for_queue_room)
     repl_debug_hold_proposals(r, false);
     pthread_join(t, NULL);
     ck_assert(atomic_load(&a.done));
-    ck_assert_int_eq(wait_wc(r, w.last_ts, 0, false, 0, 30000), 0);
+    ck_assert_int_eq(wait_wc(r, w.last_ts, 0, false, 0, WAIT_MS), 0);
     ck_assert_uint_gt(w.last_ts, last);
     ck_assert_uint_eq(eng_overlay_size(e), 0);
     repl_close(r);
