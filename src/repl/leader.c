@@ -14,32 +14,31 @@
 #include "lib/log.h"
 #include "repl/repl_int.h"
 
-/* One leadership change: the epoch and `writable` (under qmu, which
- * proposers read them under, so that a proposal either completes before
- * the change or sees it) and the status copy (under smu, so that
+/* One leadership change under cbmu, so that repl_set_leadership_cb waits for
+ * a callback in progress and a callback registered after the change took
+ * effect is never told about it: the epoch, `writable` (under qmu, which
+ * proposers read it under) and the status copy (under smu, so that
  * repl_status_get never pairs writable with another state) change
- * together; then the leadership callback hears it. */
+ * together, then the callback runs with only cbmu held. */
 void repl_set_writable(struct repl *r, bool writable)
 {
     uint64_t epoch = 0;
-    repl_leadership_cb cb;
-    void *arg;
 
     if (writable) {
         epoch = ++r->epochs;
     }
+    pthread_mutex_lock(&r->cbmu);
     pthread_mutex_lock(&r->smu);
     pthread_mutex_lock(&r->qmu);
     atomic_store(&r->write_epoch, epoch);
     atomic_store(&r->writable, writable);
     pthread_mutex_unlock(&r->qmu);
     repl_publish_status_locked(r);
-    cb = r->leader_cb;
-    arg = r->leader_cb_arg;
     pthread_mutex_unlock(&r->smu);
-    if (cb != NULL) {
-        cb(arg, writable, epoch);
+    if (r->leader_cb != NULL) {
+        r->leader_cb(r->leader_cb_arg, writable, epoch);
     }
+    pthread_mutex_unlock(&r->cbmu);
 }
 
 void repl_lose_leadership(struct repl *r, const char *why)
@@ -199,8 +198,15 @@ uint64_t repl_write_epoch(struct repl *r)
 
 void repl_set_leadership_cb(struct repl *r, repl_leadership_cb cb, void *arg)
 {
-    pthread_mutex_lock(&r->smu);
+    /* cbmu is an error-checking mutex: a callback calling this would
+     * otherwise wait for itself forever. */
+    int rv = pthread_mutex_lock(&r->cbmu);
+    if (rv != 0) {
+        cairn_log(CAIRN_LOG_ERROR, "repl",
+                  "FATAL: repl_set_leadership_cb called from the leadership callback (%d)", rv);
+        abort();
+    }
     r->leader_cb = cb;
     r->leader_cb_arg = arg;
-    pthread_mutex_unlock(&r->smu);
+    pthread_mutex_unlock(&r->cbmu);
 }

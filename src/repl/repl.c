@@ -9,8 +9,9 @@
  * threads touch only the queue (qmu), the status copy (smu), the published
  * atomics and uv_async_send.
  *
- * Lock order: smu before qmu (repl_set_writable holds both at once); no
- * lock is held while a waiter callback runs.
+ * Lock order: cbmu, smu, qmu (repl_set_writable holds all three at once;
+ * cbmu alone while the leadership callback runs); no lock is held while a
+ * waiter callback runs.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -470,6 +471,7 @@ static void repl_free(struct repl *r)
     pthread_mutex_destroy(&r->qmu);
     pthread_mutex_destroy(&r->smu);
     pthread_mutex_destroy(&r->amu);
+    pthread_mutex_destroy(&r->cbmu);
     pthread_cond_destroy(&r->acv);
     pthread_cond_destroy(&r->qcv);
     pthread_cond_destroy(&r->q_space);
@@ -516,6 +518,14 @@ int repl_open(const struct repl_options *opts, struct repl **out, struct cairn_e
     pthread_mutex_init(&r->qmu, NULL);
     pthread_mutex_init(&r->smu, NULL);
     pthread_mutex_init(&r->amu, NULL);
+    {
+        /* Error-checking: see repl_set_leadership_cb. */
+        pthread_mutexattr_t a;
+        pthread_mutexattr_init(&a);
+        pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ERRORCHECK);
+        pthread_mutex_init(&r->cbmu, &a);
+        pthread_mutexattr_destroy(&a);
+    }
     pthread_cond_init(&r->acv, NULL);
     pthread_cond_init(&r->qcv, NULL);
     pthread_cond_init(&r->q_space, NULL);

@@ -132,13 +132,27 @@ bool repl_is_writable(struct repl *r);
  * discarded must never reach the log. Any thread. */
 uint64_t repl_write_epoch(struct repl *r);
 
-/* Called on the raft thread whenever this member becomes writable (with
- * its new epoch) or stops being writable (epoch 0), after the change took
- * effect. Must not block. */
+/* The leadership callback: told whenever this member becomes writable
+ * (with its new epoch) or stops being writable (epoch 0), including when
+ * repl_close stops it.
+ * - Thread: the raft thread, one call at a time, in the order of the
+ *   changes.
+ * - Ordering: called after the change took effect (repl_is_writable,
+ *   repl_write_epoch and repl_status_get already show it) and before the
+ *   next change.
+ * - It runs under a mutex that repl_set_leadership_cb takes too. So it must
+ *   not call repl_set_leadership_cb (that aborts with a message), nor wait
+ *   for a thread that may be calling it, nor block: replication waits for
+ *   it. */
 typedef void (*repl_leadership_cb)(void *arg, bool writable, uint64_t epoch);
 
 /* Sets the leadership callback (replaces any earlier one; NULL clears).
- * Any thread. */
+ * Returns only after any call of the previous callback in progress has
+ * returned, and no later call of it starts: after
+ * repl_set_leadership_cb(r, NULL, NULL), `arg` may be freed. A callback
+ * set after a change took effect is not told about that change: reading
+ * repl_write_epoch after this returns gives the state the next call
+ * changes. Any thread, but never from the callback. */
 void repl_set_leadership_cb(struct repl *r, repl_leadership_cb cb, void *arg);
 
 /* Activity counters since repl_open (for tests and serverStatus). */

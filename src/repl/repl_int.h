@@ -258,7 +258,11 @@ struct repl
     atomic_int n_applied_waiters;
     atomic_bool applied_stopping; /* repl_close began: waiters give up */
 
-    /* Leadership change callback (under smu). */
+    /* Leadership change callback, under cbmu (an error-checking mutex),
+     * which repl_set_writable holds while it runs the callback, so that
+     * unregistering waits for a callback in progress. Lock order: cbmu,
+     * smu, qmu. */
+    pthread_mutex_t cbmu;
     repl_leadership_cb leader_cb;
     void *leader_cb_arg;
 
@@ -334,7 +338,8 @@ void repl_publish_status_locked(struct repl *r);
 /* ---- leader.c: leadership changes (raft thread) ---------------------------- */
 
 /* Makes this member writable (a new write epoch) or not, publishes the
- * status, and then tells the leadership callback. Raft thread. */
+ * status, and then tells the leadership callback, all under cbmu (see
+ * repl_set_leadership_cb). Raft thread. */
 void repl_set_writable(struct repl *r, bool writable);
 
 /* Installs r->cfg into the status copy. Raft thread. */

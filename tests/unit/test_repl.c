@@ -814,6 +814,9 @@ START_TEST(test_epochs_and_applied_waits)
     w.e = e;
     w.r = r;
     wait_writable(r);
+    /* Writable already, so the change to writable took effect (and its
+     * callback call, to no callback, has returned: set_leadership_cb waits
+     * for it): lc hears only later changes. */
     repl_set_leadership_cb(r, leader_cb, &lc);
     epoch = repl_write_epoch(r);
     ck_assert_uint_ne(epoch, 0);
@@ -862,6 +865,121 @@ START_TEST(test_epochs_and_applied_waits)
     ck_assert_uint_eq(lc.last_epoch, 0);
     eng_close(e);
     pthread_mutex_destroy(&w.lock);
+}
+END_TEST
+
+/* ---- The leadership callback's mutex -------------------------------------- */
+
+/* A leadership callback that blocks until the test releases it. */
+struct blocking_cb
+{
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int entered;          /* calls begun */
+    bool release;         /* the test lets the callback return */
+    atomic_bool finished; /* set by the callback as it returns */
+};
+
+static void blocking_leader_cb(void *arg, bool writable, uint64_t epoch)
+{
+    struct blocking_cb *b = arg;
+    (void)writable;
+    (void)epoch;
+    pthread_mutex_lock(&b->mu);
+    b->entered++;
+    pthread_cond_broadcast(&b->cv);
+    while (!b->release) {
+        pthread_cond_wait(&b->cv, &b->mu);
+    }
+    atomic_store(&b->finished, true);
+    pthread_mutex_unlock(&b->mu);
+}
+
+struct unregister_arg
+{
+    struct repl *r;
+    struct blocking_cb *b;
+    atomic_bool calling;
+    atomic_bool returned;
+    bool saw_finished; /* the callback had returned when unregistering did */
+};
+
+static void *unregister_thread(void *p)
+{
+    struct unregister_arg *a = p;
+    atomic_store(&a->calling, true);
+    repl_set_leadership_cb(a->r, NULL, NULL);
+    a->saw_finished = atomic_load(&a->b->finished);
+    atomic_store(&a->returned, true);
+    return NULL;
+}
+
+static void *close_thread(void *p)
+{
+    repl_close(p);
+    return NULL;
+}
+
+/* repl_set_leadership_cb(r, NULL, NULL) returns only after a callback call
+ * in progress has returned, so that its argument can be freed right after
+ * (the transaction manager does). The call comes from repl_close here (it
+ * makes the member unwritable); the callback blocks until released. */
+START_TEST(test_unregister_waits_for_callback)
+{
+    struct eng *e;
+    struct repl *r = open_fresh(&e);
+    struct blocking_cb b;
+    struct unregister_arg u;
+    pthread_t closer, unreg;
+    uint64_t deadline;
+
+    memset(&b, 0, sizeof b);
+    pthread_mutex_init(&b.mu, NULL);
+    pthread_cond_init(&b.cv, NULL);
+    atomic_init(&b.finished, false);
+    memset(&u, 0, sizeof u);
+    u.r = r;
+    u.b = &b;
+    atomic_init(&u.calling, false);
+    atomic_init(&u.returned, false);
+    wait_writable(r);
+    repl_set_leadership_cb(r, blocking_leader_cb, &b);
+
+    ck_assert_int_eq(pthread_create(&closer, NULL, close_thread, r), 0);
+    deadline = deadline_after(WAIT_MS);
+    pthread_mutex_lock(&b.mu);
+    while (b.entered == 0) {
+        pthread_mutex_unlock(&b.mu);
+        ck_assert_msg(cairn_mono_ns() < deadline, "the callback was not called at close");
+        usleep(2000);
+        pthread_mutex_lock(&b.mu);
+    }
+    pthread_mutex_unlock(&b.mu);
+
+    /* The callback is running (and blocked): unregister from another thread. */
+    ck_assert_int_eq(pthread_create(&unreg, NULL, unregister_thread, &u), 0);
+    deadline = deadline_after(WAIT_MS);
+    while (!atomic_load(&u.calling)) {
+        ck_assert(cairn_mono_ns() < deadline);
+        usleep(1000);
+    }
+    /* A window for what must not happen (unregistering returning while the
+     * callback runs): no condition to await, so a fixed time. */
+    usleep(100000);
+    ck_assert_msg(!atomic_load(&u.returned), "unregistering did not wait for the callback");
+
+    pthread_mutex_lock(&b.mu);
+    b.release = true;
+    pthread_cond_broadcast(&b.cv);
+    pthread_mutex_unlock(&b.mu);
+    pthread_join(unreg, NULL);
+    ck_assert(atomic_load(&u.returned));
+    ck_assert_msg(u.saw_finished, "unregistering returned before the callback did");
+    pthread_join(closer, NULL);
+    ck_assert_int_eq(b.entered, 1);
+    pthread_mutex_destroy(&b.mu);
+    pthread_cond_destroy(&b.cv);
+    eng_close(e);
 }
 END_TEST
 
@@ -1098,6 +1216,7 @@ static Suite *repl_suite(void)
     tcase_add_test(tc, test_waiters_with_held_proposals);
     tcase_add_test(tc, test_close_with_entries_in_flight);
     tcase_add_test(tc, test_propose_waits_for_queue_room);
+    tcase_add_test(tc, test_unregister_waits_for_callback);
     suite_add_tcase(s, tc);
     return s;
 }
