@@ -54,7 +54,7 @@ void repl_lose_leadership(struct repl *r, const char *why)
     r->barrier_done = false;
     eng_overlay_discard(r->eng);
     dropped = repl_drop_queue(r);
-    r->lost_ts = ts_max(r->lost_ts, ts_max(dropped, r->handed_ts));
+    repl_note_lost(r, ts_max(dropped, r->handed_ts));
     repl_release_all(r);
     repl_waitq_fail_upto(&r->waitq, CAIRN_TS_MAX, CAIRN_ENOTLEADER);
     repl_wc_timer_update(r);
@@ -157,11 +157,14 @@ void repl_poll_state(struct repl *r)
         repl_lose_leadership(r, state != RAFT_LEADER ? "raft state changed" : "term changed");
     }
     if (state == RAFT_LEADER && !r->leader) {
+        /* The same term again: a write epoch ended without a step-down
+         * (a proposal raft refused). */
+        bool again = r->leader_term == r->raft.current_term;
         r->leader = true;
         r->leader_term = r->raft.current_term;
         r->barrier_done = false;
-        cairn_log(CAIRN_LOG_INFO, "repl", "elected leader in term %llu; committing a barrier",
-                  (unsigned long long)r->leader_term);
+        cairn_log(CAIRN_LOG_INFO, "repl", "%s leader in term %llu; committing a barrier",
+                  again ? "still" : "elected", (unsigned long long)r->leader_term);
     }
     if (r->leader && !r->barrier_done) {
         submit_barrier(r);

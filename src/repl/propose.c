@@ -77,7 +77,7 @@ static void apply_cb(struct raft_apply *req, int status, void *result)
         return;
     }
     if (status == RAFT_LEADERSHIPLOST || status == RAFT_NOTLEADER || status == RAFT_SHUTDOWN) {
-        r->lost_ts = ts_max(r->lost_ts, last);
+        repl_note_lost(r, last);
         if (!r->closing) {
             repl_lose_leadership(r, "entry outcome unknown");
         }
@@ -171,6 +171,19 @@ static bool pop_group(struct repl *r,
     return true;
 }
 
+/* Tests: true (once per call) while repl_debug_fail_proposals has failures
+ * left to inject. */
+static bool debug_fail_take(struct repl *r)
+{
+    int n = atomic_load(&r->debug_fail_applies);
+    while (n > 0) {
+        if (atomic_compare_exchange_weak(&r->debug_fail_applies, &n, n - 1)) {
+            return true;
+        }
+    }
+    return false;
+}
+
 void repl_drive_proposals(struct repl *r)
 {
     if (r->closing) {
@@ -181,7 +194,7 @@ void repl_drive_proposals(struct repl *r)
         if (dropped != 0) {
             /* Accepted while writable, but leadership ended before they
              * could be proposed. */
-            r->lost_ts = ts_max(r->lost_ts, dropped);
+            repl_note_lost(r, dropped);
             eng_overlay_discard(r->eng);
             repl_waitq_fail_upto(&r->waitq, r->lost_ts, CAIRN_ENOTLEADER);
         }
@@ -208,7 +221,7 @@ void repl_drive_proposals(struct repl *r)
             p->r = r;
             p->last_ts = last_ts;
             p->req.data = p;
-            rc = raft_apply(&r->raft, &p->req, &buf, 1, apply_cb);
+            rc = debug_fail_take(r) ? RAFT_NOMEM : raft_apply(&r->raft, &p->req, &buf, 1, apply_cb);
         } else {
             rc = RAFT_NOMEM;
         }
@@ -216,19 +229,26 @@ void repl_drive_proposals(struct repl *r)
             /* We still own the buffer (logDiscard does not free it). */
             raft_free(buf.base);
             free(p);
-            r->lost_ts = ts_max(r->lost_ts, last_ts);
+            repl_note_lost(r, last_ts);
             if (rc == RAFT_NOTLEADER) {
                 repl_lose_leadership(r, "raft_apply: not leader");
-            } else {
-                /* This group is lost, and so are the queued commits after
-                 * it (they were resolved on top of it). Earlier entries
-                 * are still in flight: their versions stay visible, since
-                 * the next writer resolves against them. */
-                cairn_log(CAIRN_LOG_ERROR, "repl", "raft_apply: %s", raft_strerror(rc));
-                r->lost_ts = ts_max(r->lost_ts, repl_drop_queue(r));
-                eng_overlay_discard_from(r->eng, first_ts);
-                repl_waitq_fail_range(&r->waitq, first_ts, r->lost_ts, CAIRN_ENOTLEADER);
+                return;
             }
+            /* Any other failure (out of memory, the log write refused) loses
+             * this group after its commits got their ts and were visible in
+             * the overlay: later commits of this epoch, queued or being
+             * resolved now, may build on them, and acknowledging any would
+             * leave a gap in the log. So this write epoch ends here as it
+             * does at a step-down (the overlay hidden, the queue dropped,
+             * every waiter failed with CAIRN_ENOTLEADER, proposals of the
+             * epoch refused), and the next poll takes leadership up again
+             * in a new epoch once a barrier of this term is applied. */
+            cairn_log(CAIRN_LOG_ERROR, "repl",
+                      "raft_apply of commits %u:%u..%u:%u failed: %s; ending write epoch %llu",
+                      CAIRN_TS_SECS(first_ts), CAIRN_TS_INC(first_ts), CAIRN_TS_SECS(last_ts),
+                      CAIRN_TS_INC(last_ts), raft_strerror(rc),
+                      (unsigned long long)atomic_load(&r->write_epoch));
+            repl_lose_leadership(r, "raft_apply failed");
             return;
         }
         p->index = p->req.index;
@@ -340,4 +360,9 @@ void repl_debug_hold_proposals(struct repl *r, bool hold)
     if (!hold) {
         uv_async_send(&r->async);
     }
+}
+
+void repl_debug_fail_proposals(struct repl *r, int n)
+{
+    atomic_store(&r->debug_fail_applies, n);
 }

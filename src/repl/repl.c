@@ -275,7 +275,7 @@ static void begin_stop(struct repl *r)
                   "shutdown: commits up to ts %u:%u were still queued and are dropped",
                   CAIRN_TS_SECS(dropped), CAIRN_TS_INC(dropped));
     }
-    r->lost_ts = ts_max(r->lost_ts, dropped);
+    repl_note_lost(r, dropped);
     repl_release_all(r);
     repl_waitq_fail_upto(&r->waitq, CAIRN_TS_MAX, CAIRN_ESHUTDOWN);
     uv_check_stop(&r->check);

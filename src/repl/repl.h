@@ -172,8 +172,12 @@ void repl_counters_get(struct repl *r, struct repl_counters *out);
 /* Hands one commit to the raft thread (copied, encoded with
  * repl_oplog_encode). Commits must be proposed in increasing ts order, and
  * the caller must already have added it to the engine overlay. If the raft
- * thread later fails to propose it (leadership lost), it discards the
- * overlay and fails the waiters of that ts with CAIRN_ENOTLEADER.
+ * thread later fails to propose it (leadership lost, or raft refused the
+ * entry for any other reason, such as running out of memory), the write
+ * epoch ends as at a step-down: the overlay is discarded, queued commits
+ * are dropped, every waiter fails with CAIRN_ENOTLEADER (so does any later
+ * wait for that ts), and the member becomes writable again only in a new
+ * epoch.
  * Returns 0, CAIRN_ENOTLEADER (not writable now), CAIRN_ESHUTDOWN,
  * CAIRN_ENOMEM. Any thread but the raft thread. */
 int repl_propose(struct repl *r, const struct eng_commit *commit, struct cairn_error *err);
@@ -212,6 +216,12 @@ cairn_ts repl_applied_ts(struct repl *r);
  * observe commits that are accepted but not yet applied. Releasing it
  * proposes them. Any thread. */
 void repl_debug_hold_proposals(struct repl *r, bool hold);
+
+/* Test-only: the raft thread's next `n` attempts to hand an entry to raft
+ * fail as if raft_apply had returned RAFT_NOMEM (nothing reaches the log),
+ * so that tests can observe how a refused proposal ends the write epoch.
+ * Any thread. */
+void repl_debug_fail_proposals(struct repl *r, int n);
 
 /* A write concern. w = 0 means "majority"; N >= 1 means N members. */
 struct repl_wc

@@ -128,10 +128,6 @@ void repl_waitq_release(struct repl_waitq *q, int kind, cairn_ts level);
  * upto = CAIRN_TS_MAX fails all. */
 void repl_waitq_fail_upto(struct repl_waitq *q, cairn_ts upto, int status);
 
-/* Completes every waiter (all kinds) with from <= ts <= upto with
- * `status`. */
-void repl_waitq_fail_range(struct repl_waitq *q, cairn_ts from, cairn_ts upto, int status);
-
 /* Fails waiters whose deadline is <= now_ns with CAIRN_ETIMEOUT. */
 void repl_waitq_expire(struct repl_waitq *q, uint64_t now_ns);
 
@@ -217,7 +213,7 @@ struct repl
     cairn_ts durable_ts; /* newest ts durable in the local raft log */
     cairn_ts applied_ts; /* newest ts applied to the engine */
     cairn_index applied_index;
-    cairn_ts lost_ts; /* newest ts dropped (not proposed) or possibly lost */
+    cairn_ts lost_ts; /* newest ts dropped (not proposed) or possibly lost (repl_note_lost) */
     bool in_start;    /* inside raft_start (restore of the local snapshot) */
 
     /* Published progress, written by the raft thread, read anywhere. */
@@ -225,6 +221,7 @@ struct repl
     _Atomic uint64_t pub_handed;
     _Atomic uint64_t pub_durable;
     _Atomic uint64_t pub_applied;
+    _Atomic uint64_t pub_lost; /* lost_ts, for repl_wait's w:1 fast path */
     /* Changed only by repl_set_writable, under smu and qmu. */
     atomic_bool writable;
     /* The write epoch: 0 while not writable, else the number of this
@@ -248,8 +245,9 @@ struct repl
     cairn_ts q_last_ts;       /* newest ts ever enqueued */
     struct repl_waiter *w_in; /* waiters handed over by other threads */
     struct repl_ctl *ctl_head, *ctl_tail;
-    bool stopping;    /* no new proposals, waiters or controls */
-    atomic_bool hold; /* repl_debug_hold_proposals (tests) */
+    bool stopping;                 /* no new proposals, waiters or controls */
+    atomic_bool hold;              /* repl_debug_hold_proposals (tests) */
+    atomic_int debug_fail_applies; /* repl_debug_fail_proposals (tests) */
     bool loop_done;
 
     /* Applied-ts waiters (repl_wait_applied): signalled after each apply. */
@@ -276,6 +274,14 @@ struct repl
 static inline cairn_ts ts_max(cairn_ts a, cairn_ts b)
 {
     return a > b ? a : b;
+}
+
+/* Records that commits up to `ts` were dropped or their outcome is
+ * unknown: their waiters fail (repl_add_waiter, repl_wait). Raft thread. */
+static inline void repl_note_lost(struct repl *r, cairn_ts ts)
+{
+    r->lost_ts = ts_max(r->lost_ts, ts);
+    atomic_store(&r->pub_lost, r->lost_ts);
 }
 
 /* ---- fsm.c ---------------------------------------------------------------- */

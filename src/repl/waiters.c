@@ -99,20 +99,6 @@ void repl_waitq_fail_upto(struct repl_waitq *q, cairn_ts upto, int status)
     }
 }
 
-void repl_waitq_fail_range(struct repl_waitq *q, cairn_ts from, cairn_ts upto, int status)
-{
-    for (int k = 0; k < REPL_WK__COUNT; k++) {
-        struct repl_waiter *w = q->head[k];
-        while (w != NULL && w->ts <= upto) {
-            struct repl_waiter *next = w->next;
-            if (w->ts >= from) {
-                finish(q, w, status);
-            }
-            w = next;
-        }
-    }
-}
-
 void repl_waitq_expire(struct repl_waitq *q, uint64_t now_ns)
 {
     if (q->n_deadline == 0) {
@@ -295,7 +281,10 @@ int repl_wait(struct repl *r,
          * hop and, on some filesystems, the segment write's submission. */
         kind = REPL_WK_HANDED;
         level = atomic_load(&r->pub_queued);
-        if (ts <= level && atomic_load(&r->writable)) {
+        /* Not for a commit already known lost (dropped, or its raft_apply
+         * failed) once writable again in a later epoch: pub_lost is raised
+         * before a later epoch begins, so it is read after `writable`. */
+        if (ts <= level && atomic_load(&r->writable) && ts > atomic_load(&r->pub_lost)) {
             cb(arg, 0);
             return 0;
         }

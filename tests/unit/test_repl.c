@@ -778,22 +778,56 @@ START_TEST(test_propose_checks)
 }
 END_TEST
 
+/* What the leadership callback heard: the first calls in order. */
 struct leader_calls
 {
     pthread_mutex_t mu;
     int n;
+    bool writable[8];
+    uint64_t epoch[8];
     bool last_writable;
     uint64_t last_epoch;
 };
+
+static void leader_calls_init(struct leader_calls *lc)
+{
+    memset(lc, 0, sizeof *lc);
+    pthread_mutex_init(&lc->mu, NULL);
+}
+
+static void leader_calls_destroy(struct leader_calls *lc)
+{
+    pthread_mutex_destroy(&lc->mu);
+}
 
 static void leader_cb(void *arg, bool writable, uint64_t epoch)
 {
     struct leader_calls *lc = arg;
     pthread_mutex_lock(&lc->mu);
+    if (lc->n < 8) {
+        lc->writable[lc->n] = writable;
+        lc->epoch[lc->n] = epoch;
+    }
     lc->n++;
     lc->last_writable = writable;
     lc->last_epoch = epoch;
     pthread_mutex_unlock(&lc->mu);
+}
+
+/* Waits until the callback was called at least n times; returns the count. */
+static int leader_calls_wait(struct leader_calls *lc, int n)
+{
+    uint64_t deadline = deadline_after(WAIT_MS);
+    int got;
+    pthread_mutex_lock(&lc->mu);
+    while (lc->n < n && cairn_mono_ns() < deadline) {
+        pthread_mutex_unlock(&lc->mu);
+        usleep(2000);
+        pthread_mutex_lock(&lc->mu);
+    }
+    got = lc->n;
+    pthread_mutex_unlock(&lc->mu);
+    return got;
 }
 
 /* A commit is proposed only in the write epoch it was resolved in; the
@@ -806,9 +840,10 @@ START_TEST(test_epochs_and_applied_waits)
     struct writer w;
     struct cairn_error err = {0};
     struct repl_status st;
-    struct leader_calls lc = {PTHREAD_MUTEX_INITIALIZER, 0, true, 1};
+    struct leader_calls lc;
     uint64_t epoch;
 
+    leader_calls_init(&lc);
     memset(&w, 0, sizeof w);
     pthread_mutex_init(&w.lock, NULL);
     w.e = e;
@@ -863,6 +898,7 @@ START_TEST(test_epochs_and_applied_waits)
     ck_assert_int_eq(lc.n, 1);
     ck_assert(!lc.last_writable);
     ck_assert_uint_eq(lc.last_epoch, 0);
+    leader_calls_destroy(&lc);
     eng_close(e);
     pthread_mutex_destroy(&w.lock);
 }
@@ -980,6 +1016,132 @@ START_TEST(test_unregister_waits_for_callback)
     pthread_mutex_destroy(&b.mu);
     pthread_cond_destroy(&b.cv);
     eng_close(e);
+}
+END_TEST
+
+/* ---- A proposal raft refuses ---------------------------------------------- */
+
+/* True when the document with _id i is visible in a local read (overlay
+ * included). */
+static bool doc_visible(struct eng *e, uint64_t coll_id, int i)
+{
+    struct eng_snap *s = NULL;
+    struct cairn_error err = {0};
+    struct cairn_buf doc = CAIRN_BUF_INIT;
+    char key[16];
+    int rc;
+
+    make_key(key, sizeof key, i);
+    ck_assert_int_eq(eng_snap_acquire(e, true, CAIRN_TS_MAX, &s, &err), 0);
+    rc = eng_snap_get(s, coll_id, (const uint8_t *)key, strlen(key) + 1, &doc, &err);
+    ck_assert_msg(rc == 0 || rc == CAIRN_ENOTFOUND, "eng_snap_get: %s", err.msg);
+    eng_snap_release(s);
+    cairn_buf_free(&doc);
+    return rc == 0;
+}
+
+/* When raft refuses an entry for another reason than "not leader" (out of
+ * memory here, injected), its commits already had their ts and were
+ * visible: the write epoch ends as at a step-down. Their waiters fail, any
+ * later wait for them fails (w:1 too), they disappear from the overlay,
+ * a commit resolved in the old epoch is refused, and the member becomes
+ * writable again in a new epoch where commits go through. */
+START_TEST(test_refused_proposal_ends_epoch)
+{
+    struct eng *e;
+    struct repl *r = open_fresh(&e);
+    struct writer w;
+    struct cairn_error err = {0};
+    struct repl_status st;
+    struct leader_calls lc;
+    struct waitres res[2];
+    uint64_t epoch0, epoch1, deadline;
+    cairn_ts ts_a, ts_b, ts_c;
+
+    leader_calls_init(&lc);
+    memset(&w, 0, sizeof w);
+    pthread_mutex_init(&w.lock, NULL);
+    w.e = e;
+    w.r = r;
+    wait_writable(r);
+    repl_set_leadership_cb(r, leader_cb, &lc);
+    epoch0 = repl_write_epoch(r);
+    ck_assert_uint_ne(epoch0, 0);
+    repl_status_get(r, &st);
+    w.last_ts = st.last_ts;
+    create_coll(&w);
+    ck_assert_int_eq(wait_wc(r, w.last_ts, 0, false, 0, WAIT_MS), 0);
+
+    /* Two commits, held so that they go to raft together, then refused. */
+    repl_debug_hold_proposals(r, true);
+    ts_a = put_doc(&w, 1);
+    ts_b = put_doc(&w, 2);
+    ck_assert(doc_visible(e, w.coll_id, 1));
+    ck_assert(doc_visible(e, w.coll_id, 2));
+    for (int i = 0; i < 2; i++) {
+        struct repl_wc wc = {i == 0 ? 0 : 1, i == 1, 0}; /* majority; w:1 j:true */
+        waitres_init(&res[i]);
+        ck_assert_int_eq(repl_wait(r, i == 0 ? ts_a : ts_b, &wc, wait_cb, &res[i], &err), 0);
+    }
+    repl_debug_fail_proposals(r, 1);
+    repl_debug_hold_proposals(r, false);
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(waitres_get(&res[i], WAIT_MS), CAIRN_ENOTLEADER);
+        ck_assert_int_eq(res[i].calls, 1);
+        waitres_destroy(&res[i]);
+    }
+
+    /* The epoch ended (the callback heard it) and a new one began. */
+    ck_assert_int_ge(leader_calls_wait(&lc, 2), 2);
+    ck_assert(!lc.writable[0]);
+    ck_assert_uint_eq(lc.epoch[0], 0);
+    ck_assert(lc.writable[1]);
+    epoch1 = lc.epoch[1];
+    ck_assert_uint_ne(epoch1, 0);
+    ck_assert_uint_ne(epoch1, epoch0);
+    deadline = deadline_after(WAIT_MS);
+    while (repl_write_epoch(r) != epoch1) {
+        ck_assert_msg(cairn_mono_ns() < deadline, "epoch %llu never current",
+                      (unsigned long long)epoch1);
+        usleep(2000);
+    }
+
+    /* The refused commits are gone, and waits for them fail. */
+    ck_assert(!doc_visible(e, w.coll_id, 1));
+    ck_assert(!doc_visible(e, w.coll_id, 2));
+    ck_assert_uint_eq(eng_overlay_size(e), 0);
+    ck_assert_int_eq(wait_wc(r, ts_b, 1, false, 0, WAIT_MS), CAIRN_ENOTLEADER);
+    ck_assert_int_eq(wait_wc(r, ts_b, 1, true, 0, WAIT_MS), CAIRN_ENOTLEADER);
+    ck_assert_int_eq(wait_wc(r, ts_a, 0, false, 0, WAIT_MS), CAIRN_ENOTLEADER);
+    ck_assert_uint_lt(repl_applied_ts(r), ts_a);
+
+    /* A commit resolved in the old epoch is refused. */
+    {
+        const uint8_t key[] = {'o', 0};
+        bson_t d = BSON_INITIALIZER;
+        struct eng_op op = {ENG_OP_PUT, w.coll_id, NULL, key, 2, bson_get_data(&d), d.len};
+        struct eng_commit c = {0, &op, 1};
+        struct cairn_buf enc = CAIRN_BUF_INIT;
+        ck_assert_int_eq(repl_oplog_encode(&c, &enc), 0);
+        repl_oplog_patch_ts(enc.data, w.last_ts + 10);
+        ck_assert_int_eq(repl_propose_encoded(r, epoch0, w.last_ts + 10, enc.data, enc.len, &err),
+                         CAIRN_ENOTLEADER);
+        cairn_buf_free(&enc);
+        bson_destroy(&d);
+    }
+
+    /* The new epoch takes commits. */
+    ts_c = put_doc(&w, 3);
+    ck_assert_int_eq(wait_wc(r, ts_c, 0, false, 0, WAIT_MS), 0);
+    ck_assert(doc_visible(e, w.coll_id, 3));
+    ck_assert(!doc_visible(e, w.coll_id, 1));
+    ck_assert(!doc_visible(e, w.coll_id, 2));
+    repl_close(r);
+    ck_assert_int_eq(lc.n, 3);
+    ck_assert(!lc.last_writable);
+    leader_calls_destroy(&lc);
+    eng_close(e);
+    pthread_mutex_destroy(&w.lock);
 }
 END_TEST
 
@@ -1217,6 +1379,7 @@ static Suite *repl_suite(void)
     tcase_add_test(tc, test_close_with_entries_in_flight);
     tcase_add_test(tc, test_propose_waits_for_queue_room);
     tcase_add_test(tc, test_unregister_waits_for_callback);
+    tcase_add_test(tc, test_refused_proposal_ends_epoch);
     suite_add_tcase(s, tc);
     return s;
 }
