@@ -36,7 +36,8 @@ the reaper's transactionLifetimeLimitSeconds drops to 1 s (the server's reaper t
 transactions under the fuzz), currentOp / killOp run, and session lists at and past the
 10,000 limit. Rules of mongod that the session layer must keep are checked too: session
 fields that mongod refuses, stmtId / stmtIds shapes (write_ops.cpp), getMore of a cursor in
-another session or transaction (50736-50741), and the drivers' errorLabels rules. These
+another session or transaction (50736-50741), a txnNumber that starts a second transaction
+on its session, and the drivers' errorLabels rules. These
 "soft" failures are counted by kind and reported together at the end of a run, so that one
 of them does not hide the rest; crashes, hangs, malformed replies and wrong visibility stop
 the run at once. At the end the server is restarted cleanly: everything committed is still
@@ -365,6 +366,8 @@ class SaneTxn:
         self.dead = False         # a statement failed: no more statements
         self.done = False         # commit or abort sent by the sane side
         self.inflight = 0         # commits sent whose replies are not in yet
+        self.superseded = False   # its (lsid, txnNumber) was started again by another
+        self.starting = False     # its first statement is in flight
         self.committed = False    # evidence: committed
         self.aborted = False      # evidence: never committed
         self.unknown = False      # a commit may have happened without our knowing
@@ -372,6 +375,8 @@ class SaneTxn:
         self.session = None       # pymongo ClientSession
 
     def status(self):
+        if self.superseded:
+            return "superseded"
         if self.committed:
             return "committed"
         if self.aborted:
@@ -412,6 +417,10 @@ class Model:
             elif st == "unknown":
                 may |= t.present | t.maybe
                 unknown.append(t)
+            elif st == "superseded":
+                # its later statements may have gone into the transaction that took its
+                # number over: anything of it may be there
+                may |= t.present | t.maybe
             elif t.inflight > 0:
                 may |= t.present | t.maybe
         for i, s in plain:
@@ -484,6 +493,7 @@ class Shared:
         # failCommand as configured, in order: (names, closes, labels, errorCode) or None.
         # A command checks what was configured at any time while it was in flight.
         self.fp_log = [None]
+        self.started = set()          # (lsid, txnNumber) of every transaction started
 
 
 class Fuzzer:
@@ -664,8 +674,39 @@ class Fuzzer:
                     self.getmore_cursor[1].get("autocommit") is False
                 self.check_outside_read(name, batch, soft=txn_cursor)
         self.txn_evidence(name, doc, reply)
+        self.check_restart(name, doc, reply)
         self.check_labels(name, doc, reply, mark)
         return reply
+
+    def check_restart(self, name, doc, reply):
+        """A txnNumber names one transaction of its session: once one started, another
+        startTransaction with that number must fail (mongod: 117, or 225 for a lower one),
+        also after killSessions / endSessions aborted it. When the server lets it start
+        again anyway, the sane transaction that had the number is superseded (whatever
+        commits under the number afterwards is not it)."""
+        if reply["ok"] != 1 or doc.get("startTransaction") is not True or \
+                doc.get("autocommit") is not False:
+            return
+        u = lsid_uuid(doc.get("lsid"))
+        n = doc.get("txnNumber")
+        if u is None or type(n) is not Int64:
+            return
+        key = (u, int(n))
+        with self.shared.lock:
+            again = key in self.shared.started
+            self.shared.started.add(key)
+            t = self.model.txns.get(key) if again else None
+            if t is not None and t.starting:
+                t = None  # the sane transaction is the one starting now: it keeps the number
+            if t is not None:
+                t.superseded = True
+                del self.model.txns[key]
+        if again:
+            self.soft_fail("a txnNumber started a second transaction on its session",
+                           "%s started transaction %d again on session %s%s: %r"
+                           % (name, n, u.hex()[:8],
+                              " (taking the number of %s)" % t.label if t else "",
+                              strip_reply(reply)))
 
     def check_labels(self, name, doc, reply, mark):
         """The drivers' transactions spec: TransientTransactionError only inside a
@@ -1231,9 +1272,11 @@ class Fuzzer:
                                                        "afterClusterTime": self.cluster_time}])
             if rc is not None:
                 doc["readConcern"] = rc
-        t.first = False
+        starting, t.first = t.first, False
         t.k += 1
+        t.starting = starting
         r = self.send(doc, MODEL_DB, what="sane-txn")
+        t.starting = False
         if r is None:
             t.maybe |= set(ids)
             t.dead = True
@@ -1588,12 +1631,13 @@ class Fuzzer:
                                               ["RetryableWriteError"], [], ["Mine"]])
         mode = rng.choice(["alwaysOn", {"times": rng.randint(1, 3)}, {"skip": 1},
                            {"activationProbability": 0.3}])
+        # logged before it is sent: other workers' commands may meet it from then on
+        self.fp = (set(names), bool(data.get("closeConnection")), "errorLabels" in data,
+                   data.get("errorCode"))
         r = self.send({"configureFailPoint": "failCommand", "mode": mode, "data": data},
                       "admin", link=self.admin_link, what="fp")
         if r is None or r["ok"] != 1:
             self.fail("configureFailPoint refused valid data: %r" % (r,))
-        self.fp = (set(names), bool(data.get("closeConnection")), "errorLabels" in data,
-                   data.get("errorCode"))
 
     # -- checks --------------------------------------------------------------------------
     def read_ids(self, coll=MODEL_COLL):
@@ -1981,3 +2025,36 @@ def test_get_more_stays_in_the_cursors_session(server):
     assert got == [(0.0, 50738), (0.0, 50737), (0.0, 50736), (0.0, 50739)], \
         "getMore in another session / without one / in one / in a transaction: %r" % (
             [strip_reply(r) for r in (other, none, some, in_txn)],)
+
+
+@pytest.mark.parametrize("end", ["killSessions", "endSessions", "killAllSessions"])
+def test_txn_number_is_not_reused_after_the_session_is_killed_or_ended(server, end):
+    """Found by the fuzz (concurrent run; 248e933 build, ASan, default seed): killSessions,
+    killAllSessions and endSessions abort a session's open transaction and then forget the
+    idle session (txn/session.c forget_if_idle), and with it the txnNumber the aborted
+    transaction used (only durable records are reloaded). A startTransaction with the same
+    txnNumber then starts a second, different transaction (and commits), and a lower
+    txnNumber starts too: one (lsid, txnNumber) names two transactions, so a client's retried
+    commit can answer for the wrong one. After a plain abortTransaction the server refuses
+    (117), as mongod does in every case: mongod keeps the session and its active txnNumber
+    (ended sessions are reaped only at the next logical session cache refresh), so the same
+    number is 117 ConflictingOperationInProgress and a lower one 225 TransactionTooOld."""
+    from txn_helpers import RawConn, Txn, new_lsid
+    db = "fzr_reuse_%s" % end
+    lsid = new_lsid()
+    with RawConn(server, timeout=BOUND) as c:
+        first = Txn(c, db, lsid=lsid, number=5)
+        assert first.start({"insert": "c", "documents": [{"_id": "x"}]}).get("ok") == 1.0
+        r = c.run({end: [] if end == "killAllSessions" else [lsid]}, "admin")
+        assert r.get("ok") == 1.0, r
+        lower = Txn(c, db, lsid=lsid, number=3).start(
+            {"insert": "c", "documents": [{"_id": "z"}]})
+        Txn(c, db, lsid=lsid, number=3).abort()
+        same = first.start({"insert": "c", "documents": [{"_id": "y"}]})
+        commit = first.commit()
+        docs = c.run({"find": "c", "filter": {}}, db)["cursor"]["firstBatch"]
+    got = [(r.get("ok"), r.get("code")) for r in (lower, same, commit)]
+    assert got == [(0.0, 225), (0.0, 117), (0.0, 251)], (
+        "after %s: startTransaction with a lower txnNumber, with the same one, its commit: "
+        "%r; documents %r" % (end, [strip_reply(r) for r in (lower, same, commit)], docs))
+    assert docs == [], docs
