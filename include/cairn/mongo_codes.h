@@ -117,6 +117,7 @@
     X(NoSuchTransaction, 251)                           \
     X(TransactionCommitted, 256)                        \
     X(TransactionTooLarge, 257)                         \
+    X(TooManyLogicalSessions, 261)                      \
     X(ExceededTimeLimit, 262)                           \
     X(OperationNotSupportedInTransaction, 263)          \
     X(FailPointSetFailed, 266)                          \

@@ -18,6 +18,7 @@
  *   localLogicalSessionTimeoutMinutes   int      -       -     constant (hello reports it)
  *   logLevel                            int      -       -     lib/log.h's threshold
  *   maxAcceptableLogicalClockDriftSecs  int64    -       -     constant (txn enforces it)
+ *   maxSessions                         int      x       -     txn (txn_set_max_sessions)
  *   maxTransactionLockRequestTimeoutMillis int   -       -     constant
  *   maxWriteBatchSize                   int      -       -     constant (hello reports it)
  *   transactionLifetimeLimitSeconds     int      x       x     txn (txn_set_lifetime_limit_secs)
@@ -162,6 +163,23 @@ static int set_txn_lifetime(struct net_server *s, int64_t v, struct cairn_error 
     return txn_set_lifetime_limit_secs(d->txn, v, err);
 }
 
+static void get_max_sessions(struct net_server *s, bson_t *doc, const char *key)
+{
+    const struct net_deps *d = net_server_deps(s);
+    int64_t v = d->txn != NULL ? txn_max_sessions(d->txn) : TXN_DEFAULT_MAX_SESSIONS;
+    BSON_APPEND_INT32(doc, key, (int32_t)v);
+}
+
+static int set_max_sessions(struct net_server *s, int64_t v, struct cairn_error *err)
+{
+    const struct net_deps *d = net_server_deps(s);
+    if (d->txn == NULL) {
+        return cairn_error_mongo(err, CAIRN_ESTATE, MONGO_IllegalOperation,
+                                 "maxSessions: no transaction manager");
+    }
+    return txn_set_max_sessions(d->txn, v, err);
+}
+
 /* Sorted by name (see the file comment). */
 static const struct param params[] = {
     {"authenticationMechanisms", PARAM_OTHER, false, false, 0, 0, get_auth_mechs, NULL},
@@ -172,6 +190,7 @@ static const struct param params[] = {
     {"localLogicalSessionTimeoutMinutes", PARAM_INT, false, false, 0, 0, get_session_timeout, NULL},
     {"logLevel", PARAM_INT, false, false, 0, 0, get_log_level, NULL},
     {"maxAcceptableLogicalClockDriftSecs", PARAM_INT, false, false, 0, 0, get_clock_drift, NULL},
+    {"maxSessions", PARAM_INT, true, false, 1, INT32_MAX, get_max_sessions, set_max_sessions},
     {"maxTransactionLockRequestTimeoutMillis", PARAM_INT, false, false, 0, 0, get_lock_timeout,
      NULL},
     {"maxWriteBatchSize", PARAM_INT, false, false, 0, 0, get_max_batch, NULL},

@@ -438,6 +438,7 @@ static int load_record(struct txn_session *s, struct cairn_error *err)
     set_state(s, TXN_STATE_NONE);
     s->commit_ts = 0;
     s->n_recs = 0;
+    s->durable_txn = -1;
     rv = eng_session_get(s->m->eng, s->lsid, TXN_LSID_LEN, &buf, &ts, err);
     if (rv == CAIRN_ENOTFOUND) {
         rv = 0;
@@ -452,6 +453,7 @@ static int load_record(struct txn_session *s, struct cairn_error *err)
         goto out;
     }
     s->active_txn = bson_iter_int64(&it);
+    s->durable_txn = s->active_txn;
     s->commit_ts = ts;
     if (bson_iter_init_find(&it, &rec, "k") && BSON_ITER_HOLDS_INT32(&it) &&
         bson_iter_int32(&it) == RECORD_COMMITTED) {
@@ -504,6 +506,9 @@ void txn_session_note_commit(struct txn_session *s,
                              const struct txn_session_recs *recs,
                              cairn_ts ts)
 {
+    if (recs != NULL) {
+        s->durable_txn = w->txn_number; /* its header went with this commit */
+    }
     if (w->multi) {
         set_state(s, TXN_STATE_COMMITTED);
         s->commit_ts = ts != 0 ? ts : w->read_ts;
@@ -541,6 +546,12 @@ int txn_session_checkout(struct txn_mgr *m,
 
     pthread_mutex_lock(&t->mu);
     s = find(t, lsid);
+    if (s == NULL && (int64_t)t->n >= txn_max_sessions(m)) {
+        pthread_mutex_unlock(&t->mu);
+        return cairn_error_mongo(err, CAIRN_EBUSY, MONGO_TooManyLogicalSessions,
+                                 "Unable to add session into the cache because the number of "
+                                 "active sessions is too high");
+    }
     if (s == NULL) {
         s = calloc(1, sizeof *s);
         if (s == NULL) {
@@ -550,6 +561,7 @@ int txn_session_checkout(struct txn_mgr *m,
         memcpy(s->lsid, lsid, TXN_LSID_LEN);
         s->m = m;
         s->active_txn = -1;
+        s->durable_txn = -1;
         grow(t);
         s->next = t->buckets[lsid_hash(lsid) & (t->n_buckets - 1)];
         t->buckets[lsid_hash(lsid) & (t->n_buckets - 1)] = s;
@@ -893,11 +905,17 @@ static void abort_or_mark(struct txn_session *s, int code)
     abort_txn_locked(s);
 }
 
-/* Forgets an idle session when nothing of it can be lost (invariant 2).
- * sess_mu held. */
-static bool forget_if_idle(struct txn_mgr *m, struct txn_session *s)
+/* Forgets an idle session when nothing of it can be lost (invariant 2);
+ * `expired`: unused for logicalSessionTimeoutMinutes. sess_mu held. */
+static bool forget_if_idle(struct txn_mgr *m, struct txn_session *s, bool expired)
 {
     if (s->checked_out || s->txn != NULL || s->commit_ts > repl_applied_ts(m->repl)) {
+        return false;
+    }
+    if (!expired && s->active_txn != s->durable_txn) {
+        /* Its txnNumber is known only here (an aborted transaction, a
+         * retryable write that wrote nothing): reloading would let the
+         * number name a second transaction. */
         return false;
     }
     unlink_session(&m->sessions, s);
@@ -917,7 +935,7 @@ void txn_sessions_end(struct txn_mgr *m, const uint8_t (*lsids)[TXN_LSID_LEN], s
         }
         abort_or_mark(s, kill ? MONGO_Interrupted : 0);
         s->ended = true;
-        (void)forget_if_idle(m, s);
+        (void)forget_if_idle(m, s, false);
     }
     pthread_mutex_unlock(&t->mu);
 }
@@ -933,7 +951,7 @@ void txn_sessions_kill_all(struct txn_mgr *m)
             struct txn_session *next = s->next;
             abort_or_mark(s, MONGO_Interrupted);
             s->ended = true;
-            (void)forget_if_idle(m, s);
+            (void)forget_if_idle(m, s, false);
             s = next;
         }
     }
@@ -975,8 +993,8 @@ void txn_sessions_reap(struct txn_mgr *m, int64_t now_ms)
                           s->active_txn, hex);
                 abort_or_mark(s, MONGO_TransactionExceededLifetimeLimitSeconds);
             }
-            if ((s->ended || s->last_use_ms + idle_ms <= now_ms)) {
-                (void)forget_if_idle(m, s);
+            if (s->ended || s->last_use_ms + idle_ms <= now_ms) {
+                (void)forget_if_idle(m, s, s->last_use_ms + idle_ms <= now_ms);
             }
             s = next;
         }

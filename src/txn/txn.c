@@ -83,6 +83,7 @@ int txn_mgr_open(struct eng *e, struct repl *r, struct txn_mgr **out, struct cai
     eng_applied(e, &idx, &ts);
     atomic_init(&m->cluster_ts, ts);
     atomic_init(&m->lifetime_secs, TXN_DEFAULT_LIFETIME_SECS);
+    atomic_init(&m->max_sessions, TXN_DEFAULT_MAX_SESSIONS);
     pthread_mutex_init(&m->commit_mu, NULL);
     pthread_mutex_init(&m->reaper_mu, NULL);
     pthread_cond_init(&m->reaper_cv, NULL);
@@ -154,6 +155,21 @@ int txn_set_lifetime_limit_secs(struct txn_mgr *m, int64_t secs, struct cairn_er
                                  "to 1s");
     }
     atomic_store(&m->lifetime_secs, secs);
+    return 0;
+}
+
+int64_t txn_max_sessions(struct txn_mgr *m)
+{
+    return atomic_load(&m->max_sessions);
+}
+
+int txn_set_max_sessions(struct txn_mgr *m, int64_t n, struct cairn_error *err)
+{
+    if (n < 1) {
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
+                                 "maxSessions must be greater than or equal to 1");
+    }
+    atomic_store(&m->max_sessions, n);
     return 0;
 }
 

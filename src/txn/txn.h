@@ -60,6 +60,9 @@
 /* Default and limits of transactionLifetimeLimitSeconds. */
 #define TXN_DEFAULT_LIFETIME_SECS 60
 
+/* Default of maxSessions: sessions held in memory at most. */
+#define TXN_DEFAULT_MAX_SESSIONS 1000000
+
 /* Sessions unused for this long are forgotten (logicalSessionTimeoutMinutes). */
 #define TXN_SESSION_TIMEOUT_MINUTES 30
 
@@ -82,6 +85,13 @@ void txn_mgr_close(struct txn_mgr *m);
  * 1. Any thread. */
 int64_t txn_lifetime_limit_secs(struct txn_mgr *m);
 int txn_set_lifetime_limit_secs(struct txn_mgr *m, int64_t secs, struct cairn_error *err);
+
+/* maxSessions: how many sessions this member keeps in memory (default
+ * TXN_DEFAULT_MAX_SESSIONS, as mongod); a new one past it is refused with
+ * 261 TooManyLogicalSessions. The setter fails with CAIRN_EINVAL (2
+ * BadValue) below 1. Any thread. */
+int64_t txn_max_sessions(struct txn_mgr *m);
+int txn_set_max_sessions(struct txn_mgr *m, int64_t n, struct cairn_error *err);
 
 /* ---- Cluster clock ------------------------------------------------------- */
 
@@ -360,7 +370,8 @@ int txn_noop_write(struct txn_mgr *m, cairn_ts *ts, struct cairn_error *err);
  * exclusive until txn_session_checkin. Waits while another command has it,
  * bounded by `op` (which is also what a reaper or step-down interrupts
  * while the session is out). Errors: what cairn_op_check reports,
- * CAIRN_ENOMEM. */
+ * CAIRN_EBUSY with 261 TooManyLogicalSessions when a new session would
+ * pass maxSessions, CAIRN_ENOMEM. */
 int txn_session_checkout(struct txn_mgr *m,
                          const uint8_t lsid[TXN_LSID_LEN],
                          struct cairn_op *op,

@@ -122,7 +122,8 @@ struct txn_session
     cairn_ts commit_ts;     /* committed transaction, or newest retryable commit */
     struct txn_stmt *stmts; /* executed statements of the active retryable write, by stmt_id */
     size_t n_stmts, cap_stmts;
-    uint32_t n_recs; /* statement records written for active_txn (see session.c) */
+    uint32_t n_recs;     /* statement records written for active_txn (see session.c) */
+    int64_t durable_txn; /* txnNumber of the newest record written or loaded; -1: none */
 };
 
 /* The session records one commit carries (session.c describes them). */
@@ -318,6 +319,7 @@ struct txn_mgr
     struct repl *repl;
     _Atomic uint64_t cluster_ts;
     _Atomic int64_t lifetime_secs;
+    _Atomic int64_t max_sessions;
 
     pthread_mutex_t commit_mu; /* the commit section */
     struct txn_locks locks;

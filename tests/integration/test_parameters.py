@@ -29,6 +29,7 @@ def test_get_all_parameters_keeps_its_answers(client):
     assert r["featureCompatibilityVersion"] == {"version": "7.0"}
     assert r["localLogicalSessionTimeoutMinutes"] == 30
     assert r["maxWriteBatchSize"] == 100000
+    assert r["maxSessions"] == 1000000
     assert r["authenticationMechanisms"] == []
     assert "logLevel" in r and "maxTransactionLockRequestTimeoutMillis" in r
     # Sorted by name, as mongod's parameter map.

@@ -250,6 +250,35 @@ def test_set_parameter_lifetime_limit_validation(server_factory):
         assert got["transactionLifetimeLimitSeconds"] == 60, got
 
 
+def test_max_sessions_refuses_one_more_session(server_factory):
+    """maxSessions (startup only, as mongod): a command in one session more than the cache
+    holds is refused with 261 TooManyLogicalSessions; sessions already known keep working, and
+    ending one makes room."""
+    srv = server_factory(extra_args=("--setParameter", "maxSessions=3"))
+
+    def write(lsid, n):
+        return retryable({"insert": "c", "documents": [{"_id": {"s": lsid["id"], "n": n}}],
+                          "writeConcern": {"w": "majority"}}, lsid, n)
+
+    with RawConn(srv) as c:
+        got = assert_ok(c.run({"getParameter": 1, "maxSessions": 1}, "admin"))
+        assert got["maxSessions"] == 3, got
+        assert_error(c.run({"setParameter": 1, "maxSessions": 5}, "admin"),
+                     CODES["IllegalOperation"], what="maxSessions at runtime")
+        lsids = [new_lsid() for _ in range(4)]
+        for lsid in lsids[:3]:
+            assert "writeErrors" not in assert_ok(c.run(write(lsid, 1), "s"))
+        assert_error(c.run(write(lsids[3], 1), "s"),
+                     CODES["TooManyLogicalSessions"], "TooManyLogicalSessions")
+        assert_ok(c.run(write(lsids[0], 2), "s"))
+        assert_ok(c.run({"endSessions": [lsids[1]]}, "admin"))
+        # The ended session goes once its last commit is applied here (at once, or at the
+        # reaper's next pass a second later).
+        wait_until(lambda: c.run(write(lsids[3], 1), "s").get("ok") == 1.0, 10,
+                   "ending a session did not make room")
+        assert len(find_docs(c, "s", "c")) == 5
+
+
 def test_server_status_transaction_counters(server_factory):
     srv = server_factory()
     with RawConn(srv) as c:

@@ -44,6 +44,7 @@ CODES = {
     "SnapshotTooOld": 239,
     "NoSuchTransaction": 251,
     "TransactionCommitted": 256,
+    "TooManyLogicalSessions": 261,
     "OperationNotSupportedInTransaction": 263,
     "DuplicateKey": 11000,
     "NotWritablePrimary": 10107,
