@@ -326,12 +326,15 @@ int eng_session_get(struct eng *e,
                     cairn_ts *ts,
                     struct cairn_error *err);
 
-/* Calls fn for every stored session record, in key order, from one
+/* Calls fn for every stored session record whose key starts with
+ * `prefix` (prefix_len 0: every record), in key order, from one
  * consistent view of the applied state. The views passed to fn are valid
  * only during the call. fn returns non-zero to stop the walk early (then
  * eng_session_foreach still returns 0). Returns 0, CAIRN_ECORRUPT (a
  * malformed record) or CAIRN_EIO. Any thread. */
 int eng_session_foreach(struct eng *e,
+                        const uint8_t *prefix,
+                        size_t prefix_len,
                         int (*fn)(void *arg,
                                   const uint8_t *key,
                                   size_t key_len,

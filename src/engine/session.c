@@ -28,7 +28,7 @@ static int session_key(struct cairn_buf *k, const uint8_t *key, size_t key_len)
 {
     cairn_buf_reset(k);
     if (cairn_buf_append(k, SESSION_PREFIX, SESSION_PREFIX_LEN) != 0 ||
-        cairn_buf_append(k, key, key_len) != 0) {
+        (key_len > 0 && cairn_buf_append(k, key, key_len) != 0)) {
         return CAIRN_ENOMEM;
     }
     return 0;
@@ -75,8 +75,8 @@ int eng_session_get(struct eng *e,
         rv = cairn_error_setf(err, CAIRN_ENOMEM, "engine: out of memory");
         goto err_after_key;
     }
-    val =
-        rocksdb_get_cf(e->db, e->ro_plain, e->cf_sessions, (const char *)k.data, k.len, &vlen, &msg);
+    val = rocksdb_get_cf(e->db, e->ro_plain, e->cf_sessions, (const char *)k.data, k.len, &vlen,
+                         &msg);
     if (msg != NULL) {
         rv = eng_rocks_error(err, msg, "session get");
         goto err_after_key;
@@ -108,6 +108,8 @@ err_after_key:
 }
 
 int eng_session_foreach(struct eng *e,
+                        const uint8_t *prefix,
+                        size_t prefix_len,
                         int (*fn)(void *arg,
                                   const uint8_t *key,
                                   size_t key_len,
@@ -119,15 +121,20 @@ int eng_session_foreach(struct eng *e,
 {
     /* An iterator reads one consistent view of the database. */
     rocksdb_iterator_t *it = rocksdb_create_iterator_cf(e->db, e->ro_plain, e->cf_sessions);
+    struct cairn_buf start = CAIRN_BUF_INIT;
     char *msg = NULL;
     int rv = 0;
 
-    for (rocksdb_iter_seek(it, SESSION_PREFIX, SESSION_PREFIX_LEN); rocksdb_iter_valid(it);
+    if (session_key(&start, prefix, prefix_len) != 0) {
+        rv = cairn_error_setf(err, CAIRN_ENOMEM, "engine: out of memory");
+        goto out;
+    }
+    for (rocksdb_iter_seek(it, (const char *)start.data, start.len); rocksdb_iter_valid(it);
          rocksdb_iter_next(it)) {
         size_t klen, vlen;
         const char *k = rocksdb_iter_key(it, &klen);
         const char *v = rocksdb_iter_value(it, &vlen);
-        if (klen < SESSION_PREFIX_LEN || memcmp(k, SESSION_PREFIX, SESSION_PREFIX_LEN) != 0) {
+        if (klen < start.len || memcmp(k, start.data, start.len) != 0) {
             break;
         }
         if (vlen < 8) {
@@ -145,6 +152,8 @@ int eng_session_foreach(struct eng *e,
             rv = eng_rocks_error(err, msg, "session walk");
         }
     }
+out:
+    cairn_buf_free(&start);
     rocksdb_iter_destroy(it);
     return rv;
 }

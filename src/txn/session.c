@@ -279,35 +279,43 @@ static void stmts_key(const uint8_t *lsid, uint32_t ord, uint8_t out[TXN_LSID_LE
 }
 
 /* Records (BSON, in the engine's session column family):
- *   header, under the lsid:
+ *   header, under the lsid, written by the first commit of a txnNumber:
  *     {t: Int64 txnNumber, k: Int32 1 (retryable write) | 2 (committed
- *      transaction), n: Int32 statement records of t (k 1)}
- *   statement record i (0 <= i < n), under lsid | BE32(i):
- *     {t: Int64 txnNumber, s: [{i: stmtId, r: result} | {i: first
- *      stmtId, c: count of consecutive statements with empty results}]}
- * Each commit of a retryable write carries the header and one new
- * statement record holding only the statements it executed, so the bytes
- * a batch logs grow with the batch, not with its square. Records of an
- * older txnNumber are ignored (their t differs) and overwritten as the
- * ordinals are reused. */
+ *      transaction), s: statements (k 1)}
+ *   statement record i, under lsid | BE32(i), written by each later commit
+ *   of a retryable write (i = 0, 1, ...):
+ *     {t: Int64 txnNumber, s: statements}
+ *   statements: [{i: stmtId, r: result} | {i: first stmtId, c: count of
+ *   consecutive statements with empty results}]
+ * So every commit carries one record with only the statements it ran, and
+ * the bytes a batch logs grow with the batch, not with its square.
+ * Loading reads the header and then the statement records of its
+ * txnNumber (a prefix scan); those of an older txnNumber are ignored and
+ * overwritten as the ordinals are reused. */
 int txn_session_recs_build(struct txn_session *s,
                            const struct txn_write *w,
                            struct txn_session_recs *out)
 {
-    bson_t arr;
+    bson_t arr, *rec;
     uint32_t k = 0;
     int32_t run_first = 0, run_count = 0;
+    bool first = s->durable_txn != w->txn_number;
 
-    out->have_stmts = false;
-    bson_init(&out->header);
-    BSON_APPEND_INT64(&out->header, "t", w->txn_number);
-    BSON_APPEND_INT32(&out->header, "k", w->multi ? RECORD_COMMITTED : RECORD_RETRYABLE);
+    out->have_header = out->have_stmts = false;
     if (w->multi) {
+        bson_init(&out->header);
+        BSON_APPEND_INT64(&out->header, "t", w->txn_number);
+        BSON_APPEND_INT32(&out->header, "k", RECORD_COMMITTED);
+        out->have_header = true;
         return 0;
     }
-    bson_init(&out->stmts);
-    BSON_APPEND_INT64(&out->stmts, "t", w->txn_number);
-    BSON_APPEND_ARRAY_BEGIN(&out->stmts, "s", &arr);
+    rec = first ? &out->header : &out->stmts;
+    bson_init(rec);
+    BSON_APPEND_INT64(rec, "t", w->txn_number);
+    if (first) {
+        BSON_APPEND_INT32(rec, "k", RECORD_RETRYABLE);
+    }
+    BSON_APPEND_ARRAY_BEGIN(rec, "s", &arr);
     for (size_t j = 0; j < w->n_pend; j++) {
         int32_t id = w->pend[j].stmt_id;
         const bson_t *r = w->pend[j].result;
@@ -335,52 +343,41 @@ int txn_session_recs_build(struct txn_session *s,
     if (run_count > 0) {
         append_stmt(&arr, &k, run_first, run_count, NULL);
     }
-    bson_append_array_end(&out->stmts, &arr);
-    out->have_stmts = k > 0;
-    BSON_APPEND_INT32(&out->header, "n", (int32_t)(s->n_recs + (out->have_stmts ? 1 : 0)));
-    if (out->have_stmts) {
+    bson_append_array_end(rec, &arr);
+    if (first) {
+        out->have_header = true;
+    } else if (k > 0) {
+        out->have_stmts = true;
         stmts_key(s->lsid, s->n_recs, out->stmts_key);
     } else {
-        bson_destroy(&out->stmts);
+        bson_destroy(rec);
     }
     return 0;
 }
 
 void txn_session_recs_fini(struct txn_session_recs *r)
 {
-    bson_destroy(&r->header);
+    if (r->have_header) {
+        bson_destroy(&r->header);
+    }
     if (r->have_stmts) {
         bson_destroy(&r->stmts);
     }
 }
 
-/* Loads statement record `ord` (see txn_session_recs_build) into the
- * session's statements. */
-static int load_stmts(struct txn_session *s, uint32_t ord, struct cairn_error *err)
+/* Adds the statements of record `rec` (its array `s`), committed at `ts`,
+ * to the session's. */
+static int load_stmts(struct txn_session *s,
+                      const bson_t *rec,
+                      cairn_ts ts,
+                      struct cairn_error *err)
 {
-    uint8_t key[TXN_LSID_LEN + 4];
-    struct cairn_buf buf = CAIRN_BUF_INIT;
-    cairn_ts ts = 0;
-    bson_t rec;
     bson_iter_t it, arr;
-    int rv;
+    int rv = 0;
 
-    stmts_key(s->lsid, ord, key);
-    rv = eng_session_get(s->m->eng, key, sizeof key, &buf, &ts, err);
-    if (rv == CAIRN_ENOTFOUND) {
-        rv = cairn_error_setf(err, CAIRN_ECORRUPT,
-                              "session statement record %" PRIu32 " is missing", ord);
-    }
-    if (rv != 0) {
-        goto out;
-    }
-    if (!bson_init_static(&rec, buf.data, buf.len) || !bson_iter_init_find(&it, &rec, "t") ||
-        !BSON_ITER_HOLDS_INT64(&it) || bson_iter_int64(&it) != s->active_txn ||
-        !bson_iter_init_find(&it, &rec, "s") || !BSON_ITER_HOLDS_ARRAY(&it) ||
+    if (!bson_iter_init_find(&it, rec, "s") || !BSON_ITER_HOLDS_ARRAY(&it) ||
         !bson_iter_recurse(&it, &arr)) {
-        rv = cairn_error_setf(err, CAIRN_ECORRUPT,
-                              "session statement record %" PRIu32 " is malformed", ord);
-        goto out;
+        return cairn_error_setf(err, CAIRN_ECORRUPT, "session record has no statements");
     }
     while (rv == 0 && bson_iter_next(&arr)) {
         bson_iter_t e;
@@ -403,8 +400,7 @@ static int load_stmts(struct txn_session *s, uint32_t ord, struct cairn_error *e
             }
         }
         if (count < 1 || (int64_t)first + count - 1 > INT32_MAX) {
-            rv = cairn_error_setf(err, CAIRN_ECORRUPT,
-                                  "session statement record %" PRIu32 " has a bad run", ord);
+            rv = cairn_error_setf(err, CAIRN_ECORRUPT, "session record has a bad run");
         }
         for (int32_t n = 0; n < count && rv == 0; n++) {
             bson_t *r = result != NULL ? result : bson_new();
@@ -417,19 +413,61 @@ static int load_stmts(struct txn_session *s, uint32_t ord, struct cairn_error *e
             bson_destroy(result);
         }
     }
-out:
-    cairn_buf_free(&buf);
     return rv;
+}
+
+struct load_walk
+{
+    struct txn_session *s;
+    struct cairn_error *err;
+    int rv;
+};
+
+/* eng_session_foreach callback: one statement record of the session. */
+static int load_walk_one(void *arg,
+                         const uint8_t *key,
+                         size_t key_len,
+                         const uint8_t *data,
+                         size_t len,
+                         cairn_ts ts)
+{
+    struct load_walk *lw = arg;
+    struct txn_session *s = lw->s;
+    bson_t rec;
+    bson_iter_t it;
+    uint32_t ord;
+
+    if (key_len != TXN_LSID_LEN + 4) {
+        return 0; /* the header */
+    }
+    if (!bson_init_static(&rec, data, len) || !bson_iter_init_find(&it, &rec, "t") ||
+        !BSON_ITER_HOLDS_INT64(&it)) {
+        lw->rv = cairn_error_setf(lw->err, CAIRN_ECORRUPT, "session statement record is malformed");
+        return 1;
+    }
+    if (bson_iter_int64(&it) != s->active_txn) {
+        return 0; /* of an older txnNumber */
+    }
+    ord = (uint32_t)key[TXN_LSID_LEN] << 24 | (uint32_t)key[TXN_LSID_LEN + 1] << 16 |
+          (uint32_t)key[TXN_LSID_LEN + 2] << 8 | key[TXN_LSID_LEN + 3];
+    if (ord >= s->n_recs) {
+        s->n_recs = ord + 1;
+    }
+    if (ts > s->commit_ts) {
+        s->commit_ts = ts;
+    }
+    lw->rv = load_stmts(s, &rec, ts, lw->err);
+    return lw->rv != 0;
 }
 
 /* Loads the durable records of `s` (it is checked out by the caller). */
 static int load_record(struct txn_session *s, struct cairn_error *err)
 {
     struct cairn_buf buf = CAIRN_BUF_INIT;
+    struct load_walk lw = {s, err, 0};
     cairn_ts ts = 0;
     bson_t rec;
     bson_iter_t it;
-    int32_t n = 0;
     int rv;
 
     stmts_clear(s);
@@ -461,18 +499,12 @@ static int load_record(struct txn_session *s, struct cairn_error *err)
         set_state(s, TXN_STATE_COMMITTED);
         goto out;
     }
-    if (bson_iter_init_find(&it, &rec, "n") && BSON_ITER_HOLDS_INT32(&it)) {
-        n = bson_iter_int32(&it);
-    }
-    if (n < 0) {
-        rv = cairn_error_setf(err, CAIRN_ECORRUPT, "session record counts %" PRId32 " records", n);
-        goto out;
-    }
-    for (int32_t i = 0; i < n && rv == 0; i++) {
-        rv = load_stmts(s, (uint32_t)i, err);
+    rv = load_stmts(s, &rec, ts, err);
+    if (rv == 0) {
+        rv = eng_session_foreach(s->m->eng, s->lsid, TXN_LSID_LEN, load_walk_one, &lw, err);
     }
     if (rv == 0) {
-        s->n_recs = (uint32_t)n;
+        rv = lw.rv;
     }
 out:
     cairn_buf_free(&buf);
@@ -506,8 +538,8 @@ void txn_session_note_commit(struct txn_session *s,
                              const struct txn_session_recs *recs,
                              cairn_ts ts)
 {
-    if (recs != NULL) {
-        s->durable_txn = w->txn_number; /* its header went with this commit */
+    if (recs != NULL && (recs->have_header || recs->have_stmts)) {
+        s->durable_txn = w->txn_number; /* its header is written */
     }
     if (w->multi) {
         set_state(s, TXN_STATE_COMMITTED);

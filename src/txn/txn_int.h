@@ -129,17 +129,19 @@ struct txn_session
 /* The session records one commit carries (session.c describes them). */
 struct txn_session_recs
 {
-    bson_t header;   /* under the lsid */
-    bool have_stmts; /* a statement record too */
-    bson_t stmts;    /* under stmts_key */
+    bool have_header; /* under the lsid */
+    bson_t header;
+    bool have_stmts; /* a statement record, under stmts_key */
+    bson_t stmts;
     uint8_t stmts_key[TXN_LSID_LEN + 4];
 };
 
-/* Builds the records a commit of `w` carries: the header (txnNumber, kind,
- * count of statement records) and, for a retryable write, one statement
- * record with the write's pending statements that the session has not
- * recorded yet. Returns 0 or CAIRN_ENOMEM; on success the caller frees
- * with txn_session_recs_fini. */
+/* Builds the record a commit of `w` carries (session.c describes them):
+ * the header of its txnNumber, with a retryable write's pending statements
+ * that the session has not recorded yet, at the first commit of the
+ * number; later, a statement record with them (none when there is none).
+ * Returns 0 or CAIRN_ENOMEM; on success the caller frees with
+ * txn_session_recs_fini. */
 int txn_session_recs_build(struct txn_session *s,
                            const struct txn_write *w,
                            struct txn_session_recs *out);

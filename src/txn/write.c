@@ -1096,9 +1096,11 @@ static int commit_staged(struct txn_write *w, cairn_ts *ts, struct cairn_error *
             goto done;
         }
         have_recs = true;
-        ops[n++] = (struct eng_op){
-            ENG_OP_SESSION, 0, NULL, w->sess->lsid, TXN_LSID_LEN, bson_get_data(&recs.header),
-            recs.header.len};
+        if (recs.have_header) {
+            ops[n++] = (struct eng_op){
+                ENG_OP_SESSION, 0, NULL, w->sess->lsid, TXN_LSID_LEN, bson_get_data(&recs.header),
+                recs.header.len};
+        }
         if (recs.have_stmts) {
             ops[n++] = (struct eng_op){ENG_OP_SESSION,
                                        0,

@@ -617,16 +617,25 @@ START_TEST(test_session_records)
         ck_assert_str_eq(sess_get("lsid-A", &ts), "recA3");
         ck_assert_uint_eq(ts, 30);
         memset(&w, 0, sizeof w);
-        ck_assert_int_eq(eng_session_foreach(g_e, sess_walk_cb, &w, &err), 0);
+        ck_assert_int_eq(eng_session_foreach(g_e, NULL, 0, sess_walk_cb, &w, &err), 0);
         ck_assert_int_eq(w.n, 4);
         ck_assert_str_eq(w.text,
                          "lsid-A=recA3@30,lsid-B=recB1@10,lsid-C=second@30,"
                          "\xee\xee\xee=@50,");
     }
+    /* A prefix walks only the keys that start with it. */
+    memset(&w, 0, sizeof w);
+    ck_assert_int_eq(eng_session_foreach(g_e, (const uint8_t *)"lsid-", 5, sess_walk_cb, &w, &err),
+                     0);
+    ck_assert_str_eq(w.text, "lsid-A=recA3@30,lsid-B=recB1@10,lsid-C=second@30,");
+    memset(&w, 0, sizeof w);
+    ck_assert_int_eq(eng_session_foreach(g_e, (const uint8_t *)"lsid-B", 6, sess_walk_cb, &w, &err),
+                     0);
+    ck_assert_str_eq(w.text, "lsid-B=recB1@10,");
     /* fn stops the walk early. */
     memset(&w, 0, sizeof w);
     w.stop_after = 2;
-    ck_assert_int_eq(eng_session_foreach(g_e, sess_walk_cb, &w, &err), 0);
+    ck_assert_int_eq(eng_session_foreach(g_e, NULL, 0, sess_walk_cb, &w, &err), 0);
     ck_assert_int_eq(w.n, 2);
     ck_assert_str_eq(get_at(1, "d", CAIRN_TS_MAX), "doc");
 }
