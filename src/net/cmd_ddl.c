@@ -261,7 +261,13 @@ static int cmd_drop_database(struct net_cmd *c)
         return NET_CMD_ERROR;
     }
     for (size_t i = 0; i < n; i++) {
-        if (txn_write_drop(w, colls[i].ns, &c->err) != 0) {
+        rc = txn_write_drop(w, colls[i].ns, &c->err);
+        if (rc == CAIRN_ENOTFOUND) {
+            /* Dropped by another client meanwhile: gone either way. */
+            cairn_error_clear(&c->err);
+            continue;
+        }
+        if (rc != 0) {
             free(colls);
             txn_write_abort(w);
             return NET_CMD_ERROR;

@@ -217,12 +217,14 @@ int txn_locks_wait_free(struct txn_locks *t,
                         struct txn_write *owner,
                         bool shared,
                         struct cairn_op *op,
+                        struct txn_lock **lk,
                         struct cairn_error *err)
 {
     uint64_t h = hash_key(coll_id, key, key_len);
     struct txn_lock *mine, *queued = NULL;
     int rv = 0;
 
+    *lk = NULL;
     pthread_mutex_lock(&t->mu);
     if (coll_id == 0 && !shared && !compatible(t, coll_id, h, key, key_len, owner, shared, &mine)) {
         /* Queue the exclusive request (invariant 4); without memory it
@@ -240,7 +242,11 @@ int txn_locks_wait_free(struct txn_locks *t,
             break;
         }
     }
-    if (queued != NULL) {
+    if (queued != NULL && rv == 0) {
+        /* Held from here, with no window for a writer to slip in. */
+        queued->waiting = false;
+        *lk = queued;
+    } else if (queued != NULL) {
         entry_unlink(t, queued);
         free(queued);
         if (t->n_waiters > 0) {

@@ -599,12 +599,14 @@ int txn_session_checkout(struct txn_mgr *m,
         t->buckets[lsid_hash(lsid) & (t->n_buckets - 1)] = s;
         t->n++;
     }
-    while (s->checked_out) {
+    s->waiters++; /* it may not be forgotten under us (invariant 2) */
+    while (s->checked_out && rv == 0) {
         rv = cairn_op_wait(op, &t->mu, &t->cv, 0, err);
-        if (rv != 0) {
-            pthread_mutex_unlock(&t->mu);
-            return rv;
-        }
+    }
+    s->waiters--;
+    if (rv != 0) {
+        pthread_mutex_unlock(&t->mu);
+        return rv;
     }
     s->checked_out = true;
     s->op = op;
@@ -698,8 +700,7 @@ int txn_session_retryable_begin(struct txn_session *s, int64_t n, struct cairn_e
         }
         return 0;
     }
-    abort_txn(s);
-    abort_pending(s);
+    abort_txn(s); /* a kill mark set meanwhile stays, for checkin */
     s->active_txn = n;
     s->is_txn = false;
     set_state(s, TXN_STATE_NONE);
@@ -756,8 +757,7 @@ int txn_session_txn_begin(struct txn_session *s,
                                  "Only servers in a sharded cluster can start a new transaction "
                                  "at the active transaction number");
     }
-    abort_txn(s);
-    abort_pending(s);
+    abort_txn(s); /* a kill mark set meanwhile stays, for checkin */
     stmts_clear(s);
     s->n_recs = 0;
     s->active_txn = n;
@@ -795,7 +795,11 @@ int txn_session_txn_begin(struct txn_session *s,
         s->counted_active = true;
         atomic_fetch_add_explicit(&m->n_active, 1, memory_order_relaxed);
     }
-    return 0;
+    rv = cairn_op_check(op, err); /* killed while it started: fail now */
+    if (rv != 0) {
+        abort_txn(s);
+    }
+    return rv;
 }
 
 static int aborted_error(struct txn_session *s, int64_t n, struct cairn_error *err)
@@ -941,7 +945,8 @@ static void abort_or_mark(struct txn_session *s, int code)
  * `expired`: unused for logicalSessionTimeoutMinutes. sess_mu held. */
 static bool forget_if_idle(struct txn_mgr *m, struct txn_session *s, bool expired)
 {
-    if (s->checked_out || s->txn != NULL || s->commit_ts > repl_applied_ts(m->repl)) {
+    if (s->checked_out || s->waiters > 0 || s->txn != NULL ||
+        s->commit_ts > repl_applied_ts(m->repl)) {
         return false;
     }
     if (!expired && s->active_txn != s->durable_txn) {

@@ -68,7 +68,10 @@ int txn_locks_try(struct txn_locks *t,
                   struct txn_lock **lk);
 
 /* Waits until `owner` could take the intent (see txn_locks_try), bounded
- * by `op`. Returns 0 or what cairn_op_wait reports. */
+ * by `op`. An exclusive namespace intent is queued while it waits and
+ * taken when it returns: *lk is then the intent held (to release later);
+ * otherwise *lk is NULL and the caller tries again. Returns 0 or what
+ * cairn_op_wait reports (nothing held then). */
 int txn_locks_wait_free(struct txn_locks *t,
                         uint64_t coll_id,
                         const uint8_t *key,
@@ -76,6 +79,7 @@ int txn_locks_wait_free(struct txn_locks *t,
                         struct txn_write *owner,
                         bool shared,
                         struct cairn_op *op,
+                        struct txn_lock **lk,
                         struct cairn_error *err);
 
 /* Makes an exclusive namespace intent shared (after its create commits,
@@ -103,6 +107,7 @@ struct txn_session
 
     /* Under sess_mu. */
     bool checked_out;
+    int waiters;         /* checkouts waiting for it */
     bool counted_active; /* counted in n_active (an open transaction, checked out) */
     struct cairn_op *op; /* the command holding it, while checked out */
     int64_t last_use_ms;

@@ -304,9 +304,12 @@ static int lock_key(struct txn_write *w,
             }
         }
         rv = txn_locks_wait_free(&w->m->locks, coll_id, key, len, w, shared, cairn_op_current(),
-                                 err);
+                                 &lk, err);
         if (rv != 0) {
             return rv;
+        }
+        if (lk != NULL) {
+            break; /* a queued namespace intent, taken as the wait ended */
         }
     }
     if (lk == NULL) {

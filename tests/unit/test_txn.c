@@ -9,6 +9,7 @@
  */
 #include <check.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -813,6 +814,52 @@ START_TEST(test_txn_drop_waits_for_writers)
 }
 END_TEST
 
+struct waiting_checkout
+{
+    atomic_int started;
+    int rv;
+};
+
+static void *checkout_and_in(void *arg)
+{
+    struct waiting_checkout *wc = arg;
+    struct cairn_error err = {0};
+    struct txn_session *s = NULL;
+
+    atomic_store(&wc->started, 1);
+    wc->rv = txn_session_checkout(f->txn, LSID_B, NULL, &s, &err);
+    if (wc->rv == 0) {
+        ck_assert_int_eq(txn_session_txn_number(s), -1);
+        txn_session_checkin(s);
+    }
+    return NULL;
+}
+
+/* endSessions forgets an idle session, but never one that a checkout is
+ * waiting for (it holds a pointer to it across the wait). Run under ASan,
+ * a session freed under the waiter is a use-after-free. */
+START_TEST(test_txn_ended_session_not_freed_under_a_waiter)
+{
+    for (int i = 0; i < 200; i++) {
+        struct cairn_error err = {0};
+        struct txn_session *s;
+        struct waiting_checkout wc = {0, -1};
+        pthread_t th;
+
+        ck_assert_int_eq(txn_session_checkout(f->txn, LSID_B, NULL, &s, &err), 0);
+        ck_assert_int_eq(pthread_create(&th, NULL, checkout_and_in, &wc), 0);
+        while (!atomic_load(&wc.started)) {
+            sched_yield();
+        }
+        txn_sessions_end(f->txn, (const uint8_t(*)[TXN_LSID_LEN])LSID_B, 1, false);
+        txn_session_checkin(s);
+        txn_sessions_end(f->txn, (const uint8_t(*)[TXN_LSID_LEN])LSID_B, 1, false);
+        ck_assert_int_eq(pthread_join(th, NULL), 0);
+        ck_assert_int_eq(wc.rv, 0);
+    }
+}
+END_TEST
+
 enum { INC_THREADS = 8, INC_ROUNDS = 300 };
 
 static void *incrementer(void *arg)
@@ -1031,6 +1078,7 @@ static Suite *txn_suite(void)
     tcase_add_test(tc, test_txn_snapshot_and_own_writes);
     tcase_add_test(tc, test_txn_statement_waits_for_transaction);
     tcase_add_test(tc, test_txn_drop_waits_for_writers);
+    tcase_add_test(tc, test_txn_ended_session_not_freed_under_a_waiter);
     tcase_add_test(tc, test_txn_concurrent_increments);
     tcase_add_test(tc, test_txn_session_state_machine);
     tcase_add_test(tc, test_txn_retryable_record_durable);
