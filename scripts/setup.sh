@@ -12,7 +12,7 @@ VENV="$REPO/.venv"
 
 PACKAGES=(
     build-essential meson ninja-build pkg-config cmake
-    librocksdb-dev libbson-dev libmongoc-dev libraft-dev libuv1-dev libnng-dev check
+    librocksdb-dev libbson-dev libmongoc-dev libuv1-dev libnng-dev check
     python3 python3-venv python3-pip clang-format
     golang-go golang-mongodb-mongo-driver-dev
 )
@@ -51,6 +51,40 @@ if [ "${#missing[@]}" -gt 0 ]; then
         "${missing[@]}"
 else
     log "system packages present"
+fi
+
+# libraft-dev 0.22.1 comes from bookworm-backports (docs/decisions.md §16): bookworm's 0.15
+# commits entries of an earlier term by counting replicas (Figure 8 of the Raft paper).
+RAFT_VERSION=0.22.1
+BACKPORTS=/etc/apt/sources.list.d/bookworm-backports.sources
+
+raft_ok() {
+    local v
+    v="$(dpkg-query -W -f='${Version}' libraft-dev 2>/dev/null || true)"
+    case "$v" in "$RAFT_VERSION"-*) return 0 ;; *) return 1 ;; esac
+}
+
+if ! raft_ok; then
+    if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+        log "adding the bookworm-backports source ($BACKPORTS)"
+        if [ -f /etc/apt/sources.list.d/debian.sources ]; then
+            # The main archive's stanza with its URIs and Signed-By, suite bookworm-backports.
+            awk 'BEGIN{RS="";ORS="\n\n"} /Suites:[^\n]*bookworm( |$|\n)/ && !/security/' \
+                /etc/apt/sources.list.d/debian.sources |
+                sed -e 's/^Suites:.*/Suites: bookworm-backports/' |
+                as_root tee "$BACKPORTS" >/dev/null
+        else
+            printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' |
+                as_root tee "$BACKPORTS" >/dev/null
+        fi
+    fi
+    log "installing libraft-dev $RAFT_VERSION from bookworm-backports"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+        -t bookworm-backports "libraft-dev=$RAFT_VERSION-*"
+    raft_ok || { log "libraft-dev $RAFT_VERSION is not installed"; exit 1; }
+else
+    log "libraft-dev $RAFT_VERSION present"
 fi
 
 venv_ok() {

@@ -1,12 +1,12 @@
 /*
  * fsm.c: the raft state machine (FSM version 1). It owns the mapping from
  * committed raft entries to engine applies: decode the oplog payload, take
- * the entry's index as raft_last_applied + 1 (raft 0.15 passes none, trap
- * T3) and call eng_apply, which skips indexes at or below the persisted
+ * the entry's index as raft_last_applied + 1 (the legacy API passes none,
+ * trap T3) and call eng_apply, which skips indexes at or below the persisted
  * watermark (replay after restart, trap T4).
  *
  * Snapshots: a raft snapshot of a RocksDB-sized state cannot travel through
- * raft 0.15 (it is one in-memory buffer), so a snapshot is a descriptor:
+ * raft (it is one in-memory buffer), so a snapshot is a descriptor:
  * 16 bytes, the engine watermark (index, ts) it reflects, big-endian. Taking
  * one syncs RocksDB's WAL first, because raft deletes the log segments below
  * the snapshot right after it is stored (trap T10); apply runs on this same
@@ -16,8 +16,8 @@
  * entries would need the checkpoint shipping that comes with multi-member
  * sets, so with several members snapshot() answers RAFT_BUSY for now.
  * restore() is a no-op when the descriptor's index is at or below our
- * watermark (the start-up restore) and fatal otherwise (checkpoint
- * installation is not implemented yet).
+ * watermark (the start-up restore) and stops the member otherwise
+ * (checkpoint installation is not implemented yet).
  *
  * Everything here runs on the raft thread.
  */
@@ -110,6 +110,11 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
     return 0;
 }
 
+/* raft takes the buffer back when restore fails at start-up (it frees the
+ * snapshot), so only a successful restore frees buf->base. A restore we
+ * cannot do from the leader stops the member: raft 0.22 ignores the error
+ * and this member would go on acknowledging appends while applying
+ * nothing, still counted in the majority. */
 static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 {
     struct repl *r = fsm->data;
@@ -121,17 +126,18 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
     if (ok) {
         snap_index = cairn_load_be64(buf->base);
     }
-    raft_free(buf->base);
     eng_applied(r->eng, &wm_index, &wm_ts);
     if (ok && snap_index <= wm_index) {
+        raft_free(buf->base);
+        buf->base = NULL;
         return 0;
     }
     cairn_log(CAIRN_LOG_ERROR, "repl",
-              "raft snapshot restore (%s, index %llu > applied %llu) needs checkpoint "
-              "installation, which is not implemented",
+              "FATAL: raft snapshot restore (%s, index %llu > applied %llu) needs checkpoint "
+              "installation, which is not implemented: stopping",
               r->in_start ? "at start" : "from the leader", (unsigned long long)snap_index,
               (unsigned long long)wm_index);
-    return RAFT_INVALID;
+    abort();
 }
 
 void repl_fsm_init(struct repl *r)

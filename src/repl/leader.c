@@ -1,11 +1,17 @@
 /*
- * leader.c: leadership and durability tracking on the raft thread. raft
- * 0.15 has no state callback, so the state is polled (a uv_check after
- * every loop iteration and a 10 ms timer): on becoming leader a barrier of
+ * leader.c: leadership and durability tracking on the raft thread. The
+ * state is polled (a uv_check after every loop iteration, so after every
+ * batch of raft events, and a 10 ms timer): on becoming leader a barrier of
  * the new term is committed before writes are accepted (writable); on
  * losing leadership writes stop at once, the overlay is hidden, queued
  * commits are dropped and every waiter fails. Durability (raft's
  * last_stored) is polled likewise to release j:true waiters.
+ *
+ * raft 0.22 no longer reports a fatal error by state (RAFT_UNAVAILABLE is
+ * never set) and retries a failed log write forever (trap T6), so a log
+ * that stops becoming durable is detected here: entries waiting to be
+ * stored for LOG_STALL_FATAL_NS stop the member, which must not go on
+ * applying from memory what its own log cannot hold.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +19,9 @@
 #include "lib/clock.h"
 #include "lib/log.h"
 #include "repl/repl_int.h"
+
+#define LOG_STALL_WARN_NS (10ull * 1000000000ull)
+#define LOG_STALL_FATAL_NS (60ull * 1000000000ull)
 
 /* One leadership change under cbmu, so that repl_set_leadership_cb waits for
  * a callback in progress and a callback registered after the change took
@@ -120,11 +129,44 @@ static void submit_barrier(struct repl *r)
     }
 }
 
+/* Watches for a raft log that stopped becoming durable (see the top). */
+static void check_log_stall(struct repl *r, raft_index stored)
+{
+    uint64_t now = cairn_mono_ns(), stalled;
+
+    if (stored >= raft_last_index(&r->raft) || stored != r->seen_stored) {
+        r->stall_since_ns = 0;
+        r->stall_warned = false;
+        return;
+    }
+    if (r->stall_since_ns == 0) {
+        r->stall_since_ns = now;
+        return;
+    }
+    stalled = now - r->stall_since_ns;
+    if (stalled >= LOG_STALL_FATAL_NS) {
+        cairn_log(CAIRN_LOG_ERROR, "repl",
+                  "FATAL: the raft log in %s has not become durable for %llu s (stored index "
+                  "%llu, last index %llu): stopping",
+                  r->raft_dir, (unsigned long long)(stalled / 1000000000ull),
+                  (unsigned long long)stored, (unsigned long long)raft_last_index(&r->raft));
+        abort();
+    }
+    if (stalled >= LOG_STALL_WARN_NS && !r->stall_warned) {
+        r->stall_warned = true;
+        cairn_log(CAIRN_LOG_WARN, "repl",
+                  "the raft log in %s has not become durable for %llu s (stored index %llu)",
+                  r->raft_dir, (unsigned long long)(stalled / 1000000000ull),
+                  (unsigned long long)stored);
+    }
+}
+
 static void poll_durability(struct repl *r)
 {
     raft_index stored = r->raft.last_stored;
     cairn_ts durable = r->durable_ts;
 
+    check_log_stall(r, stored);
     if (stored == r->seen_stored) {
         return;
     }
@@ -148,11 +190,6 @@ void repl_poll_state(struct repl *r)
         return;
     }
     state = raft_state(&r->raft);
-    if (state == RAFT_UNAVAILABLE) {
-        cairn_log(CAIRN_LOG_ERROR, "repl", "FATAL: raft became unavailable: %s",
-                  raft_errmsg(&r->raft));
-        abort();
-    }
     if (r->leader && (state != RAFT_LEADER || r->raft.current_term != r->leader_term)) {
         repl_lose_leadership(r, state != RAFT_LEADER ? "raft state changed" : "term changed");
     }

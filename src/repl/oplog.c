@@ -5,7 +5,7 @@
  *   header   {v: Int32 format version, t: Int64 raft term it was proposed in}
  *   commit   {ts: Timestamp, ops: [{op: "p"|"d"|"c"|"x"|"s", cid: Int64,
  *             ns?: string, k?: BinData(0), o?: document}]}   (one or more)
- *   padding  up to 7 zero bytes (REPL_OPLOG_ALIGN: raft 0.15 needs entry
+ *   padding  up to 7 zero bytes (REPL_OPLOG_ALIGN: raft_uv needs entry
  *            lengths that are multiples of 8)
  *
  * Version 1 is the format above. Entries written before the header existed

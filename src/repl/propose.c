@@ -83,8 +83,9 @@ static void apply_cb(struct raft_apply *req, int status, void *result)
         }
         return;
     }
-    /* Trap T6: 0.15 stays leader after a failed disk write and may reuse
-     * the index for different content. Restart from disk instead. */
+    /* raft 0.22 reports no other failure for an accepted entry (it retries
+     * failed log writes, trap T6); one would mean its log can no longer be
+     * trusted. Restart from disk instead. */
     cairn_log(CAIRN_LOG_ERROR, "repl", "FATAL: raft entry %llu failed: %s (%d)",
               (unsigned long long)req->index, raft_strerror(status), status);
     abort();
@@ -137,7 +138,7 @@ static bool pop_group(struct repl *r,
     }
     total += header.len;
     {
-        /* Zero-pad to a multiple of 8: raft 0.15 requires it (see
+        /* Zero-pad to a multiple of 8: raft_uv requires it (see
          * REPL_OPLOG_ALIGN). */
         size_t padded = (total + REPL_OPLOG_ALIGN - 1) & ~(size_t)(REPL_OPLOG_ALIGN - 1);
         dst = *rc == 0 ? raft_malloc(padded) : NULL;

@@ -23,7 +23,10 @@
 #include "lib/log.h"
 #include "repl/repl_int.h"
 
+/* Segments hold a whole entry (up to 24 MiB, REPL_MAX_COMMIT_BYTES plus
+ * group commit); see docs/decisions.md §16 for the capacity threshold. */
 #define SEGMENT_SIZE ((size_t)32 << 20)
+#define MAX_INFLIGHT_ENTRIES 1024
 #define ELECTION_TIMEOUT_MS 1000
 #define HEARTBEAT_TIMEOUT_MS 100
 /* Descriptor snapshots (see fsm.c) bound raft's in-memory log. */
@@ -73,7 +76,8 @@ static void raft_closed_cb(struct raft *raft)
     struct repl *r = raft->data;
     r->raft_inited = false;
     r->raft_started = false;
-    /* raft 0.15's raft_uv may still run callbacks after reporting its close:
+    /* raft_uv may still run callbacks after reporting its close (seen with
+     * 0.15; 0.22's uvMaybeFireCloseCb has the same shape):
      * uvMaybeFireCloseCb does not wait for the segment writers that its
      * close finalizes, and a writer whose handles finish closing later
      * calls it again from its close callback (cowsql/raft#45, fixed there
@@ -153,6 +157,7 @@ static int handle_start(struct repl *r, struct repl_ctl *c)
     me = &c->cfg.m[self];
     snprintf(r->raft_addr, sizeof r->raft_addr, "%s", me->raft_addr);
 
+    r->transport.version = 1; /* raft 0.22 refuses an unversioned transport */
     rv = raft_uv_tcp_init(&r->transport, &r->loop);
     if (rv != 0) {
         cairn_error_setf(&c->err, CAIRN_ENOMEM, "raft transport: %s", raft_strerror(rv));
@@ -188,12 +193,19 @@ static int handle_start(struct repl *r, struct repl_ctl *c)
     }
     r->raft_inited = true;
     r->raft.data = r;
-    /* Tunables: raft_init reset them, so only now (0.15). */
+    /* Tunables: raft_init resets them, so only now. */
     raft_set_election_timeout(&r->raft, ELECTION_TIMEOUT_MS);
     raft_set_heartbeat_timeout(&r->raft, HEARTBEAT_TIMEOUT_MS);
     raft_set_pre_vote(&r->raft, true);
     raft_set_snapshot_threshold(&r->raft, SNAPSHOT_THRESHOLD);
     raft_set_snapshot_trailing(&r->raft, SNAPSHOT_TRAILING);
+    /* Off: raft_uv reports free log space as 16-bit KiB, which wraps with
+     * our 32 MiB segments and then refuses every write (raft-0.22.md §0.1;
+     * docs/decisions.md §16). */
+    raft_set_capacity_threshold(&r->raft, 0);
+    /* 0.22 caps unacknowledged entries per follower (default 32, trap T9);
+     * propose.c's MAX_UNCOMMITTED is the bound we want. */
+    raft_set_max_inflight_entries(&r->raft, MAX_INFLIGHT_ENTRIES);
     if (c->bootstrap) {
         struct raft_configuration conf;
         raft_configuration_init(&conf);
@@ -228,12 +240,11 @@ static int handle_start(struct repl *r, struct repl_ctl *c)
     return 0;
 }
 
-/* raft 0.15 cannot close with more than one append in flight: raft_close
- * cancels them, and the first cancelled append's callback truncates the
- * in-memory log from its index, so the next one releases entries that are
- * gone (log.c refsDecr walks off a NULL slot: a crash at shutdown, fixed
- * upstream after 0.15). So raft_close waits, bounded, until every entry
- * appended so far is stored. */
+/* A clean shutdown makes what it handed to raft durable first: w:1
+ * commits were acknowledged when queued, and raft_close cancels appends in
+ * flight. So raft_close waits, bounded, until every entry appended so far
+ * is stored. (0.15 also crashed closing with several appends in flight;
+ * 0.22 does not.) */
 #define STOP_WAIT_NS (5ull * 1000000000ull)
 
 static bool appends_pending(struct repl *r)

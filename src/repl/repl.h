@@ -1,7 +1,8 @@
 /*
  * repl.h: replication, the only layer that includes raft.h and uv.h.
  *
- * It embeds canonical raft 0.15 (see shared/reference/raft-0.15.md): one
+ * It embeds raft 0.22.1 (cowsql's fork of canonical raft, through its
+ * legacy raft_io/raft_uv API; see shared/reference/raft-0.22.md): one
  * thread runs the libuv loop with raft, drains the proposal queue (group
  * commit: every commit queued since the last wake-up goes into ONE raft
  * entry), applies committed entries through the FSM into the engine, and
@@ -10,7 +11,7 @@
  *
  * The oplog entry codec (oplog.c) turns engine commits into raft entry
  * payloads and back; the FSM decodes an entry and calls eng_apply with its
- * raft index (raft_last_applied(r) + 1 inside apply, 0.15 trap T3).
+ * raft index (raft_last_applied(r) + 1 inside apply, trap T3).
  *
  * The replica-set config lives in the engine meta blob "rsconfig" (BSON, as
  * replSetGetConfig shows it) and, once initiated, raft is bootstrapped with
@@ -253,7 +254,7 @@ int repl_wait(struct repl *r,
 
 /* ---- Oplog codec (oplog.c) --------------------------------------------- */
 
-/* Raft 0.15 silently corrupts its segment files when an entry's length is
+/* raft_uv silently corrupts its segment files when an entry's length is
  * not a multiple of 8 (an assert compiled out in the Debian build), so entry
  * payloads are zero-padded to a multiple of REPL_OPLOG_ALIGN; the decoder
  * accepts up to REPL_OPLOG_ALIGN - 1 trailing zero bytes. */

@@ -209,6 +209,8 @@ struct repl
     bool barrier_inflight; /* barrier submitted, callback not yet fired */
     bool barrier_done;     /* this term's barrier applied: writable */
     raft_index seen_stored;
+    uint64_t stall_since_ns; /* entries waiting for the log since then (0 = none) */
+    bool stall_warned;
     cairn_ts handed_ts;  /* newest ts handed to raft_apply */
     cairn_ts durable_ts; /* newest ts durable in the local raft log */
     cairn_ts applied_ts; /* newest ts applied to the engine */

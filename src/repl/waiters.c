@@ -189,7 +189,8 @@ void repl_on_applied(struct repl *r, cairn_index index, cairn_ts ts)
 {
     r->applied_index = index;
     r->applied_ts = ts_max(r->applied_ts, ts);
-    /* Applied means committed, which in 0.15 means stored here too. */
+    /* On the leader, applied means committed, which counts its own log
+     * only once stored (raft 0.22 uses its last_stored for itself). */
     r->durable_ts = ts_max(r->durable_ts, r->applied_ts);
     r->handed_ts = ts_max(r->handed_ts, r->applied_ts);
     atomic_store(&r->pub_applied, r->applied_ts);
