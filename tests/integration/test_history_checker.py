@@ -208,7 +208,9 @@ def test_w1_missing_writes_rolled_back_lost_or_killed(tmp_path):
     assert [f["ops"] for f in by["lost-w1-killed"]] == [[killed]]
     assert sorted(f["ops"][0] for f in by["lost-w1"]) == [lost, journaled]
     assert types(report) == {"lost-w1"}
-    assert report.summary["rollback_files"][0]["docs"] == 1
+    (rb_file,) = report.summary["rollback_files"]
+    assert rb_file["docs"] == 1 and rb_file["held"] == {"insert ok": 1}
+    assert "1 insert ok" in format_report(report)
     # without the rollback directory, the rolled-back write counts as lost too
     assert len(h.check().by_type()["lost-w1"]) == 3
 
@@ -440,3 +442,19 @@ def test_end_to_end_with_pause_faults(server_factory, tmp_path):
     timeouts = [op for op in ops if "Timeout" in (op.get("error") or {}).get("class", "")]
     assert timeouts and all(op["outcome"] in ("fail", "info") for op in timeouts)
     assert max(op["t_complete"] - op["t_invoke"] for op in ops) < cfg.op_timeout + 1.5
+
+
+def test_command_line_run_and_check(server_factory, tmp_path):
+    """tools/cairn-history run --ops N --check: exactly N operations, checked clean."""
+    srv = server_factory()
+    out = str(tmp_path / "cli.jsonl")
+    p = subprocess.run([sys.executable, os.path.join(REPO, "tools", "cairn-history"), "run",
+                        "--uri", srv.uri, "--out", out, "--seed", "3", "--ops", "150",
+                        "--workers", "3", "--workloads", "append", "--txn-api", "explicit",
+                        "--check"], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "seed 3" in p.stdout and "CLEAN" in p.stdout, p.stdout
+    ops = [r for r in read_history(out) if r["kind"] == "op"]
+    assert len(ops) == 150 and {op["type"] for op in ops} == {"txn"}
+    assert {op["mode"] for op in ops} == {"explicit", "single"}
+    assert sorted(op["id"] for op in ops) == list(range(1, 151))

@@ -136,7 +136,26 @@ def summarize(meta, ops, faults, rollback, findings):
     return {"seed": meta.get("seed"), "uri": meta.get("uri"), "ops": by,
             "total_ops": len(ops), "faults": fault_rows,
             "failover_max": max((t for t in times if t is not None), default=None),
-            "rollback_files": rollback.files, "findings": counts}
+            "rollback_files": rollback_rows(rollback, ops), "findings": counts}
+
+
+def rollback_rows(rollback, ops):
+    """Each rollback file with what it held: documents of this run's inserts by the
+    insert's outcome, list-append documents (by key), and others."""
+    inserts = {str(op.get("doc_id")): op["outcome"] for op in ops if op["type"] == "insert"}
+    keys = {str(m[1]) for op in ops if op["type"] == "txn" for m in op.get("mops", ())}
+    rows = []
+    for f in rollback.files:
+        held = {}
+        for i in f["ids"]:
+            what = ("insert " + inserts[i]) if i in inserts else \
+                "list-append key" if i in keys else "other"
+            held[what] = held.get(what, 0) + 1
+        row = {"path": f["path"], "docs": f["docs"], "held": held}
+        if f.get("error"):
+            row["error"] = f["error"]
+        rows.append(row)
+    return rows
 
 
 # -- printing -------------------------------------------------------------------------------
@@ -179,9 +198,11 @@ def format_report(report, max_per_type=10):
     if s["rollback_files"]:
         lines.append("rollback files (%d):" % len(s["rollback_files"]))
         for rf in s["rollback_files"]:
-            lines.append("  %s: %d documents%s" % (rf["path"], rf["docs"],
-                                                   " (error: %s)" % rf["error"]
-                                                   if rf.get("error") else ""))
+            held = ", ".join("%d %s" % (n, what) for what, n in sorted(rf["held"].items()))
+            lines.append("  %s: %d documents%s%s" % (rf["path"], rf["docs"],
+                                                     " (%s)" % held if held else "",
+                                                     " (error: %s)" % rf["error"]
+                                                     if rf.get("error") else ""))
     t0 = min((op["t_invoke"] for op in report.ops.values()), default=0.0)
     for ftype, group in report.by_type().items():
         tag = "allowed" if ftype in ALLOWED else "ANOMALY"

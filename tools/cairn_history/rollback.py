@@ -16,16 +16,17 @@ from bson.errors import BSONError
 
 class RollbackIndex:
     def __init__(self):
-        self.files = []      # {path, docs, error}
+        self.files = []      # {path, docs, ids (str of each _id), error}
         self.by_id = {}      # str(_id) -> [path]
         self.by_value = {}   # v -> [path]
 
     def add_file(self, path):
-        info = {"path": path, "docs": 0}
+        info = {"path": path, "docs": 0, "ids": []}
         try:
             with open(path, "rb") as f:
                 for doc in bson.decode_file_iter(f):
                     info["docs"] += 1
+                    info["ids"].append(str(doc.get("_id")))
                     self.by_id.setdefault(str(doc.get("_id")), []).append(path)
                     if "v" in doc:
                         self.by_value.setdefault(doc["v"], []).append(path)

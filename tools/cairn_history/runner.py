@@ -79,11 +79,11 @@ class Runner:
                                         txn_modes=config.txn_modes)
 
     # -- clients --------------------------------------------------------------------------
-    def _client(self, retry, listeners=()):
+    def _client(self, retry, listeners=(), **opts):
         ms = int(self.cfg.op_timeout * 1000)
         return pymongo.MongoClient(self.cfg.uri, retryWrites=retry, retryReads=True,
                                    serverSelectionTimeoutMS=ms, connectTimeoutMS=ms,
-                                   event_listeners=list(listeners))
+                                   event_listeners=list(listeners), **opts)
 
     # -- operations -----------------------------------------------------------------------
     def _take_op_id(self):
@@ -211,7 +211,7 @@ class Runner:
         cfg = self.cfg
         tracker = AttemptTracker()
         clients = {True: self._client(True, [tracker]), False: self._client(False, [tracker])}
-        control = self._client(True)
+        control = self._client(True, w="majority")   # set-up and final read
         writer = HistoryWriter(cfg.out)
         try:
             writer.write(meta_record(
@@ -220,7 +220,9 @@ class Runner:
                 collections=self._collections(), op_timeout=cfg.op_timeout,
                 insert_collections=self._collections("insert"),
                 append_collections=self._collections("append"),
-                w1_journal=cfg.w1_journal, txn_modes=list(cfg.txn_modes)))
+                w1_journal=cfg.w1_journal, txn_modes=list(cfg.txn_modes),
+                fault_every=cfg.fault_every, fault_cmds=list(cfg.fault_cmds),
+                heal_cmds=list(cfg.heal_cmds), schedules=len(self.schedules)))
             self._setup(control)
             ctx = OpContext(clients, tracker, cfg.db, cfg.op_timeout, Values(), cfg.w1_journal)
             faults = FaultContext(writer, self.stop)
