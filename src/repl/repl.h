@@ -57,6 +57,9 @@ struct repl_options
     int port;             /* client port */
     bool initiate;        /* initiate a one-member set with `me` if not yet initiated */
     struct eng *eng;      /* borrowed; must outlive the repl */
+    /* --keyFile: the members' shared key (repl_keyfile_load); NULL = no
+     * key: members then authenticate nothing, as mongod without keyFile. */
+    const char *key_file;
 };
 
 struct repl;
@@ -305,5 +308,38 @@ int repl_oplog_decode(const uint8_t *buf,
                       struct cairn_error *err);
 
 void repl_decoded_free(struct repl_decoded *d);
+
+/* ---- Member key (keyfile.c) -------------------------------------------- */
+
+/* mongod's key file bounds, in key characters (whitespace not counted). */
+#define REPL_KEY_MIN 6
+#define REPL_KEY_MAX 1024
+
+/* The members' shared key: the key file's base64 characters, whitespace
+ * removed (used as they are, not decoded, as mongod does). */
+struct repl_key
+{
+    size_t len;
+    char data[REPL_KEY_MAX];
+};
+
+/* Reads the key file at `path` as mongod reads --keyFile: refused when it
+ * gives any permission to group or others ("permissions on <path> are too
+ * open"), is not a regular file or is over 64 KiB; whitespace is ignored;
+ * the rest must be REPL_KEY_MIN..REPL_KEY_MAX characters of [A-Za-z0-9+/=].
+ * Errors: CAIRN_EINVAL with a message naming the file (never the key).
+ * On error `out` holds no key. Wipe it with repl_key_clear. Any thread. */
+int repl_keyfile_load(const char *path, struct repl_key *out, struct cairn_error *err);
+
+/* The key rules of repl_keyfile_load applied to `n` bytes of `text`
+ * (`path` names them in messages). Errors: CAIRN_EINVAL. Any thread. */
+int repl_key_parse(const char *text,
+                   size_t n,
+                   const char *path,
+                   struct repl_key *out,
+                   struct cairn_error *err);
+
+/* Overwrites the key with zeros. NULL is a no-op. Any thread. */
+void repl_key_clear(struct repl_key *key);
 
 #endif /* CAIRN_REPL_REPL_H */
