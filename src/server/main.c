@@ -34,6 +34,7 @@ struct options
     const char *bind_ip;
     const char *dbpath;
     const char *me;
+    const char *key_file;
     int port;
     int workers;
     bool initiate;
@@ -53,6 +54,8 @@ static void usage(FILE *f)
         "  --me HOST:PORT     this member's address as clients reach it\n"
         "                     (default BIND_IP:PORT, 0.0.0.0 read as 127.0.0.1)\n"
         "  --initiate         initiate a one-member set if not yet initiated\n"
+        "  --keyFile PATH     shared key the members authenticate each other with\n"
+        "                     (mongod's key file format; no client authentication yet)\n"
         "  --workers N        command worker threads at start (default 8; grows to 512 when busy)\n"
         "  --setParameter NAME=VALUE\n"
         "                     set a server parameter at startup (repeatable), e.g.\n"
@@ -111,6 +114,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         OPT_BIND,
         OPT_ME,
         OPT_INITIATE,
+        OPT_KEYFILE,
         OPT_WORKERS,
         OPT_SET_PARAMETER,
         OPT_VERSION,
@@ -123,6 +127,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"bind_ip", required_argument, NULL, OPT_BIND},
         {"me", required_argument, NULL, OPT_ME},
         {"initiate", no_argument, NULL, OPT_INITIATE},
+        {"keyFile", required_argument, NULL, OPT_KEYFILE},
         {"workers", required_argument, NULL, OPT_WORKERS},
         {"setParameter", required_argument, NULL, OPT_SET_PARAMETER},
         {"version", no_argument, NULL, OPT_VERSION},
@@ -156,6 +161,9 @@ static int parse_options(int argc, char **argv, struct options *o)
                 break;
             case OPT_INITIATE:
                 o->initiate = true;
+                break;
+            case OPT_KEYFILE:
+                o->key_file = optarg;
                 break;
             case OPT_WORKERS:
                 if (parse_int(optarg, 1, 1024, &o->workers) != 0) {
@@ -234,6 +242,17 @@ int main(int argc, char **argv)
         const char *host = strcmp(opts.bind_ip, "0.0.0.0") == 0 ? "127.0.0.1" : opts.bind_ip;
         snprintf(me, sizeof me, "%s:%d", host, opts.port);
     }
+    if (opts.key_file != NULL) {
+        /* Checked before anything opens, as mongod does; repl_open reads
+         * it again for use. */
+        struct repl_key key;
+        rv = repl_keyfile_load(opts.key_file, &key, &err);
+        repl_key_clear(&key);
+        if (rv != 0) {
+            fprintf(stderr, "cairnd: %s\n", err.msg);
+            return 1;
+        }
+    }
     if (make_dir(opts.dbpath) != 0) {
         return 1;
     }
@@ -252,6 +271,7 @@ int main(int argc, char **argv)
         .port = opts.port,
         .initiate = opts.initiate,
         .eng = eng,
+        .key_file = opts.key_file,
     };
     rv = repl_open(&ro, &repl, &err);
     if (rv != 0) {
