@@ -111,8 +111,8 @@ class Runner:
             except Exception as exc:  # a runner bug: record it, stop the run
                 t1, w1 = Clock.now()
                 self.errors.append(traceback.format_exc())
-                writer.write(op_record(op_id, index, workload.name, "info", t0, t1, w0, w1,
-                                       error=error_summary(exc), runner_bug=True))
+                writer.write(op_record(op_id, index, "runner-error", "info", t0, t1, w0, w1,
+                                       error=error_summary(exc), workload=workload.name))
                 self.stop.set()
                 return
             t1, w1 = Clock.now()
