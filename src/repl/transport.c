@@ -90,9 +90,11 @@
  *      CLOSING.
  *
  * Logging: a failed incoming connection is logged once, at WARN, with the
- * peer's TCP address (and what it claimed to be); an outgoing one at DEBUG
- * (raft_uv retries every second; the caller of a control call gets the
- * status), except when the peer proved another key, or none (WARN).
+ * peer's TCP address (and what it claimed to be), except a connection
+ * closed before sending a byte (a port probe) and a purpose not served yet
+ * (DEBUG); an outgoing one at DEBUG (raft_uv retries every second; the
+ * caller of a control call gets the status), except when the peer did not
+ * accept our proof or proved another key (WARN: the keys differ).
  */
 #include "repl/transport.h"
 

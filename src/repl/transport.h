@@ -37,6 +37,16 @@
  *                                          every handle is closed and every
  *                                          connection freed
  *   repl_transport_close(t)                frees t->impl
+ *
+ * Ownership: t->data belongs to raft_uv (which sets it); the transport keeps
+ * its state in t->impl only. A stream passed to raft's accept or connect
+ * callback was allocated with raft_malloc and belongs to raft_uv from then
+ * on, which uv_close()s it and frees it with raft_free, as with
+ * raft_uv_tcp. Raft's connect callback fires exactly once per t->connect
+ * that returned 0: with a stream, with RAFT_NOCONNECTION (resolve, connect
+ * or handshake failed, deadline passed), or with RAFT_CANCELED (t->close).
+ * The close callback of t->close fires once, possibly before t->close
+ * returns when nothing was open.
  */
 #ifndef CAIRN_REPL_TRANSPORT_H
 #define CAIRN_REPL_TRANSPORT_H
