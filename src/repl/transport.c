@@ -45,6 +45,7 @@
  *   outgoing (raft connect, control call)      incoming (accepted)
  *
  *   RESOLVING --resolved--> CONNECTING          (accepted) --> HANDSHAKE
+ *   (IPv4 literal) --> CONNECTING
  *   CONNECTING --connected--> HANDSHAKE
  *   HANDSHAKE --ACCEPT 0, RAFT--> FLUSH --writes done--> handed to raft_uv
  *   HANDSHAKE --ACCEPT 0, CONTROL--> EXCHANGE --reply--> CLOSING
@@ -52,7 +53,9 @@
  *   any state --failure, deadline, t->close--> CLOSING --callback--> freed
  *
  * Transitions and the functions that perform them:
- *   RESOLVING -> CONNECTING        resolve_cb
+ *   (start) -> RESOLVING           start_outgoing, resolve_start (queued
+ *                                  or looking up), resolve_pump
+ *   RESOLVING -> CONNECTING        resolve_cb; a literal: start_outgoing
  *   CONNECTING -> HANDSHAKE        connect_cb
  *   (accept) -> HANDSHAKE          listen_cb
  *   HANDSHAKE -> FLUSH / EXCHANGE  on_accept_msg (C), on_proof (A)
@@ -60,19 +63,22 @@
  *   FLUSH -> handed over / CLOSING flush_done
  *   * -> CLOSING                   conn_close (from conn_fail, the timer,
  *                                  transport_close)
- *   CLOSING -> freed               close_cb, resolve_cb
+ *   CLOSING -> freed               close_cb, resolve_cb, reap_queued,
+ *                                  resolve_pump
  *
  * Invariants:
  *   1. A conn is on tr->conns from its creation until it is freed; the
  *      close callback of the transport fires only when that list is empty
  *      and the listener and the timer handles are closed.
- *   2. A conn in RESOLVING (or CLOSING from there) has one getaddrinfo
- *      request in flight and no handle; in every other state it owns
+ *   2. A conn in RESOLVING (or CLOSING from there) has no handle and
+ *      either one getaddrinfo request in flight or, when MAX_RESOLVING
+ *      are, a place on tr->rq (c->queued); in every other state it owns
  *      exactly one TCP handle (raft_malloc'd, because raft_uv frees the
  *      streams it is given with raft_free).
- *   3. A conn is freed in exactly one of three places: close_cb (its
- *      handle closed), resolve_cb (CLOSING while resolving), flush_done
- *      (handed to raft_uv, with no write in flight and reading stopped).
+ *   3. A conn is freed in exactly one place: close_cb (its handle
+ *      closed), resolve_cb (CLOSING while resolving), reap_queued or
+ *      resolve_pump (CLOSING while queued), flush_done (handed to raft_uv,
+ *      with no write in flight and reading stopped).
  *      Libuv runs every write and connect callback of a handle before
  *      its close callback, so no callback sees a freed conn.
  *   4. The user's callback of an outgoing conn (raft's connect callback,
@@ -125,6 +131,10 @@
 #define ACCEPT_SIZE (1 + PROOF_SIZE)
 #define MAC_LABEL "cairn member transport v1"
 #define LISTEN_BACKLOG 64
+/* getaddrinfo requests in flight per transport: libuv runs them on its
+ * thread pool (4 threads), which raft_uv's disk work needs too; a slow DNS
+ * must not take all of it. Further lookups wait in tr->rq. */
+#define MAX_RESOLVING 2
 #define COMPONENT "transport"
 
 _Static_assert(REPL_TRANSPORT_CONTROL_MAX <= INT32_MAX, "BSON lengths are int32");
@@ -182,6 +192,10 @@ struct conn
     uv_getaddrinfo_t gai;
     uv_connect_t connect;
     uint64_t call_deadline; /* KIND_CALL: the caller's timeout */
+    char host[256];         /* outgoing: the target's host and port */
+    char port[8];
+    bool queued;        /* RESOLVING: waiting for a resolve slot (on tr->rq) */
+    struct conn *qnext; /* tr->rq */
 
     /* Exact reads (invariant 5): rbuf[rgot..rwant) is what is missing. */
     uint8_t *rbuf;
@@ -231,6 +245,8 @@ struct tr
 
     struct conn *conns;
     unsigned n_incoming;
+    unsigned n_resolving;           /* getaddrinfo requests in flight */
+    struct conn *rq_head, *rq_tail; /* conns waiting to resolve, FIFO */
     bool closing;
     bool close_fired;
     raft_uv_transport_close_cb close_cb;
@@ -238,6 +254,7 @@ struct tr
 
 static void conn_close(struct conn *c, int status);
 static void on_hello(struct conn *c);
+static void reap_queued(struct tr *tr);
 
 /* ---- Helpers ------------------------------------------------------------ */
 
@@ -414,6 +431,7 @@ static void timer_close_cb(uv_handle_t *h)
 {
     struct tr *tr = h->data;
     tr->timer_open = false;
+    reap_queued(tr); /* those t->close cancelled */
     maybe_fire_close(tr);
 }
 
@@ -474,10 +492,34 @@ static struct conn *conn_alloc(struct tr *tr, enum conn_kind kind)
     return c;
 }
 
+/* Takes `c` off the resolve queue. */
+static void dequeue(struct conn *c)
+{
+    struct tr *tr = c->tr;
+    struct conn **p = &tr->rq_head;
+    struct conn *prev = NULL;
+
+    while (*p != NULL && *p != c) {
+        prev = *p;
+        p = &(*p)->qnext;
+    }
+    if (*p == c) {
+        *p = c->qnext;
+        if (tr->rq_tail == c) {
+            tr->rq_tail = prev;
+        }
+    }
+    c->qnext = NULL;
+    c->queued = false;
+}
+
 /* Takes `c` off the list and frees what it owns except its handle. */
 static void conn_unlink_free(struct conn *c)
 {
     struct tr *tr = c->tr;
+    if (c->queued) {
+        dequeue(c);
+    }
     if (c->prev != NULL) {
         c->prev->next = c->next;
     } else {
@@ -532,6 +574,13 @@ static void conn_close(struct conn *c, int status)
     }
     c->status = status;
     c->deadline = 0;
+    if (c->queued) {
+        /* No request in flight: reap_queued frees it from the timer's
+         * callback (the deadline's, or its close at t->close), never
+         * from inside the function that closed it. */
+        c->state = ST_CLOSING;
+        return;
+    }
     if (c->state == ST_RESOLVING) {
         /* The resolve callback runs either way (UV_EAI_CANCELED when the
          * request had not started) and frees c. */
@@ -605,6 +654,7 @@ static void timer_cb(uv_timer_t *timer)
                       "handshake not done within %llu ms", (unsigned long long)tr->timeout_ms);
         }
     }
+    reap_queued(tr);
     arm_timer(tr);
 }
 
@@ -1228,16 +1278,16 @@ static void connect_cb(uv_connect_t *req, int status)
     conn_read(c, MSG_CHALLENGE, c->small, CHALLENGE_SIZE);
 }
 
-static void start_connect(struct conn *c, const struct sockaddr_in *sa)
+/* Connects to `sa`. Returns 0 (connecting, or failed and closing: the
+ * conn's callback fires later) or CAIRN_ENOMEM with no handle made. */
+static int start_connect(struct conn *c, const struct sockaddr_in *sa)
 {
     struct tr *tr = c->tr;
     int rv;
 
     c->tcp = raft_malloc(sizeof *c->tcp);
     if (c->tcp == NULL) {
-        c->status = CAIRN_ENOMEM;
-        conn_finish(c);
-        return;
+        return CAIRN_ENOMEM;
     }
     uv_tcp_init(tr->loop, c->tcp);
     c->tcp->data = c;
@@ -1246,18 +1296,91 @@ static void start_connect(struct conn *c, const struct sockaddr_in *sa)
     if (rv != 0) {
         conn_fail(c, CAIRN_LOG_DEBUG, CAIRN_EIO, "connect: %s", uv_strerror(rv));
     }
+    return 0;
+}
+
+static void resolve_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res);
+
+/* Starts resolving c->host, or queues c when MAX_RESOLVING lookups are in
+ * flight. Returns 0 or a CAIRN_E* code (nothing started, no callback). */
+static int resolve_start(struct conn *c)
+{
+    static const struct addrinfo hints = {
+        .ai_family = AF_INET,
+        .ai_socktype = SOCK_STREAM,
+        .ai_flags = AI_NUMERICSERV,
+    };
+    struct tr *tr = c->tr;
+    int rv;
+
+    if (tr->n_resolving >= MAX_RESOLVING) {
+        c->queued = true;
+        if (tr->rq_tail != NULL) {
+            tr->rq_tail->qnext = c;
+        } else {
+            tr->rq_head = c;
+        }
+        tr->rq_tail = c;
+        return 0;
+    }
+    rv = uv_getaddrinfo(tr->loop, &c->gai, resolve_cb, c->host, c->port, &hints);
+    if (rv != 0) {
+        return rv == UV_ENOMEM ? CAIRN_ENOMEM : CAIRN_EIO;
+    }
+    tr->n_resolving++;
+    return 0;
+}
+
+/* Frees the queued conns that were closed (the deadline passed, or
+ * t->close), firing their callbacks. Runs only from libuv callbacks. */
+static void reap_queued(struct tr *tr)
+{
+    struct conn *c = tr->rq_head;
+
+    while (c != NULL) {
+        if (c->state != ST_CLOSING) {
+            c = c->qnext;
+            continue;
+        }
+        dequeue(c);
+        conn_finish(c); /* its callback may queue others: start over */
+        c = tr->rq_head;
+    }
+}
+
+/* A resolve slot is free: start the next queued lookups. */
+static void resolve_pump(struct tr *tr)
+{
+    while (!tr->closing && tr->n_resolving < MAX_RESOLVING && tr->rq_head != NULL) {
+        struct conn *c = tr->rq_head;
+        int rv;
+
+        dequeue(c);
+        if (c->state == ST_CLOSING) {
+            conn_finish(c);
+            continue;
+        }
+        rv = resolve_start(c);
+        if (rv != 0) {
+            c->status = rv;
+            conn_finish(c);
+        }
+    }
 }
 
 static void resolve_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
     struct conn *c = req->data;
+    struct tr *tr = c->tr;
     struct sockaddr_in sa;
     const struct addrinfo *ai;
+    int rv;
 
+    tr->n_resolving--;
     if (c->state == ST_CLOSING) {
         uv_freeaddrinfo(res);
         conn_finish(c); /* invariant 3: no handle yet */
-        return;
+        goto out;
     }
     for (ai = status == 0 ? res : NULL; ai != NULL; ai = ai->ai_next) {
         if (ai->ai_family == AF_INET && ai->ai_addrlen >= sizeof sa) {
@@ -1270,27 +1393,30 @@ static void resolve_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         uv_freeaddrinfo(res);
         c->status = CAIRN_EIO;
         conn_finish(c);
-        return;
+        goto out;
     }
     memcpy(&sa, ai->ai_addr, sizeof sa);
     uv_freeaddrinfo(res);
-    start_connect(c, &sa);
+    rv = start_connect(c, &sa);
+    if (rv != 0) {
+        c->status = rv;
+        conn_finish(c);
+    }
+out:
+    resolve_pump(tr);
 }
 
-/* Starts an outgoing conn to `address`: resolve (every time), connect,
- * handshake. Returns 0 (the conn's callback fires later) or CAIRN_EINVAL /
- * CAIRN_ENOMEM / CAIRN_EIO with nothing left behind. */
+/* Starts an outgoing conn to `address`: an IPv4 literal is connected to at
+ * once; a name is resolved (every time, never cached) first. Returns 0
+ * (the conn's callback fires later) or CAIRN_EINVAL / CAIRN_ENOMEM /
+ * CAIRN_EIO with no callback to come. */
 static int start_outgoing(struct tr *tr, struct conn *c, const char *address)
 {
-    static const struct addrinfo hints = {
-        .ai_family = AF_INET,
-        .ai_socktype = SOCK_STREAM,
-        .ai_flags = AI_NUMERICSERV,
-    };
-    char host[256], port[8];
+    struct sockaddr_in sa;
+    int port_num;
     int rv;
 
-    if (split_address(address, host, sizeof host, port, sizeof port, NULL) != 0) {
+    if (split_address(address, c->host, sizeof c->host, c->port, sizeof c->port, &port_num) != 0) {
         rv = CAIRN_EINVAL;
         goto err;
     }
@@ -1299,13 +1425,16 @@ static int start_outgoing(struct tr *tr, struct conn *c, const char *address)
         goto err;
     }
     snprintf(c->peer, sizeof c->peer, "%s", address);
-    c->state = ST_RESOLVING;
-    rv = uv_getaddrinfo(tr->loop, &c->gai, resolve_cb, host, port, &hints);
+    conn_set_deadline(c);
+    if (uv_ip4_addr(c->host, port_num, &sa) == 0) {
+        rv = start_connect(c, &sa); /* no lookup, no thread */
+    } else {
+        c->state = ST_RESOLVING;
+        rv = resolve_start(c);
+    }
     if (rv != 0) {
-        rv = rv == UV_ENOMEM ? CAIRN_ENOMEM : CAIRN_EIO;
         goto err;
     }
-    conn_set_deadline(c);
     return 0;
 
 err:

@@ -767,6 +767,42 @@ START_TEST(test_transport_hostname_resolves)
 }
 END_TEST
 
+/* More lookups at once than the transport runs in parallel (it keeps
+ * libuv's thread pool for raft_uv's disk work): the others wait their turn
+ * and every connect and call still completes once. */
+START_TEST(test_transport_many_lookups_queue)
+{
+    struct conn_req c[6];
+    struct call_res r[4];
+    char addr[64];
+
+    node_start(&f->a, 1, "secretkey", 0);
+    node_start(&f->b, 2, "secretkey", 0);
+    snprintf(addr, sizeof addr, "localhost:%d", f->a.port);
+    for (int i = 0; i < 6; i++) {
+        node_connect(&f->b, &c[i], 1, addr);
+    }
+    for (int i = 0; i < 4; i++) {
+        node_call(&f->b, &r[i], addr, i);
+    }
+    RUN_UNTIL(f->a.n_accepted == 6 && f->a.n_control == 4);
+    RUN_UNTIL(r[0].n_cb + r[1].n_cb + r[2].n_cb + r[3].n_cb + c[0].n_cb + c[1].n_cb + c[2].n_cb +
+                  c[3].n_cb + c[4].n_cb + c[5].n_cb ==
+              10);
+    for (int i = 0; i < 6; i++) {
+        ck_assert_int_eq(c[i].n_cb, 1);
+        ck_assert_int_eq(c[i].status, 0);
+        end_close(&c[i].end);
+        end_close(&f->a.accepted[i]);
+    }
+    for (int i = 0; i < 4; i++) {
+        ck_assert_int_eq(r[i].n_cb, 1);
+        ck_assert_int_eq(r[i].status, 0);
+        ck_assert_int_eq(r[i].x, i + 1);
+    }
+}
+END_TEST
+
 /* A name that does not resolve is a failed connect (the callback fires
  * once with an error); a malformed address is refused at once. */
 START_TEST(test_transport_unresolvable_name_fails_connect)
@@ -970,7 +1006,7 @@ END_TEST
  * callback; nothing is left on the loop and nothing leaks. */
 START_TEST(test_transport_close_with_everything_in_flight)
 {
-    struct conn_req resolving, silent, to_a;
+    struct conn_req resolving, silent, to_a, queued[4];
     struct call_res call_a, call_silent;
     struct raw stuck;
     uv_tcp_t silent_listener;
@@ -997,6 +1033,9 @@ START_TEST(test_transport_close_with_everything_in_flight)
     node_connect(&f->b, &to_a, 1, f->a.address);
     node_call(&f->b, &call_a, f->a.address, 1);
     node_connect(&f->b, &resolving, 1, host_addr);
+    for (int i = 0; i < 4; i++) {
+        node_connect(&f->b, &queued[i], 1, host_addr); /* some wait for a lookup slot */
+    }
 
     f->a.closed = true;
     f->a.t.close(&f->a.t, node_close_cb);
@@ -1008,6 +1047,10 @@ START_TEST(test_transport_close_with_everything_in_flight)
     ck_assert_int_eq(silent.status, RAFT_CANCELED);
     ck_assert_int_eq(resolving.n_cb, 1);
     ck_assert_int_eq(resolving.status, RAFT_CANCELED);
+    for (int i = 0; i < 4; i++) {
+        ck_assert_int_eq(queued[i].n_cb, 1);
+        ck_assert_int_eq(queued[i].status, RAFT_CANCELED);
+    }
     ck_assert_int_eq(to_a.n_cb, 1);
     ck_assert_int_eq(to_a.status, RAFT_CANCELED);
     ck_assert_int_eq(call_a.n_cb, 1);
@@ -1187,6 +1230,7 @@ int main(void)
     tcase_add_test(tc, test_transport_oversize_address_closed);
     tcase_add_test(tc, test_transport_stalled_peer_deadline);
     tcase_add_test(tc, test_transport_hostname_resolves);
+    tcase_add_test(tc, test_transport_many_lookups_queue);
     tcase_add_test(tc, test_transport_unresolvable_name_fails_connect);
     tcase_add_test(tc, test_transport_connect_refused);
     suite_add_tcase(s, tc);
