@@ -285,6 +285,38 @@ def test_w1_write_eventually_seen_by_local_reads_on_secondaries(rs, rng):
                      == docs, 20, "%s: a local read sees all 20 w:1 writes" % m.name)
 
 
+def test_write_concern_with_a_paused_secondary(rs, rng):
+    """w:<all> cannot be met while a secondary is stopped (SIGSTOP): wtimeout gives a
+    writeConcernError 64 with errInfo.wtimeout, and the write stays; w:"majority" still
+    succeeds; w larger than the set is UnsatisfiableWriteConcern (100)."""
+    p = rs.wait_healthy()
+    victim = rng.choice([m for m in rs if m is not p])
+    doc_all = {"_id": _doc_id(rng, "wall")}
+    doc_maj = {"_id": _doc_id(rng, "wmaj")}
+    with rs.client() as c:
+        db = c.rsb
+        reply = db.command({"insert": "wc", "documents": [{"_id": "too-many"}],
+                            "writeConcern": {"w": len(rs) + 1}}, check=False)
+        assert reply.get("code") == 100 or (reply.get("writeConcernError") or {}).get(
+            "code") == 100, reply
+        victim.pause()
+        try:
+            reply = db.command({"insert": "wc", "documents": [doc_all],
+                                "writeConcern": {"w": len(rs), "wtimeout": 500}})
+            wce = reply.get("writeConcernError")
+            assert reply["ok"] == 1 and reply.get("n") == 1, reply
+            assert wce and wce.get("code") == 64, reply
+            assert (wce.get("errInfo") or {}).get("wtimeout") is True, wce
+            db.get_collection("wc", write_concern=WriteConcern(w="majority")).insert_one(doc_maj)
+            maj = db.get_collection("wc", read_concern=ReadConcern("majority"))
+            assert maj.find_one({"_id": doc_all["_id"]}) == doc_all, "the timed-out write stays"
+            assert maj.find_one({"_id": doc_maj["_id"]}) == doc_maj
+        finally:
+            victim.resume()
+    assert rs.wait_healthy() is p
+    rs.wait_caught_up()
+
+
 def test_writes_on_a_secondary_get_not_writable_primary(rs, rng):
     p = rs.wait_healthy()
     doc_id = _doc_id(rng, "refused")
@@ -440,6 +472,36 @@ def test_cleanly_restarted_secondary_rejoins_and_catches_up(rs, rng):
     rs.wait_caught_up()
     assert _count_on(victim, "restart", {"tag": tag}) == 100
     _primary_sees_caught_up(p, victim)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "after a restart, a secondary's heartbeats report its applied optime with term 0 (its "
+    "own replSetGetStatus/hello say the right term): the primary's replSetGetStatus shows "
+    "{ts: <last entry>, t: 0} for it until it applies a new entry. Reproduction: 3-member "
+    "set, write, kill -9 the primary and restart it (term 2), write at w:3, kill -9 and "
+    "restart a secondary, no further writes: on the primary, members[<secondary>].optime = "
+    "{ts: T, t: 0} while its own entry is {ts: T, t: 2}"))
+def test_restarted_secondary_reports_its_optime_term(rs_factory):
+    rs = rs_factory(3)
+    with rs.client(w=3) as c:
+        c.rsb.term.insert_one({"_id": 1})
+        first = rs.wait_primary()
+        first.kill9()
+        p = rs.wait_primary(exclude=[first])
+        first.start()
+        assert rs.wait_healthy() is p
+        c.rsb.term.insert_one({"_id": 2})       # an entry of the new term everywhere
+    rs.wait_caught_up()
+    victim = next(m for m in rs if m is not p)
+    victim.kill9()
+    victim.start()
+    assert rs.wait_healthy() is p
+    own = p.status()["members"][p.index]["optime"]
+    assert own["t"] >= 2, own
+    assert victim.status()["optimes"]["appliedOpTime"] == own
+    wait_for(lambda: p.status()["members"][victim.index]["optime"] == own, 3,
+             lambda: "the primary's status shows %s at %r, not %r" % (
+                 victim.name, p.status()["members"][victim.index]["optime"], own))
 
 
 @pytest.mark.xfail(strict=True, reason=(
