@@ -1,35 +1,47 @@
 #!/usr/bin/env bash
-# scripts/run-local.sh: sets up, builds, and starts one cairnd as a single-member replica set
-# "rs0" on 127.0.0.1:27017 with its data in ./data (log: data/cairnd.log, pid: data/cairnd.pid).
-# Idempotent: a server started by an earlier call is stopped cleanly and started again.
-# Prints the connection string once the server is a writable primary.
+# scripts/run-local.sh: sets up, builds, and starts a local replica set "rs0": three cairnd
+# members on 127.0.0.1:27017-27019 (or one with --members 1), data under ./data/n<i> (log
+# data/n<i>/cairnd.log, pid data/n<i>/cairnd.pid), members authenticated with the key file
+# data/keyfile (made once). Initiates the set the first time; prints the connection string once
+# a primary accepts writes.
+# Idempotent: members started by an earlier call are stopped cleanly and started again on
+# their data; an initiated set is not initiated again.
 #
-# Usage: scripts/run-local.sh          (stop it with: kill $(cat data/cairnd.pid))
-# For testing the script itself: CAIRN_BUILD, CAIRN_PORT, CAIRN_DATA override build/, 27017 and
-# ./data.
+# Usage: scripts/run-local.sh [--members N]      (N = 1, 3 or 5; default 3)
+#        stop it with: scripts/run-local.sh --stop
+# For testing the script itself: CAIRN_BUILD, CAIRN_PORT, CAIRN_DATA override build/, 27017
+# (the first member's port) and ./data.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 
+MEMBERS=3
+STOP=false
+while [ "$#" -gt 0 ]; do
+    case "$1" in
+        --members) MEMBERS="${2:?--members needs a number}"; shift 2 ;;
+        --stop) STOP=true; shift ;;
+        *) echo "usage: scripts/run-local.sh [--members 1|3|5] [--stop]" >&2; exit 2 ;;
+    esac
+done
+case "$MEMBERS" in 1 | 3 | 5) ;; *) echo "run-local: --members must be 1, 3 or 5" >&2; exit 2 ;; esac
+
 PORT="${CAIRN_PORT:-27017}"
 BUILD="${CAIRN_BUILD:-build}"
 DATA="${CAIRN_DATA:-$REPO/data}"
-PIDFILE="$DATA/cairnd.pid"
-LOG="$DATA/cairnd.log"
 BIN="$REPO/$BUILD/src/server/cairnd"
+KEYFILE="$DATA/keyfile"
+PY="$REPO/.venv/bin/python"
 
-bash "$REPO/scripts/setup.sh"
-bash "$REPO/scripts/build.sh" "$BUILD" >&2
-
-mkdir -p "$DATA"
-
-# Stop a server left by an earlier call (only if the pid really is our cairnd).
-if [ -f "$PIDFILE" ]; then
-    old="$(cat "$PIDFILE" 2>/dev/null || true)"
+# Stops the member whose pid file is $1 (only if the pid really is our cairnd).
+stop_member() {
+    local pidfile="$1" old
+    [ -f "$pidfile" ] || return 0
+    old="$(cat "$pidfile" 2>/dev/null || true)"
     if [ -n "$old" ] && [ -r "/proc/$old/cmdline" ] &&
         tr '\0' ' ' <"/proc/$old/cmdline" | grep -q "cairnd"; then
-        echo "run-local: stopping the running cairnd (pid $old)" >&2
+        echo "run-local: stopping cairnd (pid $old)" >&2
         kill -TERM "$old" 2>/dev/null || true
         for _ in $(seq 1 300); do
             kill -0 "$old" 2>/dev/null || break
@@ -41,34 +53,121 @@ if [ -f "$PIDFILE" ]; then
             sleep 0.5
         fi
     fi
-    rm -f "$PIDFILE"
+    rm -f "$pidfile"
+}
+
+# Every member a previous call may have started (any set size), and the
+# one-member layout of earlier versions (data/cairnd.pid).
+stop_all() {
+    stop_member "$DATA/cairnd.pid"
+    for d in "$DATA"/n*; do
+        [ -d "$d" ] && stop_member "$d/cairnd.pid"
+    done
+    return 0
+}
+
+if $STOP; then
+    stop_all
+    exit 0
 fi
 
-# Someone else on the port (or on the Raft port) would make the start fail confusingly.
-for p in "$PORT" $((PORT + 10000)); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-        echo "run-local: port $p on 127.0.0.1 is already in use by another process" >&2
-        exit 1
-    fi
+bash "$REPO/scripts/setup.sh"
+bash "$REPO/scripts/build.sh" "$BUILD" >&2
+
+mkdir -p "$DATA"
+stop_all
+
+if [ ! -s "$KEYFILE" ]; then
+    # mongod's key file format: base64 characters, readable by the owner only.
+    umask 077
+    head -c 48 /dev/urandom | base64 -w0 >"$KEYFILE"
+    echo >>"$KEYFILE"
+fi
+chmod 600 "$KEYFILE"
+
+hosts=()
+for i in $(seq 1 "$MEMBERS"); do
+    p=$((PORT + i - 1))
+    hosts+=("127.0.0.1:$p")
+    # Someone else on the port (or on the member port) would make the start fail confusingly.
+    for q in "$p" $((p + 10000)); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$q") 2>/dev/null; then
+            echo "run-local: port $q on 127.0.0.1 is already in use by another process" >&2
+            exit 1
+        fi
+    done
 done
 
-echo "run-local: starting cairnd (log: $LOG)" >&2
-setsid "$BIN" --replSet rs0 --port "$PORT" --bind_ip 127.0.0.1 --dbpath "$DATA" --initiate \
-    </dev/null >>"$LOG" 2>&1 &
-pid=$!
-echo "$pid" >"$PIDFILE"
+for i in $(seq 1 "$MEMBERS"); do
+    p=$((PORT + i - 1))
+    dir="$DATA/n$i"
+    mkdir -p "$dir"
+    echo "run-local: starting member $i on 127.0.0.1:$p (log: $dir/cairnd.log)" >&2
+    setsid "$BIN" --replSet rs0 --port "$p" --bind_ip 127.0.0.1 --dbpath "$dir" \
+        --keyFile "$KEYFILE" </dev/null >>"$dir/cairnd.log" 2>&1 &
+    echo "$!" >"$dir/cairnd.pid"
+done
 
-if ! "$REPO/.venv/bin/python" "$REPO/tests/integration/cairn_server.py" wait \
-    --port "$PORT" --timeout 120 --pid "$pid"; then
-    echo "run-local: cairnd did not become a writable primary; last log lines:" >&2
-    tail -n 30 "$LOG" >&2 || true
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -TERM "$pid" 2>/dev/null || true
-    fi
-    rm -f "$PIDFILE"
+fail() {
+    echo "run-local: $*; last log lines:" >&2
+    for i in $(seq 1 "$MEMBERS"); do
+        echo "--- member $i" >&2
+        tail -n 15 "$DATA/n$i/cairnd.log" >&2 || true
+    done
+    stop_all
     exit 1
-fi
+}
 
-echo "mongodb://127.0.0.1:$PORT/?replicaSet=rs0"
-echo "cairnd is running (pid $pid, data in $DATA, log in $LOG)." >&2
-echo "Stop it with: kill \$(cat $PIDFILE)" >&2
+# Initiate once (a set already initiated keeps its config), then wait for a primary.
+"$PY" - "$MEMBERS" "${hosts[@]}" <<'EOF' || fail "the replica set did not get a writable primary"
+import sys, time
+import pymongo
+from pymongo.errors import OperationFailure, PyMongoError
+
+n = int(sys.argv[1])
+hosts = sys.argv[2:2 + n]
+deadline = time.monotonic() + 120
+
+def hello(h):
+    c = pymongo.MongoClient(h, directConnection=True, serverSelectionTimeoutMS=2000)
+    try:
+        return c.admin.command("hello")
+    finally:
+        c.close()
+
+# Every member answering first (the initiate check asks all of them).
+for h in hosts:
+    while True:
+        try:
+            hello(h)
+            break
+        except PyMongoError:
+            if time.monotonic() > deadline:
+                sys.exit("member %s does not answer" % h)
+            time.sleep(0.1)
+if "setName" not in hello(hosts[0]):
+    c = pymongo.MongoClient(hosts[0], directConnection=True)
+    try:
+        c.admin.command("replSetInitiate", {
+            "_id": "rs0",
+            "members": [{"_id": i, "host": h} for i, h in enumerate(hosts)],
+        })
+    except OperationFailure as e:
+        if e.code != 23:  # AlreadyInitialized
+            raise
+    finally:
+        c.close()
+while time.monotonic() < deadline:
+    for h in hosts:
+        try:
+            if hello(h).get("isWritablePrimary"):
+                sys.exit(0)
+        except PyMongoError:
+            pass
+    time.sleep(0.1)
+sys.exit("no writable primary within 120 s")
+EOF
+
+echo "mongodb://$(IFS=,; echo "${hosts[*]}")/?replicaSet=rs0"
+echo "cairnd: $MEMBERS member(s) running (data in $DATA/n*, logs in $DATA/n*/cairnd.log)." >&2
+echo "Stop them with: scripts/run-local.sh --stop" >&2

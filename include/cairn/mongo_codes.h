@@ -70,6 +70,7 @@
     X(ShutdownInProgress, 91)                           \
     X(InvalidReplicaSetConfig, 93)                      \
     X(NotYetInitialized, 94)                            \
+    X(NotSecondary, 95)                                 \
     X(OperationFailed, 96)                              \
     X(UnsatisfiableWriteConcern, 100)                   \
     X(NewReplicaSetConfigurationIncompatible, 103)      \
@@ -92,6 +93,7 @@
     X(OptionNotSupportedOnView, 167)                    \
     X(InvalidPipelineOperator, 168)                     \
     X(QueryPlanKilled, 175)                             \
+    X(InconsistentReplicaSetNames, 185)                 \
     X(ClientMetadataCannotBeMutated, 186)               \
     X(PrimarySteppedDown, 189)                          \
     X(CannotImplicitlyCreateCollection, 194)            \

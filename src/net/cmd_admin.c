@@ -410,10 +410,14 @@ static int cmd_repl_set_get_status(struct net_cmd *c)
 {
     struct repl_status st;
     int64_t now = cairn_wall_ms();
-    int voting = 0;
+    int voting = 0, sync_source = -1;
+    uint64_t applied_term;
     bson_t sub, arr;
 
     repl_status_get(c->deps->repl, &st);
+    /* The term of the newest applied entry; the primary's own newer
+     * entries are of its term. */
+    applied_term = st.applied_term != 0 ? st.applied_term : st.term;
     if (!st.initiated) {
         return cairn_error_mongo(&c->err, CAIRN_ESTATE, MONGO_NotYetInitialized,
                                  "no replset config has been received");
@@ -427,8 +431,13 @@ static int cmd_repl_set_get_status(struct net_cmd *c)
     BSON_APPEND_DATE_TIME(&c->reply, "date", now);
     BSON_APPEND_INT32(&c->reply, "myState", st.state);
     BSON_APPEND_INT64(&c->reply, "term", (int64_t)st.term);
-    BSON_APPEND_UTF8(&c->reply, "syncSourceHost", "");
-    BSON_APPEND_INT32(&c->reply, "syncSourceId", -1);
+    /* A secondary replicates from the leader (raft has no chaining). */
+    if (st.state == REPL_STATE_SECONDARY && st.primary >= 0 && (size_t)st.primary < st.n_members) {
+        sync_source = st.primary;
+    }
+    BSON_APPEND_UTF8(&c->reply, "syncSourceHost",
+                     sync_source >= 0 ? st.members[sync_source].host : "");
+    BSON_APPEND_INT32(&c->reply, "syncSourceId", sync_source >= 0 ? st.members[sync_source].id : -1);
     BSON_APPEND_INT64(&c->reply, "heartbeatIntervalMillis", heartbeat_interval(c));
     BSON_APPEND_INT32(&c->reply, "majorityVoteCount", voting / 2 + 1);
     BSON_APPEND_INT32(&c->reply, "writeMajorityCount", voting / 2 + 1);
@@ -436,12 +445,14 @@ static int cmd_repl_set_get_status(struct net_cmd *c)
     BSON_APPEND_INT32(&c->reply, "writableVotingMembersCount", voting);
 
     BSON_APPEND_DOCUMENT_BEGIN(&c->reply, "optimes", &sub);
-    append_optime(&sub, "lastCommittedOpTime", st.applied_ts, st.term);
+    append_optime(&sub, "lastCommittedOpTime", st.applied_ts, applied_term);
     BSON_APPEND_DATE_TIME(&sub, "lastCommittedWallTime", st.applied_wall_ms);
-    append_optime(&sub, "readConcernMajorityOpTime", st.applied_ts, st.term);
+    append_optime(&sub, "readConcernMajorityOpTime", st.applied_ts, applied_term);
     BSON_APPEND_DATE_TIME(&sub, "readConcernMajorityWallTime", st.applied_wall_ms);
-    append_optime(&sub, "appliedOpTime", st.last_ts, st.term);
-    append_optime(&sub, "durableOpTime", st.last_ts, st.term);
+    append_optime(&sub, "appliedOpTime", st.last_ts,
+                  st.last_ts > st.applied_ts ? st.term : applied_term);
+    append_optime(&sub, "durableOpTime", st.last_ts,
+                  st.last_ts > st.applied_ts ? st.term : applied_term);
     BSON_APPEND_DATE_TIME(&sub, "lastAppliedWallTime", st.last_wall_ms);
     BSON_APPEND_DATE_TIME(&sub, "lastDurableWallTime", st.last_wall_ms);
     bson_append_document_end(&c->reply, &sub);
@@ -453,32 +464,33 @@ static int cmd_repl_set_get_status(struct net_cmd *c)
         const char *key;
         bson_t mem;
         bool self = (int)i == st.self;
-        bool is_primary = (int)i == st.primary;
         int state;
 
         bson_uint32_to_string((uint32_t)i, &key, keybuf, sizeof keybuf);
         if (self) {
             state = st.state;
-        } else if (is_primary) {
-            state = REPL_STATE_PRIMARY;
+        } else if (!m->up) {
+            state = m->last_hb_ms == 0 ? REPL_STATE_UNKNOWN : REPL_STATE_DOWN;
         } else {
-            /* This member's view of the others is limited to who leads. */
-            state = REPL_STATE_UNKNOWN;
+            state = m->peer_state;
         }
         BSON_APPEND_DOCUMENT_BEGIN(&arr, key, &mem);
         BSON_APPEND_INT32(&mem, "_id", m->id);
         BSON_APPEND_UTF8(&mem, "name", m->host);
-        BSON_APPEND_DOUBLE(&mem, "health", self || is_primary ? 1.0 : 0.0);
+        BSON_APPEND_DOUBLE(&mem, "health", self || m->up ? 1.0 : 0.0);
         BSON_APPEND_INT32(&mem, "state", state);
         BSON_APPEND_UTF8(&mem, "stateStr", state_str(state));
         if (self) {
+            uint64_t t = st.last_ts > st.applied_ts ? st.term : applied_term;
             BSON_APPEND_INT64(&mem, "uptime", (now - st.start_wall_ms) / 1000);
-            append_optime(&mem, "optime", st.last_ts, st.term);
+            append_optime(&mem, "optime", st.last_ts, t);
             BSON_APPEND_DATE_TIME(&mem, "optimeDate", st.last_wall_ms);
-            append_optime(&mem, "optimeDurable", st.last_ts, st.term);
+            append_optime(&mem, "optimeDurable", st.last_ts, t);
             BSON_APPEND_DATE_TIME(&mem, "optimeDurableDate", st.last_wall_ms);
-            BSON_APPEND_UTF8(&mem, "syncSourceHost", "");
-            BSON_APPEND_INT32(&mem, "syncSourceId", -1);
+            BSON_APPEND_UTF8(&mem, "syncSourceHost",
+                             sync_source >= 0 ? st.members[sync_source].host : "");
+            BSON_APPEND_INT32(&mem, "syncSourceId",
+                              sync_source >= 0 ? st.members[sync_source].id : -1);
             BSON_APPEND_UTF8(&mem, "infoMessage", "");
             if (st.state == REPL_STATE_PRIMARY && st.election_wall_ms > 0) {
                 BSON_APPEND_TIMESTAMP(&mem, "electionTime", (uint32_t)(st.election_wall_ms / 1000),
@@ -489,8 +501,27 @@ static int cmd_repl_set_get_status(struct net_cmd *c)
             BSON_APPEND_INT64(&mem, "configTerm", (int64_t)st.term);
             BSON_APPEND_BOOL(&mem, "self", true);
         } else {
-            BSON_APPEND_UTF8(&mem, "lastHeartbeatMessage", "");
+            BSON_APPEND_INT64(&mem, "uptime", m->up ? (now - m->up_since_ms) / 1000 : 0);
+            append_optime(&mem, "optime", m->applied_ts, m->applied_term);
+            BSON_APPEND_DATE_TIME(&mem, "optimeDate", (int64_t)CAIRN_TS_SECS(m->applied_ts) * 1000);
+            append_optime(&mem, "optimeDurable", m->durable_ts, m->applied_term);
+            BSON_APPEND_DATE_TIME(&mem, "optimeDurableDate",
+                                  (int64_t)CAIRN_TS_SECS(m->durable_ts) * 1000);
+            BSON_APPEND_DATE_TIME(&mem, "lastHeartbeat", m->last_hb_ms);
+            BSON_APPEND_DATE_TIME(&mem, "lastHeartbeatRecv", m->last_hb_recv_ms);
+            BSON_APPEND_INT64(&mem, "pingMs", m->ping_ms);
+            BSON_APPEND_UTF8(&mem, "lastHeartbeatMessage", m->up ? "" : m->hb_msg);
+            BSON_APPEND_UTF8(&mem, "syncSourceHost",
+                             state == REPL_STATE_SECONDARY && st.primary >= 0
+                                 ? st.members[st.primary].host
+                                 : "");
+            BSON_APPEND_INT32(&mem, "syncSourceId",
+                              state == REPL_STATE_SECONDARY && st.primary >= 0
+                                  ? st.members[st.primary].id
+                                  : -1);
+            BSON_APPEND_UTF8(&mem, "infoMessage", "");
             BSON_APPEND_INT32(&mem, "configVersion", st.config_version);
+            BSON_APPEND_INT64(&mem, "configTerm", (int64_t)st.term);
         }
         bson_append_document_end(&arr, &mem);
     }

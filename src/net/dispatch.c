@@ -52,7 +52,7 @@ static atomic_int next_reply_id = 1;
 
 /* ---- Command tables ------------------------------------------------------ */
 
-#define N_TABLES 8
+#define N_TABLES 9
 
 /* The command tables; the test commands exist only with
  * enableTestCommands (otherwise they are unknown, 59, as in mongod). */
@@ -75,6 +75,8 @@ static const struct net_cmd_def *table_at(int i)
             return net_test_commands_enabled() ? net_cmds_test : NULL;
         case 7:
             return net_cmds_session;
+        case 8:
+            return net_cmds_repl;
         default:
             return NULL;
     }

@@ -247,6 +247,42 @@ static int parse_member(bson_iter_t *it,
     return 0;
 }
 
+/* Reads the timing settings Cairn honours (the others are kept as mongod
+ * shows them): electionTimeoutMillis (raft's election timeout; raft's own
+ * heartbeat is a tenth of it) and heartbeatIntervalMillis (how often
+ * members exchange status). */
+static int parse_settings(bson_iter_t *it, struct repl_cfg *out, struct cairn_error *err)
+{
+    bson_iter_t f;
+    long v;
+
+    if (!bson_iter_recurse(it, &f)) {
+        return cairn_error_mongo(err, CAIRN_EINVAL, BAD_CONFIG, "settings must be a document");
+    }
+    while (bson_iter_next(&f)) {
+        const char *k = bson_iter_key(&f);
+        if (strcmp(k, "electionTimeoutMillis") == 0) {
+            if (!get_int(&f, REPL_ELECTION_TIMEOUT_MIN_MS, REPL_ELECTION_TIMEOUT_MAX_MS, &v)) {
+                return cairn_error_mongo(err, CAIRN_EINVAL, BAD_CONFIG,
+                                         "settings.electionTimeoutMillis must be an integer in "
+                                         "[%d, %d]",
+                                         REPL_ELECTION_TIMEOUT_MIN_MS,
+                                         REPL_ELECTION_TIMEOUT_MAX_MS);
+            }
+            out->election_timeout_ms = (int)v;
+        } else if (strcmp(k, "heartbeatIntervalMillis") == 0) {
+            if (!get_int(&f, REPL_HEARTBEAT_MIN_MS, REPL_HEARTBEAT_MAX_MS, &v)) {
+                return cairn_error_mongo(err, CAIRN_EINVAL, BAD_CONFIG,
+                                         "settings.heartbeatIntervalMillis must be an integer in "
+                                         "[%d, %d]",
+                                         REPL_HEARTBEAT_MIN_MS, REPL_HEARTBEAT_MAX_MS);
+            }
+            out->heartbeat_ms = (int)v;
+        }
+    }
+    return 0;
+}
+
 /* Builds the stored document from a validated cfg. */
 static int build_doc(struct repl_cfg *cfg)
 {
@@ -281,9 +317,9 @@ static int build_doc(struct repl_cfg *cfg)
     ok = ok && bson_append_array_end(&doc, &arr);
     ok = ok && BSON_APPEND_DOCUMENT_BEGIN(&doc, "settings", &settings);
     ok = ok && BSON_APPEND_BOOL(&settings, "chainingAllowed", true);
-    ok = ok && BSON_APPEND_INT32(&settings, "heartbeatIntervalMillis", 2000);
+    ok = ok && BSON_APPEND_INT32(&settings, "heartbeatIntervalMillis", cfg->heartbeat_ms);
     ok = ok && BSON_APPEND_INT32(&settings, "heartbeatTimeoutSecs", 10);
-    ok = ok && BSON_APPEND_INT32(&settings, "electionTimeoutMillis", 10000);
+    ok = ok && BSON_APPEND_INT32(&settings, "electionTimeoutMillis", cfg->election_timeout_ms);
     ok = ok && BSON_APPEND_INT32(&settings, "catchUpTimeoutMillis", -1);
     ok = ok && BSON_APPEND_DOCUMENT_BEGIN(&settings, "getLastErrorModes", &sub);
     ok = ok && bson_append_document_end(&settings, &sub);
@@ -317,6 +353,8 @@ int repl_cfg_build(const bson_t *in,
     long version = 1;
 
     memset(out, 0, sizeof *out);
+    out->election_timeout_ms = REPL_ELECTION_TIMEOUT_DEFAULT_MS;
+    out->heartbeat_ms = REPL_HEARTBEAT_DEFAULT_MS;
     if (in == NULL || bson_empty(in)) {
         char h[HOST_NAME_CAP];
         int port;
@@ -384,11 +422,15 @@ int repl_cfg_build(const bson_t *in,
                                          "config servers are not supported");
             }
         } else if (strcmp(k, "settings") == 0) {
+            int rc;
             if (!BSON_ITER_HOLDS_DOCUMENT(&it)) {
                 return cairn_error_mongo(err, CAIRN_EINVAL, BAD_CONFIG,
                                          "settings must be a document");
             }
-            /* Timing settings are fixed (raft's own timeouts); ignored. */
+            rc = parse_settings(&it, out, err);
+            if (rc != 0) {
+                return rc;
+            }
         } else if (strcmp(k, "members") == 0) {
             bson_iter_t a;
             if (!BSON_ITER_HOLDS_ARRAY(&it) || !bson_iter_recurse(&it, &a)) {
@@ -443,11 +485,11 @@ int repl_cfg_build(const bson_t *in,
                                  "replica set %s maps to this node (%s)",
                                  version, set_name, me);
     }
-    if (out->n > 1) {
+    if (out->heartbeat_ms >= out->election_timeout_ms) {
         return cairn_error_mongo(err, CAIRN_EINVAL, BAD_CONFIG,
-                                 "replica sets of more than one member are not supported yet "
-                                 "(got %zu members)",
-                                 out->n);
+                                 "settings.heartbeatIntervalMillis (%d) must be below "
+                                 "settings.electionTimeoutMillis (%d)",
+                                 out->heartbeat_ms, out->election_timeout_ms);
     }
     {
         bool electable = false;
@@ -539,6 +581,22 @@ int repl_cfg_load(const uint8_t *doc, size_t len, struct repl_cfg *out, struct c
     if (out->n == 0) {
         return bad_stored(out, err, "no members");
     }
+    out->election_timeout_ms = REPL_ELECTION_TIMEOUT_DEFAULT_MS;
+    out->heartbeat_ms = REPL_HEARTBEAT_DEFAULT_MS;
+    if (bson_iter_init_find(&it, &b, "settings") && BSON_ITER_HOLDS_DOCUMENT(&it)) {
+        struct cairn_error ignored;
+        /* Written by repl_cfg_build: valid, or written by an older cairnd
+         * with mongod's defaults, which parse_settings may refuse. */
+        struct repl_cfg tmp;
+        memset(&tmp, 0, sizeof tmp);
+        tmp.election_timeout_ms = out->election_timeout_ms;
+        tmp.heartbeat_ms = out->heartbeat_ms;
+        if (parse_settings(&it, &tmp, &ignored) == 0 &&
+            tmp.heartbeat_ms < tmp.election_timeout_ms) {
+            out->election_timeout_ms = tmp.election_timeout_ms;
+            out->heartbeat_ms = tmp.heartbeat_ms;
+        }
+    }
     return 0;
 }
 
@@ -546,18 +604,17 @@ int repl_cfg_resolve(struct repl_cfg *cfg, struct cairn_error *err)
 {
     for (size_t i = 0; i < cfg->n; i++) {
         char h[REPL_HOST_MAX + 1];
-        char ip[INET_ADDRSTRLEN];
-        int port, rc;
+        int port;
         if (repl_hostport_split(cfg->m[i].host, h, sizeof h, &port) != 0) {
             return cairn_error_mongo(err, CAIRN_EINVAL, BAD_CONFIG, "bad member host '%s'",
                                      cfg->m[i].host);
         }
-        rc = repl_resolve_ipv4(h, ip, sizeof ip, err);
-        if (rc != 0) {
-            return rc;
+        if ((size_t)snprintf(cfg->m[i].raft_addr, sizeof cfg->m[i].raft_addr, "%.*s:%d",
+                             REPL_HOST_MAX - 2, h,
+                             port + CAIRN_RAFT_PORT_OFFSET) >= sizeof cfg->m[i].raft_addr) {
+            return cairn_error_mongo(err, CAIRN_EINVAL, BAD_CONFIG, "member host '%s' too long",
+                                     cfg->m[i].host);
         }
-        snprintf(cfg->m[i].raft_addr, sizeof cfg->m[i].raft_addr, "%s:%d", ip,
-                 port + CAIRN_RAFT_PORT_OFFSET);
     }
     return 0;
 }

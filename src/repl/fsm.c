@@ -52,6 +52,7 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
         abort();
     }
     eng_applied(r->eng, &wm_index, &wm_ts);
+    repl_doubt_commit_upto(r, index); /* committed: never rolled back */
     if (index <= wm_index) {
         /* Replay of an entry already in the engine (trap T4). */
         atomic_fetch_add(&r->n_entries_skipped, 1);

@@ -62,14 +62,43 @@ void repl_lose_leadership(struct repl *r, const char *why)
     r->leader = false;
     r->barrier_done = false;
     eng_overlay_discard(r->eng);
-    dropped = repl_drop_queue(r);
+    dropped = repl_drop_queue(r, why);
     repl_note_lost(r, ts_max(dropped, r->handed_ts));
     repl_release_all(r);
     repl_waitq_fail_upto(&r->waitq, CAIRN_TS_MAX, CAIRN_ENOTLEADER);
     repl_wc_timer_update(r);
+    repl_stepdown_on_lost(r);
     if (was_writable) {
         cairn_log(CAIRN_LOG_INFO, "repl", "no longer primary (%s)", why);
     }
+    repl_publish_status(r);
+}
+
+/* With the barrier applied, the leader becomes writable once raft's
+ * configuration holds a majority of the set's voters (membership.c). */
+static void maybe_writable(struct repl *r)
+{
+    if (!r->leader || !r->barrier_done || atomic_load(&r->writable) || r->closing) {
+        return;
+    }
+    if (!repl_membership_writable(r)) {
+        if (!r->members_wait_logged) {
+            r->members_wait_logged = true;
+            cairn_log(CAIRN_LOG_INFO, "repl",
+                      "leader in term %llu: waiting for a majority of the members to join "
+                      "before accepting writes",
+                      (unsigned long long)r->leader_term);
+        }
+        return;
+    }
+    r->members_wait_logged = false;
+    r->leader_since_ms = cairn_wall_ms();
+    pthread_mutex_lock(&r->smu);
+    r->st.election_wall_ms = cairn_wall_ms();
+    pthread_mutex_unlock(&r->smu);
+    repl_set_writable(r, true);
+    cairn_log(CAIRN_LOG_INFO, "repl", "primary in term %llu (applied index %llu)",
+              (unsigned long long)r->leader_term, (unsigned long long)r->applied_index);
     repl_publish_status(r);
 }
 
@@ -91,13 +120,7 @@ static void barrier_cb(struct raft_barrier *req, int status)
             r->handed_ts = ts_max(r->handed_ts, r->applied_ts);
             atomic_store(&r->pub_durable, r->durable_ts);
             atomic_store(&r->pub_handed, r->handed_ts);
-            pthread_mutex_lock(&r->smu);
-            r->st.election_wall_ms = cairn_wall_ms();
-            pthread_mutex_unlock(&r->smu);
-            repl_set_writable(r, true);
-            cairn_log(CAIRN_LOG_INFO, "repl", "primary in term %llu (applied index %llu)",
-                      (unsigned long long)r->leader_term, (unsigned long long)r->applied_index);
-            repl_publish_status(r);
+            maybe_writable(r);
         }
         return;
     }
@@ -189,6 +212,7 @@ void repl_poll_state(struct repl *r)
     if (!r->raft_started || r->closing) {
         return;
     }
+    repl_io_flush(&r->iow);
     state = raft_state(&r->raft);
     if (r->leader && (state != RAFT_LEADER || r->raft.current_term != r->leader_term)) {
         repl_lose_leadership(r, state != RAFT_LEADER ? "raft state changed" : "term changed");
@@ -206,7 +230,13 @@ void repl_poll_state(struct repl *r)
     if (r->leader && !r->barrier_done) {
         submit_barrier(r);
     }
+    if (r->leader && r->barrier_done) {
+        repl_membership_poll(r);
+        maybe_writable(r);
+        repl_stepdown_poll(r);
+    }
     poll_durability(r);
+    repl_update_held(r);
     pthread_mutex_lock(&r->qmu);
     queued = r->q_head != NULL;
     pthread_mutex_unlock(&r->qmu);

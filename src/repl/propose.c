@@ -26,7 +26,7 @@
 
 /* Frees the queued commits; they will never be proposed. Returns the newest
  * dropped ts (0 if none). Raft thread. */
-cairn_ts repl_drop_queue(struct repl *r)
+cairn_ts repl_drop_queue(struct repl *r, const char *save_why)
 {
     struct repl_pcommit *p;
     cairn_ts newest = 0;
@@ -38,6 +38,9 @@ cairn_ts repl_drop_queue(struct repl *r)
     r->q_bytes = 0;
     pthread_cond_broadcast(&r->q_space);
     pthread_mutex_unlock(&r->qmu);
+    if (p != NULL && save_why != NULL) {
+        repl_rollback_queued(r, p, save_why);
+    }
     while (p != NULL) {
         struct repl_pcommit *next = p->next;
         newest = ts_max(newest, p->ts);
@@ -191,7 +194,7 @@ void repl_drive_proposals(struct repl *r)
         return;
     }
     if (!atomic_load(&r->writable)) {
-        cairn_ts dropped = repl_drop_queue(r);
+        cairn_ts dropped = repl_drop_queue(r, "leadership ended before they were proposed");
         if (dropped != 0) {
             /* Accepted while writable, but leadership ended before they
              * could be proposed. */

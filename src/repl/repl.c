@@ -22,13 +22,12 @@
 #include "lib/clock.h"
 #include "lib/log.h"
 #include "repl/repl_int.h"
+#include "repl/transport.h"
 
 /* Segments hold a whole entry (up to 24 MiB, REPL_MAX_COMMIT_BYTES plus
  * group commit); see docs/decisions.md §16 for the capacity threshold. */
 #define SEGMENT_SIZE ((size_t)32 << 20)
 #define MAX_INFLIGHT_ENTRIES 1024
-#define ELECTION_TIMEOUT_MS 1000
-#define HEARTBEAT_TIMEOUT_MS 100
 /* Descriptor snapshots (see fsm.c) bound raft's in-memory log. */
 #define SNAPSHOT_THRESHOLD 4096
 #define SNAPSHOT_TRAILING 1024
@@ -36,13 +35,73 @@
 
 /* ---- Start and stop (raft thread) -------------------------------------- */
 
-static void ctl_done(struct repl *r, struct repl_ctl *c, int rc)
+void repl_ctl_done(struct repl *r, struct repl_ctl *c, int rc)
 {
+    if (c->detached) {
+        if (c->type == REPL_CTL_START) {
+            /* An adopted config (members.c): the initiation it stood for
+             * is over, started or not. */
+            if (rc != 0) {
+                cairn_log(CAIRN_LOG_ERROR, "repl", "starting with the adopted config: %s",
+                          c->err.msg);
+            }
+            pthread_mutex_lock(&r->smu);
+            r->initiating = false;
+            pthread_mutex_unlock(&r->smu);
+        }
+        repl_cfg_free(&c->cfg);
+        free(c);
+        return;
+    }
     pthread_mutex_lock(&r->qmu);
     c->rc = rc;
     c->done = true;
     pthread_cond_broadcast(&r->qcv);
     pthread_mutex_unlock(&r->qmu);
+}
+
+/* Opens the member transport (once) and serves the member port, so that
+ * heartbeats and the initiate check reach a member before raft runs.
+ * Raft thread. */
+static int transport_open(struct repl *r, struct cairn_error *err)
+{
+    struct repl_transport_options o;
+    char addr[REPL_HOST_MAX + 8];
+    char host[REPL_HOST_MAX + 1];
+    int port, rc;
+
+    if (r->transport_ready) {
+        return 0;
+    }
+    if (!r->transport_inited) {
+        memset(&o, 0, sizeof o);
+        o.bind_address = r->bind_addr[0] ? r->bind_addr : NULL;
+        o.key = r->key.data;
+        o.key_len = r->key.len;
+        o.control = repl_members_control;
+        o.control_arg = r;
+        rc = repl_transport_init(&r->transport, &r->loop, &o, err);
+        if (rc != 0) {
+            return rc;
+        }
+        r->transport_inited = true;
+    }
+    if (repl_hostport_split(r->me, host, sizeof host, &port) != 0) {
+        return cairn_error_setf(err, CAIRN_EINVAL, "bad member address %s", r->me);
+    }
+    snprintf(addr, sizeof addr, "%.*s:%d", REPL_HOST_MAX - 2, host,
+             (port + CAIRN_RAFT_PORT_OFFSET) & 0xffff);
+    rc = repl_transport_serve(&r->transport, 0, addr, err);
+    if (rc != 0) {
+        return rc;
+    }
+    r->transport_ready = true;
+    return 0;
+}
+
+static void transport_closed_cb(struct raft_uv_transport *t)
+{
+    (void)t;
 }
 
 static void handle_close_cb(uv_handle_t *h)
@@ -56,8 +115,13 @@ static void release_uv(struct repl *r)
 {
     if (r->uv_inited) {
         raft_uv_close(&r->io);
-        raft_uv_tcp_close(&r->transport);
         r->uv_inited = false;
+    }
+    if (r->transport_inited && !r->raft_inited) {
+        repl_transport_close(&r->transport);
+        r->transport_inited = false;
+        r->transport_ready = false;
+        r->transport_closing = false;
     }
 }
 
@@ -65,6 +129,15 @@ static void release_uv(struct repl *r)
  * repl_close then releases raft_uv's memory. */
 static void finish_close(struct repl *r)
 {
+    if (r->transport_inited && !r->raft_inited && !r->transport_closing) {
+        /* raft never took the transport (raft_close closes it otherwise). */
+        r->transport_closing = true;
+        r->transport.close(&r->transport, transport_closed_cb);
+    }
+    if (r->hb_timer_inited) {
+        uv_close((uv_handle_t *)&r->hb_timer, handle_close_cb);
+        r->hb_timer_inited = false;
+    }
     uv_close((uv_handle_t *)&r->async, handle_close_cb);
     uv_close((uv_handle_t *)&r->check, handle_close_cb);
     uv_close((uv_handle_t *)&r->poll_timer, handle_close_cb);
@@ -96,13 +169,25 @@ static void raft_closed_cb(struct raft *raft)
          * failed (or never ran), so nothing was appended and there is no
          * segment writer whose close could end late. */
         struct repl_ctl *c = r->start_ctl;
+        struct cairn_error err;
         r->start_ctl = NULL;
         release_uv(r);
-        ctl_done(r, c, c->rc);
+        /* raft closed the transport with it: serve the member port again. */
+        if (!r->closing && transport_open(r, &err) != 0) {
+            cairn_log(CAIRN_LOG_ERROR, "repl", "member port: %s", err.msg);
+        }
+        repl_ctl_done(r, c, c->rc);
     }
     if (r->closing) {
         finish_close(r);
     }
+}
+
+/* Closes raft, which closes raft_uv and with it the member transport. */
+static void close_raft(struct repl *r)
+{
+    r->transport_closing = true;
+    raft_close(&r->raft, raft_closed_cb);
 }
 
 static bool raft_closing(struct repl *r)
@@ -126,15 +211,28 @@ static int start_fail(struct repl *r, struct repl_ctl *c, int rv, const char *st
     if (r->raft_inited) {
         /* Close asynchronously; the control completes in raft_closed_cb. */
         r->start_ctl = c;
-        raft_close(&r->raft, raft_closed_cb);
+        close_raft(r);
         return -1;
     }
     if (r->uv_inited) {
         raft_uv_close(&r->io);
-        raft_uv_tcp_close(&r->transport);
         r->uv_inited = false;
     }
     return CAIRN_EIO;
+}
+
+/* raft's own heartbeat: a tenth of the election timeout, never the
+ * 150/15 pair that raft silently triples (raft-0.22.md §2). */
+static unsigned raft_heartbeat_ms(int election_timeout_ms)
+{
+    unsigned hb = (unsigned)election_timeout_ms / 10;
+    if (hb < 10) {
+        hb = 10;
+    }
+    if (election_timeout_ms == 150 && hb == 15) {
+        hb = 14;
+    }
+    return hb;
 }
 
 /* Starts raft with c->cfg. Returns a CAIRN_E* code to complete the control
@@ -157,45 +255,34 @@ static int handle_start(struct repl *r, struct repl_ctl *c)
     me = &c->cfg.m[self];
     snprintf(r->raft_addr, sizeof r->raft_addr, "%s", me->raft_addr);
 
-    r->transport.version = 1; /* raft 0.22 refuses an unversioned transport */
-    rv = raft_uv_tcp_init(&r->transport, &r->loop);
-    if (rv != 0) {
-        cairn_error_setf(&c->err, CAIRN_ENOMEM, "raft transport: %s", raft_strerror(rv));
-        return CAIRN_ENOMEM;
-    }
-    if (r->bind_addr[0] != '\0') {
-        rv = raft_uv_tcp_set_bind_address(&r->transport, r->bind_addr);
-        if (rv != 0) {
-            raft_uv_tcp_close(&r->transport);
-            cairn_error_setf(&c->err, CAIRN_EINVAL, "raft bind address %s: %s", r->bind_addr,
-                             raft_strerror(rv));
-            return CAIRN_EINVAL;
-        }
+    /* The member transport serves already (transport_open); raft_uv takes
+     * it over, and raft_close will close it. */
+    if (transport_open(r, &c->err) != 0) {
+        return c->err.code;
     }
     rv = raft_uv_init(&r->io, &r->loop, r->raft_dir, &r->transport);
     if (rv != 0) {
-        raft_uv_tcp_close(&r->transport);
         cairn_error_setf(&c->err, CAIRN_EIO, "raft io in %s: %s", r->raft_dir, raft_strerror(rv));
         return CAIRN_EIO;
     }
     r->uv_inited = true;
+    repl_io_wrap(&r->iow, r, &r->io);
     raft_uv_set_auto_recovery(&r->io, false);
     raft_uv_set_segment_size(&r->io, SEGMENT_SIZE);
     repl_fsm_init(r);
-    rv = raft_init(&r->raft, &r->io, &r->fsm, (raft_id)me->id + 1, r->raft_addr);
+    rv = raft_init(&r->raft, &r->iow.outer, &r->fsm, (raft_id)me->id + 1, r->raft_addr);
     if (rv != 0) {
         cairn_error_setf(&c->err, CAIRN_EIO, "raft init in %s: %s (%s)", r->raft_dir,
                          raft_strerror(rv), r->io.errmsg);
         raft_uv_close(&r->io);
-        raft_uv_tcp_close(&r->transport);
         r->uv_inited = false;
         return CAIRN_EIO;
     }
     r->raft_inited = true;
     r->raft.data = r;
     /* Tunables: raft_init resets them, so only now. */
-    raft_set_election_timeout(&r->raft, ELECTION_TIMEOUT_MS);
-    raft_set_heartbeat_timeout(&r->raft, HEARTBEAT_TIMEOUT_MS);
+    raft_set_election_timeout(&r->raft, (unsigned)c->cfg.election_timeout_ms);
+    raft_set_heartbeat_timeout(&r->raft, raft_heartbeat_ms(c->cfg.election_timeout_ms));
     raft_set_pre_vote(&r->raft, true);
     raft_set_snapshot_threshold(&r->raft, SNAPSHOT_THRESHOLD);
     raft_set_snapshot_trailing(&r->raft, SNAPSHOT_TRAILING);
@@ -207,13 +294,11 @@ static int handle_start(struct repl *r, struct repl_ctl *c)
      * propose.c's MAX_UNCOMMITTED is the bound we want. */
     raft_set_max_inflight_entries(&r->raft, MAX_INFLIGHT_ENTRIES);
     if (c->bootstrap) {
+        /* This member alone: the leader brings the others in
+         * (membership.c), so no other member ever writes index 1. */
         struct raft_configuration conf;
         raft_configuration_init(&conf);
-        rv = 0;
-        for (size_t i = 0; i < c->cfg.n && rv == 0; i++) {
-            rv = raft_configuration_add(&conf, (raft_id)c->cfg.m[i].id + 1, c->cfg.m[i].raft_addr,
-                                        c->cfg.m[i].votes > 0 ? RAFT_VOTER : RAFT_STANDBY);
-        }
+        rv = raft_configuration_add(&conf, (raft_id)me->id + 1, me->raft_addr, RAFT_VOTER);
         if (rv == 0) {
             rv = raft_bootstrap(&r->raft, &conf);
         }
@@ -234,8 +319,10 @@ static int handle_start(struct repl *r, struct repl_ctl *c)
     c->cfg.doc = NULL; /* moved */
     r->self = self;
     repl_publish_config(r);
-    cairn_log(CAIRN_LOG_INFO, "repl", "raft started: set %s, node %llu at %s, %zu member(s)",
-              r->cfg.set_name, (unsigned long long)me->id + 1, r->raft_addr, r->cfg.n);
+    cairn_log(CAIRN_LOG_INFO, "repl", "raft started: set %s, node %llu at %s, %zu member(s)%s",
+              r->cfg.set_name, (unsigned long long)me->id + 1, r->raft_addr, r->cfg.n,
+              c->bootstrap ? "" : " (log from the leader)");
+    repl_members_config_changed(r);
     repl_poll_state(r);
     return 0;
 }
@@ -263,7 +350,7 @@ static void stop_wait_cb(uv_timer_t *t)
         cairn_log(CAIRN_LOG_WARN, "repl", "closing raft with log writes still in flight");
     }
     uv_timer_stop(&r->poll_timer);
-    raft_close(&r->raft, raft_closed_cb);
+    close_raft(r);
 }
 
 static void begin_stop(struct repl *r)
@@ -280,7 +367,7 @@ static void begin_stop(struct repl *r)
     if (atomic_load(&r->writable)) {
         repl_set_writable(r, false);
     }
-    dropped = repl_drop_queue(r);
+    dropped = repl_drop_queue(r, "shutdown");
     if (dropped != 0) {
         cairn_log(CAIRN_LOG_WARN, "repl",
                   "shutdown: commits up to ts %u:%u were still queued and are dropped",
@@ -289,6 +376,8 @@ static void begin_stop(struct repl *r)
     repl_note_lost(r, dropped);
     repl_release_all(r);
     repl_waitq_fail_upto(&r->waitq, CAIRN_TS_MAX, CAIRN_ESHUTDOWN);
+    repl_members_stop(r);
+    repl_stepdown_abort(r);
     uv_check_stop(&r->check);
     uv_timer_stop(&r->poll_timer);
     uv_timer_stop(&r->wc_timer);
@@ -302,7 +391,7 @@ static void begin_stop(struct repl *r)
             uv_timer_start(&r->poll_timer, stop_wait_cb, 1, 1);
             return;
         }
-        raft_close(&r->raft, raft_closed_cb);
+        close_raft(r);
         return;
     }
     finish_close(r);
@@ -332,8 +421,16 @@ static void async_cb(uv_async_t *h)
         if (c->type == REPL_CTL_START) {
             int rc = handle_start(r, c);
             if (rc >= 0) {
-                ctl_done(r, c, rc);
+                repl_ctl_done(r, c, rc);
             }
+        } else if (c->type == REPL_CTL_CHECK) {
+            repl_members_check_initiate(r, c);
+        } else if (c->type == REPL_CTL_STEPDOWN) {
+            repl_stepdown_start(r, c);
+        } else if (c->type == REPL_CTL_FREEZE) {
+            repl_freeze_apply(r, c);
+        } else if (c->type == REPL_CTL_SERVE) {
+            repl_ctl_done(r, c, transport_open(r, &c->err));
         } else if (!r->closing) {
             begin_stop(r);
         }
@@ -349,8 +446,7 @@ static void *thread_main(void *arg)
     return NULL;
 }
 
-/* Posts a control to the raft thread and waits for it. Not the raft thread. */
-static int post_ctl(struct repl *r, struct repl_ctl *c)
+int repl_post_ctl_wait(struct repl *r, struct repl_ctl *c)
 {
     pthread_mutex_lock(&r->qmu);
     if (r->stopping) {
@@ -375,8 +471,57 @@ static int post_ctl(struct repl *r, struct repl_ctl *c)
     return c->rc;
 }
 
-/* Resolves the config, then starts raft on the raft thread. Takes cfg. */
-static int start_raft(struct repl *r, struct repl_cfg *cfg, struct cairn_error *err)
+void repl_post_ctl_async(struct repl *r, struct repl_ctl *c)
+{
+    pthread_mutex_lock(&r->qmu);
+    c->next = NULL;
+    if (r->ctl_tail != NULL) {
+        r->ctl_tail->next = c;
+    } else {
+        r->ctl_head = c;
+    }
+    r->ctl_tail = c;
+    pthread_mutex_unlock(&r->qmu);
+    uv_async_send(&r->async);
+}
+
+int repl_store_config(struct repl *r,
+                      const struct repl_cfg *cfg,
+                      bool bootstrap,
+                      struct cairn_error *err)
+{
+    /* The flag first: a crash between the two leaves no config, so the
+     * flag is read only beside the config it was written with. */
+    int rc = eng_meta_put(r->eng, "rsbootstrap",
+                          bootstrap ? (const uint8_t *)"1" : (const uint8_t *)"0", 1, err);
+    if (rc == 0) {
+        rc = eng_meta_put(r->eng, "rsconfig", cfg->doc, cfg->doc_len, err);
+    }
+    if (rc != 0) {
+        cairn_error_wrapf(err, "store replica set config");
+    }
+    return rc;
+}
+
+/* Whether this member bootstraps raft with its stored config: the
+ * initiating member of a set (and every one-member set; also a config
+ * stored before the flag existed, all of which were one-member sets). */
+static bool stored_bootstrap(struct repl *r, const struct repl_cfg *cfg)
+{
+    struct cairn_buf b = CAIRN_BUF_INIT;
+    struct cairn_error err;
+    bool bootstrap = cfg->n == 1;
+
+    if (eng_meta_get(r->eng, "rsbootstrap", &b, &err) == 0) {
+        bootstrap = b.len == 1 && b.data[0] == '1';
+    }
+    cairn_buf_free(&b);
+    return bootstrap;
+}
+
+/* Resolves the config, then starts raft on the raft thread, bootstrapping
+ * the log with it when `bootstrap`. Takes cfg. */
+static int start_raft(struct repl *r, struct repl_cfg *cfg, bool bootstrap, struct cairn_error *err)
 {
     struct repl_ctl c;
     int rc;
@@ -385,10 +530,34 @@ static int start_raft(struct repl *r, struct repl_cfg *cfg, struct cairn_error *
     c.type = REPL_CTL_START;
     c.cfg = *cfg;
     cfg->doc = NULL;
-    c.bootstrap = true;
+    c.bootstrap = bootstrap;
     rc = repl_cfg_resolve(&c.cfg, err);
     if (rc == 0) {
-        rc = post_ctl(r, &c);
+        rc = repl_post_ctl_wait(r, &c);
+        if (rc != 0 && err != NULL) {
+            *err = c.err;
+            err->code = rc;
+        }
+    }
+    repl_cfg_free(&c.cfg);
+    return rc;
+}
+
+/* The initiate check (members.c): every other member must answer that it
+ * can join. Not the raft thread. */
+static int check_members(struct repl *r, const struct repl_cfg *cfg, struct cairn_error *err)
+{
+    struct repl_ctl c;
+    int rc;
+
+    memset(&c, 0, sizeof c);
+    c.type = REPL_CTL_CHECK;
+    rc = repl_cfg_copy(&c.cfg, cfg);
+    if (rc == 0) {
+        rc = repl_cfg_resolve(&c.cfg, err);
+    }
+    if (rc == 0) {
+        rc = repl_post_ctl_wait(r, &c);
         if (rc != 0 && err != NULL) {
             *err = c.err;
             err->code = rc;
@@ -417,16 +586,16 @@ int repl_initiate(struct repl *r, const bson_t *config, struct cairn_error *err)
                                  "already initialized");
     }
     rc = repl_cfg_build(config, r->set_name, r->me, &cfg, err);
-    if (rc == 0) {
-        rc = eng_meta_put(r->eng, "rsconfig", cfg.doc, cfg.doc_len, err);
-        if (rc != 0) {
-            cairn_error_wrapf(err, "store replica set config");
-            repl_cfg_free(&cfg);
-        }
+    if (rc == 0 && cfg.n > 1) {
+        rc = check_members(r, &cfg, err);
     }
     if (rc == 0) {
-        rc = start_raft(r, &cfg, err);
+        rc = repl_store_config(r, &cfg, true, err);
     }
+    if (rc == 0) {
+        rc = start_raft(r, &cfg, true, err);
+    }
+    repl_cfg_free(&cfg);
     pthread_mutex_lock(&r->smu);
     r->initiating = false;
     pthread_mutex_unlock(&r->smu);
@@ -477,6 +646,7 @@ static int bind_address(const char *bind_ip,
 
 static void repl_free(struct repl *r)
 {
+    repl_key_clear(&r->key);
     repl_cfg_free(&r->cfg);
     repl_cfg_free(&r->scfg);
     pthread_mutex_destroy(&r->qmu);
@@ -520,6 +690,13 @@ int repl_open(const struct repl_options *opts, struct repl **out, struct cairn_e
         return cairn_error_setf(err, CAIRN_ENOMEM, "repl: out of memory");
     }
     r->eng = opts->eng;
+    if (opts->key_file != NULL) {
+        rc = repl_keyfile_load(opts->key_file, &r->key, err);
+        if (rc != 0) {
+            free(r);
+            return rc;
+        }
+    }
     snprintf(r->set_name, sizeof r->set_name, "%s", opts->set_name);
     snprintf(r->me, sizeof r->me, "%s", opts->me);
     snprintf(r->bind_ip, sizeof r->bind_ip, "%s", opts->bind_ip ? opts->bind_ip : "");
@@ -556,6 +733,7 @@ int repl_open(const struct repl_options *opts, struct repl **out, struct cairn_e
         repl_free(r);
         return rc;
     }
+    snprintf(r->dbpath, sizeof r->dbpath, "%s", opts->dbpath);
     if ((size_t)snprintf(r->raft_dir, sizeof r->raft_dir, "%s/raft", opts->dbpath) >=
         sizeof r->raft_dir) {
         repl_free(r);
@@ -617,8 +795,20 @@ int repl_open(const struct repl_options *opts, struct repl **out, struct cairn_e
     }
     r->thread_started = true;
 
-    if (have_cfg) {
-        rc = start_raft(r, &cfg, err);
+    {
+        struct repl_ctl serve;
+        memset(&serve, 0, sizeof serve);
+        serve.type = REPL_CTL_SERVE;
+        rc = repl_post_ctl_wait(r, &serve);
+        if (rc != 0 && err != NULL) {
+            *err = serve.err;
+            err->code = rc;
+        }
+    }
+    if (rc != 0) {
+        /* the member port could not be served: nothing to start */
+    } else if (have_cfg) {
+        rc = start_raft(r, &cfg, stored_bootstrap(r, &cfg), err);
     } else if (opts->initiate) {
         rc = repl_initiate(r, NULL, err);
     } else {
@@ -679,7 +869,8 @@ void repl_close(struct repl *r)
         w = next;
     }
     repl_waitq_fail_upto(&r->waitq, CAIRN_TS_MAX, CAIRN_ESHUTDOWN);
-    (void)repl_drop_queue(r);
+    (void)repl_drop_queue(r, NULL);
+    repl_doubt_free(r);
     while (r->inflight_head != NULL) {
         struct repl_prop *p = r->inflight_head;
         repl_inflight_unlink(r, p);

@@ -32,6 +32,16 @@
 #define CAIRN_RAFT_PORT_OFFSET 10000
 
 #define REPL_MAX_MEMBERS 7
+
+/* settings.electionTimeoutMillis and heartbeatIntervalMillis: defaults
+ * (docs/decisions.md §24; mongod's are 10000 and 2000) and accepted
+ * ranges. */
+#define REPL_ELECTION_TIMEOUT_DEFAULT_MS 1000
+#define REPL_ELECTION_TIMEOUT_MIN_MS 100
+#define REPL_ELECTION_TIMEOUT_MAX_MS 600000
+#define REPL_HEARTBEAT_DEFAULT_MS 500
+#define REPL_HEARTBEAT_MIN_MS 10
+#define REPL_HEARTBEAT_MAX_MS 60000
 #define REPL_HOST_MAX 255
 
 /* Member states, numbered as MongoDB's replSetGetStatus myState. */
@@ -84,6 +94,24 @@ void repl_close(struct repl *r);
  * sets are not supported). Any thread but the raft thread. */
 int repl_initiate(struct repl *r, const bson_t *config, struct cairn_error *err);
 
+/* replSetStepDown: this primary stops campaigning for `step_down_secs`
+ * and hands leadership to a caught-up electable secondary, waiting up to
+ * `catch_up_secs` for one; with `force` it stops accepting writes even
+ * when none caught up. Blocks until it stepped down or gave up. Errors
+ * (mongo_code): 10107 NotWritablePrimary (not primary), 262
+ * ExceededTimeLimit (no secondary caught up, without force), 117
+ * ConflictingOperationInProgress, 91. Not the raft thread. */
+int repl_step_down(struct repl *r,
+                   int step_down_secs,
+                   int catch_up_secs,
+                   bool force,
+                   struct cairn_error *err);
+
+/* replSetFreeze: this member does not seek election for `secs` seconds (0
+ * ends a freeze). Errors: 95 NotSecondary on the primary. Not the raft
+ * thread. */
+int repl_freeze(struct repl *r, int secs, struct cairn_error *err);
+
 /* Appends the current config document (as replSetGetConfig's `config`) to
  * `out` under key `key`. Returns CAIRN_ENOTFOUND (94 NotYetInitialized)
  * before initiation. Any thread. */
@@ -97,6 +125,18 @@ struct repl_member
     char host[REPL_HOST_MAX + 1];
     int votes;
     double priority;
+    bool hidden;
+    /* From heartbeats (not for this member itself). */
+    bool up;                 /* answering heartbeats */
+    int peer_state;          /* enum repl_state it reported (DOWN when silent) */
+    int64_t last_hb_ms;      /* wall ms of its last heartbeat answer, 0 = never */
+    int64_t last_hb_recv_ms; /* wall ms of its last heartbeat to us, 0 = never */
+    int64_t up_since_ms;
+    int ping_ms;
+    cairn_ts applied_ts;
+    uint64_t applied_term;
+    cairn_ts durable_ts;
+    char hb_msg[128]; /* why it is not answering */
 };
 
 struct repl_status

@@ -23,9 +23,9 @@
 
 struct repl_cfg_member
 {
-    int id;                       /* member _id; raft id = id + 1 */
-    char host[REPL_HOST_MAX + 1]; /* "host:port" as configured */
-    char raft_addr[64];           /* "a.b.c.d:port", filled by repl_cfg_resolve */
+    int id;                            /* member _id; raft id = id + 1 */
+    char host[REPL_HOST_MAX + 1];      /* "host:port" as configured */
+    char raft_addr[REPL_HOST_MAX + 8]; /* "host:port+offset", filled by repl_cfg_resolve */
     int votes;
     double priority;
     bool hidden;
@@ -38,6 +38,8 @@ struct repl_cfg
     int version;
     size_t n;
     struct repl_cfg_member m[REPL_MAX_MEMBERS];
+    int election_timeout_ms; /* settings.electionTimeoutMillis */
+    int heartbeat_ms;        /* settings.heartbeatIntervalMillis (member status) */
     uint8_t *doc;
     size_t doc_len;
 };
@@ -67,8 +69,9 @@ int repl_cfg_build(const bson_t *in,
  * CAIRN_ECORRUPT, CAIRN_ENOMEM. Any thread. */
 int repl_cfg_load(const uint8_t *doc, size_t len, struct repl_cfg *out, struct cairn_error *err);
 
-/* Fills every member's raft_addr (host resolved to IPv4, port + offset).
- * Errors: CAIRN_EINVAL (unresolvable host; mongo_code 93). May block. */
+/* Fills every member's raft_addr: its host with port + offset, unresolved
+ * (the member transport resolves names when it connects, so Docker service
+ * names and changing addresses work). Errors: CAIRN_EINVAL (bad host). */
 int repl_cfg_resolve(struct repl_cfg *cfg, struct cairn_error *err);
 
 /* Index of the member whose host is `me` (same host, case-insensitive,
@@ -92,7 +95,8 @@ enum repl_wait_kind {
     REPL_WK_APPLIED = 0, /* majority: applied (committed) ts >= ts */
     REPL_WK_DURABLE = 1, /* w:1 j:true: in this member's durable raft log */
     REPL_WK_HANDED = 2,  /* w:1: handed to raft_apply (has an index) */
-    REPL_WK__COUNT
+    REPL_WK_W2 = 3,      /* w:N (N >= 2): durable on N members; kind W2 + N - 2 */
+    REPL_WK__COUNT = REPL_WK_W2 + REPL_MAX_MEMBERS - 1
 };
 
 struct repl_waiter
@@ -131,7 +135,36 @@ void repl_waitq_fail_upto(struct repl_waitq *q, cairn_ts upto, int status);
 /* Fails waiters whose deadline is <= now_ns with CAIRN_ETIMEOUT. */
 void repl_waitq_expire(struct repl_waitq *q, uint64_t now_ns);
 
+/* ---- The raft_io wrapper (io.c) --------------------------------------------- */
+
+struct repl_io_dropped
+{
+    struct raft_io_send *req;
+    raft_io_send_cb cb;
+    struct repl_io_dropped *next;
+};
+
+/* raft sees `outer`; every method forwards to `inner` (raft_uv). */
+struct repl_io
+{
+    struct raft_io outer;
+    struct raft_io *inner;
+    struct repl *r;
+    raft_index next_index;           /* index the next appended entry gets */
+    struct repl_io_dropped *dropped; /* vote requests not sent, to complete */
+    uint64_t n_votes_dropped;
+};
+
+/* Makes w->outer a raft_io forwarding to `inner` (see io.c). */
+void repl_io_wrap(struct repl_io *w, struct repl *r, struct raft_io *inner);
+
+/* Completes the sends the wrapper dropped (their callbacks run now).
+ * Raft thread, never from inside a raft call. */
+void repl_io_flush(struct repl_io *w);
+
 /* ---- The replication object ------------------------------------------- */
+
+struct repl_doubt;
 
 /* One queued commit: its encoding (malloc'd) and ts. */
 struct repl_pcommit
@@ -152,18 +185,51 @@ struct repl_prop
     struct repl_prop *prev, *next;
 };
 
-/* A request to the raft thread from another thread (start raft, stop). */
-enum { REPL_CTL_START = 1, REPL_CTL_STOP = 2 };
+/* A request to the raft thread: start raft, stop, the initiate check
+ * (members.c), serve the member port. */
+enum {
+    REPL_CTL_START = 1,
+    REPL_CTL_STOP = 2,
+    REPL_CTL_CHECK = 3,
+    REPL_CTL_SERVE = 4,
+    REPL_CTL_STEPDOWN = 5,
+    REPL_CTL_FREEZE = 6,
+};
 
 struct repl_ctl
 {
     int type;
-    struct repl_cfg cfg; /* START: the resolved config (moved to the raft thread) */
+    struct repl_cfg cfg; /* START: the resolved config (moved to the raft thread);
+                            CHECK: the config to check */
     bool bootstrap;      /* START: bootstrap with cfg (CANTBOOTSTRAP is fine) */
+    bool detached;       /* nobody waits: freed (with cfg) when done */
+    int secs;            /* STEPDOWN: stepDownSecs; FREEZE: seconds (0 = unfreeze) */
+    int catch_up_secs;   /* STEPDOWN: secondaryCatchUpPeriodSecs */
+    bool force;          /* STEPDOWN: force */
     int rc;
     struct cairn_error err;
     bool done; /* under qmu; signalled on qcv */
     struct repl_ctl *next;
+};
+
+/* What this member knows of another member, from heartbeats (members.c).
+ * Raft thread. */
+struct repl_peer
+{
+    bool up;                 /* its last heartbeat answer arrived */
+    bool inflight;           /* a heartbeat call is in flight (invariant 2) */
+    int state;               /* enum repl_state it reported (DOWN when silent) */
+    int cfg_version;         /* config version it reported (-1 unknown) */
+    int primary_id;          /* member _id of the primary it knows (-1 none) */
+    uint64_t term;           /* its raft term */
+    cairn_ts applied_ts;     /* its applied optime */
+    uint64_t applied_term;   /* term of its newest applied entry */
+    cairn_ts durable_ts;     /* newest ts durable in its log (as it reported) */
+    int64_t last_hb_ms;      /* wall time of its last answer to us */
+    int64_t last_hb_recv_ms; /* wall time of its last heartbeat to us */
+    int64_t up_since_ms;     /* when it last came up */
+    int ping_ms;             /* round trip of the last answered heartbeat */
+    char errmsg[128];        /* why the last heartbeat failed */
 };
 
 struct repl
@@ -173,7 +239,9 @@ struct repl
     char set_name[REPL_SET_NAME_MAX + 1];
     char me[REPL_HOST_MAX + 1];
     char bind_ip[REPL_HOST_MAX + 1];
+    char dbpath[PATH_MAX];
     char raft_dir[PATH_MAX];
+    struct repl_key key; /* --keyFile (len 0 = none) */
     int port;
     int64_t start_wall_ms;
 
@@ -187,8 +255,15 @@ struct repl
     uv_timer_t wc_timer;
     bool wc_timer_on;
     struct raft raft;
-    struct raft_io io;
-    struct raft_uv_transport transport;
+    struct raft_io io;                          /* raft_uv */
+    struct repl_io iow;                         /* what raft uses: the wrapper around io */
+    struct repl_doubt *doubt_head, *doubt_tail; /* rollback.c */
+    size_t n_doubt;
+    bool rolling_back;
+    struct raft_uv_transport transport; /* member transport (transport.h) */
+    bool transport_inited;              /* repl_transport_init done (close needed) */
+    bool transport_ready;               /* serving the member port */
+    bool transport_closing;             /* t->close called by us (raft never started) */
     struct raft_fsm fsm;
     bool uv_inited;    /* raft_uv_init + raft_uv_tcp_init done */
     bool raft_inited;  /* raft_init succeeded (raft_close needed) */
@@ -198,8 +273,17 @@ struct repl
     struct repl_ctl *start_ctl; /* START failed after raft_init: completed on close */
     char raft_addr[64];
     char bind_addr[64];
-    struct repl_cfg cfg; /* the active config */
-    int self;            /* index in cfg.m, -1 if absent */
+    struct repl_cfg cfg;                      /* the active config */
+    int self;                                 /* index in cfg.m, -1 if absent */
+    struct repl_peer peers[REPL_MAX_MEMBERS]; /* parallel to cfg.m (members.c) */
+    uv_timer_t hb_timer;
+    bool hb_timer_inited;
+    struct raft_change change; /* membership.c: the change in flight */
+    bool change_inflight;
+    bool change_warned;
+    char change_what[160];
+    struct repl_ctl *check_ctl; /* the initiate check in progress (members.c) */
+    int check_pending;
     struct repl_waitq waitq;
     struct repl_prop *inflight_head, *inflight_tail;
     size_t n_inflight;
@@ -207,13 +291,21 @@ struct repl
     raft_term leader_term; /* the term we are (were) leader in */
     struct raft_barrier barrier;
     bool barrier_inflight; /* barrier submitted, callback not yet fired */
-    bool barrier_done;     /* this term's barrier applied: writable */
+    bool barrier_done;     /* this term's barrier applied: writable once members joined */
+    bool members_wait_logged;
+    int64_t no_campaign_until_ms;  /* replSetFreeze / replSetStepDown (wall ms) */
+    int64_t leader_since_ms;       /* when this member last became writable */
+    struct raft_transfer transfer; /* stepdown.c */
+    bool transfer_inflight;
+    struct repl_ctl *stepdown_ctl; /* replSetStepDown in progress */
+    int64_t stepdown_deadline_ms;
     raft_index seen_stored;
     uint64_t stall_since_ns; /* entries waiting for the log since then (0 = none) */
     bool stall_warned;
-    cairn_ts handed_ts;  /* newest ts handed to raft_apply */
-    cairn_ts durable_ts; /* newest ts durable in the local raft log */
-    cairn_ts applied_ts; /* newest ts applied to the engine */
+    cairn_ts handed_ts;                     /* newest ts handed to raft_apply */
+    cairn_ts durable_ts;                    /* newest ts durable in the local raft log */
+    cairn_ts applied_ts;                    /* newest ts applied to the engine */
+    cairn_ts held_ts[REPL_MAX_MEMBERS + 1]; /* [N]: newest ts durable on N members (leader) */
     cairn_index applied_index;
     cairn_ts lost_ts; /* newest ts dropped (not proposed) or possibly lost (repl_note_lost) */
     bool in_start;    /* inside raft_start (restore of the local snapshot) */
@@ -236,6 +328,7 @@ struct repl
     _Atomic uint64_t n_commits_proposed;
     _Atomic uint64_t n_entries_applied;
     _Atomic uint64_t n_entries_skipped;
+    _Atomic uint64_t n_rolled_back; /* commits saved to rollback files */
 
     /* Proposal and control queue. */
     pthread_mutex_t qmu;
@@ -286,6 +379,96 @@ static inline void repl_note_lost(struct repl *r, cairn_ts ts)
     atomic_store(&r->pub_lost, r->lost_ts);
 }
 
+/* ---- repl.c: controls and the stored config -------------------------------- */
+
+/* Completes control `c` with `rc`: wakes the thread waiting for it, or
+ * frees it when detached. Raft thread. */
+void repl_ctl_done(struct repl *r, struct repl_ctl *c, int rc);
+
+/* Queues control `c` for the raft thread without waiting (c->detached
+ * must be set: the raft thread frees it). Any thread. */
+void repl_post_ctl_async(struct repl *r, struct repl_ctl *c);
+
+/* Stores `cfg` as this member's config, with whether this member
+ * bootstraps the raft log with it (only the initiating member does).
+ * Errors: those of eng_meta_put. Any thread. */
+int repl_store_config(struct repl *r,
+                      const struct repl_cfg *cfg,
+                      bool bootstrap,
+                      struct cairn_error *err);
+
+/* ---- members.c (raft thread) ---------------------------------------------- */
+
+/* The member transport's control handler (transport.h): heartbeats and the
+ * initiate check. */
+int repl_members_control(void *arg, const bson_t *req, bson_t *reply);
+
+/* r->cfg changed (or raft started with it): resets the peers and
+ * (re)starts heartbeats when there are other members. */
+void repl_members_config_changed(struct repl *r);
+
+/* Asks every other member of c->cfg whether it can join; completes `c`
+ * (repl_ctl_done) when all have answered, with c->err set on a refusal. */
+void repl_members_check_initiate(struct repl *r, struct repl_ctl *c);
+
+/* Stops heartbeats and fails a check in progress (shutdown). */
+void repl_members_stop(struct repl *r);
+
+/* ---- membership.c (raft thread) ------------------------------------------- */
+
+/* On the leader with its barrier applied: submits the next raft
+ * configuration change that brings raft's configuration closer to r->cfg
+ * (add, assign a role, remove), if none is in flight. */
+void repl_membership_poll(struct repl *r);
+
+/* Whether raft's configuration holds a majority of r->cfg's voters as
+ * voters, so that the leader may accept writes. */
+bool repl_membership_writable(struct repl *r);
+
+/* ---- rollback.c (raft thread) --------------------------------------------- */
+
+/* Keeps a copy of the command entry raft appends (or loaded, when
+ * `loaded`: only those above the engine watermark) at `index`. */
+void repl_doubt_add(struct repl *r, raft_index index, const struct raft_entry *e, bool loaded);
+
+/* Entries up to `index` are committed: forgets them. */
+void repl_doubt_commit_upto(struct repl *r, raft_index index);
+
+/* Entries from `index` on were cut from the log: saves what they wrote to
+ * rollback files and forgets them. `why` is logged. */
+void repl_doubt_rollback_from(struct repl *r, raft_index index, const char *why);
+
+/* Frees the list (shutdown). */
+void repl_doubt_free(struct repl *r);
+
+/* Saves what queued commits (acknowledged w:1, never proposed) wrote to
+ * rollback files. `list` stays the caller's. */
+void repl_rollback_queued(struct repl *r, struct repl_pcommit *list, const char *why);
+
+/* ---- stepdown.c (raft thread) --------------------------------------------- */
+
+/* Whether this member may try to become primary: not with priority 0 or
+ * votes 0, not while frozen or after a step-down. */
+bool repl_may_campaign(struct repl *r);
+
+/* On the leader: drives a replSetStepDown in progress and priority
+ * takeover. */
+void repl_stepdown_poll(struct repl *r);
+
+/* Starts a STEPDOWN control (completed later) / applies a FREEZE one. */
+void repl_stepdown_start(struct repl *r, struct repl_ctl *c);
+void repl_freeze_apply(struct repl *r, struct repl_ctl *c);
+
+/* Leadership was lost: a step-down in progress succeeded. */
+void repl_stepdown_on_lost(struct repl *r);
+
+/* Fails a step-down in progress (shutdown). */
+void repl_stepdown_abort(struct repl *r);
+
+/* Posts control `c` to the raft thread and waits for it (repl.c). Not
+ * the raft thread. */
+int repl_post_ctl_wait(struct repl *r, struct repl_ctl *c);
+
 /* ---- fsm.c ---------------------------------------------------------------- */
 
 /* FSM callbacks: fills r->fsm (version 1). Raft thread. */
@@ -297,8 +480,13 @@ void repl_fsm_init(struct repl *r);
  * its last commit): releases majority waiters and publishes progress. */
 void repl_on_applied(struct repl *r, cairn_index index, cairn_ts ts);
 
-/* Completes every waiter whose level is reached (applied, durable, handed). */
+/* Completes every waiter whose level is reached (applied, durable, handed,
+ * held by N members). */
 void repl_release_all(struct repl *r);
+
+/* On the leader: recomputes held_ts[N] from raft's match indexes (durable
+ * acknowledgements) and releases w:N waiters. */
+void repl_update_held(struct repl *r);
 
 /* Starts or stops the wtimeout timer to match the waiters with deadlines. */
 void repl_wc_timer_update(struct repl *r);
@@ -328,9 +516,11 @@ void repl_lose_leadership(struct repl *r, const char *why);
  * below the flow-control bound; drops them when not writable. */
 void repl_drive_proposals(struct repl *r);
 
-/* Frees the queued commits (they will never be proposed). Returns the
- * newest dropped ts (0 if none). Any thread (takes qmu). */
-cairn_ts repl_drop_queue(struct repl *r);
+/* Frees the queued commits (they will never be proposed). With
+ * `save_why` (raft thread only), what they wrote is first saved to
+ * rollback files (they were acknowledged to w:1). Returns the newest
+ * dropped ts (0 if none). Any thread (takes qmu). */
+cairn_ts repl_drop_queue(struct repl *r, const char *save_why);
 
 /* Removes an in-flight proposal from the list (does not free it). */
 void repl_inflight_unlink(struct repl *r, struct repl_prop *p);

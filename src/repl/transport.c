@@ -239,6 +239,12 @@ struct tr
     bool listener_open; /* initialized and its close callback not yet run */
     bool listening;
     int port;
+    /* The listener's address when it is a specific one (not 0.0.0.0):
+     * outgoing connections leave from it too, so that a member's traffic
+     * has its own source address (firewall rules and partitions tell
+     * members apart by address). */
+    struct sockaddr_in source;
+    bool has_source;
     uv_timer_t timer;
     bool timer_open;
     uint64_t timer_due; /* 0 = stopped */
@@ -1240,6 +1246,11 @@ static int start_listening(struct tr *tr, struct cairn_error *err)
         bound.ss_family == AF_INET) {
         tr->port = ntohs(((const struct sockaddr_in *)&bound)->sin_port);
     }
+    if (sa.sin_addr.s_addr != htonl(INADDR_ANY)) {
+        tr->source = sa;
+        tr->source.sin_port = 0;
+        tr->has_source = true;
+    }
     return 0;
 }
 
@@ -1292,7 +1303,13 @@ static int start_connect(struct conn *c, const struct sockaddr_in *sa)
     uv_tcp_init(tr->loop, c->tcp);
     c->tcp->data = c;
     c->state = ST_CONNECTING;
-    rv = uv_tcp_connect(&c->connect, c->tcp, (const struct sockaddr *)sa, connect_cb);
+    rv = 0;
+    if (tr->has_source) {
+        rv = uv_tcp_bind(c->tcp, (const struct sockaddr *)&tr->source, 0);
+    }
+    if (rv == 0) {
+        rv = uv_tcp_connect(&c->connect, c->tcp, (const struct sockaddr *)sa, connect_cb);
+    }
     if (rv != 0) {
         conn_fail(c, CAIRN_LOG_DEBUG, CAIRN_EIO, "connect: %s", uv_strerror(rv));
     }

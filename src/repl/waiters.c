@@ -123,6 +123,71 @@ void repl_release_all(struct repl *r)
     repl_waitq_release(&r->waitq, REPL_WK_APPLIED, r->applied_ts);
     repl_waitq_release(&r->waitq, REPL_WK_DURABLE, r->durable_ts);
     repl_waitq_release(&r->waitq, REPL_WK_HANDED, r->handed_ts);
+    for (int n = 2; n <= REPL_MAX_MEMBERS; n++) {
+        repl_waitq_release(&r->waitq, REPL_WK_W2 + n - 2, r->held_ts[n]);
+    }
+}
+
+/* The newest ts whose entry has an index <= `index`: what the in-flight
+ * proposals and the applied watermark say. */
+static cairn_ts ts_at_index(struct repl *r, raft_index index)
+{
+    cairn_ts ts = index >= r->applied_index ? r->applied_ts : 0;
+
+    for (struct repl_prop *p = r->inflight_head; p != NULL && p->index <= index; p = p->next) {
+        ts = ts_max(ts, p->last_ts);
+    }
+    return ts;
+}
+
+void repl_update_held(struct repl *r)
+{
+    const struct raft_configuration *c = &r->raft.configuration;
+    raft_index idx[REPL_MAX_MEMBERS];
+    size_t n = 0;
+    int voters = 0;
+    bool any = false;
+
+    if (!r->leader || r->closing || r->waitq.n == 0) {
+        return;
+    }
+    for (unsigned i = 0; i < c->n && n < REPL_MAX_MEMBERS; i++) {
+        raft_index m;
+        if (c->servers[i].role == RAFT_SPARE) {
+            continue;
+        }
+        if (c->servers[i].role == RAFT_VOTER) {
+            voters++;
+        }
+        /* Durable acknowledgements; the leader's own is its last_stored. */
+        if (raft_match_index(&r->raft, c->servers[i].id, &m) == 0) {
+            idx[n++] = m;
+        }
+    }
+    /* Sort descending (at most 7). */
+    for (size_t i = 1; i < n; i++) {
+        for (size_t j = i; j > 0 && idx[j] > idx[j - 1]; j--) {
+            raft_index t = idx[j];
+            idx[j] = idx[j - 1];
+            idx[j - 1] = t;
+        }
+    }
+    for (size_t k = 2; k <= REPL_MAX_MEMBERS; k++) {
+        cairn_ts ts = k <= n ? ts_at_index(r, idx[k - 1]) : 0;
+        /* Committed = durable on a majority of the voters. */
+        if ((int)k <= voters / 2 + 1) {
+            ts = ts_max(ts, r->applied_ts);
+        }
+        if (ts > r->held_ts[k]) {
+            r->held_ts[k] = ts;
+            any = true;
+        }
+    }
+    if (any) {
+        for (int k = 2; k <= REPL_MAX_MEMBERS; k++) {
+            repl_waitq_release(&r->waitq, REPL_WK_W2 + k - 2, r->held_ts[k]);
+        }
+    }
 }
 
 static void wc_timer_cb(uv_timer_t *t)
@@ -156,8 +221,10 @@ static cairn_ts level_of(struct repl *r, int kind)
             return r->applied_ts;
         case REPL_WK_DURABLE:
             return r->durable_ts;
-        default:
+        case REPL_WK_HANDED:
             return r->handed_ts;
+        default:
+            return r->held_ts[kind - REPL_WK_W2 + 2];
     }
 }
 
@@ -260,9 +327,6 @@ int repl_wait(struct repl *r,
                                      "Not enough data-bearing nodes (w: %d, members: %zu)", wc->w,
                                      n);
         }
-        /* Unreachable while sets have one member (repl_initiate). */
-        return cairn_error_mongo(err, CAIRN_EUNSUPPORTED, MONGO_NotImplemented,
-                                 "w: %d is not supported yet", wc->w);
     }
     if (ts == 0) {
         cb(arg, 0);
@@ -271,6 +335,12 @@ int repl_wait(struct repl *r,
     if (wc->w == 0) {
         kind = REPL_WK_APPLIED;
         level = atomic_load(&r->pub_applied);
+    } else if (wc->w > 1) {
+        /* Held durably by w members (raft acknowledges only what a
+         * member stored, so j changes nothing); decided on the raft
+         * thread from the match indexes. */
+        kind = REPL_WK_W2 + wc->w - 2;
+        level = 0;
     } else if (wc->j) {
         kind = REPL_WK_DURABLE;
         level = atomic_load(&r->pub_durable);

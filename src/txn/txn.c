@@ -7,7 +7,11 @@
  *
  * The reaper wakes once a second (or when the manager closes): lifetimes
  * are whole seconds, so that is precise enough, and an idle server does one
- * table walk per second.
+ * table walk per second. On the primary it is also the periodic no-op
+ * writer (mongod's, every periodicNoopIntervalSecs): when the cluster time
+ * (raised by gossip from clients that talked to other members) is ahead of
+ * everything written, it writes an empty commit above it, so that
+ * afterClusterTime waits on secondaries end without a client write.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -45,6 +49,19 @@ static void on_leadership(void *arg, bool writable, uint64_t epoch)
 
 /* ---- Reaper ---------------------------------------------------------------- */
 
+static void noop_if_behind(struct txn_mgr *m)
+{
+    struct cairn_error err;
+    cairn_ts ts;
+
+    if (repl_write_epoch(m->repl) == 0 || txn_cluster_time(m) <= eng_visible_ts(m->eng)) {
+        return;
+    }
+    if (txn_noop_write(m, &ts, &err) != 0 && err.code != CAIRN_ENOTLEADER) {
+        cairn_log(CAIRN_LOG_WARN, "txn", "periodic no-op write: %s", err.msg);
+    }
+}
+
 static void *reaper_main(void *arg)
 {
     struct txn_mgr *m = arg;
@@ -60,6 +77,7 @@ static void *reaper_main(void *arg)
         }
         pthread_mutex_unlock(&m->reaper_mu);
         txn_sessions_reap(m, cairn_wall_ms());
+        noop_if_behind(m);
         pthread_mutex_lock(&m->reaper_mu);
     }
     pthread_mutex_unlock(&m->reaper_mu);

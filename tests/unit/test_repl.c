@@ -434,9 +434,16 @@ START_TEST(test_initiate_and_status)
             {"{\"_id\": \"rs0\", \"members\": [{\"_id\": 0, \"host\": \"%s\"}, {\"_id\": 1, "
              "\"host\": \"%s\"}]}",
              93},
+            {"{\"_id\": \"rs0\", \"settings\": {\"electionTimeoutMillis\": 50}, \"members\": "
+             "[{\"_id\": 0, \"host\": \"%s\"}]}",
+             93},
+            {"{\"_id\": \"rs0\", \"settings\": {\"electionTimeoutMillis\": 500, "
+             "\"heartbeatIntervalMillis\": 500}, \"members\": [{\"_id\": 0, \"host\": \"%s\"}]}",
+             93},
+            /* a member that does not answer fails the quorum check */
             {"{\"_id\": \"rs0\", \"members\": [{\"_id\": 0, \"host\": \"%s\"}, {\"_id\": 1, "
              "\"host\": \"127.0.0.2:27017\"}]}",
-             93},
+             74},
             {"{\"_id\": \"rs0\", \"members\": [{\"_id\": 0, \"host\": \"%s\", \"arbiterOnly\": "
              "true}]}",
              93},
@@ -1179,8 +1186,16 @@ START_TEST(test_start_failure_then_recover)
     ck_assert_msg(test_err_addr_in_use(&err), "not recognised as a port in use: %s", err.msg);
     close(fd);
 
-    /* The config was stored: a plain open starts raft from it. */
+    /* The member port is served before anything is stored: nothing was
+     * initiated, and an open once the port is free initiates. */
     r = open_repl(e, false);
+    {
+        struct repl_status st;
+        repl_status_get(r, &st);
+        ck_assert(!st.initiated);
+    }
+    repl_close(r);
+    r = open_repl(e, true);
     wait_writable(r);
     {
         struct repl_status st;

@@ -1,0 +1,254 @@
+/*
+ * io.c: a thin raft_io wrapper around raft_uv (raft-0.22.md §3's
+ * recommendation). Every method forwards to raft_uv; the wrapper only
+ * watches what raft never tells the state machine:
+ *
+ * - The log's content above the applied index. raft calls truncate(index)
+ *   before every append batch, so the wrapper knows the index of every
+ *   entry it appends; it keeps a copy of each entry until the FSM applies
+ *   it (rollback.c's doubt list). A truncate that cuts entries it holds,
+ *   or an installed snapshot that replaces the log, means those entries
+ *   were never committed: rollback.c saves what they wrote. Entries loaded
+ *   at start-up above the engine's watermark are held the same way, so a
+ *   member restarted after losing leadership still rolls back properly.
+ * - Outgoing vote requests: a member that must not campaign (priority 0,
+ *   frozen, stepping down) drops its own RequestVote messages, pre-vote
+ *   included (raft has no notion of priority; with pre-vote on, such a
+ *   member never disturbs the others and still votes).
+ * - raft_uv's capacity, which the legacy core reads from the outer io.
+ *
+ * raft_uv fires request callbacks through the inner io's `data`, so init
+ * points it at raft (the outer's data) too.
+ *
+ * Everything here runs on the raft thread.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/log.h"
+#include "repl/repl_int.h"
+
+/* The wrapper, from the outer io or the inner one: raft's tick callback
+ * calls r->io->time(io) with raft_uv's own io (legacy.c:1617), so every
+ * method finds the wrapper through raft (io->data) rather than io->impl. */
+static struct repl_io *W(struct raft_io *io)
+{
+    const struct raft *raft = io->data;
+    return raft->io->impl;
+}
+
+static void sync_capacity(struct raft_io *io)
+{
+    struct repl_io *w = W(io);
+    w->outer.capacity = w->inner->capacity;
+}
+
+static int io_init(struct raft_io *io, raft_id id, const char *address)
+{
+    struct raft_io *in = W(io)->inner;
+    int rv;
+
+    in->data = io->data; /* raft_uv's callbacks find raft through it */
+    rv = in->init(in, id, address);
+    memcpy(io->errmsg, in->errmsg, sizeof io->errmsg);
+    sync_capacity(io);
+    return rv;
+}
+
+static void io_close(struct raft_io *io, raft_io_close_cb cb)
+{
+    struct raft_io *in = W(io)->inner;
+    repl_io_flush(W(io));
+    in->close(in, cb);
+}
+
+static int io_load(struct raft_io *io,
+                   raft_term *term,
+                   raft_id *voted_for,
+                   struct raft_snapshot **snapshot,
+                   raft_index *start_index,
+                   struct raft_entry *entries[],
+                   size_t *n_entries)
+{
+    struct repl_io *w = W(io);
+    struct raft_io *in = w->inner;
+    int rv = in->load(in, term, voted_for, snapshot, start_index, entries, n_entries);
+
+    memcpy(io->errmsg, in->errmsg, sizeof io->errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    w->next_index = *start_index;
+    for (size_t i = 0; i < *n_entries; i++) {
+        repl_doubt_add(w->r, w->next_index++, &(*entries)[i], true);
+    }
+    return 0;
+}
+
+static int io_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick, raft_io_recv_cb recv)
+{
+    struct raft_io *in = W(io)->inner;
+    sync_capacity(io);
+    return in->start(in, msecs, tick, recv);
+}
+
+static int io_bootstrap(struct raft_io *io, const struct raft_configuration *conf)
+{
+    struct raft_io *in = W(io)->inner;
+    int rv = in->bootstrap(in, conf);
+    memcpy(io->errmsg, in->errmsg, sizeof io->errmsg);
+    return rv;
+}
+
+static int io_recover(struct raft_io *io, const struct raft_configuration *conf)
+{
+    struct raft_io *in = W(io)->inner;
+    return in->recover(in, conf);
+}
+
+static int io_set_term(struct raft_io *io, raft_term term)
+{
+    struct raft_io *in = W(io)->inner;
+    sync_capacity(io);
+    return in->set_term(in, term);
+}
+
+static int io_set_vote(struct raft_io *io, raft_id server_id)
+{
+    struct raft_io *in = W(io)->inner;
+    return in->set_vote(in, server_id);
+}
+
+static int io_send(struct raft_io *io,
+                   struct raft_io_send *req,
+                   const struct raft_message *message,
+                   raft_io_send_cb cb)
+{
+    struct repl_io *w = W(io);
+    struct raft_io *in = w->inner;
+
+    sync_capacity(io);
+    if (message->type == RAFT_REQUEST_VOTE && !repl_may_campaign(w->r)) {
+        /* Not sent: this member must not become primary (see the top).
+         * raft expects the callback later, never from inside send. */
+        struct repl_io_dropped *d = malloc(sizeof *d);
+        if (d == NULL) {
+            return RAFT_NOMEM;
+        }
+        d->req = req;
+        d->cb = cb;
+        d->next = w->dropped;
+        w->dropped = d;
+        w->n_votes_dropped++;
+        return 0;
+    }
+    return in->send(in, req, message, cb);
+}
+
+static int io_append(struct raft_io *io,
+                     struct raft_io_append *req,
+                     const struct raft_entry entries[],
+                     unsigned n,
+                     raft_io_append_cb cb)
+{
+    struct repl_io *w = W(io);
+    struct raft_io *in = w->inner;
+
+    sync_capacity(io);
+    for (unsigned i = 0; i < n; i++) {
+        repl_doubt_add(w->r, w->next_index++, &entries[i], false);
+    }
+    return in->append(in, req, entries, n, cb);
+}
+
+static int io_truncate(struct raft_io *io, raft_index index)
+{
+    struct repl_io *w = W(io);
+    struct raft_io *in = w->inner;
+
+    if (index < w->next_index) {
+        /* Entries [index, next) are cut: never committed. */
+        repl_doubt_rollback_from(w->r, index, "replaced by the leader's log");
+    }
+    w->next_index = index;
+    return in->truncate(in, index);
+}
+
+static int io_snapshot_put(struct raft_io *io,
+                           unsigned trailing,
+                           struct raft_io_snapshot_put *req,
+                           const struct raft_snapshot *snapshot,
+                           raft_io_snapshot_put_cb cb)
+{
+    struct repl_io *w = W(io);
+    struct raft_io *in = w->inner;
+
+    if (trailing == 0) {
+        /* An installed snapshot replaces the whole log: entries after it
+         * are gone; entries it covers are committed (or, if they differed,
+         * gone: raft does not tell, see docs/decisions.md §24). */
+        repl_doubt_rollback_from(w->r, snapshot->index + 1, "replaced by an installed snapshot");
+        repl_doubt_commit_upto(w->r, snapshot->index);
+        w->next_index = snapshot->index + 1;
+    }
+    return in->snapshot_put(in, trailing, req, snapshot, cb);
+}
+
+static int io_snapshot_get(struct raft_io *io,
+                           struct raft_io_snapshot_get *req,
+                           raft_io_snapshot_get_cb cb)
+{
+    struct raft_io *in = W(io)->inner;
+    return in->snapshot_get(in, req, cb);
+}
+
+static raft_time io_time(struct raft_io *io)
+{
+    struct repl_io *w = W(io);
+    struct raft_io *in = w->inner;
+    sync_capacity(&w->outer);
+    return in->time(in);
+}
+
+static int io_random(struct raft_io *io, int min, int max)
+{
+    struct raft_io *in = W(io)->inner;
+    return in->random(in, min, max);
+}
+
+void repl_io_flush(struct repl_io *w)
+{
+    while (w->dropped != NULL) {
+        struct repl_io_dropped *d = w->dropped;
+        w->dropped = d->next;
+        d->cb(d->req, 0);
+        free(d);
+    }
+}
+
+void repl_io_wrap(struct repl_io *w, struct repl *r, struct raft_io *inner)
+{
+    struct raft_io *io = &w->outer;
+
+    memset(w, 0, sizeof *w);
+    w->r = r;
+    w->inner = inner;
+    io->version = inner->version;
+    io->capacity = inner->capacity;
+    io->impl = w;
+    io->init = io_init;
+    io->close = io_close;
+    io->load = io_load;
+    io->start = io_start;
+    io->bootstrap = io_bootstrap;
+    io->recover = io_recover;
+    io->set_term = io_set_term;
+    io->set_vote = io_set_vote;
+    io->send = io_send;
+    io->append = io_append;
+    io->truncate = io_truncate;
+    io->snapshot_put = io_snapshot_put;
+    io->snapshot_get = io_snapshot_get;
+    io->time = io_time;
+    io->random = io_random;
+}
