@@ -520,6 +520,10 @@ static int cmd_repl_set_get_status(struct net_cmd *c)
                                   ? st.members[st.primary].id
                                   : -1);
             BSON_APPEND_UTF8(&mem, "infoMessage", "");
+            if (state == REPL_STATE_PRIMARY && m->election_ms > 0) {
+                BSON_APPEND_TIMESTAMP(&mem, "electionTime", (uint32_t)(m->election_ms / 1000), 1);
+                BSON_APPEND_DATE_TIME(&mem, "electionDate", m->election_ms);
+            }
             BSON_APPEND_INT32(&mem, "configVersion", st.config_version);
             BSON_APPEND_INT64(&mem, "configTerm", (int64_t)st.term);
         }

@@ -1030,7 +1030,10 @@ static int cmd_aggregate(struct net_cmd *c)
 
 const struct net_cmd_def net_cmds_read[] = {
     {"find", cmd_find, NET_CMD_F_READ | NET_CMD_F_NEEDS_CONFIG},
-    {"getMore", cmd_get_more, NET_CMD_F_READ | NET_CMD_F_NEEDS_CONFIG},
+    /* No secondaryOk check, as mongod (AllowedOnSecondary::kAlways): the
+     * cursor was opened on this member, and drivers send no read
+     * preference with getMore. */
+    {"getMore", cmd_get_more, NET_CMD_F_NEEDS_CONFIG},
     {"killCursors", cmd_kill_cursors, NET_CMD_F_NEEDS_CONFIG},
     {"count", cmd_count, NET_CMD_F_READ | NET_CMD_F_NEEDS_CONFIG},
     {"distinct", cmd_distinct, NET_CMD_F_READ | NET_CMD_F_NEEDS_CONFIG},

@@ -141,6 +141,24 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
     abort();
 }
 
+void repl_note_loaded_terms(struct repl *r,
+                            const struct raft_snapshot *snapshot,
+                            raft_index start_index,
+                            const struct raft_entry *entries,
+                            size_t n)
+{
+    cairn_index wm_index;
+    cairn_ts wm_ts;
+
+    eng_applied(r->eng, &wm_index, &wm_ts);
+    if (snapshot != NULL && snapshot->index == wm_index) {
+        r->applied_term = snapshot->term;
+    }
+    if (wm_index >= start_index && wm_index - start_index < n) {
+        r->applied_term = entries[wm_index - start_index].term;
+    }
+}
+
 void repl_fsm_init(struct repl *r)
 {
     r->fsm.version = 1;

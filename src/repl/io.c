@@ -79,6 +79,7 @@ static int io_load(struct raft_io *io,
         return rv;
     }
     w->next_index = *start_index;
+    repl_note_loaded_terms(w->r, *snapshot, *start_index, *entries, *n_entries);
     for (size_t i = 0; i < *n_entries; i++) {
         repl_doubt_add(w->r, w->next_index++, &(*entries)[i], true);
     }

@@ -110,7 +110,10 @@ static bool append_self(struct repl *r, bson_t *b)
     if (st.primary >= 0 && (size_t)st.primary < r->cfg.n) {
         primary_id = r->cfg.m[st.primary].id;
     }
-    return BSON_APPEND_INT32(b, "v", r->cfg.doc != NULL ? r->cfg.version : -1) &&
+    return BSON_APPEND_DATE_TIME(b, "electionDate", st.writable ? st.election_wall_ms : 0) &&
+           BSON_APPEND_INT64(b, "lastIndex",
+                             r->raft_started ? (int64_t)raft_last_index(&r->raft) : 0) &&
+           BSON_APPEND_INT32(b, "v", r->cfg.doc != NULL ? r->cfg.version : -1) &&
            BSON_APPEND_INT32(b, "id", r->self >= 0 ? r->cfg.m[r->self].id : -1) &&
            BSON_APPEND_UTF8(b, "me", r->me) && BSON_APPEND_INT32(b, "state", st.state) &&
            BSON_APPEND_INT64(b, "term", (int64_t)st.term) &&
@@ -140,7 +143,42 @@ static void note_peer_view(struct repl *r, struct repl_peer *p, const bson_t *b)
     p->durable_ts = get_ts(b, "durable");
     p->cfg_version = (int)get_i64(b, "v", -1);
     p->primary_id = (int)get_i64(b, "primaryId", -1);
+    p->last_index = (uint64_t)get_i64(b, "lastIndex", 0);
+    {
+        bson_iter_t it;
+        p->election_ms = bson_iter_init_find(&it, b, "electionDate") &&
+                                 BSON_ITER_HOLDS_DATE_TIME(&it)
+                             ? bson_iter_date_time(&it)
+                             : 0;
+    }
     (void)r;
+}
+
+/* On the leader: a member whose log is shorter than what it acknowledged
+ * lost its data (its dbpath was emptied): raft assumes logs survive and
+ * would ignore its rejections as stale. The leader removes it from raft's
+ * configuration and adds it back (membership.c), which starts its
+ * replication from scratch. */
+static void check_lost_log(struct repl *r, size_t idx)
+{
+    struct repl_peer *p = &r->peers[idx];
+    raft_index match;
+
+    if (!r->leader || !p->up || p->state == REPL_STATE_DOWN ||
+        raft_match_index(&r->raft, (raft_id)r->cfg.m[idx].id + 1, &match) != 0) {
+        return;
+    }
+    if (p->last_index < match && !p->log_lost) {
+        p->log_lost = true;
+        cairn_log(CAIRN_LOG_WARN, "repl",
+                  "member %s has %llu log entries but acknowledged %llu: its data was lost; "
+                  "resyncing it",
+                  r->cfg.m[idx].host, (unsigned long long)p->last_index,
+                  (unsigned long long)match);
+        repl_membership_resync(r, (raft_id)r->cfg.m[idx].id + 1);
+    } else if (p->last_index >= match) {
+        p->log_lost = false;
+    }
 }
 
 /* Copies the peers into the status copy. */
@@ -159,6 +197,7 @@ static void publish_peers(struct repl *r)
         m->applied_ts = p->applied_ts;
         m->applied_term = p->applied_term;
         m->durable_ts = p->durable_ts;
+        m->election_ms = p->election_ms;
         snprintf(m->hb_msg, sizeof m->hb_msg, "%s", p->errmsg);
     }
     pthread_mutex_unlock(&r->smu);
@@ -381,6 +420,7 @@ static void hb_done(void *arg, int status, const bson_t *reply)
         p->ping_ms = (int)((cairn_mono_ns() - h->sent_ns) / 1000000u);
         p->errmsg[0] = '\0';
         note_peer_view(r, p, reply);
+        check_lost_log(r, h->idx);
     } else {
         const char *msg = status == 0 ? get_str(reply, "errmsg") : cairn_strerror(status);
         if (p->up) {

@@ -79,6 +79,11 @@ static void change_cb(struct raft_change *req, int status)
     }
 }
 
+void repl_membership_resync(struct repl *r, raft_id id)
+{
+    r->resync_id = id;
+}
+
 bool repl_membership_writable(struct repl *r)
 {
     const struct raft_configuration *c = &r->raft.configuration;
@@ -108,6 +113,16 @@ void repl_membership_poll(struct repl *r)
     }
     memset(&r->change, 0, sizeof r->change);
     r->change.data = r;
+    if (r->resync_id != 0) {
+        raft_id id = r->resync_id;
+        r->resync_id = 0;
+        if (raft_server_get(c, id) != NULL && id != r->raft.id) {
+            snprintf(r->change_what, sizeof r->change_what,
+                     "remove node %llu to resync it from scratch", (unsigned long long)id);
+            rv = raft_remove(&r->raft, &r->change, id, change_cb);
+            goto submitted;
+        }
+    }
     /* Add the missing members first, then roles, then removals: a removal
      * never runs before its replacement can vote. */
     for (size_t i = 0; i < r->cfg.n; i++) {

@@ -136,7 +136,8 @@ struct repl_member
     cairn_ts applied_ts;
     uint64_t applied_term;
     cairn_ts durable_ts;
-    char hb_msg[128]; /* why it is not answering */
+    char hb_msg[128];    /* why it is not answering */
+    int64_t election_ms; /* its electionDate while it reports being primary */
 };
 
 struct repl_status

@@ -229,6 +229,9 @@ struct repl_peer
     int64_t last_hb_recv_ms; /* wall time of its last heartbeat to us */
     int64_t up_since_ms;     /* when it last came up */
     int ping_ms;             /* round trip of the last answered heartbeat */
+    uint64_t last_index;     /* its raft log's last index */
+    int64_t election_ms;     /* when it became primary, if it is (wall ms) */
+    bool log_lost;           /* its log lost entries it acknowledged (resyncing) */
     char errmsg[128];        /* why the last heartbeat failed */
 };
 
@@ -281,6 +284,7 @@ struct repl
     struct raft_change change; /* membership.c: the change in flight */
     bool change_inflight;
     bool change_warned;
+    raft_id resync_id; /* membership.c: remove this server first (0 = none) */
     char change_what[160];
     struct repl_ctl *check_ctl; /* the initiate check in progress (members.c) */
     int check_pending;
@@ -421,6 +425,10 @@ void repl_members_stop(struct repl *r);
  * (add, assign a role, remove), if none is in flight. */
 void repl_membership_poll(struct repl *r);
 
+/* Takes server `id` out of raft's configuration so that the next poll
+ * adds it back with fresh replication progress (its log was lost). */
+void repl_membership_resync(struct repl *r, raft_id id);
+
 /* Whether raft's configuration holds a majority of r->cfg's voters as
  * voters, so that the leader may accept writes. */
 bool repl_membership_writable(struct repl *r);
@@ -473,6 +481,14 @@ int repl_post_ctl_wait(struct repl *r, struct repl_ctl *c);
 
 /* FSM callbacks: fills r->fsm (version 1). Raft thread. */
 void repl_fsm_init(struct repl *r);
+
+/* At start-up (io.c's load): the term of the entry at the engine's applied
+ * index, for optimes, from the loaded snapshot or entries. */
+void repl_note_loaded_terms(struct repl *r,
+                            const struct raft_snapshot *snapshot,
+                            raft_index start_index,
+                            const struct raft_entry *entries,
+                            size_t n);
 
 /* ---- waiters.c (raft thread) ------------------------------------------------ */
 

@@ -205,11 +205,6 @@ def test_replset_get_status_on_every_member(rs):
         assert sum(1 for e in st["members"] if e.get("self")) == 1, (m.name, st["members"])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "replSetGetStatus on a SECONDARY has no electionTime/electionDate in the primary's "
-    "member entry (mongod reports them there from heartbeats; cairnd only in the primary's "
-    "own view). Reproduction: 3-member set, replSetGetStatus on a secondary: "
-    "members[<primary>] lacks electionDate and electionTime"))
 def test_replset_get_status_primary_election_date_on_every_member(rs):
     p = rs.wait_healthy()
     wait_for(lambda: not _status_problems(rs, p, election_everywhere=True), 3,
@@ -382,16 +377,6 @@ def test_reads_on_a_secondary_need_secondary_ok(rs, rng):
             assert m.command(cmd)["ok"] == 1, (m.name, cmd)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "getMore on a SECONDARY is refused with 13435 NotPrimaryNoSecondaryOk: drivers never send "
-    "$readPreference with getMore (mongod allows getMore on secondaries always: the cursor "
-    "was opened with secondaryOk), so any secondary read longer than one batch fails. "
-    "Reproduction: 3-member set, insert 20 docs at w:3, then on a secondary (raw OP_MSG) "
-    "find {batchSize: 2, $readPreference: {mode: secondaryPreferred}} and getMore "
-    "{getMore: <id>, collection: c, batchSize: 2} -> {ok: 0, code: 13435}; pymongo: "
-    "list(direct_client_to_secondary.db.c.find().batch_size(50)) raises NotPrimaryError at "
-    "the getMore (src/net/dispatch.c: getMore goes through the NET_CMD_F_READ secondaryOk "
-    "check)"))
 def test_cursor_on_a_secondary_reads_every_batch(rs, rng):
     p = rs.wait_healthy()
     tag = _doc_id(rng, "batches")
@@ -474,13 +459,6 @@ def test_cleanly_restarted_secondary_rejoins_and_catches_up(rs, rng):
     _primary_sees_caught_up(p, victim)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "after a restart, a secondary's heartbeats report its applied optime with term 0 (its "
-    "own replSetGetStatus/hello say the right term): the primary's replSetGetStatus shows "
-    "{ts: <last entry>, t: 0} for it until it applies a new entry. Reproduction: 3-member "
-    "set, write, kill -9 the primary and restart it (term 2), write at w:3, kill -9 and "
-    "restart a secondary, no further writes: on the primary, members[<secondary>].optime = "
-    "{ts: T, t: 0} while its own entry is {ts: T, t: 2}"))
 def test_restarted_secondary_reports_its_optime_term(rs_factory):
     rs = rs_factory(3)
     with rs.client(w=3) as c:
@@ -504,14 +482,6 @@ def test_restarted_secondary_reports_its_optime_term(rs_factory):
                  victim.name, p.status()["members"][victim.index]["optime"], own))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a member restarted with an empty dbpath adopts the config from heartbeats and reports "
-    "SECONDARY, but never receives the log: its applied optime stays (0,0), it serves an "
-    "empty database, and even later writes never reach it. Reproduction: 3-member set "
-    "(cairn_rs), insert 100 docs w:majority, stop a secondary, rm -rf its dbpath, insert "
-    "100 more, start it on the same port: hello says secondary, replSetGetStatus on the "
-    "primary lists it SECONDARY health 1 with optime {t:0, ts:(0,0)} forever, "
-    "count on it = 0"))
 def test_wiped_secondary_rejoins_and_catches_up(rs_factory, rng):
     rs = rs_factory(3)
     p = rs.wait_healthy()
