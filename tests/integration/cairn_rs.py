@@ -48,8 +48,8 @@ _req = [0]
 _req_lock = threading.Lock()
 
 
-def raw_command(port, doc, db="admin", timeout=2.0):
-    """One OP_MSG command on a fresh connection to 127.0.0.1:port, without the driver (so
+def raw_command(port, doc, db="admin", timeout=2.0, ip="127.0.0.1"):
+    """One OP_MSG command on a fresh connection to ip:port, without the driver (so
     nothing adds $readPreference or secondaryOk). Returns the reply document; raises OSError
     (including socket.timeout) when the member does not answer."""
     body = dict(doc)
@@ -59,7 +59,7 @@ def raw_command(port, doc, db="admin", timeout=2.0):
         _req[0] += 1
         rid = _req[0]
     msg = struct.pack("<iiii", 16 + len(payload), rid, 0, 2013) + payload
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+    with socket.create_connection((ip, port), timeout=timeout) as s:
         s.settimeout(timeout)
         s.sendall(msg)
         head = _recv_exact(s, 16)
@@ -105,8 +105,9 @@ def wait_for(cond, timeout, what, interval=0.05):
 # -- one member -------------------------------------------------------------------------------
 
 class Member:
-    def __init__(self, rs, index, port, base_dir):
+    def __init__(self, rs, index, port, base_dir, ip="127.0.0.1"):
         self.rs = rs
+        self.ip = ip            # the address it binds (clients and member traffic)
         self.index = index
         self.name = "m%d" % index
         self.port = port
@@ -122,12 +123,12 @@ class Member:
 
     @property
     def host(self):
-        return "127.0.0.1:%d" % self.port
+        return "%s:%d" % (self.ip, self.port)
 
     # -- life cycle ---------------------------------------------------------------------------
     def command_line(self):
         return [self.rs.binary, "--replSet", self.rs.set_name, "--port", str(self.port),
-                "--bind_ip", "127.0.0.1", "--dbpath", self.dbpath] + list(self.rs.extra_args)
+                "--bind_ip", self.ip, "--dbpath", self.dbpath] + list(self.rs.extra_args)
 
     def spawn(self):
         os.makedirs(self.dbpath, exist_ok=True)
@@ -226,7 +227,7 @@ class Member:
     # -- talking to it ------------------------------------------------------------------------
     def command(self, doc, db="admin", timeout=2.0):
         """A raw command (no driver): the reply document, ok or not."""
-        return raw_command(self.port, doc, db=db, timeout=timeout)
+        return raw_command(self.port, doc, db=db, timeout=timeout, ip=self.ip)
 
     def hello(self, timeout=2.0):
         return self.command({"hello": 1}, timeout=timeout)
@@ -241,7 +242,7 @@ class Member:
         opts = dict(directConnection=True, serverSelectionTimeoutMS=10000,
                     connectTimeoutMS=5000, socketTimeoutMS=30000)
         opts.update(kwargs)
-        return pymongo.MongoClient("127.0.0.1", self.port, **opts)
+        return pymongo.MongoClient(self.ip, self.port, **opts)
 
     # -- logs ---------------------------------------------------------------------------------
     def log_text(self):
@@ -301,14 +302,17 @@ class ReplicaSet:
     """N members of one set on 127.0.0.1, each in base_dir/m<i> with log base_dir/m<i>.log."""
 
     def __init__(self, n, base_dir, binary=None, set_name=SET_NAME, extra_args=(),
-                 settings=None):
+                 settings=None, ips=None):
+        """`ips`: one loopback address per member (default all 127.0.0.1); members on
+        distinct addresses can be cut apart with firewall rules."""
         self.base_dir = base_dir
         self.binary = binary or cairnd_binary()
         self.set_name = set_name
         self.extra_args = list(extra_args)
         self.settings = dict(settings or {})
         ports = _pick_ports(n)
-        self.members = [Member(self, i, ports[i], base_dir) for i in range(n)]
+        self.members = [Member(self, i, ports[i], base_dir,
+                               ip=(ips[i] if ips else "127.0.0.1")) for i in range(n)]
         self.initiated = False
 
     def __repr__(self):
