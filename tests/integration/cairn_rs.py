@@ -115,6 +115,7 @@ class Member:
         self.logpath = os.path.join(base_dir, self.name + ".log")
         self.proc = None
         self.paused = False
+        self._term_sent = False
         self.starts = 0
         self.problems = []      # unclean exits (strings)
 
@@ -140,6 +141,7 @@ class Member:
             self.proc = subprocess.Popen(self.command_line(), stdin=subprocess.DEVNULL,
                                          stdout=log, stderr=log, start_new_session=True)
         self.paused = False
+        self._term_sent = False
 
     def wait_listening(self, timeout=30.0):
         """Waits until the member answers hello; raises RSError if it exits first."""
@@ -192,15 +194,21 @@ class Member:
             os.kill(self.proc.pid, signal.SIGCONT)
         self.paused = False
 
+    def terminate(self):
+        """Sends SIGTERM (after SIGCONT if paused) without waiting; see stop()."""
+        if self.alive() and not self._term_sent:
+            if self.paused:
+                self.resume()
+            self.proc.send_signal(signal.SIGTERM)
+            self._term_sent = True
+
     def stop(self, timeout=30.0):
         """SIGTERM (after SIGCONT if paused), SIGKILL after `timeout`. Records a problem
         unless the process exits 0."""
         if self.proc is None:
             return None
         if self.proc.poll() is None:
-            if self.paused:
-                self.resume()
-            self.proc.send_signal(signal.SIGTERM)
+            self.terminate()
             try:
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -546,10 +554,7 @@ class ReplicaSet:
                 _ACTIVE.remove(self)
         # SIGTERM all first so that they shut down in parallel, then wait.
         for m in self.members:
-            if m.alive():
-                if m.paused:
-                    m.resume()
-                m.proc.send_signal(signal.SIGTERM)
+            m.terminate()
         out = []
         for m in self.members:
             m.stop()

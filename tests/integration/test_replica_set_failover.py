@@ -129,8 +129,7 @@ def _assert_members_converge(rs, dbname):
     p = rs.wait_caught_up(timeout=60)
     with p.client() as pc:
         names = sorted(pc[dbname].list_collection_names())
-        want = {n: list(pc[dbname][n].find().sort("_id", 1).batch_size(1 << 20))
-                for n in names}
+        want = {n: list(pc[dbname][n].find().sort("_id", 1)) for n in names}
     assert any(want.values()), "nothing to compare: %r" % names
     for m in rs:
         if m is p:
@@ -140,9 +139,7 @@ def _assert_members_converge(rs, dbname):
             got_names = sorted(db.list_collection_names())
             assert got_names == names, (m.name, got_names, names)
             for n in names:
-                # One batch: a getMore on a secondary is refused today (see
-                # test_replica_set_basics.py::test_cursor_on_a_secondary_reads_every_batch).
-                got = list(db[n].find().sort("_id", 1).batch_size(1 << 20))
+                got = list(db[n].find().sort("_id", 1))
                 if got != want[n]:
                     gi = {d["_id"]: d for d in got}
                     wi = {d["_id"]: d for d in want[n]}
@@ -199,14 +196,18 @@ def test_paused_primary_is_replaced_and_rejoins_without_deposing(rs_factory):
         paused_at = time.monotonic()
         old.pause()
         new = rs.wait_primary(exclude=[old], timeout=60)
+        elected = time.monotonic() - paused_at
         term1 = _term(new)
         assert term1 > term0, (term0, term1)
         coll.insert_one({"_id": "during"})      # the driver follows the new primary
         assert c.primary == ("127.0.0.1", new.port), c.primary
+        print("SIGSTOP of %s: %s primary after %.3fs, first majority write after %.3fs"
+              % (old.name, new.name, elected, time.monotonic() - paused_at))
         # Paused for longer than the election timeout: by construction (an election happened
         # meanwhile), checked so that the test cannot silently stop testing that.
         assert time.monotonic() - paused_at > election_s
         old.resume()
+        resumed_at = time.monotonic()
         # The old primary learns of the new term and rejoins as a secondary of the new one.
         wait_for(lambda: (lambda h: h.get("isWritablePrimary") is False and
                           h.get("secondary") is True and h.get("primary") == new.host)(
@@ -216,6 +217,8 @@ def test_paused_primary_is_replaced_and_rejoins_without_deposing(rs_factory):
         assert rs.wait_healthy() is new
         # It catches up with what was written while it was paused.
         rs.wait_caught_up()
+        print("SIGCONT of %s: secondary and caught up after %.3fs"
+              % (old.name, time.monotonic() - resumed_at))
         with old.client(readPreference="secondaryPreferred") as dc:
             assert dc.rsf.pause.find_one({"_id": "during"}) == {"_id": "during"}
         # ... and it does not depose the new primary: for three election timeouts, every
@@ -245,12 +248,16 @@ def _kill_primary_and_follow(rs, client):
     """kill -9 of the primary; waits for a new one and for `client` to know it (so that the
     next operation reaches the new primary, not the dead one). Returns (victim, new)."""
     victim = rs.wait_primary()
+    t0 = time.monotonic()
     victim.kill9()
     new = rs.wait_primary(exclude=[victim], timeout=60)
+    t1 = time.monotonic()
     # A command on the primary makes the driver select (and so discover) the new one.
     wait_for(lambda: client.admin.command("ping") and
              client.primary == ("127.0.0.1", new.port), 60,
              lambda: "the driver uses %s as primary (it has %s)" % (new.name, client.primary))
+    print("killed %s: %s primary after %.3fs, the driver follows after %.3fs"
+          % (victim.name, new.name, t1 - t0, time.monotonic() - t0))
     return victim, new
 
 
