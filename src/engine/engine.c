@@ -32,6 +32,8 @@
 #include "engine/engine_int.h"
 #include "lib/log.h"
 
+static int meta_key(const char *name, struct cairn_buf *k, struct cairn_error *err);
+
 #define CAT_PREFIX "catalog/"
 #define META_PREFIX "meta/"
 #define KEY_APPLIED "applied"
@@ -388,6 +390,11 @@ static int check_commits(const struct eng_commit *commits,
                         return cairn_error_setf(err, CAIRN_EINVAL, "engine: bad namespace");
                     }
                     break;
+                case ENG_OP_CONFIG:
+                    if (op->doc == NULL || op->doc_len < 5) {
+                        return cairn_error_setf(err, CAIRN_EINVAL, "engine: config op without doc");
+                    }
+                    break;
                 case ENG_OP_SESSION:
                     if (op->key == NULL || op->key_len == 0 || op->key_len > ENG_SESSION_KEY_MAX) {
                         return cairn_error_setf(err, CAIRN_EINVAL,
@@ -486,6 +493,16 @@ static int fill_batch(struct eng *e,
                     break;
                 case ENG_OP_SESSION:
                     rv = eng_session_batch_put(e, b, op, commits[c].ts, &k, &v);
+                    break;
+                case ENG_OP_CONFIG:
+                    /* Beside the data and the watermark: a member restarted
+                     * after applying it starts with this config. */
+                    cairn_buf_reset(&k);
+                    rv = meta_key("rsconfig", &k, NULL);
+                    if (rv == 0) {
+                        rocksdb_writebatch_put_cf(b, e->cf_default, (const char *)k.data, k.len,
+                                                  (const char *)op->doc, op->doc_len);
+                    }
                     break;
                 default:
                     break;

@@ -66,6 +66,7 @@ enum eng_op_kind {
     ENG_OP_CREATE = 3,  /* create collection `ns` with id `coll_id` */
     ENG_OP_DROP = 4,    /* drop collection `ns` (id `coll_id`) and its documents */
     ENG_OP_SESSION = 5, /* store session record `doc` under session key `key` (coll_id unused) */
+    ENG_OP_CONFIG = 6, /* store `doc` as the replica-set config (meta "rsconfig"; coll_id unused) */
 };
 
 /* Longest session key ENG_OP_SESSION accepts. */

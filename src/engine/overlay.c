@@ -711,6 +711,8 @@ static int check_op(const struct eng_op *op)
                 return CAIRN_EINVAL;
             }
             return 0;
+        case ENG_OP_CONFIG:
+            return op->doc == NULL ? CAIRN_EINVAL : 0; /* not a document version */
         default:
             return CAIRN_EINVAL;
     }

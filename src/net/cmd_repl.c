@@ -1,10 +1,15 @@
 /*
- * cmd_repl.c: the replica-set commands that change leadership
- * (net_cmds_repl): replSetStepDown and replSetFreeze, with mongod's
- * arguments, defaults and errors. The work is repl's (repl_step_down,
- * repl_freeze); these handlers parse and answer.
+ * cmd_repl.c: the replica-set commands that change the set or its
+ * leadership (net_cmds_repl): replSetReconfig, replSetStepDown and
+ * replSetFreeze, with mongod's arguments, defaults and errors. The work is
+ * repl's (repl_reconfig_begin, repl_step_down, repl_freeze) and, for a
+ * reconfig, txn's (the config travels as a commit); these handlers parse,
+ * sequence and answer.
  */
 #include <stdio.h>
+#include <stdlib.h>
+
+#include "lib/op.h"
 
 #include "net/net_int.h"
 #include "net/server_int.h"
@@ -49,6 +54,55 @@ static int cmd_repl_set_step_down(struct net_cmd *c)
     return NET_CMD_DONE;
 }
 
+/* replSetReconfig: <config>, force. The config is checked, committed
+ * through the log and waited for at majority (the command's maxTimeMS
+ * bounds the wait): every member installs it when it applies the entry. */
+static int cmd_repl_set_reconfig(struct net_cmd *c)
+{
+    bson_iter_t it;
+    bson_t config;
+    const uint8_t *data;
+    uint8_t *doc = NULL;
+    uint32_t dlen;
+    size_t len = 0;
+    bool force = false;
+    cairn_ts ts = 0;
+    int rv;
+
+    if (!bson_iter_init(&it, c->body) || !bson_iter_next(&it) || !BSON_ITER_HOLDS_DOCUMENT(&it)) {
+        return cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_TypeMismatch,
+                                 "replSetReconfig: the new config must be a document");
+    }
+    bson_iter_document(&it, &dlen, &data);
+    if (!bson_init_static(&config, data, dlen)) {
+        return cairn_error_mongo(&c->err, CAIRN_EBADDOC, MONGO_InvalidReplicaSetConfig,
+                                 "invalid config document");
+    }
+    if (net_get_bool(c, "force", &force) != 0) {
+        return NET_CMD_ERROR;
+    }
+    if (force) {
+        return cairn_error_mongo(&c->err, CAIRN_EUNSUPPORTED, MONGO_NotImplemented,
+                                 "replSetReconfig with force: true is not supported");
+    }
+    rv = repl_reconfig_begin(c->deps->repl, &config, &doc, &len, &c->err);
+    if (rv != 0) {
+        return NET_CMD_ERROR;
+    }
+    rv = txn_write_config(c->deps->txn, doc, len, &ts, &c->err);
+    if (rv == 0) {
+        rv = repl_wait_applied(c->deps->repl, ts, cairn_op_current(), &c->err);
+    }
+    repl_reconfig_end(c->deps->repl);
+    free(doc);
+    if (rv != 0) {
+        return NET_CMD_ERROR;
+    }
+    net_log_event(net_conn_server(c->conn), "replSetReconfig from conn%llu: config committed",
+                  (unsigned long long)c->conn_id);
+    return NET_CMD_DONE;
+}
+
 /* replSetFreeze: <seconds> (0 unfreezes). */
 static int cmd_repl_set_freeze(struct net_cmd *c)
 {
@@ -80,10 +134,12 @@ static int cmd_repl_set_freeze(struct net_cmd *c)
         return rv == NET_CMD_DONE ? NET_CMD_DONE : NET_CMD_ERROR; \
     }
 
+WRAP(cmd_repl_set_reconfig)
 WRAP(cmd_repl_set_step_down)
 WRAP(cmd_repl_set_freeze)
 
 const struct net_cmd_def net_cmds_repl[] = {
+    {"replSetReconfig", cmd_repl_set_reconfig_w, NET_CMD_F_ADMIN_ONLY | NET_CMD_F_NEEDS_CONFIG},
     {"replSetStepDown", cmd_repl_set_step_down_w, NET_CMD_F_ADMIN_ONLY | NET_CMD_F_NEEDS_CONFIG},
     {"replSetFreeze", cmd_repl_set_freeze_w, NET_CMD_F_ADMIN_ONLY | NET_CMD_F_NEEDS_CONFIG},
     {NULL, NULL, 0},

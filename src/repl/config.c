@@ -327,7 +327,13 @@ static int build_doc(struct repl_cfg *cfg)
     ok = ok && BSON_APPEND_INT32(&sub, "w", 1);
     ok = ok && BSON_APPEND_INT32(&sub, "wtimeout", 0);
     ok = ok && bson_append_document_end(&settings, &sub);
-    bson_oid_init(&oid, NULL);
+    if (cfg->has_set_id) {
+        oid = cfg->set_id;
+    } else {
+        bson_oid_init(&oid, NULL);
+        cfg->set_id = oid;
+        cfg->has_set_id = true;
+    }
     ok = ok && BSON_APPEND_OID(&settings, "replicaSetId", &oid);
     ok = ok && bson_append_document_end(&doc, &settings);
     if (ok) {
@@ -340,6 +346,14 @@ static int build_doc(struct repl_cfg *cfg)
     }
     bson_destroy(&doc);
     return ok ? 0 : CAIRN_ENOMEM;
+}
+
+int repl_cfg_rebuild(struct repl_cfg *cfg)
+{
+    free(cfg->doc);
+    cfg->doc = NULL;
+    cfg->doc_len = 0;
+    return build_doc(cfg);
 }
 
 int repl_cfg_build(const bson_t *in,
@@ -583,6 +597,14 @@ int repl_cfg_load(const uint8_t *doc, size_t len, struct repl_cfg *out, struct c
     }
     out->election_timeout_ms = REPL_ELECTION_TIMEOUT_DEFAULT_MS;
     out->heartbeat_ms = REPL_HEARTBEAT_DEFAULT_MS;
+    if (bson_iter_init_find(&it, &b, "settings") && BSON_ITER_HOLDS_DOCUMENT(&it)) {
+        bson_iter_t sid;
+        if (bson_iter_recurse(&it, &sid) && bson_iter_find(&sid, "replicaSetId") &&
+            BSON_ITER_HOLDS_OID(&sid)) {
+            bson_oid_copy(bson_iter_oid(&sid), &out->set_id);
+            out->has_set_id = true;
+        }
+    }
     if (bson_iter_init_find(&it, &b, "settings") && BSON_ITER_HOLDS_DOCUMENT(&it)) {
         struct cairn_error ignored;
         /* Written by repl_cfg_build: valid, or written by an older cairnd

@@ -66,6 +66,11 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
         abort();
     }
     atomic_fetch_add(&r->n_entries_applied, 1);
+    for (size_t i = 0; i < d.n_ops; i++) {
+        if (d.ops[i].kind == ENG_OP_CONFIG) {
+            repl_config_applied(r, d.ops[i].doc, d.ops[i].doc_len);
+        }
+    }
     if (d.version >= 1) {
         r->applied_term = d.term;
     }

@@ -110,7 +110,8 @@ static bool append_self(struct repl *r, bson_t *b)
     if (st.primary >= 0 && (size_t)st.primary < r->cfg.n) {
         primary_id = r->cfg.m[st.primary].id;
     }
-    return BSON_APPEND_DATE_TIME(b, "electionDate", st.writable ? st.election_wall_ms : 0) &&
+    return BSON_APPEND_BOOL(b, "electable", repl_may_campaign(r)) &&
+           BSON_APPEND_DATE_TIME(b, "electionDate", st.writable ? st.election_wall_ms : 0) &&
            BSON_APPEND_INT64(b, "lastIndex",
                              r->raft_started ? (int64_t)raft_last_index(&r->raft) : 0) &&
            BSON_APPEND_INT32(b, "v", r->cfg.doc != NULL ? r->cfg.version : -1) &&
@@ -146,10 +147,14 @@ static void note_peer_view(struct repl *r, struct repl_peer *p, const bson_t *b)
     p->last_index = (uint64_t)get_i64(b, "lastIndex", 0);
     {
         bson_iter_t it;
-        p->election_ms = bson_iter_init_find(&it, b, "electionDate") &&
-                                 BSON_ITER_HOLDS_DATE_TIME(&it)
-                             ? bson_iter_date_time(&it)
-                             : 0;
+        p->electable = bson_iter_init_find(&it, b, "electable") && bson_iter_as_bool(&it);
+    }
+    {
+        bson_iter_t it;
+        p->election_ms =
+            bson_iter_init_find(&it, b, "electionDate") && BSON_ITER_HOLDS_DATE_TIME(&it)
+                ? bson_iter_date_time(&it)
+                : 0;
     }
     (void)r;
 }
@@ -173,8 +178,7 @@ static void check_lost_log(struct repl *r, size_t idx)
         cairn_log(CAIRN_LOG_WARN, "repl",
                   "member %s has %llu log entries but acknowledged %llu: its data was lost; "
                   "resyncing it",
-                  r->cfg.m[idx].host, (unsigned long long)p->last_index,
-                  (unsigned long long)match);
+                  r->cfg.m[idx].host, (unsigned long long)p->last_index, (unsigned long long)match);
         repl_membership_resync(r, (raft_id)r->cfg.m[idx].id + 1);
     } else if (p->last_index >= match) {
         p->log_lost = false;
@@ -320,6 +324,14 @@ static int serve_heartbeat(struct repl *r, const bson_t *req, bson_t *reply)
     BSON_APPEND_DOUBLE(reply, "ok", 1.0);
     BSON_APPEND_UTF8(reply, "set", r->set_name);
     append_self(r, reply);
+    if (r->cfg.doc != NULL && get_i64(req, "v", -1) < r->cfg.version) {
+        /* The sender runs an older config: it may have been removed by the
+         * newer one and never see the entry that says so. */
+        bson_t cfg;
+        if (bson_init_static(&cfg, r->cfg.doc, r->cfg.doc_len)) {
+            BSON_APPEND_DOCUMENT(reply, "config", &cfg);
+        }
+    }
     return 0;
 }
 
@@ -421,6 +433,16 @@ static void hb_done(void *arg, int status, const bson_t *reply)
         p->errmsg[0] = '\0';
         note_peer_view(r, p, reply);
         check_lost_log(r, h->idx);
+        if (p->cfg_version > r->cfg.version && bson_iter_init_find(&it, reply, "config") &&
+            BSON_ITER_HOLDS_DOCUMENT(&it)) {
+            /* A newer config, committed where it comes from. */
+            const uint8_t *doc;
+            uint32_t len;
+            bson_iter_document(&it, &len, &doc);
+            free(h);
+            repl_config_applied(r, doc, len);
+            return; /* the peers were reset */
+        }
     } else {
         const char *msg = status == 0 ? get_str(reply, "errmsg") : cairn_strerror(status);
         if (p->up) {
@@ -481,6 +503,13 @@ static void hb_timer_cb(uv_timer_t *t)
         if ((int)i != r->self && !r->peers[i].inflight) {
             send_heartbeat(r, i);
         }
+    }
+}
+
+void repl_members_heartbeat_now(struct repl *r)
+{
+    if (r->hb_timer_inited && !r->closing && r->cfg.n > 1) {
+        uv_timer_start(&r->hb_timer, hb_timer_cb, 0, (uint64_t)r->cfg.heartbeat_ms);
     }
 }
 

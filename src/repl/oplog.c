@@ -13,6 +13,9 @@
  * format, no term). A version above REPL_OPLOG_VERSION decodes to
  * CAIRN_EUNSUPPORTED so that the member stops instead of skipping it.
  * Op "s" is a session record (ENG_OP_SESSION: k = session key, o = record).
+ * Op "r" is a replica-set config (ENG_OP_CONFIG: o = the config document),
+ * written by replSetReconfig (older version-1 readers do not know it: a set
+ * is upgraded as a whole, docs/decisions.md §24).
  * Every commit document starts with its ts at byte offset 8, so a commit
  * can be encoded before its timestamp is known and patched in place
  * (repl_oplog_patch_ts). Anything else unexpected is CAIRN_ECORRUPT: a
@@ -41,6 +44,8 @@ static const char *op_code(int kind)
             return "x";
         case ENG_OP_SESSION:
             return "s";
+        case ENG_OP_CONFIG:
+            return "r";
         default:
             return NULL;
     }
@@ -74,7 +79,7 @@ static int encode_op(bson_t *arr, uint32_t i, const struct eng_op *op)
                                           (uint32_t)op->key_len);
         }
     }
-    if (op->kind == ENG_OP_PUT || op->kind == ENG_OP_SESSION) {
+    if (op->kind == ENG_OP_PUT || op->kind == ENG_OP_SESSION || op->kind == ENG_OP_CONFIG) {
         bson_t doc;
         if (op->doc == NULL || !bson_init_static(&doc, op->doc, op->doc_len)) {
             ok = false;
@@ -210,6 +215,8 @@ static int kind_of(const char *s, uint32_t len)
             return ENG_OP_DROP;
         case 's':
             return ENG_OP_SESSION;
+        case 'r':
+            return ENG_OP_CONFIG;
         default:
             return 0;
     }
@@ -330,6 +337,11 @@ static int decode_op(bson_iter_t *it, size_t ci, struct eng_op *op, struct cairn
         case ENG_OP_SESSION:
             if ((seen & (F_K | F_O)) != (F_K | F_O) || (seen & F_NS)) {
                 return corrupt(err, ci, "session op needs k and o and no ns");
+            }
+            break;
+        case ENG_OP_CONFIG:
+            if (!(seen & F_O) || (seen & (F_K | F_NS))) {
+                return corrupt(err, ci, "config op needs o and no k or ns");
             }
             break;
         default: /* CREATE, DROP */

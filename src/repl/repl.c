@@ -652,6 +652,7 @@ static void repl_free(struct repl *r)
     pthread_mutex_destroy(&r->qmu);
     pthread_mutex_destroy(&r->smu);
     pthread_mutex_destroy(&r->amu);
+    pthread_mutex_destroy(&r->reconfig_mu);
     pthread_mutex_destroy(&r->cbmu);
     pthread_cond_destroy(&r->acv);
     pthread_cond_destroy(&r->qcv);
@@ -706,6 +707,7 @@ int repl_open(const struct repl_options *opts, struct repl **out, struct cairn_e
     pthread_mutex_init(&r->qmu, NULL);
     pthread_mutex_init(&r->smu, NULL);
     pthread_mutex_init(&r->amu, NULL);
+    pthread_mutex_init(&r->reconfig_mu, NULL);
     {
         /* Error-checking: see repl_set_leadership_cb. */
         pthread_mutexattr_t a;

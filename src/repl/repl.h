@@ -107,6 +107,22 @@ int repl_step_down(struct repl *r,
                    bool force,
                    struct cairn_error *err);
 
+/* replSetReconfig, first half: checks `config` against the active config on
+ * this primary (version grows, same set, this member stays, at most one
+ * voter added or removed, hosts of existing members unchanged) and returns
+ * the document to replicate in *doc (malloc'd, the caller frees it) to be
+ * written as an ENG_OP_CONFIG op and waited for at majority; then
+ * repl_reconfig_end, also on failure after this returned 0. Errors
+ * (mongo_code): 10107 (not primary), 109 ConfigurationInProgress, 93, 103
+ * NewReplicaSetConfigurationIncompatible, 94. Any thread but the raft
+ * thread. */
+int repl_reconfig_begin(struct repl *r,
+                        const bson_t *config,
+                        uint8_t **doc,
+                        size_t *len,
+                        struct cairn_error *err);
+void repl_reconfig_end(struct repl *r);
+
 /* replSetFreeze: this member does not seek election for `secs` seconds (0
  * ends a freeze). Errors: 95 NotSecondary on the primary. Not the raft
  * thread. */

@@ -38,6 +38,8 @@ struct repl_cfg
     int version;
     size_t n;
     struct repl_cfg_member m[REPL_MAX_MEMBERS];
+    bson_oid_t set_id; /* settings.replicaSetId (kept by reconfigs) */
+    bool has_set_id;
     int election_timeout_ms; /* settings.electionTimeoutMillis */
     int heartbeat_ms;        /* settings.heartbeatIntervalMillis (member status) */
     uint8_t *doc;
@@ -64,6 +66,10 @@ int repl_cfg_build(const bson_t *in,
                    const char *me,
                    struct repl_cfg *out,
                    struct cairn_error *err);
+
+/* Rebuilds cfg->doc from the parsed fields (after changing them, e.g. to
+ * keep a replicaSetId). Returns 0 or CAIRN_ENOMEM (cfg->doc NULL then). */
+int repl_cfg_rebuild(struct repl_cfg *cfg);
 
 /* Parses a stored configuration document (copied into out->doc). Errors:
  * CAIRN_ECORRUPT, CAIRN_ENOMEM. Any thread. */
@@ -232,6 +238,7 @@ struct repl_peer
     uint64_t last_index;     /* its raft log's last index */
     int64_t election_ms;     /* when it became primary, if it is (wall ms) */
     bool log_lost;           /* its log lost entries it acknowledged (resyncing) */
+    bool electable;          /* it may campaign (not frozen, not stepping down) */
     char errmsg[128];        /* why the last heartbeat failed */
 };
 
@@ -363,6 +370,9 @@ struct repl
     repl_leadership_cb leader_cb;
     void *leader_cb_arg;
 
+    /* replSetReconfig: held from repl_reconfig_begin to repl_reconfig_end. */
+    pthread_mutex_t reconfig_mu;
+
     /* Status copy (and the config document) for other threads. */
     pthread_mutex_t smu;
     struct repl_status st;
@@ -415,8 +425,17 @@ void repl_members_config_changed(struct repl *r);
  * (repl_ctl_done) when all have answered, with c->err set on a refusal. */
 void repl_members_check_initiate(struct repl *r, struct repl_ctl *c);
 
+/* Sends a round of heartbeats now (this member's state changed). */
+void repl_members_heartbeat_now(struct repl *r);
+
 /* Stops heartbeats and fails a check in progress (shutdown). */
 void repl_members_stop(struct repl *r);
+
+/* ---- reconfig.c (raft thread) --------------------------------------------- */
+
+/* The FSM applied a replicated config (ENG_OP_CONFIG): installs it if it is
+ * newer than the active one. Stops the member if it cannot be read. */
+void repl_config_applied(struct repl *r, const uint8_t *doc, size_t len);
 
 /* ---- membership.c (raft thread) ------------------------------------------- */
 

@@ -59,7 +59,10 @@ static int pick_target(struct repl *r)
 
     for (size_t i = 0; i < r->cfg.n; i++) {
         const struct repl_cfg_member *m = &r->cfg.m[i];
-        if ((int)i == r->self || m->votes == 0 || m->priority <= 0 || !caught_up(r, i)) {
+        /* A frozen member (heartbeats say so) would take the hand-over
+         * and never campaign: no primary until it thaws. */
+        if ((int)i == r->self || m->votes == 0 || m->priority <= 0 || !r->peers[i].up ||
+            !r->peers[i].electable || !caught_up(r, i)) {
             continue;
         }
         if (best < 0 || m->priority > r->cfg.m[best].priority) {
@@ -202,6 +205,7 @@ void repl_freeze_apply(struct repl *r, struct repl_ctl *c)
     } else {
         cairn_log(CAIRN_LOG_INFO, "repl", "frozen for %d s", c->secs);
     }
+    repl_members_heartbeat_now(r); /* the primary learns it at once */
     repl_ctl_done(r, c, 0);
 }
 

@@ -364,6 +364,15 @@ int txn_wait(struct txn_mgr *m,
  * log reaches past the current cluster time. Errors: CAIRN_ENOTLEADER. */
 int txn_noop_write(struct txn_mgr *m, cairn_ts *ts, struct cairn_error *err);
 
+/* Commits a replica-set config (ENG_OP_CONFIG, see repl_reconfig_begin) as
+ * one commit and returns its ts; the caller waits for it at majority.
+ * Errors: CAIRN_ENOTLEADER, CAIRN_ENOMEM. Any client thread. */
+int txn_write_config(struct txn_mgr *m,
+                     const uint8_t *doc,
+                     size_t len,
+                     cairn_ts *ts,
+                     struct cairn_error *err);
+
 /* ---- Sessions ------------------------------------------------------------ */
 
 /* Checks out the session `lsid` (creating it when new) for one command:

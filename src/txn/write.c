@@ -1208,6 +1208,32 @@ int txn_wait(struct txn_mgr *m,
     return repl_wait(m->repl, ts, wc, cb, arg, err);
 }
 
+int txn_write_config(struct txn_mgr *m,
+                     const uint8_t *doc,
+                     size_t len,
+                     cairn_ts *ts,
+                     struct cairn_error *err)
+{
+    struct eng_op op = {ENG_OP_CONFIG, 0, NULL, NULL, 0, doc, len};
+    struct eng_commit commit = {0, &op, 1};
+    struct cairn_buf enc = CAIRN_BUF_INIT;
+    struct txn_write *w;
+    int rv = txn_write_begin(m, NULL, &w, err);
+
+    if (rv != 0) {
+        return rv;
+    }
+    rv = repl_oplog_encode(&commit, &enc);
+    if (rv != 0) {
+        rv = cairn_error_setf(err, rv, "reconfig: encode: %s", cairn_strerror(rv));
+    } else {
+        rv = commit_section(w, &op, 1, &enc, ts, err);
+    }
+    cairn_buf_free(&enc);
+    txn_write_release(w);
+    return rv;
+}
+
 int txn_noop_write(struct txn_mgr *m, cairn_ts *ts, struct cairn_error *err)
 {
     struct txn_write *w;
