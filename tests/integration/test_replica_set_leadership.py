@@ -108,7 +108,7 @@ def test_step_down_hands_over_and_refusals(rs4):
     with pymongo.MongoClient(uri, w="majority") as c:
         c.sd.c.insert_one({"_id": 1})
         rs4.wait_caught_up(members=[rs4[0], rs4[1], rs4[2]])
-        assert old.command({"replSetStepDown": 30})["ok"] == 1
+        assert old.command({"replSetStepDown": 30}, timeout=15)["ok"] == 1
         new = rs4.wait_primary(exclude=[old])
         assert new is not old
         c.sd.c.insert_one({"_id": 2})  # the driver follows the new primary
@@ -134,12 +134,12 @@ def test_frozen_and_priority_zero_members_never_become_primary(rs4):
     # The primary learns that member 1 is frozen from the heartbeat the freeze sends at
     # once (nothing shows it to clients, so no condition to await).
     time.sleep(0.5)
-    r = p.command({"replSetStepDown": 10, "secondaryCatchUpPeriodSecs": 2})
+    r = p.command({"replSetStepDown": 10, "secondaryCatchUpPeriodSecs": 2}, timeout=15)
     assert r["ok"] == 0 and r["code"] == 262, r  # no electable secondary caught up
     assert p.hello().get("isWritablePrimary"), "a failed step-down must leave it primary"
     # Unfreeze member 1: now a step-down hands over to it, never to member 2.
     assert rs4[1].command({"replSetFreeze": 0})["ok"] == 1
-    assert p.command({"replSetStepDown": 10})["ok"] == 1
+    assert p.command({"replSetStepDown": 10}, timeout=15)["ok"] == 1
     assert rs4.wait_primary(exclude=[p]) is rs4[1]
     # Kill member 1: member 0 is within its stepDownSecs, member 2 has priority 0.
     rs4[1].kill9()
