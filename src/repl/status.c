@@ -38,10 +38,12 @@ void repl_publish_status_locked(struct repl *r)
         state = REPL_STATE_STARTUP2;
     } else if (writable) {
         state = REPL_STATE_PRIMARY;
-    } else if (leader_id != 0) {
+    } else if (r->self >= 0) {
+        /* Also while an election runs (mongod's followers stay SECONDARY
+         * then) and while a new leader commits its barrier. */
         state = REPL_STATE_SECONDARY;
     } else {
-        state = REPL_STATE_RECOVERING;
+        state = REPL_STATE_REMOVED;
     }
     st->state = state;
     st->writable = writable;
@@ -82,6 +84,7 @@ void repl_publish_config(struct repl *r)
         snprintf(st->members[i].host, sizeof st->members[i].host, "%s", r->cfg.m[i].host);
         st->members[i].votes = r->cfg.m[i].votes;
         st->members[i].priority = r->cfg.m[i].priority;
+        st->members[i].hidden = r->cfg.m[i].hidden;
     }
     st->self = r->self;
     pthread_mutex_unlock(&r->smu);
