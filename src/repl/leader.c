@@ -214,6 +214,14 @@ void repl_poll_state(struct repl *r)
     }
     repl_io_flush(&r->iow);
     state = raft_state(&r->raft);
+    if (state == RAFT_CANDIDATE && (r->seen_state != RAFT_CANDIDATE ||
+                                    r->seen_term != r->raft.current_term)) {
+        /* Elections that fail (split votes) are otherwise invisible. */
+        cairn_log(CAIRN_LOG_INFO, "repl", "standing for election (term %llu)",
+                  (unsigned long long)r->raft.current_term);
+    }
+    r->seen_state = state;
+    r->seen_term = r->raft.current_term;
     if (r->leader && (state != RAFT_LEADER || r->raft.current_term != r->leader_term)) {
         repl_lose_leadership(r, state != RAFT_LEADER ? "raft state changed" : "term changed");
     }

@@ -304,6 +304,8 @@ struct repl
     bool barrier_inflight; /* barrier submitted, callback not yet fired */
     bool barrier_done;     /* this term's barrier applied: writable once members joined */
     bool members_wait_logged;
+    int seen_state;      /* raft state at the last poll (election logging) */
+    raft_term seen_term; /* raft term at the last poll */
     int64_t no_campaign_until_ms;  /* replSetFreeze / replSetStepDown (wall ms) */
     int64_t leader_since_ms;       /* when this member last became writable */
     struct raft_transfer transfer; /* stepdown.c */
