@@ -212,15 +212,35 @@ class Member:
             try:
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
+                stacks = self.stacks()
                 self.proc.kill()
                 self.proc.wait()
-                self.problems.append("%s did not exit within %.0fs of SIGTERM"
-                                     % (self.name, timeout))
+                self.problems.append("%s did not exit within %.0fs of SIGTERM; its threads:\n%s"
+                                     % (self.name, timeout, stacks))
                 return self.proc.returncode
             if self.proc.returncode != 0:
                 self.problems.append("%s exited with status %d after SIGTERM"
                                      % (self.name, self.proc.returncode))
         return self.proc.returncode
+
+    def stacks(self, timeout=60.0):
+        """Every thread's backtrace (gdb), for a member that hangs; a note when gdb is
+        missing or fails."""
+        if not self.alive():
+            return "(not running)"
+        gdb = shutil.which("gdb")
+        if gdb is None:
+            return "(no gdb to show the threads of pid %d)" % self.proc.pid
+        try:
+            out = subprocess.run([gdb, "-p", str(self.proc.pid), "-batch", "-nx",
+                                  "-ex", "set pagination off", "-ex", "thread apply all bt"],
+                                 stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                 timeout=timeout)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return "(gdb failed: %r)" % exc
+        lines = [ln for ln in out.stdout.splitlines()
+                 if ln.startswith(("Thread ", "#")) or not ln.strip()]
+        return "\n".join(lines)[-80000:] or out.stderr[-2000:]
 
     def restart(self, wait=True, timeout=30.0):
         self.stop()

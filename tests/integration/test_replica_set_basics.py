@@ -207,7 +207,7 @@ def test_replset_get_status_on_every_member(rs):
 
 def test_replset_get_status_primary_election_date_on_every_member(rs):
     p = rs.wait_healthy()
-    wait_for(lambda: not _status_problems(rs, p, election_everywhere=True), 3,
+    wait_for(lambda: not _status_problems(rs, p, election_everywhere=True), 20,
              lambda: "every member's replSetGetStatus shows the primary's election:\n  "
              + "\n  ".join(_status_problems(rs, p, election_everywhere=True)))
     elections = {m.status()["members"][p.index]["electionDate"] for m in rs}
@@ -477,7 +477,7 @@ def test_restarted_secondary_reports_its_optime_term(rs_factory):
     own = p.status()["members"][p.index]["optime"]
     assert own["t"] >= 2, own
     assert victim.status()["optimes"]["appliedOpTime"] == own
-    wait_for(lambda: p.status()["members"][victim.index]["optime"] == own, 3,
+    wait_for(lambda: p.status()["members"][victim.index]["optime"] == own, 20,
              lambda: "the primary's status shows %s at %r, not %r" % (
                  victim.name, p.status()["members"][victim.index]["optime"], own))
 
@@ -497,5 +497,5 @@ def test_wiped_secondary_rejoins_and_catches_up(rs_factory, rng):
                  "the wiped member adopts the config from heartbeats")
         assert rs.wait_healthy() is p
         coll.insert_many([{"i": i, "phase": "after"} for i in range(100)])
-    rs.wait_caught_up(timeout=10)
+    rs.wait_caught_up(timeout=30)
     assert _count_on(victim, "wiped", {}) == 300
