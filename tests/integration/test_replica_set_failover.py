@@ -151,6 +151,38 @@ def _assert_members_converge(rs, dbname):
                             [k for k in gi if k in wi and gi[k] != wi[k]][:10]))
 
 
+@pytest.mark.xfail(strict=False, reason=(
+    "NOT DETERMINISTIC (about 1 fresh set in 4): the first failover of a freshly started set "
+    "can take many election rounds: the two survivors stand for election at the same "
+    "millisecond in every term (split votes; 3 rounds/5 s, 5/8.7 s, 12/19 s, 20/31 s seen). "
+    "Cause: raft_uv_init (libraft.so.0) seeds the process-global rand() with "
+    "srand(wall-clock ms ^ uv_now(loop)), both the same on every process at the same "
+    "millisecond, and raft draws its election timeouts from rand() (repl/io.c io_random "
+    "passes it through). The secondaries adopt the config from the same heartbeat round, "
+    "start raft in the same millisecond ('raft started' lines identical) and so draw the "
+    "same timeouts. Fix: seed per process (e.g. srand from getrandom after raft_uv_init, or "
+    "an io_random of our own). Reproduction: start 3 members together (cairn_rs), initiate, "
+    "kill -9 the primary, compare the terms before/after and the survivors' 'standing for "
+    "election (term N)' timestamps. Remove this marker once fixed: then it must pass"))
+def test_first_failover_of_a_fresh_set_takes_few_elections(rs_factory):
+    rs = rs_factory(3)
+    p = rs.wait_healthy()
+    term0 = _term(p)
+    t0 = time.monotonic()
+    p.kill9()
+    new = rs.wait_primary(exclude=[p], timeout=60)
+    rounds = _term(new) - term0
+    survivors = [m for m in rs if m is not p]
+    stamps = [{ln.split(" I ")[0][:23] for ln in m.log_grep("standing for election")}
+              for m in survivors]
+    print("fresh set, first kill: new primary after %.3fs, %d election round(s), %d "
+          "simultaneous candidacies" % (time.monotonic() - t0, rounds,
+                                        len(stamps[0] & stamps[1])))
+    assert rounds <= 2, ("the first election after the kill took %d terms; candidacies at "
+                         "the same millisecond on both survivors: %s"
+                         % (rounds, sorted(stamps[0] & stamps[1])))
+
+
 def test_five_members_survive_two_primary_kills(rs_factory):
     """5 members: kill -9 the primary, then the next one; the remaining three (a majority)
     elect a third primary, the driver writes on at w:majority, and the two killed members
