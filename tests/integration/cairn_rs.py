@@ -466,7 +466,7 @@ class ReplicaSet:
         return [m for m, h in self.hellos(members).items()
                 if isinstance(h, dict) and h.get("isWritablePrimary") is True]
 
-    def wait_primary(self, timeout=30.0, exclude=()):
+    def wait_primary(self, timeout=60.0, exclude=()):
         """The member that reports isWritablePrimary, once exactly one of the running,
         unpaused members outside `exclude` does."""
         exclude = {self.member(k) for k in exclude}
@@ -486,7 +486,7 @@ class ReplicaSet:
         p = self.primary()
         return [m for m in self.members if m is not p]
 
-    def wait_healthy(self, timeout=30.0, members=None):
+    def wait_healthy(self, timeout=60.0, members=None):
         """Waits until exactly one member is a writable primary and every other running
         member (or `members`) answers hello as a SECONDARY naming it, with the same
         setVersion. Returns the primary."""
