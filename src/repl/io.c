@@ -16,6 +16,8 @@
  *   included (raft has no notion of priority; with pre-vote on, such a
  *   member never disturbs the others and still votes).
  * - raft_uv's capacity, which the legacy core reads from the outer io.
+ * - Randomness: election timeouts come from a per-member stream (see
+ *   io_random), not raft_uv's wall-clock-seeded rand().
  *
  * raft_uv fires request callbacks through the inner io's `data`, so init
  * points it at raft (the outer's data) too.
@@ -24,6 +26,8 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 
 #include "lib/log.h"
 #include "repl/repl_int.h"
@@ -211,10 +215,25 @@ static raft_time io_time(struct raft_io *io)
     return in->time(in);
 }
 
+/* raft_uv's random() draws from the process-global rand(), which
+ * raft_uv_init seeds with the wall clock in milliseconds: members that
+ * start raft in the same millisecond (the secondaries adopting a config
+ * from one heartbeat round) drew identical election timeouts and split
+ * their votes round after round. Each member draws from its own stream,
+ * seeded from getrandom. */
 static int io_random(struct raft_io *io, int min, int max)
 {
-    struct raft_io *in = W(io)->inner;
-    return in->random(in, min, max);
+    struct repl_io *w = W(io);
+    uint64_t x = w->rng;
+
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    w->rng = x;
+    if (max <= min) {
+        return min;
+    }
+    return min + (int)(x % (uint64_t)(max - min));
 }
 
 void repl_io_flush(struct repl_io *w)
@@ -234,6 +253,12 @@ void repl_io_wrap(struct repl_io *w, struct repl *r, struct raft_io *inner)
     memset(w, 0, sizeof *w);
     w->r = r;
     w->inner = inner;
+    if (getrandom(&w->rng, sizeof w->rng, GRND_NONBLOCK) != (ssize_t)sizeof w->rng) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        w->rng = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)(uintptr_t)w;
+    }
+    w->rng |= 1; /* xorshift must not start at 0 */
     io->version = inner->version;
     io->capacity = inner->capacity;
     io->impl = w;

@@ -159,6 +159,7 @@ struct repl_io
     raft_index next_index;           /* index the next appended entry gets */
     struct repl_io_dropped *dropped; /* vote requests not sent, to complete */
     uint64_t n_votes_dropped;
+    uint64_t rng; /* io_random's own stream (xorshift64) */
 };
 
 /* Makes w->outer a raft_io forwarding to `inner` (see io.c). */

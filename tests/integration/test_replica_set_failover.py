@@ -151,19 +151,6 @@ def _assert_members_converge(rs, dbname):
                             [k for k in gi if k in wi and gi[k] != wi[k]][:10]))
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "NOT DETERMINISTIC (about 1 fresh set in 4): the first failover of a freshly started set "
-    "can take many election rounds: the two survivors stand for election at the same "
-    "millisecond in every term (split votes; 3 rounds/5 s, 5/8.7 s, 12/19 s, 20/31 s seen). "
-    "Cause: raft_uv_init (libraft.so.0) seeds the process-global rand() with "
-    "srand(wall-clock ms ^ uv_now(loop)), both the same on every process at the same "
-    "millisecond, and raft draws its election timeouts from rand() (repl/io.c io_random "
-    "passes it through). The secondaries adopt the config from the same heartbeat round, "
-    "start raft in the same millisecond ('raft started' lines identical) and so draw the "
-    "same timeouts. Fix: seed per process (e.g. srand from getrandom after raft_uv_init, or "
-    "an io_random of our own). Reproduction: start 3 members together (cairn_rs), initiate, "
-    "kill -9 the primary, compare the terms before/after and the survivors' 'standing for "
-    "election (term N)' timestamps. Remove this marker once fixed: then it must pass"))
 def test_first_failover_of_a_fresh_set_takes_few_elections(rs_factory):
     rs = rs_factory(3)
     p = rs.wait_healthy()
