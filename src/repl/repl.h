@@ -177,6 +177,7 @@ struct repl_status
     int64_t last_wall_ms;
     int64_t election_wall_ms; /* when this member last became primary */
     int64_t start_wall_ms;
+    uint64_t topology_counter; /* repl_topology_counter as of this copy */
 };
 
 /* Copies a consistent snapshot of the status. Any thread; never blocks on
@@ -215,6 +216,33 @@ typedef void (*repl_leadership_cb)(void *arg, bool writable, uint64_t epoch);
  * repl_write_epoch after this returns gives the state the next call
  * changes. Any thread, but never from the callback. */
 void repl_set_leadership_cb(struct repl *r, repl_leadership_cb cb, void *arg);
+
+/* ---- Topology version (awaitable hello) -------------------------------- */
+
+/* The topology counter: bumped (by one) whenever something hello reports
+ * changes: this member's state (PRIMARY, SECONDARY, ...), whether it is
+ * writable, the primary it knows, whether it is initiated, the config
+ * document (version, members, ...) or its own place in it. It starts at 0
+ * with repl_open, only grows, and is what hello reports as
+ * topologyVersion.counter. A status copy (repl_status_get) carries the
+ * counter that goes with its fields. Any thread. */
+uint64_t repl_topology_counter(struct repl *r);
+
+/* The topology callback: told the new counter after each bump.
+ * - Thread: the raft thread, one call at a time, in counter order.
+ * - Ordering: called after the change took effect (repl_status_get and
+ *   repl_topology_counter already show it).
+ * - It runs with the status lock held, so it must not block and must not
+ *   call into repl (repl_topology_counter excepted): it only wakes whoever
+ *   waits for a topology change. */
+typedef void (*repl_topology_cb)(void *arg, uint64_t counter);
+
+/* Sets the topology callback (replaces any earlier one; NULL clears).
+ * Returns only after a call of the previous callback in progress has
+ * returned, and no later call of it starts: after
+ * repl_set_topology_cb(r, NULL, NULL), `arg` may be freed. Any thread, but
+ * never from the callback. */
+void repl_set_topology_cb(struct repl *r, repl_topology_cb cb, void *arg);
 
 /* Activity counters since repl_open (for tests and serverStatus). */
 struct repl_counters

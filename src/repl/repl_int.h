@@ -381,6 +381,12 @@ struct repl
     struct repl_status st;
     struct repl_cfg scfg; /* doc == NULL before initiation */
     bool initiating;      /* a repl_initiate is running */
+
+    /* Topology counter (status.c): bumped under smu by the publish
+     * functions, read anywhere; its callback, set and called under smu. */
+    _Atomic uint64_t topo_counter;
+    repl_topology_cb topo_cb;
+    void *topo_cb_arg;
 };
 
 static inline cairn_ts ts_max(cairn_ts a, cairn_ts b)

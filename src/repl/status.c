@@ -3,6 +3,23 @@
  * its view (state, primary, term, progress) and the active config under
  * smu; repl_status_get merges it with the engine's applied watermark and
  * the proposal queue's newest ts. Never blocks on the raft thread.
+ *
+ * It also keeps the topology counter (hello's topologyVersion.counter,
+ * mongod's TopologyCoordinator::incrementTopologyVersion): every publish
+ * compares what hello reports with what the copy held, and a difference
+ * bumps the counter and calls the topology callback, so that awaitable
+ * hellos parked in net answer at once. Invariants:
+ *   1. The counter changes only under smu, together with the fields that
+ *      caused it: a status copy never pairs a new state with an old
+ *      counter, nor the reverse.
+ *   2. It is bumped by exactly one for each publish that changed one of:
+ *      state, writable, primary (publish_status); initiated, the config
+ *      document's bytes, self (publish_config). Progress (optimes, term
+ *      alone, heartbeats) never bumps it, as in mongod.
+ *   3. The callback runs under smu right after the bump, on the thread
+ *      that publishes (the raft thread), so calls arrive in counter order
+ *      and repl_set_topology_cb (which takes smu) waits for a call in
+ *      progress.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,10 +29,35 @@
 #include "lib/log.h"
 #include "repl/repl_int.h"
 
+/* Bumps the topology counter and tells the callback. smu held. */
+static void topology_changed_locked(struct repl *r)
+{
+    uint64_t counter = atomic_fetch_add(&r->topo_counter, 1) + 1;
+
+    r->st.topology_counter = counter;
+    if (r->topo_cb != NULL) {
+        r->topo_cb(r->topo_cb_arg, counter);
+    }
+}
+
+uint64_t repl_topology_counter(struct repl *r)
+{
+    return atomic_load(&r->topo_counter);
+}
+
+void repl_set_topology_cb(struct repl *r, repl_topology_cb cb, void *arg)
+{
+    pthread_mutex_lock(&r->smu);
+    r->topo_cb = cb;
+    r->topo_cb_arg = arg;
+    pthread_mutex_unlock(&r->smu);
+}
+
 void repl_publish_status_locked(struct repl *r)
 {
     struct repl_status *st = &r->st;
     bool writable = atomic_load(&r->writable);
+    bool changed;
     int state, primary = -1;
     raft_id leader_id = 0;
     const char *leader_addr = NULL;
@@ -45,6 +87,7 @@ void repl_publish_status_locked(struct repl *r)
     } else {
         state = REPL_STATE_REMOVED;
     }
+    changed = st->state != state || st->writable != writable || st->primary != primary;
     st->state = state;
     st->writable = writable;
     st->primary = primary;
@@ -57,6 +100,9 @@ void repl_publish_status_locked(struct repl *r)
     st->applied_index = r->applied_index;
     st->applied_wall_ms = (int64_t)CAIRN_TS_SECS(r->applied_ts) * 1000;
     st->last_ts = ts_max(st->last_ts, ts_max(r->handed_ts, r->applied_ts));
+    if (changed) {
+        topology_changed_locked(r);
+    }
 }
 
 void repl_publish_status(struct repl *r)
@@ -70,7 +116,14 @@ void repl_publish_status(struct repl *r)
 void repl_publish_config(struct repl *r)
 {
     struct repl_status *st = &r->st;
+    bool changed;
+
     pthread_mutex_lock(&r->smu);
+    /* What hello shows of the config (set name, version, hosts, ...) all
+     * comes from the document, so comparing its bytes finds every change. */
+    changed = (r->scfg.doc == NULL) != (r->cfg.doc == NULL) || r->scfg.doc_len != r->cfg.doc_len ||
+              (r->cfg.doc != NULL && memcmp(r->scfg.doc, r->cfg.doc, r->cfg.doc_len) != 0) ||
+              st->self != r->self || st->initiated != (r->cfg.doc != NULL);
     repl_cfg_free(&r->scfg);
     if (repl_cfg_copy(&r->scfg, &r->cfg) != 0) {
         cairn_log(CAIRN_LOG_ERROR, "repl", "out of memory copying the config");
@@ -87,6 +140,9 @@ void repl_publish_config(struct repl *r)
         st->members[i].hidden = r->cfg.m[i].hidden;
     }
     st->self = r->self;
+    if (changed) {
+        topology_changed_locked(r);
+    }
     pthread_mutex_unlock(&r->smu);
 }
 

@@ -1026,6 +1026,100 @@ START_TEST(test_unregister_waits_for_callback)
 }
 END_TEST
 
+/* ---- Topology counter ------------------------------------------------------- */
+
+struct topo_rec
+{
+    struct repl *r;
+    pthread_mutex_t mu;
+    uint64_t last;
+    int calls;
+    bool out_of_order;    /* a counter not one above the previous call's */
+    bool not_yet_visible; /* repl_topology_counter below the counter told */
+};
+
+static void topo_cb(void *arg, uint64_t counter)
+{
+    struct topo_rec *t = arg;
+
+    pthread_mutex_lock(&t->mu);
+    if (counter != t->last + 1) {
+        t->out_of_order = true;
+    }
+    if (repl_topology_counter(t->r) < counter) {
+        t->not_yet_visible = true;
+    }
+    t->last = counter;
+    t->calls++;
+    pthread_mutex_unlock(&t->mu);
+}
+
+/* The topology counter (hello's topologyVersion.counter) starts at 0, is
+ * bumped by initiation and by becoming primary, each bump told to the
+ * topology callback in order after it is visible; status copies carry the
+ * counter of their fields; commits (progress) never bump it; after the
+ * callback is unregistered, closing (which ends writability) bumps it
+ * without calling it. */
+START_TEST(test_topology_counter)
+{
+    struct eng *e = open_eng();
+    struct repl *r = open_repl(e, false);
+    struct cairn_error err = {0};
+    struct repl_status st;
+    struct topo_rec t;
+    struct writer w;
+    bson_t empty = BSON_INITIALIZER;
+    uint64_t after_initiate;
+    cairn_ts ts = 0;
+
+    memset(&t, 0, sizeof t);
+    t.r = r;
+    pthread_mutex_init(&t.mu, NULL);
+    ck_assert_uint_eq(repl_topology_counter(r), 0);
+    repl_status_get(r, &st);
+    ck_assert_uint_eq(st.topology_counter, 0);
+    repl_set_topology_cb(r, topo_cb, &t);
+
+    ck_assert_msg(repl_initiate(r, &empty, &err) == 0, "repl_initiate: %s", err.msg);
+    wait_writable(r);
+    after_initiate = repl_topology_counter(r);
+    /* At least: initiated (config), then primary. */
+    ck_assert_uint_ge(after_initiate, 2);
+    repl_status_get(r, &st);
+    ck_assert(st.writable);
+    ck_assert_uint_eq(st.topology_counter, after_initiate);
+    pthread_mutex_lock(&t.mu);
+    ck_assert_int_eq(t.calls, (int)after_initiate);
+    ck_assert_uint_eq(t.last, after_initiate);
+    ck_assert(!t.out_of_order);
+    ck_assert(!t.not_yet_visible);
+    pthread_mutex_unlock(&t.mu);
+
+    memset(&w, 0, sizeof w);
+    pthread_mutex_init(&w.lock, NULL);
+    w.e = e;
+    w.r = r;
+    create_coll(&w);
+    for (int i = 0; i < 20; i++) {
+        ts = put_doc(&w, i);
+    }
+    ck_assert_int_eq(wait_wc(r, ts, 0, false, 0, WAIT_MS), 0);
+    ck_assert_uint_eq(repl_topology_counter(r), after_initiate);
+    repl_status_get(r, &st);
+    ck_assert_uint_eq(st.topology_counter, after_initiate);
+
+    repl_set_topology_cb(r, NULL, NULL);
+    repl_close(r);
+    pthread_mutex_lock(&t.mu);
+    ck_assert_int_eq(t.calls, (int)after_initiate);
+    pthread_mutex_unlock(&t.mu);
+    pthread_mutex_destroy(&t.mu);
+    pthread_mutex_destroy(&w.lock);
+    bson_destroy(&empty);
+    eng_close(e);
+}
+END_TEST
+
 /* ---- A proposal raft refuses ---------------------------------------------- */
 
 /* True when the document with _id i is visible in a local read (overlay
@@ -1395,6 +1489,7 @@ static Suite *repl_suite(void)
     tcase_add_test(tc, test_propose_waits_for_queue_room);
     tcase_add_test(tc, test_unregister_waits_for_callback);
     tcase_add_test(tc, test_refused_proposal_ends_epoch);
+    tcase_add_test(tc, test_topology_counter);
     suite_add_tcase(s, tc);
     return s;
 }
