@@ -160,6 +160,7 @@ enum cairn_mongo_code {
  * sorted by code; Name says what the assertion reports, and mongod uses
  * each number for one assertion only. */
 #define CAIRN_MONGO_LOCATION_MAP(X)                                                            \
+    X(ExpectedObject, 10065) /* a sub-document argument is not one (BSONElement::Obj) */       \
     X(GroupSpecNotObject, 15947)                                                               \
     X(GroupIdTwice, 15948) /* _id given twice, also by $count: "_id" */                        \
     X(GroupUnknownAccumulator, 15952)                                                          \
@@ -228,6 +229,9 @@ enum cairn_mongo_code {
     X(InclusionInExclusionProjection, 31253)                                                   \
     X(ExclusionInInclusionProjection, 31254)                                                   \
     X(ExclusionProjectionLiteral, 31310) /* find: a literal value when excluding */            \
+    X(AwaitableHelloUnpaired, 31368)     /* topologyVersion xor maxAwaitTimeMS in hello */     \
+    X(TopologyVersionNegativeCounter, 31372)                                                   \
+    X(TopologyVersionCounterAhead, 31382) /* our processId, a counter above ours */            \
     X(StrLenBytesNotString, 34473)                                                             \
     X(InNotArray, 40081)          /* $in's second argument not an array */                     \
     X(SortByCountBadField, 40148) /* neither a '$' path nor an expression object */            \
@@ -261,8 +265,8 @@ enum cairn_mongo_code {
     X(SubstrStartNegative, 50752)                                                              \
     X(TxnWriteToSystemCollection, 50791) /* a write to system.* inside a transaction */        \
     X(TxnNumberNotAllowed, 50889)        /* txnNumber on a command that takes no session */    \
-    X(NegativeCursorOption, 51024)       /* negative skip, limit or batchSize */               \
-    X(RegexOptionsTwice, 51075)          /* options in both $regex and $options */             \
+    X(IdlValueBelowMinimum, 51024) /* IDL {gte: 0}: skip, limit, batchSize, maxAwaitTimeMS */  \
+    X(RegexOptionsTwice, 51075)    /* options in both $regex and $options */                   \
     X(RegexInvalid, 51091)                                                                     \
     X(RegexOptionInvalid, 51108)                                                               \
     X(RoundPlaceOutOfRange, 51155) /* $round/$trunc place not an integer in [-20, 100] */      \

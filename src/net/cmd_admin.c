@@ -1,7 +1,6 @@
 /*
  * cmd_admin.c: the administrative commands (net_cmds_admin): the
- * handshake (hello / isMaster) with every replica-set field drivers need
- * (wire-protocol.md §2), ping, buildInfo, serverStatus, the
+ * handshake (hello / isMaster, in hello.c), ping, buildInfo, serverStatus, the
  * replica-set commands (replSetInitiate, replSetGetStatus,
  * replSetGetConfig) and small diagnostics tools send (connectionStatus,
  * whatsmyuri, getCmdLineOpts, hostInfo, listCommands, getLog). Server
@@ -21,14 +20,10 @@
 #include "lib/clock.h"
 #include "lib/log.h"
 #include "net/cursor.h"
+#include "net/hello.h"
 #include "net/net_int.h"
 #include "net/server_int.h"
 #include "net/wire.h"
-
-#define MAX_WIRE_VERSION CAIRN_MAX_WIRE_VERSION
-#define MIN_WIRE_VERSION 0
-#define MAX_WRITE_BATCH 100000
-#define SESSION_TIMEOUT_MINUTES 30
 
 /* ---- Helpers ------------------------------------------------------------ */
 
@@ -73,139 +68,6 @@ static void append_optime(bson_t *doc, const char *key, cairn_ts ts, uint64_t te
     BSON_APPEND_TIMESTAMP(&sub, "ts", CAIRN_TS_SECS(ts), CAIRN_TS_INC(ts));
     BSON_APPEND_INT64(&sub, "t", (int64_t)term);
     bson_append_document_end(doc, &sub);
-}
-
-static void append_conn_id(bson_t *doc, const char *key, uint64_t id)
-{
-    if (id <= INT32_MAX) {
-        BSON_APPEND_INT32(doc, key, (int32_t)id);
-    } else {
-        BSON_APPEND_INT64(doc, key, (int64_t)id);
-    }
-}
-
-/* Appends hosts / passives lists of the configured members. */
-static void append_hosts(bson_t *doc, const struct repl_status *st)
-{
-    bson_t arr;
-    uint32_t n = 0;
-    bool any_passive = false;
-
-    BSON_APPEND_ARRAY_BEGIN(doc, "hosts", &arr);
-    for (size_t i = 0; i < st->n_members; i++) {
-        if (st->members[i].priority > 0) {
-            append_index_key(&arr, n++, st->members[i].host);
-        } else {
-            any_passive = true;
-        }
-    }
-    bson_append_array_end(doc, &arr);
-    if (any_passive) {
-        n = 0;
-        BSON_APPEND_ARRAY_BEGIN(doc, "passives", &arr);
-        for (size_t i = 0; i < st->n_members; i++) {
-            if (!(st->members[i].priority > 0)) {
-                append_index_key(&arr, n++, st->members[i].host);
-            }
-        }
-        bson_append_array_end(doc, &arr);
-    }
-}
-
-/* ---- hello / isMaster --------------------------------------------------- */
-
-static int cmd_hello(struct net_cmd *c)
-{
-    struct repl_status st;
-    bson_iter_t it;
-    bool hello_ok = false;
-    bool primary;
-
-    if (bson_iter_init_find(&it, c->body, "client")) {
-        if (!BSON_ITER_HOLDS_DOCUMENT(&it)) {
-            return cairn_error_mongo(
-                &c->err, CAIRN_EINVAL, MONGO_TypeMismatch,
-                "BSON field '%s.client' is the wrong type '%s', expected type 'object'", c->name,
-                qry_type_name(bson_iter_type(&it)));
-        }
-        const uint8_t *data;
-        uint32_t len;
-        bson_t client;
-        bson_iter_document(&it, &len, &data);
-        if (!bson_init_static(&client, data, len)) {
-            return cairn_error_mongo(&c->err, CAIRN_EBADDOC, MONGO_InvalidBSON,
-                                     "BSON field '%s.client' is invalid BSON", c->name);
-        }
-        /* mongod tags a connection whose hello names internalClient as
-         * internal: failCommand spares its commands unless told otherwise. */
-        if (!net_conn_set_client_metadata(c->conn, &client,
-                                          bson_has_field(c->body, "internalClient"))) {
-            return cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_ClientMetadataCannotBeMutated,
-                                     "The client metadata document may only be sent in the first "
-                                     "%s",
-                                     c->name);
-        }
-    }
-    if (net_get_bool(c, "helloOk", &hello_ok) != 0) {
-        return NET_CMD_ERROR;
-    }
-
-    repl_status_get(c->deps->repl, &st);
-    primary = st.initiated && st.state == REPL_STATE_PRIMARY && st.writable;
-    if (!st.initiated) {
-        BSON_APPEND_BOOL(&c->reply, "ismaster", false);
-        BSON_APPEND_BOOL(&c->reply, "isWritablePrimary", false);
-        BSON_APPEND_BOOL(&c->reply, "secondary", false);
-        BSON_APPEND_UTF8(&c->reply, "info", "Does not have a valid replica set config");
-        BSON_APPEND_BOOL(&c->reply, "isreplicaset", true);
-    } else {
-        append_hosts(&c->reply, &st);
-        BSON_APPEND_UTF8(&c->reply, "setName", st.set_name);
-        BSON_APPEND_INT32(&c->reply, "setVersion", st.config_version);
-        BSON_APPEND_BOOL(&c->reply, "ismaster", primary);
-        BSON_APPEND_BOOL(&c->reply, "isWritablePrimary", primary);
-        BSON_APPEND_BOOL(&c->reply, "secondary", st.state == REPL_STATE_SECONDARY);
-        if (st.primary >= 0 && (size_t)st.primary < st.n_members) {
-            BSON_APPEND_UTF8(&c->reply, "primary", st.members[st.primary].host);
-        }
-        if (st.self >= 0 && (size_t)st.self < st.n_members) {
-            BSON_APPEND_UTF8(&c->reply, "me", st.members[st.self].host);
-        }
-        if (primary) {
-            /* mongod's OID::fromTerm: 7fffffff then the term, big-endian. */
-            bson_oid_t oid;
-            oid.bytes[0] = 0x7f;
-            oid.bytes[1] = 0xff;
-            oid.bytes[2] = 0xff;
-            oid.bytes[3] = 0xff;
-            for (int i = 0; i < 8; i++) {
-                oid.bytes[4 + i] = (uint8_t)(st.term >> (8 * (7 - i)));
-            }
-            BSON_APPEND_OID(&c->reply, "electionId", &oid);
-        }
-        {
-            bson_t lw;
-            BSON_APPEND_DOCUMENT_BEGIN(&c->reply, "lastWrite", &lw);
-            append_optime(&lw, "opTime", st.last_ts, st.term);
-            BSON_APPEND_DATE_TIME(&lw, "lastWriteDate", st.last_wall_ms);
-            append_optime(&lw, "majorityOpTime", st.applied_ts, st.term);
-            BSON_APPEND_DATE_TIME(&lw, "majorityWriteDate", st.applied_wall_ms);
-            bson_append_document_end(&c->reply, &lw);
-        }
-    }
-    BSON_APPEND_INT32(&c->reply, "maxBsonObjectSize", WIRE_MAX_BSON);
-    BSON_APPEND_INT32(&c->reply, "maxMessageSizeBytes", WIRE_MAX_MESSAGE);
-    BSON_APPEND_INT32(&c->reply, "maxWriteBatchSize", MAX_WRITE_BATCH);
-    BSON_APPEND_DATE_TIME(&c->reply, "localTime", cairn_wall_ms());
-    BSON_APPEND_INT32(&c->reply, "logicalSessionTimeoutMinutes", SESSION_TIMEOUT_MINUTES);
-    append_conn_id(&c->reply, "connectionId", c->conn_id);
-    BSON_APPEND_INT32(&c->reply, "minWireVersion", MIN_WIRE_VERSION);
-    BSON_APPEND_INT32(&c->reply, "maxWireVersion", MAX_WIRE_VERSION);
-    BSON_APPEND_BOOL(&c->reply, "readOnly", false);
-    if (hello_ok) {
-        BSON_APPEND_BOOL(&c->reply, "helloOk", true);
-    }
-    return NET_CMD_DONE;
 }
 
 /* ---- ping / buildInfo --------------------------------------------------- */
@@ -278,6 +140,7 @@ static int cmd_server_status(struct net_cmd *c)
     BSON_APPEND_INT32(&sub, "available", (int32_t)(1000000 - info.conns_current));
     BSON_APPEND_INT64(&sub, "totalCreated", info.conns_total);
     BSON_APPEND_INT32(&sub, "active", (int32_t)info.conns_active);
+    BSON_APPEND_INT64(&sub, "awaitingTopologyChanges", net_hello_n_awaiting(net_server_hello(s)));
     bson_append_document_end(&c->reply, &sub);
 
     BSON_APPEND_DOCUMENT_BEGIN(&c->reply, "opcounters", &sub);
@@ -291,7 +154,7 @@ static int cmd_server_status(struct net_cmd *c)
 
     if (st.initiated) {
         BSON_APPEND_DOCUMENT_BEGIN(&c->reply, "repl", &sub);
-        append_hosts(&sub, &st);
+        net_append_hosts(&sub, &st);
         BSON_APPEND_UTF8(&sub, "setName", st.set_name);
         BSON_APPEND_INT32(&sub, "setVersion", st.config_version);
         BSON_APPEND_BOOL(&sub, "ismaster", st.state == REPL_STATE_PRIMARY && st.writable);
@@ -779,7 +642,6 @@ static int cmd_auth(struct net_cmd *c)
         return rv == NET_CMD_DONE ? NET_CMD_DONE : NET_CMD_ERROR; \
     }
 
-WRAP(cmd_hello)
 WRAP(cmd_ping)
 WRAP(cmd_build_info)
 WRAP(cmd_server_status)
@@ -795,8 +657,8 @@ WRAP(cmd_get_log)
 WRAP(cmd_auth)
 
 const struct net_cmd_def net_cmds_admin[] = {
-    {"hello", cmd_hello_w, 0},
-    {"isMaster", cmd_hello_w, 0},
+    {"hello", net_cmd_hello, 0},
+    {"isMaster", net_cmd_hello, 0},
     {"ping", cmd_ping_w, 0},
     {"buildInfo", cmd_build_info_w, 0},
     {"serverStatus", cmd_server_status_w, 0},

@@ -254,7 +254,7 @@ static int cmd_find(struct net_cmd *c)
     const char *neg_name = skip < 0 ? "skip" : (limit < 0 ? "limit" : "batchSize");
     int64_t neg_val = skip < 0 ? skip : (limit < 0 ? limit : batch);
     if (neg_val < 0) {
-        cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_LOC_NegativeCursorOption,
+        cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_LOC_IdlValueBelowMinimum,
                           "BSON field '%s' value must be >= 0, actual value '%" PRId64 "'",
                           neg_name, neg_val);
         return NET_CMD_ERROR;

@@ -27,6 +27,7 @@
 #include "lib/log.h"
 #include "lib/op.h"
 #include "net/cursor.h"
+#include "net/hello.h"
 #include "net/net_int.h"
 #include "net/server_int.h"
 #include "net/txnctx.h"
@@ -280,6 +281,7 @@ static void build_error(const struct net_cmd *c,
     if (c->name != NULL) {
         append_labels(out, compute_labels(c, code, 0), labels);
     }
+    net_hello_append_error_topology(net_server_hello(net_conn_server(c->conn)), code, 0, out);
     append_cluster_time(c, out);
 }
 
@@ -329,6 +331,8 @@ static void build_success(const struct net_cmd *c, const bson_t *labels, bson_t 
     }
     BSON_APPEND_DOUBLE(out, "ok", 1.0);
     append_labels(out, l, labels);
+    net_hello_append_error_topology(net_server_hello(net_conn_server(c->conn)), 0,
+                                    wce_code_of(&c->reply), out);
     append_cluster_time(c, out);
 }
 
@@ -432,6 +436,20 @@ void net_cmd_complete(struct net_cmd *c, bool failed)
     }
     finish(r, failed);
     net_server_leave(s);
+}
+
+void net_cmd_end_op(struct net_cmd *c)
+{
+    net_op_end(&((struct request *)c)->op);
+}
+
+void net_cmd_abandon(struct net_cmd *c)
+{
+    struct request *r = (struct request *)c;
+    struct net_conn *conn = c->conn;
+
+    free_request(r);
+    net_conn_drop(conn);
 }
 
 /* ---- Request checks -------------------------------------------------------- */

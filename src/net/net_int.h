@@ -96,6 +96,18 @@ extern const struct net_cmd_def
  * never blocks. After it returns the handler must not touch `c`. */
 void net_cmd_complete(struct net_cmd *c, bool failed);
 
+/* Takes the command out of the operations in progress before it returns
+ * NET_CMD_PENDING for a wait that is not work (a parked awaitable hello:
+ * currentOp then shows its connection as idle, killOp does not find it).
+ * Worker thread of the command. */
+void net_cmd_end_op(struct net_cmd *c);
+
+/* Ends a NET_CMD_PENDING command without a reply because its client is
+ * gone: frees the command and closes the connection. Any thread that is
+ * not one of the connection's nng callbacks; never blocks. After it
+ * returns the handler must not touch `c`. */
+void net_cmd_abandon(struct net_cmd *c);
+
 /* Maps a MongoDB error code to its codeName ("BadValue", ...). */
 const char *net_code_name(int code);
 

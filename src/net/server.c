@@ -14,13 +14,20 @@
  * a thread that is not one of the connection's aio callbacks: a worker
  * (DESTROY job) or the thread ending a BUSY turn.
  *
- * Shutdown: stop accepting, close every stream (pending aios fail and
+ * A command parked for long (an awaitable hello) has its connection
+ * watched: a read into the free part of rbuf, whose failure tells the
+ * parked command that its peer is gone (net_conn_watch/net_conn_unwatch).
+ *
+ * Shutdown: answer parked hellos (hello.c's quiesce) and let replies being
+ * written leave (bounded), stop accepting, close every stream (pending aios fail and
  * their connections are destroyed by the workers), wait until every
  * remaining connection is BUSY, mark the server stopped, wait for
  * completions in flight, join the workers. Connections still held by a
  * PENDING command are destroyed when it completes; the last one frees the
  * server.
  */
+#include <assert.h>
+#include <errno.h>
 #include <nng/nng.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -33,6 +40,7 @@
 #include "lib/log.h"
 #include "lib/op.h"
 #include "net/cursor.h"
+#include "net/hello.h"
 #include "net/net.h"
 #include "net/server_int.h"
 #include "net/wire.h"
@@ -44,6 +52,12 @@
 /* How long the oldest queued job may wait with every worker busy before
  * the pool grows. */
 #define WORKER_STALL_NS 10000000ull
+/* How long shutdown lets replies being written (hello's last answers)
+ * leave before it closes the connections. */
+#define SEND_DRAIN_NS 1000000000ull
+/* How often shutdown cancels the I/O of idle connections that outlive the
+ * closing of their streams (net_server_stop). */
+#define STOP_RECHECK_NS 100000000ull
 #define LOG_LINES 256
 #define LOG_LINE_MAX 320
 
@@ -80,10 +94,20 @@ struct net_conn
     size_t msg_len;
     size_t got;
 
+    /* Watching a parked command's connection (net_conn_watch): rx_aio
+     * reads into rbuf to notice a peer that closes. Set by the turn's
+     * owner before the read is submitted, cleared after it completed. */
+    bool watching;
+    bool watch_gone; /* the read failed: the peer is gone */
+    void (*watch_cb)(void *arg);
+    void *watch_arg;
+
     /* Sending. */
     uint8_t *out;
     size_t out_len;
     size_t sent;
+
+    bool destroying; /* guarded by s->mu: conn_destroy began (its aios may be freed) */
 
     /* Job queue and connection list (guarded by s->mu). */
     enum job job;
@@ -147,6 +171,12 @@ struct net_server
     bool stopping;
     bool stopped;
     bool stop_done;
+
+    /* Replies being written (net_conn_reply to the end of the write),
+     * under mu: shutdown lets hello's last answers leave first. */
+    int64_t n_sending;
+
+    struct net_hello *hello; /* awaitable hello (hello.c) */
 
     struct net_opcounters oc;
     int64_t start_wall_ms;
@@ -226,6 +256,11 @@ const struct net_deps *net_server_deps(const struct net_server *s)
     return &s->deps;
 }
 
+struct net_hello *net_server_hello(struct net_server *s)
+{
+    return s->hello;
+}
+
 struct net_opcounters *net_server_opcounters(struct net_server *s)
 {
     return &s->oc;
@@ -233,10 +268,15 @@ struct net_opcounters *net_server_opcounters(struct net_server *s)
 
 void net_server_info_get(struct net_server *s, struct net_server_info *out)
 {
+    /* A parked awaitable hello keeps its connection in a command, but
+     * waiting for a topology change is not activity (currentOp shows the
+     * connection idle too). */
+    int64_t parked = s->hello != NULL ? net_hello_n_awaiting(s->hello) : 0;
+
     pthread_mutex_lock(&s->mu);
     out->conns_current = s->n_conns;
     out->conns_total = s->total_conns;
-    out->conns_active = s->n_busy;
+    out->conns_active = s->n_busy > parked ? s->n_busy - parked : 0;
     pthread_mutex_unlock(&s->mu);
     out->start_wall_ms = s->start_wall_ms;
     out->start_mono_ns = s->start_mono_ns;
@@ -447,6 +487,9 @@ static void conn_destroy(struct net_conn *c)
     bool last;
 
     net_log_event(s, "Connection ended conn%llu remote %s", (unsigned long long)c->id, c->peer);
+    pthread_mutex_lock(&s->mu);
+    c->destroying = true;
+    pthread_mutex_unlock(&s->mu);
     if (c->stream != NULL) {
         nng_stream_close(c->stream);
     }
@@ -557,11 +600,62 @@ static void start_recv(struct net_conn *c)
     take_message(c);
 }
 
+/* The watch read of a parked command's connection completed. Data is
+ * kept for the next turn; a failure other than our own cancel means the
+ * peer is gone. Either way the read is not re-armed, so that
+ * net_conn_unwatch has at most one read to cancel. */
+static void watch_rx_cb(struct net_conn *c, int rv)
+{
+    if (rv == 0) {
+        c->rlen += nng_aio_count(c->rx_aio);
+        return;
+    }
+    if (rv != NNG_ECANCELED) {
+        c->watch_gone = true;
+        c->watch_cb(c->watch_arg);
+    }
+}
+
+bool net_conn_watch(struct net_conn *c, void (*gone_cb)(void *arg), void *arg)
+{
+    nng_iov iov;
+
+    if (c->msg != NULL || c->rlen >= sizeof c->rbuf) {
+        return false;
+    }
+    iov.iov_buf = c->rbuf + c->rlen;
+    iov.iov_len = sizeof c->rbuf - c->rlen;
+    if (nng_aio_set_iov(c->rx_aio, 1, &iov) != 0) {
+        return false;
+    }
+    c->watch_cb = gone_cb;
+    c->watch_arg = arg;
+    c->watch_gone = false;
+    c->watching = true;
+    nng_stream_recv(c->stream, c->rx_aio);
+    return true;
+}
+
+bool net_conn_unwatch(struct net_conn *c)
+{
+    if (!c->watching) {
+        return false;
+    }
+    nng_aio_cancel(c->rx_aio);
+    nng_aio_wait(c->rx_aio);
+    c->watching = false;
+    return c->watch_gone;
+}
+
 static void rx_cb(void *arg)
 {
     struct net_conn *c = arg;
     int rv = nng_aio_result(c->rx_aio);
 
+    if (c->watching) {
+        watch_rx_cb(c, rv);
+        return;
+    }
     if (rv != 0) {
         enqueue(c, JOB_DESTROY);
         return;
@@ -580,6 +674,15 @@ static void rx_cb(void *arg)
     enqueue(c, JOB_REQUEST);
 }
 
+/* A reply's write ended (written, or failed). */
+static void sending_done(struct net_server *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->n_sending--;
+    pthread_cond_broadcast(&s->stop_cond);
+    pthread_mutex_unlock(&s->mu);
+}
+
 static void send_more(struct net_conn *c)
 {
     nng_iov iov;
@@ -587,6 +690,7 @@ static void send_more(struct net_conn *c)
     iov.iov_buf = c->out + c->sent;
     iov.iov_len = c->out_len - c->sent;
     if (nng_aio_set_iov(c->tx_aio, 1, &iov) != 0) {
+        sending_done(c->s);
         enqueue(c, JOB_DESTROY);
         return;
     }
@@ -601,6 +705,7 @@ static void tx_cb(void *arg)
     bool stopping;
 
     if (rv != 0) {
+        sending_done(s);
         enqueue(c, JOB_DESTROY);
         return;
     }
@@ -612,6 +717,8 @@ static void tx_cb(void *arg)
     free(c->out);
     c->out = NULL;
     pthread_mutex_lock(&s->mu);
+    s->n_sending--;
+    pthread_cond_broadcast(&s->stop_cond);
     stopping = s->stopping;
     pthread_mutex_unlock(&s->mu);
     if (stopping) {
@@ -621,12 +728,14 @@ static void tx_cb(void *arg)
     start_recv(c);
 }
 
-/* Ends a BUSY turn; returns true when the server is stopping. */
-static bool end_turn(struct net_conn *c)
+/* Ends a BUSY turn; returns true when the server is stopping. With
+ * `sending` (and not stopping) a reply's write begins. */
+static bool end_turn(struct net_conn *c, bool sending)
 {
     struct net_server *s = c->s;
     bool stopping;
 
+    assert(!c->watching);
     pthread_mutex_lock(&s->mu);
     if (c->busy) {
         c->busy = false;
@@ -634,13 +743,16 @@ static bool end_turn(struct net_conn *c)
         pthread_cond_broadcast(&s->stop_cond);
     }
     stopping = s->stopping;
+    if (sending && !stopping) {
+        s->n_sending++;
+    }
     pthread_mutex_unlock(&s->mu);
     return stopping;
 }
 
 void net_conn_reply(struct net_conn *c, uint8_t *msg, size_t len)
 {
-    if (end_turn(c)) {
+    if (end_turn(c, true)) {
         free(msg);
         conn_destroy(c);
         return;
@@ -653,7 +765,7 @@ void net_conn_reply(struct net_conn *c, uint8_t *msg, size_t len)
 
 void net_conn_next(struct net_conn *c)
 {
-    if (end_turn(c)) {
+    if (end_turn(c, false)) {
         conn_destroy(c);
         return;
     }
@@ -662,7 +774,7 @@ void net_conn_next(struct net_conn *c)
 
 void net_conn_drop(struct net_conn *c)
 {
-    end_turn(c);
+    end_turn(c, false);
     conn_destroy(c);
 }
 
@@ -840,6 +952,7 @@ static void *worker_main(void *arg)
 
 static void server_free(struct net_server *s)
 {
+    net_hello_free(s->hello);
     pthread_mutex_destroy(&s->mu);
     pthread_mutex_destroy(&s->log_mu);
     pthread_cond_destroy(&s->work_cond);
@@ -894,6 +1007,11 @@ int net_server_start(const struct net_options *opts,
     }
     /* --setParameter values, before any client can see the old ones. */
     rv = net_params_apply_startup(s, opts->params, opts->n_params, err);
+    if (rv != 0) {
+        server_free(s);
+        return rv;
+    }
+    rv = net_hello_start(s, deps->repl, &s->hello, err);
     if (rv != 0) {
         server_free(s);
         return rv;
@@ -984,6 +1102,32 @@ static bool is_client_op(const struct cairn_op *op, void *arg)
     return op->conn_id != 0;
 }
 
+/* The CLOCK_REALTIME time `ns` from now (stop_cond's clock). */
+static void deadline_after(struct timespec *until, uint64_t ns)
+{
+    clock_gettime(CLOCK_REALTIME, until);
+    until->tv_sec += (time_t)(ns / 1000000000ull);
+    until->tv_nsec += (long)(ns % 1000000000ull);
+    if (until->tv_nsec >= 1000000000L) {
+        until->tv_sec++;
+        until->tv_nsec -= 1000000000L;
+    }
+}
+
+/* Waits (at most SEND_DRAIN_NS) until no reply is being written. */
+static void drain_sends(struct net_server *s)
+{
+    struct timespec until;
+    int rv = 0;
+
+    deadline_after(&until, SEND_DRAIN_NS);
+    pthread_mutex_lock(&s->mu);
+    while (s->n_sending > 0 && rv != ETIMEDOUT) {
+        rv = pthread_cond_timedwait(&s->stop_cond, &s->mu, &until);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
 void net_server_stop(struct net_server *s)
 {
     bool last;
@@ -991,6 +1135,11 @@ void net_server_stop(struct net_server *s)
     if (s == NULL) {
         return;
     }
+    /* mongod's quiesce mode: parked awaitable hellos answer 91
+     * ShutdownInProgress (so do later hellos), and those answers leave
+     * before the connections close. */
+    net_hello_quiesce(s->hello);
+    drain_sends(s);
     pthread_mutex_lock(&s->mu);
     s->stopping = true;
     pthread_mutex_unlock(&s->mu);
@@ -1009,9 +1158,23 @@ void net_server_stop(struct net_server *s)
         nng_stream_close(c->stream);
     }
     /* Wait until every connection left is in a command (workers destroy
-     * the others as their aios fail). */
+     * the others as their aios fail). An aio armed after its stream was
+     * closed here (tx_cb and accept_cb arm the next read after checking
+     * `stopping`, outside the lock) never completes: nng 1.5 queues it on
+     * the closed stream. So every STOP_RECHECK_NS the reads and writes
+     * idle connections still have pending are cancelled, which ends them. */
     while (s->n_conns > s->n_busy) {
-        pthread_cond_wait(&s->stop_cond, &s->mu);
+        struct timespec until;
+        deadline_after(&until, STOP_RECHECK_NS);
+        if (pthread_cond_timedwait(&s->stop_cond, &s->mu, &until) != ETIMEDOUT) {
+            continue;
+        }
+        for (struct net_conn *c = s->conns; c != NULL; c = c->next) {
+            if (!c->busy && !c->destroying) {
+                nng_aio_cancel(c->rx_aio);
+                nng_aio_cancel(c->tx_aio);
+            }
+        }
     }
     s->stopped = true;
     pthread_cond_broadcast(&s->work_cond);

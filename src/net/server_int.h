@@ -45,7 +45,8 @@ struct net_server_info
     uint64_t start_mono_ns;
     int64_t conns_current;
     int64_t conns_total;
-    int64_t conns_active; /* connections in a command (this one included) */
+    int64_t conns_active; /* connections in a command (this one included), parked
+                             awaitable hellos excepted */
     int n_workers;        /* worker threads started so far */
 };
 
@@ -113,6 +114,25 @@ void net_conn_next(struct net_conn *c);
 
 /* Ends the turn by closing the connection (protocol error). */
 void net_conn_drop(struct net_conn *c);
+
+/* While the connection's command is parked (NET_CMD_PENDING for a long
+ * wait, as an awaitable hello), reads from it so that a peer that closes
+ * is noticed: `gone_cb(arg)` is then called once, on an nng thread (it
+ * must not block nor touch the connection). Bytes the peer sends meanwhile
+ * are kept for the next turn (watching then ends). Returns false, watching
+ * nothing, when the receive buffer has no room. Called by the thread that
+ * owns the turn, before anything else may end it. */
+bool net_conn_watch(struct net_conn *c, void (*gone_cb)(void *arg), void *arg);
+
+/* Stops watching (a no-op when not watching) and waits until the watch's
+ * callback has returned. Returns true when the peer was seen closing (end
+ * the turn with net_conn_drop, or net_cmd_abandon). Must be called before
+ * the turn ends, never on one of the connection's nng callbacks. */
+bool net_conn_unwatch(struct net_conn *c);
+
+/* The server's awaitable-hello state (hello.h). Valid while the server
+ * lives. */
+struct net_hello *net_server_hello(struct net_server *s);
 
 /* For completions arriving from outside the worker pool: returns false
  * when the server has stopped (the caller must then net_conn_drop without
