@@ -53,23 +53,6 @@ static const char *state_str(int state)
     }
 }
 
-static void append_index_key(bson_t *arr, uint32_t i, const char *value)
-{
-    char keybuf[16];
-    const char *key;
-    size_t klen = bson_uint32_to_string(i, &key, keybuf, sizeof keybuf);
-    bson_append_utf8(arr, key, (int)klen, value, -1);
-}
-
-static void append_optime(bson_t *doc, const char *key, cairn_ts ts, uint64_t term)
-{
-    bson_t sub;
-    BSON_APPEND_DOCUMENT_BEGIN(doc, key, &sub);
-    BSON_APPEND_TIMESTAMP(&sub, "ts", CAIRN_TS_SECS(ts), CAIRN_TS_INC(ts));
-    BSON_APPEND_INT64(&sub, "t", (int64_t)term);
-    bson_append_document_end(doc, &sub);
-}
-
 /* ---- ping / buildInfo --------------------------------------------------- */
 
 static int cmd_ping(struct net_cmd *c)
@@ -300,7 +283,8 @@ static int cmd_repl_set_get_status(struct net_cmd *c)
     }
     BSON_APPEND_UTF8(&c->reply, "syncSourceHost",
                      sync_source >= 0 ? st.members[sync_source].host : "");
-    BSON_APPEND_INT32(&c->reply, "syncSourceId", sync_source >= 0 ? st.members[sync_source].id : -1);
+    BSON_APPEND_INT32(&c->reply, "syncSourceId",
+                      sync_source >= 0 ? st.members[sync_source].id : -1);
     BSON_APPEND_INT64(&c->reply, "heartbeatIntervalMillis", heartbeat_interval(c));
     BSON_APPEND_INT32(&c->reply, "majorityVoteCount", voting / 2 + 1);
     BSON_APPEND_INT32(&c->reply, "writeMajorityCount", voting / 2 + 1);
@@ -308,14 +292,14 @@ static int cmd_repl_set_get_status(struct net_cmd *c)
     BSON_APPEND_INT32(&c->reply, "writableVotingMembersCount", voting);
 
     BSON_APPEND_DOCUMENT_BEGIN(&c->reply, "optimes", &sub);
-    append_optime(&sub, "lastCommittedOpTime", st.applied_ts, applied_term);
+    net_append_optime(&sub, "lastCommittedOpTime", st.applied_ts, applied_term);
     BSON_APPEND_DATE_TIME(&sub, "lastCommittedWallTime", st.applied_wall_ms);
-    append_optime(&sub, "readConcernMajorityOpTime", st.applied_ts, applied_term);
+    net_append_optime(&sub, "readConcernMajorityOpTime", st.applied_ts, applied_term);
     BSON_APPEND_DATE_TIME(&sub, "readConcernMajorityWallTime", st.applied_wall_ms);
-    append_optime(&sub, "appliedOpTime", st.last_ts,
-                  st.last_ts > st.applied_ts ? st.term : applied_term);
-    append_optime(&sub, "durableOpTime", st.last_ts,
-                  st.last_ts > st.applied_ts ? st.term : applied_term);
+    net_append_optime(&sub, "appliedOpTime", st.last_ts,
+                      st.last_ts > st.applied_ts ? st.term : applied_term);
+    net_append_optime(&sub, "durableOpTime", st.last_ts,
+                      st.last_ts > st.applied_ts ? st.term : applied_term);
     BSON_APPEND_DATE_TIME(&sub, "lastAppliedWallTime", st.last_wall_ms);
     BSON_APPEND_DATE_TIME(&sub, "lastDurableWallTime", st.last_wall_ms);
     bson_append_document_end(&c->reply, &sub);
@@ -346,9 +330,9 @@ static int cmd_repl_set_get_status(struct net_cmd *c)
         if (self) {
             uint64_t t = st.last_ts > st.applied_ts ? st.term : applied_term;
             BSON_APPEND_INT64(&mem, "uptime", (now - st.start_wall_ms) / 1000);
-            append_optime(&mem, "optime", st.last_ts, t);
+            net_append_optime(&mem, "optime", st.last_ts, t);
             BSON_APPEND_DATE_TIME(&mem, "optimeDate", st.last_wall_ms);
-            append_optime(&mem, "optimeDurable", st.last_ts, t);
+            net_append_optime(&mem, "optimeDurable", st.last_ts, t);
             BSON_APPEND_DATE_TIME(&mem, "optimeDurableDate", st.last_wall_ms);
             BSON_APPEND_UTF8(&mem, "syncSourceHost",
                              sync_source >= 0 ? st.members[sync_source].host : "");
@@ -365,9 +349,9 @@ static int cmd_repl_set_get_status(struct net_cmd *c)
             BSON_APPEND_BOOL(&mem, "self", true);
         } else {
             BSON_APPEND_INT64(&mem, "uptime", m->up ? (now - m->up_since_ms) / 1000 : 0);
-            append_optime(&mem, "optime", m->applied_ts, m->applied_term);
+            net_append_optime(&mem, "optime", m->applied_ts, m->applied_term);
             BSON_APPEND_DATE_TIME(&mem, "optimeDate", (int64_t)CAIRN_TS_SECS(m->applied_ts) * 1000);
-            append_optime(&mem, "optimeDurable", m->durable_ts, m->applied_term);
+            net_append_optime(&mem, "optimeDurable", m->durable_ts, m->applied_term);
             BSON_APPEND_DATE_TIME(&mem, "optimeDurableDate",
                                   (int64_t)CAIRN_TS_SECS(m->durable_ts) * 1000);
             BSON_APPEND_DATE_TIME(&mem, "lastHeartbeat", m->last_hb_ms);
@@ -378,10 +362,9 @@ static int cmd_repl_set_get_status(struct net_cmd *c)
                              state == REPL_STATE_SECONDARY && st.primary >= 0
                                  ? st.members[st.primary].host
                                  : "");
-            BSON_APPEND_INT32(&mem, "syncSourceId",
-                              state == REPL_STATE_SECONDARY && st.primary >= 0
-                                  ? st.members[st.primary].id
-                                  : -1);
+            BSON_APPEND_INT32(
+                &mem, "syncSourceId",
+                state == REPL_STATE_SECONDARY && st.primary >= 0 ? st.members[st.primary].id : -1);
             BSON_APPEND_UTF8(&mem, "infoMessage", "");
             if (state == REPL_STATE_PRIMARY && m->election_ms > 0) {
                 BSON_APPEND_TIMESTAMP(&mem, "electionTime", (uint32_t)(m->election_ms / 1000), 1);
@@ -437,24 +420,24 @@ static int cmd_get_cmd_line_opts(struct net_cmd *c)
     snprintf(port, sizeof port, "%d", o->port);
     /* The equivalent command line of this server's settings. */
     BSON_APPEND_ARRAY_BEGIN(&c->reply, "argv", &argv);
-    append_index_key(&argv, n++, "cairnd");
+    net_append_index_key(&argv, n++, "cairnd");
     if (st.set_name[0] != '\0') {
-        append_index_key(&argv, n++, "--replSet");
-        append_index_key(&argv, n++, st.set_name);
+        net_append_index_key(&argv, n++, "--replSet");
+        net_append_index_key(&argv, n++, st.set_name);
     }
-    append_index_key(&argv, n++, "--port");
-    append_index_key(&argv, n++, port);
-    append_index_key(&argv, n++, "--bind_ip");
-    append_index_key(&argv, n++, o->bind_ip);
+    net_append_index_key(&argv, n++, "--port");
+    net_append_index_key(&argv, n++, port);
+    net_append_index_key(&argv, n++, "--bind_ip");
+    net_append_index_key(&argv, n++, o->bind_ip);
     if (o->dbpath != NULL) {
-        append_index_key(&argv, n++, "--dbpath");
-        append_index_key(&argv, n++, o->dbpath);
+        net_append_index_key(&argv, n++, "--dbpath");
+        net_append_index_key(&argv, n++, o->dbpath);
     }
     for (size_t i = 0; i < o->n_params; i++) {
         char setting[512];
         snprintf(setting, sizeof setting, "%s=%s", o->params[i].name, o->params[i].value);
-        append_index_key(&argv, n++, "--setParameter");
-        append_index_key(&argv, n++, setting);
+        net_append_index_key(&argv, n++, "--setParameter");
+        net_append_index_key(&argv, n++, setting);
     }
     bson_append_array_end(&c->reply, &argv);
 

@@ -296,14 +296,6 @@ int net_hello_decide(const struct net_hello_await *a,
 
 /* ---- The reply ------------------------------------------------------------ */
 
-static void append_index_key(bson_t *arr, uint32_t i, const char *value)
-{
-    char keybuf[16];
-    const char *key;
-    size_t klen = bson_uint32_to_string(i, &key, keybuf, sizeof keybuf);
-    bson_append_utf8(arr, key, (int)klen, value, -1);
-}
-
 void net_append_hosts(bson_t *doc, const struct repl_status *st)
 {
     bson_t arr;
@@ -313,7 +305,7 @@ void net_append_hosts(bson_t *doc, const struct repl_status *st)
     BSON_APPEND_ARRAY_BEGIN(doc, "hosts", &arr);
     for (size_t i = 0; i < st->n_members; i++) {
         if (st->members[i].priority > 0) {
-            append_index_key(&arr, n++, st->members[i].host);
+            net_append_index_key(&arr, n++, st->members[i].host);
         } else {
             any_passive = true;
         }
@@ -324,20 +316,11 @@ void net_append_hosts(bson_t *doc, const struct repl_status *st)
         BSON_APPEND_ARRAY_BEGIN(doc, "passives", &arr);
         for (size_t i = 0; i < st->n_members; i++) {
             if (!(st->members[i].priority > 0)) {
-                append_index_key(&arr, n++, st->members[i].host);
+                net_append_index_key(&arr, n++, st->members[i].host);
             }
         }
         bson_append_array_end(doc, &arr);
     }
-}
-
-static void append_optime(bson_t *doc, const char *key, cairn_ts ts, uint64_t term)
-{
-    bson_t sub;
-    BSON_APPEND_DOCUMENT_BEGIN(doc, key, &sub);
-    BSON_APPEND_TIMESTAMP(&sub, "ts", CAIRN_TS_SECS(ts), CAIRN_TS_INC(ts));
-    BSON_APPEND_INT64(&sub, "t", (int64_t)term);
-    bson_append_document_end(doc, &sub);
 }
 
 /* Appends the hello fields for status `st` to c->reply. */
@@ -383,9 +366,9 @@ static void append_reply(struct net_hello *h,
         {
             bson_t lw;
             BSON_APPEND_DOCUMENT_BEGIN(&c->reply, "lastWrite", &lw);
-            append_optime(&lw, "opTime", st->last_ts, st->term);
+            net_append_optime(&lw, "opTime", st->last_ts, st->term);
             BSON_APPEND_DATE_TIME(&lw, "lastWriteDate", st->last_wall_ms);
-            append_optime(&lw, "majorityOpTime", st->applied_ts, st->term);
+            net_append_optime(&lw, "majorityOpTime", st->applied_ts, st->term);
             BSON_APPEND_DATE_TIME(&lw, "majorityWriteDate", st->applied_wall_ms);
             bson_append_document_end(&c->reply, &lw);
         }

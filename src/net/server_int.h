@@ -187,6 +187,12 @@ bool net_is_generic_arg(const char *key);
  * ("2024-05-01T12:00:00.123+00:00"). */
 void net_append_iso_now(bson_t *doc, const char *key);
 
+/* Appends string `value` to array `arr` as its element `i` (key "i"). */
+void net_append_index_key(bson_t *arr, uint32_t i, const char *value);
+
+/* Appends an optime {ts: Timestamp(ts), t: Int64(term)} under `key`. */
+void net_append_optime(bson_t *doc, const char *key, cairn_ts ts, uint64_t term);
+
 /* ---- cmd_ops.c: operations in progress (currentOp, killOp) --------------- */
 
 /* One client command as an operation in progress: the lib/op.h operation

@@ -301,6 +301,23 @@ int net_extract_integer(const bson_t *doc, const char *field, int64_t *out, stru
     return 0;
 }
 
+void net_append_index_key(bson_t *arr, uint32_t i, const char *value)
+{
+    char keybuf[16];
+    const char *key;
+    size_t klen = bson_uint32_to_string(i, &key, keybuf, sizeof keybuf);
+    bson_append_utf8(arr, key, (int)klen, value, -1);
+}
+
+void net_append_optime(bson_t *doc, const char *key, cairn_ts ts, uint64_t term)
+{
+    bson_t sub;
+    BSON_APPEND_DOCUMENT_BEGIN(doc, key, &sub);
+    BSON_APPEND_TIMESTAMP(&sub, "ts", CAIRN_TS_SECS(ts), CAIRN_TS_INC(ts));
+    BSON_APPEND_INT64(&sub, "t", (int64_t)term);
+    bson_append_document_end(doc, &sub);
+}
+
 void net_append_iso_now(bson_t *doc, const char *key)
 {
     int64_t now = cairn_wall_ms();
