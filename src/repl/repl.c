@@ -446,14 +446,9 @@ static void *thread_main(void *arg)
     return NULL;
 }
 
-int repl_post_ctl_wait(struct repl *r, struct repl_ctl *c)
+/* Appends `c` to the control queue. qmu held. */
+static void ctl_enqueue_locked(struct repl *r, struct repl_ctl *c)
 {
-    pthread_mutex_lock(&r->qmu);
-    if (r->stopping) {
-        pthread_mutex_unlock(&r->qmu);
-        return cairn_error_mongo(&c->err, CAIRN_ESHUTDOWN, MONGO_ShutdownInProgress,
-                                 "shutting down");
-    }
     c->next = NULL;
     if (r->ctl_tail != NULL) {
         r->ctl_tail->next = c;
@@ -461,6 +456,16 @@ int repl_post_ctl_wait(struct repl *r, struct repl_ctl *c)
         r->ctl_head = c;
     }
     r->ctl_tail = c;
+}
+
+int repl_post_ctl_wait(struct repl *r, struct repl_ctl *c, struct cairn_error *err)
+{
+    pthread_mutex_lock(&r->qmu);
+    if (r->stopping) {
+        pthread_mutex_unlock(&r->qmu);
+        return cairn_error_mongo(err, CAIRN_ESHUTDOWN, MONGO_ShutdownInProgress, "shutting down");
+    }
+    ctl_enqueue_locked(r, c);
     pthread_mutex_unlock(&r->qmu);
     uv_async_send(&r->async);
     pthread_mutex_lock(&r->qmu);
@@ -468,19 +473,17 @@ int repl_post_ctl_wait(struct repl *r, struct repl_ctl *c)
         pthread_cond_wait(&r->qcv, &r->qmu);
     }
     pthread_mutex_unlock(&r->qmu);
+    if (c->rc != 0 && err != NULL) {
+        *err = c->err;
+        err->code = c->rc;
+    }
     return c->rc;
 }
 
 void repl_post_ctl_async(struct repl *r, struct repl_ctl *c)
 {
     pthread_mutex_lock(&r->qmu);
-    c->next = NULL;
-    if (r->ctl_tail != NULL) {
-        r->ctl_tail->next = c;
-    } else {
-        r->ctl_head = c;
-    }
-    r->ctl_tail = c;
+    ctl_enqueue_locked(r, c);
     pthread_mutex_unlock(&r->qmu);
     uv_async_send(&r->async);
 }
@@ -533,11 +536,7 @@ static int start_raft(struct repl *r, struct repl_cfg *cfg, bool bootstrap, stru
     c.bootstrap = bootstrap;
     rc = repl_cfg_resolve(&c.cfg, err);
     if (rc == 0) {
-        rc = repl_post_ctl_wait(r, &c);
-        if (rc != 0 && err != NULL) {
-            *err = c.err;
-            err->code = rc;
-        }
+        rc = repl_post_ctl_wait(r, &c, err);
     }
     repl_cfg_free(&c.cfg);
     return rc;
@@ -557,11 +556,7 @@ static int check_members(struct repl *r, const struct repl_cfg *cfg, struct cair
         rc = repl_cfg_resolve(&c.cfg, err);
     }
     if (rc == 0) {
-        rc = repl_post_ctl_wait(r, &c);
-        if (rc != 0 && err != NULL) {
-            *err = c.err;
-            err->code = rc;
-        }
+        rc = repl_post_ctl_wait(r, &c, err);
     }
     repl_cfg_free(&c.cfg);
     return rc;
@@ -801,11 +796,7 @@ int repl_open(const struct repl_options *opts, struct repl **out, struct cairn_e
         struct repl_ctl serve;
         memset(&serve, 0, sizeof serve);
         serve.type = REPL_CTL_SERVE;
-        rc = repl_post_ctl_wait(r, &serve);
-        if (rc != 0 && err != NULL) {
-            *err = serve.err;
-            err->code = rc;
-        }
+        rc = repl_post_ctl_wait(r, &serve, err);
     }
     if (rc != 0) {
         /* the member port could not be served: nothing to start */

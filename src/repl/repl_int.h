@@ -305,8 +305,8 @@ struct repl
     bool barrier_inflight; /* barrier submitted, callback not yet fired */
     bool barrier_done;     /* this term's barrier applied: writable once members joined */
     bool members_wait_logged;
-    int seen_state;      /* raft state at the last poll (election logging) */
-    raft_term seen_term; /* raft term at the last poll */
+    int seen_state;                /* raft state at the last poll (election logging) */
+    raft_term seen_term;           /* raft term at the last poll */
     int64_t no_campaign_until_ms;  /* replSetFreeze / replSetStepDown (wall ms) */
     int64_t leader_since_ms;       /* when this member last became writable */
     struct raft_transfer transfer; /* stepdown.c */
@@ -501,9 +501,9 @@ void repl_stepdown_on_lost(struct repl *r);
 /* Fails a step-down in progress (shutdown). */
 void repl_stepdown_abort(struct repl *r);
 
-/* Posts control `c` to the raft thread and waits for it (repl.c). Not
- * the raft thread. */
-int repl_post_ctl_wait(struct repl *r, struct repl_ctl *c);
+/* Posts control `c` to the raft thread and waits for it (repl.c); on
+ * failure copies c->err into `err` (may be NULL). Not the raft thread. */
+int repl_post_ctl_wait(struct repl *r, struct repl_ctl *c, struct cairn_error *err);
 
 /* ---- fsm.c ---------------------------------------------------------------- */
 

@@ -221,12 +221,7 @@ void repl_stepdown_on_lost(struct repl *r)
 /* Posts a step-down or freeze control and waits for it. */
 static int post_wait(struct repl *r, struct repl_ctl *c, struct cairn_error *err)
 {
-    int rc = repl_post_ctl_wait(r, c);
-    if (rc != 0 && err != NULL) {
-        *err = c->err;
-        err->code = rc;
-    }
-    return rc;
+    return repl_post_ctl_wait(r, c, err);
 }
 
 int repl_step_down(struct repl *r,
