@@ -52,13 +52,17 @@ def port_is_free(port):
     return True
 
 
+# One stream per process: seeding per call with the time in ms gave the same port to every
+# call within a millisecond, so picking 5 distinct ports in a row could fail.
+_PORT_RNG = random.Random(os.getpid() ^ time.time_ns())
+
+
 def pick_port():
     """A port P such that P and P+10000 (the Raft port) are both free on 127.0.0.1.
     P+10000 stays below Linux's ephemeral range (32768-60999) so that client sockets cannot
     take the Raft port between this check and the server's bind."""
-    rng = random.Random(os.getpid() ^ int(time.time() * 1000))
     for _ in range(500):
-        port = rng.randint(20000, 22700)
+        port = _PORT_RNG.randint(20000, 22700)
         if port_is_free(port) and port_is_free(port + RAFT_PORT_OFFSET):
             return port
     raise RuntimeError("no free port pair found")
