@@ -16,6 +16,8 @@
  *   included (raft has no notion of priority; with pre-vote on, such a
  *   member never disturbs the others and still votes).
  * - raft_uv's capacity, which the legacy core reads from the outer io.
+ * - Received messages: each passes msgcheck.c's shape check before raft
+ *   sees it; a refused one is freed and dropped with a warning.
  * - Randomness: election timeouts come from a per-member stream (see
  *   io_random), not raft_uv's wall-clock-seeded rand().
  *
@@ -90,11 +92,36 @@ static int io_load(struct raft_io *io,
     return 0;
 }
 
+/* raft_uv calls this with its own io; raft's recv finds raft the same way. */
+static void io_recv(struct raft_io *io, struct raft_message *m)
+{
+    struct repl_io *w = W(io);
+    struct cairn_error err;
+
+    if (repl_msg_check(m, &err) != 0) {
+        w->n_msgs_refused++;
+        if (w->n_msgs_refused <= 10 || w->n_msgs_refused % 1000 == 0) {
+            cairn_log(CAIRN_LOG_WARN, "repl",
+                      "dropped a raft message (type %d) from member %llu (%s): %s "
+                      "(%llu refused so far)",
+                      (int)m->type, (unsigned long long)m->server_id,
+                      m->server_address != NULL ? m->server_address : "?", err.msg,
+                      (unsigned long long)w->n_msgs_refused);
+        }
+        repl_msg_discard(m);
+        return;
+    }
+    w->recv(io, m);
+}
+
 static int io_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick, raft_io_recv_cb recv)
 {
-    struct raft_io *in = W(io)->inner;
+    struct repl_io *w = W(io);
+    struct raft_io *in = w->inner;
+
     sync_capacity(io);
-    return in->start(in, msecs, tick, recv);
+    w->recv = recv;
+    return in->start(in, msecs, tick, io_recv);
 }
 
 static int io_bootstrap(struct raft_io *io, const struct raft_configuration *conf)

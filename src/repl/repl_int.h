@@ -159,8 +159,24 @@ struct repl_io
     raft_index next_index;           /* index the next appended entry gets */
     struct repl_io_dropped *dropped; /* vote requests not sent, to complete */
     uint64_t n_votes_dropped;
-    uint64_t rng; /* io_random's own stream (xorshift64) */
+    uint64_t rng;            /* io_random's own stream (xorshift64) */
+    raft_io_recv_cb recv;    /* raft's, called for messages that pass msgcheck.c */
+    uint64_t n_msgs_refused; /* messages msgcheck.c refused */
 };
+
+/* Sizes an InstallSnapshot descriptor may have (fsm.c writes them). */
+#define REPL_SNAPSHOT_DESC_MIN 16
+#define REPL_SNAPSHOT_DESC_MAX 4096
+
+/* 0 when a received raft message has a shape raft and our FSM can take
+ * (msgcheck.c lists the checks), else CAIRN_ECORRUPT with the reason in
+ * *err. Reads only. Any thread. */
+int repl_msg_check(const struct raft_message *m, struct cairn_error *err);
+
+/* Frees what raft_uv allocated for a received message that will not be
+ * passed to raft (entries and their batch, a snapshot's configuration
+ * and data). Raft thread. */
+void repl_msg_discard(struct raft_message *m);
 
 /* Makes w->outer a raft_io forwarding to `inner` (see io.c). */
 void repl_io_wrap(struct repl_io *w, struct repl *r, struct raft_io *inner);
