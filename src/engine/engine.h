@@ -239,6 +239,17 @@ int eng_snap_acquire(struct eng *e,
 /* Releases a snapshot; all its iterators must be closed first. */
 void eng_snap_release(struct eng_snap *s);
 
+/* A token for what the snapshot showed of the overlay: 0 when nothing (not
+ * a local view, or the primary had no commit pending), else a value that
+ * eng_overlay_token_lost compares with the overlay's discards. Any thread. */
+uint64_t eng_snap_overlay_token(const struct eng_snap *s);
+
+/* True when the overlay has been discarded, wholly or in part, since the
+ * snapshot of `token` was taken (and it showed overlay versions): what it
+ * showed may never commit (a step-down, a failed proposal). Conservative:
+ * a discard of versions it did not show counts too. Any thread. */
+bool eng_overlay_token_lost(struct eng *e, uint64_t token);
+
 /* The snapshot's ts S (see eng_snap_acquire): the newest ts it reflects.
  * Useful as operationTime. */
 cairn_ts eng_snap_ts(const struct eng_snap *s);

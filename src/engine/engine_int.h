@@ -114,6 +114,7 @@ struct eng_ovl
     struct ovl_rec *rec_head, *rec_tail; /* added commits, ts ascending */
     size_t n_versions;                   /* sum of the records' n_versions */
     atomic_uint_least64_t visible_ts;    /* V: written under mu */
+    atomic_uint_least64_t discards;      /* discards so far: written under mu */
     size_t seg_max_nodes;                /* seal bound (tests may lower it) */
     /* Debug counters (eng_debug_overlay_stats). */
     atomic_uint_least64_t n_visited;
@@ -133,6 +134,7 @@ struct ovl_view
     struct ovl_seg *inl[OVL_VIEW_INLINE];
     cairn_ts lo;
     cairn_ts hi;
+    uint64_t discards; /* o->discards at capture */
 };
 
 /* A merged walk over one collection of a view. */

@@ -417,6 +417,7 @@ void eng_ovl_view_empty(struct eng_ovl *o, struct ovl_view *v)
     v->segs = v->inl;
     v->lo = 0;
     v->hi = 0;
+    v->discards = 0;
 }
 
 int eng_ovl_capture(struct eng_ovl *o, struct ovl_view *v)
@@ -451,6 +452,7 @@ int eng_ovl_capture(struct eng_ovl *o, struct ovl_view *v)
         v->n = n;
         v->segs = segs;
         v->hi = atomic_load_explicit(&o->visible_ts, memory_order_relaxed);
+        v->discards = atomic_load_explicit(&o->discards, memory_order_relaxed);
         pthread_mutex_unlock(&o->mu);
         if (segs != big) {
             free(big);
@@ -889,6 +891,7 @@ static void discard_locked(struct eng *e)
     o->rec_head = o->rec_tail = NULL;
     o->n_versions = 0;
     atomic_store_explicit(&o->visible_ts, 0, memory_order_release);
+    atomic_fetch_add_explicit(&o->discards, 1, memory_order_release);
     pthread_mutex_unlock(&o->mu);
     pthread_rwlock_wrlock(&e->cat.lock);
     eng_cat_pending_trim(&e->cat, CAIRN_TS_MAX);
@@ -1043,6 +1046,7 @@ void eng_overlay_discard_from(struct eng *e, cairn_ts from)
     }
     o->n_versions = n_versions;
     atomic_store_explicit(&o->visible_ts, new_v, memory_order_release);
+    atomic_fetch_add_explicit(&o->discards, 1, memory_order_release);
     pthread_mutex_unlock(&o->mu);
     eng_ovl_view_release(&v);
     seg_release_chain(o, old);

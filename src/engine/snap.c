@@ -169,6 +169,21 @@ void eng_snap_release(struct eng_snap *s)
     free(s);
 }
 
+uint64_t eng_snap_overlay_token(const struct eng_snap *s)
+{
+    const struct ovl_view *v = &s->ovl;
+
+    if (v->o == NULL || v->hi <= v->lo || s->bound <= v->lo) {
+        return 0; /* it showed nothing of the overlay */
+    }
+    return v->discards + 1;
+}
+
+bool eng_overlay_token_lost(struct eng *e, uint64_t token)
+{
+    return token != 0 && atomic_load_explicit(&e->ovl.discards, memory_order_acquire) + 1 != token;
+}
+
 cairn_ts eng_snap_ts(const struct eng_snap *s)
 {
     return s->bound;

@@ -470,6 +470,16 @@ static int cmd_get_more(struct net_cmd *c)
         net_cursor_release(cur);
         return NET_CMD_ERROR;
     }
+    if (txn_overlay_token_lost(c->deps->txn, cur->ovl_token)) {
+        cairn_error_mongo(&c->err, CAIRN_ENOTLEADER, MONGO_InterruptedDueToReplStateChange,
+                          "cursor %" PRId64
+                          " killed: it read writes of this member as primary "
+                          "that were discarded when it stepped down (they may roll back)",
+                          id);
+        cur->exhausted = true;
+        net_cursor_release(cur);
+        return NET_CMD_ERROR;
+    }
     if (check_cursor_collection(c, cur) != 0) {
         cur->exhausted = true; /* a killed cursor is gone, as in mongod */
         net_cursor_release(cur);

@@ -61,6 +61,12 @@ struct net_cursor
      * with QueryPlanKilled once it has been dropped, as in mongod. */
     uint64_t coll_id;
 
+    /* What its read showed of the primary's commits not yet applied
+     * (txn_read_overlay_token): once they are discarded (a step-down), the
+     * next getMore fails with InterruptedDueToReplStateChange rather than
+     * go on from data that may roll back. */
+    uint64_t ovl_token;
+
     int64_t limit_left; /* documents still allowed; -1 = unlimited */
     bson_t *pending;    /* a produced document not yet sent (owned), or NULL */
     bool exhausted;     /* no more documents */

@@ -43,6 +43,7 @@ struct net_cmd
     /* Reply. Handlers append their fields to `reply` (initialised empty). */
     bson_t reply;
     cairn_ts operation_time; /* 0 = use the current cluster time */
+    uint64_t ovl_token; /* txn_read_overlay_token of the command's local read, for its cursor */
     struct cairn_error err;  /* set when the handler fails */
 
     /* For handlers that return NET_CMD_PENDING. */

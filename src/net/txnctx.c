@@ -674,5 +674,6 @@ int net_read_begin(struct net_cmd *c, struct txn_read **rd)
         return NET_CMD_ERROR;
     }
     c->operation_time = txn_read_ts(*rd);
+    c->ovl_token = txn_read_overlay_token(*rd);
     return 0;
 }

@@ -131,6 +131,16 @@ void txn_read_end(struct txn_read *rd)
     free(rd);
 }
 
+uint64_t txn_read_overlay_token(const struct txn_read *rd)
+{
+    return rd->snap != NULL ? eng_snap_overlay_token(rd->snap) : 0;
+}
+
+bool txn_overlay_token_lost(struct txn_mgr *m, uint64_t token)
+{
+    return eng_overlay_token_lost(m->eng, token);
+}
+
 cairn_ts txn_read_ts(const struct txn_read *rd)
 {
     return rd->ts;

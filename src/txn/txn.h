@@ -151,6 +151,15 @@ int txn_read_begin_txn(struct txn_write *w, struct txn_read **out, struct cairn_
 /* Ends a read. Scans opened on it must be closed first. NULL is a no-op. */
 void txn_read_end(struct txn_read *rd);
 
+/* What the read showed of the primary's commits not yet applied, as a
+ * token for txn_overlay_token_lost (0: nothing). Any thread. */
+uint64_t txn_read_overlay_token(const struct txn_read *rd);
+
+/* True when commits a read of `token` showed were discarded since (the
+ * member stepped down, or a proposal failed): they may never commit, so a
+ * cursor built on them must not go on. Any thread. */
+bool txn_overlay_token_lost(struct txn_mgr *m, uint64_t token);
+
 /* The timestamp this read reflects (its operationTime). */
 cairn_ts txn_read_ts(const struct txn_read *rd);
 
