@@ -256,6 +256,7 @@ enum cairn_mongo_code {
     X(MergeObjectsNotObject, 40400)                                                            \
     X(IdlMissingField, 40414) /* a required command field is missing */                        \
     X(IdlUnknownField, 40415) /* a command sub-document field the command does not know */     \
+    X(OpMsgMissingDb, 40571)  /* an OP_MSG body without $db */                                 \
     X(GetMoreSessionNotInCursor, 50736) /* getMore in a session, cursor of none */             \
     X(GetMoreSessionMissing, 50737)     /* getMore without the cursor's lsid */                \
     X(GetMoreSessionMismatch, 50738)    /* getMore in another session than the cursor's */     \

@@ -681,7 +681,7 @@ static int parse_op_msg(struct request *r, size_t len, bool *fatal)
     }
     r->cmd.body = &r->merged;
     if (!bson_iter_init_find(&it, &m.body, "$db") || !BSON_ITER_HOLDS_UTF8(&it)) {
-        return cairn_error_mongo(&r->cmd.err, CAIRN_EINVAL, 40571,
+        return cairn_error_mongo(&r->cmd.err, CAIRN_EINVAL, MONGO_LOC_OpMsgMissingDb,
                                  "OP_MSG requests require a $db argument");
     }
     {

@@ -357,9 +357,9 @@ int qry_update_apply_pos(const struct qry_update *u,
     if (rv != 0) {
         upd_node_free(root);
         bson_init(out);
-        return rv == CAIRN_EBADDOC
-                   ? cairn_error_mongo(err, rv, 15, "document is invalid or nested too deeply")
-                   : cairn_error_setf(err, rv, "out of memory");
+        return rv == CAIRN_EBADDOC ? cairn_error_mongo(err, rv, MONGO_Overflow,
+                                                       "document is invalid or nested too deeply")
+                                   : cairn_error_setf(err, rv, "out of memory");
     }
     if (u->dynamic) {
         rv = upd_apply_dynamic(u, &c, root, inserting, match_pos);

@@ -176,8 +176,8 @@ int upd_put_value(struct apply_ctx *c,
     struct node *nd;
     int rv = upd_node_from_value(name, v, &nd);
     if (rv == CAIRN_EBADDOC) {
-        return cairn_error_mongo(c->err, rv, 15, "value for '%s' is invalid or nested too deeply",
-                                 name);
+        return cairn_error_mongo(c->err, rv, MONGO_Overflow,
+                                 "value for '%s' is invalid or nested too deeply", name);
     }
     if (rv != 0) {
         return cairn_error_setf(c->err, rv, "out of memory");
