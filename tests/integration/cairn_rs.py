@@ -118,6 +118,7 @@ class Member:
         self._term_sent = False
         self.starts = 0
         self.problems = []      # unclean exits (strings)
+        self.extra_args = None  # this member's own extra arguments (None: the set's)
 
     def __repr__(self):
         return "<%s %s%s>" % (self.name, self.host, "" if self.alive() else " down")
@@ -129,7 +130,8 @@ class Member:
     # -- life cycle ---------------------------------------------------------------------------
     def command_line(self):
         return [self.rs.binary, "--replSet", self.rs.set_name, "--port", str(self.port),
-                "--bind_ip", self.ip, "--dbpath", self.dbpath] + list(self.rs.extra_args)
+                "--bind_ip", self.ip, "--dbpath", self.dbpath] + list(
+                    self.rs.extra_args if self.extra_args is None else self.extra_args)
 
     def spawn(self):
         os.makedirs(self.dbpath, exist_ok=True)
