@@ -3,7 +3,8 @@ failover figures (docker/failover_figures.py).
 
 Owns: ComposeSet (one compose project of docker/compose.yml on ports chosen here: up, down,
 kill / start / wipe of one member, containers found by compose's labels
-com.docker.compose.project / com.docker.compose.service, health status, clients),
+com.docker.compose.project / com.docker.compose.service, health status, clients), Writer
+(retryable w:"majority" inserts recording each acknowledgement),
 host_resolves_member_names() (what the README's /etc/hosts line does, for this process
 only: cairn-n1/2/3 resolve to 127.0.0.1), docker_engine_problem() and compose_command().
 
@@ -17,9 +18,11 @@ import random
 import shutil
 import socket
 import subprocess
+import threading
 import time
 
 import pymongo
+from pymongo import WriteConcern
 from pymongo.errors import PyMongoError
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -28,6 +31,7 @@ SET_NAME = "rs0"
 SERVICES = ("n1", "n2", "n3")
 # Ports scripts/run-local.sh and its member transport use; never chosen here.
 RESERVED_PORTS = set(range(27017, 27020)) | set(range(37017, 37020))
+MAJORITY = WriteConcern(w="majority", wtimeout=30000)
 
 _real_getaddrinfo = socket.getaddrinfo
 
@@ -211,3 +215,37 @@ class ComposeSet:
             except PyMongoError:
                 pass
         return None
+
+
+class Writer(threading.Thread):
+    """Retryable w:"majority" inserts of _id 0, 1, ... through the advertised names; records
+    (sent, acknowledged, id) of each acknowledged insert (monotonic times)."""
+
+    def __init__(self, cs):
+        super().__init__(daemon=True)
+        self.client = cs.client(retryWrites=True, socketTimeoutMS=20000)
+        self.acks = []
+        self.errors = []
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+
+    def run(self):
+        coll = self.client.dockertest.get_collection("failover", write_concern=MAJORITY)
+        i = 0
+        while not self.stop.is_set():
+            sent = time.monotonic()
+            try:
+                coll.insert_one({"_id": i})
+                with self.lock:
+                    self.acks.append((sent, time.monotonic(), i))
+                i += 1
+            except PyMongoError as exc:
+                # Outcome unknown: the id is not reused (a retry may have applied it).
+                self.errors.append(repr(exc))
+                i += 1
+                time.sleep(0.01)
+
+    def acked_after(self, t):
+        """Ids of the inserts sent after t and acknowledged."""
+        with self.lock:
+            return [i for (sent, _, i) in self.acks if sent > t]

@@ -24,7 +24,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 import pytest
@@ -32,11 +31,10 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from compose_set import (REPO, SERVICES, ComposeSet, docker_engine_problem,  # noqa: E402
-                         free_ports, host_resolves_member_names, run, wait_for)
+from compose_set import (MAJORITY, REPO, SERVICES, ComposeSet, Writer,  # noqa: E402
+                         docker_engine_problem, free_ports, host_resolves_member_names, run,
+                         wait_for)
 
-from pymongo import WriteConcern  # noqa: E402
-from pymongo.errors import PyMongoError  # noqa: E402
 from pymongo.read_concern import ReadConcern  # noqa: E402
 
 _problem = docker_engine_problem()
@@ -46,7 +44,6 @@ if _problem is not None:
 SEED = 7
 IMAGE = os.environ.get("CAIRN_IMAGE", "cairn:latest")
 GO_DRIVER_SRC = "/usr/share/gocode/src/go.mongodb.org/mongo-driver"
-MAJORITY = WriteConcern(w="majority", wtimeout=30000)
 
 
 def _healthy_set(cs, timeout=90):
@@ -168,44 +165,10 @@ def test_application_container_on_the_compose_network_writes(cs, tmp_path):
         assert set(range(lo, hi + 1)) <= got
 
 
-class _Writer(threading.Thread):
-    """Retryable w:"majority" inserts of _id 0, 1, ... through the advertised names; records
-    (sent, acknowledged, id) of each acknowledged insert (monotonic times)."""
-
-    def __init__(self, cs):
-        super().__init__(daemon=True)
-        self.client = cs.client(retryWrites=True, socketTimeoutMS=20000)
-        self.acks = []
-        self.errors = []
-        self.stop = threading.Event()
-        self.lock = threading.Lock()
-
-    def run(self):
-        coll = self.client.dockertest.get_collection("failover", write_concern=MAJORITY)
-        i = 0
-        while not self.stop.is_set():
-            sent = time.monotonic()
-            try:
-                coll.insert_one({"_id": i})
-                with self.lock:
-                    self.acks.append((sent, time.monotonic(), i))
-                i += 1
-            except PyMongoError as exc:
-                # Outcome unknown: the id is not reused (a retry may have applied it).
-                self.errors.append(repr(exc))
-                i += 1
-                time.sleep(0.01)
-
-    def acked_after(self, t):
-        """Ids of the inserts sent after t and acknowledged."""
-        with self.lock:
-            return [i for (sent, _, i) in self.acks if sent > t]
-
-
 def test_killing_the_primary_fails_over_and_loses_no_majority_write(cs):
     _healthy_set(cs)
     old = cs.writable_primary()
-    w = _Writer(cs)
+    w = Writer(cs)
     w.start()
     try:
         wait_for(lambda: len(w.acked_after(0)) >= 50, 60, "50 writes before the kill")
