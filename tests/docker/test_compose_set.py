@@ -92,6 +92,9 @@ def cs():
         left = run(["docker", "ps", "-aq", "--filter",
                     "label=com.docker.compose.project=%s" % project])
         assert left.strip() == "", "containers left behind: %s" % left
+        vols = run(["docker", "volume", "ls", "-q", "--filter",
+                    "label=com.docker.compose.project=%s" % project])
+        assert vols.strip() == "", "volumes left behind: %s" % vols
 
 
 def test_image_is_from_scratch_small_non_root_with_a_health_check(cs):
@@ -99,7 +102,8 @@ def test_image_is_from_scratch_small_non_root_with_a_health_check(cs):
     cfg = info["Config"]
     assert cfg["User"] == "999:999"
     assert cfg["Healthcheck"]["Test"][:2] == ["CMD", "/usr/bin/cairn-ctl"]
-    assert "/data" in (cfg.get("Volumes") or {})
+    assert cfg["Cmd"][cfg["Cmd"].index("--dbpath") + 1] == "/data"
+    assert not cfg.get("Volumes")  # no anonymous volumes for the one-shot containers
     assert len(info["RootFS"]["Layers"]) == 2  # rootfs/ and owned/: nothing beneath
     print("image %s: %.1f MiB" % (IMAGE, info["Size"] / 2**20))
     assert info["Size"] < 100 * 2**20
