@@ -51,6 +51,12 @@ printf 'root:x:0:\ncairn:x:999:\n' >"$CTX/rootfs/etc/group"
 cp docker/Dockerfile "$CTX/Dockerfile"
 
 # The legacy builder: it needs no registry for FROM scratch (no buildx on this machine).
+old="$(docker image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null || true)"
 DOCKER_BUILDKIT=0 docker build -q -t "$IMAGE" "$CTX" >&2
+new="$(docker image inspect --format '{{.Id}}' "$IMAGE")"
+if [ -n "$old" ] && [ "$old" != "$new" ]; then
+    # The image this build replaced, now untagged; kept if a container still uses it.
+    docker image rm "$old" >/dev/null 2>&1 || true
+fi
 size="$(docker image inspect --format '{{.Size}}' "$IMAGE")"
 echo "build-image: $IMAGE built, $((size / 1024 / 1024)) MiB ($size bytes)" >&2

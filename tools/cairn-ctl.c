@@ -453,7 +453,7 @@ static int send_initiate(const struct member *ms,
     BSON_APPEND_UTF8(&cfg, "_id", set);
     BSON_APPEND_ARRAY_BEGIN(&cfg, "members", &arr);
     for (size_t i = 0; i < n; i++) {
-        char key[16];
+        char key[24];
         snprintf(key, sizeof key, "%zu", i);
         BSON_APPEND_DOCUMENT_BEGIN(&arr, key, &mem);
         BSON_APPEND_INT32(&mem, "_id", (int32_t)i);
