@@ -39,12 +39,17 @@ _real_getaddrinfo = socket.getaddrinfo
 def host_resolves_member_names():
     """Makes this process resolve cairn-n1, cairn-n2, cairn-n3 to 127.0.0.1, as the line
     "127.0.0.1 cairn-n1 cairn-n2 cairn-n3" in /etc/hosts does for every program (the README's
-    instruction; tests do not edit the machine's /etc/hosts)."""
+    instruction; tests do not edit the machine's /etc/hosts). Returns a function that
+    undoes it."""
     def getaddrinfo(host, *args, **kwargs):
         if isinstance(host, str) and host in ("cairn-n1", "cairn-n2", "cairn-n3"):
             host = "127.0.0.1"
         return _real_getaddrinfo(host, *args, **kwargs)
+
+    def undo():
+        socket.getaddrinfo = _real_getaddrinfo
     socket.getaddrinfo = getaddrinfo
+    return undo
 
 
 def docker_engine_problem():

@@ -23,7 +23,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 
 import pytest
@@ -73,7 +72,7 @@ def cs():
     out = run(["bash", os.path.join(REPO, "docker", "build-image.sh")], timeout=1200,
               env=dict(os.environ, CAIRN_IMAGE=IMAGE))
     print(out.strip().splitlines()[-1])
-    host_resolves_member_names()
+    undo_names = host_resolves_member_names()
     project = "cairntest%d" % os.getpid()
     cs = ComposeSet(project, free_ports(3, SEED + os.getpid()), IMAGE)
     cs.down(volumes=True)  # a leftover of an earlier run with the same pid
@@ -89,6 +88,7 @@ def cs():
             tail = cs.logs(s).strip().splitlines()[-15:]
             print("--- %s (last log lines)\n%s" % (s, "\n".join(tail)))
         cs.down(volumes=True)
+        undo_names()
         left = run(["docker", "ps", "-aq", "--filter",
                     "label=com.docker.compose.project=%s" % project])
         assert left.strip() == "", "containers left behind: %s" % left
@@ -118,7 +118,11 @@ def test_up_gives_a_healthy_set_that_advertises_the_member_names(cs):
     states = sorted(cs.health(s)[1].split()[0] for s in SERVICES)
     assert states == ["PRIMARY", "SECONDARY", "SECONDARY"]
     assert "initiated replica set rs0" in cs.logs("init")
-    # The key file the one-shot service made: mode 0400, owned by the cairnd user.
+    # The key file the one-shot service made: mode 0400, owned by the cairnd user (seen
+    # through the volume's directory on this host, where the engine runs), and kept.
+    vol = json.loads(run(["docker", "volume", "inspect", "%s_key" % cs.project]))[0]
+    st = os.stat(os.path.join(vol["Mountpoint"], "keyfile"))
+    assert (st.st_mode & 0o777, st.st_uid) == (0o400, 999)
     out = run(["docker", "run", "--rm", "--entrypoint", "/usr/bin/cairn-ctl", "-v",
                "%s_key:/key" % cs.project, IMAGE, "keygen", "/key/keyfile"])
     assert "exists" in out
