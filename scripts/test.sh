@@ -4,14 +4,17 @@
 #   1. build/      -Dwerror=true: Check unit tests (meson test), pytest integration tests
 #                  against build/src/server/cairnd, the libmongoc C program, and the seed
 #                  documents' transaction examples in pymongo, C and Go.
+#                  Then the Docker deployment (tests/docker), skipped only where no Docker
+#                  engine runs.
 #   2. build-asan/ -Db_sanitize=address,undefined: unit tests, integration tests, the
 #                  libmongoc program and the examples against the sanitized cairnd.
 #
 # The summary gives each suite's passed, failed and skipped counts, then ends with one line
 # "N passed, N failed" (CI parses it) summing every Check test case, pytest test and
 # C-program check. A suite that ran nothing (no tests, or every test skipped) counts as one
-# failure: a suite that silently stopped running must not read as green. Exits non-zero if
-# anything failed or a suite could not run.
+# failure: a suite that silently stopped running must not read as green. The one exception
+# is the Docker suite where no Docker engine runs: shown as skipped and counted as one skip.
+# Exits non-zero if anything failed or a suite could not run.
 # Environment: SKIP_ASAN=1 skips step 2 (local use only; CI runs everything);
 # CAIRN_BUILD / CAIRN_ASAN_BUILD name other build directories (default build, build-asan).
 set -uo pipefail
@@ -117,18 +120,11 @@ EOF
     record "$label unit (Check)" ${counts:-0 1 0}
 }
 
-# integration BUILDDIR LABEL: pytest against BUILDDIR's cairnd, counted from its junit xml.
-integration() {
-    local build="$1" label="$2"
-    local xml="$RESULTS/pytest-$label.xml"
-    say "$label: integration tests (pytest, CAIRND=$build/src/server/cairnd)"
-    # The whole suite takes a minute or two; the outer timeout only guards against a hang.
-    CAIRND="$REPO/$build/src/server/cairnd" timeout --kill-after=30 1500 \
-        "$PY" -m pytest "$REPO/tests/integration" -q -rfE -p no:cacheprovider --durations=5 \
-        --junitxml="$xml" --basetemp="$RESULTS/tmp-$label" -o junit_family=xunit2
-    local rc=$?
-    local counts
-    counts="$("$PY" - "$xml" "$rc" <<'EOF'
+# pytest_counts XML RC: prints "passed failed skipped" from a pytest junit xml and its exit
+# status (no xml, no tests, every test skipped or a non-zero exit without a failure count as
+# a failure).
+pytest_counts() {
+    "$PY" - "$1" "$2" <<'EOF'
 import sys
 import xml.etree.ElementTree as ET
 path, rc = sys.argv[1], int(sys.argv[2])
@@ -156,7 +152,20 @@ if skip:
     print("  pytest skipped %d tests" % skip, file=sys.stderr)
 print(max(passed, 0), fail, skip)
 EOF
-)"
+}
+
+# integration BUILDDIR LABEL: pytest against BUILDDIR's cairnd, counted from its junit xml.
+integration() {
+    local build="$1" label="$2"
+    local xml="$RESULTS/pytest-$label.xml"
+    say "$label: integration tests (pytest, CAIRND=$build/src/server/cairnd)"
+    # The whole suite takes a minute or two; the outer timeout only guards against a hang.
+    CAIRND="$REPO/$build/src/server/cairnd" timeout --kill-after=30 1500 \
+        "$PY" -m pytest "$REPO/tests/integration" -q -rfE -p no:cacheprovider --durations=5 \
+        --junitxml="$xml" --basetemp="$RESULTS/tmp-$label" -o junit_family=xunit2
+    local rc=$?
+    local counts
+    counts="$(pytest_counts "$xml" "$rc")"
     # shellcheck disable=SC2086
     record "$label integration (pytest)" ${counts:-0 1 0}
 }
@@ -209,6 +218,32 @@ mongoc_program() {
     record "$label libmongoc program" "$p" "$f" "$s"
 }
 
+# docker_suite BUILDDIR: the Docker deployment (tests/docker: docker/build-image.sh builds
+# cairn:latest from BUILDDIR, a compose project of docker/compose.yml on free ports, failover,
+# down + up, an emptied volume), once, with the normal build; it removes what it created except
+# the image cairn:latest. Only where no Docker engine runs is it skipped: shown, and counted
+# as one skipped test, not as a failure.
+docker_suite() {
+    local build="$1"
+    local xml="$RESULTS/pytest-docker.xml"
+    say "docker: compose replica set (pytest tests/docker, image from $build)"
+    if ! command -v docker >/dev/null 2>&1 || ! docker info >/dev/null 2>&1; then
+        echo "  SKIPPED: no Docker engine runs here (docker info failed): tests/docker not run"
+        TOTAL_SKIP=$((TOTAL_SKIP + 1))
+        SUMMARY+=("$(printf '%-34s %5d passed %5d failed %5d skipped %s' "docker (compose set)" 0 0 \
+            1 "(no Docker engine runs: skipped)")")
+        return
+    fi
+    CAIRN_BUILD="$build" timeout --kill-after=30 1200 \
+        "$PY" -m pytest "$REPO/tests/docker" -q -rfEs -p no:cacheprovider --durations=5 \
+        --junitxml="$xml" --basetemp="$RESULTS/tmp-docker" -o junit_family=xunit2
+    local rc=$?
+    local counts
+    counts="$(pytest_counts "$xml" "$rc")"
+    # shellcheck disable=SC2086
+    record "docker (compose set)" ${counts:-0 1 0}
+}
+
 # build_dir BUILDDIR LABEL OPTIONS...: returns non-zero (and records a failure) if it fails.
 build_dir() {
     local build="$1" label="$2"
@@ -243,6 +278,7 @@ if build_dir "$BUILD" normal -Dwerror=true -Dbuildtype=debugoptimized -Db_saniti
     integration "$BUILD" normal
     mongoc_program "$BUILD" normal
     examples "$BUILD" normal
+    docker_suite "$BUILD"
 else
     record "normal unit/integration/mongoc" 0 1 0 "(not run: build failed)"
 fi
