@@ -127,7 +127,10 @@ void repl_io_wrap(struct repl_io *w, struct repl_host *h, struct raft_io *inner)
 /* For a raft instance already initialised over its own io (a fixture
  * server: raft_fixture_grow ran raft_init): wraps that io with `w` and
  * makes raft use the wrapper, and sets h->raft. Before raft_start, so that
- * load and every append pass through the wrapper. `w` must outlive raft. */
+ * load and every append pass through the wrapper. `w` must outlive raft.
+ * The fixture's helpers reach their io through the server, except
+ * raft_fixture_step_until_delivered, which reads raft->io->impl and so
+ * cannot be used on an attached server. */
 void repl_host_attach(struct repl_host *h, struct repl_io *w, struct raft *raft);
 
 /* Completes the sends the wrapper dropped (their callbacks run now).
