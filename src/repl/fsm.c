@@ -12,25 +12,29 @@
  * the snapshot right after it is stored (trap T10); apply runs on this same
  * thread, so the engine state is exactly last_applied. Snapshots keep raft's
  * in-memory log (every entry since the last snapshot) bounded.
- * Only a one-member set takes them: a follower that fell behind the trailing
- * entries would need the checkpoint shipping that comes with multi-member
- * sets, so with several members snapshot() answers RAFT_BUSY for now.
- * restore() is a no-op when the descriptor's index is at or below our
- * watermark (the start-up restore) and stops the member otherwise
- * (checkpoint installation is not implemented yet).
+ * The host decides when snapshots may be taken (ops->may_snapshot; in
+ * production only a one-member set takes them: a follower that fell behind
+ * the trailing entries would need the checkpoint shipping that comes with
+ * multi-member sets, so with several members snapshot() answers RAFT_BUSY
+ * for now). restore() is a no-op when the descriptor's index is at or below
+ * our watermark (the start-up restore); above it, the host's checkpoint
+ * source installs the state (ops->install_checkpoint), and without one the
+ * member stops.
  *
- * Everything here runs on the raft thread.
+ * The FSM works on a struct repl_host (host.h), so raft may be hosted by
+ * repl.c's raft_uv loop or by raft's test fixture. Everything here runs on
+ * the thread that drives raft.
  */
 #include <stdlib.h>
 
 #include "lib/buf.h"
 #include "lib/log.h"
-#include "repl/repl_int.h"
+#include "repl/host.h"
 
 static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
 {
-    struct repl *r = fsm->data;
-    raft_index index = raft_last_applied(&r->raft) + 1;
+    struct repl_host *h = fsm->data;
+    raft_index index = raft_last_applied(h->raft) + 1;
     struct repl_decoded d;
     struct cairn_error err;
     cairn_index wm_index;
@@ -51,31 +55,31 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
                   (unsigned long long)index, err.msg);
         abort();
     }
-    eng_applied(r->eng, &wm_index, &wm_ts);
-    repl_doubt_commit_upto(r, index); /* committed: never rolled back */
+    eng_applied(h->eng, &wm_index, &wm_ts);
+    repl_doubt_commit_upto(h, index); /* committed: never rolled back */
     if (index <= wm_index) {
         /* Replay of an entry already in the engine (trap T4). */
-        atomic_fetch_add(&r->n_entries_skipped, 1);
+        atomic_fetch_add(&h->n_entries_skipped, 1);
         repl_decoded_free(&d);
         return 0;
     }
-    rc = eng_apply(r->eng, d.commits, d.n_commits, index, &err);
+    rc = eng_apply(h->eng, d.commits, d.n_commits, index, &err);
     if (rc != 0) {
         cairn_log(CAIRN_LOG_ERROR, "repl", "FATAL: applying raft entry %llu: %s",
                   (unsigned long long)index, err.msg);
         abort();
     }
-    atomic_fetch_add(&r->n_entries_applied, 1);
+    atomic_fetch_add(&h->n_entries_applied, 1);
     for (size_t i = 0; i < d.n_ops; i++) {
-        if (d.ops[i].kind == ENG_OP_CONFIG) {
-            repl_config_applied(r, d.ops[i].doc, d.ops[i].doc_len);
+        if (d.ops[i].kind == ENG_OP_CONFIG && h->ops->config_applied != NULL) {
+            h->ops->config_applied(h->ops_arg, d.ops[i].doc, d.ops[i].doc_len);
         }
     }
     if (d.version >= 1) {
-        r->applied_term = d.term;
+        h->applied_term = d.term;
     }
-    if (d.n_commits > 0) {
-        repl_on_applied(r, index, d.commits[d.n_commits - 1].ts);
+    if (d.n_commits > 0 && h->ops->applied != NULL) {
+        h->ops->applied(h->ops_arg, index, d.commits[d.n_commits - 1].ts);
     }
     repl_decoded_free(&d);
     return 0;
@@ -83,7 +87,7 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
 
 static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
 {
-    struct repl *r = fsm->data;
+    struct repl_host *h = fsm->data;
     struct raft_buffer *b;
     struct cairn_error err;
     cairn_index wm_index;
@@ -91,10 +95,10 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
 
     *bufs = NULL;
     *n_bufs = 0;
-    if (r->cfg.n != 1) {
+    if (h->ops->may_snapshot != NULL && !h->ops->may_snapshot(h->ops_arg)) {
         return RAFT_BUSY;
     }
-    if (eng_sync(r->eng, &err) != 0) {
+    if (eng_sync(h->eng, &err) != 0) {
         cairn_log(CAIRN_LOG_WARN, "repl", "snapshot skipped: %s", err.msg);
         return RAFT_BUSY;
     }
@@ -108,7 +112,7 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
         raft_free(b);
         return RAFT_BUSY;
     }
-    eng_applied(r->eng, &wm_index, &wm_ts);
+    eng_applied(h->eng, &wm_index, &wm_ts);
     cairn_store_be64(b->base, wm_index);
     cairn_store_be64((uint8_t *)b->base + 8, wm_ts);
     *bufs = b;
@@ -123,30 +127,44 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
  * nothing, still counted in the majority. */
 static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 {
-    struct repl *r = fsm->data;
+    struct repl_host *h = fsm->data;
     cairn_index wm_index;
     cairn_ts wm_ts;
+    struct cairn_error err = {0};
     uint64_t snap_index = 0;
     bool ok = buf->len >= 8 && buf->base != NULL;
 
     if (ok) {
         snap_index = cairn_load_be64(buf->base);
     }
-    eng_applied(r->eng, &wm_index, &wm_ts);
+    eng_applied(h->eng, &wm_index, &wm_ts);
     if (ok && snap_index <= wm_index) {
         raft_free(buf->base);
         buf->base = NULL;
         return 0;
     }
+    if (ok && h->ops->install_checkpoint != NULL) {
+        if (h->ops->install_checkpoint(h->ops_arg, h, buf, &err) == 0) {
+            raft_free(buf->base);
+            buf->base = NULL;
+            return 0;
+        }
+        cairn_log(CAIRN_LOG_ERROR, "repl",
+                  "FATAL: raft snapshot restore (%s, index %llu > applied %llu): checkpoint "
+                  "installation failed: %s: stopping",
+                  h->in_start ? "at start" : "from the leader", (unsigned long long)snap_index,
+                  (unsigned long long)wm_index, err.msg);
+        abort();
+    }
     cairn_log(CAIRN_LOG_ERROR, "repl",
               "FATAL: raft snapshot restore (%s, index %llu > applied %llu) needs checkpoint "
               "installation, which is not implemented: stopping",
-              r->in_start ? "at start" : "from the leader", (unsigned long long)snap_index,
+              h->in_start ? "at start" : "from the leader", (unsigned long long)snap_index,
               (unsigned long long)wm_index);
     abort();
 }
 
-void repl_note_loaded_terms(struct repl *r,
+void repl_note_loaded_terms(struct repl_host *h,
                             const struct raft_snapshot *snapshot,
                             raft_index start_index,
                             const struct raft_entry *entries,
@@ -155,22 +173,22 @@ void repl_note_loaded_terms(struct repl *r,
     cairn_index wm_index;
     cairn_ts wm_ts;
 
-    eng_applied(r->eng, &wm_index, &wm_ts);
+    eng_applied(h->eng, &wm_index, &wm_ts);
     if (snapshot != NULL && snapshot->index == wm_index) {
-        r->applied_term = snapshot->term;
+        h->applied_term = snapshot->term;
     }
     if (wm_index >= start_index && wm_index - start_index < n) {
-        r->applied_term = entries[wm_index - start_index].term;
+        h->applied_term = entries[wm_index - start_index].term;
     }
 }
 
-void repl_fsm_init(struct repl *r)
+void repl_fsm_init(struct repl_host *h)
 {
-    r->fsm.version = 1;
-    r->fsm.data = r;
-    r->fsm.apply = fsm_apply;
-    r->fsm.snapshot = fsm_snapshot;
-    r->fsm.restore = fsm_restore;
-    r->fsm.snapshot_finalize = NULL;
-    r->fsm.snapshot_async = NULL;
+    h->fsm.version = 1;
+    h->fsm.data = h;
+    h->fsm.apply = fsm_apply;
+    h->fsm.snapshot = fsm_snapshot;
+    h->fsm.restore = fsm_restore;
+    h->fsm.snapshot_finalize = NULL;
+    h->fsm.snapshot_async = NULL;
 }

@@ -1,7 +1,8 @@
 /*
  * io.c: a thin raft_io wrapper around raft_uv (raft-0.22.md §3's
- * recommendation). Every method forwards to raft_uv; the wrapper only
- * watches what raft never tells the state machine:
+ * recommendation), or around a raft fixture server's in-memory io in
+ * tests (repl_host_attach). Every method forwards to the inner io; the
+ * wrapper only watches what raft never tells the state machine:
  *
  * - The log's content above the applied index. raft calls truncate(index)
  *   before every append batch, so the wrapper knows the index of every
@@ -12,7 +13,8 @@
  *   at start-up above the engine's watermark are held the same way, so a
  *   member restarted after losing leadership still rolls back properly.
  * - Outgoing vote requests: a member that must not campaign (priority 0,
- *   frozen, stepping down) drops its own RequestVote messages, pre-vote
+ *   frozen, stepping down: the host's ops->may_campaign) drops its own
+ *   RequestVote messages, pre-vote
  *   included (raft has no notion of priority; with pre-vote on, such a
  *   member never disturbs the others and still votes).
  * - raft_uv's capacity, which the legacy core reads from the outer io.
@@ -24,7 +26,7 @@
  * raft_uv fires request callbacks through the inner io's `data`, so init
  * points it at raft (the outer's data) too.
  *
- * Everything here runs on the raft thread.
+ * Everything here runs on the thread that drives raft.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -32,7 +34,7 @@
 #include <time.h>
 
 #include "lib/log.h"
-#include "repl/repl_int.h"
+#include "repl/host.h"
 
 /* The wrapper, from the outer io or the inner one: raft's tick callback
  * calls r->io->time(io) with raft_uv's own io (legacy.c:1617), so every
@@ -85,9 +87,9 @@ static int io_load(struct raft_io *io,
         return rv;
     }
     w->next_index = *start_index;
-    repl_note_loaded_terms(w->r, *snapshot, *start_index, *entries, *n_entries);
+    repl_note_loaded_terms(w->h, *snapshot, *start_index, *entries, *n_entries);
     for (size_t i = 0; i < *n_entries; i++) {
-        repl_doubt_add(w->r, w->next_index++, &(*entries)[i], true);
+        repl_doubt_add(w->h, w->next_index++, &(*entries)[i], true);
     }
     return 0;
 }
@@ -160,7 +162,8 @@ static int io_send(struct raft_io *io,
     struct raft_io *in = w->inner;
 
     sync_capacity(io);
-    if (message->type == RAFT_REQUEST_VOTE && !repl_may_campaign(w->r)) {
+    if (message->type == RAFT_REQUEST_VOTE && w->h->ops->may_campaign != NULL &&
+        !w->h->ops->may_campaign(w->h->ops_arg)) {
         /* Not sent: this member must not become primary (see the top).
          * raft expects the callback later, never from inside send. */
         struct repl_io_dropped *d = malloc(sizeof *d);
@@ -188,7 +191,7 @@ static int io_append(struct raft_io *io,
 
     sync_capacity(io);
     for (unsigned i = 0; i < n; i++) {
-        repl_doubt_add(w->r, w->next_index++, &entries[i], false);
+        repl_doubt_add(w->h, w->next_index++, &entries[i], false);
     }
     return in->append(in, req, entries, n, cb);
 }
@@ -200,7 +203,7 @@ static int io_truncate(struct raft_io *io, raft_index index)
 
     if (index < w->next_index) {
         /* Entries [index, next) are cut: never committed. */
-        repl_doubt_rollback_from(w->r, index, "replaced by the leader's log");
+        repl_doubt_rollback_from(w->h, index, "replaced by the leader's log");
     }
     w->next_index = index;
     return in->truncate(in, index);
@@ -219,8 +222,8 @@ static int io_snapshot_put(struct raft_io *io,
         /* An installed snapshot replaces the whole log: entries after it
          * are gone; entries it covers are committed (or, if they differed,
          * gone: raft does not tell, see docs/decisions.md §24). */
-        repl_doubt_rollback_from(w->r, snapshot->index + 1, "replaced by an installed snapshot");
-        repl_doubt_commit_upto(w->r, snapshot->index);
+        repl_doubt_rollback_from(w->h, snapshot->index + 1, "replaced by an installed snapshot");
+        repl_doubt_commit_upto(w->h, snapshot->index);
         w->next_index = snapshot->index + 1;
     }
     return in->snapshot_put(in, trailing, req, snapshot, cb);
@@ -273,12 +276,12 @@ void repl_io_flush(struct repl_io *w)
     }
 }
 
-void repl_io_wrap(struct repl_io *w, struct repl *r, struct raft_io *inner)
+void repl_io_wrap(struct repl_io *w, struct repl_host *h, struct raft_io *inner)
 {
     struct raft_io *io = &w->outer;
 
     memset(w, 0, sizeof *w);
-    w->r = r;
+    w->h = h;
     w->inner = inner;
     if (getrandom(&w->rng, sizeof w->rng, GRND_NONBLOCK) != (ssize_t)sizeof w->rng) {
         struct timespec ts;

@@ -119,7 +119,7 @@ static bool append_self(struct repl *r, bson_t *b)
            BSON_APPEND_UTF8(b, "me", r->me) && BSON_APPEND_INT32(b, "state", st.state) &&
            BSON_APPEND_INT64(b, "term", (int64_t)st.term) &&
            append_ts(b, "applied", r->applied_ts) &&
-           BSON_APPEND_INT64(b, "appliedTerm", (int64_t)r->applied_term) &&
+           BSON_APPEND_INT64(b, "appliedTerm", (int64_t)r->host.applied_term) &&
            append_ts(b, "durable", r->durable_ts) && BSON_APPEND_INT32(b, "primaryId", primary_id);
 }
 

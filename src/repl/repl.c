@@ -266,11 +266,10 @@ static int handle_start(struct repl *r, struct repl_ctl *c)
         return CAIRN_EIO;
     }
     r->uv_inited = true;
-    repl_io_wrap(&r->iow, r, &r->io);
+    repl_io_wrap(&r->iow, &r->host, &r->io);
     raft_uv_set_auto_recovery(&r->io, false);
     raft_uv_set_segment_size(&r->io, SEGMENT_SIZE);
-    repl_fsm_init(r);
-    rv = raft_init(&r->raft, &r->iow.outer, &r->fsm, (raft_id)me->id + 1, r->raft_addr);
+    rv = raft_init(&r->raft, &r->iow.outer, &r->host.fsm, (raft_id)me->id + 1, r->raft_addr);
     if (rv != 0) {
         cairn_error_setf(&c->err, CAIRN_EIO, "raft init in %s: %s (%s)", r->raft_dir,
                          raft_strerror(rv), r->io.errmsg);
@@ -307,9 +306,9 @@ static int handle_start(struct repl *r, struct repl_ctl *c)
             return start_fail(r, c, rv, "bootstrap");
         }
     }
-    r->in_start = true;
+    r->host.in_start = true;
     rv = raft_start(&r->raft);
-    r->in_start = false;
+    r->host.in_start = false;
     if (rv != 0) {
         return start_fail(r, c, rv, "start");
     }
@@ -731,6 +730,7 @@ int repl_open(const struct repl_options *opts, struct repl **out, struct cairn_e
         return rc;
     }
     snprintf(r->dbpath, sizeof r->dbpath, "%s", opts->dbpath);
+    repl_host_bind(r);
     if ((size_t)snprintf(r->raft_dir, sizeof r->raft_dir, "%s/raft", opts->dbpath) >=
         sizeof r->raft_dir) {
         repl_free(r);
@@ -863,7 +863,7 @@ void repl_close(struct repl *r)
     }
     repl_waitq_fail_upto(&r->waitq, CAIRN_TS_MAX, CAIRN_ESHUTDOWN);
     (void)repl_drop_queue(r, NULL);
-    repl_doubt_free(r);
+    repl_host_close(&r->host);
     while (r->inflight_head != NULL) {
         struct repl_prop *p = r->inflight_head;
         repl_inflight_unlink(r, p);

@@ -1,6 +1,6 @@
 /*
  * repl_int.h: private declarations shared by the files of src/repl
- * (config.c, waiters.c, fsm.c, repl.c). Nothing outside src/repl includes
+ * (config.c, waiters.c, repl.c, ...). Nothing outside src/repl includes
  * this header. It defines struct repl, whose fields are annotated with the
  * thread or lock that owns them.
  */
@@ -14,6 +14,7 @@
 #include <stdatomic.h>
 #include <uv.h>
 
+#include "repl/host.h"
 #include "repl/repl.h"
 
 /* ---- Replica-set configuration (config.c) ------------------------------ */
@@ -141,53 +142,7 @@ void repl_waitq_fail_upto(struct repl_waitq *q, cairn_ts upto, int status);
 /* Fails waiters whose deadline is <= now_ns with CAIRN_ETIMEOUT. */
 void repl_waitq_expire(struct repl_waitq *q, uint64_t now_ns);
 
-/* ---- The raft_io wrapper (io.c) --------------------------------------------- */
-
-struct repl_io_dropped
-{
-    struct raft_io_send *req;
-    raft_io_send_cb cb;
-    struct repl_io_dropped *next;
-};
-
-/* raft sees `outer`; every method forwards to `inner` (raft_uv). */
-struct repl_io
-{
-    struct raft_io outer;
-    struct raft_io *inner;
-    struct repl *r;
-    raft_index next_index;           /* index the next appended entry gets */
-    struct repl_io_dropped *dropped; /* vote requests not sent, to complete */
-    uint64_t n_votes_dropped;
-    uint64_t rng;            /* io_random's own stream (xorshift64) */
-    raft_io_recv_cb recv;    /* raft's, called for messages that pass msgcheck.c */
-    uint64_t n_msgs_refused; /* messages msgcheck.c refused */
-};
-
-/* Sizes an InstallSnapshot descriptor may have (fsm.c writes them). */
-#define REPL_SNAPSHOT_DESC_MIN 16
-#define REPL_SNAPSHOT_DESC_MAX 4096
-
-/* 0 when a received raft message has a shape raft and our FSM can take
- * (msgcheck.c lists the checks), else CAIRN_ECORRUPT with the reason in
- * *err. Reads only. Any thread. */
-int repl_msg_check(const struct raft_message *m, struct cairn_error *err);
-
-/* Frees what raft_uv allocated for a received message that will not be
- * passed to raft (entries and their batch, a snapshot's configuration
- * and data). Raft thread. */
-void repl_msg_discard(struct raft_message *m);
-
-/* Makes w->outer a raft_io forwarding to `inner` (see io.c). */
-void repl_io_wrap(struct repl_io *w, struct repl *r, struct raft_io *inner);
-
-/* Completes the sends the wrapper dropped (their callbacks run now).
- * Raft thread, never from inside a raft call. */
-void repl_io_flush(struct repl_io *w);
-
 /* ---- The replication object ------------------------------------------- */
-
-struct repl_doubt;
 
 /* One queued commit: its encoding (malloc'd) and ts. */
 struct repl_pcommit
@@ -282,19 +237,16 @@ struct repl
     uv_timer_t wc_timer;
     bool wc_timer_on;
     struct raft raft;
-    struct raft_io io;                          /* raft_uv */
-    struct repl_io iow;                         /* what raft uses: the wrapper around io */
-    struct repl_doubt *doubt_head, *doubt_tail; /* rollback.c */
-    size_t n_doubt;
-    bool rolling_back;
+    struct raft_io io;                  /* raft_uv */
+    struct repl_io iow;                 /* what raft uses: the wrapper around io */
+    struct repl_host host;              /* FSM, doubt list, rollback (host.h; raft = &raft) */
     struct raft_uv_transport transport; /* member transport (transport.h) */
     bool transport_inited;              /* repl_transport_init done (close needed) */
     bool transport_ready;               /* serving the member port */
     bool transport_closing;             /* t->close called by us (raft never started) */
-    struct raft_fsm fsm;
-    bool uv_inited;    /* raft_uv_init + raft_uv_tcp_init done */
-    bool raft_inited;  /* raft_init succeeded (raft_close needed) */
-    bool raft_started; /* raft_start succeeded */
+    bool uv_inited;                     /* raft_uv_init + raft_uv_tcp_init done */
+    bool raft_inited;                   /* raft_init succeeded (raft_close needed) */
+    bool raft_started;                  /* raft_start succeeded */
     bool closing;
     uint64_t stop_deadline_ns;  /* closing: raft_close once appends are stored, or then */
     struct repl_ctl *start_ctl; /* START failed after raft_init: completed on close */
@@ -338,7 +290,6 @@ struct repl
     cairn_ts held_ts[REPL_MAX_MEMBERS + 1]; /* [N]: newest ts durable on N members (leader) */
     cairn_index applied_index;
     cairn_ts lost_ts; /* newest ts dropped (not proposed) or possibly lost (repl_note_lost) */
-    bool in_start;    /* inside raft_start (restore of the local snapshot) */
 
     /* Published progress, written by the raft thread, read anywhere. */
     _Atomic uint64_t pub_queued; /* newest ts accepted by repl_propose (client threads) */
@@ -352,13 +303,9 @@ struct repl
      * leadership period (see repl_write_epoch). Changed together with
      * `writable`, by the raft thread. */
     _Atomic uint64_t write_epoch;
-    uint64_t epochs;        /* raft thread: leadership periods so far */
-    raft_term applied_term; /* raft thread: term of the last applied entry (0 = unknown) */
+    uint64_t epochs; /* raft thread: leadership periods so far */
     _Atomic uint64_t n_entries_proposed;
     _Atomic uint64_t n_commits_proposed;
-    _Atomic uint64_t n_entries_applied;
-    _Atomic uint64_t n_entries_skipped;
-    _Atomic uint64_t n_rolled_back; /* commits saved to rollback files */
 
     /* Proposal and control queue. */
     pthread_mutex_t qmu;
@@ -477,21 +424,7 @@ void repl_membership_resync(struct repl *r, raft_id id);
  * voters, so that the leader may accept writes. */
 bool repl_membership_writable(struct repl *r);
 
-/* ---- rollback.c (raft thread) --------------------------------------------- */
-
-/* Keeps a copy of the command entry raft appends (or loaded, when
- * `loaded`: only those above the engine watermark) at `index`. */
-void repl_doubt_add(struct repl *r, raft_index index, const struct raft_entry *e, bool loaded);
-
-/* Entries up to `index` are committed: forgets them. */
-void repl_doubt_commit_upto(struct repl *r, raft_index index);
-
-/* Entries from `index` on were cut from the log: saves what they wrote to
- * rollback files and forgets them. `why` is logged. */
-void repl_doubt_rollback_from(struct repl *r, raft_index index, const char *why);
-
-/* Frees the list (shutdown). */
-void repl_doubt_free(struct repl *r);
+/* ---- rollback.c (raft thread; the doubt list is in host.h) ---------------- */
 
 /* Saves what queued commits (acknowledged w:1, never proposed) wrote to
  * rollback files. `list` stays the caller's. */
@@ -521,18 +454,13 @@ void repl_stepdown_abort(struct repl *r);
  * failure copies c->err into `err` (may be NULL). Not the raft thread. */
 int repl_post_ctl_wait(struct repl *r, struct repl_ctl *c, struct cairn_error *err);
 
-/* ---- fsm.c ---------------------------------------------------------------- */
+/* ---- host.c ---------------------------------------------------------------- */
 
-/* FSM callbacks: fills r->fsm (version 1). Raft thread. */
-void repl_fsm_init(struct repl *r);
-
-/* At start-up (io.c's load): the term of the entry at the engine's applied
- * index, for optimes, from the loaded snapshot or entries. */
-void repl_note_loaded_terms(struct repl *r,
-                            const struct raft_snapshot *snapshot,
-                            raft_index start_index,
-                            const struct raft_entry *entries,
-                            size_t n);
+/* Initialises r->host for production (repl_host_init with r's engine and
+ * dbpath, raft = &r->raft) with calls back into r: repl_on_applied,
+ * repl_config_applied, repl_may_campaign, repl_publish_status, snapshots
+ * only in a one-member set. repl_open. */
+void repl_host_bind(struct repl *r);
 
 /* ---- waiters.c (raft thread) ------------------------------------------------ */
 

@@ -20,6 +20,9 @@
  * on this member after them (inserts and updates; a lost delete leaves no
  * document, as in mongod). docs/decisions.md §24.
  *
+ * It works on a struct repl_host (host.h), except repl_rollback_queued,
+ * which reads struct repl's proposal queue.
+ *
  * Invariants (raft thread):
  *   1. Doubt entries are in strictly increasing index order; an add at or
  *      below the tail's index first rolls back the tail from there (raft
@@ -184,7 +187,7 @@ static bool same_doc(const struct rb_doc *x, const struct rb_doc *y)
 
 /* The namespace of `coll_id`: created by the lost writes, else the
  * catalog's, else "unknown.<id>". */
-static void ns_of(struct repl *r,
+static void ns_of(struct repl_host *h,
                   const struct rb_set *s,
                   const struct eng_coll_info *cat,
                   size_t n_cat,
@@ -204,7 +207,7 @@ static void ns_of(struct repl *r,
             return;
         }
     }
-    (void)r;
+    (void)h;
     snprintf(out, cap, "unknown.%llu", (unsigned long long)coll_id);
 }
 
@@ -217,7 +220,7 @@ static int mkdir_p(const char *path)
 }
 
 /* Opens a new rollback file for `ns`. Returns the fd or -1 (errno). */
-static int open_file(struct repl *r, const char *ns, char *path, size_t cap)
+static int open_file(struct repl_host *h, const char *ns, char *path, size_t cap)
 {
     char stamp[32];
     time_t now = (time_t)(cairn_wall_ms() / 1000);
@@ -226,14 +229,14 @@ static int open_file(struct repl *r, const char *ns, char *path, size_t cap)
 
     gmtime_r(&now, &tm);
     strftime(stamp, sizeof stamp, "%Y-%m-%dT%H-%M-%S", &tm);
-    if ((size_t)snprintf(path, cap, "%s/rollback", r->dbpath) >= cap || mkdir_p(path) != 0) {
+    if ((size_t)snprintf(path, cap, "%s/rollback", h->dbpath) >= cap || mkdir_p(path) != 0) {
         return -1;
     }
-    if ((size_t)snprintf(path, cap, "%s/rollback/%s", r->dbpath, ns) >= cap || mkdir_p(path) != 0) {
+    if ((size_t)snprintf(path, cap, "%s/rollback/%s", h->dbpath, ns) >= cap || mkdir_p(path) != 0) {
         return -1;
     }
     for (unsigned n = 0; n < 1000; n++) {
-        if ((size_t)snprintf(path, cap, "%s/rollback/%s/removed.%s.%u.bson", r->dbpath, ns, stamp,
+        if ((size_t)snprintf(path, cap, "%s/rollback/%s/removed.%s.%u.bson", h->dbpath, ns, stamp,
                              n) >= cap) {
             errno = ENAMETOOLONG;
             return -1;
@@ -266,7 +269,7 @@ static int write_all(int fd, const uint8_t *p, size_t n)
 /* Writes one file per namespace with the newest version of each document
  * the lost writes touched (deleted ones have none). Returns the number of
  * documents saved, or -1 when a file could not be written (logged). */
-static long rb_write(struct repl *r, struct rb_set *s)
+static long rb_write(struct repl_host *h, struct rb_set *s)
 {
     struct eng_coll_info *cat = NULL;
     size_t n_cat = 0;
@@ -280,7 +283,7 @@ static long rb_write(struct repl *r, struct rb_set *s)
         return 0;
     }
     qsort(s->docs, s->n_docs, sizeof *s->docs, doc_cmp);
-    if (eng_catalog_list(r->eng, NULL, false, &cat, &n_cat) != 0) {
+    if (eng_catalog_list(h->eng, NULL, false, &cat, &n_cat) != 0) {
         cat = NULL;
         n_cat = 0;
     }
@@ -297,8 +300,8 @@ static long rb_write(struct repl *r, struct rb_set *s)
                 fsync(fd);
                 close(fd);
             }
-            ns_of(r, s, cat, n_cat, d->coll_id, ns, sizeof ns);
-            fd = open_file(r, ns, path, sizeof path);
+            ns_of(h, s, cat, n_cat, d->coll_id, ns, sizeof ns);
+            fd = open_file(h, ns, path, sizeof path);
             if (fd < 0) {
                 cairn_log(CAIRN_LOG_ERROR, "repl", "rollback file for %s: %s", ns, strerror(errno));
                 saved = -1;
@@ -323,45 +326,49 @@ static long rb_write(struct repl *r, struct rb_set *s)
 }
 
 /* Saves a gathered set and logs the rollback. */
-static void rb_finish(struct repl *r, struct rb_set *s, const char *what, const char *why)
+static void rb_finish(struct repl_host *h, struct rb_set *s, const char *what, const char *why)
 {
     long saved;
 
     if (s->n_commits == 0) {
         return;
     }
-    r->rolling_back = true;
-    repl_publish_status(r);
+    h->rolling_back = true;
+    if (h->ops->rollback_changed != NULL) {
+        h->ops->rollback_changed(h->ops_arg);
+    }
     cairn_log(CAIRN_LOG_WARN, "repl",
               "ROLLBACK: %zu %s commit(s), ts %u:%u..%u:%u, %s; saving what they wrote under "
               "%s/rollback",
               s->n_commits, what, CAIRN_TS_SECS(s->first_ts), CAIRN_TS_INC(s->first_ts),
-              CAIRN_TS_SECS(s->last_ts), CAIRN_TS_INC(s->last_ts), why, r->dbpath);
-    saved = rb_write(r, s);
-    atomic_fetch_add(&r->n_rolled_back, s->n_commits);
+              CAIRN_TS_SECS(s->last_ts), CAIRN_TS_INC(s->last_ts), why, h->dbpath);
+    saved = rb_write(h, s);
+    atomic_fetch_add(&h->n_rolled_back, s->n_commits);
     if (saved >= 0) {
         cairn_log(CAIRN_LOG_WARN, "repl", "ROLLBACK done: %ld document(s) saved", saved);
     }
-    r->rolling_back = false;
-    repl_publish_status(r);
+    h->rolling_back = false;
+    if (h->ops->rollback_changed != NULL) {
+        h->ops->rollback_changed(h->ops_arg);
+    }
 }
 
 /* ---- The doubt list ------------------------------------------------------ */
 
-void repl_doubt_add(struct repl *r, raft_index index, const struct raft_entry *e, bool loaded)
+void repl_doubt_add(struct repl_host *h, raft_index index, const struct raft_entry *e, bool loaded)
 {
     struct repl_doubt *d;
     cairn_index wm_index;
     cairn_ts wm_ts;
 
-    if (r->doubt_tail != NULL && index <= r->doubt_tail->index) {
-        repl_doubt_rollback_from(r, index, "overwritten"); /* invariant 1 */
+    if (h->doubt_tail != NULL && index <= h->doubt_tail->index) {
+        repl_doubt_rollback_from(h, index, "overwritten"); /* invariant 1 */
     }
     if (e->type != RAFT_COMMAND) {
         return;
     }
     if (loaded) {
-        eng_applied(r->eng, &wm_index, &wm_ts);
+        eng_applied(h->eng, &wm_index, &wm_ts);
         if (index <= wm_index) {
             return; /* applied before the restart */
         }
@@ -385,32 +392,32 @@ void repl_doubt_add(struct repl *r, raft_index index, const struct raft_entry *e
     d->index = index;
     d->term = e->term;
     d->next = NULL;
-    if (r->doubt_tail != NULL) {
-        r->doubt_tail->next = d;
+    if (h->doubt_tail != NULL) {
+        h->doubt_tail->next = d;
     } else {
-        r->doubt_head = d;
+        h->doubt_head = d;
     }
-    r->doubt_tail = d;
-    r->n_doubt++;
+    h->doubt_tail = d;
+    h->n_doubt++;
 }
 
-void repl_doubt_commit_upto(struct repl *r, raft_index index)
+void repl_doubt_commit_upto(struct repl_host *h, raft_index index)
 {
-    while (r->doubt_head != NULL && r->doubt_head->index <= index) {
-        struct repl_doubt *d = r->doubt_head;
-        r->doubt_head = d->next;
+    while (h->doubt_head != NULL && h->doubt_head->index <= index) {
+        struct repl_doubt *d = h->doubt_head;
+        h->doubt_head = d->next;
         free(d->data);
         free(d);
-        r->n_doubt--;
+        h->n_doubt--;
     }
-    if (r->doubt_head == NULL) {
-        r->doubt_tail = NULL;
+    if (h->doubt_head == NULL) {
+        h->doubt_tail = NULL;
     }
 }
 
-void repl_doubt_rollback_from(struct repl *r, raft_index index, const char *why)
+void repl_doubt_rollback_from(struct repl_host *h, raft_index index, const char *why)
 {
-    struct repl_doubt **pp = &r->doubt_head, *cut, *d;
+    struct repl_doubt **pp = &h->doubt_head, *cut, *d;
     struct rb_set s;
     struct cairn_error err;
     char what[64];
@@ -423,13 +430,13 @@ void repl_doubt_rollback_from(struct repl *r, raft_index index, const char *why)
         return;
     }
     *pp = NULL;
-    r->doubt_tail = NULL;
-    for (d = r->doubt_head; d != NULL; d = d->next) {
-        r->doubt_tail = d;
+    h->doubt_tail = NULL;
+    for (d = h->doubt_head; d != NULL; d = d->next) {
+        h->doubt_tail = d;
     }
     memset(&s, 0, sizeof s);
     for (d = cut; d != NULL; d = d->next) {
-        r->n_doubt--;
+        h->n_doubt--;
         if (rb_add(&s, d->data, d->len, &err) != 0) {
             cairn_log(CAIRN_LOG_ERROR, "repl", "rollback: raft entry %llu: %s",
                       (unsigned long long)d->index, err.msg);
@@ -437,7 +444,7 @@ void repl_doubt_rollback_from(struct repl *r, raft_index index, const char *why)
     }
     snprintf(what, sizeof what, "uncommitted (raft entries from %llu)",
              (unsigned long long)cut->index);
-    rb_finish(r, &s, what, why);
+    rb_finish(h, &s, what, why);
     rb_free(&s);
     while (cut != NULL) {
         d = cut->next;
@@ -447,9 +454,9 @@ void repl_doubt_rollback_from(struct repl *r, raft_index index, const char *why)
     }
 }
 
-void repl_doubt_free(struct repl *r)
+void repl_doubt_free(struct repl_host *h)
 {
-    struct repl_doubt *d = r->doubt_head;
+    struct repl_doubt *d = h->doubt_head;
 
     while (d != NULL) {
         struct repl_doubt *next = d->next;
@@ -457,8 +464,8 @@ void repl_doubt_free(struct repl *r)
         free(d);
         d = next;
     }
-    r->doubt_head = r->doubt_tail = NULL;
-    r->n_doubt = 0;
+    h->doubt_head = h->doubt_tail = NULL;
+    h->n_doubt = 0;
 }
 
 /* ---- Commits never handed to raft ---------------------------------------- */
@@ -501,7 +508,7 @@ void repl_rollback_queued(struct repl *r, struct repl_pcommit *list, const char 
                       rc == CAIRN_ENOMEM ? "out of memory" : err.msg);
         }
     }
-    rb_finish(r, &s, "acknowledged w:1 but never proposed", why);
+    rb_finish(&r->host, &s, "acknowledged w:1 but never proposed", why);
     rb_free(&s);
     for (size_t i = 0; i < n; i++) {
         cairn_buf_free(&bufs[i]);

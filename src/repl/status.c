@@ -96,7 +96,7 @@ void repl_publish_status_locked(struct repl *r)
         st->commit_index = r->raft.commit_index;
     }
     st->applied_ts = r->applied_ts;
-    st->applied_term = r->applied_term;
+    st->applied_term = r->host.applied_term;
     st->applied_index = r->applied_index;
     st->applied_wall_ms = (int64_t)CAIRN_TS_SECS(r->applied_ts) * 1000;
     st->last_ts = ts_max(st->last_ts, ts_max(r->handed_ts, r->applied_ts));
@@ -179,8 +179,8 @@ void repl_counters_get(struct repl *r, struct repl_counters *out)
 {
     out->entries_proposed = atomic_load(&r->n_entries_proposed);
     out->commits_proposed = atomic_load(&r->n_commits_proposed);
-    out->entries_applied = atomic_load(&r->n_entries_applied);
-    out->entries_skipped = atomic_load(&r->n_entries_skipped);
+    out->entries_applied = atomic_load(&r->host.n_entries_applied);
+    out->entries_skipped = atomic_load(&r->host.n_entries_skipped);
 }
 
 int repl_config_append(struct repl *r, bson_t *out, const char *key, struct cairn_error *err)
