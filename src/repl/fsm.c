@@ -19,9 +19,14 @@
  * watermark (the start-up restore) and stops the member otherwise
  * (checkpoint installation is not implemented yet).
  *
+ * Applying an entry that writes, creates or drops the cluster-wide
+ * settings collection (REPL_SETTINGS_NS) bumps the settings generation, so
+ * that caches of those settings (the read/write concern defaults) reload.
+ *
  * Everything here runs on the raft thread.
  */
 #include <stdlib.h>
+#include <string.h>
 
 #include "lib/buf.h"
 #include "lib/log.h"
@@ -35,6 +40,7 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
     struct cairn_error err;
     cairn_index wm_index;
     cairn_ts wm_ts;
+    bool settings_changed = false;
     int rc;
 
     *result = NULL;
@@ -67,9 +73,22 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
     }
     atomic_fetch_add(&r->n_entries_applied, 1);
     for (size_t i = 0; i < d.n_ops; i++) {
-        if (d.ops[i].kind == ENG_OP_CONFIG) {
-            repl_config_applied(r, d.ops[i].doc, d.ops[i].doc_len);
+        const struct eng_op *op = &d.ops[i];
+        if (op->kind == ENG_OP_CONFIG) {
+            repl_config_applied(r, op->doc, op->doc_len);
+        } else if ((op->kind == ENG_OP_PUT || op->kind == ENG_OP_DELETE) && r->settings_coll != 0 &&
+                   op->coll_id == r->settings_coll) {
+            settings_changed = true;
+        } else if ((op->kind == ENG_OP_CREATE || op->kind == ENG_OP_DROP) && op->ns != NULL &&
+                   strcmp(op->ns, REPL_SETTINGS_NS) == 0) {
+            r->settings_coll = op->kind == ENG_OP_CREATE ? op->coll_id : 0;
+            settings_changed = true;
         }
+    }
+    if (settings_changed) {
+        /* After eng_apply: a reader that sees the new generation reads the
+         * applied state that holds the change. */
+        atomic_fetch_add(&r->settings_gen, 1);
     }
     if (d.version >= 1) {
         r->applied_term = d.term;
@@ -162,6 +181,11 @@ void repl_note_loaded_terms(struct repl *r,
     if (wm_index >= start_index && wm_index - start_index < n) {
         r->applied_term = entries[wm_index - start_index].term;
     }
+}
+
+uint64_t repl_settings_generation(struct repl *r)
+{
+    return atomic_load(&r->settings_gen);
 }
 
 void repl_fsm_init(struct repl *r)

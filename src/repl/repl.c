@@ -686,6 +686,9 @@ int repl_open(const struct repl_options *opts, struct repl **out, struct cairn_e
         return cairn_error_setf(err, CAIRN_ENOMEM, "repl: out of memory");
     }
     r->eng = opts->eng;
+    if (eng_catalog_lookup(r->eng, REPL_SETTINGS_NS, false, &r->settings_coll) != 0) {
+        r->settings_coll = 0;
+    }
     if (opts->key_file != NULL) {
         rc = repl_keyfile_load(opts->key_file, &r->key, err);
         if (rc != 0) {

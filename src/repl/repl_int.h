@@ -343,6 +343,12 @@ struct repl
     _Atomic uint64_t n_entries_applied;
     _Atomic uint64_t n_entries_skipped;
     _Atomic uint64_t n_rolled_back; /* commits saved to rollback files */
+    /* Cluster-wide settings (REPL_SETTINGS_NS): the raft thread tracks the
+     * collection's id in the applied catalog (0 = absent) and bumps the
+     * generation whenever an applied entry writes, creates or drops it;
+     * readers compare generations (repl_settings_generation). */
+    uint64_t settings_coll;
+    _Atomic uint64_t settings_gen;
 
     /* Proposal and control queue. */
     pthread_mutex_t qmu;
