@@ -125,8 +125,10 @@ int net_mongo_code(const struct cairn_error *err);
 int net_parse_write_concern(const bson_t *body, struct repl_wc *wc, struct cairn_error *err);
 
 /* Parses readConcern {level: "local"|"majority"|"available"|"snapshot"|...}
- * into a txn_read level. "snapshot" outside transactions and
- * "linearizable" are rejected with a clear error for now. */
+ * into a txn_read level, for the catalog listings (listCollections,
+ * listIndexes, listDatabases). "snapshot" outside transactions and
+ * "linearizable" (72 InvalidOptions "read concern not supported", as
+ * mongod there) are refused. */
 int net_parse_read_concern(const bson_t *body, int *level, struct cairn_error *err);
 
 /* ---- rwc.c: cluster-wide read/write concern defaults ---------------------- */

@@ -507,6 +507,11 @@ int net_cmd_set_default_rw_concern(struct net_cmd *c)
         }
     }
     next.update_ts = txn_cluster_time(c->deps->txn);
+    if (next.update_ts == 0 && txn_noop_write(c->deps->txn, &next.update_ts, &c->err) != 0) {
+        /* A set that has written nothing has no cluster time yet: a no-op
+         * gives it one, so updateOpTime is always a real cluster time. */
+        return NET_CMD_ERROR;
+    }
     next.update_wall_ms = cairn_wall_ms();
     build_doc(&next, &doc);
     if (store(c, &doc) != 0) {
