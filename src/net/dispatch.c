@@ -643,16 +643,17 @@ out:
  * waitForLinearizableReadConcern): the reply leaves only once a no-op of
  * the epoch the read began in is majority-committed. On failure the reply
  * is an error, and a cursor the handler opened for it is killed: its data
- * was never confirmed. Bounded by the command's maxTimeMS (50), else by
- * the end of this member's leadership (11602). */
+ * was never confirmed. Bounded by the command's maxTimeMS (50), a
+ * getMore's fixed bound (187), else by the end of this member's
+ * leadership (11602). */
 static int confirm_linearizable(struct request *r)
 {
     struct net_cmd *c = &r->cmd;
     bson_iter_t it;
     cairn_ts ts = 0;
 
-    if (txn_confirm_linearizable(c->deps->txn, c->linearizable_epoch, &r->op.op, &ts, &c->err) ==
-        0) {
+    if (txn_confirm_linearizable(c->deps->txn, c->linearizable_epoch, &r->op.op,
+                                 c->linearizable_until_ns, &ts, &c->err) == 0) {
         if (ts > c->operation_time) {
             c->operation_time = ts;
         }
@@ -864,7 +865,7 @@ void net_dispatch_message(struct net_conn *conn, uint64_t conn_id, uint8_t *msg,
         return;
     }
     int result = def->fn(c);
-    if (result == NET_CMD_DONE && c->err.code == 0 && c->linearizable_epoch != 0) {
+    if (result == NET_CMD_DONE && c->err.code == 0 && c->linearizable) {
         result = confirm_linearizable(r);
     }
     /* r may be gone already (a PENDING command completed elsewhere, having

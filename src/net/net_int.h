@@ -39,8 +39,14 @@ struct net_cmd
     int txn_mode;             /* enum net_txn_mode */
     int64_t txn_number;       /* with txn_mode != NET_TXN_NONE */
     cairn_ts at_cluster_time; /* a snapshot read outside a transaction: its ts (replies say it) */
-    uint64_t linearizable_epoch; /* readConcern linearizable: the write epoch the read began
-                                    in (dispatch confirms it after the handler); 0 = not */
+    /* readConcern linearizable (set by net_read_begin, or getMore of such a
+     * cursor): dispatch confirms, after the handler, that this member is
+     * still primary in write epoch linearizable_epoch (0: it was not when
+     * the read began, which the confirmation answers with 10107), bounded
+     * by maxTimeMS and by linearizable_until_ns (0 = no other bound). */
+    bool linearizable;
+    uint64_t linearizable_epoch;
+    uint64_t linearizable_until_ns;
 
     /* Reply. Handlers append their fields to `reply` (initialised empty). */
     bson_t reply;

@@ -429,7 +429,7 @@ static int store(struct net_cmd *c, const bson_t *doc)
         return NET_CMD_ERROR;
     }
     c->operation_time = ts;
-    if (txn_wait_majority(m, ts, cairn_op_current(), &c->err) != 0) {
+    if (txn_wait_majority(m, ts, cairn_op_current(), 0, &c->err) != 0) {
         return NET_CMD_ERROR;
     }
     return 0;

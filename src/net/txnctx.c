@@ -670,6 +670,7 @@ int net_read_begin(struct net_cmd *c, struct txn_read **rd)
     int rv;
 
     c->at_cluster_time = 0;
+    c->linearizable = false;
     c->linearizable_epoch = 0;
     if (c->txn_mode == NET_TXN_MULTI) {
         struct txn_write *w = txn_session_txn(c->sess);
@@ -710,6 +711,7 @@ int net_read_begin(struct net_cmd *c, struct txn_read **rd)
         /* Read the newest data here, then (dispatch, after the handler)
          * confirm this member was primary all along: the epoch is read
          * before the read begins. */
+        c->linearizable = true;
         c->linearizable_epoch = repl_write_epoch(c->deps->repl);
         if (c->linearizable_epoch == 0) {
             cairn_error_mongo(&c->err, CAIRN_ENOTLEADER, MONGO_NotWritablePrimary,

@@ -313,7 +313,11 @@ static int lin_deposed(struct cairn_error *err)
                              "while waiting for majority commit");
 }
 
-int txn_wait_majority(struct txn_mgr *m, cairn_ts ts, struct cairn_op *op, struct cairn_error *err)
+int txn_wait_majority(struct txn_mgr *m,
+                      cairn_ts ts,
+                      struct cairn_op *op,
+                      uint64_t until_ns,
+                      struct cairn_error *err)
 {
     const struct repl_wc majority = {.w = 0, .j = false, .wtimeout_ms = 0};
     struct lin_wait *lw;
@@ -334,7 +338,12 @@ int txn_wait_majority(struct txn_mgr *m, cairn_ts ts, struct cairn_op *op, struc
         return rv;
     }
     while (!lw->done) {
-        rv = cairn_op_wait(op, &lw->mu, &lw->cv, 0, err);
+        if (until_ns != 0 && cairn_mono_ns() >= until_ns) {
+            rv = cairn_error_mongo(err, CAIRN_ETIMEOUT, MONGO_WriteConcernFailed,
+                                   "waiting for replication timed out");
+            break;
+        }
+        rv = cairn_op_wait(op, &lw->mu, &lw->cv, until_ns, err);
         if (rv != 0) {
             break;
         }
@@ -354,6 +363,7 @@ int txn_wait_majority(struct txn_mgr *m, cairn_ts ts, struct cairn_op *op, struc
 int txn_confirm_linearizable(struct txn_mgr *m,
                              uint64_t epoch,
                              struct cairn_op *op,
+                             uint64_t until_ns,
                              cairn_ts *ts,
                              struct cairn_error *err)
 {
@@ -368,7 +378,11 @@ int txn_confirm_linearizable(struct txn_mgr *m,
         return lin_not_primary(err);
     }
     if (rv == 0) {
-        rv = txn_wait_majority(m, *ts, op, err);
+        rv = txn_wait_majority(m, *ts, op, until_ns, err);
+    }
+    if (rv != 0 && err->mongo_code == MONGO_WriteConcernFailed) {
+        return cairn_error_mongo(err, CAIRN_ETIMEOUT, MONGO_LinearizableReadConcernError,
+                                 "Failed to confirm that read was linearizable.");
     }
     if (rv != 0) {
         return rv;

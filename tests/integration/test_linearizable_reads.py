@@ -223,6 +223,35 @@ def test_linearizable_read_needs_a_majority_and_is_bounded_by_max_time_ms(rs, rn
     rs.wait_healthy()
 
 
+def test_get_more_of_a_linearizable_cursor_confirms_again(rs, rng):
+    p = rs.wait_healthy()
+    name = _coll_name(rng)
+    with rs.client(w="majority") as c:
+        c.lintest[name].insert_many([{"_id": i} for i in range(6)])
+        # Through the driver: batches of 2, each getMore confirmed.
+        lin = c.lintest.get_collection(name, read_concern=ReadConcern("linearizable"))
+        assert [d["_id"] for d in lin.find({}, batch_size=2)] == list(range(6))
+    r = p.command({"find": name, "readConcern": LIN, "batchSize": 2}, db="lintest")
+    assert r["ok"] == 1.0 and r["cursor"]["id"] != 0, r
+    cursor_id = r["cursor"]["id"]
+    secondaries = [m for m in rs if m is not p]
+    for s in secondaries:
+        s.pause()
+    try:
+        # Without a majority the next batch is never answered: the wait ends with the
+        # primary's leadership (getMore has no maxTimeMS; mongod bounds it at 15 s, 187).
+        g = p.command({"getMore": cursor_id, "collection": name, "batchSize": 2},
+                      db="lintest", timeout=60.0)
+        assert g["ok"] == 0.0, g
+        assert g["code"] in (InterruptedDueToReplStateChange, NotWritablePrimary,
+                             187), g
+        assert "cursor" not in g
+    finally:
+        for s in secondaries:
+            s.resume()
+    rs.wait_healthy()
+
+
 @needs_iptables
 def test_isolated_old_primary_never_answers_a_linearizable_read(rs, rng):
     old = rs.wait_healthy()
