@@ -95,6 +95,7 @@
     X(QueryPlanKilled, 175)                             \
     X(InconsistentReplicaSetNames, 185)                 \
     X(ClientMetadataCannotBeMutated, 186)               \
+    X(LinearizableReadConcernError, 187)                \
     X(PrimarySteppedDown, 189)                          \
     X(CannotImplicitlyCreateCollection, 194)            \
     X(InvalidIndexSpecificationOption, 197)             \

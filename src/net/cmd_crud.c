@@ -150,7 +150,7 @@ static int get_write_args(struct net_cmd *c, const char *field, struct write_arg
     a->count = 0;
     a->stmt_ids = NULL;
     if (net_cmd_namespace(c, a->ns, sizeof a->ns) != 0 ||
-        net_parse_write_concern(c->body, &a->wc, &c->err) != 0 ||
+        net_rwc_write_concern(c, &a->wc) != 0 ||
         net_get_bool(c, "ordered", &a->ordered) != 0 ||
         get_statements(c, c->name, field, &a->stmts, &a->count) != 0) {
         return NET_CMD_ERROR;

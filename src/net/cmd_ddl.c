@@ -149,7 +149,7 @@ static int cmd_create(struct net_cmd *c)
         return NET_CMD_ERROR;
     }
     struct repl_wc wc;
-    if (net_parse_write_concern(c->body, &wc, &c->err) != 0) {
+    if (net_rwc_write_concern(c, &wc) != 0) {
         return NET_CMD_ERROR;
     }
     if (truthy(c->body, "capped")) {
@@ -210,7 +210,7 @@ static int cmd_drop(struct net_cmd *c)
         return NET_CMD_ERROR;
     }
     struct repl_wc wc;
-    if (net_parse_write_concern(c->body, &wc, &c->err) != 0) {
+    if (net_rwc_write_concern(c, &wc) != 0) {
         return NET_CMD_ERROR;
     }
     struct txn_write *w = NULL;
@@ -236,7 +236,7 @@ static int cmd_drop(struct net_cmd *c)
 static int cmd_drop_database(struct net_cmd *c)
 {
     struct repl_wc wc;
-    if (net_parse_write_concern(c->body, &wc, &c->err) != 0) {
+    if (net_rwc_write_concern(c, &wc) != 0) {
         return NET_CMD_ERROR;
     }
     if (strcmp(c->db, "local") == 0) {
@@ -586,7 +586,7 @@ static int cmd_create_indexes(struct net_cmd *c)
         return NET_CMD_ERROR;
     }
     struct repl_wc wc;
-    if (net_parse_write_concern(c->body, &wc, &c->err) != 0) {
+    if (net_rwc_write_concern(c, &wc) != 0) {
         return NET_CMD_ERROR;
     }
     bson_iter_t it;
@@ -718,7 +718,7 @@ static int cmd_drop_indexes(struct net_cmd *c)
         return NET_CMD_ERROR;
     }
     struct repl_wc wc;
-    if (net_parse_write_concern(c->body, &wc, &c->err) != 0) {
+    if (net_rwc_write_concern(c, &wc) != 0) {
         return NET_CMD_ERROR;
     }
     bson_iter_t it;

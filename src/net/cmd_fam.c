@@ -83,7 +83,7 @@ static int parse_args(struct net_cmd *c, struct fam_args *a)
     bson_init(&a->update_doc);
     bson_init(&a->af_arr);
     if (net_cmd_namespace(c, a->ns, sizeof a->ns) != 0 ||
-        net_parse_write_concern(c->body, &a->wc, &c->err) != 0 ||
+        net_rwc_write_concern(c, &a->wc) != 0 ||
         net_get_doc(c, "query", &a->query) != 0 || net_get_doc(c, "sort", &a->sort_spec) != 0 ||
         net_get_doc(c, "fields", &a->fields) != 0 ||
         net_get_doc(c, "collation", &a->collation) != 0 ||

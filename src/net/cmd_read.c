@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/clock.h"
 #include "net/cursor.h"
 #include "net/net_int.h"
 #include "net/txnctx.h"
@@ -503,6 +504,14 @@ static int cmd_get_more(struct net_cmd *c)
     BSON_APPEND_INT64(&cd, "id", cur->exhausted ? 0 : id);
     BSON_APPEND_UTF8(&cd, "ns", ns);
     bson_append_document_end(&c->reply, &cd);
+    if (cur->linearizable) {
+        /* Confirmed after the batch (dispatch) by this member's current
+         * leadership; getMore has no maxTimeMS here, so a fixed bound. */
+        c->linearizable = true;
+        c->linearizable_epoch = repl_write_epoch(c->deps->repl);
+        c->linearizable_until_ns =
+            cairn_mono_ns() + (uint64_t)NET_LINEARIZABLE_GETMORE_MS * 1000000ull;
+    }
     net_cursor_release(cur);
     return NET_CMD_DONE;
 }

@@ -1,8 +1,8 @@
 /*
  * cmd_repl.c: the replica-set commands that change the set or its
  * leadership (net_cmds_repl): replSetReconfig, replSetStepDown and
- * replSetFreeze, with mongod's arguments, defaults and errors, and the
- * cluster-wide read/write concern defaults (getDefaultRWConcern). The work is
+ * replSetFreeze, with mongod's arguments, defaults and errors (the table
+ * also lists the read/write concern defaults commands of rwc.c). The work is
  * repl's (repl_reconfig_begin, repl_step_down, repl_freeze) and, for a
  * reconfig, txn's (the config travels as a commit); these handlers parse,
  * sequence and answer.
@@ -104,36 +104,6 @@ static int cmd_repl_set_reconfig(struct net_cmd *c)
     return NET_CMD_DONE;
 }
 
-/* getDefaultRWConcern: the cluster-wide defaults, which are mongod 5.0+'s
- * implicit ones here ({w: "majority"} for writes, "local" for reads):
- * setDefaultRWConcern does not exist yet, so nothing can change them. */
-static int cmd_get_default_rw_concern(struct net_cmd *c)
-{
-    bool in_memory = false;
-    bson_t sub;
-
-    if (net_get_bool(c, "inMemory", &in_memory) != 0) {
-        return NET_CMD_ERROR;
-    }
-    BSON_APPEND_DOCUMENT_BEGIN(&c->reply, "defaultReadConcern", &sub);
-    BSON_APPEND_UTF8(&sub, "level", "local");
-    bson_append_document_end(&c->reply, &sub);
-    BSON_APPEND_DOCUMENT_BEGIN(&c->reply, "defaultWriteConcern", &sub);
-    BSON_APPEND_UTF8(&sub, "w", "majority");
-    BSON_APPEND_INT32(&sub, "wtimeout", 0);
-    bson_append_document_end(&c->reply, &sub);
-    BSON_APPEND_UTF8(&c->reply, "defaultWriteConcernSource", "implicit");
-    BSON_APPEND_UTF8(&c->reply, "defaultReadConcernSource", "implicit");
-    return NET_CMD_DONE;
-}
-
-static int cmd_set_default_rw_concern(struct net_cmd *c)
-{
-    return cairn_error_mongo(&c->err, CAIRN_EUNSUPPORTED, MONGO_NotImplemented,
-                             "setDefaultRWConcern is not supported yet: the defaults stay "
-                             "{w: \"majority\"} and readConcern \"local\"");
-}
-
 /* replSetFreeze: <seconds> (0 unfreezes). */
 static int cmd_repl_set_freeze(struct net_cmd *c)
 {
@@ -166,8 +136,6 @@ static int cmd_repl_set_freeze(struct net_cmd *c)
     }
 
 WRAP(cmd_repl_set_reconfig)
-WRAP(cmd_get_default_rw_concern)
-WRAP(cmd_set_default_rw_concern)
 WRAP(cmd_repl_set_step_down)
 WRAP(cmd_repl_set_freeze)
 
@@ -175,7 +143,8 @@ const struct net_cmd_def net_cmds_repl[] = {
     {"replSetReconfig", cmd_repl_set_reconfig_w, NET_CMD_F_ADMIN_ONLY | NET_CMD_F_NEEDS_CONFIG},
     {"replSetStepDown", cmd_repl_set_step_down_w, NET_CMD_F_ADMIN_ONLY | NET_CMD_F_NEEDS_CONFIG},
     {"replSetFreeze", cmd_repl_set_freeze_w, NET_CMD_F_ADMIN_ONLY | NET_CMD_F_NEEDS_CONFIG},
-    {"getDefaultRWConcern", cmd_get_default_rw_concern_w, NET_CMD_F_ADMIN_ONLY},
-    {"setDefaultRWConcern", cmd_set_default_rw_concern_w, NET_CMD_F_ADMIN_ONLY},
+    {"getDefaultRWConcern", net_cmd_get_default_rw_concern, NET_CMD_F_ADMIN_ONLY},
+    {"setDefaultRWConcern", net_cmd_set_default_rw_concern,
+     NET_CMD_F_ADMIN_ONLY | NET_CMD_F_WRITE | NET_CMD_F_NEEDS_CONFIG},
     {NULL, NULL, 0},
 };

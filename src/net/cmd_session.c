@@ -196,7 +196,7 @@ static int cmd_commit_transaction(struct net_cmd *c)
     struct repl_wc wc;
     cairn_ts ts = 0;
 
-    if (in_txn_or_fail(c) != 0 || net_parse_write_concern(c->body, &wc, &c->err) != 0) {
+    if (in_txn_or_fail(c) != 0 || net_rwc_write_concern(c, &wc) != 0) {
         return NET_CMD_ERROR;
     }
     if (txn_session_txn_commit(c->sess, &ts, &c->err) != 0) {
@@ -209,7 +209,7 @@ static int cmd_abort_transaction(struct net_cmd *c)
 {
     struct repl_wc wc;
 
-    if (in_txn_or_fail(c) != 0 || net_parse_write_concern(c->body, &wc, &c->err) != 0) {
+    if (in_txn_or_fail(c) != 0 || net_rwc_write_concern(c, &wc) != 0) {
         return NET_CMD_ERROR;
     }
     if (txn_session_txn_abort(c->sess, &c->err) != 0) {

@@ -789,6 +789,7 @@ int net_dc_reply_cursor(struct net_cmd *c, struct net_cursor *cur, int64_t batch
     } else {
         set_origin(cur, c);
         cur->ovl_token = c->ovl_token;
+        cur->linearizable = c->linearizable;
         id = net_cursor_register(cur);
     }
     BSON_APPEND_INT64(&cd, "id", id);

@@ -40,6 +40,10 @@
 /* Default number of documents in a first batch. */
 #define NET_DEFAULT_BATCH 101
 
+/* mongod's kLinearizableReadConcernTimeout: how long a getMore of a
+ * linearizable cursor waits to confirm leadership (187 past it). */
+#define NET_LINEARIZABLE_GETMORE_MS 15000
+
 struct net_cursor
 {
     int64_t id;   /* 0 until registered */
@@ -81,6 +85,10 @@ struct net_cursor
     uint8_t lsid[TXN_LSID_LEN];
     bool has_txn;
     int64_t txn_number;
+
+    /* Opened by a linearizable read: each getMore confirms leadership
+     * again (mongod's getMore does, bounded by NET_LINEARIZABLE_GETMORE_MS). */
+    bool linearizable;
 
     /* Registry state (guarded by the registry lock). */
     bool busy;

@@ -4,7 +4,8 @@
  * command's flags against the member state, gossips $clusterTime, parses
  * maxTimeMS, registers the command as an operation in progress (cmd_ops.c),
  * applies the failCommand fail point (failpoint.c), waits for
- * readConcern.afterClusterTime, calls the handler and wraps its reply in
+ * readConcern.afterClusterTime, calls the handler, confirms a linearizable
+ * read's leadership after it, and wraps its reply in
  * the MongoDB envelope (ok, errmsg/code/codeName, errorLabels,
  * $clusterTime, operationTime) before handing the encoded reply to the
  * connection. Commands that return NET_CMD_PENDING finish later through
@@ -638,6 +639,33 @@ out:
     return rv;
 }
 
+/* readConcern "linearizable", after the read (mongod's
+ * waitForLinearizableReadConcern): the reply leaves only once a no-op of
+ * the epoch the read began in is majority-committed. On failure the reply
+ * is an error, and a cursor the handler opened for it is killed: its data
+ * was never confirmed. Bounded by the command's maxTimeMS (50), a
+ * getMore's fixed bound (187), else by the end of this member's
+ * leadership (11602). */
+static int confirm_linearizable(struct request *r)
+{
+    struct net_cmd *c = &r->cmd;
+    bson_iter_t it;
+    cairn_ts ts = 0;
+
+    if (txn_confirm_linearizable(c->deps->txn, c->linearizable_epoch, &r->op.op,
+                                 c->linearizable_until_ns, &ts, &c->err) == 0) {
+        if (ts > c->operation_time) {
+            c->operation_time = ts;
+        }
+        return NET_CMD_DONE;
+    }
+    if (bson_iter_init(&it, &c->reply) && bson_iter_find_descendant(&it, "cursor.id", &it) &&
+        BSON_ITER_HOLDS_INT64(&it) && bson_iter_int64(&it) != 0) {
+        (void)net_cursor_kill(bson_iter_int64(&it), NULL);
+    }
+    return NET_CMD_ERROR;
+}
+
 /* ---- Entry point ------------------------------------------------------------- */
 
 static struct request *new_request(struct net_conn *conn, uint64_t conn_id, uint8_t *msg)
@@ -837,6 +865,9 @@ void net_dispatch_message(struct net_conn *conn, uint64_t conn_id, uint8_t *msg,
         return;
     }
     int result = def->fn(c);
+    if (result == NET_CMD_DONE && c->err.code == 0 && c->linearizable) {
+        result = confirm_linearizable(r);
+    }
     /* r may be gone already (a PENDING command completed elsewhere, having
      * checked its session in first: net_dc_finish_write). */
     cairn_op_set_current(NULL);

@@ -39,6 +39,14 @@ struct net_cmd
     int txn_mode;             /* enum net_txn_mode */
     int64_t txn_number;       /* with txn_mode != NET_TXN_NONE */
     cairn_ts at_cluster_time; /* a snapshot read outside a transaction: its ts (replies say it) */
+    /* readConcern linearizable (set by net_read_begin, or getMore of such a
+     * cursor): dispatch confirms, after the handler, that this member is
+     * still primary in write epoch linearizable_epoch (0: it was not when
+     * the read began, which the confirmation answers with 10107), bounded
+     * by maxTimeMS and by linearizable_until_ns (0 = no other bound). */
+    bool linearizable;
+    uint64_t linearizable_epoch;
+    uint64_t linearizable_until_ns;
 
     /* Reply. Handlers append their fields to `reply` (initialised empty). */
     bson_t reply;
@@ -124,9 +132,30 @@ int net_mongo_code(const struct cairn_error *err);
 int net_parse_write_concern(const bson_t *body, struct repl_wc *wc, struct cairn_error *err);
 
 /* Parses readConcern {level: "local"|"majority"|"available"|"snapshot"|...}
- * into a txn_read level. "snapshot" outside transactions and
- * "linearizable" are rejected with a clear error for now. */
+ * into a txn_read level, for the catalog listings (listCollections,
+ * listIndexes, listDatabases). "snapshot" outside transactions and
+ * "linearizable" (72 InvalidOptions "read concern not supported", as
+ * mongod there) are refused. */
 int net_parse_read_concern(const bson_t *body, int *level, struct cairn_error *err);
+
+/* ---- rwc.c: cluster-wide read/write concern defaults ---------------------- */
+
+/* The write concern of command `c`: its writeConcern field as
+ * net_parse_write_concern parses it, with the cluster-wide default
+ * (setDefaultRWConcern) in place of a missing or empty one, and the
+ * default's w (and j, when it gives none) for one without w. Returns 0 or
+ * NET_CMD_ERROR with c->err set. Worker thread; one atomic load and one
+ * mutex unless the defaults changed since the last use. */
+int net_rwc_write_concern(struct net_cmd *c, struct repl_wc *wc);
+
+/* The default read concern level (TXN_READ_*) for a command that names
+ * none, or -1 when no default is set (then "local"). Returns 0 or
+ * NET_CMD_ERROR with c->err set. Worker thread. */
+int net_rwc_read_level(struct net_cmd *c, int *level);
+
+/* getDefaultRWConcern and setDefaultRWConcern (cmd_repl.c's table). */
+int net_cmd_get_default_rw_concern(struct net_cmd *c);
+int net_cmd_set_default_rw_concern(struct net_cmd *c);
 
 /* Appends a writeConcernError sub-document for a failed wait status
  * (CAIRN_ETIMEOUT -> {code: 64, codeName: "WriteConcernFailed", errmsg:

@@ -205,13 +205,28 @@ static int parse_fields(struct net_cmd *c, struct session_fields *f)
 
 struct read_concern
 {
-    bool present;
+    bool present; /* a readConcern with at least one field */
     int level;
     bool snapshot;
-    bool majority_named;
+    bool linearizable; /* read at local, then confirm leadership */
     cairn_ts after_ts;
     cairn_ts at_ts;
 };
+
+/* A command naming no read concern (none, null or {}) reads at the
+ * cluster-wide default (setDefaultRWConcern), else "local". */
+static int default_read_concern(struct net_cmd *c, struct read_concern *rc)
+{
+    int level;
+
+    if (net_rwc_read_level(c, &level) != 0) {
+        return c->err.code;
+    }
+    if (level >= 0) {
+        rc->level = level;
+    }
+    return 0;
+}
 
 static int parse_read_concern(struct net_cmd *c, struct read_concern *rc)
 {
@@ -220,7 +235,7 @@ static int parse_read_concern(struct net_cmd *c, struct read_concern *rc)
     memset(rc, 0, sizeof *rc);
     rc->level = TXN_READ_LOCAL;
     if (!bson_iter_init_find(&it, c->body, "readConcern") || BSON_ITER_HOLDS_NULL(&it)) {
-        return 0;
+        return default_read_concern(c, rc);
     }
     if (!BSON_ITER_HOLDS_DOCUMENT(&it)) {
         return wrong_type(c, "readConcern", &it, "object");
@@ -229,9 +244,9 @@ static int parse_read_concern(struct net_cmd *c, struct read_concern *rc)
         return cairn_error_mongo(&c->err, CAIRN_EBADDOC, MONGO_FailedToParse,
                                  "readConcern is not a valid document");
     }
-    rc->present = true;
     while (bson_iter_next(&sub)) {
         const char *key = bson_iter_key(&sub);
+        rc->present = true;
         if (strcmp(key, "level") == 0) {
             const char *lv;
             if (!BSON_ITER_HOLDS_UTF8(&sub)) {
@@ -242,13 +257,12 @@ static int parse_read_concern(struct net_cmd *c, struct read_concern *rc)
                 rc->level = TXN_READ_LOCAL;
             } else if (strcmp(lv, "majority") == 0) {
                 rc->level = TXN_READ_MAJORITY;
-                rc->majority_named = true;
             } else if (strcmp(lv, "snapshot") == 0) {
                 rc->level = TXN_READ_MAJORITY;
                 rc->snapshot = true;
             } else if (strcmp(lv, "linearizable") == 0) {
-                return cairn_error_mongo(&c->err, CAIRN_EUNSUPPORTED, MONGO_NotImplemented,
-                                         "readConcern level 'linearizable' is not supported");
+                rc->level = TXN_READ_LOCAL;
+                rc->linearizable = true;
             } else {
                 return cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_FailedToParse,
                                          "readConcern level must be either 'local', 'majority', "
@@ -285,12 +299,31 @@ static int parse_read_concern(struct net_cmd *c, struct read_concern *rc)
         return cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_InvalidOptions,
                                  "Can not specify both afterClusterTime and atClusterTime");
     }
+    if (rc->after_ts != 0 && rc->linearizable) {
+        /* Linearizable reads are causally consistent by themselves. */
+        return cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_InvalidOptions,
+                                 "afterClusterTime field can be set only if level is equal to "
+                                 "majority, local, or snapshot");
+    }
     if (rc->at_ts != 0 && !rc->snapshot) {
         return cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_InvalidOptions,
                                  "readConcern level snapshot is required when specifying "
                                  "atClusterTime");
     }
+    if (!rc->present) {
+        return default_read_concern(c, rc); /* readConcern: {} */
+    }
     return 0;
+}
+
+/* True when the command's readConcern names level "linearizable". */
+static bool names_linearizable(struct net_cmd *c)
+{
+    bson_iter_t it, sub;
+
+    return bson_iter_init_find(&it, c->body, "readConcern") && BSON_ITER_HOLDS_DOCUMENT(&it) &&
+           bson_iter_recurse(&it, &sub) && bson_iter_find(&sub, "level") &&
+           BSON_ITER_HOLDS_UTF8(&sub) && strcmp(bson_iter_utf8(&sub, NULL), "linearizable") == 0;
 }
 
 /* The read concern of a transaction's first statement: only local,
@@ -405,6 +438,11 @@ int net_session_enter(struct net_cmd *c, struct cairn_op *op)
     }
     if (f.has_autocommit && check_txn_command(c) != 0) {
         return c->err.code;
+    }
+    if (!f.has_autocommit && f.has_read_concern && is_write_cmd(c->name) && names_linearizable(c)) {
+        /* Writes support no read concern but local (and snapshot in a
+         * transaction), as mongod's write commands say. */
+        return invalid(c, "read concern not supported");
     }
     if (!f.has_autocommit && f.has_txn && !is_retryable_write_cmd(c->name)) {
         return cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_NotARetryableWriteCommand,
@@ -632,6 +670,8 @@ int net_read_begin(struct net_cmd *c, struct txn_read **rd)
     int rv;
 
     c->at_cluster_time = 0;
+    c->linearizable = false;
+    c->linearizable_epoch = 0;
     if (c->txn_mode == NET_TXN_MULTI) {
         struct txn_write *w = txn_session_txn(c->sess);
         if (w == NULL) {
@@ -666,6 +706,18 @@ int net_read_begin(struct net_cmd *c, struct txn_read **rd)
         c->at_cluster_time = ts;
         c->operation_time = ts;
         return 0;
+    }
+    if (rc.linearizable) {
+        /* Read the newest data here, then (dispatch, after the handler)
+         * confirm this member was primary all along: the epoch is read
+         * before the read begins. */
+        c->linearizable = true;
+        c->linearizable_epoch = repl_write_epoch(c->deps->repl);
+        if (c->linearizable_epoch == 0) {
+            cairn_error_mongo(&c->err, CAIRN_ENOTLEADER, MONGO_NotWritablePrimary,
+                              "cannot satisfy linearizable read concern on non-primary node");
+            return NET_CMD_ERROR;
+        }
     }
     if (rc.after_ts != 0 && txn_wait_cluster_time(m, rc.after_ts, rc.level, op, &c->err) != 0) {
         return NET_CMD_ERROR;

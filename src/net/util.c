@@ -565,8 +565,11 @@ int net_parse_read_concern(const bson_t *body, int *level, struct cairn_error *e
                 *level = TXN_READ_MAJORITY;
                 snapshot = true;
             } else if (strcmp(lv, "linearizable") == 0) {
-                return cairn_error_mongo(err, CAIRN_EUNSUPPORTED, MONGO_NotImplemented,
-                                         "readConcern level 'linearizable' is not supported");
+                /* The catalog listings: mongod supports no linearizable
+                 * read there (find, aggregate, count, distinct do:
+                 * txnctx.c). */
+                return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_InvalidOptions,
+                                         "read concern not supported");
             } else {
                 return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_FailedToParse,
                                          "readConcern level must be either 'local', 'majority', "

@@ -21,11 +21,17 @@
  * source installs the state (ops->install_checkpoint), and without one the
  * member stops.
  *
+ * Applying an entry that writes, creates or drops the cluster-wide
+ * settings collection (REPL_SETTINGS_NS) bumps the host's settings
+ * generation, so that caches of those settings (the read/write concern
+ * defaults) reload.
+ *
  * The FSM works on a struct repl_host (host.h), so raft may be hosted by
  * repl.c's raft_uv loop or by raft's test fixture. Everything here runs on
  * the thread that drives raft.
  */
 #include <stdlib.h>
+#include <string.h>
 
 #include "lib/buf.h"
 #include "lib/log.h"
@@ -39,6 +45,7 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
     struct cairn_error err;
     cairn_index wm_index;
     cairn_ts wm_ts;
+    bool settings_changed = false;
     int rc;
 
     *result = NULL;
@@ -71,9 +78,22 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
     }
     atomic_fetch_add(&h->n_entries_applied, 1);
     for (size_t i = 0; i < d.n_ops; i++) {
-        if (d.ops[i].kind == ENG_OP_CONFIG && h->ops->config_applied != NULL) {
-            h->ops->config_applied(h->ops_arg, d.ops[i].doc, d.ops[i].doc_len);
+        const struct eng_op *op = &d.ops[i];
+        if (op->kind == ENG_OP_CONFIG && h->ops->config_applied != NULL) {
+            h->ops->config_applied(h->ops_arg, op->doc, op->doc_len);
+        } else if ((op->kind == ENG_OP_PUT || op->kind == ENG_OP_DELETE) && h->settings_coll != 0 &&
+                   op->coll_id == h->settings_coll) {
+            settings_changed = true;
+        } else if ((op->kind == ENG_OP_CREATE || op->kind == ENG_OP_DROP) && op->ns != NULL &&
+                   strcmp(op->ns, REPL_SETTINGS_NS) == 0) {
+            h->settings_coll = op->kind == ENG_OP_CREATE ? op->coll_id : 0;
+            settings_changed = true;
         }
+    }
+    if (settings_changed) {
+        /* After eng_apply: a reader that sees the new generation reads the
+         * applied state that holds the change. */
+        atomic_fetch_add(&h->settings_gen, 1);
     }
     if (d.version >= 1) {
         h->applied_term = d.term;

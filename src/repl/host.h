@@ -82,6 +82,12 @@ struct repl_host
     /* Counters, read anywhere. */
     _Atomic uint64_t n_entries_applied;
     _Atomic uint64_t n_entries_skipped; /* replays at or below the watermark */
+    /* Cluster-wide settings (REPL_SETTINGS_NS): the FSM tracks the
+     * collection's id in the applied catalog (0 = absent) and bumps the
+     * generation whenever an applied entry writes, creates or drops it;
+     * readers compare generations (repl_settings_generation). */
+    uint64_t settings_coll;
+    _Atomic uint64_t settings_gen;
     _Atomic uint64_t n_rolled_back;     /* commits saved to rollback files */
 };
 

@@ -685,6 +685,9 @@ int repl_open(const struct repl_options *opts, struct repl **out, struct cairn_e
         return cairn_error_setf(err, CAIRN_ENOMEM, "repl: out of memory");
     }
     r->eng = opts->eng;
+    if (eng_catalog_lookup(r->eng, REPL_SETTINGS_NS, false, &r->host.settings_coll) != 0) {
+        r->host.settings_coll = 0;
+    }
     if (opts->key_file != NULL) {
         rc = repl_keyfile_load(opts->key_file, &r->key, err);
         if (rc != 0) {
@@ -876,4 +879,9 @@ void repl_close(struct repl *r)
         cairn_log(CAIRN_LOG_ERROR, "repl", "flush at shutdown: %s", err.msg);
     }
     repl_free(r);
+}
+
+uint64_t repl_settings_generation(struct repl *r)
+{
+    return atomic_load(&r->host.settings_gen);
 }

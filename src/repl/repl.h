@@ -300,6 +300,17 @@ int repl_wait_applied(struct repl *r, cairn_ts ts, struct cairn_op *op, struct c
 
 /* The newest ts this member has applied. Any thread. */
 cairn_ts repl_applied_ts(struct repl *r);
+
+/* The collection of cluster-wide settings documents (mongod's
+ * config.settings; the read/write concern defaults live there). */
+#define REPL_SETTINGS_NS "config.settings"
+
+/* A number that changes after this member applies an entry that writes,
+ * creates or drops REPL_SETTINGS_NS (read it before reading the settings:
+ * a reader that saw generation g and then read the applied state holds at
+ * least the settings of g). Starts at 0 when the member opens. One atomic
+ * load. Any thread. */
+uint64_t repl_settings_generation(struct repl *r);
 /* Test-only: while `hold` is true the raft thread leaves queued commits in
  * the queue (they are neither proposed nor dropped), so that tests can
  * observe commits that are accepted but not yet applied. Releasing it

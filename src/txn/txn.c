@@ -260,3 +260,138 @@ int txn_wait_cluster_time(struct txn_mgr *m,
     }
     return repl_wait_applied(m->repl, ts, op, err);
 }
+
+/* ---- Majority waits and linearizable reads -------------------------------------- */
+
+/* One majority wait, shared by the waiting thread and repl's callback
+ * (the raft thread): whichever lets go last frees it, so a wait that ends
+ * early (maxTimeMS, killOp) leaves the callback something valid to
+ * complete. */
+struct lin_wait
+{
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int refs;
+    bool done;
+    int status;
+};
+
+/* Drops one reference with lw->mu held; unlocks (and frees on the last). */
+static void lin_wait_put_locked(struct lin_wait *lw)
+{
+    bool last = --lw->refs == 0;
+
+    pthread_mutex_unlock(&lw->mu);
+    if (last) {
+        pthread_cond_destroy(&lw->cv);
+        pthread_mutex_destroy(&lw->mu);
+        free(lw);
+    }
+}
+
+static void lin_wait_cb(void *arg, int status)
+{
+    struct lin_wait *lw = arg;
+
+    pthread_mutex_lock(&lw->mu);
+    lw->done = true;
+    lw->status = status;
+    pthread_cond_broadcast(&lw->cv);
+    lin_wait_put_locked(lw);
+}
+
+static int lin_not_primary(struct cairn_error *err)
+{
+    return cairn_error_mongo(err, CAIRN_ENOTLEADER, MONGO_NotWritablePrimary,
+                             "No longer primary when waiting for linearizable read concern");
+}
+
+static int lin_deposed(struct cairn_error *err)
+{
+    return cairn_error_mongo(err, CAIRN_ENOTLEADER, MONGO_InterruptedDueToReplStateChange,
+                             "operation was interrupted because of a replication state change "
+                             "while waiting for majority commit");
+}
+
+int txn_wait_majority(struct txn_mgr *m,
+                      cairn_ts ts,
+                      struct cairn_op *op,
+                      uint64_t until_ns,
+                      struct cairn_error *err)
+{
+    const struct repl_wc majority = {.w = 0, .j = false, .wtimeout_ms = 0};
+    struct lin_wait *lw;
+    int rv, status;
+
+    lw = calloc(1, sizeof *lw);
+    if (lw == NULL) {
+        return cairn_error_setf(err, CAIRN_ENOMEM, "majority wait: out of memory");
+    }
+    pthread_mutex_init(&lw->mu, NULL);
+    pthread_cond_init(&lw->cv, NULL);
+    lw->refs = 2;
+    rv = repl_wait(m->repl, ts, &majority, lin_wait_cb, lw, err);
+    pthread_mutex_lock(&lw->mu);
+    if (rv != 0) {
+        lw->refs--; /* the callback never runs */
+        lin_wait_put_locked(lw);
+        return rv;
+    }
+    while (!lw->done) {
+        if (until_ns != 0 && cairn_mono_ns() >= until_ns) {
+            rv = cairn_error_mongo(err, CAIRN_ETIMEOUT, MONGO_WriteConcernFailed,
+                                   "waiting for replication timed out");
+            break;
+        }
+        rv = cairn_op_wait(op, &lw->mu, &lw->cv, until_ns, err);
+        if (rv != 0) {
+            break;
+        }
+    }
+    status = lw->done ? lw->status : -1;
+    lin_wait_put_locked(lw);
+    if (rv != 0) {
+        return rv == CAIRN_ENOTLEADER ? lin_deposed(err) : rv;
+    }
+    if (status == CAIRN_ESHUTDOWN) {
+        return cairn_error_mongo(err, CAIRN_ESHUTDOWN, MONGO_ShutdownInProgress,
+                                 "The server is in quiesce mode and will shut down");
+    }
+    return status == 0 ? 0 : lin_deposed(err);
+}
+
+int txn_confirm_linearizable(struct txn_mgr *m,
+                             uint64_t epoch,
+                             struct cairn_op *op,
+                             uint64_t until_ns,
+                             cairn_ts *ts,
+                             struct cairn_error *err)
+{
+    int rv;
+
+    *ts = 0;
+    if (epoch == 0 || repl_write_epoch(m->repl) != epoch) {
+        return lin_not_primary(err);
+    }
+    rv = txn_noop_write(m, ts, err);
+    if (rv == CAIRN_ENOTLEADER) {
+        return lin_not_primary(err);
+    }
+    if (rv == 0) {
+        rv = txn_wait_majority(m, *ts, op, until_ns, err);
+    }
+    if (rv != 0 && err->mongo_code == MONGO_WriteConcernFailed) {
+        return cairn_error_mongo(err, CAIRN_ETIMEOUT, MONGO_LinearizableReadConcernError,
+                                 "Failed to confirm that read was linearizable.");
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    /* Applied with the epoch unchanged: the no-op committed in the
+     * leadership the read ran in. A changed epoch proves nothing, even
+     * with the ts applied (another leader's entries may pass it). */
+    if (repl_write_epoch(m->repl) != epoch) {
+        return lin_deposed(err);
+    }
+    return 0;
+}

@@ -218,6 +218,44 @@ int txn_wait_cluster_time(struct txn_mgr *m,
                           struct cairn_op *op,
                           struct cairn_error *err);
 
+/* Blocks until the commit at `ts` (proposed by this member as primary) is
+ * majority-committed and applied here. Unlike repl_wait_applied it fails
+ * when leadership ends before that (the entry may be rolled back: another
+ * leader's entries passing `ts` prove nothing). `until_ns` (a
+ * cairn_mono_ns() time, 0 = none) bounds the wait besides `op`. Errors:
+ * CAIRN_ENOTLEADER with 11602 InterruptedDueToReplStateChange;
+ * CAIRN_ETIMEOUT with 64 WriteConcernFailed at until_ns; what
+ * cairn_op_check reports for `op` (may be NULL); CAIRN_ESHUTDOWN (91);
+ * CAIRN_ENOMEM. Any client thread. */
+int txn_wait_majority(struct txn_mgr *m,
+                      cairn_ts ts,
+                      struct cairn_op *op,
+                      uint64_t until_ns,
+                      struct cairn_error *err);
+
+/* readConcern "linearizable": confirms, after a read that began while
+ * this member was primary in write epoch `epoch` (repl_write_epoch, read
+ * before the read began), that it still was primary when the read ended:
+ * proposes a no-op entry and waits until it is majority-committed and
+ * applied here with the epoch unchanged (mongod's
+ * waitForLinearizableReadConcern). A primary deposed before the read
+ * began can never get that entry committed in its epoch, so it never
+ * confirms. *ts is the no-op's ts (the read's operationTime). Blocks the
+ * calling thread, bounded by `op` (may be NULL: then until leadership
+ * ends) and by `until_ns` (0 = none; mongod bounds getMore's confirmation
+ * so). Errors: CAIRN_ENOTLEADER with 10107 NotWritablePrimary when no
+ * longer primary before the no-op is proposed, or 11602
+ * InterruptedDueToReplStateChange when leadership ended while waiting;
+ * CAIRN_ETIMEOUT with 187 LinearizableReadConcernError at until_ns;
+ * what cairn_op_check reports for `op` (50 MaxTimeMSExpired, ...);
+ * CAIRN_ESHUTDOWN (91); CAIRN_ENOMEM. Any client thread. */
+int txn_confirm_linearizable(struct txn_mgr *m,
+                             uint64_t epoch,
+                             struct cairn_op *op,
+                             uint64_t until_ns,
+                             cairn_ts *ts,
+                             struct cairn_error *err);
+
 /* ---- Write sets ---------------------------------------------------------- */
 
 struct txn_write;

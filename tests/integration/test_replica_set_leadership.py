@@ -147,16 +147,3 @@ def test_frozen_and_priority_zero_members_never_become_primary(rs4):
     assert not rs4[2].hello().get("isWritablePrimary")
     # After stepDownSecs member 0 may campaign again and wins.
     assert rs4.wait_primary(timeout=30) is rs4[0]
-
-
-def test_default_rw_concern_is_reported_and_cannot_be_changed_yet(rs4):
-    p = _initiate(rs4, [0, 1, 2])
-    for m in (p, next(m for m in rs4 if m.index in (1, 2))):
-        r = m.command({"getDefaultRWConcern": 1})
-        assert r["ok"] == 1, r
-        assert r["defaultWriteConcern"] == {"w": "majority", "wtimeout": 0}
-        assert r["defaultReadConcern"] == {"level": "local"}
-        assert r["defaultWriteConcernSource"] == "implicit"
-    r = p.command({"setDefaultRWConcern": 1, "defaultWriteConcern": {"w": 1}})
-    assert r["ok"] == 0 and r["code"] == 238, r
-    assert p.command({"getDefaultRWConcern": 1})["defaultWriteConcern"]["w"] == "majority"

@@ -1084,7 +1084,7 @@ START_TEST(test_read_concern)
         {"{\"readConcern\": {\"level\": \"snapshot\"}}", 72, 0},
         {"{\"readConcern\": {\"level\": \"snapshot\"}, \"autocommit\": false}", 0,
          TXN_READ_MAJORITY},
-        {"{\"readConcern\": {\"level\": \"linearizable\"}}", 238, 0},
+        {"{\"readConcern\": {\"level\": \"linearizable\"}}", 72, 0},
         {"{\"readConcern\": {\"level\": \"strong\"}}", 9, 0},
         {"{\"readConcern\": {\"level\": 1}}", 14, 0},
         {"{\"readConcern\": \"majority\"}", 14, 0},
