@@ -1,6 +1,6 @@
 /*
  * expr.h: private interface of the aggregation expression language
- * (expr.c), used by the pipeline stages (pipeline.c).
+ * (expr*.c), used by the pipeline stages (pipeline*.c).
  *
  * An expression is compiled once from a BSON value and evaluated against a
  * document (the $$ROOT / $$CURRENT of the evaluation). Values are plain

@@ -1,90 +1,21 @@
 /*
- * matcher.c: query filter compilation and matching with MongoDB semantics:
- * implicit and operator equality, comparisons with type bracketing,
- * $in/$nin, $exists, $type, $size, $mod, $regex (POSIX regcomp with a
- * PCRE-syntax translation), $elemMatch, $all, $not, $and/$or/$nor, and the
- * array rules of dotted paths.
- *
- * Regex notes (POSIX ERE via glibc instead of PCRE): \d \D \w \W \s \S \b
- * and common escapes work, also inside [...]; option x strips whitespace
- * and #-comments; '.' follows PCRE (no newline unless "s"). With "m" (done
- * with REG_NEWLINE), a negated class [^...] also excludes newline, unlike
- * PCRE. Lookaround, \A \z, \Q..\E, inline flags "(?i)" and possessive
- * quantifiers are not supported: regcomp rejects most of them (51091).
- * Matching is a yes/no test, so lazy quantifiers behave like greedy ones.
- * Patterns are compiled and run in a C.UTF-8 locale, as PCRE's UTF mode:
- * '.' and [^...] take one code point, "i" folds non-ASCII letters; \w \d \s
- * stay ASCII-only as in PCRE without UCP (\b and [[:alpha:]] follow the
- * locale, a known difference).
+ * matcher.c: query filter compilation with MongoDB semantics: implicit and
+ * operator equality, comparisons, $in/$nin, $exists, $type, $size, $mod,
+ * $regex, $elemMatch, $all, $not, $and/$or/$nor. A filter compiles into a
+ * tree of struct node (matcher_int.h), which this file builds, inspects
+ * (qry_matcher_id_equality) and frees. Matching the tree (type bracketing,
+ * the array rules of dotted paths) is in matcher_eval.c; compiling and
+ * running a $regex in matcher_regex.c.
  */
-#include <locale.h>
 #include <math.h>
-#include <pthread.h>
-#include <regex.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "query/matcher_int.h"
 #include "query/query.h"
 #include "query/query_int.h"
 
 #define MAX_DEPTH 100
-
-enum kind {
-    K_AND,
-    K_OR,
-    K_NOR,
-    K_NOT,
-    K_TRUE,
-    K_FALSE,
-    K_CMP,
-    K_REGEX,
-    K_IN,
-    K_EXISTS,
-    K_TYPE,
-    K_SIZE,
-    K_MOD,
-    K_ELEM_OBJ,
-    K_ELEM_VAL,
-};
-
-enum cmp_op { OP_EQ, OP_LT, OP_LTE, OP_GT, OP_GTE };
-
-struct rx
-{
-    regex_t re;
-    char *pattern;
-    char *options;
-};
-
-/* Type mask bits: BSON type code n (1..19) -> bit n; MinKey, MaxKey,
- * "number" get their own bits. */
-#define TYPE_BIT_MINKEY 20
-#define TYPE_BIT_MAXKEY 21
-#define TYPE_BIT_NUMBER 22
-
-struct node
-{
-    enum kind kind;
-    char *path; /* NULL: the value under test (value context) */
-    struct node **kids;
-    size_t nkids;
-    enum cmp_op op;
-    bson_value_t val; /* K_CMP operand (owned) */
-    bool has_val;
-    struct rx *rxs; /* K_REGEX (one) and K_IN regexes */
-    size_t nrx;
-    bson_value_t *vals; /* K_IN values (owned) */
-    size_t nvals;
-    bool exists;
-    uint32_t type_mask;
-    int64_t n, divisor, remainder;
-};
-
-struct qry_matcher
-{
-    struct node *root;
-    bool value_mode; /* compiled by qry_matcher_compile_value */
-};
 
 /* ---- node construction --------------------------------------------------- */
 
@@ -131,7 +62,7 @@ static struct node *node_new(enum kind k, const char *path)
     return n;
 }
 
-static int nomem(struct cairn_error *err)
+int mt_nomem(struct cairn_error *err)
 {
     return cairn_error_setf(err, CAIRN_ENOMEM, "out of memory compiling query filter");
 }
@@ -146,926 +77,11 @@ static int add_kid(struct node *parent, struct node *kid, struct cairn_error *er
     struct node **k = realloc(parent->kids, (parent->nkids + 1) * sizeof *k);
     if (!k) {
         node_free(kid);
-        return nomem(err);
+        return mt_nomem(err);
     }
     parent->kids = k;
     k[parent->nkids++] = kid;
     return 0;
-}
-
-/* ---- regex ---------------------------------------------------------------- */
-
-struct sbuf
-{
-    char *p;
-    size_t len, cap;
-    bool oom;
-};
-
-static void sb_putc(struct sbuf *b, char c)
-{
-    if (b->oom) {
-        return;
-    }
-    if (b->len + 2 > b->cap) {
-        size_t nc = b->cap ? b->cap * 2 : 64;
-        char *np = realloc(b->p, nc);
-        if (!np) {
-            b->oom = true;
-            return;
-        }
-        b->p = np;
-        b->cap = nc;
-    }
-    b->p[b->len++] = c;
-    b->p[b->len] = '\0';
-}
-
-static void sb_puts(struct sbuf *b, const char *s)
-{
-    while (*s) {
-        sb_putc(b, *s++);
-    }
-}
-
-static char escape_char(char c)
-{
-    switch (c) {
-        case 'n':
-            return '\n';
-        case 't':
-            return '\t';
-        case 'r':
-            return '\r';
-        case 'f':
-            return '\f';
-        case 'v':
-            return '\v';
-        case 'a':
-            return '\a';
-        case 'e':
-            return 27;
-        default:
-            return c;
-    }
-}
-
-/* Translates a bracket expression starting after '[' at p; returns the
- * position after the closing ']' or NULL when unterminated. */
-static const char *translate_bracket(const char *p, struct sbuf *out)
-{
-    struct sbuf body = {0};
-    bool neg = false, lit_close = false, lit_dash = false, lit_caret = false;
-    if (*p == '^') {
-        neg = true;
-        p++;
-    }
-    if (*p == ']') { /* a leading ']' is literal */
-        lit_close = true;
-        p++;
-    }
-    for (;;) {
-        if (*p == '\0') {
-            free(body.p);
-            return NULL;
-        }
-        if (*p == ']') {
-            p++;
-            break;
-        }
-        if (p[0] == '[' && (p[1] == ':' || p[1] == '.' || p[1] == '=')) {
-            char delim = p[1];
-            const char *end = p + 2;
-            while (*end && !(end[0] == delim && end[1] == ']')) {
-                end++;
-            }
-            if (!*end) {
-                free(body.p);
-                return NULL;
-            }
-            for (const char *q = p; q < end + 2; q++) {
-                sb_putc(&body, *q);
-            }
-            p = end + 2;
-            continue;
-        }
-        if (*p == '\\' && p[1]) {
-            char c = p[1];
-            p += 2;
-            switch (c) {
-                case 'd':
-                    sb_puts(&body, "0-9");
-                    break;
-                case 'w':
-                    sb_puts(&body, "A-Za-z0-9_");
-                    break;
-                case 's':
-                    sb_puts(&body, " \t\n\r\f\v");
-                    break;
-                case ']':
-                    lit_close = true;
-                    break;
-                case '-':
-                    lit_dash = true;
-                    break;
-                case '^':
-                    lit_caret = true;
-                    break;
-                default:
-                    sb_putc(&body, escape_char(c));
-                    break;
-            }
-            continue;
-        }
-        if (*p == '^' && body.len == 0) { /* '^' not first is literal in both */
-            lit_caret = true;
-            p++;
-            continue;
-        }
-        sb_putc(&body, *p++);
-    }
-    sb_putc(out, '[');
-    if (neg) {
-        sb_putc(out, '^');
-    }
-    if (lit_close) {
-        sb_putc(out, ']');
-    }
-    if (body.p) {
-        sb_puts(out, body.p);
-    }
-    if (lit_caret) {
-        if (!lit_close && body.len == 0 && !lit_dash) {
-            /* a class of only '^': write it escaped as a one-char class */
-            sb_putc(out, '\\');
-        }
-        sb_putc(out, '^');
-    }
-    if (lit_dash) {
-        sb_putc(out, '-');
-    }
-    sb_putc(out, ']');
-    if (body.oom) {
-        out->oom = true;
-    }
-    free(body.p);
-    return p;
-}
-
-/* Translates PCRE-style syntax to glibc ERE. Returns NULL on OOM or an
- * unterminated bracket (then *bad is set). */
-/* dot: how to write '.': as is, as "[^\n]", or as "(.|\n)". */
-enum dot_mode { DOT_KEEP, DOT_NO_NEWLINE, DOT_ANY };
-
-/* Writes byte c so that ERE reads it literally. */
-static void put_literal(struct sbuf *out, char c)
-{
-    if (c != '\0' && strchr(".[]()*+?{}|^$\\", c)) {
-        sb_putc(out, '\\');
-    }
-    sb_putc(out, c);
-}
-
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
-/* `multiline`: without it, PCRE's '$' matches at the very end and before a
- * final newline, written as "(\n?\')" (GNU ERE's end-of-buffer anchor). */
-static char *translate_regex(const char *pat,
-                             bool extended,
-                             bool multiline,
-                             enum dot_mode dot,
-                             bool *bad_pat)
-{
-    struct sbuf out = {0};
-    const char *p = pat;
-    *bad_pat = false;
-    sb_puts(&out, "");
-    while (*p) {
-        char c = *p;
-        if (extended &&
-            (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v')) {
-            p++;
-            continue;
-        }
-        if (extended && c == '#') {
-            while (*p && *p != '\n') {
-                p++;
-            }
-            continue;
-        }
-        if (c == '[') {
-            const char *np = translate_bracket(p + 1, &out);
-            if (!np) {
-                free(out.p);
-                *bad_pat = true;
-                return NULL;
-            }
-            p = np;
-            continue;
-        }
-        if (c == '\\' && p[1]) {
-            char e = p[1];
-            p += 2;
-            switch (e) {
-                case 'A': /* start of subject */
-                    sb_puts(&out, "\\`");
-                    break;
-                case 'z': /* very end of subject */
-                    sb_puts(&out, "\\'");
-                    break;
-                case 'Z': /* end of subject or before a final newline */
-                    sb_puts(&out, "(\n?\\')");
-                    break;
-                case 'Q': { /* literal text up to \E (or the end) */
-                    while (*p && !(p[0] == '\\' && p[1] == 'E')) {
-                        put_literal(&out, *p++);
-                    }
-                    if (*p) {
-                        p += 2;
-                    }
-                    break;
-                }
-                case 'E': /* a stray \E is ignored, as PCRE does */
-                    break;
-                case 'x': { /* \xHH: one or two hex digits */
-                    int v = 0, nd = 0;
-                    while (nd < 2 && hex_digit(*p) >= 0) {
-                        v = v * 16 + hex_digit(*p++);
-                        nd++;
-                    }
-                    if (v == 0) {
-                        free(out.p);
-                        *bad_pat = true;
-                        return NULL;
-                    }
-                    if (v >= 0x80) { /* code point U+00HH, as PCRE's UTF mode */
-                        sb_putc(&out, (char)(0xC0 | (v >> 6)));
-                        sb_putc(&out, (char)(0x80 | (v & 0x3F)));
-                    } else {
-                        put_literal(&out, (char)v);
-                    }
-                    break;
-                }
-                case 'd':
-                    sb_puts(&out, "[0-9]");
-                    break;
-                case 'D':
-                    sb_puts(&out, "[^0-9]");
-                    break;
-                case 'w': /* ASCII only, as PCRE without UCP (glibc's follow the locale) */
-                    sb_puts(&out, "[A-Za-z0-9_]");
-                    break;
-                case 'W':
-                    sb_puts(&out, "[^A-Za-z0-9_]");
-                    break;
-                case 's':
-                    sb_puts(&out, "[ \t\n\r\f\v]");
-                    break;
-                case 'S':
-                    sb_puts(&out, "[^ \t\n\r\f\v]");
-                    break;
-                case 'n':
-                case 't':
-                case 'r':
-                case 'f':
-                case 'v':
-                case 'a':
-                case 'e':
-                    sb_putc(&out, escape_char(e));
-                    break;
-                case '/':
-                case '"':
-                case '\'':
-                case ':':
-                case '-':
-                case '#':
-                case ' ':
-                    sb_putc(&out, e);
-                    break;
-                default:
-                    sb_putc(&out, '\\');
-                    sb_putc(&out, e);
-                    break;
-            }
-            continue;
-        }
-        if (c == '(' && p[1] == '?' && p[2] == ':') { /* non-capturing group */
-            sb_putc(&out, '(');
-            p += 3;
-            continue;
-        }
-        if (c == '$' && !multiline) {
-            sb_puts(&out, "(\n?\\')");
-            p++;
-            continue;
-        }
-        if (c == '.' && dot == DOT_NO_NEWLINE) {
-            sb_puts(&out, "[^\n]");
-        } else if (c == '.' && dot == DOT_ANY) {
-            sb_puts(&out, "(.|\n)");
-        } else {
-            sb_putc(&out, c);
-        }
-        p++;
-    }
-    if (out.oom) {
-        free(out.p);
-        return NULL;
-    }
-    return out.p;
-}
-
-/* glibc's regcomp copies the operand of '+' and '{n,m}' and builds epsilon
- * closures over the copies: nested or stacked repeats cost time exponential
- * in their depth ("((((Q)+)+)+...)" 20 deep: half a minute;
- * "Q++++++++++++++++++++++": seconds) and repeats of operands that hold
- * quantifiers cost time polynomial of high degree in the count
- * ("((a?)*){2000}": 12 s). The weighted size below (a group holding q
- * quantifiers weighs (1 + q)^2 times its length) must stay within this
- * many positions, else the pattern is refused (51091) before regcomp. */
-#define RX_MAX_EXPANDED 4096
-#define RX_MAX_GROUPS 256
-
-/* The number of positions `ere` expands to in glibc (an upper bound,
- * saturating at RX_MAX_EXPANDED + 1). Sets *backref when `ere` holds a
- * back-reference (\1..\9): glibc matches those in time polynomial of high
- * degree in the subject's length (minutes for a few kilobytes). */
-static size_t ere_expanded_size(const char *ere, bool *backref, bool *stacked)
-{
-    size_t total[RX_MAX_GROUPS + 1], last[RX_MAX_GROUPS + 1], nq[RX_MAX_GROUPS + 1];
-    bool anch[RX_MAX_GROUPS + 1]; /* the group holds a zero-width assertion */
-    bool last_zw = false;         /* the last atom holds one and a repeat */
-    size_t depth = 0;
-    const size_t cap = RX_MAX_EXPANDED + 1;
-    const char *p = ere;
-    int quant = 0; /* the previous token: 0 not a repeat, 1 a repeat, 2 one + modifier */
-
-    *backref = false;
-    *stacked = false;
-    total[0] = last[0] = nq[0] = 0;
-    anch[0] = false;
-    while (*p) {
-        size_t atom = 1, mult = 0;
-        bool zw = false;
-        char c = *p;
-        if (c == '\\' && p[1]) {
-            if (p[1] >= '1' && p[1] <= '9') {
-                *backref = true;
-            }
-            if (strchr("`'bB<>", p[1])) {
-                anch[depth] = true;
-            }
-            p += 2;
-        } else if (c == '[') {
-            p++;
-            if (*p == '^') {
-                p++;
-            }
-            if (*p == ']') {
-                p++;
-            }
-            while (*p && *p != ']') {
-                if (p[0] == '[' && (p[1] == ':' || p[1] == '.' || p[1] == '=')) {
-                    char d = p[1];
-                    p += 2;
-                    while (*p && !(p[0] == d && p[1] == ']')) {
-                        p++;
-                    }
-                    if (*p) {
-                        p++;
-                    }
-                }
-                if (*p) {
-                    p++;
-                }
-            }
-            if (*p) {
-                p++;
-            }
-        } else if (c == '(') {
-            if (depth == RX_MAX_GROUPS) {
-                return cap;
-            }
-            depth++;
-            total[depth] = last[depth] = nq[depth] = 0;
-            anch[depth] = false;
-            quant = 0;
-            p++;
-            continue;
-        } else if (c == ')' && depth > 0) {
-            size_t q = nq[depth] < 64 ? nq[depth] : 64;
-            atom = total[depth] ? total[depth] : 1;
-            atom = atom < cap ? atom * (1 + q) * (1 + q) : cap;
-            depth--;
-            nq[depth] += nq[depth + 1];
-            anch[depth] = anch[depth] || anch[depth + 1];
-            zw = anch[depth + 1] && nq[depth + 1] > 0;
-            p++;
-        } else if (c == '|') {
-            last[depth] = 0;
-            quant = 0;
-            p++;
-            continue;
-        } else if (c == '+' || c == '*' || c == '?') {
-            mult = c == '+' ? 2 : 1; /* '*' and '?' make no copy */
-            p++;
-        } else if (c == '{') {
-            /* {n}, {n,}, {n,m}: the operand is copied max(n, m) times */
-            size_t n = 0;
-            p++;
-            while (*p && *p != '}') {
-                if (*p >= '0' && *p <= '9') {
-                    size_t v = 0;
-                    while (*p >= '0' && *p <= '9') {
-                        v = v < cap ? v * 10 + (size_t)(*p - '0') : cap;
-                        p++;
-                    }
-                    n = v > n ? v : n;
-                } else {
-                    p++;
-                }
-            }
-            if (*p) {
-                p++;
-            }
-            mult = n + 1;
-        } else {
-            if (c == '^' || c == '$') {
-                anch[depth] = true;
-            }
-            p++;
-        }
-        if (mult == 0) {
-            total[depth] += atom;
-            last[depth] = atom;
-            last_zw = zw;
-            quant = 0;
-        } else if (quant == 1 && (c == '+' || c == '?')) {
-            /* PCRE's possessive / lazy modifier: glibc reads a second
-             * repeat, which matches the same subjects; no copy */
-            quant = 2;
-        } else if (quant != 0) {
-            /* "a+++", "a**", "(^)+++++": PCRE refuses these (nothing to
-             * repeat), and glibc compiles stacked repeats of zero-width
-             * operands in super-exponential time */
-            *stacked = true;
-            return cap;
-        } else if (last_zw) {
-            /* a repeat of a group holding a zero-width assertion and a
-             * repeat ("((^)+){20}", "(a$)+"): glibc needs seconds to hours */
-            return cap;
-        } else { /* a repeat of the last atom */
-            size_t extra = last[depth] * (mult - 1);
-            if (last[depth] != 0 && extra / last[depth] != mult - 1) {
-                return cap;
-            }
-            nq[depth]++;
-            total[depth] += extra;
-            last[depth] += extra;
-            quant = 1;
-        }
-        if (total[depth] > RX_MAX_EXPANDED || last[depth] > RX_MAX_EXPANDED) {
-            return cap;
-        }
-    }
-    while (depth > 0) { /* unclosed groups (regcomp will refuse them) */
-        total[depth - 1] += total[depth];
-        depth--;
-    }
-    return total[0];
-}
-
-static pthread_once_t utf8_once = PTHREAD_ONCE_INIT;
-static locale_t utf8_loc; /* (locale_t)0 when C.UTF-8 is missing: bytes then */
-
-static void utf8_init(void)
-{
-    utf8_loc = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
-}
-
-/* Switches this thread to the UTF-8 locale; returns the one to restore. */
-static locale_t rx_locale_enter(void)
-{
-    pthread_once(&utf8_once, utf8_init);
-    return utf8_loc ? uselocale(utf8_loc) : (locale_t)0;
-}
-
-static void rx_locale_leave(locale_t old)
-{
-    if (old) {
-        uselocale(old);
-    }
-}
-
-static int rx_init(struct rx *r, const char *pattern, const char *options, struct cairn_error *err)
-{
-    int flags = REG_EXTENDED | REG_NOSUB;
-    bool m = false, s = false, x = false;
-    memset(r, 0, sizeof *r);
-    for (const char *o = options; *o; o++) {
-        switch (*o) {
-            case 'i':
-                flags |= REG_ICASE;
-                break;
-            case 'm':
-                m = true;
-                break;
-            case 's':
-                s = true;
-                break;
-            case 'x':
-                x = true;
-                break;
-            case 'u':
-                break;
-            default:
-                return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_RegexOptionInvalid,
-                                         "invalid flag in regex options: %c", *o);
-        }
-    }
-    /* "m": anchors at lines (REG_NEWLINE, which also stops '.' at a newline);
-     * '.' is rewritten so that it matches a newline only with "s". */
-    enum dot_mode dot = s ? (m ? DOT_ANY : DOT_KEEP) : (m ? DOT_KEEP : DOT_NO_NEWLINE);
-    if (m) {
-        flags |= REG_NEWLINE;
-    }
-    bool bad_pat;
-    char *ere = translate_regex(pattern, x, m, dot, &bad_pat);
-    if (!ere) {
-        if (bad_pat) {
-            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_RegexInvalid,
-                                     "Regular expression is invalid: missing terminating ] for "
-                                     "character class, or a NUL \\x escape");
-        }
-        return nomem(err);
-    }
-    bool backref, stacked;
-    size_t expanded = ere_expanded_size(ere, &backref, &stacked);
-    if (stacked) {
-        free(ere);
-        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_RegexInvalid,
-                                 "Regular expression is invalid: nothing to repeat (a quantifier "
-                                 "follows a quantifier)");
-    }
-    if (expanded > RX_MAX_EXPANDED) {
-        free(ere);
-        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_RegexInvalid,
-                                 "Regular expression is invalid: regular expression is too large "
-                                 "(nested or repeated quantifiers)");
-    }
-    if (backref) {
-        free(ere);
-        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_RegexInvalid,
-                                 "Regular expression is invalid: back-references are not "
-                                 "supported");
-    }
-    locale_t old = rx_locale_enter();
-    int rc = regcomp(&r->re, ere, flags);
-    rx_locale_leave(old);
-    free(ere);
-    if (rc != 0) {
-        char msg[128];
-        regerror(rc, &r->re, msg, sizeof msg);
-        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_RegexInvalid,
-                                 "Regular expression is invalid: %s", msg);
-    }
-    r->pattern = strdup(pattern);
-    r->options = strdup(options);
-    if (!r->pattern || !r->options) {
-        regfree(&r->re);
-        free(r->pattern);
-        free(r->options);
-        memset(r, 0, sizeof *r);
-        return nomem(err);
-    }
-    return 0;
-}
-
-/* Adds a compiled regex to node n. */
-static int node_add_rx(struct node *n,
-                       const char *pattern,
-                       const char *options,
-                       struct cairn_error *err)
-{
-    struct rx *nr = realloc(n->rxs, (n->nrx + 1) * sizeof *nr);
-    if (!nr) {
-        return nomem(err);
-    }
-    n->rxs = nr;
-    int rc = rx_init(&nr[n->nrx], pattern, options ? options : "", err);
-    if (rc) {
-        return rc;
-    }
-    n->nrx++;
-    return 0;
-}
-
-static bool rx_match_value(const struct rx *r, const bson_value_t *v)
-{
-    const char *s;
-    size_t len;
-    if (v->value_type == BSON_TYPE_UTF8) {
-        s = v->value.v_utf8.str;
-        len = v->value.v_utf8.len;
-    } else if (v->value_type == BSON_TYPE_SYMBOL) {
-        s = v->value.v_symbol.symbol;
-        len = v->value.v_symbol.len;
-    } else if (v->value_type == BSON_TYPE_REGEX) {
-        return strcmp(v->value.v_regex.regex, r->pattern) == 0 &&
-               strcmp(v->value.v_regex.options ? v->value.v_regex.options : "", r->options) == 0;
-    } else {
-        return false;
-    }
-    regmatch_t pm[1];
-    pm[0].rm_so = 0;
-    pm[0].rm_eo = (regoff_t)len;
-    locale_t old = rx_locale_enter();
-    bool hit = regexec(&r->re, s, 1, pm, REG_STARTEND) == 0;
-    rx_locale_leave(old);
-    return hit;
-}
-
-/* ---- matching -------------------------------------------------------------- */
-
-static bool is_nan_value(const bson_value_t *v)
-{
-    return qry_is_number(v->value_type) && isnan(qry_number_as_double(v));
-}
-
-/* Comparison with MongoDB's type bracketing; v == NULL is a missing field. */
-static bool cmp_match(enum cmp_op op, const bson_value_t *v, const bson_value_t *rhs)
-{
-    int rv = v ? qry_type_rank(v->value_type) : QRY_RANK_UNDEFINED;
-    int rr = qry_type_rank(rhs->value_type);
-    if (rv != rr) {
-        if ((rv == QRY_RANK_UNDEFINED && rr == QRY_RANK_NULL) ||
-            (rv == QRY_RANK_NULL && rr == QRY_RANK_UNDEFINED)) {
-            return op == OP_EQ || op == OP_LTE || op == OP_GTE;
-        }
-        if (rhs->value_type == BSON_TYPE_MAXKEY) {
-            return op == OP_LT || op == OP_LTE;
-        }
-        if (rhs->value_type == BSON_TYPE_MINKEY) {
-            return op == OP_GT || op == OP_GTE;
-        }
-        return false;
-    }
-    if (!v) {
-        return op == OP_EQ || op == OP_LTE || op == OP_GTE;
-    }
-    if (is_nan_value(v) || is_nan_value(rhs)) {
-        bool both = is_nan_value(v) && is_nan_value(rhs);
-        return (op == OP_EQ || op == OP_LTE || op == OP_GTE) && both;
-    }
-    int c = qry_cmp(v, rhs);
-    switch (op) {
-        case OP_EQ:
-            return c == 0;
-        case OP_LT:
-            return c < 0;
-        case OP_LTE:
-            return c <= 0;
-        case OP_GT:
-            return c > 0;
-        case OP_GTE:
-            return c >= 0;
-    }
-    return false;
-}
-
-static uint32_t type_bit(bson_type_t t)
-{
-    if (t == BSON_TYPE_MINKEY) {
-        return 1u << TYPE_BIT_MINKEY;
-    }
-    if (t == BSON_TYPE_MAXKEY) {
-        return 1u << TYPE_BIT_MAXKEY;
-    }
-    if ((int)t >= 1 && (int)t <= 19) {
-        return 1u << (int)t;
-    }
-    return 0;
-}
-
-struct ctx
-{
-    const uint8_t *doc; /* document context */
-    uint32_t len;
-    const bson_value_t *val; /* value context (NULL = missing) */
-    bool expand;             /* value context: expand an array value */
-};
-
-static bool eval(const struct node *n, const struct ctx *c);
-
-static bool match_doc_data(const struct node *n, const uint8_t *data, uint32_t len)
-{
-    struct ctx c = {data, len, NULL, false};
-    return eval(n, &c);
-}
-
-static bool array_count(const bson_value_t *v, int64_t *count)
-{
-    bson_iter_t it;
-    if (!bson_iter_init_from_data(&it, v->value.v_doc.data, v->value.v_doc.data_len)) {
-        return false;
-    }
-    int64_t k = 0;
-    while (bson_iter_next(&it)) {
-        k++;
-    }
-    *count = k;
-    return true;
-}
-
-/* $elemMatch: the index of the first element of array `v` that matches, or
- * -1 (also when `v` is missing or not an array). */
-static long elem_match_index(const struct node *n, const bson_value_t *v)
-{
-    if (!v || v->value_type != BSON_TYPE_ARRAY) {
-        return -1;
-    }
-    bson_iter_t it;
-    if (!bson_iter_init_from_data(&it, v->value.v_doc.data, v->value.v_doc.data_len)) {
-        return -1;
-    }
-    long i = 0;
-    for (; bson_iter_next(&it); i++) {
-        const bson_value_t *e = bson_iter_value(&it);
-        if (n->kind == K_ELEM_OBJ) {
-            if (e->value_type != BSON_TYPE_DOCUMENT && e->value_type != BSON_TYPE_ARRAY) {
-                continue;
-            }
-            if (match_doc_data(n->kids[0], e->value.v_doc.data, e->value.v_doc.data_len)) {
-                return i;
-            }
-        } else {
-            struct ctx c = {NULL, 0, e, false};
-            if (eval(n->kids[0], &c)) {
-                return i;
-            }
-        }
-    }
-    return -1;
-}
-
-/* Tests one reached value (NULL = missing) against a leaf predicate. */
-static bool single(const struct node *n, const bson_value_t *v)
-{
-    switch (n->kind) {
-        case K_CMP:
-            return cmp_match(n->op, v, &n->val);
-        case K_REGEX:
-            return v && rx_match_value(&n->rxs[0], v);
-        case K_IN:
-            for (size_t i = 0; i < n->nvals; i++) {
-                if (cmp_match(OP_EQ, v, &n->vals[i])) {
-                    return true;
-                }
-            }
-            if (v) {
-                for (size_t i = 0; i < n->nrx; i++) {
-                    if (rx_match_value(&n->rxs[i], v)) {
-                        return true;
-                    }
-                }
-            }
-            return false;
-        case K_EXISTS:
-            return v != NULL;
-        case K_TYPE:
-            if (!v) {
-                return false;
-            }
-            if ((n->type_mask & (1u << TYPE_BIT_NUMBER)) && qry_is_number(v->value_type)) {
-                return true;
-            }
-            return (n->type_mask & type_bit(v->value_type)) != 0;
-        case K_SIZE: {
-            int64_t k;
-            return v && v->value_type == BSON_TYPE_ARRAY && array_count(v, &k) && k == n->n;
-        }
-        case K_MOD: {
-            if (!v || !qry_is_number(v->value_type)) {
-                return false;
-            }
-            int64_t x;
-            if (v->value_type == BSON_TYPE_INT32) {
-                x = v->value.v_int32;
-            } else if (v->value_type == BSON_TYPE_INT64) {
-                x = v->value.v_int64;
-            } else {
-                double d = qry_number_as_double(v);
-                if (!isfinite(d) || d >= 9223372036854775808.0 || d < -9223372036854775808.0) {
-                    return false;
-                }
-                x = (int64_t)d;
-            }
-            if (n->divisor == -1) {
-                return n->remainder == 0;
-            }
-            return x % n->divisor == n->remainder;
-        }
-        case K_ELEM_OBJ:
-        case K_ELEM_VAL:
-            return elem_match_index(n, v) >= 0;
-        default:
-            return false;
-    }
-}
-
-static bool expands(enum kind k)
-{
-    return k == K_CMP || k == K_REGEX || k == K_IN || k == K_TYPE || k == K_MOD;
-}
-
-struct visit_arg
-{
-    const struct node *n;
-    bool matched;
-};
-
-static bool visit_cb(void *arg, const bson_iter_t *it, bool array_elem)
-{
-    (void)array_elem;
-    struct visit_arg *va = arg;
-    if (single(va->n, it ? bson_iter_value((bson_iter_t *)it) : NULL)) {
-        va->matched = true;
-        return true;
-    }
-    return false;
-}
-
-static bool eval_leaf(const struct node *n, const struct ctx *c)
-{
-    if (n->path) {
-        if (!c->doc) {
-            return false;
-        }
-        struct visit_arg va = {n, false};
-        qry_path_walk(c->doc, c->len, n->path, expands(n->kind), visit_cb, &va);
-        return va.matched;
-    }
-    if (single(n, c->val)) {
-        return true;
-    }
-    if (c->expand && expands(n->kind) && c->val && c->val->value_type == BSON_TYPE_ARRAY) {
-        bson_iter_t it;
-        if (bson_iter_init_from_data(&it, c->val->value.v_doc.data, c->val->value.v_doc.data_len)) {
-            while (bson_iter_next(&it)) {
-                if (single(n, bson_iter_value(&it))) {
-                    return true;
-                }
-            }
-        }
-    }
-    return false;
-}
-
-static bool eval(const struct node *n, const struct ctx *c)
-{
-    switch (n->kind) {
-        case K_AND:
-            for (size_t i = 0; i < n->nkids; i++) {
-                if (!eval(n->kids[i], c)) {
-                    return false;
-                }
-            }
-            return true;
-        case K_OR:
-            for (size_t i = 0; i < n->nkids; i++) {
-                if (eval(n->kids[i], c)) {
-                    return true;
-                }
-            }
-            return false;
-        case K_NOR:
-            for (size_t i = 0; i < n->nkids; i++) {
-                if (eval(n->kids[i], c)) {
-                    return false;
-                }
-            }
-            return true;
-        case K_NOT:
-            return !eval(n->kids[0], c);
-        case K_TRUE:
-            return true;
-        case K_FALSE:
-            return false;
-        default:
-            return eval_leaf(n, c);
-    }
 }
 
 /* ---- compilation ------------------------------------------------------------ */
@@ -1138,7 +154,7 @@ static int make_cmp(const char *path,
     }
     struct node *n = node_new(K_CMP, path);
     if (!n) {
-        return nomem(err);
+        return mt_nomem(err);
     }
     n->op = op;
     bson_value_copy(v, &n->val);
@@ -1155,9 +171,9 @@ static int make_regex(const char *path,
 {
     struct node *n = node_new(K_REGEX, path);
     if (!n) {
-        return nomem(err);
+        return mt_nomem(err);
     }
-    int rc = node_add_rx(n, pattern, options, err);
+    int rc = mt_node_add_rx(n, pattern, options, err);
     if (rc) {
         node_free(n);
         return rc;
@@ -1171,7 +187,7 @@ static int wrap_not(struct node *kid, struct node **out, struct cairn_error *err
     struct node *n = node_new(K_NOT, NULL);
     if (!n) {
         node_free(kid);
-        return nomem(err);
+        return mt_nomem(err);
     }
     int rc = add_kid(n, kid, err);
     if (rc) {
@@ -1207,7 +223,7 @@ static int compile_in(const char *path,
     }
     struct node *n = node_new(K_IN, path);
     if (!n) {
-        return nomem(err);
+        return mt_nomem(err);
     }
     bson_iter_t c;
     int rc = 0;
@@ -1219,7 +235,7 @@ static int compile_in(const char *path,
         if (BSON_ITER_HOLDS_REGEX(&c)) {
             const char *opts;
             const char *pat = bson_iter_regex(&c, &opts);
-            rc = node_add_rx(n, pat, opts, err);
+            rc = mt_node_add_rx(n, pat, opts, err);
             if (rc) {
                 break;
             }
@@ -1236,7 +252,7 @@ static int compile_in(const char *path,
         }
         bson_value_t *nv = realloc(n->vals, (n->nvals + 1) * sizeof *nv);
         if (!nv) {
-            rc = nomem(err);
+            rc = mt_nomem(err);
             break;
         }
         n->vals = nv;
@@ -1335,7 +351,7 @@ static int compile_type(const char *path,
     }
     struct node *n = node_new(K_TYPE, path);
     if (!n) {
-        return nomem(err);
+        return mt_nomem(err);
     }
     n->type_mask = mask;
     *out = n;
@@ -1407,7 +423,7 @@ static int compile_size(const char *path,
     }
     struct node *n = node_new(K_SIZE, path);
     if (!n) {
-        return nomem(err);
+        return mt_nomem(err);
     }
     n->n = k;
     *out = n;
@@ -1446,7 +462,7 @@ static int compile_mod(const char *path,
     }
     struct node *n = node_new(K_MOD, path);
     if (!n) {
-        return nomem(err);
+        return mt_nomem(err);
     }
     n->divisor = parts[0];
     n->remainder = parts[1];
@@ -1482,7 +498,7 @@ static int compile_elem_match(const char *path,
     }
     struct node *n = node_new(value_form ? K_ELEM_VAL : K_ELEM_OBJ, path);
     if (!n) {
-        return nomem(err);
+        return mt_nomem(err);
     }
     struct node *kid = NULL;
     int rc;
@@ -1490,7 +506,7 @@ static int compile_elem_match(const char *path,
         kid = node_new(K_AND, NULL);
         if (!kid) {
             node_free(n);
-            return nomem(err);
+            return mt_nomem(err);
         }
         rc = compile_ops(NULL, it, depth + 1, kid, err);
     } else {
@@ -1523,7 +539,7 @@ static int compile_all(const char *path,
     }
     struct node *and_node = node_new(K_AND, NULL);
     if (!and_node) {
-        return nomem(err);
+        return mt_nomem(err);
     }
     bson_iter_t c;
     int rc = 0;
@@ -1593,7 +609,7 @@ static int compile_not(const char *path,
         }
         kid = node_new(K_AND, NULL);
         if (!kid) {
-            return nomem(err);
+            return mt_nomem(err);
         }
         rc = compile_ops(path, it, depth + 1, kid, err);
     } else {
@@ -1675,7 +691,7 @@ static int compile_ops(const char *path,
         } else if (strcmp(k, "$exists") == 0) {
             kid = node_new(K_EXISTS, path);
             if (!kid) {
-                return nomem(err);
+                return mt_nomem(err);
             }
             if (!value_truthy(v)) {
                 rc = wrap_not(kid, &kid, err);
@@ -1751,7 +767,7 @@ static int compile_logical(const char *k,
     enum kind kind = strcmp(k, "$and") == 0 ? K_AND : (strcmp(k, "$or") == 0 ? K_OR : K_NOR);
     struct node *n = node_new(kind, NULL);
     if (!n) {
-        return nomem(err);
+        return mt_nomem(err);
     }
     bson_iter_t c;
     int rc = 0;
@@ -1797,7 +813,7 @@ static int compile_doc(const uint8_t *data,
     }
     struct node *root = node_new(K_AND, NULL);
     if (!root) {
-        return nomem(err);
+        return mt_nomem(err);
     }
     int rc = 0;
     while (rc == 0 && bson_iter_next(&it)) {
@@ -1817,7 +833,7 @@ static int compile_doc(const uint8_t *data,
                 }
                 kid = node_new(k[7] == 'T' ? K_TRUE : K_FALSE, NULL);
                 if (!kid) {
-                    rc = nomem(err);
+                    rc = mt_nomem(err);
                 }
             } else if (strcmp(k, "$where") == 0 || strcmp(k, "$expr") == 0 ||
                        strcmp(k, "$text") == 0 || strcmp(k, "$jsonSchema") == 0 ||
@@ -1830,7 +846,7 @@ static int compile_doc(const uint8_t *data,
         } else if (is_operator_doc(&it)) {
             struct node *and_node = node_new(K_AND, NULL);
             if (!and_node) {
-                rc = nomem(err);
+                rc = mt_nomem(err);
                 break;
             }
             rc = compile_ops(k, &it, depth + 1, and_node, err);
@@ -1864,7 +880,7 @@ int qry_matcher_compile(const bson_t *filter, struct qry_matcher **out, struct c
 {
     struct qry_matcher *m = calloc(1, sizeof *m);
     if (!m) {
-        return nomem(err);
+        return mt_nomem(err);
     }
     int rc = compile_doc(bson_get_data(filter), filter->len, 0, &m->root, err);
     if (rc) {
@@ -1881,7 +897,7 @@ int qry_matcher_compile_value(const bson_value_t *spec,
 {
     struct qry_matcher *m = calloc(1, sizeof *m);
     if (!m) {
-        return nomem(err);
+        return mt_nomem(err);
     }
     m->value_mode = true;
     /* Wrap the spec as {"": spec} to reuse the iterator-based compilers. */
@@ -1890,11 +906,11 @@ int qry_matcher_compile_value(const bson_value_t *spec,
     int rc = 0;
     if (!bson_append_value(&wrap, "", 0, spec) || !bson_iter_init(&it, &wrap) ||
         !bson_iter_next(&it)) {
-        rc = nomem(err);
+        rc = mt_nomem(err);
     } else if (is_operator_doc(&it)) {
         m->root = node_new(K_AND, NULL);
         if (!m->root) {
-            rc = nomem(err);
+            rc = mt_nomem(err);
         } else {
             rc = compile_ops(NULL, &it, 1, m->root, err);
         }
@@ -1909,188 +925,6 @@ int qry_matcher_compile_value(const bson_value_t *spec,
     }
     *out = m;
     return 0;
-}
-
-bool qry_matcher_match_data(const struct qry_matcher *m, const uint8_t *data, uint32_t len)
-{
-    return match_doc_data(m->root, data, len);
-}
-
-bool qry_matcher_match(const struct qry_matcher *m, const bson_t *doc)
-{
-    return match_doc_data(m->root, bson_get_data(doc), doc->len);
-}
-
-bool qry_matcher_match_value(const struct qry_matcher *m, const bson_value_t *v)
-{
-    if (m->value_mode) {
-        struct ctx c = {NULL, 0, v, true};
-        return eval(m->root, &c);
-    }
-    if (v->value_type != BSON_TYPE_DOCUMENT) {
-        return false;
-    }
-    return match_doc_data(m->root, v->value.v_doc.data, v->value.v_doc.data_len);
-}
-
-/* ---- the matched array position (mongod's "elemMatchKey") --------------- */
-
-/* True when leaf `n` matches through `elem`: `rest` NULL means `elem` is the
- * reached value itself, else the rest of the path inside document `elem`. */
-static bool leaf_matches_in(const struct node *n, const bson_value_t *elem, const char *rest)
-{
-    if (rest == NULL) {
-        if (single(n, elem)) {
-            return true;
-        }
-        if (expands(n->kind) && elem->value_type == BSON_TYPE_ARRAY) {
-            bson_iter_t it;
-            if (bson_iter_init_from_data(&it, elem->value.v_doc.data, elem->value.v_doc.data_len)) {
-                while (bson_iter_next(&it)) {
-                    if (single(n, bson_iter_value(&it))) {
-                        return true;
-                    }
-                }
-            }
-        }
-        return false;
-    }
-    if (elem->value_type != BSON_TYPE_DOCUMENT) {
-        return false;
-    }
-    struct visit_arg va = {n, false};
-    qry_path_walk(elem->value.v_doc.data, elem->value.v_doc.data_len, rest, expands(n->kind),
-                  visit_cb, &va);
-    return va.matched;
-}
-
-/* A canonical array index component p[0..len), or -1. */
-static long index_component(const char *p, size_t len)
-{
-    long v = 0;
-    if (len == 0 || len > 9 || (len > 1 && p[0] == '0')) {
-        return -1;
-    }
-    for (size_t i = 0; i < len; i++) {
-        if (p[i] < '0' || p[i] > '9') {
-            return -1;
-        }
-        v = v * 10 + (p[i] - '0');
-    }
-    return v;
-}
-
-/* For a leaf that matched `data`: the index, in the first array met along
- * its path, of the element it matched through; -1 when no array is on the
- * path or only an array as a whole matched. Elements are tried in order,
- * as mongod's element iterator yields them. */
-static long leaf_position(const struct node *n, const uint8_t *data, uint32_t len)
-{
-    const char *p = n->path;
-    bson_iter_t it, child;
-
-    if (!bson_iter_init_from_data(&it, data, len)) {
-        return -1;
-    }
-    for (;;) {
-        const char *dot = strchr(p, '.');
-        size_t clen = dot ? (size_t)(dot - p) : strlen(p);
-        if (!bson_iter_find_w_len(&it, p, (int)clen)) {
-            return -1;
-        }
-        const bson_value_t *v = bson_iter_value(&it);
-        if (v->value_type == BSON_TYPE_DOCUMENT && dot) {
-            if (!bson_iter_recurse(&it, &child)) {
-                return -1;
-            }
-            it = child;
-            p = dot + 1;
-            continue;
-        }
-        if (v->value_type != BSON_TYPE_ARRAY || !bson_iter_recurse(&it, &child)) {
-            return -1;
-        }
-        long i = 0;
-        if (!dot) {
-            if (n->kind == K_ELEM_OBJ || n->kind == K_ELEM_VAL) {
-                return elem_match_index(n, v);
-            }
-            if (!expands(n->kind) && n->kind != K_EXISTS) {
-                return -1;
-            }
-            for (; bson_iter_next(&child); i++) {
-                if (single(n, bson_iter_value(&child))) {
-                    return i;
-                }
-            }
-            return -1;
-        }
-        const char *rest = dot + 1;
-        const char *rdot = strchr(rest, '.');
-        long want = index_component(rest, rdot ? (size_t)(rdot - rest) : strlen(rest));
-        for (; bson_iter_next(&child); i++) {
-            const bson_value_t *ev = bson_iter_value(&child);
-            if (i == want && leaf_matches_in(n, ev, rdot ? rdot + 1 : NULL)) {
-                return i;
-            }
-            if (ev->value_type == BSON_TYPE_DOCUMENT && leaf_matches_in(n, ev, rest)) {
-                return i;
-            }
-        }
-        return -1;
-    }
-}
-
-/* eval() in document context that also reports the matched array position:
- * in an $and the last child that reports one wins (as mongod's MatchDetails);
- * $or (of more than one clause), $nor and $not report none. */
-static bool eval_pos(const struct node *n, const uint8_t *data, uint32_t len, long *pos)
-{
-    struct ctx c = {data, len, NULL, false};
-
-    switch (n->kind) {
-        case K_AND:
-            for (size_t i = 0; i < n->nkids; i++) {
-                long kp = -1;
-                if (!eval_pos(n->kids[i], data, len, &kp)) {
-                    return false;
-                }
-                if (kp >= 0) {
-                    *pos = kp;
-                }
-            }
-            return true;
-        case K_OR:
-            if (n->nkids == 1) {
-                return eval_pos(n->kids[0], data, len, pos);
-            }
-            return eval(n, &c);
-        case K_NOR:
-        case K_NOT:
-        case K_TRUE:
-        case K_FALSE:
-            return eval(n, &c);
-        default:
-            if (!eval_leaf(n, &c)) {
-                return false;
-            }
-            if (n->path) {
-                long lp = leaf_position(n, data, len);
-                if (lp >= 0) {
-                    *pos = lp;
-                }
-            }
-            return true;
-    }
-}
-
-bool qry_matcher_match_pos(const struct qry_matcher *m, const bson_t *doc, long *pos)
-{
-    *pos = -1;
-    if (m->value_mode) {
-        return false;
-    }
-    return eval_pos(m->root, bson_get_data(doc), doc->len, pos);
 }
 
 static bool find_id_eq(const struct node *n, bson_value_t *id)

@@ -65,7 +65,7 @@ int qry_key_encode(const bson_value_t *v, struct cairn_buf *out, struct cairn_er
  * true and positions `out` on it, false when absent. */
 bool qry_path_find(const bson_t *doc, const char *path, bson_iter_t *out);
 
-/* ---- Filter matching (matcher.c) --------------------------------------- */
+/* ---- Filter matching (matcher*.c) -------------------------------------- */
 
 struct qry_matcher;
 
@@ -207,7 +207,7 @@ int qry_sort_cmp(const struct qry_sort *s, const bson_t *a, const bson_t *b);
 
 void qry_sort_free(struct qry_sort *s);
 
-/* ---- Aggregation (pipeline.c) ------------------------------------------ */
+/* ---- Aggregation (pipeline*.c) ----------------------------------------- */
 
 struct qry_pipeline;
 

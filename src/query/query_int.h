@@ -1,6 +1,6 @@
 /*
  * query_int.h: private helpers shared inside the query layer (compare.c,
- * path.c, matcher.c, and the update/projection/sort/pipeline files).
+ * path.c, matcher*.c, and the update/projection/sort/pipeline files).
  * Not for use outside src/query. Stable: other query files rely on it.
  */
 #ifndef CAIRN_QUERY_QUERY_INT_H
@@ -73,7 +73,7 @@ bool qry_path_walk(const uint8_t *data,
 /* qry_path_find on a raw document. */
 bool qry_path_find_data(const uint8_t *data, uint32_t len, const char *path, bson_iter_t *out);
 
-/* ---- matcher.c --------------------------------------------------------- */
+/* ---- matcher.c, matcher_eval.c ----------------------------------------- */
 
 /* Matches `m` against a raw document (data/len view). */
 bool qry_matcher_match_data(const struct qry_matcher *m, const uint8_t *data, uint32_t len);

@@ -2,8 +2,8 @@
  * transport.h: the member transport (repl-private: only src/repl includes
  * it). A `struct raft_uv_transport` (version 1) that raft_uv uses in place of
  * raft_uv_tcp for member-to-member traffic, plus a request/response channel
- * ("control") for repl itself. transport.c describes the wire protocol and
- * the connection state machine.
+ * ("control") for repl itself. transport_handshake.c describes the wire
+ * protocol, transport_int.h the connection state machine.
  *
  * What it adds to raft_uv_tcp:
  * - Peer addresses are "host:port" and are resolved (IPv4) on every

@@ -1,5 +1,5 @@
 /*
- * test_matcher.c: unit tests of filter matching (matcher.c) and the
+ * test_matcher.c: unit tests of filter matching (matcher*.c) and the
  * array-aware path walk (path.c): a table of filter / document / expected
  * result, a table of filters that must fail to compile with the MongoDB
  * error code and message, _id point-lookup detection and value matchers.

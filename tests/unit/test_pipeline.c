@@ -1,6 +1,6 @@
 /*
  * test_pipeline.c: unit tests of the aggregation pipeline and expression
- * language (src/query/pipeline.c, src/query/expr.c). Table-driven: each
+ * language (src/query/pipeline*.c, src/query/expr*.c). Table-driven: each
  * case is a pipeline, an input array and either the exact expected output
  * (compared as canonical extended JSON, so BSON types matter) or the
  * MongoDB error code expected at compile or run time. JSON in the tables

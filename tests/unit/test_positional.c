@@ -2,7 +2,7 @@
  * test_positional.c: table-driven tests of the positional update operators
  * (src/query/update.c, qry_update_compile_af / qry_update_apply_pos) and of
  * the matched array position the matcher reports for `$`
- * (src/query/matcher.c, qry_matcher_match_pos), against mongod 7.0's
+ * (src/query/matcher_eval.c, qry_matcher_match_pos), against mongod 7.0's
  * results, error codes and messages.
  */
 #include <check.h>

@@ -1,12 +1,12 @@
 /*
- * test_transport.c: the member transport (src/repl/transport.c) on a real
+ * test_transport.c: the member transport (src/repl/transport*.c) on a real
  * libuv loop over 127.0.0.1, and the key file rules (src/repl/keyfile.c).
  *
  * Two transports ("a" and "b") share one loop; listeners bind port 0 and
  * read back the port the kernel chose, so no fixed port is assumed free.
  * Hostile peers are raw libuv TCP clients that write bytes by hand (the
- * protocol table at the top of transport.c). The transport's log lines
- * (stderr) go to a file so that tests can count the WARN lines a peer
+ * protocol table at the top of transport_handshake.c). The transport's log
+ * lines (stderr) go to a file so that tests can count the WARN lines a peer
  * caused. Every test ends by closing the transports and requiring that
  * uv_loop_close succeeds (no handle left) and, under ASan, that nothing
  * leaked.
@@ -464,7 +464,7 @@ static void raw_shutdown_cb(uv_shutdown_t *req, int status)
     (void)status;
 }
 
-/* Builds a HELLO as transport.c's table lays it out. */
+/* Builds a HELLO as transport_handshake.c's table lays it out. */
 static size_t make_hello(uint8_t *out,
                          uint8_t purpose,
                          uint64_t id,
@@ -488,7 +488,7 @@ static size_t make_hello(uint8_t *out,
     return 50 + alen;
 }
 
-/* The proof of the connecting side as transport.c defines it. */
+/* The proof of the connecting side as transport_handshake.c defines it. */
 static void make_proof(const char *key,
                        uint8_t purpose,
                        uint64_t id,

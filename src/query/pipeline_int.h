@@ -1,0 +1,170 @@
+/*
+ * pipeline_int.h: the private interface between the files of the
+ * aggregation pipeline (qry_pipeline_* in query.h): the compiled pipeline
+ * (struct qry_pipeline, struct stage), the $group hash table the executor
+ * holds, and the functions the files share. Not for use outside src/query.
+ *
+ *   pipeline.c          compiling a pipeline: parsing each stage (except
+ *                       the two below), the compiled pipeline's life
+ *   pipeline_project.c  $project, $addFields/$set and $unset: the
+ *                       projection tree (struct pnode), parsing, applying
+ *   pipeline_group.c    $group (and the $group of $sortByCount): parsing,
+ *                       the accumulators, the group hash table, the output
+ *   pipeline_run.c      the push-based executor (qry_pipeline_run)
+ *
+ * Unless a comment says otherwise, functions that take a struct
+ * cairn_error report failures in it (with mongod's code) and return its
+ * code; the stage parsers fill the zeroed `s` they are given, which
+ * qry_pipeline_free releases even after a failure.
+ */
+#ifndef CAIRN_QUERY_PIPELINE_INT_H
+#define CAIRN_QUERY_PIPELINE_INT_H
+
+#include <bson/bson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cairn/cairn.h"
+#include "query/query.h"
+
+/* Blocking stages refuse to hold more than this, like mongod without
+ * allowDiskUse (there is no spilling to disk here). */
+#define STAGE_MEM_LIMIT ((size_t)100 * 1024 * 1024)
+
+enum stype {
+    ST_MATCH,
+    ST_GROUP,
+    ST_COUNT,
+    ST_PROJECT,
+    ST_SORT,
+    ST_SKIP,
+    ST_LIMIT,
+    ST_UNWIND,
+    ST_REPLACE,
+};
+
+struct pnode; /* a projection tree (pipeline_project.c) */
+
+struct gacc
+{
+    char *name;
+    int op;
+    struct qry_expr *expr; /* NULL for $count */
+};
+
+struct stage
+{
+    int type;
+    bool stream_prefix; /* no blocking stage before this one */
+    struct qry_matcher *matcher;
+    struct qry_expr *expr; /* $group _id, $replaceRoot newRoot */
+    struct gacc *accs;
+    size_t nacc;
+    struct pnode *proj;
+    int pmode;
+    struct qry_sort *sort;
+    int64_t n;    /* $skip, $limit */
+    char *name;   /* $count field */
+    char **upath; /* $unwind */
+    size_t nupath;
+    char **uidx;
+    size_t nuidx;
+    bool preserve;
+};
+
+struct qry_pipeline
+{
+    struct stage *st;
+    size_t n;
+    bson_t *leading_match;
+    size_t result_limit; /* bytes of output a run may hold */
+};
+
+/* The group table of a $group stage during a run (pipeline_group.c keeps
+ * it; the executor holds one per stage). */
+struct accstate; /* a group's accumulator states (pipeline_group.c) */
+
+struct grp
+{
+    bson_value_t key;
+    uint64_t hash;
+    size_t next; /* index + 1 of the next group in the bucket, 0 = end */
+    struct accstate *st;
+};
+
+struct gtab
+{
+    size_t bytes; /* approximate memory held, for the memory limit */
+    struct grp *g;
+    size_t n, cap;
+    size_t *buckets; /* index + 1, 0 = empty */
+    size_t nb;
+};
+
+/* ---- pipeline.c --------------------------------------------------------- */
+
+/* Sets `err` to CAIRN_ENOMEM (out of memory in aggregation) and returns
+ * it. */
+int pl_oom(struct cairn_error *err);
+
+/* Initialises `out` as a read-only view of the document or array `it` is
+ * on. Returns 0, or -1 for another type. */
+int pl_doc_value_from_iter(const bson_iter_t *it, bson_t *out);
+
+/* pl_doc_value_from_iter for documents only: true when `it` is on a
+ * document and `out` views it. */
+bool pl_iter_doc(const bson_iter_t *it, bson_t *out);
+
+/* The type name ("string", "array", ...) of the value `it` is on. */
+const char *pl_iter_type_name(const bson_iter_t *it);
+
+/* ---- pipeline_project.c ------------------------------------------------- */
+
+/* Frees a projection tree; NULL is a no-op. */
+void pl_pnode_free(struct pnode *nd);
+
+/* Validates a dotted field path used as a stage output name (not empty,
+ * no empty component, no component starting with '$'). */
+int pl_check_path(const char *path, struct cairn_error *err);
+
+/* Applies the projection tree `nd` in `mode` (the stage's pmode) to `in`,
+ * appending the result's fields to `out` (initialised by the caller);
+ * computed fields are evaluated with `root` as $$ROOT. */
+int pl_papply_doc(const struct pnode *nd,
+                  int mode,
+                  const bson_t *in,
+                  const bson_t *root,
+                  bson_t *out,
+                  struct cairn_error *err);
+
+/* Parses $project (add false) or $addFields/$set (add true) from the stage
+ * argument `it` into `s`. */
+int pl_parse_project(struct stage *s, const bson_iter_t *it, bool add, struct cairn_error *err);
+
+/* Parses $unset (a field path or an array of them) into `s`. */
+int pl_parse_unset(struct stage *s, const bson_iter_t *it, struct cairn_error *err);
+
+/* ---- pipeline_group.c --------------------------------------------------- */
+
+/* Parses the $group specification document `spec` into `s`. */
+int pl_parse_group_body(struct stage *s, const bson_t *spec, struct cairn_error *err);
+
+/* Parses the $group stage argument `it` (must be a document) into `s`. */
+int pl_parse_group(struct stage *s, const bson_iter_t *it, struct cairn_error *err);
+
+/* Adds `doc` to its group in `t` (the run's table of $group stage `s`),
+ * updating the group's accumulators. Fails when the table passes
+ * STAGE_MEM_LIMIT (QueryExceededMemoryLimitNoDiskUseAllowed) or an
+ * expression fails. */
+int pl_group_add(const struct stage *s, struct gtab *t, const bson_t *doc, struct cairn_error *err);
+
+/* Appends group `g`'s output document fields (_id, then one per
+ * accumulator of `s`) to `out`. */
+void pl_group_output(const struct stage *s, const struct grp *g, bson_t *out);
+
+/* Frees what table `t` holds (its groups have `nacc` accumulators each)
+ * and zeroes it. */
+void pl_gtab_free(struct gtab *t, size_t nacc);
+
+#endif /* CAIRN_QUERY_PIPELINE_INT_H */
