@@ -53,6 +53,27 @@ void repl_set_topology_cb(struct repl *r, repl_topology_cb cb, void *arg)
     pthread_mutex_unlock(&r->smu);
 }
 
+/* True while this member is a voter of the replica-set config that raft
+ * does not count as a voter yet: the leader adds members to raft one at a
+ * time, catching each up as a non-voter first (membership.c). Until then
+ * the member is still joining and reports STARTUP2, as a mongod member
+ * does until its initial sync ends: were the primary lost now, raft's
+ * voters alone would have to elect the next one. */
+static bool joining(const struct repl *r)
+{
+    const struct raft_configuration *c = &r->raft.configuration;
+
+    if (r->self < 0 || r->cfg.m[r->self].votes == 0) {
+        return false;
+    }
+    for (unsigned i = 0; i < c->n; i++) {
+        if (c->servers[i].id == r->raft.id) {
+            return c->servers[i].role != RAFT_VOTER;
+        }
+    }
+    return true;
+}
+
 void repl_publish_status_locked(struct repl *r)
 {
     struct repl_status *st = &r->st;
@@ -80,6 +101,8 @@ void repl_publish_status_locked(struct repl *r)
         state = REPL_STATE_STARTUP2;
     } else if (writable) {
         state = REPL_STATE_PRIMARY;
+    } else if (joining(r)) {
+        state = REPL_STATE_STARTUP2;
     } else if (r->self >= 0) {
         /* Also while an election runs (mongod's followers stay SECONDARY
          * then) and while a new leader commits its barrier. */
