@@ -317,6 +317,52 @@ int eng_clone_next(struct eng_clone *c,
     return 0;
 }
 
+/* Walks the records of a chunk: returns the offset of the last one in
+ * *last, or -1 when the chunk is malformed. */
+static int walk_chunk(const uint8_t *recs, size_t len, size_t *last)
+{
+    size_t off = 0;
+
+    while (off < len) {
+        size_t klen, vlen;
+        if (len - off < 5 || recs[off] >= N_CFS) {
+            return -1;
+        }
+        klen = load_u32(recs + off + 1);
+        if (klen > ENG_CLONE_FIELD_MAX || len - off - 5 < klen + 4) {
+            return -1;
+        }
+        vlen = load_u32(recs + off + 5 + klen);
+        if (vlen > ENG_CLONE_FIELD_MAX || len - off - 9 - klen < vlen) {
+            return -1;
+        }
+        *last = off;
+        off += 9 + klen + vlen;
+    }
+    return 0;
+}
+
+int eng_clone_chunk_position(const uint8_t *recs,
+                             size_t len,
+                             struct cairn_buf *pos,
+                             struct cairn_error *err)
+{
+    size_t last = 0;
+
+    if (walk_chunk(recs, len, &last) != 0) {
+        return cairn_error_setf(err, CAIRN_ECORRUPT, "engine: malformed checkpoint chunk");
+    }
+    if (len == 0) {
+        return 0;
+    }
+    cairn_buf_reset(pos);
+    if (cairn_buf_push(pos, recs[last]) != 0 ||
+        cairn_buf_append(pos, recs + last + 5, load_u32(recs + last + 1)) != 0) {
+        return cairn_error_setf(err, CAIRN_ENOMEM, "engine: out of memory");
+    }
+    return 0;
+}
+
 void eng_clone_close(struct eng_clone *c)
 {
     if (c == NULL) {

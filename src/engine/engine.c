@@ -563,8 +563,7 @@ int eng_apply(struct eng *e,
     pthread_mutex_lock(&e->apply_mu);
     if (atomic_load(&e->installing)) {
         pthread_mutex_unlock(&e->apply_mu);
-        return cairn_error_setf(err, CAIRN_ESTATE,
-                                "engine: a checkpoint install is in progress");
+        return cairn_error_setf(err, CAIRN_ESTATE, "engine: a checkpoint install is in progress");
     }
     eng_applied(e, &cur_index, &cur_ts);
     if (index <= cur_index) {

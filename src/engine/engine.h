@@ -397,7 +397,16 @@ int eng_clone_next(struct eng_clone *c,
                    bool *done,
                    struct cairn_error *err);
 
-/* Releases the snapshot and the clone. eng_clone_close(NULL) is a no-op. */
+/* Replaces `pos` with the resume position after the last record of chunk
+ * `recs` (unchanged when the chunk is empty). Errors: CAIRN_ECORRUPT (a
+ * malformed chunk), CAIRN_ENOMEM. Any thread. */
+int eng_clone_chunk_position(const uint8_t *recs,
+                             size_t len,
+                             struct cairn_buf *pos,
+                             struct cairn_error *err);
+
+/* Releases the clone and its GC read point. eng_clone_close(NULL) is a
+ * no-op. */
 void eng_clone_close(struct eng_clone *c);
 
 /* Target side, in this order: begin, put (any number), finish.
@@ -408,8 +417,9 @@ void eng_clone_close(struct eng_clone *c);
  * eng_apply refuses (CAIRN_ESTATE) until finish. A database opened with
  * the marker set holds a partial install: eng_open wipes it the same way,
  * logs it, and opens it empty (applied 0), so that the member resyncs.
- * Errors: CAIRN_EIO, CAIRN_ENOMEM. The applying thread (raft), with no
- * apply running; readers may run (they see what they pinned, or nothing). */
+ * Errors: CAIRN_EIO, CAIRN_ENOMEM. The applying thread (raft) or a thread
+ * it waits for, with no apply running; readers may run (they see what
+ * they pinned, or nothing). */
 int eng_install_begin(struct eng *e, struct cairn_error *err);
 
 /* Writes one chunk of records (the format above; not synced). Records

@@ -11,13 +11,14 @@
  * one syncs RocksDB's WAL first, because raft deletes the log segments below
  * the snapshot right after it is stored (trap T10); apply runs on this same
  * thread, so the engine state is exactly last_applied. Snapshots keep raft's
- * in-memory log (every entry since the last snapshot) bounded.
- * Only a one-member set takes them: a follower that fell behind the trailing
- * entries would need the checkpoint shipping that comes with multi-member
- * sets, so with several members snapshot() answers RAFT_BUSY for now.
- * restore() is a no-op when the descriptor's index is at or below our
- * watermark (the start-up restore) and stops the member otherwise
- * (checkpoint installation is not implemented yet).
+ * in-memory log (every entry since the last snapshot) bounded; raft keeps
+ * the trailing entries (repl_options.snapshot_trailing) for members that
+ * lag. restore() is a no-op when the descriptor's index is at or below our
+ * watermark (the start-up restore, or a snapshot sent again); otherwise
+ * this member fell behind the leader's log, joined late, or crashed in an
+ * install: checkpoint.c fetches a checkpoint from a healthy member and
+ * installs it before restore returns. A restore never fails except at
+ * shutdown; then nothing more is applied (checkpoint.c invariant 3).
  *
  * Everything here runs on the raft thread.
  */
@@ -38,6 +39,9 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
     int rc;
 
     *result = NULL;
+    if (r->install_broken) {
+        return 0; /* shutting down after an abandoned install: apply nothing */
+    }
     rc = repl_oplog_decode(buf->base, buf->len, &d, &err);
     if (rc == CAIRN_EUNSUPPORTED) {
         /* Written by a newer cairnd: skipping it would diverge. */
@@ -91,7 +95,7 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
 
     *bufs = NULL;
     *n_bufs = 0;
-    if (r->cfg.n != 1) {
+    if (r->install_broken) {
         return RAFT_BUSY;
     }
     if (eng_sync(r->eng, &err) != 0) {
@@ -117,10 +121,10 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
 }
 
 /* raft takes the buffer back when restore fails at start-up (it frees the
- * snapshot), so only a successful restore frees buf->base. A restore we
- * cannot do from the leader stops the member: raft 0.22 ignores the error
- * and this member would go on acknowledging appends while applying
- * nothing, still counted in the majority. */
+ * snapshot), so only a successful restore frees buf->base. A descriptor we
+ * cannot read stops the member: raft 0.22 ignores a refusal and this
+ * member would go on acknowledging appends while applying nothing, still
+ * counted in the majority. */
 static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 {
     struct repl *r = fsm->data;
@@ -133,17 +137,17 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
         snap_index = cairn_load_be64(buf->base);
     }
     eng_applied(r->eng, &wm_index, &wm_ts);
-    if (ok && snap_index <= wm_index) {
-        raft_free(buf->base);
-        buf->base = NULL;
-        return 0;
+    if (!ok) {
+        cairn_log(CAIRN_LOG_ERROR, "repl", "FATAL: raft snapshot of %zu bytes (%s) is unreadable",
+                  buf->len, r->in_start ? "at start" : "from the leader");
+        abort();
     }
-    cairn_log(CAIRN_LOG_ERROR, "repl",
-              "FATAL: raft snapshot restore (%s, index %llu > applied %llu) needs checkpoint "
-              "installation, which is not implemented: stopping",
-              r->in_start ? "at start" : "from the leader", (unsigned long long)snap_index,
-              (unsigned long long)wm_index);
-    abort();
+    if (snap_index > wm_index && repl_ckpt_install(r, snap_index) != 0) {
+        return RAFT_CANCELED; /* shutting down (checkpoint.c invariant 3) */
+    }
+    raft_free(buf->base);
+    buf->base = NULL;
+    return 0;
 }
 
 void repl_note_loaded_terms(struct repl *r,

@@ -76,10 +76,14 @@ void repl_publish_status_locked(struct repl *r)
     }
     if (r->cfg.doc == NULL) {
         state = REPL_STATE_STARTUP;
+    } else if (r->install_state != 0) {
+        state = r->install_state; /* checkpoint.c invariant 2 */
     } else if (!r->raft_started) {
         state = REPL_STATE_STARTUP2;
     } else if (writable) {
         state = REPL_STATE_PRIMARY;
+    } else if (r->self >= 0 && r->applied_index < r->min_valid) {
+        state = REPL_STATE_RECOVERING; /* checkpoint.c invariant 1 */
     } else if (r->self >= 0) {
         /* Also while an election runs (mongod's followers stay SECONDARY
          * then) and while a new leader commits its barrier. */
@@ -181,6 +185,11 @@ void repl_counters_get(struct repl *r, struct repl_counters *out)
     out->commits_proposed = atomic_load(&r->n_commits_proposed);
     out->entries_applied = atomic_load(&r->n_entries_applied);
     out->entries_skipped = atomic_load(&r->n_entries_skipped);
+    out->checkpoint_installs = atomic_load(&r->n_ckpt_installs);
+    out->checkpoints_served = atomic_load(&r->n_ckpt_served);
+    out->last_checkpoint_bytes = atomic_load(&r->ckpt_last_bytes);
+    out->last_checkpoint_keys = atomic_load(&r->ckpt_last_keys);
+    out->last_checkpoint_ms = atomic_load(&r->ckpt_last_ms);
 }
 
 int repl_config_append(struct repl *r, bson_t *out, const char *key, struct cairn_error *err)
