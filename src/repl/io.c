@@ -18,12 +18,20 @@
  * - raft_uv's capacity, which the legacy core reads from the outer io.
  * - Randomness: election timeouts come from a per-member stream (see
  *   io_random), not raft_uv's wall-clock-seeded rand().
+ * - InstallSnapshot messages that arrive while raft writes a snapshot of
+ *   its own are held until that write completes, then delivered. raft
+ *   0.22.1 postpones such an install and, when the write completes,
+ *   starts it through a pointer it has just set to NULL (legacy.c
+ *   takeSnapshotCb): a segfault. Followers take snapshots since sets of
+ *   several members do, so a lagging follower hit it.
  *
  * raft_uv fires request callbacks through the inner io's `data`, so init
  * points it at raft (the outer's data) too.
  *
  * Everything here runs on the raft thread.
  */
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -40,6 +48,8 @@ static struct repl_io *W(struct raft_io *io)
     const struct raft *raft = io->data;
     return raft->io->impl;
 }
+
+static void release_held(struct repl_io *w, bool deliver);
 
 static void sync_capacity(struct raft_io *io)
 {
@@ -63,6 +73,7 @@ static void io_close(struct raft_io *io, raft_io_close_cb cb)
 {
     struct raft_io *in = W(io)->inner;
     repl_io_flush(W(io));
+    release_held(W(io), false);
     in->close(in, cb);
 }
 
@@ -90,11 +101,67 @@ static int io_load(struct raft_io *io,
     return 0;
 }
 
+static void free_held(struct raft_message *m)
+{
+    raft_free(m->install_snapshot.data.base);
+    raft_configuration_close(&m->install_snapshot.conf);
+}
+
+static void io_recv(struct raft_io *io, struct raft_message *msg)
+{
+    struct repl_io *w = W(io);
+    struct repl_io_held *h;
+
+    if (!w->taking || msg->type != RAFT_INSTALL_SNAPSHOT) {
+        w->recv(io, msg);
+        return;
+    }
+    /* See the top: hold it (it owns its data and configuration) until
+     * raft's own snapshot is stored. */
+    h = calloc(1, sizeof *h);
+    if (h == NULL) {
+        free_held(msg); /* dropped: the leader sends it again */
+        return;
+    }
+    h->msg = *msg;
+    snprintf(h->addr, sizeof h->addr, "%s", msg->server_address ? msg->server_address : "");
+    h->msg.server_address = h->addr;
+    if (w->held_tail != NULL) {
+        w->held_tail->next = h;
+    } else {
+        w->held_head = h;
+    }
+    w->held_tail = h;
+    cairn_log(CAIRN_LOG_INFO, "repl",
+              "raft snapshot %llu from the leader waits for this member's own snapshot",
+              (unsigned long long)msg->install_snapshot.last_index);
+}
+
+/* Delivers (deliver true) or frees the held messages. */
+static void release_held(struct repl_io *w, bool deliver)
+{
+    while (w->held_head != NULL) {
+        struct repl_io_held *h = w->held_head;
+        w->held_head = h->next;
+        if (w->held_head == NULL) {
+            w->held_tail = NULL;
+        }
+        if (deliver) {
+            w->recv(w->inner, &h->msg);
+        } else {
+            free_held(&h->msg);
+        }
+        free(h);
+    }
+}
+
 static int io_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick, raft_io_recv_cb recv)
 {
-    struct raft_io *in = W(io)->inner;
+    struct repl_io *w = W(io);
+    struct raft_io *in = w->inner;
     sync_capacity(io);
-    return in->start(in, msecs, tick, recv);
+    w->recv = recv;
+    return in->start(in, msecs, tick, io_recv);
 }
 
 static int io_bootstrap(struct raft_io *io, const struct raft_configuration *conf)
@@ -179,6 +246,41 @@ static int io_truncate(struct raft_io *io, raft_index index)
     return in->truncate(in, index);
 }
 
+/* raft's own snapshot puts in flight: the callback finds its wrapper
+ * here (the request belongs to raft). One per raft at a time. */
+struct take_put
+{
+    struct raft_io_snapshot_put *req;
+    struct repl_io *w;
+    raft_io_snapshot_put_cb cb;
+    struct take_put *next;
+};
+static struct take_put *take_puts;
+static pthread_mutex_t take_puts_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void take_put_cb(struct raft_io_snapshot_put *req, int status)
+{
+    struct take_put **pp, *t = NULL;
+
+    pthread_mutex_lock(&take_puts_mu);
+    for (pp = &take_puts; *pp != NULL; pp = &(*pp)->next) {
+        if ((*pp)->req == req) {
+            t = *pp;
+            *pp = t->next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&take_puts_mu);
+    if (t == NULL) {
+        cairn_log(CAIRN_LOG_ERROR, "repl", "FATAL: unknown snapshot put completed");
+        abort();
+    }
+    t->w->taking = false;
+    t->cb(req, status);
+    release_held(t->w, status == 0);
+    free(t);
+}
+
 static int io_snapshot_put(struct raft_io *io,
                            unsigned trailing,
                            struct raft_io_snapshot_put *req,
@@ -195,8 +297,35 @@ static int io_snapshot_put(struct raft_io *io,
         repl_doubt_rollback_from(w->r, snapshot->index + 1, "replaced by an installed snapshot");
         repl_doubt_commit_upto(w->r, snapshot->index);
         w->next_index = snapshot->index + 1;
+        return in->snapshot_put(in, trailing, req, snapshot, cb);
     }
-    return in->snapshot_put(in, trailing, req, snapshot, cb);
+    {
+        struct take_put *t = malloc(sizeof *t);
+        int rv;
+        if (t == NULL) {
+            return RAFT_NOMEM;
+        }
+        t->req = req;
+        t->w = w;
+        t->cb = cb;
+        pthread_mutex_lock(&take_puts_mu);
+        t->next = take_puts;
+        take_puts = t;
+        pthread_mutex_unlock(&take_puts_mu);
+        w->taking = true;
+        rv = in->snapshot_put(in, trailing, req, snapshot, take_put_cb);
+        if (rv != 0) {
+            struct take_put **pp;
+            w->taking = false;
+            pthread_mutex_lock(&take_puts_mu);
+            for (pp = &take_puts; *pp != t; pp = &(*pp)->next) {
+            }
+            *pp = t->next;
+            pthread_mutex_unlock(&take_puts_mu);
+            free(t);
+        }
+        return rv;
+    }
 }
 
 static int io_snapshot_get(struct raft_io *io,

@@ -150,6 +150,15 @@ struct repl_io_dropped
     struct repl_io_dropped *next;
 };
 
+/* An InstallSnapshot message held while raft's own snapshot is being
+ * written (io.c). */
+struct repl_io_held
+{
+    struct raft_message msg;
+    char addr[REPL_HOST_MAX + 8];
+    struct repl_io_held *next;
+};
+
 /* raft sees `outer`; every method forwards to `inner` (raft_uv). */
 struct repl_io
 {
@@ -160,6 +169,9 @@ struct repl_io
     struct repl_io_dropped *dropped; /* vote requests not sent, to complete */
     uint64_t n_votes_dropped;
     uint64_t rng; /* io_random's own stream (xorshift64) */
+    raft_io_recv_cb recv;                     /* raft's receive callback */
+    bool taking;                              /* raft's own snapshot is being written */
+    struct repl_io_held *held_head, *held_tail; /* InstallSnapshots held meanwhile */
 };
 
 /* Makes w->outer a raft_io forwarding to `inner` (see io.c). */
