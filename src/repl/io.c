@@ -117,7 +117,10 @@ static void io_recv(struct raft_io *io, struct raft_message *msg)
         return;
     }
     /* See the top: hold it (it owns its data and configuration) until
-     * raft's own snapshot is stored. */
+     * raft's own snapshot is stored. Only the newest: raft must get one
+     * install at a time (a second one while the first is being stored
+     * breaks its state too), and the leader sends again what it misses. */
+    release_held(w, false);
     h = calloc(1, sizeof *h);
     if (h == NULL) {
         free_held(msg); /* dropped: the leader sends it again */
@@ -277,7 +280,11 @@ static void take_put_cb(struct raft_io_snapshot_put *req, int status)
     }
     t->w->taking = false;
     t->cb(req, status);
-    release_held(t->w, status == 0);
+    /* raft may have started its next snapshot inside that callback: then
+     * the held message waits for that one too. */
+    if (status != 0 || !t->w->taking) {
+        release_held(t->w, status == 0);
+    }
     free(t);
 }
 

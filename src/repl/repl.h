@@ -271,6 +271,11 @@ struct repl_counters
 /* Copies the counters. Any thread. */
 void repl_counters_get(struct repl *r, struct repl_counters *out);
 
+/* Checkpoints this member installed since it started (cursors opened
+ * before an install are killed: the data under them was replaced). Any
+ * thread. */
+uint64_t repl_checkpoint_installs(struct repl *r);
+
 /* ---- Proposals and write concern --------------------------------------- */
 
 /* Hands one commit to the raft thread (copied, encoded with

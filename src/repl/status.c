@@ -192,6 +192,11 @@ void repl_counters_get(struct repl *r, struct repl_counters *out)
     out->last_checkpoint_ms = atomic_load(&r->ckpt_last_ms);
 }
 
+uint64_t repl_checkpoint_installs(struct repl *r)
+{
+    return atomic_load(&r->n_ckpt_installs);
+}
+
 int repl_config_append(struct repl *r, bson_t *out, const char *key, struct cairn_error *err)
 {
     int rc;

@@ -15,6 +15,7 @@ import random
 
 import pymongo
 import pytest
+from pymongo.errors import OperationFailure
 from pymongo.read_concern import ReadConcern
 
 from cairn_rs import make_replica_set, rs_factory, wait_for  # noqa: F401
@@ -135,6 +136,10 @@ def test_secondary_behind_the_trailing_log_installs_a_checkpoint(rs_factory, rng
         if fault == "kill9":
             victim.kill9()
         else:
+            # A cursor open on the victim across the install is killed by it.
+            direct = victim.client(readPreference="secondaryPreferred")
+            cursor = direct.catchup.c.find({}, batch_size=2)
+            assert next(cursor) is not None
             # Set now, it holds the install that starts once the member resumes.
             assert victim.command({"configureFailPoint": "pauseCheckpointInstall",
                                    "mode": "alwaysOn"}).get("ok") == 1
@@ -149,6 +154,12 @@ def test_secondary_behind_the_trailing_log_installs_a_checkpoint(rs_factory, rng
             _assert_reads_refused(victim)
             assert victim.command({"configureFailPoint": "pauseCheckpointInstall",
                                    "mode": "off"}).get("ok") == 1
+            wait_for(lambda: victim.hello().get("secondary") is True, 60,
+                     "the victim to become SECONDARY")
+            with pytest.raises(OperationFailure) as info:
+                list(cursor)
+            assert info.value.code == 175, info.value.details
+            direct.close()
         assert rs.wait_healthy() is p, "a returning secondary must not disturb the primary"
         _write_commits(coll, rng, 30, "after")
     want = _assert_same_documents(rs, victim, "c")
