@@ -225,7 +225,7 @@ static int next_defaults(struct eng_clone *c,
         size_t vlen = load_u32(p + off + 5 + klen);
         size_t rlen = 9 + klen + vlen;
         if (after == NULL || eng_key_cmp(p + off + 5, klen, after, after_len) > 0) {
-            if (out->len - start_len >= max_bytes) {
+            if (out->len > start_len && out->len - start_len + rlen > max_bytes) {
                 *more = true;
                 return 0;
             }
@@ -297,10 +297,10 @@ int eng_clone_next(struct eng_clone *c,
                 (klen < 17 || ~cairn_load_be64((const uint8_t *)k + klen - 8) > c->wm_ts)) {
                 continue;
             }
-            if (out->len - start_len >= max_bytes) {
-                return 0; /* more follows */
-            }
             v = rocksdb_iter_value(it, &vlen);
+            if (out->len > start_len && out->len - start_len + 9 + klen + vlen > max_bytes) {
+                return 0; /* more follows, in the next chunk */
+            }
             if (put_record(out, cf, k, klen, v, vlen) != 0) {
                 out->len = start_len;
                 return cairn_error_setf(err, CAIRN_ENOMEM, "engine: out of memory");

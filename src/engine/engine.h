@@ -384,7 +384,8 @@ int eng_clone_open(struct eng *e,
 
 /* Appends to `out` the records that follow resume position `after`
  * (after_len 0: from the start) in (column family, key) order, stopping
- * once `max_bytes` are appended (at least one record when any is left).
+ * before a record that would take the chunk past `max_bytes` (a chunk
+ * holds at least one record when any is left, however large).
  * Sets *done when no record follows the last one appended. `after` may be
  * any position (a repeated request after a lost reply is answered again).
  * Errors: CAIRN_EINVAL (a malformed position), CAIRN_ENOMEM, CAIRN_EIO.

@@ -58,6 +58,8 @@
 #include "repl/repl_int.h"
 #include "repl/transport.h"
 
+/* A chunk holds up to 1 MiB of records, or one larger record (a document
+ * up to 16 MiB: REPL_TRANSPORT_CONTROL_MAX leaves room for it). */
 #define CHUNK_BYTES ((size_t)1 << 20)
 #define SESSION_IDLE_MS 60000
 #define MAX_SESSIONS 4

@@ -181,28 +181,11 @@ static int copy_all(size_t chunk, uint64_t *n_keys)
     ck_assert_int_eq(eng_clone_open(g_e, &c, &index, &ts, &err), 0);
     ck_assert_int_eq(eng_install_begin(t_e, &err), 0);
     while (!done) {
-        size_t off = 0, last = 0;
         cairn_buf_reset(&out);
         ck_assert_int_eq(eng_clone_next(c, pos.data, pos.len, chunk, &out, &done, &err), 0);
         ck_assert(done || out.len > 0);
         ck_assert_int_eq(eng_install_put(t_e, out.data, out.len, n_keys, &err), 0);
-        /* The position of the last record: its cf byte and key. */
-        while (off < out.len) {
-            size_t klen = ((size_t)out.data[off + 1] << 24) | ((size_t)out.data[off + 2] << 16) |
-                          ((size_t)out.data[off + 3] << 8) | out.data[off + 4];
-            const uint8_t *v = out.data + off + 5 + klen;
-            size_t vlen = ((size_t)v[0] << 24) | ((size_t)v[1] << 16) | ((size_t)v[2] << 8) | v[3];
-            last = off;
-            off += 9 + klen + vlen;
-        }
-        ck_assert_uint_eq(off, out.len);
-        if (out.len > 0) {
-            size_t klen = ((size_t)out.data[last + 1] << 24) | ((size_t)out.data[last + 2] << 16) |
-                          ((size_t)out.data[last + 3] << 8) | out.data[last + 4];
-            cairn_buf_reset(&pos);
-            ck_assert_int_eq(cairn_buf_push(&pos, out.data[last]), 0);
-            ck_assert_int_eq(cairn_buf_append(&pos, out.data + last + 5, klen), 0);
-        }
+        ck_assert_int_eq(eng_clone_chunk_position(out.data, out.len, &pos, &err), 0);
         n++;
     }
     ck_assert_int_eq(eng_install_finish(t_e, index, ts, &err), 0);
@@ -388,6 +371,48 @@ START_TEST(test_install_marker_at_startup_opens_empty)
 }
 END_TEST
 
+/* A record larger than the chunk budget travels alone in its chunk; the
+ * chunks before and after it stay within the budget. */
+START_TEST(test_clone_large_record_gets_its_own_chunk)
+{
+    static char big[3001];
+    struct eng_clone *c;
+    struct cairn_error err = {0};
+    struct cairn_buf pos = CAIRN_BUF_INIT, out = CAIRN_BUF_INIT;
+    bool done = false, seen_big = false;
+    int chunks = 0;
+
+    memset(big, 'b', sizeof big - 1);
+    {
+        struct eng_op o[4] = {op_create(1, "db.a"), op_put(1, "a", "small-a"), op_put(1, "m", big),
+                              op_put(1, "z", "small-z")};
+        apply_ops(g_e, 1, 10, o, 4);
+    }
+    ck_assert_int_eq(eng_clone_open(g_e, &c, NULL, NULL, &err), 0);
+    while (!done) {
+        cairn_buf_reset(&out);
+        ck_assert_int_eq(eng_clone_next(c, pos.data, pos.len, 200, &out, &done, &err), 0);
+        if (memmem(out.data, out.len, big, sizeof big - 1) != NULL) {
+            seen_big = true;
+            ck_assert_uint_lt(out.len, 3100); /* alone */
+        } else {
+            ck_assert_uint_le(out.len, 200);
+        }
+        ck_assert_int_eq(eng_clone_chunk_position(out.data, out.len, &pos, &err), 0);
+        chunks++;
+    }
+    ck_assert(seen_big);
+    ck_assert_int_ge(chunks, 3);
+    {
+        const uint8_t junk[] = {1, 0, 0, 0, 50, 'x'};
+        ck_assert_int_eq(eng_clone_chunk_position(junk, sizeof junk, &pos, &err), CAIRN_ECORRUPT);
+    }
+    eng_clone_close(c);
+    cairn_buf_free(&pos);
+    cairn_buf_free(&out);
+}
+END_TEST
+
 static Suite *clone_suite(void)
 {
     Suite *s = suite_create("clone");
@@ -398,6 +423,7 @@ static Suite *clone_suite(void)
     tcase_add_test(tc, test_clone_stops_at_its_watermark_and_repeats);
     tcase_add_test(tc, test_install_refuses_bad_chunks_and_applies);
     tcase_add_test(tc, test_install_marker_at_startup_opens_empty);
+    tcase_add_test(tc, test_clone_large_record_gets_its_own_chunk);
     suite_add_tcase(s, tc);
     return s;
 }
