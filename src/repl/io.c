@@ -23,7 +23,10 @@
  *   0.22.1 postpones such an install and, when the write completes,
  *   starts it through a pointer it has just set to NULL (legacy.c
  *   takeSnapshotCb): a segfault. Followers take snapshots since sets of
- *   several members do, so a lagging follower hit it.
+ *   several members do, so a lagging follower hit it. One that arrives
+ *   while an installed snapshot is being stored (and restored) is dropped
+ *   here: raft 0.22.1 ignores it too (the leader sends it again), but
+ *   without freeing its data and configuration.
  *
  * raft_uv fires request callbacks through the inner io's `data`, so init
  * points it at raft (the outer's data) too.
@@ -112,8 +115,12 @@ static void io_recv(struct raft_io *io, struct raft_message *msg)
     struct repl_io *w = W(io);
     struct repl_io_held *h;
 
-    if (!w->taking || msg->type != RAFT_INSTALL_SNAPSHOT) {
+    if (msg->type != RAFT_INSTALL_SNAPSHOT || (!w->taking && !w->installing)) {
         w->recv(io, msg);
+        return;
+    }
+    if (w->installing) {
+        free_held(msg); /* see the top */
         return;
     }
     /* See the top: hold it (it owns its data and configuration) until
@@ -249,13 +256,14 @@ static int io_truncate(struct raft_io *io, raft_index index)
     return in->truncate(in, index);
 }
 
-/* raft's own snapshot puts in flight: the callback finds its wrapper
- * here (the request belongs to raft). One per raft at a time. */
+/* Snapshot puts in flight: the callback finds its wrapper here (the
+ * request belongs to raft). At most one per raft at a time. */
 struct take_put
 {
     struct raft_io_snapshot_put *req;
     struct repl_io *w;
     raft_io_snapshot_put_cb cb;
+    bool install; /* an installed snapshot (else raft's own) */
     struct take_put *next;
 };
 static struct take_put *take_puts;
@@ -277,6 +285,12 @@ static void take_put_cb(struct raft_io_snapshot_put *req, int status)
     if (t == NULL) {
         cairn_log(CAIRN_LOG_ERROR, "repl", "FATAL: unknown snapshot put completed");
         abort();
+    }
+    if (t->install) {
+        t->w->installing = false;
+        t->cb(req, status);
+        free(t);
+        return;
     }
     t->w->taking = false;
     t->cb(req, status);
@@ -304,10 +318,10 @@ static int io_snapshot_put(struct raft_io *io,
         repl_doubt_rollback_from(w->r, snapshot->index + 1, "replaced by an installed snapshot");
         repl_doubt_commit_upto(w->r, snapshot->index);
         w->next_index = snapshot->index + 1;
-        return in->snapshot_put(in, trailing, req, snapshot, cb);
     }
     {
         struct take_put *t = malloc(sizeof *t);
+        bool *flag = trailing == 0 ? &w->installing : &w->taking;
         int rv;
         if (t == NULL) {
             return RAFT_NOMEM;
@@ -315,15 +329,16 @@ static int io_snapshot_put(struct raft_io *io,
         t->req = req;
         t->w = w;
         t->cb = cb;
+        t->install = trailing == 0;
         pthread_mutex_lock(&take_puts_mu);
         t->next = take_puts;
         take_puts = t;
         pthread_mutex_unlock(&take_puts_mu);
-        w->taking = true;
+        *flag = true;
         rv = in->snapshot_put(in, trailing, req, snapshot, take_put_cb);
         if (rv != 0) {
             struct take_put **pp;
-            w->taking = false;
+            *flag = false;
             pthread_mutex_lock(&take_puts_mu);
             for (pp = &take_puts; *pp != t; pp = &(*pp)->next) {
             }

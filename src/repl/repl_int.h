@@ -171,6 +171,7 @@ struct repl_io
     uint64_t rng; /* io_random's own stream (xorshift64) */
     raft_io_recv_cb recv;                     /* raft's receive callback */
     bool taking;                              /* raft's own snapshot is being written */
+    bool installing;                          /* an installed snapshot is being stored */
     struct repl_io_held *held_head, *held_tail; /* InstallSnapshots held meanwhile */
 };
 
