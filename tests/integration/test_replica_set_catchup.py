@@ -113,7 +113,7 @@ def test_added_member_catches_up_from_a_checkpoint_then_the_log(rs_factory, rng)
         _write_commits(coll, rng, 100, "after")      # then from the log
         want = _assert_same_documents(rs, new, "c")
         assert len(want) == 5 * 520 - len([i for i in range(520) if i % 11 == 5])
-        assert _installs(new) == 1
+        assert _installs(new) >= 1     # more when the leader's log moved past it meanwhile
         served = sum(m.command({"serverStatus": 1})["repl"]["initialSync"]["checkpointsServed"]
                      for m in rs.members[:3])
         assert served >= 1
