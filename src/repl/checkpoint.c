@@ -483,9 +483,10 @@ static void *fetch_main(void *arg)
     o.key_len = r->key.len;
     rc = repl_transport_init(&f->t, &f->loop, &o, &err);
     if (rc != 0) {
-        cairn_log(CAIRN_LOG_ERROR, "repl", "checkpoint transport: %s", err.msg);
-        f->rc = rc;
-        return NULL;
+        /* Out of memory (the key and options were valid for the member
+         * transport): the member cannot go on without the install. */
+        cairn_log(CAIRN_LOG_ERROR, "repl", "FATAL: checkpoint transport: %s", err.msg);
+        abort();
     }
     f->rc = CAIRN_ESHUTDOWN;
     while (!stopping(f)) {
