@@ -257,10 +257,10 @@ void repl_set_topology_cb(struct repl *r, repl_topology_cb cb, void *arg);
 /* Activity counters since repl_open (for tests and serverStatus). */
 struct repl_counters
 {
-    uint64_t entries_proposed; /* raft entries handed to raft_apply */
-    uint64_t commits_proposed; /* commits in those entries (group commit) */
-    uint64_t entries_applied;  /* command entries applied to the engine */
-    uint64_t entries_skipped;  /* replayed entries at or below the watermark */
+    uint64_t entries_proposed;    /* raft entries handed to raft_apply */
+    uint64_t commits_proposed;    /* commits in those entries (group commit) */
+    uint64_t entries_applied;     /* command entries applied to the engine */
+    uint64_t entries_skipped;     /* replayed entries at or below the watermark */
     uint64_t checkpoint_installs; /* checkpoints this member installed */
     uint64_t checkpoints_served;  /* checkpoint sessions opened by others here */
     uint64_t last_checkpoint_bytes;

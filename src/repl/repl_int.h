@@ -168,10 +168,10 @@ struct repl_io
     raft_index next_index;           /* index the next appended entry gets */
     struct repl_io_dropped *dropped; /* vote requests not sent, to complete */
     uint64_t n_votes_dropped;
-    uint64_t rng; /* io_random's own stream (xorshift64) */
-    raft_io_recv_cb recv;                     /* raft's receive callback */
-    bool taking;                              /* raft's own snapshot is being written */
-    bool installing;                          /* an installed snapshot is being stored */
+    uint64_t rng;                               /* io_random's own stream (xorshift64) */
+    raft_io_recv_cb recv;                       /* raft's receive callback */
+    bool taking;                                /* raft's own snapshot is being written */
+    bool installing;                            /* an installed snapshot is being stored */
     struct repl_io_held *held_head, *held_tail; /* InstallSnapshots held meanwhile */
 };
 
@@ -342,9 +342,9 @@ struct repl
     /* checkpoint.c */
     struct repl_ckpt_src *ckpt_srcs; /* sessions served to other members */
     uint64_t ckpt_next_id;
-    int install_state;       /* under smu: STARTUP2/RECOVERING while installing, else 0 */
-    bool install_broken;     /* an install was abandoned (shutdown): apply nothing */
-    cairn_index min_valid;   /* RECOVERING while applied_index is below it */
+    int install_state;     /* under smu: STARTUP2/RECOVERING while installing, else 0 */
+    bool install_broken;   /* an install was abandoned (shutdown): apply nothing */
+    cairn_index min_valid; /* RECOVERING while applied_index is below it */
 
     /* Published progress, written by the raft thread, read anywhere. */
     _Atomic uint64_t pub_queued; /* newest ts accepted by repl_propose (client threads) */
