@@ -121,7 +121,8 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
 }
 
 /* raft takes the buffer back when restore fails at start-up (it frees the
- * snapshot), so only a successful restore frees buf->base. A descriptor we
+ * snapshot), so there only a successful restore frees buf->base; a restore
+ * from the leader frees it always. A descriptor we
  * cannot read stops the member: raft 0.22 ignores a refusal and this
  * member would go on acknowledging appends while applying nothing, still
  * counted in the majority. */
@@ -143,7 +144,13 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
         abort();
     }
     if (snap_index > wm_index && repl_ckpt_install(r, snap_index) != 0) {
-        return RAFT_CANCELED; /* shutting down (checkpoint.c invariant 3) */
+        /* Shutting down (checkpoint.c invariant 3). raft keeps the buffer
+         * of a failed restore only at start-up; otherwise it is ours. */
+        if (!r->in_start) {
+            raft_free(buf->base);
+            buf->base = NULL;
+        }
+        return RAFT_CANCELED;
     }
     raft_free(buf->base);
     buf->base = NULL;

@@ -170,7 +170,8 @@ def test_secondary_behind_the_trailing_log_installs_a_checkpoint(rs_factory, rng
     rs.wait_caught_up()
 
 
-def test_member_killed_during_an_install_resyncs_after_restart(rs_factory, rng):
+@pytest.mark.parametrize("stop", ["kill9", "sigterm"])
+def test_member_stopped_during_an_install_resyncs_after_restart(rs_factory, rng, stop):
     rs = rs_factory(4, initiate=False, extra_args=SMALL_LOG)
     _initiate(rs, [0, 1, 2])
     new = rs[3]
@@ -182,8 +183,13 @@ def test_member_killed_during_an_install_resyncs_after_restart(rs_factory, rng):
                             "mode": "alwaysOn"}).get("ok") == 1
         _add_member(c, new)
         _wait_state(new, STARTUP2)
-        # Killed mid-install: its data directory holds a partial install (the marker).
-        new.kill9()
+        # Stopped mid-install: its data directory holds a partial install (the marker). A
+        # clean stop abandons the install and exits 0.
+        if stop == "kill9":
+            new.kill9()
+        else:
+            assert new.stop() == 0, new.log_tail()
+            assert new.log_grep("checkpoint install abandoned"), new.log_tail()
         _write_commits(coll, rng, 100, "later")
         # At start-up it finds the partial install, starts empty and installs again.
         new.start(timeout=60)
