@@ -408,8 +408,12 @@ static int fetch_from(struct fetch *f, const char *addr, struct cairn_error *err
     while (rc == 0 && !done) {
         const uint8_t *data = NULL;
         uint32_t len = 0;
-        while (atomic_load(&r->debug_pause_install) && !stopping(f)) {
-            uv_sleep(20); /* tests: repl_debug_pause_install */
+        if (atomic_load(&r->debug_pause_install)) {
+            /* Tests: repl_debug_pause_install (the marker is stored). */
+            cairn_log(CAIRN_LOG_INFO, "repl", "checkpoint install paused by a fail point");
+            while (atomic_load(&r->debug_pause_install) && !stopping(f)) {
+                uv_sleep(20);
+            }
         }
         if (stopping(f)) {
             rc = cairn_error_setf(err, CAIRN_ESHUTDOWN, "shutting down");

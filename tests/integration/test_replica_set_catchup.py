@@ -183,6 +183,8 @@ def test_member_stopped_during_an_install_resyncs_after_restart(rs_factory, rng,
                             "mode": "alwaysOn"}).get("ok") == 1
         _add_member(c, new)
         _wait_state(new, STARTUP2)
+        wait_for(lambda: new.log_grep("checkpoint install paused"), 60,
+                 "the install to begin (and stop at the fail point)")
         # Stopped mid-install: its data directory holds a partial install (the marker). A
         # clean stop abandons the install and exits 0.
         if stop == "kill9":
