@@ -39,6 +39,12 @@ void eng_cat_destroy(struct eng_catalog *c)
     c->pend = NULL;
 }
 
+void eng_cat_reset(struct eng_catalog *c)
+{
+    c->n = 0;
+    c->n_pend = 0;
+}
+
 /* Index of the first committed entry with ns >= `ns`. */
 static size_t cat_lower(const struct eng_catalog *c, const char *ns)
 {

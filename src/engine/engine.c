@@ -35,8 +35,8 @@
 static int meta_key(const char *name, struct cairn_buf *k, struct cairn_error *err);
 
 #define CAT_PREFIX "catalog/"
-#define META_PREFIX "meta/"
-#define KEY_APPLIED "applied"
+#define META_PREFIX ENG_META_PREFIX
+#define KEY_APPLIED ENG_KEY_APPLIED
 #define KEY_NEXT_ID "catalog_next_id"
 #define BLOCK_CACHE_BYTES ((size_t)128 << 20)
 
@@ -116,8 +116,7 @@ static void set_cf_options(rocksdb_options_t *o, rocksdb_cache_t *cache, bool do
     rocksdb_options_set_level_compaction_dynamic_level_bytes(o, 1);
 }
 
-/* Loads the catalog, the id counter and the watermark. */
-static int load_state(struct eng *e, struct cairn_error *err)
+int eng_load_state(struct eng *e, struct cairn_error *err)
 {
     rocksdb_iterator_t *it = rocksdb_create_iterator_cf(e->db, e->ro_plain, e->cf_default);
     size_t plen = strlen(CAT_PREFIX);
@@ -272,7 +271,10 @@ int eng_open(const char *dir, struct eng **out, struct cairn_error *err)
     e->cf_default = handles[0];
     e->cf_docs = handles[1];
     e->cf_sessions = handles[2];
-    rv = load_state(e, err);
+    rv = eng_load_state(e, err);
+    if (rv == 0) {
+        rv = eng_install_check_open(e, err);
+    }
     if (rv != 0) {
         cairn_error_wrapf(err, "engine: %s", dir);
         eng_close(e);
@@ -559,6 +561,10 @@ int eng_apply(struct eng *e,
     }
 
     pthread_mutex_lock(&e->apply_mu);
+    if (atomic_load(&e->installing)) {
+        pthread_mutex_unlock(&e->apply_mu);
+        return cairn_error_setf(err, CAIRN_ESTATE, "engine: a checkpoint install is in progress");
+    }
     eng_applied(e, &cur_index, &cur_ts);
     if (index <= cur_index) {
         pthread_mutex_unlock(&e->apply_mu);

@@ -356,6 +356,106 @@ int eng_session_foreach(struct eng *e,
                         void *arg,
                         struct cairn_error *err);
 
+/* ---- Checkpoints: copying a member's whole state (clone.c) --------------- */
+/*
+ * A checkpoint is every key and value of every column family at one RocksDB
+ * snapshot, except the member-local metadata under "meta/" (replica-set
+ * config, bootstrap flag, install marker). A source streams it as chunks of
+ * records; a target deletes its own state and writes the records. The
+ * record format (one chunk is a run of records):
+ *   OFFSET SIZE DESCRIPTION
+ *   0      1    column family: 0 default, 1 docs, 2 sessions
+ *   1      4    key length k (big-endian)
+ *   5      k    key
+ *   5+k    4    value length v (big-endian)
+ *   9+k    v    value
+ * A resume position is the column family byte followed by the key of the
+ * last record received (empty: from the start).
+ */
+
+/* Largest key or value a record may carry. */
+#define ENG_CLONE_FIELD_MAX ((size_t)32 << 20)
+
+struct eng_clone;
+
+/* Source side. Captures the catalog and the watermark (index, ts) as of
+ * one applied entry into *index and *ts (either may be NULL), and keeps
+ * every document version visible at that ts from garbage collection until
+ * closed. The copy is fuzzy (clone.c C1-C4): documents as of the
+ * watermark, session records as of when they are read; it is consistent
+ * once the target has applied the log up to the source's applied index at
+ * the end of the copy. On success *out is the caller's, freed with
+ * eng_clone_close.
+ * Errors: CAIRN_ENOMEM, CAIRN_EIO, CAIRN_ECORRUPT. Any thread. */
+int eng_clone_open(struct eng *e,
+                   struct eng_clone **out,
+                   cairn_index *index,
+                   cairn_ts *ts,
+                   struct cairn_error *err);
+
+/* Appends to `out` the records that follow resume position `after`
+ * (after_len 0: from the start) in (column family, key) order, stopping
+ * before a record that would take the chunk past `max_bytes` (a chunk
+ * holds at least one record when any is left, however large).
+ * Sets *done when no record follows the last one appended. `after` may be
+ * any position (a repeated request after a lost reply is answered again).
+ * Errors: CAIRN_EINVAL (a malformed position), CAIRN_ENOMEM, CAIRN_EIO.
+ * The clone's thread (one call at a time). */
+int eng_clone_next(struct eng_clone *c,
+                   const uint8_t *after,
+                   size_t after_len,
+                   size_t max_bytes,
+                   struct cairn_buf *out,
+                   bool *done,
+                   struct cairn_error *err);
+
+/* Replaces `pos` with the resume position after the last record of chunk
+ * `recs` (unchanged when the chunk is empty). Errors: CAIRN_ECORRUPT (a
+ * malformed chunk), CAIRN_ENOMEM. Any thread. */
+int eng_clone_chunk_position(const uint8_t *recs,
+                             size_t len,
+                             struct cairn_buf *pos,
+                             struct cairn_error *err);
+
+/* Releases the clone and its GC read point. eng_clone_close(NULL) is a
+ * no-op. */
+void eng_clone_close(struct eng_clone *c);
+
+/* Target side, in this order: begin, put (any number), finish.
+ *
+ * eng_install_begin persists an "install in progress" marker and, in the
+ * same synced batch, deletes every key but the "meta/" ones; then the
+ * in-memory state says empty (applied 0, empty catalog, no overlay) and
+ * eng_apply refuses (CAIRN_ESTATE) until finish. A database opened with
+ * the marker set holds a partial install: eng_open wipes it the same way,
+ * logs it, and opens it empty (applied 0), so that the member resyncs.
+ * Errors: CAIRN_EIO, CAIRN_ENOMEM. The applying thread (raft) or a thread
+ * it waits for, with no apply running; readers may run (they see what
+ * they pinned, or nothing). */
+int eng_install_begin(struct eng *e, struct cairn_error *err);
+
+/* Writes one chunk of records (the format above; not synced). Records
+ * under "meta/" in the default column family are skipped. Adds the
+ * number of records written to *n_keys (may be NULL). Errors:
+ * CAIRN_ECORRUPT (malformed chunk: nothing of it is written), CAIRN_ESTATE
+ * (no install begun), CAIRN_ENOMEM, CAIRN_EIO. Same thread as begin. */
+int eng_install_put(struct eng *e,
+                    const uint8_t *recs,
+                    size_t len,
+                    uint64_t *n_keys,
+                    struct cairn_error *err);
+
+/* Ends the install: checks that the installed watermark is (index, ts),
+ * syncs the WAL, clears the marker (synced), and reloads every in-memory
+ * state from what is now stored: catalog, id counter, watermark, visible
+ * ts, GC floor (raised to the installed ts minus the history window, as
+ * at open). Errors: CAIRN_ECORRUPT (watermark missing or different; the
+ * marker stays), CAIRN_ESTATE, CAIRN_EIO, CAIRN_ENOMEM. Same thread. */
+int eng_install_finish(struct eng *e, cairn_index index, cairn_ts ts, struct cairn_error *err);
+
+/* Whether an install is in progress (begun, not finished). Any thread. */
+bool eng_install_active(struct eng *e);
+
 /* ---- Garbage collection of old versions ------------------------------- */
 /*
  * A compaction filter on the docs column family drops versions no reader

@@ -265,6 +265,10 @@ void eng_cat_pending_trim(struct eng_catalog *c, cairn_ts ts);
  * c->lock for writing. */
 void eng_cat_pending_cut(struct eng_catalog *c, cairn_ts ts);
 
+/* Empties the committed view and the pending ops (max_id stays). Caller
+ * holds c->lock for writing. */
+void eng_cat_reset(struct eng_catalog *c);
+
 /* Records that `id` is in use. Caller holds c->lock for writing. */
 void eng_cat_note_id(struct eng_catalog *c, uint64_t id);
 
@@ -353,9 +357,27 @@ struct eng
     struct eng_catalog cat;
     struct eng_gc gc;
 
+    atomic_bool installing; /* eng_install_begin .. finish (clone.c) */
+
     eng_debug_hook_cb hook; /* tests: eng_debug_set_hook */
     void *hook_arg;
 };
+
+/* Default column family keys shared by engine.c and clone.c. */
+#define ENG_KEY_APPLIED "applied"
+#define ENG_META_PREFIX "meta/"
+/* The install marker (clone.c): under "meta/", so a wipe keeps it. */
+#define ENG_KEY_INSTALLING "meta/installing"
+
+/* Loads the catalog, the id counter and the watermark from RocksDB into
+ * the (empty) in-memory catalog and e->applied_*. The caller is alone (at
+ * open) or holds cat.lock for writing and wm_mu (clone.c). */
+int eng_load_state(struct eng *e, struct cairn_error *err);
+
+/* At open, after eng_load_state: when the install marker is set, wipes
+ * the partial install and resets the loaded state to empty (logged).
+ * Errors: CAIRN_EIO, CAIRN_ENOMEM. Single-threaded (at open). */
+int eng_install_check_open(struct eng *e, struct cairn_error *err);
 
 /* Calls the test hook, if any, at `point`. */
 static inline void eng_debug_point(struct eng *e, enum eng_debug_point point)

@@ -149,6 +149,19 @@ static int cmd_server_status(struct net_cmd *c)
             BSON_APPEND_UTF8(&sub, "me", st.members[st.self].host);
         }
         BSON_APPEND_INT64(&sub, "term", (int64_t)st.term);
+        {
+            /* Checkpoint installs (Cairn's initial sync) and sessions served. */
+            struct repl_counters rc;
+            bson_t is;
+            repl_counters_get(c->deps->repl, &rc);
+            BSON_APPEND_DOCUMENT_BEGIN(&sub, "initialSync", &is);
+            BSON_APPEND_INT64(&is, "checkpointInstalls", (int64_t)rc.checkpoint_installs);
+            BSON_APPEND_INT64(&is, "checkpointsServed", (int64_t)rc.checkpoints_served);
+            BSON_APPEND_INT64(&is, "lastBytes", (int64_t)rc.last_checkpoint_bytes);
+            BSON_APPEND_INT64(&is, "lastKeys", (int64_t)rc.last_checkpoint_keys);
+            BSON_APPEND_INT64(&is, "lastMillis", (int64_t)rc.last_checkpoint_ms);
+            bson_append_document_end(&sub, &is);
+        }
         bson_append_document_end(&c->reply, &sub);
     }
 

@@ -298,6 +298,7 @@ static int cmd_find(struct net_cmd *c)
         goto fail;
     }
     cur->coll_id = cid;
+    cur->installs = repl_checkpoint_installs(c->deps->repl);
     bson_value_t id;
     if (sort != NULL || qry_matcher_id_equality(m, &id)) {
         /* Materialise: the point lookup, or all matches to sort. */
@@ -387,6 +388,11 @@ fail:
  * QueryPlanKilled rather than documents of a collection that is gone. */
 static int check_cursor_collection(struct net_cmd *c, const struct net_cursor *cur)
 {
+    if (cur->rd != NULL && cur->installs != repl_checkpoint_installs(c->deps->repl)) {
+        return cairn_error_mongo(&c->err, CAIRN_ESTATE, MONGO_QueryPlanKilled,
+                                 "Executor error during getMore :: caused by :: this member "
+                                 "installed a checkpoint: the data the cursor read was replaced");
+    }
     if (cur->coll_id == 0) {
         return 0;
     }

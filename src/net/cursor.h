@@ -64,6 +64,10 @@ struct net_cursor
     /* Collection a find/aggregate cursor reads (0 = none): getMore fails
      * with QueryPlanKilled once it has been dropped, as in mongod. */
     uint64_t coll_id;
+    /* repl_checkpoint_installs when it was opened: a streaming cursor
+     * whose member installed a checkpoint since is killed (QueryPlanKilled),
+     * since the data it was reading was replaced. */
+    uint64_t installs;
 
     /* What its read showed of the primary's commits not yet applied
      * (txn_read_overlay_token): once they are discarded (a step-down), the

@@ -5,7 +5,8 @@
  * 59, as in mongod). The one fail point is failCommand, which lets drivers
  * and applications rehearse server errors, closed connections, slow
  * commands and write-concern errors (mongod's src/mongo/util/fail_point.cpp
- * and CommandHelpers::evaluateFailCommandFailPoint).
+ * and CommandHelpers::evaluateFailCommandFailPoint). A second fail point,
+ * pauseCheckpointInstall, holds a checkpoint install (see below).
  *
  * A fail point has a mode and a data document:
  *
@@ -87,7 +88,13 @@ struct fail_point
 
 static struct fail_point fail_command = {.name = "failCommand", .mu = PTHREAD_MUTEX_INITIALIZER};
 
-static struct fail_point *const registry[] = {&fail_command};
+/* pauseCheckpointInstall: while on (any mode but "off"), a checkpoint install
+ * in progress on this member waits before its next chunk (repl's
+ * repl_debug_pause_install), so tests can see STARTUP2/RECOVERING and kill
+ * the member mid-install. Its data is ignored. */
+static struct fail_point pause_install = {.name = "pauseCheckpointInstall",
+                                          .mu = PTHREAD_MUTEX_INITIALIZER};
+static struct fail_point *const registry[] = {&fail_command, &pause_install};
 
 #define N_FAIL_POINTS (sizeof registry / sizeof registry[0])
 
@@ -638,6 +645,9 @@ static int cmd_configure_fail_point(struct net_cmd *c)
     fp->value = value;
     atomic_store_explicit(&fp->on, mode != FP_OFF, memory_order_release);
     pthread_mutex_unlock(&fp->mu);
+    if (fp == &pause_install) {
+        repl_debug_pause_install(c->deps->repl, mode != FP_OFF);
+    }
     net_log_event(net_conn_server(c->conn), "Set failpoint %s from conn%llu", fp->name,
                   (unsigned long long)c->conn_id);
     if (count <= INT32_MAX) {

@@ -11,15 +11,15 @@
  * one syncs RocksDB's WAL first, because raft deletes the log segments below
  * the snapshot right after it is stored (trap T10); apply runs on this same
  * thread, so the engine state is exactly last_applied. Snapshots keep raft's
- * in-memory log (every entry since the last snapshot) bounded.
- * The host decides when snapshots may be taken (ops->may_snapshot; in
- * production only a one-member set takes them: a follower that fell behind
- * the trailing entries would need the checkpoint shipping that comes with
- * multi-member sets, so with several members snapshot() answers RAFT_BUSY
- * for now). restore() is a no-op when the descriptor's index is at or below
- * our watermark (the start-up restore); above it, the host's checkpoint
- * source installs the state (ops->install_checkpoint), and without one the
- * member stops.
+ * in-memory log (every entry since the last snapshot) bounded; raft keeps
+ * the trailing entries (repl_options.snapshot_trailing) for members that
+ * lag. restore() is a no-op when the descriptor's index is at or below our
+ * watermark (the start-up restore, or a snapshot sent again); otherwise
+ * this member fell behind the leader's log, joined late, or crashed in an
+ * install: the host's checkpoint source
+ * (ops->install_checkpoint; in production checkpoint.c) fetches a checkpoint from a healthy member and
+ * installs it before restore returns. A restore never fails except at
+ * shutdown (or without a checkpoint source: the member stops); then nothing more is applied (checkpoint.c invariant 3).
  *
  * Applying an entry that writes, creates or drops the cluster-wide
  * settings collection (REPL_SETTINGS_NS) bumps the host's settings
@@ -49,6 +49,9 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
     int rc;
 
     *result = NULL;
+    if (h->install_broken) {
+        return 0; /* shutting down after an abandoned install: apply nothing */
+    }
     rc = repl_oplog_decode(buf->base, buf->len, &d, &err);
     if (rc == CAIRN_EUNSUPPORTED) {
         /* Written by a newer cairnd: skipping it would diverge. */
@@ -115,7 +118,7 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
 
     *bufs = NULL;
     *n_bufs = 0;
-    if (h->ops->may_snapshot != NULL && !h->ops->may_snapshot(h->ops_arg)) {
+    if (h->install_broken || (h->ops->may_snapshot != NULL && !h->ops->may_snapshot(h->ops_arg))) {
         return RAFT_BUSY;
     }
     if (eng_sync(h->eng, &err) != 0) {
@@ -141,10 +144,11 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
 }
 
 /* raft takes the buffer back when restore fails at start-up (it frees the
- * snapshot), so only a successful restore frees buf->base. A restore we
- * cannot do from the leader stops the member: raft 0.22 ignores the error
- * and this member would go on acknowledging appends while applying
- * nothing, still counted in the majority. */
+ * snapshot), so there only a successful restore frees buf->base; a restore
+ * from the leader frees it always. A descriptor we
+ * cannot read stops the member: raft 0.22 ignores a refusal and this
+ * member would go on acknowledging appends while applying nothing, still
+ * counted in the majority. */
 static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 {
     struct repl_host *h = fsm->data;
@@ -158,30 +162,33 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
         snap_index = cairn_load_be64(buf->base);
     }
     eng_applied(h->eng, &wm_index, &wm_ts);
-    if (ok && snap_index <= wm_index) {
-        raft_free(buf->base);
-        buf->base = NULL;
-        return 0;
-    }
-    if (ok && h->ops->install_checkpoint != NULL) {
-        if (h->ops->install_checkpoint(h->ops_arg, h, buf, &err) == 0) {
-            raft_free(buf->base);
-            buf->base = NULL;
-            return 0;
-        }
-        cairn_log(CAIRN_LOG_ERROR, "repl",
-                  "FATAL: raft snapshot restore (%s, index %llu > applied %llu): checkpoint "
-                  "installation failed: %s: stopping",
-                  h->in_start ? "at start" : "from the leader", (unsigned long long)snap_index,
-                  (unsigned long long)wm_index, err.msg);
+    if (!ok) {
+        cairn_log(CAIRN_LOG_ERROR, "repl", "FATAL: raft snapshot of %zu bytes (%s) is unreadable",
+                  buf->len, h->in_start ? "at start" : "from the leader");
         abort();
     }
-    cairn_log(CAIRN_LOG_ERROR, "repl",
-              "FATAL: raft snapshot restore (%s, index %llu > applied %llu) needs checkpoint "
-              "installation, which is not implemented: stopping",
-              h->in_start ? "at start" : "from the leader", (unsigned long long)snap_index,
-              (unsigned long long)wm_index);
-    abort();
+    if (snap_index > wm_index) {
+        if (h->ops->install_checkpoint == NULL) {
+            cairn_log(CAIRN_LOG_ERROR, "repl",
+                      "FATAL: raft snapshot restore (%s, index %llu > applied %llu) needs a "
+                      "checkpoint and this host has no checkpoint source: stopping",
+                      h->in_start ? "at start" : "from the leader", (unsigned long long)snap_index,
+                      (unsigned long long)wm_index);
+            abort();
+        }
+        if (h->ops->install_checkpoint(h->ops_arg, h, buf, &err) != 0) {
+            /* Shutting down (checkpoint.c invariant 3). raft keeps the buffer
+             * of a failed restore only at start-up; otherwise it is ours. */
+            if (!h->in_start) {
+                raft_free(buf->base);
+                buf->base = NULL;
+            }
+            return RAFT_CANCELED;
+        }
+    }
+    raft_free(buf->base);
+    buf->base = NULL;
+    return 0;
 }
 
 void repl_note_loaded_terms(struct repl_host *h,

@@ -58,12 +58,17 @@ static bool uv_may_campaign(void *arg)
     return repl_may_campaign(arg);
 }
 
-/* Only a one-member set takes snapshots until checkpoints are shipped to
- * followers that fall behind the trailing entries (fsm.c). */
-static bool uv_may_snapshot(void *arg)
+/* The checkpoint source: checkpoint.c fetches one from a healthy member. */
+static int uv_install_checkpoint(void *arg,
+                                 struct repl_host *h,
+                                 const struct raft_buffer *desc,
+                                 struct cairn_error *err)
 {
-    const struct repl *r = arg;
-    return r->cfg.n == 1;
+    (void)h;
+    if (repl_ckpt_install(arg, cairn_load_be64(desc->base)) != 0) {
+        return cairn_error_setf(err, CAIRN_ESHUTDOWN, "checkpoint install abandoned: shutting down");
+    }
+    return 0;
 }
 
 static void uv_rollback_changed(void *arg)
@@ -75,9 +80,9 @@ static const struct repl_host_ops uv_ops = {
     .applied = uv_applied,
     .config_applied = uv_config_applied,
     .may_campaign = uv_may_campaign,
-    .may_snapshot = uv_may_snapshot,
+    .may_snapshot = NULL, /* every member takes them (checkpoint.c serves laggards) */
     .rollback_changed = uv_rollback_changed,
-    .install_checkpoint = NULL, /* not implemented yet: the member stops (fsm.c) */
+    .install_checkpoint = uv_install_checkpoint,
 };
 
 void repl_host_bind(struct repl *r)

@@ -82,6 +82,7 @@ struct repl_host
     /* Counters, read anywhere. */
     _Atomic uint64_t n_entries_applied;
     _Atomic uint64_t n_entries_skipped; /* replays at or below the watermark */
+    bool install_broken; /* a checkpoint install was abandoned (shutdown): apply nothing */
     /* Cluster-wide settings (REPL_SETTINGS_NS): the FSM tracks the
      * collection's id in the applied catalog (0 = absent) and bumps the
      * generation whenever an applied entry writes, creates or drops it;
@@ -115,6 +116,15 @@ struct repl_io_dropped
 
 /* raft sees `outer`; every method forwards to `inner` (raft_uv, or a
  * fixture server's in-memory io). */
+/* An InstallSnapshot message held while raft's own snapshot is being
+ * written (io.c). */
+struct repl_io_held
+{
+    struct raft_message msg;
+    char addr[REPL_HOST_MAX + 8];
+    struct repl_io_held *next;
+};
+
 struct repl_io
 {
     struct raft_io outer;
@@ -126,6 +136,9 @@ struct repl_io
     uint64_t rng;            /* io_random's own stream (xorshift64) */
     raft_io_recv_cb recv;    /* raft's, called for messages that pass msgcheck.c */
     uint64_t n_msgs_refused; /* messages msgcheck.c refused */
+    bool taking;             /* raft's own snapshot is being written */
+    bool installing;         /* an installed snapshot is being stored */
+    struct repl_io_held *held_head, *held_tail; /* InstallSnapshots held meanwhile */
 };
 
 /* Sizes an InstallSnapshot descriptor may have (fsm.c writes them). */

@@ -22,12 +22,23 @@
  *   sees it; a refused one is freed and dropped with a warning.
  * - Randomness: election timeouts come from a per-member stream (see
  *   io_random), not raft_uv's wall-clock-seeded rand().
+ * - InstallSnapshot messages that arrive while raft writes a snapshot of
+ *   its own are held until that write completes, then delivered. raft
+ *   0.22.1 postpones such an install and, when the write completes,
+ *   starts it through a pointer it has just set to NULL (legacy.c
+ *   takeSnapshotCb): a segfault. Followers take snapshots since sets of
+ *   several members do, so a lagging follower hit it. One that arrives
+ *   while an installed snapshot is being stored (and restored) is dropped
+ *   here: raft 0.22.1 ignores it too (the leader sends it again), but
+ *   without freeing its data and configuration.
  *
  * raft_uv fires request callbacks through the inner io's `data`, so init
  * points it at raft (the outer's data) too.
  *
  * Everything here runs on the thread that drives raft.
  */
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -44,6 +55,8 @@ static struct repl_io *W(struct raft_io *io)
     const struct raft *raft = io->data;
     return raft->io->impl;
 }
+
+static void release_held(struct repl_io *w, bool deliver);
 
 static void sync_capacity(struct raft_io *io)
 {
@@ -67,6 +80,7 @@ static void io_close(struct raft_io *io, raft_io_close_cb cb)
 {
     struct raft_io *in = W(io)->inner;
     repl_io_flush(W(io));
+    release_held(W(io), false);
     in->close(in, cb);
 }
 
@@ -94,26 +108,81 @@ static int io_load(struct raft_io *io,
     return 0;
 }
 
-/* raft_uv calls this with its own io; raft's recv finds raft the same way. */
-static void io_recv(struct raft_io *io, struct raft_message *m)
+static void free_held(struct raft_message *m)
+{
+    raft_free(m->install_snapshot.data.base);
+    raft_configuration_close(&m->install_snapshot.conf);
+}
+
+/* raft_uv calls this with its own io; raft's recv finds raft the same way.
+ * Every message passes msgcheck.c first; held snapshots were checked. */
+static void io_recv(struct raft_io *io, struct raft_message *msg)
 {
     struct repl_io *w = W(io);
+    struct repl_io_held *h;
     struct cairn_error err;
 
-    if (repl_msg_check(m, &err) != 0) {
+    if (repl_msg_check(msg, &err) != 0) {
         w->n_msgs_refused++;
         if (w->n_msgs_refused <= 10 || w->n_msgs_refused % 1000 == 0) {
             cairn_log(CAIRN_LOG_WARN, "repl",
                       "dropped a raft message (type %d) from member %llu (%s): %s "
                       "(%llu refused so far)",
-                      (int)m->type, (unsigned long long)m->server_id,
-                      m->server_address != NULL ? m->server_address : "?", err.msg,
+                      (int)msg->type, (unsigned long long)msg->server_id,
+                      msg->server_address != NULL ? msg->server_address : "?", err.msg,
                       (unsigned long long)w->n_msgs_refused);
         }
-        repl_msg_discard(m);
+        repl_msg_discard(msg);
         return;
     }
-    w->recv(io, m);
+    if (msg->type != RAFT_INSTALL_SNAPSHOT || (!w->taking && !w->installing)) {
+        w->recv(io, msg);
+        return;
+    }
+    if (w->installing) {
+        free_held(msg); /* see the top */
+        return;
+    }
+    /* See the top: hold it (it owns its data and configuration) until
+     * raft's own snapshot is stored. Only the newest: raft must get one
+     * install at a time (a second one while the first is being stored
+     * breaks its state too), and the leader sends again what it misses. */
+    release_held(w, false);
+    h = calloc(1, sizeof *h);
+    if (h == NULL) {
+        free_held(msg); /* dropped: the leader sends it again */
+        return;
+    }
+    h->msg = *msg;
+    snprintf(h->addr, sizeof h->addr, "%s", msg->server_address ? msg->server_address : "");
+    h->msg.server_address = h->addr;
+    if (w->held_tail != NULL) {
+        w->held_tail->next = h;
+    } else {
+        w->held_head = h;
+    }
+    w->held_tail = h;
+    cairn_log(CAIRN_LOG_INFO, "repl",
+              "raft snapshot %llu from the leader waits for this member's own snapshot",
+              (unsigned long long)msg->install_snapshot.last_index);
+}
+
+/* Delivers (deliver true) or frees the held messages. */
+static void release_held(struct repl_io *w, bool deliver)
+{
+    while (w->held_head != NULL) {
+        struct repl_io_held *h = w->held_head;
+        w->held_head = h->next;
+        if (w->held_head == NULL) {
+            w->held_tail = NULL;
+        }
+        if (deliver) {
+            w->recv(w->inner, &h->msg);
+        } else {
+            free_held(&h->msg);
+        }
+        free(h);
+    }
 }
 
 static int io_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick, raft_io_recv_cb recv)
@@ -209,6 +278,52 @@ static int io_truncate(struct raft_io *io, raft_index index)
     return in->truncate(in, index);
 }
 
+/* Snapshot puts in flight: the callback finds its wrapper here (the
+ * request belongs to raft). At most one per raft at a time. */
+struct take_put
+{
+    struct raft_io_snapshot_put *req;
+    struct repl_io *w;
+    raft_io_snapshot_put_cb cb;
+    bool install; /* an installed snapshot (else raft's own) */
+    struct take_put *next;
+};
+static struct take_put *take_puts;
+static pthread_mutex_t take_puts_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void take_put_cb(struct raft_io_snapshot_put *req, int status)
+{
+    struct take_put **pp, *t = NULL;
+
+    pthread_mutex_lock(&take_puts_mu);
+    for (pp = &take_puts; *pp != NULL; pp = &(*pp)->next) {
+        if ((*pp)->req == req) {
+            t = *pp;
+            *pp = t->next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&take_puts_mu);
+    if (t == NULL) {
+        cairn_log(CAIRN_LOG_ERROR, "repl", "FATAL: unknown snapshot put completed");
+        abort();
+    }
+    if (t->install) {
+        t->w->installing = false;
+        t->cb(req, status);
+        free(t);
+        return;
+    }
+    t->w->taking = false;
+    t->cb(req, status);
+    /* raft may have started its next snapshot inside that callback: then
+     * the held message waits for that one too. */
+    if (status != 0 || !t->w->taking) {
+        release_held(t->w, status == 0);
+    }
+    free(t);
+}
+
 static int io_snapshot_put(struct raft_io *io,
                            unsigned trailing,
                            struct raft_io_snapshot_put *req,
@@ -226,7 +341,35 @@ static int io_snapshot_put(struct raft_io *io,
         repl_doubt_commit_upto(w->h, snapshot->index);
         w->next_index = snapshot->index + 1;
     }
-    return in->snapshot_put(in, trailing, req, snapshot, cb);
+    {
+        struct take_put *t = malloc(sizeof *t);
+        bool *flag = trailing == 0 ? &w->installing : &w->taking;
+        int rv;
+        if (t == NULL) {
+            return RAFT_NOMEM;
+        }
+        t->req = req;
+        t->w = w;
+        t->cb = cb;
+        t->install = trailing == 0;
+        pthread_mutex_lock(&take_puts_mu);
+        t->next = take_puts;
+        take_puts = t;
+        pthread_mutex_unlock(&take_puts_mu);
+        *flag = true;
+        rv = in->snapshot_put(in, trailing, req, snapshot, take_put_cb);
+        if (rv != 0) {
+            struct take_put **pp;
+            *flag = false;
+            pthread_mutex_lock(&take_puts_mu);
+            for (pp = &take_puts; *pp != t; pp = &(*pp)->next) {
+            }
+            *pp = t->next;
+            pthread_mutex_unlock(&take_puts_mu);
+            free(t);
+        }
+        return rv;
+    }
 }
 
 static int io_snapshot_get(struct raft_io *io,

@@ -400,6 +400,10 @@ int repl_members_control(void *arg, const bson_t *req, bson_t *reply)
     if (strcmp(cmd, "replSetInitiateCheck") == 0) {
         return serve_initiate_check(r, req, reply);
     }
+    if (strcmp(cmd, "ckptOpen") == 0 || strcmp(cmd, "ckptNext") == 0 ||
+        strcmp(cmd, "ckptClose") == 0) {
+        return repl_ckpt_serve(r, cmd, req, reply);
+    }
     cairn_error_mongo(&err, CAIRN_EINVAL, MONGO_CommandNotFound, "unknown control request %.64s",
                       cmd);
     return reply_error(reply, &err);
@@ -499,6 +503,7 @@ static void hb_timer_cb(uv_timer_t *t)
     if (r->closing || r->cfg.doc == NULL || !r->transport_ready) {
         return;
     }
+    repl_ckpt_expire(r, false);
     for (size_t i = 0; i < r->cfg.n; i++) {
         if ((int)i != r->self && !r->peers[i].inflight) {
             send_heartbeat(r, i);

@@ -28,9 +28,6 @@
  * group commit); see docs/decisions.md §16 for the capacity threshold. */
 #define SEGMENT_SIZE ((size_t)32 << 20)
 #define MAX_INFLIGHT_ENTRIES 1024
-/* Descriptor snapshots (see fsm.c) bound raft's in-memory log. */
-#define SNAPSHOT_THRESHOLD 4096
-#define SNAPSHOT_TRAILING 1024
 #define POLL_INTERVAL_MS 10
 
 /* ---- Start and stop (raft thread) -------------------------------------- */
@@ -283,8 +280,9 @@ static int handle_start(struct repl *r, struct repl_ctl *c)
     raft_set_election_timeout(&r->raft, (unsigned)c->cfg.election_timeout_ms);
     raft_set_heartbeat_timeout(&r->raft, raft_heartbeat_ms(c->cfg.election_timeout_ms));
     raft_set_pre_vote(&r->raft, true);
-    raft_set_snapshot_threshold(&r->raft, SNAPSHOT_THRESHOLD);
-    raft_set_snapshot_trailing(&r->raft, SNAPSHOT_TRAILING);
+    /* Descriptor snapshots (fsm.c) bound raft's in-memory log. */
+    raft_set_snapshot_threshold(&r->raft, r->snapshot_threshold);
+    raft_set_snapshot_trailing(&r->raft, r->snapshot_trailing);
     /* Off: raft_uv reports free log space as 16-bit KiB, which wraps with
      * our 32 MiB segments and then refuses every write (raft-0.22.md §0.1;
      * docs/decisions.md §16). */
@@ -307,8 +305,10 @@ static int handle_start(struct repl *r, struct repl_ctl *c)
         }
     }
     r->host.in_start = true;
+    r->start_cfg = &c->cfg;
     rv = raft_start(&r->raft);
     r->host.in_start = false;
+    r->start_cfg = NULL;
     if (rv != 0) {
         return start_fail(r, c, rv, "start");
     }
@@ -700,6 +700,10 @@ int repl_open(const struct repl_options *opts, struct repl **out, struct cairn_e
     snprintf(r->bind_ip, sizeof r->bind_ip, "%s", opts->bind_ip ? opts->bind_ip : "");
     r->port = opts->port;
     r->self = -1;
+    r->snapshot_threshold =
+        opts->snapshot_threshold ? opts->snapshot_threshold : REPL_SNAPSHOT_THRESHOLD;
+    r->snapshot_trailing =
+        opts->snapshot_trailing ? opts->snapshot_trailing : REPL_SNAPSHOT_TRAILING;
     r->start_wall_ms = cairn_wall_ms();
     pthread_mutex_init(&r->qmu, NULL);
     pthread_mutex_init(&r->smu, NULL);
@@ -751,6 +755,11 @@ int repl_open(const struct repl_options *opts, struct repl **out, struct cairn_e
     atomic_store(&r->pub_handed, r->applied_ts);
     r->st.applied_ts = r->st.last_ts = r->applied_ts;
     r->st.applied_index = r->applied_index;
+    /* checkpoint.c invariant 1: an install's minValid outlives restarts. */
+    if (eng_meta_get(r->eng, "minvalid", &meta, NULL) == 0 && meta.len == 8) {
+        r->min_valid = cairn_load_be64(meta.data);
+    }
+    cairn_buf_reset(&meta);
 
     rc = eng_meta_get(r->eng, "rsconfig", &meta, err);
     if (rc == 0) {
@@ -867,6 +876,7 @@ void repl_close(struct repl *r)
     repl_waitq_fail_upto(&r->waitq, CAIRN_TS_MAX, CAIRN_ESHUTDOWN);
     (void)repl_drop_queue(r, NULL);
     repl_host_close(&r->host);
+    repl_ckpt_expire(r, true);
     while (r->inflight_head != NULL) {
         struct repl_prop *p = r->inflight_head;
         repl_inflight_unlink(r, p);

@@ -70,7 +70,17 @@ struct repl_options
     /* --keyFile: the members' shared key (repl_keyfile_load); NULL = no
      * key: members then authenticate nothing, as mongod without keyFile. */
     const char *key_file;
+    /* Raft snapshots: taken every `snapshot_threshold` applied entries,
+     * keeping the last `snapshot_trailing` entries in the log for members
+     * that lag (0 = the defaults, REPL_SNAPSHOT_THRESHOLD and
+     * REPL_SNAPSHOT_TRAILING; docs/decisions.md says why). A member
+     * further behind catches up from a checkpoint. */
+    unsigned snapshot_threshold;
+    unsigned snapshot_trailing;
 };
+
+#define REPL_SNAPSHOT_THRESHOLD 8192
+#define REPL_SNAPSHOT_TRAILING 16384
 
 struct repl;
 
@@ -247,14 +257,24 @@ void repl_set_topology_cb(struct repl *r, repl_topology_cb cb, void *arg);
 /* Activity counters since repl_open (for tests and serverStatus). */
 struct repl_counters
 {
-    uint64_t entries_proposed; /* raft entries handed to raft_apply */
-    uint64_t commits_proposed; /* commits in those entries (group commit) */
-    uint64_t entries_applied;  /* command entries applied to the engine */
-    uint64_t entries_skipped;  /* replayed entries at or below the watermark */
+    uint64_t entries_proposed;    /* raft entries handed to raft_apply */
+    uint64_t commits_proposed;    /* commits in those entries (group commit) */
+    uint64_t entries_applied;     /* command entries applied to the engine */
+    uint64_t entries_skipped;     /* replayed entries at or below the watermark */
+    uint64_t checkpoint_installs; /* checkpoints this member installed */
+    uint64_t checkpoints_served;  /* checkpoint sessions opened by others here */
+    uint64_t last_checkpoint_bytes;
+    uint64_t last_checkpoint_keys;
+    uint64_t last_checkpoint_ms;
 };
 
 /* Copies the counters. Any thread. */
 void repl_counters_get(struct repl *r, struct repl_counters *out);
+
+/* Checkpoints this member installed since it started (cursors opened
+ * before an install are killed: the data under them was replaced). Any
+ * thread. */
+uint64_t repl_checkpoint_installs(struct repl *r);
 
 /* ---- Proposals and write concern --------------------------------------- */
 
@@ -322,6 +342,12 @@ void repl_debug_hold_proposals(struct repl *r, bool hold);
  * so that tests can observe how a refused proposal ends the write epoch.
  * Any thread. */
 void repl_debug_fail_proposals(struct repl *r, int n);
+
+/* Test-only: while `pause` is true, a checkpoint install in progress
+ * waits before fetching its next chunk (its data directory then holds a
+ * partial install), so that tests can observe the member's state or kill
+ * it mid-install. Any thread. */
+void repl_debug_pause_install(struct repl *r, bool pause);
 
 /* A write concern. w = 0 means "majority"; N >= 1 means N members. */
 struct repl_wc

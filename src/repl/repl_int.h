@@ -290,6 +290,14 @@ struct repl
     cairn_ts held_ts[REPL_MAX_MEMBERS + 1]; /* [N]: newest ts durable on N members (leader) */
     cairn_index applied_index;
     cairn_ts lost_ts; /* newest ts dropped (not proposed) or possibly lost (repl_note_lost) */
+    const struct repl_cfg *start_cfg; /* in_start: the config raft starts with */
+    unsigned snapshot_threshold;      /* raft_set_snapshot_threshold */
+    unsigned snapshot_trailing;       /* raft_set_snapshot_trailing */
+    /* checkpoint.c */
+    struct repl_ckpt_src *ckpt_srcs; /* sessions served to other members */
+    uint64_t ckpt_next_id;
+    int install_state;     /* under smu: STARTUP2/RECOVERING while installing, else 0 */
+    cairn_index min_valid; /* RECOVERING while applied_index is below it */
 
     /* Published progress, written by the raft thread, read anywhere. */
     _Atomic uint64_t pub_queued; /* newest ts accepted by repl_propose (client threads) */
@@ -306,6 +314,12 @@ struct repl
     uint64_t epochs; /* raft thread: leadership periods so far */
     _Atomic uint64_t n_entries_proposed;
     _Atomic uint64_t n_commits_proposed;
+    _Atomic uint64_t n_ckpt_installs;
+    _Atomic uint64_t n_ckpt_served;
+    _Atomic uint64_t ckpt_last_bytes;
+    _Atomic uint64_t ckpt_last_keys;
+    _Atomic uint64_t ckpt_last_ms;
+    atomic_bool debug_pause_install; /* repl_debug_pause_install (tests) */
 
     /* Proposal and control queue. */
     pthread_mutex_t qmu;
@@ -459,8 +473,28 @@ int repl_post_ctl_wait(struct repl *r, struct repl_ctl *c, struct cairn_error *e
 /* Initialises r->host for production (repl_host_init with r's engine and
  * dbpath, raft = &r->raft) with calls back into r: repl_on_applied,
  * repl_config_applied, repl_may_campaign, repl_publish_status, snapshots
- * only in a one-member set. repl_open. */
+ * on every member, checkpoints from checkpoint.c. repl_open. */
 void repl_host_bind(struct repl *r);
+
+/* ---- checkpoint.c (raft thread) --------------------------------------------- */
+
+struct repl_ckpt_src;
+
+/* Serves the checkpoint control requests ckptOpen, ckptNext and ckptClose
+ * (`cmd`), always answering in `reply` (errors as {ok: 0, errmsg, code});
+ * returns 0. */
+int repl_ckpt_serve(struct repl *r, const char *cmd, const bson_t *req, bson_t *reply);
+
+/* Closes served sessions idle for too long (all of them with `all`, at
+ * shutdown). */
+void repl_ckpt_expire(struct repl *r, bool all);
+
+/* fsm_restore: the snapshot's index is above the applied watermark.
+ * Fetches a checkpoint from the leader or another member and installs it,
+ * blocking the raft thread until done (retrying other sources with
+ * backoff). Returns 0, or CAIRN_ESHUTDOWN when the member shuts down
+ * first (then r->host.install_broken is set). */
+int repl_ckpt_install(struct repl *r, uint64_t snap_index);
 
 /* ---- waiters.c (raft thread) ------------------------------------------------ */
 

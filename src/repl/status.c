@@ -97,10 +97,14 @@ void repl_publish_status_locked(struct repl *r)
     }
     if (r->cfg.doc == NULL) {
         state = REPL_STATE_STARTUP;
+    } else if (r->install_state != 0) {
+        state = r->install_state; /* checkpoint.c invariant 2 */
     } else if (!r->raft_started) {
         state = REPL_STATE_STARTUP2;
     } else if (writable) {
         state = REPL_STATE_PRIMARY;
+    } else if (r->self >= 0 && r->applied_index < r->min_valid) {
+        state = REPL_STATE_RECOVERING; /* checkpoint.c invariant 1 */
     } else if (joining(r)) {
         state = REPL_STATE_STARTUP2;
     } else if (r->self >= 0) {
@@ -204,6 +208,16 @@ void repl_counters_get(struct repl *r, struct repl_counters *out)
     out->commits_proposed = atomic_load(&r->n_commits_proposed);
     out->entries_applied = atomic_load(&r->host.n_entries_applied);
     out->entries_skipped = atomic_load(&r->host.n_entries_skipped);
+    out->checkpoint_installs = atomic_load(&r->n_ckpt_installs);
+    out->checkpoints_served = atomic_load(&r->n_ckpt_served);
+    out->last_checkpoint_bytes = atomic_load(&r->ckpt_last_bytes);
+    out->last_checkpoint_keys = atomic_load(&r->ckpt_last_keys);
+    out->last_checkpoint_ms = atomic_load(&r->ckpt_last_ms);
+}
+
+uint64_t repl_checkpoint_installs(struct repl *r)
+{
+    return atomic_load(&r->n_ckpt_installs);
 }
 
 int repl_config_append(struct repl *r, bson_t *out, const char *key, struct cairn_error *err)

@@ -65,8 +65,9 @@
 /* Longest shared key (mongod's key file limit). */
 #define REPL_TRANSPORT_KEY_MAX 1024
 
-/* Largest control request or reply document. */
-#define REPL_TRANSPORT_CONTROL_MAX ((size_t)16 << 20)
+/* Largest control request or reply document: a checkpoint chunk holding
+ * one 16 MiB document with its key and framing fits (checkpoint.c). */
+#define REPL_TRANSPORT_CONTROL_MAX ((size_t)17 << 20)
 
 /* Default for repl_transport_options.handshake_timeout_ms. */
 #define REPL_TRANSPORT_HANDSHAKE_TIMEOUT_MS 5000

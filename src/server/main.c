@@ -37,6 +37,8 @@ struct options
     const char *key_file;
     int port;
     int workers;
+    int snapshot_threshold; /* 0 = repl's default */
+    int snapshot_trailing;
     bool initiate;
     struct net_param_setting params[MAX_SET_PARAMETERS]; /* views into argv */
     size_t n_params;
@@ -57,11 +59,16 @@ static void usage(FILE *f)
         "  --keyFile PATH     shared key the members authenticate each other with\n"
         "                     (mongod's key file format; no client authentication yet)\n"
         "  --workers N        command worker threads at start (default 8; grows to 512 when busy)\n"
+        "  --raftSnapshotThreshold N\n"
+        "                     take a raft snapshot every N applied entries (default %d)\n"
+        "  --raftSnapshotTrailing N\n"
+        "                     entries kept behind a snapshot for lagging members (default %d);\n"
+        "                     a member further behind catches up from a checkpoint\n"
         "  --setParameter NAME=VALUE\n"
         "                     set a server parameter at startup (repeatable), e.g.\n"
         "                     enableTestCommands=1, transactionLifetimeLimitSeconds=30\n"
         "  --version          print the version and exit\n",
-        CAIRN_RAFT_PORT_OFFSET);
+        CAIRN_RAFT_PORT_OFFSET, REPL_SNAPSHOT_THRESHOLD, REPL_SNAPSHOT_TRAILING);
 }
 
 static int parse_int(const char *s, int lo, int hi, int *out)
@@ -116,6 +123,8 @@ static int parse_options(int argc, char **argv, struct options *o)
         OPT_INITIATE,
         OPT_KEYFILE,
         OPT_WORKERS,
+        OPT_SNAP_THRESHOLD,
+        OPT_SNAP_TRAILING,
         OPT_SET_PARAMETER,
         OPT_VERSION,
         OPT_HELP
@@ -129,6 +138,8 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"initiate", no_argument, NULL, OPT_INITIATE},
         {"keyFile", required_argument, NULL, OPT_KEYFILE},
         {"workers", required_argument, NULL, OPT_WORKERS},
+        {"raftSnapshotThreshold", required_argument, NULL, OPT_SNAP_THRESHOLD},
+        {"raftSnapshotTrailing", required_argument, NULL, OPT_SNAP_TRAILING},
         {"setParameter", required_argument, NULL, OPT_SET_PARAMETER},
         {"version", no_argument, NULL, OPT_VERSION},
         {"help", no_argument, NULL, OPT_HELP},
@@ -168,6 +179,18 @@ static int parse_options(int argc, char **argv, struct options *o)
             case OPT_WORKERS:
                 if (parse_int(optarg, 1, 1024, &o->workers) != 0) {
                     fprintf(stderr, "cairnd: --workers must be 1..1024\n");
+                    return 2;
+                }
+                break;
+            case OPT_SNAP_THRESHOLD:
+                if (parse_int(optarg, 2, 1 << 24, &o->snapshot_threshold) != 0) {
+                    fprintf(stderr, "cairnd: --raftSnapshotThreshold must be 2..16777216\n");
+                    return 2;
+                }
+                break;
+            case OPT_SNAP_TRAILING:
+                if (parse_int(optarg, 1, 1 << 24, &o->snapshot_trailing) != 0) {
+                    fprintf(stderr, "cairnd: --raftSnapshotTrailing must be 1..16777216\n");
                     return 2;
                 }
                 break;
@@ -272,6 +295,8 @@ int main(int argc, char **argv)
         .initiate = opts.initiate,
         .eng = eng,
         .key_file = opts.key_file,
+        .snapshot_threshold = (unsigned)opts.snapshot_threshold,
+        .snapshot_trailing = (unsigned)opts.snapshot_trailing,
     };
     rv = repl_open(&ro, &repl, &err);
     if (rv != 0) {
