@@ -19,7 +19,9 @@
  *   member never disturbs the others and still votes).
  * - raft_uv's capacity, which the legacy core reads from the outer io.
  * - Received messages: each passes msgcheck.c's shape check before raft
- *   sees it; a refused one is freed and dropped with a warning.
+ *   sees it; a refused one is freed and dropped with a warning. The
+ *   decodings of accepted entries are kept for the FSM, and each append
+ *   confirms or drops the one of its index (deccache.c).
  * - Randomness: election timeouts come from a per-member stream (see
  *   io_random), not raft_uv's wall-clock-seeded rand().
  *
@@ -100,7 +102,13 @@ static void io_recv(struct raft_io *io, struct raft_message *m)
     struct repl_io *w = W(io);
     struct cairn_error err;
 
-    if (repl_msg_check(m, &err) != 0) {
+    if (w->h->dec == NULL) {
+        w->h->dec = repl_deccache_new(); /* NULL: every entry is decoded twice */
+    }
+    if (w->h->dec != NULL) {
+        repl_deccache_recv_begin(w->h->dec);
+    }
+    if (repl_msg_check(m, w->h->dec, &err) != 0) {
         w->n_msgs_refused++;
         if (w->n_msgs_refused <= 10 || w->n_msgs_refused % 1000 == 0) {
             cairn_log(CAIRN_LOG_WARN, "repl",
@@ -111,9 +119,12 @@ static void io_recv(struct raft_io *io, struct raft_message *m)
                       (unsigned long long)w->n_msgs_refused);
         }
         repl_msg_discard(m);
-        return;
+    } else {
+        w->recv(io, m);
     }
-    w->recv(io, m);
+    if (w->h->dec != NULL) {
+        repl_deccache_recv_end(w->h->dec);
+    }
 }
 
 static int io_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick, raft_io_recv_cb recv)
@@ -191,6 +202,9 @@ static int io_append(struct raft_io *io,
 
     sync_capacity(io);
     for (unsigned i = 0; i < n; i++) {
+        if (w->h->dec != NULL) {
+            repl_deccache_confirm(w->h->dec, w->next_index, &entries[i]);
+        }
         repl_doubt_add(w->h, w->next_index++, &entries[i], false);
     }
     return in->append(in, req, entries, n, cb);
