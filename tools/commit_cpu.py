@@ -17,8 +17,16 @@ scripts/run-local.sh (pids from DIR/n*/cairnd.pid, client ports from their comma
 Usage: .venv/bin/python tools/commit_cpu.py [--cairnd PATH] [--members 3] [--data DIR]
            [--bench PATH] [--clients 64] [--seconds 10] [--skip 2] [--w 1|majority] [--j]
            [--runs 1] [--perf-leader FILE] [--perf-follower FILE] [--call-graph fp|dwarf] [--syscalls]
+       .venv/bin/python tools/commit_cpu.py --callgrind m0|m2 [--ops 2000] [--clients 1] ...
 --perf-*: also record a cpu-clock call-graph profile (perf record -g) of that member over the
-window into FILE. --syscalls: system calls per commit on the primary and a secondary (perf stat
+window into FILE.
+
+--callgrind M (with --ops N): a deterministic count instead of CPU time, for comparing two
+builds on a loaded machine: member M (m0 is initiated on and normally becomes the primary, m2
+a secondary) runs under valgrind --tool=callgrind, the others natively; cairn-bench makes N
+inserts (no warm-up), and once every member caught up the set is stopped and the member's
+user-space instructions are printed, in total and per commit (start-up included: compare runs
+of the same N). Kernel time (syscalls, wakeups) is not counted. --syscalls: system calls per commit on the primary and a secondary (perf stat
 on the raw_syscalls:sys_enter tracepoint over the window).
 """
 
@@ -182,6 +190,46 @@ def one_run(args, ms, bench):
     return res
 
 
+def callgrind_run(args):
+    """--callgrind: member args.callgrind under callgrind; prints its instruction count."""
+    tmp = tempfile.mkdtemp(prefix="commit-cpu-cg-")
+    out = os.path.join(tmp, "callgrind.out")
+    wrap = os.path.join(tmp, "cairnd-wrap.sh")
+    with open(wrap, "w") as f:
+        f.write("#!/bin/sh\n"
+                "for a in \"$@\"; do case \"$a\" in */%s) exec valgrind --tool=callgrind "
+                "--callgrind-out-file=%s %s \"$@\";; esac; done\nexec %s \"$@\"\n"
+                % (args.callgrind, out, os.path.abspath(args.cairnd), os.path.abspath(args.cairnd)))
+    os.chmod(wrap, 0o755)
+    rs = ReplicaSet(args.members, tmp, binary=wrap)
+    try:
+        rs.start(timeout=120)
+        rs.initiate(timeout=120)
+        role = "primary" if rs.member(args.callgrind).hello().get("isWritablePrimary") else \
+            "secondary"
+        cmd = [args.bench, "--uri", rs.uri, "--clients", str(args.clients), "--ops",
+               str(args.ops), "--w", args.w, "--warmup", "0", "--keep"]
+        if args.j:
+            cmd.append("--j")
+        bench = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        rs.wait_caught_up(timeout=600)
+    finally:
+        for m in rs:
+            m.stop(timeout=300)
+    total = None
+    ann = subprocess.run(["callgrind_annotate", out], stdout=subprocess.PIPE, text=True).stdout
+    for ln in ann.splitlines():
+        if "PROGRAM TOTALS" in ln:
+            total = int(ln.split()[0].replace(",", ""))
+    if total is None:
+        sys.exit("commit_cpu: no callgrind totals in %s" % out)
+    commits = args.ops * args.clients
+    print("callgrind: %s (%s), %d commits: %d instructions, %.0f per commit (profile: %s)"
+          % (args.callgrind, role, commits, total, total / commits, out))
+    print("       bench: %s" % [ln for ln in bench.stdout.splitlines() if ln.startswith("w:")])
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cairnd", default=os.path.join(REPO, "build", "src", "server", "cairnd"))
@@ -199,7 +247,12 @@ def main():
     ap.add_argument("--syscalls", action="store_true",
                     help="also count system calls per commit (perf stat)")
     ap.add_argument("--call-graph", default="fp", help="perf's --call-graph (fp, dwarf)")
+    ap.add_argument("--callgrind", metavar="MEMBER",
+                    help="count MEMBER's instructions under callgrind (m0, m1, m2; needs --ops)")
+    ap.add_argument("--ops", type=int, default=2000, help="inserts per client for --callgrind")
     args = ap.parse_args()
+    if args.callgrind:
+        return callgrind_run(args)
 
     rs = None
     tmp = None
