@@ -30,7 +30,9 @@
 #include <errno.h>
 #include <nng/nng.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -160,6 +162,9 @@ struct net_server
 
     pthread_mutex_t mu;
     pthread_cond_t work_cond;
+    /* enqueue calls signalling work_cond after releasing mu; server_free
+     * waits for them to finish touching the server. */
+    atomic_int n_waking;
     pthread_cond_t stop_cond;
     struct net_conn *q_head, *q_tail;
     struct net_conn *conns;
@@ -461,6 +466,7 @@ static void grow_cb(void *arg)
 static void enqueue(struct net_conn *c, enum job job)
 {
     struct net_server *s = c->s;
+    bool wake;
 
     pthread_mutex_lock(&s->mu);
     c->job = job;
@@ -476,8 +482,18 @@ static void enqueue(struct net_conn *c, enum job job)
     if (s->n_queued > s->n_idle) {
         check_stall_locked(s, c->queued_ns);
     }
-    pthread_cond_signal(&s->work_cond);
+    wake = s->n_idle > 0;
+    if (wake) {
+        atomic_fetch_add(&s->n_waking, 1);
+    }
     pthread_mutex_unlock(&s->mu);
+    if (wake) {
+        /* After the unlock: the woken worker takes s->mu at once instead of
+         * blocking on it until we release it (a second futex wake and
+         * context switch per request). */
+        pthread_cond_signal(&s->work_cond);
+        atomic_fetch_sub(&s->n_waking, 1);
+    }
 }
 
 /* Frees a connection. Never on one of its own aio callbacks. */
@@ -952,6 +968,9 @@ static void *worker_main(void *arg)
 
 static void server_free(struct net_server *s)
 {
+    while (atomic_load(&s->n_waking) > 0) {
+        sched_yield();
+    }
     net_hello_free(s->hello);
     pthread_mutex_destroy(&s->mu);
     pthread_mutex_destroy(&s->log_mu);

@@ -52,7 +52,10 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
     if (h->install_broken) {
         return 0; /* shutting down after an abandoned install: apply nothing */
     }
-    rc = repl_oplog_decode(buf->base, buf->len, &d, &err);
+    /* A received entry msgcheck.c decoded (and validated) already. */
+    rc = h->dec != NULL && repl_deccache_take(h->dec, index, buf, &d)
+             ? 0
+             : repl_oplog_decode(buf->base, buf->len, &d, &err);
     if (rc == CAIRN_EUNSUPPORTED) {
         /* Written by a newer cairnd: skipping it would diverge. */
         cairn_log(CAIRN_LOG_ERROR, "repl", "FATAL: stopping: raft entry %llu: %s",

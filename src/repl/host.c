@@ -29,6 +29,8 @@ void repl_host_close(struct repl_host *h)
         return;
     }
     repl_doubt_free(h);
+    repl_deccache_free(h->dec);
+    h->dec = NULL;
 }
 
 void repl_host_attach(struct repl_host *h, struct repl_io *w, struct raft *raft)

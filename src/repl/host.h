@@ -76,7 +76,10 @@ struct repl_host
     size_t n_doubt;
     bool rolling_back;
 
-    bool in_start;          /* inside raft_start (restore of the local snapshot) */
+    bool in_start; /* inside raft_start (restore of the local snapshot) */
+    /* Received entries decoded by msgcheck.c, for the FSM (deccache.c);
+     * made on the first received message, NULL if that failed. */
+    struct repl_deccache *dec;
     raft_term applied_term; /* term of the last applied entry (0 = unknown) */
 
     /* Counters, read anywhere. */
@@ -147,8 +150,53 @@ struct repl_io
 
 /* 0 when a received raft message has a shape raft and our FSM can take
  * (msgcheck.c lists the checks), else CAIRN_ECORRUPT with the reason in
- * *err. Reads only. Any thread. */
-int repl_msg_check(const struct raft_message *m, struct cairn_error *err);
+ * *err. Reads only `m`. With `keep` (not NULL), the decodings of an
+ * accepted AppendEntries' COMMAND entries go to it (deccache.c); then the
+ * raft thread, else any thread. */
+int repl_msg_check(const struct raft_message *m,
+                   struct repl_deccache *keep,
+                   struct cairn_error *err);
+
+/* ---- Decoded received entries (deccache.c) ------------------------------- */
+
+/* Owned by the raft thread; every function runs there. */
+struct repl_deccache;
+
+/* An empty cache, or NULL without memory. */
+struct repl_deccache *repl_deccache_new(void);
+
+/* Frees the cache and the decodings it holds. NULL is a no-op. */
+void repl_deccache_free(struct repl_deccache *c);
+
+/* Bracket the handling of one received message (msgcheck.c's check and
+ * raft's recv): confirm ties slots only to appends made in between, for
+ * entries of that message. */
+void repl_deccache_recv_begin(struct repl_deccache *c);
+void repl_deccache_recv_end(struct repl_deccache *c);
+
+/* Keeps `*d`, the decoding of received entry `e` at log index `index`
+ * (takes it: *d is left empty), replacing what the index's slot held. */
+void repl_deccache_put(struct repl_deccache *c,
+                       raft_index index,
+                       const struct raft_entry *e,
+                       struct repl_decoded *d);
+
+/* Raft appends `e` at `index`: ties the slot to e's buffer if it holds the
+ * entry of the message being handled at that index (same term and
+ * length), else empties it. */
+void repl_deccache_confirm(struct repl_deccache *c, raft_index index, const struct raft_entry *e);
+
+/* The decoding of the entry at `index` whose payload is `buf`, if a slot
+ * confirmed for that buffer holds it: moved to *out, pointing into `buf`
+ * (free it with repl_decoded_free), and true; else false and *out
+ * untouched. */
+bool repl_deccache_take(struct repl_deccache *c,
+                        raft_index index,
+                        const struct raft_buffer *buf,
+                        struct repl_decoded *out);
+
+/* How many decodings the FSM took (tests, diagnostics). NULL: 0. */
+uint64_t repl_deccache_hits(const struct repl_deccache *c);
 
 /* Frees what raft_uv allocated for a received message that will not be
  * passed to raft (entries and their batch, a snapshot's configuration

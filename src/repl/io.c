@@ -19,7 +19,9 @@
  *   member never disturbs the others and still votes).
  * - raft_uv's capacity, which the legacy core reads from the outer io.
  * - Received messages: each passes msgcheck.c's shape check before raft
- *   sees it; a refused one is freed and dropped with a warning.
+ *   sees it; a refused one is freed and dropped with a warning. The
+ *   decodings of accepted entries are kept for the FSM, and each append
+ *   confirms or drops the one of its index (deccache.c).
  * - Randomness: election timeouts come from a per-member stream (see
  *   io_random), not raft_uv's wall-clock-seeded rand().
  * - InstallSnapshot messages that arrive while raft writes a snapshot of
@@ -122,7 +124,13 @@ static void io_recv(struct raft_io *io, struct raft_message *msg)
     struct repl_io_held *h;
     struct cairn_error err;
 
-    if (repl_msg_check(msg, &err) != 0) {
+    if (w->h->dec == NULL) {
+        w->h->dec = repl_deccache_new(); /* NULL: every entry is decoded twice */
+    }
+    if (w->h->dec != NULL) {
+        repl_deccache_recv_begin(w->h->dec);
+    }
+    if (repl_msg_check(msg, w->h->dec, &err) != 0) {
         w->n_msgs_refused++;
         if (w->n_msgs_refused <= 10 || w->n_msgs_refused % 1000 == 0) {
             cairn_log(CAIRN_LOG_WARN, "repl",
@@ -133,15 +141,15 @@ static void io_recv(struct raft_io *io, struct raft_message *msg)
                       (unsigned long long)w->n_msgs_refused);
         }
         repl_msg_discard(msg);
-        return;
+        goto out;
     }
     if (msg->type != RAFT_INSTALL_SNAPSHOT || (!w->taking && !w->installing)) {
         w->recv(io, msg);
-        return;
+        goto out;
     }
     if (w->installing) {
         free_held(msg); /* see the top */
-        return;
+        goto out;
     }
     /* See the top: hold it (it owns its data and configuration) until
      * raft's own snapshot is stored. Only the newest: raft must get one
@@ -151,7 +159,7 @@ static void io_recv(struct raft_io *io, struct raft_message *msg)
     h = calloc(1, sizeof *h);
     if (h == NULL) {
         free_held(msg); /* dropped: the leader sends it again */
-        return;
+        goto out;
     }
     h->msg = *msg;
     snprintf(h->addr, sizeof h->addr, "%s", msg->server_address ? msg->server_address : "");
@@ -165,6 +173,10 @@ static void io_recv(struct raft_io *io, struct raft_message *msg)
     cairn_log(CAIRN_LOG_INFO, "repl",
               "raft snapshot %llu from the leader waits for this member's own snapshot",
               (unsigned long long)msg->install_snapshot.last_index);
+out:
+    if (w->h->dec != NULL) {
+        repl_deccache_recv_end(w->h->dec);
+    }
 }
 
 /* Delivers (deliver true) or frees the held messages. */
@@ -260,6 +272,9 @@ static int io_append(struct raft_io *io,
 
     sync_capacity(io);
     for (unsigned i = 0; i < n; i++) {
+        if (w->h->dec != NULL) {
+            repl_deccache_confirm(w->h->dec, w->next_index, &entries[i]);
+        }
         repl_doubt_add(w->h, w->next_index++, &entries[i], false);
     }
     return in->append(in, req, entries, n, cb);

@@ -22,8 +22,10 @@
  *     (raft_uv tags each message with the id the peer authenticated as).
  *
  * A dropped message is as if lost on the network: raft retries or times
- * out, which it must survive anyway. Pure functions; the free runs on the
- * raft thread (raft_free).
+ * out, which it must survive anyway. The decodings of an accepted
+ * message's COMMAND entries are handed to deccache.c (when the caller
+ * passes one), so that the FSM does not decode them again. The free runs
+ * on the raft thread (raft_free).
  */
 #include <ctype.h>
 #include <string.h>
@@ -68,22 +70,26 @@ static int check_conf(const struct raft_configuration *c, struct cairn_error *er
     return 0;
 }
 
-static int check_entry(const struct raft_entry *e, raft_term msg_term, struct cairn_error *err)
+/* Checks one entry. A readable COMMAND entry's decoding is left in *d
+ * (*decoded true; the caller frees it). */
+static int check_entry(const struct raft_entry *e,
+                       raft_term msg_term,
+                       struct repl_decoded *d,
+                       bool *decoded,
+                       struct cairn_error *err)
 {
     struct raft_configuration conf;
-    struct repl_decoded d;
     int rc;
 
+    *decoded = false;
     if (e->term == 0 || e->term > msg_term) {
         return cairn_error_setf(err, CAIRN_ECORRUPT, "entry term %llu in a message of term %llu",
                                 (unsigned long long)e->term, (unsigned long long)msg_term);
     }
     switch (e->type) {
         case RAFT_COMMAND:
-            rc = repl_oplog_decode(e->buf.base, e->buf.len, &d, err);
-            if (rc == 0) {
-                repl_decoded_free(&d);
-            }
+            rc = repl_oplog_decode(e->buf.base, e->buf.len, d, err);
+            *decoded = rc == 0;
             return rc == CAIRN_EUNSUPPORTED ? 0 : rc;
         case RAFT_BARRIER:
             return 0;
@@ -100,24 +106,56 @@ static int check_entry(const struct raft_entry *e, raft_term msg_term, struct ca
     }
 }
 
-int repl_msg_check(const struct raft_message *m, struct cairn_error *err)
+/* The AppendEntries check. With `keep`, the decodings go there once every
+ * entry passed (the first KEEP_MAX of the message; later ones are decoded
+ * again when applied). */
+#define KEEP_MAX 64
+static int check_append(const struct raft_append_entries *a,
+                        struct repl_deccache *keep,
+                        struct cairn_error *err)
 {
-    int rc;
+    struct repl_decoded d[KEEP_MAX];
+    bool have[KEEP_MAX];
+    unsigned n_kept = 0;
+    int rc = 0;
 
-    switch (m->type) {
-        case RAFT_APPEND_ENTRIES: {
-            const struct raft_append_entries *a = &m->append_entries;
-            if (a->n_entries > 0 && a->entries == NULL) {
-                return cairn_error_setf(err, CAIRN_ECORRUPT, "entries missing");
-            }
-            for (unsigned i = 0; i < a->n_entries; i++) {
-                rc = check_entry(&a->entries[i], a->term, err);
-                if (rc != 0) {
-                    return rc;
-                }
-            }
-            return 0;
+    if (a->n_entries > 0 && a->entries == NULL) {
+        return cairn_error_setf(err, CAIRN_ECORRUPT, "entries missing");
+    }
+    for (unsigned i = 0; i < a->n_entries && rc == 0; i++) {
+        struct repl_decoded tmp;
+        bool decoded;
+        bool kept = keep != NULL && i < KEEP_MAX;
+
+        rc = check_entry(&a->entries[i], a->term, kept ? &d[i] : &tmp, kept ? &have[i] : &decoded,
+                         err);
+        if (kept) {
+            n_kept = i + 1;
+        } else if (decoded) {
+            repl_decoded_free(&tmp);
         }
+    }
+    for (unsigned i = 0; i < n_kept; i++) {
+        if (!have[i]) {
+            continue;
+        }
+        if (rc == 0) {
+            /* Entry i of the message is log index prev_log_index + 1 + i. */
+            repl_deccache_put(keep, a->prev_log_index + 1 + i, &a->entries[i], &d[i]);
+        } else {
+            repl_decoded_free(&d[i]);
+        }
+    }
+    return rc;
+}
+
+int repl_msg_check(const struct raft_message *m,
+                   struct repl_deccache *keep,
+                   struct cairn_error *err)
+{
+    switch (m->type) {
+        case RAFT_APPEND_ENTRIES:
+            return check_append(&m->append_entries, keep, err);
         case RAFT_INSTALL_SNAPSHOT: {
             const struct raft_install_snapshot *s = &m->install_snapshot;
             if (s->last_index == 0 || s->last_term == 0 || s->last_term > s->term) {

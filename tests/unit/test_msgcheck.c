@@ -4,7 +4,8 @@
  * and snapshots pass; unreadable commands, bad configurations, entry terms
  * from the future, odd descriptors and borrowed candidate ids are refused;
  * a refused message's memory is freed by repl_msg_discard (LeakSanitizer
- * in the ASan build checks that nothing is left).
+ * in the ASan build checks that nothing is left). Also the hand-over of
+ * the check's decodings to the FSM (src/repl/deccache.c).
  */
 #include <check.h>
 #include <stdlib.h>
@@ -90,7 +91,7 @@ static void make_append(struct raft_message *m, struct raft_entry *src, unsigned
 static void expect(struct raft_message *m, int want)
 {
     struct cairn_error err;
-    int rc = repl_msg_check(m, &err);
+    int rc = repl_msg_check(m, NULL, &err);
     ck_assert_msg(rc == want, "check gave %d, want %d (%s)", rc, want, rc ? err.msg : "");
     repl_msg_discard(m);
 }
@@ -203,6 +204,127 @@ START_TEST(test_msgcheck_vote_for_another_candidate_is_refused)
 }
 END_TEST
 
+/* A copy of the message's entry i, as raft appends it (raft copies the
+ * payload and frees the message). */
+static struct raft_entry appended_copy(const struct raft_message *m, unsigned i)
+{
+    struct raft_entry c = m->append_entries.entries[i];
+    c.buf.base = raft_malloc(c.buf.len);
+    memcpy(c.buf.base, m->append_entries.entries[i].buf.base, c.buf.len);
+    c.batch = NULL;
+    return c;
+}
+
+/* A received message whose entries raft appends while handling it: the FSM
+ * gets msgcheck's decoding, pointing into the appended copy. */
+START_TEST(test_deccache_appended_entry_is_decoded_once)
+{
+    struct repl_deccache *dc = repl_deccache_new();
+    struct raft_entry e[2], copy[2];
+    struct raft_message m;
+    struct repl_decoded d;
+    struct cairn_error err;
+
+    make_command(&e[0], 3);
+    make_command(&e[1], 3);
+    make_append(&m, e, 2, 3);
+    m.append_entries.prev_log_index = 9;
+    repl_deccache_recv_begin(dc);
+    ck_assert_int_eq(repl_msg_check(&m, dc, &err), 0);
+    copy[0] = appended_copy(&m, 0);
+    copy[1] = appended_copy(&m, 1);
+    repl_deccache_confirm(dc, 10, &copy[0]);
+    repl_deccache_confirm(dc, 11, &copy[1]);
+    repl_msg_discard(&m); /* raft frees the received payload */
+    repl_deccache_recv_end(dc);
+
+    ck_assert(!repl_deccache_take(dc, 10, &copy[1].buf, &d)); /* another buffer */
+    for (unsigned i = 0; i < 2; i++) {
+        const uint8_t *lo = copy[i].buf.base, *hi = lo + copy[i].buf.len;
+        ck_assert(repl_deccache_take(dc, 10 + i, &copy[i].buf, &d));
+        ck_assert_uint_eq(d.n_commits, 1);
+        ck_assert_uint_eq(d.commits[0].ts, 42);
+        ck_assert_uint_eq(d.n_ops, 1);
+        ck_assert(d.ops[0].key >= lo && d.ops[0].key + d.ops[0].key_len <= hi);
+        ck_assert(d.ops[0].doc >= lo && d.ops[0].doc + d.ops[0].doc_len <= hi);
+        ck_assert_uint_eq(d.ops[0].key[0], 1);
+        repl_decoded_free(&d);
+        ck_assert(!repl_deccache_take(dc, 10 + i, &copy[i].buf, &d)); /* taken once */
+        raft_free(copy[i].buf.base);
+    }
+    ck_assert_uint_eq(repl_deccache_hits(dc), 2);
+    repl_deccache_free(dc);
+}
+END_TEST
+
+/* A decoding is never used for an entry raft appends outside the handling
+ * of the message it came from (a rejected message, then our own proposal
+ * at that index), nor for another term or length. */
+START_TEST(test_deccache_only_the_messages_own_append_confirms)
+{
+    struct repl_deccache *dc = repl_deccache_new();
+    struct raft_entry e, copy, other;
+    struct raft_message m;
+    struct repl_decoded d;
+    struct cairn_error err;
+
+    make_command(&e, 3);
+    make_append(&m, &e, 1, 3);
+    m.append_entries.prev_log_index = 4;
+    repl_deccache_recv_begin(dc);
+    ck_assert_int_eq(repl_msg_check(&m, dc, &err), 0);
+    copy = appended_copy(&m, 0);
+    repl_deccache_recv_end(dc);          /* raft rejected it: nothing appended */
+    repl_deccache_confirm(dc, 5, &copy); /* a later append at index 5 */
+    ck_assert(!repl_deccache_take(dc, 5, &copy.buf, &d));
+
+    repl_deccache_recv_begin(dc);
+    ck_assert_int_eq(repl_msg_check(&m, dc, &err), 0);
+    other = copy;
+    other.term = 2;
+    repl_deccache_confirm(dc, 5, &other); /* another term at index 5 */
+    repl_deccache_recv_end(dc);
+    ck_assert(!repl_deccache_take(dc, 5, &copy.buf, &d));
+
+    repl_deccache_recv_begin(dc);
+    ck_assert_int_eq(repl_msg_check(&m, dc, &err), 0);
+    repl_deccache_confirm(dc, 6, &copy); /* another index */
+    repl_deccache_recv_end(dc);
+    ck_assert(!repl_deccache_take(dc, 5, &copy.buf, &d));
+    ck_assert(!repl_deccache_take(dc, 6, &copy.buf, &d));
+
+    ck_assert_uint_eq(repl_deccache_hits(dc), 0);
+    repl_msg_discard(&m);
+    raft_free(copy.buf.base);
+    repl_deccache_free(dc); /* frees the decodings it still holds */
+}
+END_TEST
+
+/* A refused message leaves nothing for the FSM. */
+START_TEST(test_deccache_refused_message_keeps_nothing)
+{
+    struct repl_deccache *dc = repl_deccache_new();
+    struct raft_entry e[2], copy;
+    struct raft_message m;
+    struct repl_decoded d;
+    struct cairn_error err;
+
+    make_command(&e[0], 2);
+    make_command(&e[1], 2);
+    memset((uint8_t *)e[1].buf.base + 4, 0xff, 8);
+    make_append(&m, e, 2, 2);
+    repl_deccache_recv_begin(dc);
+    ck_assert_int_eq(repl_msg_check(&m, dc, &err), CAIRN_ECORRUPT);
+    copy = appended_copy(&m, 0);
+    repl_deccache_confirm(dc, 1, &copy);
+    repl_deccache_recv_end(dc);
+    ck_assert(!repl_deccache_take(dc, 1, &copy.buf, &d));
+    repl_msg_discard(&m);
+    raft_free(copy.buf.base);
+    repl_deccache_free(dc);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("msgcheck");
@@ -214,6 +336,9 @@ static Suite *suite(void)
     tcase_add_test(tc, test_msgcheck_unknown_entry_type_is_refused);
     tcase_add_test(tc, test_msgcheck_snapshot_shapes);
     tcase_add_test(tc, test_msgcheck_vote_for_another_candidate_is_refused);
+    tcase_add_test(tc, test_deccache_appended_entry_is_decoded_once);
+    tcase_add_test(tc, test_deccache_only_the_messages_own_append_confirms);
+    tcase_add_test(tc, test_deccache_refused_message_keeps_nothing);
     suite_add_tcase(s, tc);
     return s;
 }
