@@ -13,6 +13,8 @@ import sys
 from .checker import check_file, format_report, write_json
 from .history import HistoryError
 from .runner import RunConfig, RunnerError, run
+from .schedule import ScheduleError
+from .schedule import parse as parse_schedule
 from .workloads import TXN_MODES
 
 
@@ -22,7 +24,8 @@ def _run_parser(sub):
     p.add_argument("--out", required=True, help="history file to write (JSON lines)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: random)")
     p.add_argument("--workers", type=int, default=4)
-    p.add_argument("--duration", type=float, default=10.0, help="seconds (default 10)")
+    p.add_argument("--duration", type=float, default=None,
+                   help="seconds (default 10, or the schedules' `for` + `after` + 5)")
     p.add_argument("--ops", type=int, default=0, help="stop after this many operations")
     p.add_argument("--workloads", default="insert,append", help="insert,append")
     p.add_argument("--db", default="cairn_history")
@@ -41,7 +44,16 @@ def _run_parser(sub):
     p.add_argument("--fault-cmd", action="append", default=[],
                    help="shell command run as a fault (repeatable: run in turn)")
     p.add_argument("--heal-cmd", action="append", default=[],
-                   help="shell command run after the workload, before the final read")
+                   help="shell command run after the workload, before the final read "
+                   "(default with a schedule: cairn-fault heal --all)")
+    p.add_argument("--schedule", action="append", default=[],
+                   help="a fault schedule, e.g. 'kill primary every 10s for 2m' "
+                   "(repeatable: each runs on its own thread; see docs/history.md)")
+    p.add_argument("--schedule-file", action="append", default=[],
+                   help="a file holding a fault schedule (repeatable)")
+    p.add_argument("--fault-opts", default="",
+                   help="options for scripts/cairn-fault, e.g. '--data /tmp/d' or "
+                   "'--target docker --project cairn'")
     p.add_argument("--final-timeout", type=float, default=60.0)
     p.add_argument("--check", action="store_true", help="check the history afterwards")
     p.add_argument("--rollback-dir", action="append", default=[],
@@ -57,11 +69,28 @@ def _check_parser(sub):
     p.add_argument("--max-print", type=int, default=10, help="findings printed per type")
 
 
+def _schedules(args):
+    texts = list(args.schedule)
+    for path in args.schedule_file:
+        with open(path, encoding="utf-8") as f:
+            texts.append(f.read())
+    spans = []
+    for t in texts:
+        spans.append(parse_schedule(t, args.fault_opts).span())   # raises ScheduleError
+    return texts, spans
+
+
 def _config(args):
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
     modes = TXN_MODES if args.txn_api == "both" else (args.txn_api,)
+    schedules, spans = _schedules(args)
+    duration = args.duration
+    if duration is None:
+        known = [s for s in spans if s is not None]
+        duration = max(known) + 5.0 if known and len(known) == len(spans) else 10.0
     return RunConfig(uri=args.uri, out=args.out, seed=seed, workers=args.workers,
-                     duration=args.duration, ops=args.ops,
+                     duration=duration, ops=args.ops, schedules=schedules,
+                     fault_opts=args.fault_opts,
                      workloads=tuple(w for w in args.workloads.split(",") if w),
                      db=args.db, keep_db=args.keep_db, op_timeout=args.op_timeout,
                      keys=args.keys, max_txn_len=args.max_txn_len,
@@ -92,7 +121,11 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.cmd == "check":
         return _check(args.history, args.rollback_dir, args.json, args.max_print)
-    cfg = _config(args)
+    try:
+        cfg = _config(args)
+    except (OSError, ScheduleError) as exc:
+        print("bad schedule: %s" % exc, file=sys.stderr)
+        return 2
     print("cairn-history run: seed %d, %d workers, history %s" % (cfg.seed, cfg.workers,
                                                                  cfg.out), flush=True)
     try:

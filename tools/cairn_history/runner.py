@@ -24,6 +24,7 @@ from pymongo.errors import CollectionInvalid, PyMongoError
 from pymongo.read_concern import ReadConcern
 
 from .faults import FaultContext, ShellEvery
+from .schedule import parse as parse_schedule
 from .history import Clock, HistoryWriter, end_record, final_record, meta_record, op_record
 from .outcomes import AttemptTracker, error_summary
 from .workloads import TXN_MODES, OpContext, Values, make_workloads
@@ -54,6 +55,8 @@ class RunConfig:
     heal_cmds: list = field(default_factory=list)
     fault_timeout: float = 120.0
     final_timeout: float = 60.0
+    schedules: list = field(default_factory=list)   # schedule texts (schedule.py)
+    fault_opts: str = ""            # options for scripts/cairn-fault (target, data, project)
 
 
 class RunnerError(Exception):
@@ -67,6 +70,14 @@ class Runner:
         if config.fault_cmds and config.fault_every > 0:
             self.schedules.append(ShellEvery(config.fault_cmds, config.fault_every,
                                              config.fault_timeout))
+        for text in config.schedules:
+            self.schedules.append(parse_schedule(text, config.fault_opts))
+        self.heal_cmds = list(config.heal_cmds)
+        if config.schedules and not self.heal_cmds:
+            # undo whatever a schedule left behind: partitions, slow links, paused and dead
+            # members, so that the final read sees every member's state
+            self.heal_cmds = [parse_schedule(config.schedules[0], config.fault_opts)
+                              .command("heal --all")]
         self.stop = threading.Event()
         self.errors = []                # runner bugs: tracebacks
         self.counts = {}                # (type, outcome) -> n
@@ -222,7 +233,8 @@ class Runner:
                 append_collections=self._collections("append"),
                 w1_journal=cfg.w1_journal, txn_modes=list(cfg.txn_modes),
                 fault_every=cfg.fault_every, fault_cmds=list(cfg.fault_cmds),
-                heal_cmds=list(cfg.heal_cmds), schedules=len(self.schedules)))
+                heal_cmds=self.heal_cmds, schedules=len(self.schedules),
+                schedule_texts=list(cfg.schedules), fault_opts=cfg.fault_opts))
             self._setup(control)
             ctx = OpContext(clients, tracker, cfg.db, cfg.op_timeout, Values(), cfg.w1_journal)
             faults = FaultContext(writer, self.stop)
@@ -230,7 +242,7 @@ class Runner:
             self._wait(workers)
             for t in fthreads:
                 t.join(cfg.fault_timeout + 10)
-            for cmd in cfg.heal_cmds:
+            for cmd in self.heal_cmds:
                 faults.run_shell(cmd, name="heal", timeout=cfg.fault_timeout, action="heal")
             final_ok = self._final_read(control, writer)
             writer.write(end_record(sum(self.counts.values())))
