@@ -119,9 +119,14 @@ class Ctx:
 
 
 def event(ctx, action, members, name=None, **extra):
+    """The JSON fault event: members lists every name the driver may know each member by
+    (its address, the host the set's config names, as `hello.me` said before the fault, and
+    its name), so that the checker can match acknowledgements to kills."""
     hosts = []
+    seen = ctx._view.hello if ctx._view is not None else {}
     for m in members:
-        hosts.extend(h for h in m.hosts() if h not in hosts)
+        me = (seen.get(m.name) or {}).get("me")
+        hosts.extend(h for h in m.hosts() + ([me] if me else []) if h not in hosts)
         if m.name not in hosts:
             hosts.append(m.name)
     ev = {"name": name or "%s %s" % (action, ",".join(m.name for m in members)),
@@ -145,8 +150,9 @@ def do_signal(ctx, args, action):
         raise FaultError("%s: no member matches %r" % (action, args.spec))
     roles = ctx.roles(ms)
     for m in ms:
+        handle = t.handle(m)
         getattr(t, action)(m)
-        log("%s %s (%s, %s)" % (action, m.name, t.handle(m), roles.get(m.name)))
+        log("%s %s (%s, %s)" % (action, m.name, handle, roles.get(m.name)))
     return event(ctx, action, ms, roles=roles)
 
 
@@ -156,8 +162,7 @@ def do_restart(ctx, args):
     if not ms:
         return event(ctx, "restart", [], name="restart (nothing to restart)")
     for m in ms:
-        handle = t.restart(m)
-        log("restarted %s (%s)" % (m.name, handle))
+        log("restarted %s (now %s)" % (m.name, t.handle(m) if t.restart(m) else "?"))
     if not args.no_wait:
         names = {m.name for m in ms}
 

@@ -68,6 +68,7 @@ def _final_lists(docs):
 
 def check(records, rollback_dirs=()):
     meta, ops, faults, finals = _split(records)
+    barrier = next((r for r in records if r["kind"] == "barrier"), None)
     findings = []
     inserts = [op for op in ops if op["type"] == "insert"]
     txns = [op for op in ops if op["type"] == "txn"]
@@ -91,6 +92,7 @@ def check(records, rollback_dirs=()):
     findings.sort(key=lambda f: rank.get(f["type"], len(ORDER)))
     present = {str(d.get("_id")) for c in insert_colls for d in (finals.get(c) or ())}
     summary = summarize(meta, ops, faults, rollback, findings, present)
+    summary["all_members_caught_up"] = None if barrier is None else barrier.get("all")
     return Report(findings, summary, {op["id"]: op for op in ops})
 
 
@@ -236,6 +238,9 @@ def format_report(report, max_per_type=10):
         lines.append("failover after faults that hit the primary (%d): p50 %s, max %s%s" % (
             fp["n"], _secs(fp["p50"]), _secs(fp["max"]),
             ", %d with no majority write after" % fp["none"] if fp["none"] else ""))
+    if s.get("all_members_caught_up") is False:
+        lines.append("not every member caught up before the final read: a deposed primary "
+                     "may not have written its rollback files yet")
     lines.append("rollback files (%d)%s" % (len(s["rollback_files"]),
                                            ":" if s["rollback_files"] else ""))
     if s["rollback_files"]:

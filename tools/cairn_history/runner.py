@@ -25,7 +25,8 @@ from pymongo.read_concern import ReadConcern
 
 from .faults import FaultContext, ShellEvery
 from .schedule import parse as parse_schedule
-from .history import Clock, HistoryWriter, end_record, final_record, meta_record, op_record
+from .history import (Clock, HistoryWriter, barrier_record, end_record, final_record,
+                      meta_record, op_record)
 from .outcomes import AttemptTracker, error_summary
 from .workloads import TXN_MODES, OpContext, Values, make_workloads
 
@@ -168,6 +169,7 @@ class Runner:
         barrier = db.get_collection(BARRIER_COLL, write_concern=WriteConcern(w="majority"))
         self._retry("the barrier write",
                     lambda: barrier.insert_one({"t": time.time()}), self.cfg.final_timeout)
+        self._await_all_members(db, writer)
         ok = True
         for name in self._collections():
             coll = db.get_collection(name, read_concern=ReadConcern("majority"),
@@ -184,6 +186,25 @@ class Runner:
                 continue
             writer.write(final_record(name, docs, t0, Clock.now()[0]))
         return ok
+
+    def _await_all_members(self, db, writer):
+        """A write acknowledged by every member (w:<n>): once it is, every member has caught
+        up, so a deposed primary has rolled back and written its rollback files before the
+        checker looks for them. Recorded as a barrier record; not reaching it is not an error
+        of the run (a member may be down for good), the checker reports it."""
+        t0, _ = Clock.now()
+        n, err = 0, None
+        try:
+            n = len(self._retry("hello", lambda: db.client.admin.command("hello"),
+                                self.cfg.final_timeout).get("hosts") or ())
+            coll = db.get_collection(BARRIER_COLL, write_concern=WriteConcern(
+                w=max(n, 1), wtimeout=int(self.cfg.final_timeout * 1000)))
+            self._retry("the all-members barrier write",
+                        lambda: coll.insert_one({"t": time.time(), "all": True}),
+                        self.cfg.final_timeout)
+        except (RunnerError, PyMongoError) as exc:
+            err = str(exc)
+        writer.write(barrier_record(n, err is None, t0, Clock.now()[0], err))
 
     # -- the run --------------------------------------------------------------------------
     def _start_threads(self, ctx, writer, faults):
