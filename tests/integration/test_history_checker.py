@@ -385,6 +385,10 @@ def test_failover_stats_count_faults_that_hit_the_primary():
     assert fp["p50"] == pytest.approx(2.5) and fp["max"] == pytest.approx(3.5)
     assert "failover after faults that hit the primary (2): p50 2.500s, max 3.500s" \
         in format_report(report)
+    # a fault applied later than its command started (cairn-fault's at_wall) counts from then
+    kill = next(r for r in h.records if r.get("name") == "kill n1")
+    kill.update(wall_invoke=1000.0, wall_complete=1000.5, at_wall=1000.25)
+    assert h.check().summary["faults"][0]["failover"] == pytest.approx(105.5 - 102.25)
 
 
 def test_rollback_files_older_than_the_run_are_not_matched(tmp_path):

@@ -17,8 +17,9 @@ $CAIRN_DATA or ./data) or --target docker --project P (the compose project's con
 default $COMPOSE_PROJECT_NAME). $CAIRN_FAULT_TARGET sets the default target.
 
 Output: a line per action on stderr and, as the last line of stdout, a JSON object (name,
-action, members as host:port and names, targets, roles) that tools/cairn-history merges into
-the fault event it records. Exit status 0 when the fault was applied, 1 when it could not be
+action, members as host:port and names, targets, roles, at_wall: the epoch time the fault was
+applied, after the member lookup) that tools/cairn-history merges into the fault event it
+records. Exit status 0 when the fault was applied, 1 when it could not be
 (the reason is printed), 2 on a usage error.
 """
 
@@ -146,14 +147,17 @@ def do_signal(ctx, args, action):
     applies = {"kill": lambda m: m.proc_state() != "dead", "stop": _running,
                "cont": lambda m: m.proc_state() == "stopped"}[action]
     ms = ctx.resolve(args.spec, applies)
+    if args.spec.strip() == "all":
+        ms = [m for m in ms if applies(m)]         # `cont all`: the stopped ones
     if not ms:
         raise FaultError("%s: no member matches %r" % (action, args.spec))
     roles = ctx.roles(ms)
+    at = time.time()
     for m in ms:
         handle = t.handle(m)
         getattr(t, action)(m)
         log("%s %s (%s, %s)" % (action, m.name, handle, roles.get(m.name)))
-    return event(ctx, action, ms, roles=roles)
+    return event(ctx, action, ms, roles=roles, at_wall=at)
 
 
 def do_restart(ctx, args):
@@ -191,22 +195,25 @@ def do_partition(ctx, args):
     if not a or not b or set(x.name for x in a) & set(x.name for x in b):
         raise FaultError("a partition needs two disjoint, non-empty sides")
     roles = ctx.roles(a + b)
+    at = time.time()
     net.partition(ctx.target, a, b)
     desc = "%s|%s" % (",".join(m.name for m in a), ",".join(m.name for m in b))
     log("partitioned %s" % desc)
-    return event(ctx, "partition", a, name="partition " + desc, split=desc, roles=roles)
+    return event(ctx, "partition", a, name="partition " + desc, split=desc, roles=roles,
+                 at_wall=at)
 
 
 def do_slow(ctx, args):
     ms = ctx.resolve(args.spec, _running)
     delay = parse_delay(args.delay)
     roles = ctx.roles(ms)
+    at = time.time()
     info = {}
     for m in ms:
         info[m.name] = net.slow(ctx.target, m, delay, args.via)
         log("slowed %s by %gms (%s)" % (m.name, delay, info[m.name]["via"]))
     return event(ctx, "slow", ms, name="slow %s %gms" % (",".join(m.name for m in ms), delay),
-                 delay_ms=delay, roles=roles, how=info)
+                 delay_ms=delay, roles=roles, how=info, at_wall=at)
 
 
 def do_heal(ctx, args):
@@ -240,6 +247,7 @@ def do_stepdown(ctx, args):
         raise FaultError("stepdown takes one member")
     m = ms[0]
     roles = ctx.roles(ms)
+    at = time.time()
     try:
         admin.ask(m.admin, {"replSetStepDown": args.secs, "secondaryCatchUpPeriodSecs":
                             min(args.secs, 10)}, timeout_ms=15000)
@@ -262,7 +270,7 @@ def do_stepdown(ctx, args):
             log("new primary: %s" % extra["new_primary"])
         except FaultError:
             log("no other primary within %gs" % ctx.wait)
-    return event(ctx, "stepdown", ms, roles=roles, **extra)
+    return event(ctx, "stepdown", ms, roles=roles, at_wall=at, **extra)
 
 
 def _await_value(fn, timeout):

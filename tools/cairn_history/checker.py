@@ -111,14 +111,23 @@ def _majority_write(op):
 
 
 def failover_times(ops, faults):
-    """For each fault: seconds from its start to the completion of the first successful
-    majority write completing after the fault ended (None when there was none)."""
+    """For each fault: seconds from its start (fault_start) to the completion of the first
+    successful majority write completing after the fault ended (None when there was none)."""
     done = sorted(op["t_complete"] for op in ops if _majority_write(op))
     out = []
     for f in faults:
         nxt = next((t for t in done if t > f["t_complete"]), None)
-        out.append(None if nxt is None else nxt - f["t_invoke"])
+        out.append(None if nxt is None else nxt - fault_start(f))
     return out
+
+
+def fault_start(f):
+    """When the fault took effect, on the monotonic clock: t_invoke, moved forward to the
+    event's at_wall (the moment cairn-fault applied it, after finding the member) if given."""
+    at, w0 = f.get("at_wall"), f.get("wall_invoke")
+    if at is not None and w0 is not None and w0 <= at <= (f.get("wall_complete") or at):
+        return f["t_invoke"] + (at - w0)
+    return f["t_invoke"]
 
 
 DISRUPTIVE = frozenset(("kill", "kill9", "crash", "stop", "pause", "partition", "stepdown"))
