@@ -421,6 +421,7 @@ def test_schedule_text():
                                 ("fault", "heal")]
     assert s.rules[3].steps == [("fault", "stepdown")]
     assert s.span() == 65 and "--data /tmp/x stop random" in s.command("stop random")
+    assert s.command("partition n1,n2|n3").endswith("partition 'n1,n2|n3'")
     for bad in ("kill primary", "every 10s: sleep 1s", "every 10s: reboot n1",
                 "kill primary every ten seconds", "every 5s kill primary; restart @"):
         with pytest.raises(ScheduleError):

@@ -12,7 +12,8 @@ rules and delayers this tool added for it.
 Local members are found from the data directory: n<i>/cairnd.pid, n<i>/cairnd.cmdline (the
 command line run-local recorded; --bind_ip and --port give the address), n<i>/cairnd.log. Docker
 members are the containers labelled com.docker.compose.project=<project> and
-com.docker.compose.service=<name> (Compose v1 and v2 both set these labels).
+com.docker.compose.service=<name> (Compose v1 and v2 both set these labels) whose command
+line has --replSet (one-shot services of the project, such as an initiation, are not members).
 """
 
 import hashlib
@@ -252,6 +253,8 @@ class DockerTarget:
                 if not name or labels.get("com.docker.compose.oneoff") == "True":
                     continue
                 argv = [info.get("Path") or ""] + list(info.get("Args") or [])
+                if "--replSet" not in argv:
+                    continue        # a one-shot service of the project (key file, initiation)
                 port = int(_arg(argv, "--port", self.default_port))
                 nets = info["NetworkSettings"].get("Networks") or {}
                 ips = [n.get("IPAddress") for n in nets.values() if n.get("IPAddress")]

@@ -70,8 +70,10 @@ class Schedule:
         self.text = text
 
     def command(self, step):
+        """The shell command for a step: its words are quoted (a split such as n1,n2|n3 must
+        not become a pipe); fault_opts is shell text as the user wrote it."""
         return "%s %s %s %s" % (shlex.quote(sys.executable), shlex.quote(FAULT_CMD),
-                                self.fault_opts, step)
+                                self.fault_opts, " ".join(shlex.quote(w) for w in step.split()))
 
     def span(self):
         """Seconds from the start of the run to the end of fault injection, or None."""
