@@ -63,14 +63,18 @@ def _pick_base_port():
     raise RuntimeError("no free ports on %s" % IPS)
 
 
-class LocalSet:
-    def __init__(self, data, port, uri):
+class FaultSet:
+    """A set scripts/cairn-fault acts on: `target_args` name it (--data DIR, or --target
+    docker --project P)."""
+
+    def __init__(self, target_args, data=None, port=None, uri=None):
+        self.target_args = list(target_args)
         self.data, self.port, self.uri = data, port, uri
 
     def fault(self, *args, ok=True):
         """Runs scripts/cairn-fault on this set; returns (exit status, JSON event, stderr)."""
-        p = subprocess.run([sys.executable, FAULT, "--data", self.data, "--wait", "30"]
-                           + list(args), capture_output=True, text=True, timeout=120)
+        p = subprocess.run([sys.executable, FAULT, "--wait", "60"] + self.target_args
+                           + list(args), capture_output=True, text=True, timeout=180)
         lines = [ln for ln in p.stdout.splitlines() if ln.strip()]
         ev = json.loads(lines[-1]) if lines else None
         if ok:
@@ -108,7 +112,7 @@ def lset(tmp_path_factory):
     p = subprocess.run(["bash", RUN_LOCAL, "--ips", ",".join(IPS)], env=env,
                        capture_output=True, text=True, timeout=180)
     assert p.returncode == 0, p.stdout + p.stderr
-    s = LocalSet(data, port, p.stdout.strip().splitlines()[-1])
+    s = FaultSet(["--data", data], data, port, p.stdout.strip().splitlines()[-1])
     try:
         yield s
     finally:
@@ -249,8 +253,87 @@ def test_short_fault_run_checks_clean(lset, tmp_path):
     actions = [f["action"] for f in faults]
     for a in ("kill", "restart", "stop", "cont", "partition", "heal"):
         assert a in actions, actions
-    assert all(f["rc"] == 0 for f in faults), faults
+    assert all(f["rc"] == 0 and f["action"] for f in faults), faults
     fp = report.summary["failover_primary"]
     assert fp["n"] >= 2 and fp["max"] is not None, fp
     ops = report.summary["ops"]
     assert ops["insert"]["ok"] > 50 and ops["txn with_transaction"]["ok"] > 20, ops
+
+
+# -- the Docker target ----------------------------------------------------------------------
+
+COMPOSE_FILE = os.environ.get("CAIRN_COMPOSE_FILE",
+                              os.path.join(REPO, "docker", "compose.yml"))
+
+
+def _docker_skip_reason():
+    if shutil.which("docker") is None or subprocess.run(
+            ["docker", "info"], capture_output=True, timeout=30).returncode != 0:
+        return "no Docker engine runs here"
+    if not os.path.exists(COMPOSE_FILE):
+        return "no compose file at %s (docker/compose.yml)" % COMPOSE_FILE
+    if shutil.which("docker-compose") is None:
+        return "no docker-compose"
+    return None
+
+
+@pytest.fixture(scope="module")
+def dset():
+    reason = _docker_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    image = os.environ.get("CAIRN_IMAGE", "cairn:latest")
+    if subprocess.run(["docker", "image", "inspect", image], capture_output=True,
+                      timeout=30).returncode != 0:
+        build = os.path.join(os.path.dirname(COMPOSE_FILE), "build-image.sh")
+        p = subprocess.run(["bash", build], capture_output=True, text=True, timeout=900)
+        assert p.returncode == 0, p.stdout + p.stderr
+    project = "cairnfaultkit%d" % os.getpid()
+    base = _pick_base_port()
+    env = dict(os.environ, COMPOSE_PROJECT_NAME=project, CAIRN_N1_PORT=str(base),
+               CAIRN_N2_PORT=str(base + 1), CAIRN_N3_PORT=str(base + 2))
+    compose = ["docker-compose", "-f", COMPOSE_FILE]
+    p = subprocess.run(compose + ["up", "-d"], env=env, capture_output=True, text=True,
+                       timeout=300)
+    try:
+        assert p.returncode == 0, p.stdout + p.stderr
+        yield FaultSet(["--target", "docker", "--project", project])
+    finally:
+        subprocess.run([sys.executable, FAULT, "--target", "docker", "--project", project,
+                        "heal"], capture_output=True, timeout=60)
+        subprocess.run(compose + ["down", "-v", "-t", "5"], env=env, capture_output=True,
+                       timeout=300)
+
+
+def test_docker_target_kill_partition_slow_heal(dset):
+    """The same subcommands on the compose members: kill (docker kill) and restart (docker
+    start), partition and slow inside the containers' namespaces (nsenter), heal."""
+    ds = dset
+
+    def fault(*args):
+        return ds.fault(*args)[1]
+    wait_for(ds.healthy, 120, lambda: "a healthy compose set: %s" % ds.status())
+    old = ds.primary()
+    ev = fault("kill", "primary")
+    assert ev["targets"] == [old] and "cairn-%s" % old in ev["members"]
+    assert {r["name"]: r["process"] for r in ds.status()["members"]}[old] == "dead"
+    wait_for(lambda: ds.primary() not in (None, old), 30, "another primary")
+    fault("restart", "dead")
+    wait_for(lambda: ds.states()[old] == "SECONDARY", 60, "%s to rejoin" % old)
+
+    old = ds.primary()
+    fault("partition", old)
+    wait_for(lambda: ds.primary() not in (None, old), 30, "a primary on the majority side")
+    assert len(ds.status()["faults"]["rules"]) == 8     # 4 in the old primary, 2 in each other
+    assert fault("heal")["removed"]["rules"] == 8
+    wait_for(lambda: ds.states()[old] == "SECONDARY", 60, "%s back" % old)
+
+    p = ds.primary()
+    s = sorted(n for n in ("n1", "n2", "n3") if n != p)[0]
+    fault("slow", s, "150ms")
+
+    def ping():
+        return next(r["pingMs"] for r in ds.status()["members"] if r["name"] == s)
+    wait_for(lambda: (ping() or 0) >= 150, 30, lambda: "ping of %s >= 150 (%s)" % (s, ping()))
+    assert fault("heal")["removed"]["delayers"] == 1
+    wait_for(lambda: ping() is not None and ping() < 100, 30, "the ping to drop")

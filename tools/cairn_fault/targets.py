@@ -63,11 +63,13 @@ class Member:
 
     @property
     def admin(self):
-        return "%s:%d" % (self.ip, self.port)
+        """host:port to ask it on ("-:port" for a stopped container, which has no address)."""
+        return "%s:%d" % (self.ip or "-", self.port)
 
     def hosts(self):
         """Every host:port (and bare name) this member may be known by."""
-        out = [self.admin] + ["%s:%d" % (a, self.port) for a in self.aliases]
+        out = [self.admin] if self.ip else []
+        out += ["%s:%d" % (a, self.port) for a in self.aliases]
         return out + list(self.aliases)
 
     def proc_state(self):
