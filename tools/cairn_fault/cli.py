@@ -8,6 +8,8 @@
   heal [--all]       remove partitions and slow links (--all: also resume and restart members)
   stepdown [SPEC]    replSetStepDown on the member (default: the primary)
   status [--json]    members, processes, replica-set states, faults in place
+  dbpaths            each member's data directory on this host (Docker: its volume), in
+                     the JSON line: where the checker finds rollback files
 
 SPEC: a member name (n1), a comma list (n1,n3), all, dead, or a role: primary, secondary,
 random (chosen among the members the action applies to; --seed makes it repeatable).
@@ -285,6 +287,13 @@ def _await_value(fn, timeout):
     return box[-1]
 
 
+def do_dbpaths(ctx, args):
+    paths = [ctx.target.dbpath(m) for m in ctx.target.members()]
+    for p in paths:
+        print(p or "-")
+    return {"action": "dbpaths", "dbpaths": [p for p in paths if p]}
+
+
 def do_status(ctx, args):
     t = ctx.target
     v = ctx.view(fresh=True)
@@ -358,6 +367,7 @@ def parser():
     p = sub.add_parser("stepdown", parents=[common])
     p.add_argument("spec", nargs="?", default="primary")
     p.add_argument("--secs", type=int, default=10, help="stepDownSecs (default 10)")
+    sub.add_parser("dbpaths", parents=[common])
     p = sub.add_parser("status", parents=[common])
     p.add_argument("--json", action="store_true")
     return ap
@@ -375,7 +385,8 @@ def main(argv=None):
             ev = do_signal(ctx, args, args.cmd)
         else:
             ev = {"restart": do_restart, "partition": do_partition, "slow": do_slow,
-                  "heal": do_heal, "stepdown": do_stepdown, "status": do_status}[args.cmd](
+                  "heal": do_heal, "stepdown": do_stepdown, "status": do_status,
+                  "dbpaths": do_dbpaths}[args.cmd](
                       ctx, args)
     except FaultError as exc:
         log("error: %s" % exc)

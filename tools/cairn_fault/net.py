@@ -142,6 +142,9 @@ def slow(target, m, delay_ms, via="auto"):
         raise FaultError("%s is already slowed (heal first)" % m.name)
     if via == "auto":
         via = "netem" if netem_available() else "nfqueue"
+    if via == "netem" and not netem_available():
+        raise FaultError("this kernel has no netem qdisc (CONFIG_NET_SCH_NETEM): use "
+                         "--via nfqueue (the default picks it)")
     if via == "netem":
         return _slow_netem(target, m, others, delay_ms)
     return _slow_nfqueue(target, m, others, delay_ms)
@@ -162,15 +165,21 @@ def _slow_netem(target, m, others, delay_ms):
         target.run(ns, ["tc", "qdisc", "add", "dev", dev, "root", "handle", OUR_HANDLE, "htb"])
     delays = _load_delays(target)
     cls = OUR_HANDLE + "%x" % (len([d for d in delays if d.get("via") == "netem"]) + 1)
-    target.run(ns, ["tc", "class", "add", "dev", dev, "parent", OUR_HANDLE, "classid", cls,
-                    "htb", "rate", "10gbit"])
-    target.run(ns, ["tc", "qdisc", "add", "dev", dev, "parent", cls, "netem", "delay",
-                    "%dms" % delay_ms])
-    for o in others:
-        for ip in o.ips:
-            target.run(ns, ["tc", "filter", "add", "dev", dev, "parent", OUR_HANDLE,
-                            "protocol", "ip", "prio", "1", "u32", "match", "ip", "src",
-                            m.ip + "/32", "match", "ip", "dst", ip + "/32", "flowid", cls])
+    try:
+        target.run(ns, ["tc", "class", "add", "dev", dev, "parent", OUR_HANDLE, "classid",
+                        cls, "htb", "rate", "10gbit"])
+        target.run(ns, ["tc", "qdisc", "add", "dev", dev, "parent", cls, "netem", "delay",
+                        "%dms" % delay_ms])
+        for o in others:
+            for ip in o.ips:
+                target.run(ns, ["tc", "filter", "add", "dev", dev, "parent", OUR_HANDLE,
+                                "protocol", "ip", "prio", "1", "u32", "match", "ip", "src",
+                                m.ip + "/32", "match", "ip", "dst", ip + "/32", "flowid",
+                                cls])
+    except FaultError:
+        if not any(d.get("via") == "netem" for d in delays):
+            _delete_qdisc(target, ns)       # ours and empty: leave the device as it was
+        raise
     delays.append({"member": m.name, "via": "netem", "ms": delay_ms, "dev": dev})
     _save_delays(target, delays)
     return {"via": "netem", "dev": dev}

@@ -163,6 +163,9 @@ class LocalTarget:
         dbpath = _arg(argv, "--dbpath")
         return dbpath is not None and os.path.realpath(dbpath) == os.path.realpath(d)
 
+    def dbpath(self, m):
+        return m.ref["dir"]
+
     def handle(self, m):
         pid = self._pid(m.ref["dir"])
         return "pid %s" % pid if m.proc_state() != "dead" else "dead"
@@ -260,8 +263,12 @@ class DockerTarget:
                 port = int(_arg(argv, "--port", self.default_port))
                 nets = info["NetworkSettings"].get("Networks") or {}
                 ips = [n.get("IPAddress") for n in nets.values() if n.get("IPAddress")]
+                dbpath = _arg(argv, "--dbpath", "/data")
+                volume = next((mt.get("Source") for mt in info.get("Mounts") or ()
+                               if mt.get("Destination") == dbpath), None)
                 m = Member(name, ips[0] if ips else None, port,
-                           {"id": info["Id"], "cname": info["Name"].lstrip("/")})
+                           {"id": info["Id"], "cname": info["Name"].lstrip("/"),
+                            "dbpath": volume})
                 m.ips = ips
                 m.aliases = [name, (info["Config"].get("Hostname") or name)]
                 m._state = (lambda cid=info["Id"]: self._state_of(cid))
@@ -283,6 +290,11 @@ class DockerTarget:
         if not pid:
             raise FaultError("%s (%s) is not running" % (m.name, m.ref["cname"]))
         return pid
+
+    def dbpath(self, m):
+        """The host directory of the volume mounted at the member's --dbpath (None if the
+        dbpath is not a mount)."""
+        return m.ref["dbpath"]
 
     def handle(self, m):
         return "container %s" % m.ref["cname"]

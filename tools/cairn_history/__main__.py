@@ -7,13 +7,15 @@ See docs/history.md for the options and the file format.
 """
 
 import argparse
+import json
 import random
+import subprocess
 import sys
 
 from .checker import check_file, format_report, write_json
 from .history import HistoryError
 from .runner import RunConfig, RunnerError, run
-from .schedule import ScheduleError
+from .schedule import ScheduleError, fault_command
 from .schedule import parse as parse_schedule
 from .workloads import TXN_MODES
 
@@ -57,7 +59,8 @@ def _run_parser(sub):
     p.add_argument("--final-timeout", type=float, default=60.0)
     p.add_argument("--check", action="store_true", help="check the history afterwards")
     p.add_argument("--rollback-dir", action="append", default=[],
-                   help="with --check: a member's dbpath or rollback directory (repeatable)")
+                   help="with --check: a member's dbpath or rollback directory (repeatable; "
+                   "default with a schedule: what cairn-fault dbpaths reports)")
 
 
 def _check_parser(sub):
@@ -113,6 +116,17 @@ def _check(path, rollback_dirs, json_path=None, max_print=10):
     return 0 if report.clean else 1
 
 
+def fault_dbpaths(fault_opts):
+    """The members' data directories as scripts/cairn-fault dbpaths reports them (the same
+    target as the schedules); [] when it cannot tell."""
+    p = subprocess.run(fault_command(fault_opts, "dbpaths"),
+                       shell=True, capture_output=True, text=True, timeout=120)
+    try:
+        return json.loads(p.stdout.strip().splitlines()[-1]).get("dbpaths") or []
+    except (ValueError, IndexError, AttributeError):
+        return []
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="cairn-history", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -136,7 +150,12 @@ def main(argv=None):
     print("ran %s; %d fault events" % (", ".join("%s: %d" % kv for kv in result["ops"].items()),
                                        result["faults"]), flush=True)
     if args.check:
-        return _check(cfg.out, args.rollback_dir)
+        dirs = args.rollback_dir
+        if not dirs and cfg.schedules:
+            dirs = fault_dbpaths(cfg.fault_opts)
+            print("rollback files from the members' data directories: %s"
+                  % (", ".join(dirs) or "none found"), flush=True)
+        return _check(cfg.out, dirs)
     return 0
 
 

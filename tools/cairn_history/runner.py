@@ -24,6 +24,7 @@ from pymongo.errors import CollectionInvalid, PyMongoError
 from pymongo.read_concern import ReadConcern
 
 from .faults import FaultContext, ShellEvery
+from .schedule import fault_command
 from .schedule import parse as parse_schedule
 from .history import (Clock, HistoryWriter, barrier_record, end_record, final_record,
                       meta_record, op_record)
@@ -77,8 +78,7 @@ class Runner:
         if config.schedules and not self.heal_cmds:
             # undo whatever a schedule left behind: partitions, slow links, paused and dead
             # members, so that the final read sees every member's state
-            self.heal_cmds = [parse_schedule(config.schedules[0], config.fault_opts)
-                              .command("heal --all")]
+            self.heal_cmds = [fault_command(config.fault_opts, "heal --all")]
         self.stop = threading.Event()
         self.errors = []                # runner bugs: tracebacks
         self.counts = {}                # (type, outcome) -> n

@@ -44,6 +44,14 @@ class ScheduleError(ValueError):
     pass
 
 
+def fault_command(fault_opts, step):
+    """The shell command running scripts/cairn-fault for a step: the step's words are quoted
+    (a split such as n1,n2|n3 must not become a pipe); fault_opts is shell text as the user
+    wrote it."""
+    return "%s %s %s %s" % (shlex.quote(sys.executable), shlex.quote(FAULT_CMD), fault_opts,
+                            " ".join(shlex.quote(w) for w in step.split()))
+
+
 def parse_duration(text):
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*", text)
     if not m:
@@ -70,10 +78,7 @@ class Schedule:
         self.text = text
 
     def command(self, step):
-        """The shell command for a step: its words are quoted (a split such as n1,n2|n3 must
-        not become a pipe); fault_opts is shell text as the user wrote it."""
-        return "%s %s %s %s" % (shlex.quote(sys.executable), shlex.quote(FAULT_CMD),
-                                self.fault_opts, " ".join(shlex.quote(w) for w in step.split()))
+        return fault_command(self.fault_opts, step)
 
     def span(self):
         """Seconds from the start of the run to the end of fault injection, or None."""
