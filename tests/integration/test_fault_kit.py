@@ -233,17 +233,17 @@ def test_partition_and_slow_refused_when_members_share_an_address(tmp_path):
 
 
 def test_short_fault_run_checks_clean(lset, tmp_path):
-    """30 s of both workloads while a schedule kills the primary, pauses a member and
+    """40 s of both workloads while a schedule kills the primary, pauses a member and
     partitions the primary in turn; then heal --all, the final read, and the checker."""
     schedule = "\n".join([
-        "after 3s",
-        "for 24s",
-        "every 3s: kill primary; sleep 2s; restart @",
-        "every 3s: stop random; sleep 3s; cont @",
-        "every 3s: partition primary; sleep 4s; heal",
+        "after 2s",
+        "for 33s",
+        "every 2s: kill primary; sleep 2s; restart @",
+        "every 2s: stop random; sleep 3s; cont @",
+        "every 2s: partition primary; sleep 4s; heal",
     ])
     out = str(tmp_path / "run.jsonl")
-    cfg = RunConfig(uri=lset.uri, out=out, seed=20261205, workers=4, duration=30,
+    cfg = RunConfig(uri=lset.uri, out=out, seed=20261205, workers=4, duration=40,
                     op_timeout=5.0, final_timeout=60.0, schedules=[schedule],
                     fault_opts="--data %s --seed 7" % lset.data)
     run(cfg)
