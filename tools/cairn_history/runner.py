@@ -59,6 +59,7 @@ class RunConfig:
     final_timeout: float = 60.0
     schedules: list = field(default_factory=list)   # schedule texts (schedule.py)
     fault_opts: str = ""            # options for scripts/cairn-fault (target, data, project)
+    members_timeout: float = 30.0   # how long the final w:<members> barrier may take
 
 
 class RunnerError(Exception):
@@ -198,10 +199,10 @@ class Runner:
             n = len(self._retry("hello", lambda: db.client.admin.command("hello"),
                                 self.cfg.final_timeout).get("hosts") or ())
             coll = db.get_collection(BARRIER_COLL, write_concern=WriteConcern(
-                w=max(n, 1), wtimeout=int(self.cfg.final_timeout * 1000)))
+                w=max(n, 1), wtimeout=int(self.cfg.members_timeout * 1000)))
             self._retry("the all-members barrier write",
                         lambda: coll.insert_one({"t": time.time(), "all": True}),
-                        self.cfg.final_timeout)
+                        self.cfg.members_timeout)
         except (RunnerError, PyMongoError) as exc:
             err = str(exc)
         writer.write(barrier_record(n, err is None, t0, Clock.now()[0], err))
