@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
 # scripts/run-local.sh: sets up, builds, and starts a local replica set "rs0": three cairnd
 # members on 127.0.0.1:27017-27019 (or one with --members 1), data under ./data/n<i> (log
-# data/n<i>/cairnd.log, pid data/n<i>/cairnd.pid), members authenticated with the key file
-# data/keyfile (made once). Initiates the set the first time; prints the connection string once
-# a primary accepts writes.
+# data/n<i>/cairnd.log, pid data/n<i>/cairnd.pid, command line data/n<i>/cairnd.cmdline,
+# NUL-separated as in /proc/<pid>/cmdline, so that scripts/cairn-fault can restart a member),
+# members authenticated with the key file data/keyfile (made once). Initiates the set the first
+# time; prints the connection string once a primary accepts writes.
 # Idempotent: members started by an earlier call are stopped cleanly and started again on
 # their data; an initiated set is not initiated again.
 #
-# Usage: scripts/run-local.sh [--members N]      (N = 1, 3 or 5; default 3)
+# Usage: scripts/run-local.sh [--members N] [--ips IP1,IP2,...]
+#        N = 1, 3 or 5 (default 3). --ips puts member i on the i-th loopback address (one per
+#        member; ports still PORT+i-1), so that scripts/cairn-fault can cut members apart with
+#        firewall rules; the addresses are remembered in data/ips and reused by later calls.
 #        stop it with: scripts/run-local.sh --stop
 # For testing the script itself: CAIRN_BUILD, CAIRN_PORT, CAIRN_DATA override build/, 27017
-# (the first member's port) and ./data.
+# (the first member's port) and ./data; CAIRND names a cairnd binary to run instead (then
+# nothing is set up or built).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -18,11 +23,14 @@ cd "$REPO"
 
 MEMBERS=3
 STOP=false
+IPS=""
 while [ "$#" -gt 0 ]; do
     case "$1" in
         --members) MEMBERS="${2:?--members needs a number}"; shift 2 ;;
+        --ips) IPS="${2:?--ips needs a comma-separated list of addresses}"; shift 2 ;;
         --stop) STOP=true; shift ;;
-        *) echo "usage: scripts/run-local.sh [--members 1|3|5] [--stop]" >&2; exit 2 ;;
+        *) echo "usage: scripts/run-local.sh [--members 1|3|5] [--ips IP,IP,...] [--stop]" >&2
+           exit 2 ;;
     esac
 done
 case "$MEMBERS" in 1 | 3 | 5) ;; *) echo "run-local: --members must be 1, 3 or 5" >&2; exit 2 ;; esac
@@ -30,7 +38,7 @@ case "$MEMBERS" in 1 | 3 | 5) ;; *) echo "run-local: --members must be 1, 3 or 5
 PORT="${CAIRN_PORT:-27017}"
 BUILD="${CAIRN_BUILD:-build}"
 DATA="${CAIRN_DATA:-$REPO/data}"
-BIN="$REPO/$BUILD/src/server/cairnd"
+BIN="${CAIRND:-$REPO/$BUILD/src/server/cairnd}"
 KEYFILE="$DATA/keyfile"
 PY="$REPO/.venv/bin/python"
 
@@ -42,6 +50,8 @@ stop_member() {
     if [ -n "$old" ] && [ -r "/proc/$old/cmdline" ] &&
         tr '\0' ' ' <"/proc/$old/cmdline" | grep -q "cairnd"; then
         echo "run-local: stopping cairnd (pid $old)" >&2
+        # A member paused by scripts/cairn-fault stop would not act on SIGTERM.
+        kill -CONT "$old" 2>/dev/null || true
         kill -TERM "$old" 2>/dev/null || true
         for _ in $(seq 1 300); do
             kill -0 "$old" 2>/dev/null || break
@@ -71,11 +81,35 @@ if $STOP; then
     exit 0
 fi
 
-bash "$REPO/scripts/setup.sh"
-bash "$REPO/scripts/build.sh" "$BUILD" >&2
+# The members' addresses: --ips, else those an earlier call recorded, else 127.0.0.1 for all
+# (a set initiated on some addresses must be restarted on the same ones).
+if [ -z "$IPS" ] && [ -s "$DATA/ips" ]; then
+    IPS="$(cat "$DATA/ips")"
+    echo "run-local: members on the addresses recorded in $DATA/ips: $IPS" >&2
+fi
+ip_of=()
+if [ -n "$IPS" ]; then
+    IFS=, read -r -a ip_of <<<"$IPS"
+    if [ "${#ip_of[@]}" -ne "$MEMBERS" ]; then
+        echo "run-local: --ips needs one address per member ($MEMBERS), got ${#ip_of[@]}" >&2
+        exit 2
+    fi
+    for a in "${ip_of[@]}"; do
+        case "$a" in 127.*.*.*) ;; *) echo "run-local: $a is not a loopback address (127.x.y.z)" >&2
+                                      exit 2 ;; esac
+    done
+else
+    for _ in $(seq 1 "$MEMBERS"); do ip_of+=("127.0.0.1"); done
+fi
+
+if [ -z "${CAIRND:-}" ]; then
+    bash "$REPO/scripts/setup.sh"
+    bash "$REPO/scripts/build.sh" "$BUILD" >&2
+fi
 
 mkdir -p "$DATA"
 stop_all
+if [ -n "$IPS" ]; then echo "$IPS" >"$DATA/ips"; fi
 
 if [ ! -s "$KEYFILE" ]; then
     # mongod's key file format: base64 characters, readable by the owner only.
@@ -88,11 +122,12 @@ chmod 600 "$KEYFILE"
 hosts=()
 for i in $(seq 1 "$MEMBERS"); do
     p=$((PORT + i - 1))
-    hosts+=("127.0.0.1:$p")
+    a="${ip_of[$((i - 1))]}"
+    hosts+=("$a:$p")
     # Someone else on the port (or on the member port) would make the start fail confusingly.
     for q in "$p" $((p + 10000)); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$q") 2>/dev/null; then
-            echo "run-local: port $q on 127.0.0.1 is already in use by another process" >&2
+        if (exec 3<>"/dev/tcp/$a/$q") 2>/dev/null; then
+            echo "run-local: port $q on $a is already in use by another process" >&2
             exit 1
         fi
     done
@@ -100,11 +135,13 @@ done
 
 for i in $(seq 1 "$MEMBERS"); do
     p=$((PORT + i - 1))
+    a="${ip_of[$((i - 1))]}"
     dir="$DATA/n$i"
     mkdir -p "$dir"
-    echo "run-local: starting member $i on 127.0.0.1:$p (log: $dir/cairnd.log)" >&2
-    setsid "$BIN" --replSet rs0 --port "$p" --bind_ip 127.0.0.1 --dbpath "$dir" \
-        --keyFile "$KEYFILE" </dev/null >>"$dir/cairnd.log" 2>&1 &
+    echo "run-local: starting member $i on $a:$p (log: $dir/cairnd.log)" >&2
+    cmd=("$BIN" --replSet rs0 --port "$p" --bind_ip "$a" --dbpath "$dir" --keyFile "$KEYFILE")
+    printf '%s\0' "${cmd[@]}" >"$dir/cairnd.cmdline"
+    setsid "${cmd[@]}" </dev/null >>"$dir/cairnd.log" 2>&1 &
     echo "$!" >"$dir/cairnd.pid"
 done
 

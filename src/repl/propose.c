@@ -230,7 +230,16 @@ void repl_drive_proposals(struct repl *r)
             rc = RAFT_NOMEM;
         }
         if (rc != 0) {
-            /* We still own the buffer (logDiscard does not free it). */
+            /* The group's commits were acknowledged to w:1 writers when they
+             * were queued: raft refusing them loses acknowledged writes, so
+             * save what they wrote to rollback files, as for the commits
+             * still queued (repl_drop_queue). We still own the buffer
+             * (logDiscard does not free it). */
+            if (buf.base != NULL) {
+                repl_rollback_entry(
+                    r, buf.base, buf.len,
+                    rc == RAFT_NOTLEADER ? "raft_apply: not leader" : "raft_apply failed");
+            }
             raft_free(buf.base);
             free(p);
             repl_note_lost(r, last_ts);

@@ -444,6 +444,11 @@ bool repl_membership_writable(struct repl *r);
  * rollback files. `list` stays the caller's. */
 void repl_rollback_queued(struct repl *r, struct repl_pcommit *list, const char *why);
 
+/* Saves what the commits of one encoded entry (header, commits, padding:
+ * a group raft refused to take) wrote to rollback files. `data` stays the
+ * caller's. */
+void repl_rollback_entry(struct repl *r, const uint8_t *data, size_t len, const char *why);
+
 /* ---- stepdown.c (raft thread) --------------------------------------------- */
 
 /* Whether this member may try to become primary: not with priority 0 or

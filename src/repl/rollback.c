@@ -12,7 +12,9 @@
  * When raft cuts entries (a truncate before the new leader's entries, an
  * installed snapshot replacing the log), io.c hands the cut ones here.
  * Commits that were queued but never handed to raft when leadership ended
- * (acknowledged w:1 writes) come here too (repl_rollback_queued).
+ * (acknowledged w:1 writes) come here too (repl_rollback_queued), and so do
+ * those of a group raft refused to append (repl_rollback_entry: leadership
+ * lost between the queueing and the raft_apply).
  *
  * Files: <dbpath>/rollback/<db>.<collection>/removed.<UTC time>.<n>.bson
  * (MongoDB 4.0's layout, by namespace: Cairn has no collection UUIDs),
@@ -514,4 +516,17 @@ void repl_rollback_queued(struct repl *r, struct repl_pcommit *list, const char 
         cairn_buf_free(&bufs[i]);
     }
     free(bufs);
+}
+
+void repl_rollback_entry(struct repl *r, const uint8_t *data, size_t len, const char *why)
+{
+    struct rb_set s;
+    struct cairn_error err;
+
+    memset(&s, 0, sizeof s);
+    if (rb_add(&s, data, len, &err) != 0) {
+        cairn_log(CAIRN_LOG_ERROR, "repl", "rollback of a refused entry: %s", err.msg);
+    }
+    rb_finish(&r->host, &s, "acknowledged w:1 but refused by raft", why);
+    rb_free(&s);
 }

@@ -30,6 +30,7 @@ from tools.cairn_history.checker import check, check_file, format_report  # noqa
 from tools.cairn_history.history import (final_record, fault_record, meta_record,  # noqa: E402
                                          op_record, read_history, write_history)
 from tools.cairn_history.runner import RunConfig, run  # noqa: E402
+from tools.cairn_history.schedule import ScheduleError, parse  # noqa: E402
 
 SERVER = "127.0.0.1:27017"
 
@@ -210,7 +211,8 @@ def test_w1_missing_writes_rolled_back_lost_or_killed(tmp_path):
     assert sorted(f["ops"][0] for f in by["lost-w1"]) == [lost, journaled]
     assert types(report) == {"lost-w1"}
     (rb_file,) = report.summary["rollback_files"]
-    assert rb_file["docs"] == 1 and rb_file["held"] == {"insert ok": 1}
+    assert rb_file["docs"] == 1
+    assert rb_file["held"] == {"insert ok, not in the final state": 1}
     assert "1 insert ok" in format_report(report)
     # without the rollback directory, the rolled-back write counts as lost too
     assert len(h.check().by_type()["lost-w1"]) == 3
@@ -360,6 +362,92 @@ def test_failover_times():
     assert report.clean, format_report(report)
     (fault,) = report.summary["faults"]
     assert fault["failover"] == pytest.approx(105.5 - 102.0)
+
+
+def test_failover_stats_count_faults_that_hit_the_primary():
+    h = H()
+    h.insert(1, "majority")
+    h.fault("kill n1", action="kill", members=[SERVER], targets=["n1"],
+            roles={"n1": "primary"}, rc=0)                      # 102.0; next write done 105.5
+    h.fault("stop n2", action="stop", members=["n2"], targets=["n2"],
+            roles={"n2": "secondary"}, rc=0)                    # a secondary: not counted
+    h.fault("kill n3", action="kill", targets=["n3"], roles={"n3": "primary"},
+            rc=1, error="no primary")                           # failed: not counted
+    h.insert(2, "majority")                                     # 105..105.5
+    h.fault("partition n2|n1,n3", action="partition", targets=["n2"],
+            roles={"n1": "secondary", "n2": "primary", "n3": "secondary"}, rc=0)
+    h.fault("restart n1", action="restart", targets=["n1"], rc=0)  # a recovery: not counted
+    h.insert(3, "majority")                                     # 108..108.5
+    report = h.final(majority=[1, 2, 3]).check()
+    fp = report.summary["failover_primary"]
+    assert fp["n"] == 2 and fp["none"] == 0, fp
+    # kill n1: 102.0 -> 105.5; partition: 106.0 -> 108.5; p50 is the lower median
+    assert fp["p50"] == pytest.approx(2.5) and fp["max"] == pytest.approx(3.5)
+    assert "failover after faults that hit the primary (2): p50 2.500s, max 3.500s" \
+        in format_report(report)
+    # a fault applied later than its command started (cairn-fault's at_wall) counts from then
+    kill = next(r for r in h.records if r.get("name") == "kill n1")
+    kill.update(wall_invoke=1000.0, wall_complete=1000.5, at_wall=1000.25)
+    assert h.check().summary["faults"][0]["failover"] == pytest.approx(105.5 - 102.25)
+
+
+def test_rollback_files_older_than_the_run_are_not_matched(tmp_path):
+    h = H()
+    lost = h.insert(1, 1)
+    h.final(w1=[])
+    rb = tmp_path / "n1" / "rollback" / "cairn_history.ins_w1"
+    rb.mkdir(parents=True)
+    path = rb / "removed.old.bson"
+    path.write_bytes(bson.encode({"_id": "w1-1", "v": 1}))
+    wall = h.records[0]["wall"]
+    os.utime(path, (wall - 3600, wall - 3600))          # from an earlier run
+    report = h.check([str(tmp_path / "n1")])
+    assert [f["ops"] for f in report.by_type()["lost-w1"]] == [[lost]]
+    assert report.summary["rollback_stale"] == [str(path)]
+    assert "1 older rollback files" in format_report(report)
+
+
+def test_schedule_text():
+    s = parse("kill primary every 10s for 2m")
+    (rule,) = s.rules
+    assert rule.every == 10 and s.duration == 120 and s.after is None
+    assert rule.steps == [("fault", "kill primary"), ("sleep", 5.0), ("fault", "restart @")]
+    s = parse("# mixed\nafter 5s\nfor 1m\nevery 8s: kill primary; sleep 3s; restart @\n"
+              "every 500ms: stop random; sleep 2s; cont @  # pause\n"
+              "partition n1,n2|n3 every 20s recover 4s\nstepdown every 30s\n",
+              fault_opts="--data /tmp/x")
+    assert [r.every for r in s.rules] == [8, 0.5, 20, 30]
+    assert s.rules[2].steps == [("fault", "partition n1,n2|n3"), ("sleep", 4.0),
+                                ("fault", "heal")]
+    assert s.rules[3].steps == [("fault", "stepdown")]
+    assert s.span() == 65 and "--data /tmp/x stop random" in s.command("stop random")
+    assert s.command("partition n1,n2|n3").endswith("partition 'n1,n2|n3'")
+    for bad in ("kill primary", "every 10s: sleep 1s", "every 10s: reboot n1",
+                "kill primary every ten seconds", "every 5s kill primary; restart @"):
+        with pytest.raises(ScheduleError):
+            parse(bad)
+
+
+def test_schedule_substitutes_the_members_of_the_previous_step():
+    class Ctx:
+        def __init__(self):
+            self.commands, self.sleeps, self.n = [], [], 0
+
+        def sleep(self, secs):
+            self.sleeps.append(secs)
+            return len(self.sleeps) < 4         # the run stops during the 4th sleep
+
+        def run_shell(self, command, **fields):
+            self.commands.append(command.split("cairn-fault", 1)[1].strip())
+            self.n += 1
+            return {"targets": ["n%d" % self.n]} if "kill" in command else {}
+
+    ctx = Ctx()
+    parse("every 1s: kill primary; sleep 2s; restart @; heal")(ctx)
+    # two full cycles; the stop comes in the second cycle's sleep: its restart still runs
+    assert ctx.commands == ["kill primary", "restart n1", "heal",
+                            "kill primary", "restart n4", "heal"]
+    assert ctx.sleeps == [1, 2, 1, 2, 1]            # the last one ends the schedule
 
 
 def _cli(*args):

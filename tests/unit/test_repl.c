@@ -9,6 +9,7 @@
  */
 #include <arpa/inet.h>
 #include <check.h>
+#include <dirent.h>
 #include <ftw.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -1147,6 +1148,46 @@ static bool doc_visible(struct eng *e, uint64_t coll_id, int i)
  * later wait for them fails (w:1 too), they disappear from the overlay,
  * a commit resolved in the old epoch is refused, and the member becomes
  * writable again in a new epoch where commits go through. */
+/* The _ids (int32) of the documents in the rollback files of namespace
+ * `ns` under the test's dbpath, in file order; returns how many (at most
+ * cap are stored). */
+static int rollback_ids(const char *ns, int *ids, int cap)
+{
+    char dir[600];
+    DIR *d;
+    struct dirent *de;
+    int n = 0;
+
+    snprintf(dir, sizeof dir, "%s/rollback/%s", g_dir, ns);
+    d = opendir(dir);
+    if (d == NULL) {
+        return 0;
+    }
+    while ((de = readdir(d)) != NULL) {
+        char path[900];
+        bson_reader_t *rd;
+        const bson_t *doc;
+        bool eof = false;
+        bson_iter_t it;
+
+        if (strncmp(de->d_name, "removed.", 8) != 0) {
+            continue;
+        }
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        rd = bson_reader_new_from_file(path, NULL);
+        ck_assert_ptr_nonnull(rd);
+        while ((doc = bson_reader_read(rd, &eof)) != NULL) {
+            if (bson_iter_init_find(&it, doc, "_id") && BSON_ITER_HOLDS_INT32(&it) && n < cap) {
+                ids[n] = bson_iter_int32(&it);
+            }
+            n++;
+        }
+        bson_reader_destroy(rd);
+    }
+    closedir(d);
+    return n;
+}
+
 START_TEST(test_refused_proposal_ends_epoch)
 {
     struct eng *e;
@@ -1207,9 +1248,17 @@ START_TEST(test_refused_proposal_ends_epoch)
         usleep(2000);
     }
 
-    /* The refused commits are gone, and waits for them fail. */
+    /* The refused commits are gone, and waits for them fail. A w:1 j:false
+     * writer was told "ok" when they were queued: what they wrote is in
+     * the rollback files. */
     ck_assert(!doc_visible(e, w.coll_id, 1));
     ck_assert(!doc_visible(e, w.coll_id, 2));
+    {
+        int ids[4] = {0};
+        ck_assert_int_eq(rollback_ids("test.c", ids, 4), 2);
+        ck_assert_int_eq(ids[0] + ids[1], 3);
+        ck_assert_int_ne(ids[0], ids[1]);
+    }
     ck_assert_uint_eq(eng_overlay_size(e), 0);
     ck_assert_int_eq(wait_wc(r, ts_b, 1, false, 0, WAIT_MS), CAIRN_ENOTLEADER);
     ck_assert_int_eq(wait_wc(r, ts_b, 1, true, 0, WAIT_MS), CAIRN_ENOTLEADER);

@@ -7,12 +7,16 @@ See docs/history.md for the options and the file format.
 """
 
 import argparse
+import json
 import random
+import subprocess
 import sys
 
 from .checker import check_file, format_report, write_json
 from .history import HistoryError
 from .runner import RunConfig, RunnerError, run
+from .schedule import ScheduleError, fault_command
+from .schedule import parse as parse_schedule
 from .workloads import TXN_MODES
 
 
@@ -22,7 +26,8 @@ def _run_parser(sub):
     p.add_argument("--out", required=True, help="history file to write (JSON lines)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: random)")
     p.add_argument("--workers", type=int, default=4)
-    p.add_argument("--duration", type=float, default=10.0, help="seconds (default 10)")
+    p.add_argument("--duration", type=float, default=None,
+                   help="seconds (default 10, or the schedules' `for` + `after` + 5)")
     p.add_argument("--ops", type=int, default=0, help="stop after this many operations")
     p.add_argument("--workloads", default="insert,append", help="insert,append")
     p.add_argument("--db", default="cairn_history")
@@ -41,11 +46,21 @@ def _run_parser(sub):
     p.add_argument("--fault-cmd", action="append", default=[],
                    help="shell command run as a fault (repeatable: run in turn)")
     p.add_argument("--heal-cmd", action="append", default=[],
-                   help="shell command run after the workload, before the final read")
+                   help="shell command run after the workload, before the final read "
+                   "(default with a schedule: cairn-fault heal --all)")
+    p.add_argument("--schedule", action="append", default=[],
+                   help="a fault schedule, e.g. 'kill primary every 10s for 2m' "
+                   "(repeatable: each runs on its own thread; see docs/history.md)")
+    p.add_argument("--schedule-file", action="append", default=[],
+                   help="a file holding a fault schedule (repeatable)")
+    p.add_argument("--fault-opts", default="",
+                   help="options for scripts/cairn-fault, e.g. '--data /tmp/d' or "
+                   "'--target docker --project cairn'")
     p.add_argument("--final-timeout", type=float, default=60.0)
     p.add_argument("--check", action="store_true", help="check the history afterwards")
     p.add_argument("--rollback-dir", action="append", default=[],
-                   help="with --check: a member's dbpath or rollback directory (repeatable)")
+                   help="with --check: a member's dbpath or rollback directory (repeatable; "
+                   "default with a schedule: what cairn-fault dbpaths reports)")
 
 
 def _check_parser(sub):
@@ -57,11 +72,28 @@ def _check_parser(sub):
     p.add_argument("--max-print", type=int, default=10, help="findings printed per type")
 
 
+def _schedules(args):
+    texts = list(args.schedule)
+    for path in args.schedule_file:
+        with open(path, encoding="utf-8") as f:
+            texts.append(f.read())
+    spans = []
+    for t in texts:
+        spans.append(parse_schedule(t, args.fault_opts).span())   # raises ScheduleError
+    return texts, spans
+
+
 def _config(args):
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
     modes = TXN_MODES if args.txn_api == "both" else (args.txn_api,)
+    schedules, spans = _schedules(args)
+    duration = args.duration
+    if duration is None:
+        known = [s for s in spans if s is not None]
+        duration = max(known) + 5.0 if known and len(known) == len(spans) else 10.0
     return RunConfig(uri=args.uri, out=args.out, seed=seed, workers=args.workers,
-                     duration=args.duration, ops=args.ops,
+                     duration=duration, ops=args.ops, schedules=schedules,
+                     fault_opts=args.fault_opts,
                      workloads=tuple(w for w in args.workloads.split(",") if w),
                      db=args.db, keep_db=args.keep_db, op_timeout=args.op_timeout,
                      keys=args.keys, max_txn_len=args.max_txn_len,
@@ -84,6 +116,17 @@ def _check(path, rollback_dirs, json_path=None, max_print=10):
     return 0 if report.clean else 1
 
 
+def fault_dbpaths(fault_opts):
+    """The members' data directories as scripts/cairn-fault dbpaths reports them (the same
+    target as the schedules); [] when it cannot tell."""
+    p = subprocess.run(fault_command(fault_opts, "dbpaths"),
+                       shell=True, capture_output=True, text=True, timeout=120)
+    try:
+        return json.loads(p.stdout.strip().splitlines()[-1]).get("dbpaths") or []
+    except (ValueError, IndexError, AttributeError):
+        return []
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="cairn-history", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -92,7 +135,11 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.cmd == "check":
         return _check(args.history, args.rollback_dir, args.json, args.max_print)
-    cfg = _config(args)
+    try:
+        cfg = _config(args)
+    except (OSError, ScheduleError) as exc:
+        print("bad schedule: %s" % exc, file=sys.stderr)
+        return 2
     print("cairn-history run: seed %d, %d workers, history %s" % (cfg.seed, cfg.workers,
                                                                  cfg.out), flush=True)
     try:
@@ -103,7 +150,12 @@ def main(argv=None):
     print("ran %s; %d fault events" % (", ".join("%s: %d" % kv for kv in result["ops"].items()),
                                        result["faults"]), flush=True)
     if args.check:
-        return _check(cfg.out, args.rollback_dir)
+        dirs = args.rollback_dir
+        if not dirs and cfg.schedules:
+            dirs = fault_dbpaths(cfg.fault_opts)
+            print("rollback files from the members' data directories: %s"
+                  % (", ".join(dirs) or "none found"), flush=True)
+        return _check(cfg.out, dirs)
     return 0
 
 

@@ -68,6 +68,7 @@ def _final_lists(docs):
 
 def check(records, rollback_dirs=()):
     meta, ops, faults, finals = _split(records)
+    barrier = next((r for r in records if r["kind"] == "barrier"), None)
     findings = []
     inserts = [op for op in ops if op["type"] == "insert"]
     txns = [op for op in ops if op["type"] == "txn"]
@@ -77,7 +78,8 @@ def check(records, rollback_dirs=()):
         if finals.get(coll) is None:
             findings.append({"type": "no-final-read", "ops": [], "message":
                              "no final read of %s: lost writes cannot be ruled out" % coll})
-    rollback = load_rollback(rollback_dirs)
+    since = meta.get("wall")
+    rollback = load_rollback(rollback_dirs, since - 1.0 if since is not None else None)
     insert_colls = set(meta.get("insert_collections") or ()) | {op["coll"] for op in inserts}
     findings += check_inserts(inserts, {c: finals.get(c) for c in insert_colls}, faults,
                               rollback)
@@ -88,7 +90,9 @@ def check(records, rollback_dirs=()):
             findings += check_list_append(group, _final_lists(finals.get(coll)))
     rank = {t: i for i, t in enumerate(ORDER)}
     findings.sort(key=lambda f: rank.get(f["type"], len(ORDER)))
-    summary = summarize(meta, ops, faults, rollback, findings)
+    present = {str(d.get("_id")) for c in insert_colls for d in (finals.get(c) or ())}
+    summary = summarize(meta, ops, faults, rollback, findings, present)
+    summary["all_members_caught_up"] = None if barrier is None else barrier.get("all")
     return Report(findings, summary, {op["id"]: op for op in ops})
 
 
@@ -107,17 +111,56 @@ def _majority_write(op):
 
 
 def failover_times(ops, faults):
-    """For each fault: seconds from its start to the completion of the first successful
-    majority write completing after the fault ended (None when there was none)."""
+    """For each fault: seconds from its start (fault_start) to the completion of the first
+    successful majority write completing after the fault ended (None when there was none)."""
     done = sorted(op["t_complete"] for op in ops if _majority_write(op))
     out = []
     for f in faults:
         nxt = next((t for t in done if t > f["t_complete"]), None)
-        out.append(None if nxt is None else nxt - f["t_invoke"])
+        out.append(None if nxt is None else nxt - fault_start(f))
     return out
 
 
-def summarize(meta, ops, faults, rollback, findings):
+def fault_start(f):
+    """When the fault took effect, on the monotonic clock: t_invoke, moved forward to the
+    event's at_wall (the moment cairn-fault applied it, after finding the member) if given."""
+    at, w0 = f.get("at_wall"), f.get("wall_invoke")
+    if at is not None and w0 is not None and w0 <= at <= (f.get("wall_complete") or at):
+        return f["t_invoke"] + (at - w0)
+    return f["t_invoke"]
+
+
+DISRUPTIVE = frozenset(("kill", "kill9", "crash", "stop", "pause", "partition", "stepdown"))
+
+
+def _hit_primary(f):
+    """True when the fault event says it hit the primary (cairn-fault's "roles"), or says
+    nothing about roles (a hand-written command: counted)."""
+    roles = f.get("roles")
+    if not isinstance(roles, dict):
+        return True
+    targets = f.get("targets") or list(roles)
+    return any(roles.get(t) == "primary" for t in targets)
+
+
+def failover_stats(faults, times):
+    """Failover times of the disruptive faults (kill, stop, partition, stepdown, ...) that
+    succeeded and hit the primary: count, p50, max, and how many saw no majority write."""
+    vals, none = [], 0
+    for f, t in zip(faults, times):
+        if f.get("action") not in DISRUPTIVE or f.get("rc") not in (None, 0) or \
+                f.get("error") or not _hit_primary(f):
+            continue
+        if t is None:
+            none += 1
+        else:
+            vals.append(t)
+    vals.sort()
+    return {"n": len(vals) + none, "p50": vals[(len(vals) - 1) // 2] if vals else None,
+            "max": vals[-1] if vals else None, "none": none}
+
+
+def summarize(meta, ops, faults, rollback, findings, present=frozenset()):
     by = {}
     for op in ops:
         key = op["type"] + (" " + op["mode"] if op.get("mode") else "")
@@ -136,20 +179,24 @@ def summarize(meta, ops, faults, rollback, findings):
     return {"seed": meta.get("seed"), "uri": meta.get("uri"), "ops": by,
             "total_ops": len(ops), "faults": fault_rows,
             "failover_max": max((t for t in times if t is not None), default=None),
-            "rollback_files": rollback_rows(rollback, ops), "findings": counts}
+            "failover_primary": failover_stats(faults, times),
+            "rollback_files": rollback_rows(rollback, ops, present),
+            "rollback_stale": list(rollback.stale), "findings": counts}
 
 
-def rollback_rows(rollback, ops):
+def rollback_rows(rollback, ops, present=frozenset()):
     """Each rollback file with what it held: documents of this run's inserts by the
-    insert's outcome, list-append documents (by key), and others."""
+    insert's outcome and whether the final state has the document anyway (a retried write
+    that a later primary applied), list-append documents (by key), and others."""
     inserts = {str(op.get("doc_id")): op["outcome"] for op in ops if op["type"] == "insert"}
     keys = {str(m[1]) for op in ops if op["type"] == "txn" for m in op.get("mops", ())}
     rows = []
     for f in rollback.files:
         held = {}
         for i in f["ids"]:
-            what = ("insert " + inserts[i]) if i in inserts else \
-                "list-append key" if i in keys else "other"
+            what = ("insert %s, %s" % (inserts[i], "also in the final state" if i in present
+                                        else "not in the final state")) if i in inserts \
+                else "list-append key" if i in keys else "other"
             held[what] = held.get(what, 0) + 1
         row = {"path": f["path"], "docs": f["docs"], "held": held}
         if f.get("error"):
@@ -195,14 +242,26 @@ def format_report(report, max_per_type=10):
                 f["id"], f["at"], f["name"], " action=%s" % f["action"] if f["action"] else "",
                 " members=%s" % f["members"] if f["members"] else "",
                 "none" if f["failover"] is None else "%.3fs" % f["failover"]))
+    fp = s.get("failover_primary") or {}
+    if fp.get("n"):
+        lines.append("failover after faults that hit the primary (%d): p50 %s, max %s%s" % (
+            fp["n"], _secs(fp["p50"]), _secs(fp["max"]),
+            ", %d with no majority write after" % fp["none"] if fp["none"] else ""))
+    if s.get("all_members_caught_up") is False:
+        lines.append("not every member caught up before the final read: a deposed primary "
+                     "may not have written its rollback files yet")
+    lines.append("rollback files (%d)%s" % (len(s["rollback_files"]),
+                                           ":" if s["rollback_files"] else ""))
     if s["rollback_files"]:
-        lines.append("rollback files (%d):" % len(s["rollback_files"]))
         for rf in s["rollback_files"]:
             held = ", ".join("%d %s" % (n, what) for what, n in sorted(rf["held"].items()))
             lines.append("  %s: %d documents%s%s" % (rf["path"], rf["docs"],
                                                      " (%s)" % held if held else "",
                                                      " (error: %s)" % rf["error"]
                                                      if rf.get("error") else ""))
+    if s.get("rollback_stale"):
+        lines.append("  (%d older rollback files, from before this run, ignored)"
+                     % len(s["rollback_stale"]))
     t0 = min((op["t_invoke"] for op in report.ops.values()), default=0.0)
     for ftype, group in report.by_type().items():
         tag = "allowed" if ftype in ALLOWED else "ANOMALY"
@@ -221,6 +280,10 @@ def format_report(report, max_per_type=10):
     if report.clean:
         lines.append("no anomalies")
     return "\n".join(lines)
+
+
+def _secs(v):
+    return "-" if v is None else "%.3fs" % v
 
 
 def write_json(report, path):

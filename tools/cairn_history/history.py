@@ -11,6 +11,9 @@ Record kinds (field "kind"):
          t_invoke/t_complete (monotonic seconds), wall_invoke/wall_complete (epoch seconds),
          outcome ("ok" | "fail" | "info"), error, attempts, and the type's inputs and results
   fault  one fault event: id, name, t_invoke/t_complete, optional action, members, rc, output
+  barrier  written before the final reads: members (how many the set has), all (true when a
+         write with w:<members> was acknowledged: every member caught up, so deposed primaries
+         have rolled back and written their rollback files), error
   final  the final read of one collection: coll, ok, docs (or error)
   end    last line: op count and time
 """
@@ -129,6 +132,14 @@ def fault_record(fault_id, name, t_invoke, t_complete, wall_invoke=None, wall_co
 def final_record(coll, docs, t_invoke, t_complete, ok=True, error=None):
     rec = {"kind": "final", "coll": coll, "ok": ok, "t_invoke": t_invoke,
            "t_complete": t_complete, "docs": docs}
+    if error is not None:
+        rec["error"] = error
+    return rec
+
+
+def barrier_record(members, all_members, t_invoke, t_complete, error=None):
+    rec = {"kind": "barrier", "members": members, "all": all_members, "t_invoke": t_invoke,
+           "t_complete": t_complete}
     if error is not None:
         rec["error"] = error
     return rec

@@ -4,7 +4,10 @@ Owns: load_rollback(dirs) -> RollbackIndex. Each directory given is either a mem
 (then <dbpath>/rollback/ is searched) or a rollback directory itself; every *.bson file below
 it is read with bson.decode_file_iter (MongoDB 4.4+ layout: <collectionUUID>/removed.<time>.bson;
 any layout below the directory works). Documents are indexed by _id and by the workload's
-value field "v", so the checker can tell a rolled-back w:1 insert from a lost one.
+value field "v", so the checker can tell a rolled-back w:1 insert from a lost one. Files
+last modified before the run started (`since`, the meta record's wall time) belong to an
+earlier run on the same data directory: they are listed in `stale` and not indexed, since
+their documents' _ids and values would collide with this run's.
 """
 
 import glob
@@ -19,6 +22,7 @@ class RollbackIndex:
         self.files = []      # {path, docs, ids (str of each _id), error}
         self.by_id = {}      # str(_id) -> [path]
         self.by_value = {}   # v -> [path]
+        self.stale = []      # paths of files older than the run
 
     def add_file(self, path):
         info = {"path": path, "docs": 0, "ids": []}
@@ -50,9 +54,12 @@ def rollback_files(directory):
     return sorted(glob.glob(os.path.join(root, "**", "*.bson"), recursive=True))
 
 
-def load_rollback(dirs):
+def load_rollback(dirs, since=None):
     index = RollbackIndex()
     for d in dirs or ():
         for path in rollback_files(d):
+            if since is not None and os.path.getmtime(path) < since:
+                index.stale.append(path)
+                continue
             index.add_file(path)
     return index

@@ -24,7 +24,10 @@ from pymongo.errors import CollectionInvalid, PyMongoError
 from pymongo.read_concern import ReadConcern
 
 from .faults import FaultContext, ShellEvery
-from .history import Clock, HistoryWriter, end_record, final_record, meta_record, op_record
+from .schedule import fault_command
+from .schedule import parse as parse_schedule
+from .history import (Clock, HistoryWriter, barrier_record, end_record, final_record,
+                      meta_record, op_record)
 from .outcomes import AttemptTracker, error_summary
 from .workloads import TXN_MODES, OpContext, Values, make_workloads
 
@@ -54,6 +57,9 @@ class RunConfig:
     heal_cmds: list = field(default_factory=list)
     fault_timeout: float = 120.0
     final_timeout: float = 60.0
+    schedules: list = field(default_factory=list)   # schedule texts (schedule.py)
+    fault_opts: str = ""            # options for scripts/cairn-fault (target, data, project)
+    members_timeout: float = 30.0   # how long the final w:<members> barrier may take
 
 
 class RunnerError(Exception):
@@ -67,6 +73,13 @@ class Runner:
         if config.fault_cmds and config.fault_every > 0:
             self.schedules.append(ShellEvery(config.fault_cmds, config.fault_every,
                                              config.fault_timeout))
+        for text in config.schedules:
+            self.schedules.append(parse_schedule(text, config.fault_opts))
+        self.heal_cmds = list(config.heal_cmds)
+        if config.schedules and not self.heal_cmds:
+            # undo whatever a schedule left behind: partitions, slow links, paused and dead
+            # members, so that the final read sees every member's state
+            self.heal_cmds = [fault_command(config.fault_opts, "heal --all")]
         self.stop = threading.Event()
         self.errors = []                # runner bugs: tracebacks
         self.counts = {}                # (type, outcome) -> n
@@ -157,6 +170,7 @@ class Runner:
         barrier = db.get_collection(BARRIER_COLL, write_concern=WriteConcern(w="majority"))
         self._retry("the barrier write",
                     lambda: barrier.insert_one({"t": time.time()}), self.cfg.final_timeout)
+        self._await_all_members(db, writer)
         ok = True
         for name in self._collections():
             coll = db.get_collection(name, read_concern=ReadConcern("majority"),
@@ -173,6 +187,25 @@ class Runner:
                 continue
             writer.write(final_record(name, docs, t0, Clock.now()[0]))
         return ok
+
+    def _await_all_members(self, db, writer):
+        """A write acknowledged by every member (w:<n>): once it is, every member has caught
+        up, so a deposed primary has rolled back and written its rollback files before the
+        checker looks for them. Recorded as a barrier record; not reaching it is not an error
+        of the run (a member may be down for good), the checker reports it."""
+        t0, _ = Clock.now()
+        n, err = 0, None
+        try:
+            n = len(self._retry("hello", lambda: db.client.admin.command("hello"),
+                                self.cfg.final_timeout).get("hosts") or ())
+            coll = db.get_collection(BARRIER_COLL, write_concern=WriteConcern(
+                w=max(n, 1), wtimeout=int(self.cfg.members_timeout * 1000)))
+            self._retry("the all-members barrier write",
+                        lambda: coll.insert_one({"t": time.time(), "all": True}),
+                        self.cfg.members_timeout)
+        except (RunnerError, PyMongoError) as exc:
+            err = str(exc)
+        writer.write(barrier_record(n, err is None, t0, Clock.now()[0], err))
 
     # -- the run --------------------------------------------------------------------------
     def _start_threads(self, ctx, writer, faults):
@@ -222,7 +255,8 @@ class Runner:
                 append_collections=self._collections("append"),
                 w1_journal=cfg.w1_journal, txn_modes=list(cfg.txn_modes),
                 fault_every=cfg.fault_every, fault_cmds=list(cfg.fault_cmds),
-                heal_cmds=list(cfg.heal_cmds), schedules=len(self.schedules)))
+                heal_cmds=self.heal_cmds, schedules=len(self.schedules),
+                schedule_texts=list(cfg.schedules), fault_opts=cfg.fault_opts))
             self._setup(control)
             ctx = OpContext(clients, tracker, cfg.db, cfg.op_timeout, Values(), cfg.w1_journal)
             faults = FaultContext(writer, self.stop)
@@ -230,7 +264,7 @@ class Runner:
             self._wait(workers)
             for t in fthreads:
                 t.join(cfg.fault_timeout + 10)
-            for cmd in cfg.heal_cmds:
+            for cmd in self.heal_cmds:
                 faults.run_shell(cmd, name="heal", timeout=cfg.fault_timeout, action="heal")
             final_ok = self._final_read(control, writer)
             writer.write(end_record(sum(self.counts.values())))
