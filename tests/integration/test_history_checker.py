@@ -561,7 +561,7 @@ def test_end_to_end_kill_and_restart(server_factory, tmp_path):
                       members=[srv.host])
 
     cfg = RunConfig(uri=srv.uri, out=str(tmp_path / "kill.jsonl"), seed=11, workers=4,
-                    duration=3.0, op_timeout=3.0, final_timeout=30.0)
+                    duration=3.0, op_timeout=3.0, final_timeout=30.0, recover_timeout=60.0)
     run(cfg, faults=[kill_once])
     report = check_file(cfg.out, [srv.dbpath])
     assert report.clean, format_report(report)

@@ -32,6 +32,9 @@ def _run_parser(sub):
     p.add_argument("--workloads", default="insert,append", help="insert,append")
     p.add_argument("--db", default="cairn_history")
     p.add_argument("--keep-db", action="store_true", help="do not drop the database first")
+    p.add_argument("--recover-timeout", type=float, default=0.0,
+                   help="with --duration: go on up to this many seconds past it until a "
+                        "majority write completed after the last fault (default 0: stop on time)")
     p.add_argument("--op-timeout", type=float, default=10.0,
                    help="seconds per operation, driver retries included (default 10)")
     p.add_argument("--keys", type=int, default=6, help="active list-append keys")
@@ -96,6 +99,7 @@ def _config(args):
                      fault_opts=args.fault_opts,
                      workloads=tuple(w for w in args.workloads.split(",") if w),
                      db=args.db, keep_db=args.keep_db, op_timeout=args.op_timeout,
+                     recover_timeout=args.recover_timeout,
                      keys=args.keys, max_txn_len=args.max_txn_len,
                      max_writes_per_key=args.max_writes_per_key,
                      single_append=args.single_append, txn_modes=modes,

@@ -13,6 +13,7 @@ import json
 
 from .history import read_history
 from .listappend import check_list_append
+from .outcomes import majority_write
 from .rollback import load_rollback
 from .writes import check_inserts
 
@@ -102,18 +103,10 @@ def check_file(path, rollback_dirs=()):
 
 # -- summary --------------------------------------------------------------------------------
 
-def _majority_write(op):
-    if op["outcome"] != "ok":
-        return False
-    if op["type"] == "insert":
-        return (op.get("wc") or {}).get("w") == "majority"
-    return op["type"] == "txn" and any(m[0] == "append" for m in op.get("mops", ()))
-
-
 def failover_times(ops, faults):
     """For each fault: seconds from its start (fault_start) to the completion of the first
     successful majority write completing after the fault ended (None when there was none)."""
-    done = sorted(op["t_complete"] for op in ops if _majority_write(op))
+    done = sorted(op["t_complete"] for op in ops if majority_write(op))
     out = []
     for f in faults:
         nxt = next((t for t in done if t > f["t_complete"]), None)

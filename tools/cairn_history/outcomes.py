@@ -177,3 +177,13 @@ def acknowledging_server(attempts):
         if a["result"] == "ok" and not a.get("write_error"):
             return a["addr"]
     return None
+
+
+def majority_write(op):
+    """True for an operation record that is an acknowledged majority write: a w:"majority"
+    insert, or a committed transaction that appended (its commit waits for majority)."""
+    if op["outcome"] != "ok":
+        return False
+    if op["type"] == "insert":
+        return (op.get("wc") or {}).get("w") == "majority"
+    return op["type"] == "txn" and any(m[0] == "append" for m in op.get("mops", ()))

@@ -28,7 +28,7 @@ from .schedule import fault_command
 from .schedule import parse as parse_schedule
 from .history import (Clock, HistoryWriter, barrier_record, end_record, final_record,
                       meta_record, op_record)
-from .outcomes import AttemptTracker, error_summary
+from .outcomes import AttemptTracker, error_summary, majority_write
 from .workloads import TXN_MODES, OpContext, Values, make_workloads
 
 BARRIER_COLL = "barrier"
@@ -42,6 +42,10 @@ class RunConfig:
     workers: int = 4
     duration: float = 10.0          # seconds; ignored when ops is set
     ops: int = 0                    # total operations (0: run for `duration`)
+    # > 0: a duration-bounded run goes on past `duration`, for at most this many seconds more,
+    # until a majority write completed after the last fault ended (so that a slow restart
+    # under load still leaves the run a measured failover).
+    recover_timeout: float = 0.0
     workloads: tuple = ("insert", "append")
     db: str = "cairn_history"
     keep_db: bool = False
@@ -85,6 +89,7 @@ class Runner:
         self.counts = {}                # (type, outcome) -> n
         self._lock = threading.Lock()
         self._next_op = 0
+        self._last_majority_ok = float("-inf")  # t_complete of the newest ok majority write
         self.workloads = make_workloads(config.workloads, keys=config.keys,
                                         max_txn_len=config.max_txn_len,
                                         max_writes_per_key=config.max_writes_per_key,
@@ -130,8 +135,12 @@ class Runner:
                 return
             t1, w1 = Clock.now()
             op_type, outcome = fields.pop("type"), fields.pop("outcome")
-            writer.write(op_record(op_id, index, op_type, outcome, t0, t1, w0, w1, **fields))
+            rec = op_record(op_id, index, op_type, outcome, t0, t1, w0, w1, **fields)
+            writer.write(rec)
             self._count(op_type, outcome)
+            if majority_write(rec):
+                with self._lock:
+                    self._last_majority_ok = max(self._last_majority_ok, t1)
 
     # -- set-up and final read ------------------------------------------------------------
     def _retry(self, what, fn, timeout):
@@ -225,10 +234,19 @@ class Runner:
         except Exception:
             self.errors.append("fault schedule raised:\n" + traceback.format_exc())
 
-    def _wait(self, workers):
+    def _recovered(self, ctx):
+        """True once a majority write completed after the last fault event ended."""
+        last = max((e["t_complete"] for e in ctx.events), default=None)
+        with self._lock:
+            return last is None or self._last_majority_ok > last
+
+    def _wait(self, workers, ctx):
         deadline = None if self.cfg.ops else time.monotonic() + self.cfg.duration
+        hard = None if deadline is None else deadline + self.cfg.recover_timeout
         while any(t.is_alive() for t in workers):
-            if deadline is not None and time.monotonic() >= deadline:
+            now = time.monotonic()
+            if deadline is not None and now >= deadline and (
+                    now >= hard or self._recovered(ctx)):
                 break
             if self.stop.wait(0.05):
                 break
@@ -261,7 +279,7 @@ class Runner:
             ctx = OpContext(clients, tracker, cfg.db, cfg.op_timeout, Values(), cfg.w1_journal)
             faults = FaultContext(writer, self.stop)
             workers, fthreads = self._start_threads(ctx, writer, faults)
-            self._wait(workers)
+            self._wait(workers, faults)
             for t in fthreads:
                 t.join(cfg.fault_timeout + 10)
             for cmd in self.heal_cmds:
