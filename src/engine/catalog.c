@@ -88,6 +88,7 @@ int eng_cat_committed_create(struct eng_catalog *c, const char *ns, uint64_t id)
     size_t i = cat_lower(c, ns);
 
     eng_cat_note_id(c, id);
+    atomic_fetch_add(&c->gen, 1);
     if (i < c->n && strcmp(c->ents[i].ns, ns) == 0) {
         c->ents[i].id = id;
         return 0;
@@ -106,6 +107,7 @@ void eng_cat_committed_drop(struct eng_catalog *c, const char *ns)
 {
     size_t i = cat_lower(c, ns);
 
+    atomic_fetch_add(&c->gen, 1);
     if (i < c->n && strcmp(c->ents[i].ns, ns) == 0) {
         memmove(&c->ents[i], &c->ents[i + 1], (c->n - i - 1) * sizeof c->ents[0]);
         c->n--;
@@ -136,6 +138,7 @@ int eng_cat_pending_add(struct eng_catalog *c, int kind, cairn_ts ts, uint64_t i
         c->pend = p;
         c->cap_pend = cap;
     }
+    atomic_fetch_add(&c->gen, 1);
     p = &c->pend[c->n_pend++];
     p->kind = kind;
     p->ts = ts;
@@ -154,6 +157,7 @@ void eng_cat_pending_trim(struct eng_catalog *c, cairn_ts ts)
         }
     }
     c->n_pend = m;
+    atomic_fetch_add(&c->gen, 1);
 }
 
 void eng_cat_pending_cut(struct eng_catalog *c, cairn_ts ts)
@@ -166,6 +170,7 @@ void eng_cat_pending_cut(struct eng_catalog *c, cairn_ts ts)
         }
     }
     c->n_pend = m;
+    atomic_fetch_add(&c->gen, 1);
 }
 
 /* ---- Public entry points ------------------------------------------------ */
@@ -268,6 +273,11 @@ int eng_catalog_list(struct eng *e,
     *out = v;
     *n = cnt;
     return 0;
+}
+
+uint64_t eng_catalog_gen(struct eng *e)
+{
+    return atomic_load(&e->cat.gen);
 }
 
 uint64_t eng_catalog_next_id(struct eng *e)

@@ -174,6 +174,13 @@ int eng_catalog_list(struct eng *e,
                      struct eng_coll_info **out,
                      size_t *n);
 
+/* A number that changes whenever either view of the catalog changes
+ * (creates, drops, overlay adds, trims and discards), for callers that
+ * cache what they derive from it: a value read before looking at the
+ * catalog that still holds afterwards means nothing changed in between.
+ * Any thread. */
+uint64_t eng_catalog_gen(struct eng *e);
+
 /* Returns a collection id never used before (monotonic, survives restart
  * because ids of created collections are persisted). Any thread (the
  * commit section in practice). */

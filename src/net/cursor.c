@@ -698,7 +698,13 @@ void net_dc_append_write_error(bson_t *arr,
     BSON_APPEND_INT32(&e, "index", index);
     BSON_APPEND_INT32(&e, "code", code);
     BSON_APPEND_UTF8(&e, "codeName", net_code_name(code));
-    if (code == MONGO_DuplicateKey && id != NULL) {
+    bson_t tp, tv;
+    if (code == MONGO_DuplicateKey && txn_dup_info_take(&tp, &tv)) {
+        BSON_APPEND_DOCUMENT(&e, "keyPattern", &tp);
+        BSON_APPEND_DOCUMENT(&e, "keyValue", &tv);
+        bson_destroy(&tp);
+        bson_destroy(&tv);
+    } else if (code == MONGO_DuplicateKey && id != NULL) {
         bson_t kp;
         bson_t kv;
         BSON_APPEND_DOCUMENT_BEGIN(&e, "keyPattern", &kp);

@@ -278,6 +278,13 @@ static void build_error(const struct net_cmd *c,
     append_message(out, "errmsg", msg);
     BSON_APPEND_INT32(out, "code", code);
     BSON_APPEND_UTF8(out, "codeName", net_code_name(code));
+    bson_t kp, kv;
+    if (code == MONGO_DuplicateKey && txn_dup_info_take(&kp, &kv)) {
+        BSON_APPEND_DOCUMENT(out, "keyPattern", &kp);
+        BSON_APPEND_DOCUMENT(out, "keyValue", &kv);
+        bson_destroy(&kp);
+        bson_destroy(&kv);
+    }
     if (c->name != NULL) {
         append_labels(out, compute_labels(c, code, 0), labels);
     }

@@ -148,6 +148,9 @@ cairn_ts txn_read_ts(const struct txn_read *rd)
 
 int txn_read_coll(struct txn_read *rd, const char *ns, uint64_t *coll_id)
 {
+    if (strstr(ns, ".$") != NULL) {
+        return CAIRN_ENOTFOUND; /* an index namespace (index.c) */
+    }
     if (rd->w != NULL) {
         int st = txn_write_staged_coll(rd->w, ns, coll_id);
         if (st != 0) {
@@ -173,13 +176,18 @@ int txn_read_list(struct txn_read *rd, const char *db, struct txn_coll **out, si
         free(infos);
         return CAIRN_ENOMEM;
     }
+    size_t k = 0;
     for (size_t i = 0; i < count; i++) {
-        colls[i].id = infos[i].id;
-        memcpy(colls[i].ns, infos[i].ns, sizeof colls[i].ns);
+        if (strstr(infos[i].ns, ".$") != NULL) {
+            continue; /* an index namespace (index.c) */
+        }
+        colls[k].id = infos[i].id;
+        memcpy(colls[k].ns, infos[i].ns, sizeof colls[k].ns);
+        k++;
     }
     free(infos);
     *out = colls;
-    *n = count;
+    *n = k;
     return 0;
 }
 

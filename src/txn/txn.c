@@ -105,9 +105,14 @@ int txn_mgr_open(struct eng *e, struct repl *r, struct txn_mgr **out, struct cai
     pthread_mutex_init(&m->commit_mu, NULL);
     pthread_mutex_init(&m->reaper_mu, NULL);
     pthread_cond_init(&m->reaper_cv, NULL);
-    rv = txn_locks_init(&m->locks);
+    pthread_mutex_init(&m->builds_mu, NULL);
+    rv = txn_ixcache_init(&m->ixcache);
     if (rv != 0) {
         goto err_after_mutexes;
+    }
+    rv = txn_locks_init(&m->locks);
+    if (rv != 0) {
+        goto err_after_ixcache;
     }
     rv = txn_sessions_init(&m->sessions);
     if (rv != 0) {
@@ -128,7 +133,10 @@ err_after_sessions:
     txn_sessions_destroy(m);
 err_after_locks:
     txn_locks_destroy(&m->locks);
+err_after_ixcache:
+    txn_ixcache_destroy(&m->ixcache);
 err_after_mutexes:
+    pthread_mutex_destroy(&m->builds_mu);
     pthread_mutex_destroy(&m->commit_mu);
     pthread_mutex_destroy(&m->reaper_mu);
     pthread_cond_destroy(&m->reaper_cv);
@@ -154,6 +162,9 @@ void txn_mgr_close(struct txn_mgr *m)
     }
     txn_sessions_destroy(m);
     txn_locks_destroy(&m->locks);
+    txn_ixcache_destroy(&m->ixcache);
+    free(m->builds);
+    pthread_mutex_destroy(&m->builds_mu);
     pthread_mutex_destroy(&m->commit_mu);
     pthread_mutex_destroy(&m->reaper_mu);
     pthread_cond_destroy(&m->reaper_cv);

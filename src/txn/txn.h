@@ -382,6 +382,67 @@ int txn_write_config(struct txn_mgr *m,
                      cairn_ts *ts,
                      struct cairn_error *err);
 
+/* ---- Secondary indexes (index.c) ---------------------------------------- */
+
+/* After a write on this thread failed with DuplicateKey (11000):
+ * initialises `pattern` and `value` with that error's keyPattern and
+ * keyValue (caller destroys both) and returns true; false (nothing
+ * initialised) when there is none. Either way forgets it. */
+bool txn_dup_info_take(bson_t *pattern, bson_t *value);
+
+/* Lists the built indexes of collection `ns` (not the _id index) as the
+ * read sees them: *out is a malloc'd array of *n normalised specs, each
+ * freed with bson_destroy, the array with free(). Errors: CAIRN_ENOTFOUND
+ * (26 NamespaceNotFound), CAIRN_ENOMEM, CAIRN_ECORRUPT, CAIRN_EIO. */
+int txn_read_indexes(struct txn_read *rd,
+                     const char *ns,
+                     bson_t ***out,
+                     size_t *n,
+                     struct cairn_error *err);
+
+struct txn_index_result
+{
+    int n_before, n_after;   /* indexes, the _id index included */
+    bool created_collection; /* the collection did not exist */
+    bool all_existed;        /* nothing to build */
+};
+
+/* createIndexes in write `w`: validates each spec (qry_index_compile and
+ * mongod's conflicts with existing indexes: 85 IndexOptionsConflict, 86
+ * IndexKeySpecsConflict, 67 CannotCreateIndex), creates `ns` when missing,
+ * then builds the new indexes under the exclusive intent on `ns` (waiting
+ * for its writers): catalog entries and specs (not ready), entries for every
+ * document (a statement flushes every TXN_FLUSH_BYTES, after which writers
+ * go on and maintain the index), specs ready; the caller commits. Errors:
+ * the above, 11000 DuplicateKey (a unique index over duplicates) and 171
+ * (a document that cannot be indexed): then nothing of the build remains
+ * (a statement that committed parts drops the indexes again), the wait's
+ * errors, 112 (transactions). Runs on the calling client thread. */
+int txn_index_create(struct txn_write *w,
+                     const char *ns,
+                     const bson_t *const *specs,
+                     size_t n_specs,
+                     struct txn_index_result *res,
+                     struct cairn_error *err);
+
+/* dropIndexes in statement write `w`: `target` is an index name, a key
+ * pattern, "*" (every index but _id) or an array of names (all must
+ * exist). *n_was is the number of indexes before (with _id). Errors
+ * (mongo_code): 26 NamespaceNotFound, 27 IndexNotFound, 72 InvalidOptions
+ * (the _id index), the intent wait's errors. The caller commits. */
+int txn_index_drop(struct txn_write *w,
+                   const char *ns,
+                   const bson_value_t *target,
+                   int *n_was,
+                   struct cairn_error *err);
+
+/* validate: checks, in the read's view, that every index of `ns` holds
+ * exactly the entries its documents give, and appends mongod's validate
+ * fields to `reply` (ns, nrecords, nIndexes, keysPerIndex, indexDetails
+ * with extra/missing entry counts, valid, warnings, errors). Errors: 26
+ * NamespaceNotFound, CAIRN_ENOMEM, CAIRN_EIO. */
+int txn_index_validate(struct txn_read *rd, const char *ns, bson_t *reply, struct cairn_error *err);
+
 /* ---- Sessions ------------------------------------------------------------ */
 
 /* Checks out the session `lsid` (creating it when new) for one command:
