@@ -13,9 +13,9 @@
  * Arrays (multikey): the values of a field are collected along its dotted
  * path, traversing arrays of documents; a leaf array contributes each
  * element ([] contributes undefined). Two fields may both meet arrays only
- * when it is the same array (the same path prefix); the keys are then the
- * cross product. Otherwise the document cannot be indexed (171), as mongod's
- * "cannot index parallel arrays".
+ * along the same paths (the array paths of one among the other's); the keys
+ * are then the cross product. Otherwise the document cannot be indexed
+ * (171), as mongod's "cannot index parallel arrays".
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -382,14 +382,19 @@ void qry_index_free(struct qry_index *ix)
 
 /* ---- Keys -------------------------------------------------------------- */
 
+/* Most distinct array paths remembered per field (deeper ones count as
+ * the same for the parallel-array rule). */
+#define MAX_ARRAY_PATHS 8
+
 /* The values of one field of one document. */
 struct fvals
 {
     bson_value_t *v;
     size_t n, cap;
-    bool present;  /* the path reached a value (sparse) */
-    char arr[512]; /* path prefix of the array met, "" if none */
-    bool parallel; /* two different arrays met on this path */
+    bool present; /* the path reached a value (sparse) */
+    /* Path prefixes at which arrays were met, distinct. */
+    char arrs[MAX_ARRAY_PATHS][256];
+    size_t n_arrs;
 };
 
 static const bson_value_t undefined_value = {.value_type = BSON_TYPE_UNDEFINED};
@@ -412,15 +417,34 @@ static int fv_push(struct fvals *f, const bson_value_t *v)
 
 static void note_array(struct fvals *f, const char *path, size_t prefix_len)
 {
-    if (prefix_len >= sizeof f->arr) {
-        prefix_len = sizeof f->arr - 1;
+    if (prefix_len >= sizeof f->arrs[0]) {
+        prefix_len = sizeof f->arrs[0] - 1;
     }
-    if (f->arr[0] == '\0') {
-        memcpy(f->arr, path, prefix_len);
-        f->arr[prefix_len] = '\0';
-    } else if (strlen(f->arr) != prefix_len || memcmp(f->arr, path, prefix_len) != 0) {
-        f->parallel = true;
+    for (size_t i = 0; i < f->n_arrs; i++) {
+        if (strlen(f->arrs[i]) == prefix_len && memcmp(f->arrs[i], path, prefix_len) == 0) {
+            return;
+        }
     }
+    if (f->n_arrs < MAX_ARRAY_PATHS) {
+        memcpy(f->arrs[f->n_arrs], path, prefix_len);
+        f->arrs[f->n_arrs][prefix_len] = '\0';
+        f->n_arrs++;
+    }
+}
+
+/* True when every array path of `a` is one of `b`'s. */
+static bool arrays_within(const struct fvals *a, const struct fvals *b)
+{
+    for (size_t i = 0; i < a->n_arrs; i++) {
+        bool found = false;
+        for (size_t j = 0; j < b->n_arrs && !found; j++) {
+            found = strcmp(a->arrs[i], b->arrs[j]) == 0;
+        }
+        if (!found) {
+            return false;
+        }
+    }
+    return true;
 }
 
 /* Collects the values at path[off..] inside the document (data, len);
@@ -602,7 +626,6 @@ int qry_index_keys(const struct qry_index *ix,
     size_t pick[QRY_INDEX_MAX_FIELDS];
     bool any_present = false;
     size_t total = 1;
-    const char *arr = NULL;
     int rv = 0;
 
     keys_clear(out);
@@ -620,15 +643,19 @@ int qry_index_keys(const struct qry_index *ix,
         if (fv[i].n == 0) {
             rv = fv_push(&fv[i], &null_value) == 0 ? 0 : cairn_error_setf(err, CAIRN_ENOMEM, "oom");
         }
-        if (fv[i].arr[0] != '\0') {
-            if (fv[i].parallel || (arr != NULL && strcmp(arr, fv[i].arr) != 0)) {
+        /* Two fields may meet arrays only along the same paths (one
+         * field's array paths among the other's): else the arrays are
+         * parallel and the cross product has no meaning. */
+        for (size_t j = 0; j < i && rv == 0 && fv[i].n_arrs > 0; j++) {
+            if (fv[j].n_arrs > 0 && !arrays_within(&fv[i], &fv[j]) &&
+                !arrays_within(&fv[j], &fv[i])) {
                 rv = cairn_error_mongo(err, CAIRN_EINVAL, MONGO_CannotIndexParallelArrays,
-                                       "cannot index parallel arrays [%s] [%s]",
-                                       fv[i].parallel ? fv[i].arr : fv[i].arr + 0,
-                                       arr != NULL ? arr : fv[i].arr);
-                break;
+                                       "cannot index parallel arrays [%s] [%s]", fv[i].arrs[0],
+                                       fv[j].arrs[0]);
             }
-            arr = fv[i].arr;
+        }
+        if (rv != 0) {
+            break;
         }
         total *= fv[i].n;
         if (total > MAX_KEYS_PER_DOC) {
