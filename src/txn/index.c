@@ -38,6 +38,11 @@
 /* mongod's limit of indexes per collection, the _id index included. */
 #define MAX_INDEXES 64
 
+/* A build commits what it staged past this many bytes: the first commit
+ * lets the collection's writers go on (they wait for the build's
+ * exclusive intent until then), later ones bound each log entry. */
+#define BUILD_CHUNK_BYTES ((size_t)1 << 20)
+
 static const uint8_t SPEC_KEY[1] = {0x00};
 
 /* ---- The index catalog ------------------------------------------------------ */
@@ -779,7 +784,7 @@ static int check_request(const struct qry_index *req,
 }
 
 /* Writes the entries of indexes v[0..n) for every document of `coll_id`
- * (invariant 3). Statements flush every TXN_FLUSH_BYTES. */
+ * (invariant 3). Statements commit every BUILD_CHUNK_BYTES. */
 static int build_entries(struct txn_write *w,
                          uint64_t coll_id,
                          const struct txn_ixdesc *v,
@@ -826,7 +831,7 @@ static int build_entries(struct txn_write *w,
         }
         rv = maintain_set(w, coll_id, v, n, NULL, &cur, err);
         bson_destroy(&cur);
-        if (rv == 0 && !w->multi && txn_write_staged_bytes(w) > TXN_FLUSH_BYTES) {
+        if (rv == 0 && !w->multi && txn_write_staged_bytes(w) > BUILD_CHUNK_BYTES) {
             cairn_ts ts;
             rv = txn_write_flush(w, &ts, err);
         }

@@ -412,7 +412,7 @@ struct txn_index_result
  * IndexKeySpecsConflict, 67 CannotCreateIndex), creates `ns` when missing,
  * then builds the new indexes under the exclusive intent on `ns` (waiting
  * for its writers): catalog entries and specs (not ready), entries for every
- * document (a statement flushes every TXN_FLUSH_BYTES, after which writers
+ * document (a statement commits every MiB of entries, after which writers
  * go on and maintain the index), specs ready; the caller commits. Errors:
  * the above, 11000 DuplicateKey (a unique index over duplicates) and 171
  * (a document that cannot be indexed): then nothing of the build remains

@@ -152,3 +152,48 @@ def test_maintenance_through_every_write_path(coll):
 
 def test_validate_missing_collection(db):
     assert command_code(db, {"validate": "nope"}) == 26
+
+
+def test_build_while_writes_go_on_equals_a_rebuild(server, coll):
+    """A build over enough data to commit in several chunks, while other clients insert,
+    update and delete: the finished index equals the index rebuilt from the documents."""
+    import random
+    import threading
+
+    from workers import Workers
+
+    rng = random.Random(20261205)
+    pad = "p" * 200
+    coll.insert_many([{"_id": i, "a": rng.randrange(1000), "pad": pad} for i in range(20000)])
+    stop = threading.Event()
+
+    def writer(seed):
+        r = random.Random(seed)
+        c = server.client()
+        try:
+            w = c[coll.database.name][coll.name]
+            while not stop.is_set():
+                i = r.randrange(25000)
+                op = r.random()
+                if op < 0.4:
+                    w.update_one({"_id": i}, {"$set": {"a": r.randrange(1000)}})
+                elif op < 0.7:
+                    w.replace_one({"_id": i}, {"a": [r.randrange(5), 7], "pad": pad},
+                                  upsert=True)
+                else:
+                    w.delete_one({"_id": i})
+        finally:
+            c.close()
+
+    ws = Workers()
+    for s in range(3):
+        ws.start(writer, s)
+    try:
+        coll.create_index("a")
+        coll.create_index([("a", -1), ("_id", 1)], name="a_id")
+    finally:
+        stop.set()
+        ws.finish()
+    v = coll.database.command("validate", coll.name)
+    assert v["valid"] is True, v
+    assert v["keysPerIndex"]["a_id"] == v["keysPerIndex"]["a_1"]
