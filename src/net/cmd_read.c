@@ -305,7 +305,7 @@ static int cmd_find(struct net_cmd *c)
             v.skip = skip;
             v.max_docs = limit > 0 ? limit : -1;
         }
-        if (net_dc_visit_matches(rd, cid, m, collect, &v, &c->err) != 0) {
+        if (net_dc_visit_matches(rd, cid, ns, &filter, m, collect, &v, &c->err) != 0) {
             goto fail;
         }
         txn_read_end(rd);
@@ -354,7 +354,8 @@ static int cmd_find(struct net_cmd *c)
         v.n = 0;
     } else {
         /* Stream: the cursor owns the read, scan, matcher and projection. */
-        if (txn_scan_open(rd, cid, &cur->sc, &c->err) != 0) {
+        if (txn_scan_open_filter(rd, cid, ns, bson_empty(&filter) ? NULL : &filter, &cur->sc,
+                                 &c->err) != 0) {
             goto fail;
         }
         cur->rd = rd;
@@ -630,7 +631,8 @@ static int visit_query(struct net_cmd *c,
     uint64_t cid = 0;
     int rc = 0;
     if (txn_read_coll(rd, ns, &cid) == 0) {
-        rc = net_dc_visit_matches(rd, cid, bson_empty(query) ? NULL : m, fn, arg, &c->err);
+        rc = net_dc_visit_matches(rd, cid, ns, query, bson_empty(query) ? NULL : m, fn, arg,
+                                  &c->err);
     }
     txn_read_end(rd);
     qry_matcher_free(m);

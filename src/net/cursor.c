@@ -834,6 +834,8 @@ int net_dc_scan_next(struct txn_scan *sc, bson_t *doc, struct cairn_error *err)
 
 int net_dc_visit_matches(struct txn_read *rd,
                          uint64_t cid,
+                         const char *ns,
+                         const bson_t *filter,
                          const struct qry_matcher *m,
                          net_dc_visit_fn fn,
                          void *arg,
@@ -858,7 +860,7 @@ int net_dc_visit_matches(struct txn_read *rd,
         return r < 0 ? (err->code ? err->code : CAIRN_EIO) : 0;
     }
     struct txn_scan *sc = NULL;
-    int rc = txn_scan_open(rd, cid, &sc, err);
+    int rc = txn_scan_open_filter(rd, cid, ns, m != NULL ? filter : NULL, &sc, err);
     if (rc != 0) {
         return rc;
     }

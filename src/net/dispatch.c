@@ -53,7 +53,7 @@ static atomic_int next_reply_id = 1;
 
 /* ---- Command tables ------------------------------------------------------ */
 
-#define N_TABLES 9
+#define N_TABLES 10
 
 /* The command tables; the test commands exist only with
  * enableTestCommands (otherwise they are unknown, 59, as in mongod). */
@@ -78,6 +78,8 @@ static const struct net_cmd_def *table_at(int i)
             return net_cmds_session;
         case 8:
             return net_cmds_repl;
+        case 9:
+            return net_cmds_explain;
         default:
             return NULL;
     }

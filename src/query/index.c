@@ -333,6 +333,29 @@ bool qry_index_hidden(const struct qry_index *ix)
     return ix->hidden;
 }
 
+bool qry_index_sparse(const struct qry_index *ix)
+{
+    return ix->sparse;
+}
+
+bool qry_index_partial(const struct qry_index *ix)
+{
+    return ix->has_partial;
+}
+
+size_t qry_index_n_fields(const struct qry_index *ix)
+{
+    return ix->n_fields;
+}
+
+const char *qry_index_field(const struct qry_index *ix, size_t i, bool *desc)
+{
+    if (desc != NULL) {
+        *desc = ix->fields[i].desc;
+    }
+    return ix->fields[i].path;
+}
+
 /* Key patterns are the same when their fields, in order, have the same
  * paths and directions ({a: 1} and {a: 1.0} are one pattern). */
 static bool same_pattern(const struct qry_index *a, const struct qry_index *b)

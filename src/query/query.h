@@ -324,4 +324,47 @@ void qry_ixkeys_fini(struct qry_ixkeys *keys);
 /* Frees a compiled index. NULL is a no-op. */
 void qry_index_free(struct qry_index *ix);
 
+bool qry_index_sparse(const struct qry_index *ix);
+/* True for a partial index (partialFilterExpression). */
+bool qry_index_partial(const struct qry_index *ix);
+/* Number of fields of the key pattern. */
+size_t qry_index_n_fields(const struct qry_index *ix);
+/* Path of field i (< qry_index_n_fields); *desc (may be NULL) its direction. */
+const char *qry_index_field(const struct qry_index *ix, size_t i, bool *desc);
+
+/* ---- Query planning (plan.c) ------------------------------------------ */
+
+struct qry_plan;
+
+/* Chooses among the indexes ixs[0..n) (NULL entries are skipped) the one
+ * whose leading fields the filter constrains most (equality and $in
+ * first, then one range field) and the key intervals that cover every key
+ * a matching document has in it; the caller scans them and still filters
+ * the documents it fetches. Without a usable index the plan is a
+ * collection scan (qry_plan_index < 0). Sparse, partial and hidden indexes
+ * are not used. On success *out is owned by the caller (qry_plan_free).
+ * Errors: CAIRN_ENOMEM. Reentrant. */
+int qry_plan_choose(const bson_t *filter,
+                    const struct qry_index *const *ixs,
+                    size_t n,
+                    struct qry_plan **out,
+                    struct cairn_error *err);
+
+/* The chosen index's position in the array given, or -1 (collection scan). */
+int qry_plan_index(const struct qry_plan *p);
+
+/* The intervals to scan, sorted by lower bound and disjoint unless two
+ * $in values share a prefix: interval i is [lo, hi) over index keys (the
+ * entry key without the document's _id); hi_len 0 means no upper bound. */
+size_t qry_plan_n_intervals(const struct qry_plan *p);
+void qry_plan_interval(const struct qry_plan *p,
+                       size_t i,
+                       const uint8_t **lo,
+                       size_t *lo_len,
+                       const uint8_t **hi,
+                       size_t *hi_len);
+
+/* Frees a plan. NULL is a no-op. */
+void qry_plan_free(struct qry_plan *p);
+
 #endif /* CAIRN_QUERY_QUERY_H */

@@ -8,7 +8,7 @@
  * and ENG_OP_DROP ops, so ids, persistence, the overlay and replication are
  * the collections' own). Under its id, in the docs column family, live:
  *   key 0x00                    -> {spec: <normalised spec>, ready: bool}
- *   key K | encoded _id         -> {}          (non-unique index)
+ *   key K | encoded _id         -> {_id: <id>} (non-unique index)
  *   key K                       -> {_id: <id>} (unique index)
  * where K is the document's key (qry_index_keys; never starts with 0x00).
  * Entries are MVCC versions written in the same commit as the documents
@@ -515,7 +515,6 @@ static int maintain_set(struct txn_write *w,
     }
     /* Stage: deleted entries, then added ones. */
     for (size_t i = 0; i < n && rv == 0; i++) {
-        bool uniq = qry_index_unique(v[i].ix);
         for (size_t j = 0; j < oldk[i].n && rv == 0; j++) {
             if (qry_ixkeys_has(&newk[i], oldk[i].buf.data + oldk[i].off[j], oldk[i].len[j])) {
                 continue;
@@ -525,15 +524,13 @@ static int maintain_set(struct txn_write *w,
                     : txn_write_stage_raw(w, v[i].id, ek.data, ek.len, NULL, 0, err);
         }
         for (size_t j = 0; j < newk[i].n && rv == 0; j++) {
-            static const uint8_t empty_doc[5] = {5, 0, 0, 0, 0};
             if (qry_ixkeys_has(&oldk[i], newk[i].buf.data + newk[i].off[j], newk[i].len[j])) {
                 continue;
             }
             rv = entry_key(&v[i], &newk[i], j, &idkey, &ek);
             rv = rv ? cairn_error_setf(err, CAIRN_ENOMEM, "txn: out of memory")
-                    : txn_write_stage_raw(w, v[i].id, ek.data, ek.len,
-                                          uniq ? bson_get_data(&idval) : empty_doc,
-                                          uniq ? idval.len : sizeof empty_doc, err);
+                    : txn_write_stage_raw(w, v[i].id, ek.data, ek.len, bson_get_data(&idval),
+                                          idval.len, err);
         }
     }
 out:

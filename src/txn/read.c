@@ -254,6 +254,8 @@ struct txn_scan
     bool e_done;
     const uint8_t *ek, *ed;
     size_t ek_len, ed_len;
+    struct txn_ixscan *ix; /* an index scan (ixscan.c) instead of the above */
+    uint64_t n_docs;       /* documents returned (collection scans) */
 };
 
 static int key_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
@@ -361,7 +363,58 @@ int txn_scan_open(struct txn_read *rd,
     return 0;
 }
 
+int txn_scan_open_filter(struct txn_read *rd,
+                         uint64_t coll_id,
+                         const char *ns,
+                         const bson_t *filter,
+                         struct txn_scan **out,
+                         struct cairn_error *err)
+{
+    struct txn_ixscan *ix = NULL;
+    struct txn_scan *sc;
+    int rv = txn_ixscan_open(rd, coll_id, ns, filter, &ix, err);
+
+    if (rv != 0) {
+        return rv;
+    }
+    if (ix == NULL) {
+        return txn_scan_open(rd, coll_id, out, err);
+    }
+    sc = calloc(1, sizeof *sc);
+    if (sc == NULL) {
+        txn_ixscan_close(ix);
+        return cairn_error_setf(err, CAIRN_ENOMEM, "txn: out of memory");
+    }
+    sc->ix = ix;
+    *out = sc;
+    return 0;
+}
+
+const struct txn_plan_info *txn_scan_plan(const struct txn_scan *sc)
+{
+    return sc->ix != NULL ? txn_ixscan_info(sc->ix) : NULL;
+}
+
+uint64_t txn_scan_docs_examined(const struct txn_scan *sc)
+{
+    return sc->ix != NULL ? txn_ixscan_info(sc->ix)->docs_examined : sc->n_docs;
+}
+
+static int scan_next(struct txn_scan *sc, bson_t *doc);
+
 int txn_scan_next(struct txn_scan *sc, bson_t *doc)
+{
+    int r;
+
+    if (sc->ix != NULL) {
+        return txn_ixscan_next(sc->ix, doc, &sc->err);
+    }
+    r = scan_next(sc, doc);
+    sc->n_docs += r > 0;
+    return r;
+}
+
+static int scan_next(struct txn_scan *sc, bson_t *doc)
 {
     for (;;) {
         const struct scan_staged *s;
@@ -415,6 +468,7 @@ void txn_scan_close(struct txn_scan *sc)
         return;
     }
     eng_iter_close(sc->it);
+    txn_ixscan_close(sc->ix);
     staged_free(sc->st, sc->n_st);
     free(sc);
 }

@@ -196,6 +196,35 @@ int txn_scan_open(struct txn_read *rd,
                   struct txn_scan **out,
                   struct cairn_error *err);
 
+/* What an index scan does, for explain. */
+struct txn_plan_info
+{
+    char index_name[128];
+    bson_t key_pattern;
+    size_t n_intervals;
+    uint64_t keys_examined; /* index entries read so far */
+    uint64_t docs_examined; /* documents fetched so far */
+};
+
+/* Like txn_scan_open, but when an index serves `filter` (a ready one in the
+ * read's snapshot, chosen by qry_plan_choose) scans its key intervals and
+ * returns each document with a key there once, in index order: a superset
+ * of the matches, which the caller filters as for a collection scan. A
+ * read that sees its transaction's staged writes always scans the
+ * collection. `ns` names collection `coll_id`. Same errors as txn_scan_open. */
+int txn_scan_open_filter(struct txn_read *rd,
+                         uint64_t coll_id,
+                         const char *ns,
+                         const bson_t *filter,
+                         struct txn_scan **out,
+                         struct cairn_error *err);
+
+/* The index scan's plan and live counters, or NULL for a collection scan. */
+const struct txn_plan_info *txn_scan_plan(const struct txn_scan *sc);
+
+/* Documents the scan returned so far (fetched, for an index scan). */
+uint64_t txn_scan_docs_examined(const struct txn_scan *sc);
+
 /* Next document: 1 with `doc` a static view valid until the next call, 0 at
  * the end, -1 on error (see txn_scan_error). */
 int txn_scan_next(struct txn_scan *sc, bson_t *doc);

@@ -410,6 +410,20 @@ int txn_ix_maintain(struct txn_write *w,
  * can skip reading the old version). Errors as txn_ixset_get. */
 int txn_ix_any(struct txn_write *w, uint64_t coll_id, bool *any, struct cairn_error *err);
 
+/* Index scans (ixscan.c). txn_ixscan_open sets *out to NULL when no index
+ * serves `filter` (then the caller scans the collection). */
+struct txn_ixscan;
+int txn_ixscan_open(struct txn_read *rd,
+                    uint64_t coll_id,
+                    const char *ns,
+                    const bson_t *filter,
+                    struct txn_ixscan **out,
+                    struct cairn_error *err);
+/* 1 with `doc` a view valid until the next call, 0 at the end, -1 on error. */
+int txn_ixscan_next(struct txn_ixscan *x, bson_t *doc, struct cairn_error *err);
+const struct txn_plan_info *txn_ixscan_info(const struct txn_ixscan *x);
+void txn_ixscan_close(struct txn_ixscan *x);
+
 /* Stages the drop of every index of `ns` (a drop of the collection). */
 int txn_ix_drop_all(struct txn_write *w, const char *ns, struct cairn_error *err);
 
