@@ -16,9 +16,10 @@
  * returns exactly the matches. Hence:
  *  - point values cover all keys whose field encodes to them (the encoding
  *    is prefix-free, so "starts with the encoding" selects one value);
- *  - a range uses one side only (plus the value's type bracket, as mongod's
- *    comparisons do), because a multikey document may match a two-sided
- *    range through two different elements, neither inside it;
+ *  - on a multikey index (or when the caller does not know), a range uses
+ *    one side only (plus the value's type bracket, as mongod's comparisons
+ *    do), because a multikey document may match a two-sided range through
+ *    two different elements, neither inside it;
  *  - ranges on descending fields are not used (points are).
  */
 #include <stdio.h>
@@ -47,7 +48,8 @@ struct fpred
 
 struct qry_plan
 {
-    int ix_pos; /* -1: collection scan */
+    int ix_pos;     /* -1: collection scan */
+    bool two_sided; /* the index is not multikey: ranges use both sides */
     struct cairn_buf buf;
     size_t *lo_off, *lo_len, *hi_off, *hi_len;
     size_t n, cap;
@@ -257,10 +259,18 @@ static int expand(struct qry_plan *p,
         if (rv == 0 && range == NULL) {
             has_hi = prefix_successor(&hi);
         } else if (rv == 0) {
-            /* One side (see the invariant); the type bracket bounds the other. */
+            /* One side (see the invariant) unless the index is not
+             * multikey; the type bracket bounds the other. */
             const bson_value_t *v = range->lo != NULL ? range->lo : range->hi;
             uint8_t rank = (uint8_t)qry_type_rank(v->value_type);
-            if (range->lo != NULL) {
+            if (p->two_sided && range->lo != NULL && range->hi != NULL &&
+                qry_type_rank(range->lo->value_type) == qry_type_rank(range->hi->value_type)) {
+                rv = enc_field(range->lo, false, &lo);
+                rv = rv ? rv : enc_field(range->hi, false, &hi);
+                if (rv == 0) {
+                    prefix_successor(&hi); /* inclusive, as below */
+                }
+            } else if (range->lo != NULL) {
                 /* Inclusive even for $gt: decimals close to the bound share
                  * its encoding; the matcher drops what is not above it. */
                 rv = enc_field(range->lo, false, &lo);
@@ -312,6 +322,7 @@ static int iv_cmp(const void *a, const void *b, void *arg)
 
 int qry_plan_choose(const bson_t *filter,
                     const struct qry_index *const *ixs,
+                    const bool *multikey,
                     size_t n_ix,
                     struct qry_plan **out,
                     struct cairn_error *err)
@@ -396,6 +407,7 @@ int qry_plan_choose(const bson_t *filter,
         break;
     }
     struct cairn_buf prefix = CAIRN_BUF_INIT;
+    p->two_sided = multikey != NULL && !multikey[best];
     rv = expand(p, fp, desc, n_pts, range, 0, &prefix);
     cairn_buf_free(&prefix);
     if (rv != 0) {

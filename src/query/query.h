@@ -342,10 +342,13 @@ struct qry_plan;
  * a matching document has in it; the caller scans them and still filters
  * the documents it fetches. Without a usable index the plan is a
  * collection scan (qry_plan_index < 0). Sparse, partial and hidden indexes
- * are not used. On success *out is owned by the caller (qry_plan_free).
+ * are not used. multikey[i] false says no document has several keys in
+ * index i (then ranges are scanned between both bounds); multikey NULL
+ * means every index may be multikey. On success *out is owned by the caller (qry_plan_free).
  * Errors: CAIRN_ENOMEM. Reentrant. */
 int qry_plan_choose(const bson_t *filter,
                     const struct qry_index *const *ixs,
+                    const bool *multikey,
                     size_t n,
                     struct qry_plan **out,
                     struct cairn_error *err);

@@ -7,7 +7,8 @@
  * "<db>.<coll>.$<name>" (created and dropped by the ordinary ENG_OP_CREATE
  * and ENG_OP_DROP ops, so ids, persistence, the overlay and replication are
  * the collections' own). Under its id, in the docs column family, live:
- *   key 0x00                    -> {spec: <normalised spec>, ready: bool}
+ *   key 0x00 's'                -> {spec: <normalised spec>, ready: bool}
+ *   key 0x00 'm'                -> {} once a document had several keys
  *   key K | encoded _id         -> {_id: <id>} (non-unique index)
  *   key K                       -> {_id: <id>} (unique index)
  * where K is the document's key (qry_index_keys; never starts with 0x00).
@@ -43,7 +44,9 @@
  * exclusive intent until then), later ones bound each log entry. */
 #define BUILD_CHUNK_BYTES ((size_t)1 << 20)
 
-static const uint8_t SPEC_KEY[1] = {0x00};
+const uint8_t txn_ix_spec_key[TXN_IX_META_LEN] = {0x00, 's'};
+const uint8_t txn_ix_multikey_key[TXN_IX_META_LEN] = {0x00, 'm'};
+#define SPEC_KEY txn_ix_spec_key
 
 /* ---- The index catalog ------------------------------------------------------ */
 
@@ -170,8 +173,8 @@ static int ixset_load(struct eng *e,
             continue;
         }
         cairn_buf_reset(&buf);
-        rv = snap != NULL ? eng_snap_get(snap, infos[i].id, SPEC_KEY, 1, &buf, err)
-                          : eng_latest(e, infos[i].id, SPEC_KEY, 1, &buf, &ts, err);
+        rv = snap != NULL ? eng_snap_get(snap, infos[i].id, SPEC_KEY, TXN_IX_META_LEN, &buf, err)
+                          : eng_latest(e, infos[i].id, SPEC_KEY, TXN_IX_META_LEN, &buf, &ts, err);
         if (rv == CAIRN_ENOTFOUND) {
             continue; /* created after the snapshot */
         }
@@ -447,6 +450,30 @@ static int entry_key(const struct txn_ixdesc *d,
     return rv;
 }
 
+/* Stages the multikey marker of index `d` unless it is there already (in
+ * the staging or the newest state). A marker seen in the overlay that is
+ * later discarded takes every later commit with it, this one included. */
+static int mark_multikey(struct txn_write *w, const struct txn_ixdesc *d, struct cairn_error *err)
+{
+    static const uint8_t empty_doc[5] = {5, 0, 0, 0, 0};
+    const struct txn_staged *op = txn_write_staged(w, d->id, txn_ix_multikey_key, TXN_IX_META_LEN);
+    cairn_ts ts;
+    int rv;
+
+    if (op != NULL && op->kind == ENG_OP_PUT) {
+        return 0;
+    }
+    rv = eng_latest(w->m->eng, d->id, txn_ix_multikey_key, TXN_IX_META_LEN, NULL, &ts, err);
+    if (rv == 0) {
+        return 0;
+    }
+    if (rv != CAIRN_ENOTFOUND) {
+        return rv;
+    }
+    return txn_write_stage_raw(w, d->id, txn_ix_multikey_key, TXN_IX_META_LEN, empty_doc,
+                               sizeof empty_doc, err);
+}
+
 /* Maintenance of the indexes v[0..n) (see txn_ix_maintain). */
 static int maintain_set(struct txn_write *w,
                         uint64_t coll_id,
@@ -513,8 +540,11 @@ static int maintain_set(struct txn_write *w,
             }
         }
     }
-    /* Stage: deleted entries, then added ones. */
+    /* Stage: deleted entries, then added ones (and the multikey marker). */
     for (size_t i = 0; i < n && rv == 0; i++) {
+        if (newk[i].n > 1) {
+            rv = mark_multikey(w, &v[i], err);
+        }
         for (size_t j = 0; j < oldk[i].n && rv == 0; j++) {
             if (qry_ixkeys_has(&newk[i], oldk[i].buf.data + oldk[i].off[j], oldk[i].len[j])) {
                 continue;
@@ -690,7 +720,8 @@ static int stage_spec(struct txn_write *w,
 
     BSON_APPEND_DOCUMENT(&wrap, "spec", qry_index_spec(d->ix));
     BSON_APPEND_BOOL(&wrap, "ready", ready);
-    rv = txn_write_stage_raw(w, d->id, SPEC_KEY, 1, bson_get_data(&wrap), wrap.len, err);
+    rv = txn_write_stage_raw(w, d->id, SPEC_KEY, TXN_IX_META_LEN, bson_get_data(&wrap), wrap.len,
+                             err);
     bson_destroy(&wrap);
     return rv;
 }
@@ -1253,7 +1284,7 @@ static int compare_entries(struct txn_read *rd,
         order[i] = i;
     }
     qsort_r(order, want->n, sizeof *order, keylist_cmp, want);
-    rv = eng_iter_open(rd->snap, d->id, SPEC_KEY, 1, &it, err);
+    rv = eng_iter_open(rd->snap, d->id, SPEC_KEY, TXN_IX_META_LEN, &it, err);
     while (rv == 0) {
         const uint8_t *k, *v;
         size_t klen, vlen;

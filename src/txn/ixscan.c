@@ -9,7 +9,10 @@
  *     snapshot: then every document of the snapshot has all its entries
  *     there (entries commit with documents; the build committed before
  *     "ready").
- *  2. A read that sees a transaction's staged writes never uses an index
+ *  2. Ranges are bounded on both sides only on an index without the
+ *     multikey marker in the snapshot (index.c writes it in the commit of
+ *     the first document with several keys).
+ *  3. A read that sees a transaction's staged writes never uses an index
  *     (staged entries are not merged): it scans the collection.
  */
 #include <stdio.h>
@@ -19,7 +22,7 @@
 #include "query/query.h"
 #include "txn/txn_int.h"
 
-static const uint8_t SPEC_KEY[1] = {0x00};
+#define SPEC_KEY txn_ix_spec_key
 
 struct txn_ixscan
 {
@@ -125,6 +128,7 @@ int txn_ixscan_open(struct txn_read *rd,
 {
     struct txn_ixset *s = NULL;
     const struct qry_index **ixs = NULL;
+    bool *mk = NULL;
     struct qry_plan *plan = NULL;
     struct txn_ixscan *x = NULL;
     struct cairn_buf spec = CAIRN_BUF_INIT;
@@ -132,7 +136,7 @@ int txn_ixscan_open(struct txn_read *rd,
 
     *out = NULL;
     if (filter == NULL || ns == NULL || (rd->w != NULL && rd->w->n_ops > 0)) {
-        return 0; /* invariant 2 */
+        return 0; /* invariant 3 */
     }
     rv = txn_ixset_get(rd->m, coll_id, ns, &s, err);
     if (rv != 0 || s->n == 0) {
@@ -143,15 +147,28 @@ int txn_ixscan_open(struct txn_read *rd,
         rv = cairn_error_setf(err, CAIRN_ENOMEM, "txn: out of memory");
         goto out;
     }
-    for (size_t i = 0; i < s->n; i++) {
-        ixs[i] = s->v[i].ready ? s->v[i].ix : NULL;
+    mk = calloc(s->n, sizeof *mk);
+    if (mk == NULL) {
+        rv = cairn_error_setf(err, CAIRN_ENOMEM, "txn: out of memory");
+        goto out;
     }
-    rv = qry_plan_choose(filter, ixs, s->n, &plan, err);
+    for (size_t i = 0; i < s->n && rv == 0; i++) {
+        ixs[i] = s->v[i].ready ? s->v[i].ix : NULL;
+        /* The marker as of this snapshot (written with the first
+         * multikey document). */
+        rv = eng_snap_get(rd->snap, s->v[i].id, txn_ix_multikey_key, TXN_IX_META_LEN, NULL, err);
+        mk[i] = rv == 0;
+        rv = rv == CAIRN_ENOTFOUND ? 0 : rv;
+    }
+    if (rv != 0) {
+        goto out;
+    }
+    rv = qry_plan_choose(filter, ixs, mk, s->n, &plan, err);
     if (rv != 0 || (pos = qry_plan_index(plan)) < 0) {
         goto out;
     }
     /* Invariant 1: ready as of this read's snapshot. */
-    rv = eng_snap_get(rd->snap, s->v[pos].id, SPEC_KEY, 1, &spec, err);
+    rv = eng_snap_get(rd->snap, s->v[pos].id, SPEC_KEY, TXN_IX_META_LEN, &spec, err);
     if (rv == CAIRN_ENOTFOUND) {
         rv = 0;
         goto out;
@@ -183,6 +200,7 @@ out:
     cairn_buf_free(&spec);
     qry_plan_free(plan);
     free(ixs);
+    free(mk);
     txn_ixset_unref(s);
     return rv;
 }
@@ -199,10 +217,11 @@ int txn_ixscan_next(struct txn_ixscan *x, bson_t *doc, struct cairn_error *err)
         }
         qry_plan_interval(x->plan, x->iv, &lo, &lo_len, &hi, &hi_len);
         if (x->it == NULL) {
-            /* First key >= lo: start after lo without its last byte and
-             * skip what lies below lo. */
-            r = eng_iter_open_past(x->rd->snap, x->ix_id, lo_len > 1 ? lo : SPEC_KEY,
-                                   lo_len > 1 ? lo_len - 1 : 1, &x->it, err);
+            /* First key >= lo: start after lo without its last byte (or
+             * after the index's metadata keys) and skip what lies below lo. */
+            r = lo_len > 1 ? eng_iter_open_past(x->rd->snap, x->ix_id, lo, lo_len - 1, &x->it, err)
+                           : eng_iter_open_past(x->rd->snap, x->ix_id, SPEC_KEY, TXN_IX_META_LEN,
+                                                &x->it, err);
             if (r != 0) {
                 return -1;
             }

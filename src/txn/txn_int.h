@@ -349,6 +349,14 @@ void txn_write_set_dup(struct txn_write *w, const bson_t *pattern, const bson_t 
 
 /* ---- Secondary indexes (index.c) ---------------------------------------- */
 
+/* The two keys under an index id that are not entries (entries never
+ * start with 0x00): the spec wrapper, and the multikey marker, present once
+ * any document had several keys in the index (written in the commit of
+ * that document, so a snapshot without it has no multikey document). */
+#define TXN_IX_META_LEN 2
+extern const uint8_t txn_ix_spec_key[TXN_IX_META_LEN];
+extern const uint8_t txn_ix_multikey_key[TXN_IX_META_LEN];
+
 /* One index of a collection, as its spec document says. */
 struct txn_ixdesc
 {

@@ -171,3 +171,21 @@ def test_transaction_sees_its_own_writes_through_indexed_queries(client, indexed
             assert len(got) == 20
     assert indexed.count_documents({"age": 7}) == 20
     assert indexed.count_documents({"age": 99}) == 1
+
+
+def test_ranges_use_both_bounds_until_the_index_is_multikey(db):
+    c = db.r
+    c.insert_many([{"_id": i, "v": i} for i in range(1000)])
+    c.create_index("v")
+    _, stats = winning(c, {"v": {"$gte": 100, "$lt": 110}})
+    assert stats["nReturned"] == 10
+    assert stats["totalKeysExamined"] <= 11  # both bounds (the upper one inclusive)
+    # One array document makes the index multikey: a two-sided range could now miss a
+    # document matching through two elements, so the scan goes one-sided and stays right.
+    c.insert_one({"_id": "arr", "v": [5, 500]})
+    q = {"v": {"$gt": 200, "$lt": 300}}
+    got = sorted(str(d["_id"]) for d in c.find(q))
+    assert "arr" in got and len(got) == 100
+    _, stats = winning(c, q)
+    assert stats["nReturned"] == 100
+    assert stats["totalKeysExamined"] > 700
