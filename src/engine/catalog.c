@@ -156,8 +156,10 @@ void eng_cat_pending_trim(struct eng_catalog *c, cairn_ts ts)
             c->pend[m++] = c->pend[i];
         }
     }
+    if (m != c->n_pend) {
+        atomic_fetch_add(&c->gen, 1);
+    }
     c->n_pend = m;
-    atomic_fetch_add(&c->gen, 1);
 }
 
 void eng_cat_pending_cut(struct eng_catalog *c, cairn_ts ts)
@@ -169,8 +171,10 @@ void eng_cat_pending_cut(struct eng_catalog *c, cairn_ts ts)
             c->pend[m++] = c->pend[i];
         }
     }
+    if (m != c->n_pend) {
+        atomic_fetch_add(&c->gen, 1);
+    }
     c->n_pend = m;
-    atomic_fetch_add(&c->gen, 1);
 }
 
 /* ---- Public entry points ------------------------------------------------ */
