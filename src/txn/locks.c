@@ -154,6 +154,7 @@ static struct txn_lock *entry_new(struct txn_locks *t,
     l->owner = owner;
     l->shared = shared;
     l->waiting = false;
+    l->pinned = false;
     l->key_len = key_len;
     memcpy(l->key, key, key_len);
     maybe_grow(t);
