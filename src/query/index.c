@@ -17,6 +17,7 @@
  * are then the cross product. Otherwise the document cannot be indexed
  * (171), as mongod's "cannot index parallel arrays".
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,8 @@ struct qry_index
     struct ix_field fields[QRY_INDEX_MAX_FIELDS];
     size_t n_fields;
     bool unique, sparse, hidden;
+    bool has_ttl;
+    int32_t ttl_secs; /* expireAfterSeconds */
     bool has_partial;
     bson_t partial;
     struct qry_matcher *filter;
@@ -239,11 +242,27 @@ int qry_index_compile(const bson_t *spec, struct qry_index **out, struct cairn_e
             }
         } else if (strcmp(k, "background") == 0 || strcmp(k, "ns") == 0) {
             /* Accepted and ignored, as mongod does. */
-        } else if (strcmp(k, "expireAfterSeconds") == 0 || strcmp(k, "collation") == 0 ||
-                   strcmp(k, "weights") == 0 || strcmp(k, "default_language") == 0 ||
-                   strcmp(k, "language_override") == 0 || strcmp(k, "textIndexVersion") == 0 ||
-                   strcmp(k, "2dsphereIndexVersion") == 0 || strcmp(k, "bits") == 0 ||
-                   strcmp(k, "min") == 0 || strcmp(k, "max") == 0 ||
+        } else if (strcmp(k, "expireAfterSeconds") == 0) {
+            double d = is_number(&it) ? bson_iter_as_double(&it) : 0;
+            char why[160];
+            if (!is_number(&it)) {
+                snprintf(why, sizeof why,
+                         "TTL index 'expireAfterSeconds' option must be numeric, but received a "
+                         "type of '%s'.",
+                         qry_type_name(bson_iter_type(&it)));
+                rv = spec_error(err, MONGO_CannotCreateIndex, spec, why);
+            } else if (d != d || d < 0 || d > (double)INT32_MAX) {
+                rv = spec_error(err, MONGO_CannotCreateIndex, spec,
+                                "TTL index 'expireAfterSeconds' option must be within an "
+                                "acceptable range, try a lower number.");
+            } else {
+                ix->has_ttl = true;
+                ix->ttl_secs = (int32_t)d;
+            }
+        } else if (strcmp(k, "collation") == 0 || strcmp(k, "weights") == 0 ||
+                   strcmp(k, "default_language") == 0 || strcmp(k, "language_override") == 0 ||
+                   strcmp(k, "textIndexVersion") == 0 || strcmp(k, "2dsphereIndexVersion") == 0 ||
+                   strcmp(k, "bits") == 0 || strcmp(k, "min") == 0 || strcmp(k, "max") == 0 ||
                    strcmp(k, "wildcardProjection") == 0 || strcmp(k, "storageEngine") == 0 ||
                    strcmp(k, "prepareUnique") == 0 || strcmp(k, "clustered") == 0) {
             char why[160];
@@ -278,6 +297,16 @@ int qry_index_compile(const bson_t *spec, struct qry_index **out, struct cairn_e
                         "The _id index cannot carry unique, sparse, partialFilterExpression or "
                         "hidden options");
     }
+    if (rv == 0 && ix->has_ttl && ix->n_fields != 1) {
+        rv = spec_error(err, MONGO_CannotCreateIndex, spec,
+                        "TTL indexes are single-field indexes, compound indexes do not support "
+                        "TTL.");
+    }
+    if (rv == 0 && ix->has_ttl && strcmp(ix->fields[0].path, "_id") == 0) {
+        rv = spec_error(err, MONGO_InvalidIndexSpecificationOption, spec,
+                        "The field 'expireAfterSeconds' is not valid for an _id index "
+                        "specification.");
+    }
     if (rv == 0 && have_sparse && ix->has_partial) {
         rv = spec_error(err, MONGO_CannotCreateIndex, spec,
                         "cannot mix \"partialFilterExpression\" and \"sparse\" options");
@@ -297,6 +326,9 @@ int qry_index_compile(const bson_t *spec, struct qry_index **out, struct cairn_e
         }
         if (ix->has_partial) {
             BSON_APPEND_DOCUMENT(&ix->spec, "partialFilterExpression", &ix->partial);
+        }
+        if (ix->has_ttl) {
+            BSON_APPEND_INT32(&ix->spec, "expireAfterSeconds", ix->ttl_secs);
         }
         if (ix->hidden) {
             BSON_APPEND_BOOL(&ix->spec, "hidden", true);
@@ -331,6 +363,14 @@ bool qry_index_unique(const struct qry_index *ix)
 bool qry_index_hidden(const struct qry_index *ix)
 {
     return ix->hidden;
+}
+
+bool qry_index_ttl(const struct qry_index *ix, int32_t *secs)
+{
+    if (ix->has_ttl && secs != NULL) {
+        *secs = ix->ttl_secs;
+    }
+    return ix->has_ttl;
 }
 
 bool qry_index_sparse(const struct qry_index *ix)
@@ -381,7 +421,8 @@ enum qry_index_cmp qry_index_compare(const struct qry_index *a, const struct qry
         (a->has_partial && !bson_equal(&a->partial, &b->partial))) {
         return QRY_INDEX_DIFFERENT; /* mongod: a distinct index */
     }
-    if (a->unique != b->unique || a->sparse != b->sparse || a->hidden != b->hidden) {
+    if (a->unique != b->unique || a->sparse != b->sparse || a->hidden != b->hidden ||
+        a->has_ttl != b->has_ttl || a->ttl_secs != b->ttl_secs) {
         return QRY_INDEX_EQUIVALENT;
     }
     return QRY_INDEX_SAME;

@@ -261,12 +261,14 @@ struct qry_index;
 
 /* Validates a createIndexes spec as mongod does and compiles it. The
  * normalised spec (qry_index_spec) holds v, key, name and the options given
- * (unique, sparse, partialFilterExpression, hidden), as listIndexes shows
+ * (unique, sparse, partialFilterExpression, expireAfterSeconds, hidden), as
+ * listIndexes shows
  * them. Errors (mongo_code): 67 CannotCreateIndex (bad key pattern, mixed
  * sparse and partialFilterExpression, name empty), 9 FailedToParse (key or
  * name missing), 14 TypeMismatch (option of the wrong type), 197
  * InvalidIndexSpecificationOption (unknown field), 238 NotImplemented (text,
- * 2dsphere, 2d, hashed, wildcard indexes, expireAfterSeconds, collation),
+ * 2dsphere, 2d, hashed, wildcard indexes, collation), 67 for a bad
+ * expireAfterSeconds (not a number, out of range, compound),
  * the matcher's codes for a bad partialFilterExpression, CAIRN_ENOMEM. On
  * success *out is owned by the caller (qry_index_free). */
 int qry_index_compile(const bson_t *spec, struct qry_index **out, struct cairn_error *err);
@@ -325,6 +327,8 @@ void qry_ixkeys_fini(struct qry_ixkeys *keys);
 void qry_index_free(struct qry_index *ix);
 
 bool qry_index_sparse(const struct qry_index *ix);
+/* True for a TTL index (expireAfterSeconds); *secs (may be NULL) its value. */
+bool qry_index_ttl(const struct qry_index *ix, int32_t *secs);
 /* True for a partial index (partialFilterExpression). */
 bool qry_index_partial(const struct qry_index *ix);
 /* Number of fields of the key pattern. */

@@ -86,6 +86,13 @@ void txn_mgr_close(struct txn_mgr *m);
 int64_t txn_lifetime_limit_secs(struct txn_mgr *m);
 int txn_set_lifetime_limit_secs(struct txn_mgr *m, int64_t secs, struct cairn_error *err);
 
+/* ttlMonitorSleepSecs: the period of the TTL monitor (ttl.c; default
+ * TXN_DEFAULT_TTL_SLEEP_SECS = 60, as mongod; at least 1, else CAIRN_EINVAL
+ * with 2 BadValue), counted from the last pass. Any thread. */
+#define TXN_DEFAULT_TTL_SLEEP_SECS 60
+int64_t txn_ttl_sleep_secs(struct txn_mgr *m);
+int txn_set_ttl_sleep_secs(struct txn_mgr *m, int64_t secs, struct cairn_error *err);
+
 /* maxSessions: how many sessions this member keeps in memory (default
  * TXN_DEFAULT_MAX_SESSIONS, as mongod); a new one past it is refused with
  * 261 TooManyLogicalSessions. The setter fails with CAIRN_EINVAL (2

@@ -432,6 +432,10 @@ int txn_ixscan_next(struct txn_ixscan *x, bson_t *doc, struct cairn_error *err);
 const struct txn_plan_info *txn_ixscan_info(const struct txn_ixscan *x);
 void txn_ixscan_close(struct txn_ixscan *x);
 
+/* One TTL monitor pass (ttl.c): on the primary, deletes the documents TTL
+ * indexes say expired, through statement writes. The reaper thread. */
+void txn_ttl_pass(struct txn_mgr *m);
+
 /* Stages the drop of every index of `ns` (a drop of the collection). */
 int txn_ix_drop_all(struct txn_write *w, const char *ns, struct cairn_error *err);
 
@@ -472,6 +476,7 @@ struct txn_mgr
     _Atomic uint64_t cluster_ts;
     _Atomic int64_t lifetime_secs;
     _Atomic int64_t max_sessions;
+    _Atomic int64_t ttl_sleep_secs;
 
     pthread_mutex_t commit_mu; /* the commit section */
     struct txn_locks locks;

@@ -66,7 +66,9 @@ def test_options_are_listed(coll):
     ({"key": {"a": "hashed"}, "name": "x"}, 238),
     ({"key": {"a": "2d"}, "name": "x"}, 238),
     ({"key": {"$**": 1}, "name": "x"}, 238),
-    ({"key": {"a": 1}, "name": "x", "expireAfterSeconds": 60}, 238),
+    ({"key": {"a": 1}, "name": "x", "collation": {"locale": "fr"}}, 238),
+    ({"key": {"a": 1}, "name": "x", "expireAfterSeconds": "60"}, 67),
+    ({"key": {"a": 1, "b": 1}, "name": "x", "expireAfterSeconds": 60}, 67),
 ])
 def test_refused_specs_create_nothing(db, spec, code):
     assert command_code(db, {"createIndexes": "c", "indexes": [spec]}) == code

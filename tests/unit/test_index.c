@@ -68,7 +68,11 @@ START_TEST(test_spec_validation)
         {"{\"key\": {\"a\": \"hashed\"}, \"name\": \"x\"}", 238},
         {"{\"key\": {\"a\": \"2dsphere\"}, \"name\": \"x\"}", 238},
         {"{\"key\": {\"$**\": 1}, \"name\": \"x\"}", 238},
-        {"{\"key\": {\"a\": 1}, \"name\": \"x\", \"expireAfterSeconds\": 5}", 238},
+        {"{\"key\": {\"a\": 1}, \"name\": \"x\", \"expireAfterSeconds\": 5}", 0},
+        {"{\"key\": {\"a\": 1}, \"name\": \"x\", \"expireAfterSeconds\": \"5\"}", 67},
+        {"{\"key\": {\"a\": 1}, \"name\": \"x\", \"expireAfterSeconds\": -1}", 67},
+        {"{\"key\": {\"a\": 1, \"b\": 1}, \"name\": \"x\", \"expireAfterSeconds\": 5}", 67},
+        {"{\"key\": {\"a\": 1}, \"name\": \"x\", \"collation\": {\"locale\": \"fr\"}}", 238},
         {"{\"key\": {\"a\": 1}, \"name\": \"x\", \"bogus\": 5}", 197},
         {"{\"key\": {\"a\": 1}, \"name\": \"x\", \"sparse\": true, "
          "\"partialFilterExpression\": {\"a\": 1}}",
