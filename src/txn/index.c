@@ -107,6 +107,14 @@ static int parse_stored(const uint8_t *data,
     return 0;
 }
 
+/* Gives `d` (a copy of another set's descriptor) a compiled index of its
+ * own, from that descriptor's normalised spec. */
+static int parse_stored_spec_of(struct txn_ixdesc *d, const bson_t *spec, struct cairn_error *err)
+{
+    d->ix = NULL;
+    return qry_index_compile(spec, &d->ix, err);
+}
+
 static int desc_cmp(const void *pa, const void *pb)
 {
     const struct txn_ixdesc *a = pa, *b = pb;
@@ -265,6 +273,68 @@ int txn_ixset_get(struct txn_mgr *m,
 
 /* ---- Maintenance ------------------------------------------------------------ */
 
+/* The indexes write `w` maintains on (coll_id, ns): the catalog's, plus
+ * those a transaction created itself (staged, not yet in the catalog). */
+static int ixset_for_write(struct txn_write *w,
+                           uint64_t coll_id,
+                           const char *ns,
+                           struct txn_ixset **out,
+                           struct cairn_error *err)
+{
+    struct txn_ixset *base = NULL, *s = NULL;
+    size_t n_staged = 0;
+    int rv = txn_ixset_get(w->m, coll_id, ns, &base, err);
+
+    if (rv != 0 || !w->multi) {
+        *out = base;
+        return rv;
+    }
+    for (size_t i = 0; i < w->n_ops; i++) {
+        n_staged += w->ops[i].kind == ENG_OP_CREATE && index_of(w->ops[i].ns, ns);
+    }
+    if (n_staged == 0) {
+        *out = base;
+        return 0;
+    }
+    s = calloc(1, sizeof *s);
+    if (s == NULL || (s->v = calloc(base->n + n_staged, sizeof *s->v)) == NULL) {
+        free(s);
+        txn_ixset_unref(base);
+        return cairn_error_setf(err, CAIRN_ENOMEM, "txn: out of memory");
+    }
+    atomic_init(&s->ref, 1);
+    s->coll_id = coll_id;
+    for (size_t i = 0; i < base->n + w->n_ops && rv == 0; i++) {
+        struct txn_ixdesc *d = &s->v[s->n];
+        const struct txn_staged *spec;
+        if (i < base->n) {
+            *d = base->v[i];
+            rv = parse_stored_spec_of(d, qry_index_spec(base->v[i].ix), err);
+        } else {
+            const struct txn_staged *op = &w->ops[i - base->n];
+            if (op->kind != ENG_OP_CREATE || !index_of(op->ns, ns)) {
+                continue;
+            }
+            spec = txn_write_staged(w, op->coll_id, SPEC_KEY, TXN_IX_META_LEN);
+            if (spec == NULL || spec->doc == NULL) {
+                continue;
+            }
+            d->id = op->coll_id;
+            snprintf(d->ns, sizeof d->ns, "%s", op->ns);
+            rv = parse_stored(spec->doc, spec->doc_len, d, err);
+        }
+        s->n += rv == 0;
+    }
+    txn_ixset_unref(base);
+    if (rv != 0) {
+        ixset_free(s);
+        return rv;
+    }
+    qsort(s->v, s->n, sizeof *s->v, desc_cmp);
+    *out = s;
+    return 0;
+}
+
 int txn_ix_any(struct txn_write *w, uint64_t coll_id, bool *any, struct cairn_error *err)
 {
     const char *ns = txn_write_coll_ns(w, coll_id);
@@ -275,7 +345,7 @@ int txn_ix_any(struct txn_write *w, uint64_t coll_id, bool *any, struct cairn_er
     if (ns == NULL) {
         return 0;
     }
-    rv = txn_ixset_get(w->m, coll_id, ns, &s, err);
+    rv = ixset_for_write(w, coll_id, ns, &s, err);
     if (rv == 0) {
         *any = s->n > 0;
         txn_ixset_unref(s);
@@ -590,7 +660,7 @@ int txn_ix_maintain(struct txn_write *w,
     if (ns == NULL) {
         return 0;
     }
-    rv = txn_ixset_get(w->m, coll_id, ns, &s, err);
+    rv = ixset_for_write(w, coll_id, ns, &s, err);
     if (rv != 0) {
         return rv;
     }

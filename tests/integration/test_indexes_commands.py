@@ -199,3 +199,43 @@ def test_build_while_writes_go_on_equals_a_rebuild(server, coll):
     v = coll.database.command("validate", coll.name)
     assert v["valid"] is True, v
     assert v["keysPerIndex"]["a_id"] == v["keysPerIndex"]["a_1"]
+
+
+def test_create_index_inside_a_transaction_on_a_new_collection(client, db):
+    with client.start_session() as s:
+        s.start_transaction()
+        db.command("createIndexes", "t", indexes=[
+            {"key": {"u": 1}, "name": "u_1", "unique": True}], session=s)
+        db.t.insert_one({"_id": 1, "u": 5}, session=s)
+        with pytest.raises(OperationFailure) as exc:
+            db.t.insert_one({"_id": 2, "u": 5}, session=s)
+        assert exc.value.code == 11000
+        s.abort_transaction()
+    assert "t" not in db.list_collection_names()  # nothing of it remains
+    with client.start_session() as s:
+        s.start_transaction()
+        db.command("createIndexes", "t", indexes=[
+            {"key": {"u": 1}, "name": "u_1", "unique": True}], session=s)
+        db.t.insert_one({"_id": 1, "u": 5}, session=s)
+        # As mongod: a collection the transaction already wrote is no longer empty.
+        with pytest.raises(OperationFailure) as exc:
+            db.command("createIndexes", "t", indexes=[{"key": {"v": 1}, "name": "v_1"}],
+                       session=s)
+        assert exc.value.code == 263
+        s.abort_transaction()
+    assert "t" not in db.list_collection_names()
+    with client.start_session() as s:
+        with s.start_transaction():
+            db.command("createIndexes", "t", indexes=[
+                {"key": {"u": 1}, "name": "u_1", "unique": True}], session=s)
+            db.t.insert_one({"_id": 1, "u": 5}, session=s)
+    assert names(db.t) == ["_id_", "u_1"]
+    assert db.command("validate", "t")["keysPerIndex"]["u_1"] == 1
+
+
+def test_drop_database_drops_indexes(client, db):
+    db.c.create_index("a")
+    db.c.insert_one({"a": 1})
+    client.drop_database(db.name)
+    db.c.insert_one({"a": 2})
+    assert names(db.c) == ["_id_"]
