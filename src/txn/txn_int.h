@@ -400,6 +400,18 @@ int txn_ixset_get(struct txn_mgr *m,
 /* Drops a reference. NULL is a no-op. */
 void txn_ixset_unref(struct txn_ixset *s);
 
+/* Loads the indexes of (coll_id, ns) uncached: from the catalog view
+ * `local` and the newest spec versions (snap NULL), or as snapshot `snap`
+ * sees them (indexes created after it are left out). On success *out holds
+ * one reference. Errors: CAIRN_ENOMEM, CAIRN_ECORRUPT, CAIRN_EIO. */
+int txn_ixset_load(struct eng *e,
+                   struct eng_snap *snap,
+                   bool local,
+                   uint64_t coll_id,
+                   const char *ns,
+                   struct txn_ixset **out,
+                   struct cairn_error *err);
+
 /* Index maintenance for one document of `coll_id` whose version changes
  * from `old` (NULL: none) to `new_doc` (NULL: deleted), called with the
  * document's intent held (w->key holds its encoded _id and is kept):
