@@ -339,8 +339,9 @@ int txn_write_stage_drop(struct txn_write *w, const char *ns, uint64_t id, struc
 /* The namespace this write resolved for collection `coll_id`, or NULL. */
 const char *txn_write_coll_ns(const struct txn_write *w, uint64_t coll_id);
 
-/* Statements: drops everything staged since the last commit (intents
- * stay until the end of the write). */
+/* Statements: drops everything staged since the last commit and the
+ * document intents that covered it (namespace intents stay, shared), so
+ * the write may then wait for an intent (write.c, 4). */
 void txn_write_discard_staged(struct txn_write *w);
 
 /* Records the key pattern and value of a DuplicateKey error (copied) for

@@ -1473,4 +1473,6 @@ void txn_write_discard_staged(struct txn_write *w)
 {
     staging_clear(w);
     pend_clear(w);
+    txn_write_unpin(w);
+    release_doc_intents(w); /* nothing left to cover: may now wait (4) */
 }

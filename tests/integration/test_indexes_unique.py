@@ -216,3 +216,36 @@ def test_concurrent_transactions_exactly_one_commits(server, coll):
     w.check()
     assert len(committed) == 1
     assert [d["_id"] for d in coll.find()] == committed
+
+
+def test_large_build_over_duplicates_drops_what_it_committed(server, coll):
+    """A build that commits several chunks before meeting a duplicate drops its index again,
+    while other clients go on writing the collection (their writes maintained the index)."""
+    n = 30000
+    coll.insert_many([{"_id": i, "k": "key-%06d" % i} for i in range(n)])
+    coll.insert_one({"_id": n, "k": "key-%06d" % (n - 1)})  # the duplicate, scanned last
+    stop = threading.Event()
+
+    def writer(seed):
+        r = random.Random(seed)
+        c = server.client()
+        try:
+            w = c[coll.database.name][coll.name]
+            while not stop.is_set():
+                w.update_one({"_id": r.randrange(n)}, {"$set": {"x": r.randrange(9)}})
+        finally:
+            c.close()
+
+    ws = Workers()
+    for s in range(2):
+        ws.start(writer, s)
+    try:
+        with pytest.raises(OperationFailure) as exc:
+            coll.create_index("k", unique=True)
+        assert exc.value.code == 11000
+    finally:
+        stop.set()
+        ws.finish()
+    assert [ix["name"] for ix in coll.list_indexes()] == ["_id_"]
+    v = coll.database.command("validate", coll.name)
+    assert v["nIndexes"] == 1 and v["valid"] is True
