@@ -4,7 +4,8 @@
  * or COLLSCAN, under SORT / COUNT / LIMIT / SKIP as the command asks) and,
  * for the executionStats and allPlansExecution verbosities, the counters of
  * running it (nReturned, totalKeysExamined, totalDocsExamined). There is
- * one candidate plan, so rejectedPlans is always empty. Other explained
+ * one candidate plan, so rejectedPlans is always empty. A sort an index's
+ * order gives has no SORT stage (the IXSCAN streams in that order). Other explained
  * commands answer 238 NotImplemented.
  */
 #include <inttypes.h>
@@ -31,7 +32,8 @@ struct explain_req
 struct explain_run
 {
     bool idhack;
-    bool have_plan; /* an index scan */
+    bool have_plan;       /* an index scan */
+    bool sorted_by_index; /* the index gives the sort's order: no SORT stage */
     char index_name[128];
     bson_t key_pattern;
     size_t n_intervals;
@@ -107,8 +109,15 @@ static int run(struct net_cmd *c, struct explain_req *req, struct explain_run *o
         cairn_error_clear(&c->err);
         goto done;
     }
-    rc = txn_scan_open_filter(rd, cid, req->ns, bson_empty(&req->filter) ? NULL : &req->filter, &sc,
-                              &c->err);
+    if (!bson_empty(&req->sort)) {
+        rc = txn_scan_open_sorted(rd, cid, req->ns, bson_empty(&req->filter) ? NULL : &req->filter,
+                                  &req->sort, &sc, &c->err);
+        out->sorted_by_index = rc == 0 && sc != NULL;
+    }
+    if (rc == 0 && sc == NULL) {
+        rc = txn_scan_open_filter(rd, cid, req->ns, bson_empty(&req->filter) ? NULL : &req->filter,
+                                  &sc, &c->err);
+    }
     if (rc != 0) {
         goto done;
     }
@@ -134,12 +143,13 @@ static int run(struct net_cmd *c, struct explain_req *req, struct explain_run *o
         if (!qry_matcher_match(m, &doc)) {
             continue;
         }
-        if (req->skip > 0 && skipped < (uint64_t)req->skip && bson_empty(&req->sort)) {
+        bool streamed = bson_empty(&req->sort) || out->sorted_by_index;
+        if (req->skip > 0 && skipped < (uint64_t)req->skip && streamed) {
             skipped++;
             continue;
         }
         out->returned++;
-        if (req->limit > 0 && out->returned >= (uint64_t)req->limit && bson_empty(&req->sort)) {
+        if (req->limit > 0 && out->returned >= (uint64_t)req->limit && streamed) {
             break;
         }
     }
@@ -213,11 +223,11 @@ static void append_plan(bson_t *parent,
                         const struct explain_run *r,
                         bool stats)
 {
-    const char *top = strcmp(req->cmd, "count") == 0 ? "COUNT"
-                      : !bson_empty(&req->sort)      ? "SORT"
-                      : req->limit > 0               ? "LIMIT"
-                      : req->skip > 0                ? "SKIP"
-                                                     : NULL;
+    const char *top = strcmp(req->cmd, "count") == 0                   ? "COUNT"
+                      : !bson_empty(&req->sort) && !r->sorted_by_index ? "SORT"
+                      : req->limit > 0                                 ? "LIMIT"
+                      : req->skip > 0                                  ? "SKIP"
+                                                                       : NULL;
     if (top == NULL) {
         append_access(parent, key, req, r, stats);
         return;

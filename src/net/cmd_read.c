@@ -298,7 +298,24 @@ static int cmd_find(struct net_cmd *c)
     }
     cur->coll_id = cid;
     bson_value_t id;
-    if (sort != NULL || qry_matcher_id_equality(m, &id)) {
+    struct txn_scan *sorted = NULL;
+    bson_t natural_spec;
+    bool id_point = qry_matcher_id_equality(m, &id);
+    bool natural = sort != NULL && natural_sort(&sort_spec, &natural_spec);
+    if (natural) {
+        bson_destroy(&natural_spec);
+    }
+    if (sort != NULL && !id_point && !natural &&
+        txn_scan_open_sorted(rd, cid, ns, bson_empty(&filter) ? NULL : &filter, &sort_spec, &sorted,
+                             &c->err) != 0) {
+        goto fail;
+    }
+    if (sorted != NULL) {
+        /* An index gives the sort's order: stream, as without a sort. */
+        qry_sort_free(sort);
+        sort = NULL;
+    }
+    if (sorted == NULL && (sort != NULL || id_point)) {
         /* Materialise: the point lookup, or all matches to sort. */
         v.max_bytes = (sort != NULL && !allow_disk_use) ? SORT_MAX_BYTES : 0;
         if (sort == NULL) {
@@ -354,8 +371,10 @@ static int cmd_find(struct net_cmd *c)
         v.n = 0;
     } else {
         /* Stream: the cursor owns the read, scan, matcher and projection. */
-        if (txn_scan_open_filter(rd, cid, ns, bson_empty(&filter) ? NULL : &filter, &cur->sc,
-                                 &c->err) != 0) {
+        if (sorted != NULL) {
+            cur->sc = sorted;
+        } else if (txn_scan_open_filter(rd, cid, ns, bson_empty(&filter) ? NULL : &filter, &cur->sc,
+                                        &c->err) != 0) {
             goto fail;
         }
         cur->rd = rd;

@@ -447,6 +447,21 @@ int qry_plan_choose(const bson_t *filter,
     return 0;
 }
 
+int qry_plan_full(struct qry_plan **out, struct cairn_error *err)
+{
+    static const uint8_t first[1] = {0x01}; /* every entry (type ranks start at 1) */
+    struct qry_plan *p = calloc(1, sizeof *p);
+
+    *out = NULL;
+    if (p == NULL || plan_add(p, first, sizeof first, NULL, 0) != 0) {
+        qry_plan_free(p);
+        return cairn_error_setf(err, CAIRN_ENOMEM, "out of memory");
+    }
+    p->ix_pos = 0;
+    *out = p;
+    return 0;
+}
+
 int qry_plan_index(const struct qry_plan *p)
 {
     return p->ix_pos;

@@ -357,6 +357,10 @@ int qry_plan_choose(const bson_t *filter,
                     struct qry_plan **out,
                     struct cairn_error *err);
 
+/* A plan scanning every entry of one index (position 0), in order. Errors:
+ * CAIRN_ENOMEM. */
+int qry_plan_full(struct qry_plan **out, struct cairn_error *err);
+
 /* The chosen index's position in the array given, or -1 (collection scan). */
 int qry_plan_index(const struct qry_plan *p);
 

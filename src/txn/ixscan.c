@@ -14,6 +14,10 @@
  *     the first document with several keys).
  *  3. A read that sees a transaction's staged writes never uses an index
  *     (staged entries are not merged): it scans the collection.
+ *  4. An index gives a sort's order only when the sort is a prefix of its
+ *     key pattern with the same directions and it is not multikey in the
+ *     snapshot; its intervals are disjoint and visited in key order, so the
+ *     documents come out sorted.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -119,10 +123,33 @@ static int cmp_bytes(const uint8_t *a, size_t alen, const uint8_t *b, size_t ble
     return c != 0 ? c : (alen > blen) - (alen < blen);
 }
 
+/* True when `sort` is a prefix of index `ix`'s key pattern, field for
+ * field and direction for direction: the index's order is the sort's. */
+static bool sort_matches(const struct qry_index *ix, const bson_t *sort)
+{
+    bson_iter_t it;
+    size_t f = 0;
+
+    if (!bson_iter_init(&it, sort)) {
+        return false;
+    }
+    while (bson_iter_next(&it)) {
+        bool desc;
+        if (f >= qry_index_n_fields(ix) || !BSON_ITER_HOLDS_NUMBER(&it) ||
+            strcmp(bson_iter_key(&it), qry_index_field(ix, f, &desc)) != 0 ||
+            (bson_iter_as_double(&it) < 0) != desc) {
+            return false;
+        }
+        f++;
+    }
+    return f > 0;
+}
+
 int txn_ixscan_open(struct txn_read *rd,
                     uint64_t coll_id,
                     const char *ns,
                     const bson_t *filter,
+                    const bson_t *sort,
                     struct txn_ixscan **out,
                     struct cairn_error *err)
 {
@@ -135,7 +162,7 @@ int txn_ixscan_open(struct txn_read *rd,
     int rv, pos;
 
     *out = NULL;
-    if (filter == NULL || ns == NULL || (rd->w != NULL && rd->w->n_ops > 0)) {
+    if ((filter == NULL && sort == NULL) || ns == NULL || (rd->w != NULL && rd->w->n_ops > 0)) {
         return 0; /* invariant 3 */
     }
     rv = txn_ixset_get(rd->m, coll_id, ns, &s, err);
@@ -163,9 +190,36 @@ int txn_ixscan_open(struct txn_read *rd,
     if (rv != 0) {
         goto out;
     }
-    rv = qry_plan_choose(filter, ixs, mk, s->n, &plan, err);
-    if (rv != 0 || (pos = qry_plan_index(plan)) < 0) {
-        goto out;
+    if (sort != NULL) {
+        /* Invariant 4: the first index whose order is the sort's, not
+         * multikey; its intervals for the filter, or all of it. */
+        pos = -1;
+        for (size_t i = 0; i < s->n && pos < 0; i++) {
+            if (ixs[i] != NULL && !mk[i] && !qry_index_sparse(ixs[i]) &&
+                !qry_index_partial(ixs[i]) && !qry_index_hidden(ixs[i]) &&
+                sort_matches(ixs[i], sort)) {
+                pos = (int)i;
+            }
+        }
+        if (pos < 0) {
+            goto out;
+        }
+        const struct qry_index *one[1] = {ixs[pos]};
+        const bool not_mk[1] = {false};
+        rv = qry_plan_choose(filter, one, not_mk, 1, &plan, err);
+        if (rv == 0 && qry_plan_index(plan) < 0) {
+            qry_plan_free(plan);
+            plan = NULL;
+            rv = qry_plan_full(&plan, err);
+        }
+        if (rv != 0) {
+            goto out;
+        }
+    } else {
+        rv = qry_plan_choose(filter, ixs, mk, s->n, &plan, err);
+        if (rv != 0 || (pos = qry_plan_index(plan)) < 0) {
+            goto out;
+        }
     }
     /* Invariant 1: ready as of this read's snapshot. */
     rv = eng_snap_get(rd->snap, s->v[pos].id, SPEC_KEY, TXN_IX_META_LEN, &spec, err);

@@ -363,22 +363,21 @@ int txn_scan_open(struct txn_read *rd,
     return 0;
 }
 
-int txn_scan_open_filter(struct txn_read *rd,
-                         uint64_t coll_id,
-                         const char *ns,
-                         const bson_t *filter,
-                         struct txn_scan **out,
-                         struct cairn_error *err)
+static int scan_open_ix(struct txn_read *rd,
+                        uint64_t coll_id,
+                        const char *ns,
+                        const bson_t *filter,
+                        const bson_t *sort,
+                        struct txn_scan **out,
+                        struct cairn_error *err)
 {
     struct txn_ixscan *ix = NULL;
     struct txn_scan *sc;
-    int rv = txn_ixscan_open(rd, coll_id, ns, filter, &ix, err);
+    int rv = txn_ixscan_open(rd, coll_id, ns, filter, sort, &ix, err);
 
-    if (rv != 0) {
+    *out = NULL;
+    if (rv != 0 || ix == NULL) {
         return rv;
-    }
-    if (ix == NULL) {
-        return txn_scan_open(rd, coll_id, out, err);
     }
     sc = calloc(1, sizeof *sc);
     if (sc == NULL) {
@@ -388,6 +387,32 @@ int txn_scan_open_filter(struct txn_read *rd,
     sc->ix = ix;
     *out = sc;
     return 0;
+}
+
+int txn_scan_open_filter(struct txn_read *rd,
+                         uint64_t coll_id,
+                         const char *ns,
+                         const bson_t *filter,
+                         struct txn_scan **out,
+                         struct cairn_error *err)
+{
+    int rv = scan_open_ix(rd, coll_id, ns, filter, NULL, out, err);
+
+    if (rv == 0 && *out == NULL) {
+        rv = txn_scan_open(rd, coll_id, out, err);
+    }
+    return rv;
+}
+
+int txn_scan_open_sorted(struct txn_read *rd,
+                         uint64_t coll_id,
+                         const char *ns,
+                         const bson_t *filter,
+                         const bson_t *sort,
+                         struct txn_scan **out,
+                         struct cairn_error *err)
+{
+    return scan_open_ix(rd, coll_id, ns, filter, sort, out, err);
 }
 
 const struct txn_plan_info *txn_scan_plan(const struct txn_scan *sc)

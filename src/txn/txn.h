@@ -226,6 +226,18 @@ int txn_scan_open_filter(struct txn_read *rd,
                          struct txn_scan **out,
                          struct cairn_error *err);
 
+/* Like txn_scan_open_filter, but only through an index whose order is
+ * `sort` (a prefix of its key pattern, same directions, not multikey in the
+ * read's snapshot): the documents then come out in sort order, so the
+ * caller need not sort. *out is NULL when no index gives that order. */
+int txn_scan_open_sorted(struct txn_read *rd,
+                         uint64_t coll_id,
+                         const char *ns,
+                         const bson_t *filter,
+                         const bson_t *sort,
+                         struct txn_scan **out,
+                         struct cairn_error *err);
+
 /* The index scan's plan and live counters, or NULL for a collection scan. */
 const struct txn_plan_info *txn_scan_plan(const struct txn_scan *sc);
 

@@ -432,12 +432,14 @@ int txn_ix_maintain(struct txn_write *w,
 int txn_ix_any(struct txn_write *w, uint64_t coll_id, bool *any, struct cairn_error *err);
 
 /* Index scans (ixscan.c). txn_ixscan_open sets *out to NULL when no index
- * serves `filter` (then the caller scans the collection). */
+ * serves `filter` (or, with `sort`, when no index gives that order): then
+ * the caller scans the collection. */
 struct txn_ixscan;
 int txn_ixscan_open(struct txn_read *rd,
                     uint64_t coll_id,
                     const char *ns,
                     const bson_t *filter,
+                    const bson_t *sort,
                     struct txn_ixscan **out,
                     struct cairn_error *err);
 /* 1 with `doc` a view valid until the next call, 0 at the end, -1 on error. */

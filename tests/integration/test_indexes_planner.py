@@ -189,3 +189,29 @@ def test_ranges_use_both_bounds_until_the_index_is_multikey(db):
     _, stats = winning(c, q)
     assert stats["nReturned"] == 100
     assert stats["totalKeysExamined"] > 700
+
+
+def test_sort_by_index_order_streams_without_a_sort_stage(db):
+    rng = random.Random(SEED)
+    c, plain = db.s, db.s_plain
+    docs = [{"_id": i, "a": rng.randrange(30), "b": rng.randrange(10)} for i in range(600)]
+    c.insert_many(docs)
+    plain.insert_many(docs)
+    c.create_index([("a", 1), ("b", -1)])
+    cases = [({}, [("a", 1)]), ({"a": {"$gte": 10}}, [("a", 1), ("b", -1)]),
+             ({"a": {"$in": [3, 1, 7]}}, [("a", 1)]), ({"b": 4}, [("a", 1)])]
+    for flt, sort in cases:
+        plan, _ = winning(c, flt, sort=sort)
+        assert plan["stage"] != "SORT" and access(plan)["stage"] == "IXSCAN", (flt, plan)
+        key = [f for f, _ in sort]
+        got = [tuple(d[f] for f in key) for d in c.find(flt, sort=sort, skip=3, limit=50)]
+        want = [tuple(d[f] for f in key) for d in plain.find(flt, sort=sort, skip=3, limit=50)]
+        assert got == want, (flt, sort)
+    # Another direction than the index's, or a field it does not lead with: sorted in memory.
+    for sort in ([("b", 1)], [("a", -1)], [("a", 1), ("b", 1)]):
+        plan, _ = winning(c, {}, sort=sort)
+        assert plan["stage"] == "SORT", sort
+    # A multikey index does not give a sort order (arrays sort by their extreme element).
+    c.insert_one({"_id": "arr", "a": [50, -1], "b": 0})
+    plan, _ = winning(c, {}, sort=[("a", 1)])
+    assert plan["stage"] == "SORT"
