@@ -92,6 +92,7 @@
     X(CommandNotSupportedOnView, 166)                   \
     X(OptionNotSupportedOnView, 167)                    \
     X(InvalidPipelineOperator, 168)                     \
+    X(CannotIndexParallelArrays, 171)                   \
     X(QueryPlanKilled, 175)                             \
     X(InconsistentReplicaSetNames, 185)                 \
     X(ClientMetadataCannotBeMutated, 186)               \

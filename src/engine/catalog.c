@@ -43,6 +43,9 @@ void eng_cat_reset(struct eng_catalog *c)
 {
     c->n = 0;
     c->n_pend = 0;
+    /* Whatever is loaded next (a checkpoint install) is a new catalog:
+     * writers' cached index sets must be revalidated. */
+    atomic_fetch_add(&c->gen, 1);
 }
 
 /* Index of the first committed entry with ns >= `ns`. */
@@ -94,6 +97,7 @@ int eng_cat_committed_create(struct eng_catalog *c, const char *ns, uint64_t id)
     size_t i = cat_lower(c, ns);
 
     eng_cat_note_id(c, id);
+    atomic_fetch_add(&c->gen, 1);
     if (i < c->n && strcmp(c->ents[i].ns, ns) == 0) {
         c->ents[i].id = id;
         return 0;
@@ -112,6 +116,7 @@ void eng_cat_committed_drop(struct eng_catalog *c, const char *ns)
 {
     size_t i = cat_lower(c, ns);
 
+    atomic_fetch_add(&c->gen, 1);
     if (i < c->n && strcmp(c->ents[i].ns, ns) == 0) {
         memmove(&c->ents[i], &c->ents[i + 1], (c->n - i - 1) * sizeof c->ents[0]);
         c->n--;
@@ -142,6 +147,7 @@ int eng_cat_pending_add(struct eng_catalog *c, int kind, cairn_ts ts, uint64_t i
         c->pend = p;
         c->cap_pend = cap;
     }
+    atomic_fetch_add(&c->gen, 1);
     p = &c->pend[c->n_pend++];
     p->kind = kind;
     p->ts = ts;
@@ -159,6 +165,9 @@ void eng_cat_pending_trim(struct eng_catalog *c, cairn_ts ts)
             c->pend[m++] = c->pend[i];
         }
     }
+    if (m != c->n_pend) {
+        atomic_fetch_add(&c->gen, 1);
+    }
     c->n_pend = m;
 }
 
@@ -170,6 +179,9 @@ void eng_cat_pending_cut(struct eng_catalog *c, cairn_ts ts)
         if (c->pend[i].ts < ts) {
             c->pend[m++] = c->pend[i];
         }
+    }
+    if (m != c->n_pend) {
+        atomic_fetch_add(&c->gen, 1);
     }
     c->n_pend = m;
 }
@@ -274,6 +286,11 @@ int eng_catalog_list(struct eng *e,
     *out = v;
     *n = cnt;
     return 0;
+}
+
+uint64_t eng_catalog_gen(struct eng *e)
+{
+    return atomic_load(&e->cat.gen);
 }
 
 uint64_t eng_catalog_next_id(struct eng *e)

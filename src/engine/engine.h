@@ -174,6 +174,13 @@ int eng_catalog_list(struct eng *e,
                      struct eng_coll_info **out,
                      size_t *n);
 
+/* A number that changes whenever either view of the catalog changes
+ * (creates, drops, overlay adds, trims and discards), for callers that
+ * cache what they derive from it: a value read before looking at the
+ * catalog that still holds afterwards means nothing changed in between.
+ * Any thread. */
+uint64_t eng_catalog_gen(struct eng *e);
+
 /* Returns a collection id never used before (monotonic, survives restart
  * because ids of created collections are persisted). Any thread (the
  * commit section in practice). */
@@ -308,6 +315,18 @@ int eng_iter_open(struct eng_snap *s,
                   size_t after_len,
                   struct eng_iter **out,
                   struct cairn_error *err);
+
+/* Like eng_iter_open, also when `after` is not itself a key but a proper
+ * prefix of keys (an index scan's lower bound): starts at the first key >
+ * `after` in byte order (keys extending `after` included). Only for key
+ * spaces where no key is a proper prefix of another (index entries), so
+ * that the versions of two keys never interleave. Returns 0, CAIRN_ENOMEM. */
+int eng_iter_open_past(struct eng_snap *s,
+                       uint64_t coll_id,
+                       const uint8_t *after,
+                       size_t after_len,
+                       struct eng_iter **out,
+                       struct cairn_error *err);
 
 /* Moves to the next visible document. Returns 1 and sets the views (valid
  * until the next call or close), 0 at the end, or -1 on an I/O error (then

@@ -231,6 +231,9 @@ struct eng_catalog
     struct cat_pending *pend; /* overlay creates/drops in ts order */
     size_t n_pend, cap_pend;
     uint64_t max_id; /* largest id ever seen or handed out */
+    /* Bumped (under lock, for writing) by every change to either view, so
+     * callers can cache what they derive from the catalog. */
+    _Atomic uint64_t gen;
 };
 
 /* Initialises an empty catalog. Returns 0 or CAIRN_ENOMEM. */

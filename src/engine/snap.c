@@ -521,12 +521,44 @@ static int r_skip_key(struct eng_iter *it)
     }
 }
 
+static int iter_open(struct eng_snap *s,
+                     uint64_t coll_id,
+                     const uint8_t *after,
+                     size_t after_len,
+                     bool partial,
+                     struct eng_iter **out,
+                     struct cairn_error *err);
+
 int eng_iter_open(struct eng_snap *s,
                   uint64_t coll_id,
                   const uint8_t *after,
                   size_t after_len,
                   struct eng_iter **out,
                   struct cairn_error *err)
+{
+    return iter_open(s, coll_id, after, after_len, false, out, err);
+}
+
+int eng_iter_open_past(struct eng_snap *s,
+                       uint64_t coll_id,
+                       const uint8_t *after,
+                       size_t after_len,
+                       struct eng_iter **out,
+                       struct cairn_error *err)
+{
+    return iter_open(s, coll_id, after, after_len, true, out, err);
+}
+
+/* `partial`: `after` may be a proper prefix of keys (eng_iter_open_past):
+ * seek to the raw key without a ts suffix, at or before every key that
+ * extends it, and skip the versions of `after` itself. */
+static int iter_open(struct eng_snap *s,
+                     uint64_t coll_id,
+                     const uint8_t *after,
+                     size_t after_len,
+                     bool partial,
+                     struct eng_iter **out,
+                     struct cairn_error *err)
 {
     struct eng_iter *it = calloc(1, sizeof *it);
     int rv;
@@ -554,6 +586,18 @@ int eng_iter_open(struct eng_snap *s,
         uint8_t lo[8];
         cairn_store_be64(lo, coll_id);
         rocksdb_iter_seek(it->it, (const char *)lo, sizeof lo);
+    } else if (partial) {
+        const uint8_t *dk;
+        size_t dk_len;
+        cairn_ts ts;
+        if (r_seek(it, after, after_len, 0) == 0) {
+            it->seek.len -= 8; /* no ts suffix */
+            rocksdb_iter_seek(it->it, (const char *)it->seek.data, it->seek.len);
+            while (rocksdb_iter_valid(it->it) && r_parse(it, &dk, &dk_len, &ts) &&
+                   eng_key_cmp(dk, dk_len, after, after_len) == 0) {
+                rocksdb_iter_next(it->it);
+            }
+        }
     } else {
         const uint8_t *dk;
         size_t dk_len;

@@ -118,7 +118,7 @@ int crud_for_each_match(struct txn_write *w,
     if (txn_write_reader(w, &rd, err) != 0) {
         return err->code;
     }
-    return net_dc_visit_matches(rd, cid, m, adapt_match, &a, err);
+    return net_dc_visit_matches(rd, cid, NULL, NULL, m, adapt_match, &a, err);
 }
 
 bool crud_doc_id(const bson_t *doc, bson_value_t *id)

@@ -1,8 +1,8 @@
 /*
  * cmd_ddl.c: catalog commands: create, drop, dropDatabase, listCollections,
- * listDatabases, listIndexes, createIndexes and dropIndexes. Collections
- * only have their _id index: createIndexes of {_id: 1} is a no-op as in
- * mongod, other indexes answer 238 NotImplemented.
+ * listDatabases, listIndexes, createIndexes and dropIndexes. The index
+ * semantics (validation, builds, conflicts) live in txn/index.c; these
+ * handlers parse, run them in a write and shape mongod's replies.
  */
 #include <inttypes.h>
 #include <stdlib.h>
@@ -508,20 +508,6 @@ static int cmd_list_databases(struct net_cmd *c)
 
 /* ---- Indexes ------------------------------------------------------------ */
 
-/* True when `key` is exactly {_id: 1} (any numeric 1). */
-static bool is_id_key(const bson_t *key)
-{
-    bson_iter_t it;
-    if (!bson_iter_init(&it, key) || !bson_iter_next(&it)) {
-        return false;
-    }
-    if (strcmp(bson_iter_key(&it), "_id") != 0 || !BSON_ITER_HOLDS_NUMBER(&it) ||
-        bson_iter_as_double(&it) != 1.0) {
-        return false;
-    }
-    return !bson_iter_next(&it);
-}
-
 static int cmd_list_indexes(struct net_cmd *c)
 {
     char ns[NS_BUF];
@@ -536,14 +522,14 @@ static int cmd_list_indexes(struct net_cmd *c)
     if (begin_read(c, &rd) != 0) {
         return NET_CMD_ERROR;
     }
-    uint64_t cid = 0;
-    int rc = txn_read_coll(rd, ns, &cid);
+    bson_t **specs = NULL;
+    size_t n = 0;
+    int rc = txn_read_indexes(rd, ns, &specs, &n, &c->err);
     txn_read_end(rd);
     if (rc != 0) {
-        cairn_error_mongo(&c->err, CAIRN_ENOTFOUND, MONGO_NamespaceNotFound,
-                          "ns does not exist: %s", ns);
         return NET_CMD_ERROR;
     }
+    struct docs d = {NULL, 0, 0};
     bson_t wrapper = BSON_INITIALIZER;
     append_id_index(&wrapper, "0");
     bson_iter_t it;
@@ -553,8 +539,17 @@ static int cmd_list_indexes(struct net_cmd *c)
     bson_iter_document(&it, &len, &data);
     bson_t *doc = bson_new_from_data(data, len);
     bson_destroy(&wrapper);
-    struct docs d = {NULL, 0, 0};
-    if (doc == NULL || docs_push(&d, doc, &c->err) != 0) {
+    rc = doc != NULL ? docs_push(&d, doc, &c->err) : CAIRN_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        if (rc == 0) {
+            rc = docs_push(&d, specs[i], &c->err);
+        } else {
+            bson_destroy(specs[i]);
+        }
+    }
+    free(specs);
+    if (rc != 0) {
+        docs_free(&d);
         cairn_error_setf(&c->err, CAIRN_ENOMEM, "out of memory");
         return NET_CMD_ERROR;
     }
@@ -577,6 +572,31 @@ static bool coll_is_empty(struct txn_read *rd, uint64_t cid)
         txn_scan_close(sc);
     }
     return empty;
+}
+
+/* Collects createIndexes.indexes into views; checks the element types. */
+static int index_specs(struct net_cmd *c, const bson_t *arr, bson_t *views, size_t *n)
+{
+    bson_iter_t it;
+    *n = 0;
+    bson_iter_init(&it, arr);
+    for (uint32_t i = 0; bson_iter_next(&it); i++) {
+        if (!BSON_ITER_HOLDS_DOCUMENT(&it)) {
+            return cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_TypeMismatch,
+                                     "BSON field 'createIndexes.indexes.%" PRIu32
+                                     "' is the wrong type '%s', expected type 'object'",
+                                     i, qry_type_name(bson_iter_type(&it)));
+        }
+        uint32_t len;
+        const uint8_t *data;
+        bson_iter_document(&it, &len, &data);
+        if (*n >= 64 || !bson_init_static(&views[*n], data, len)) {
+            return cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_CannotCreateIndex,
+                                     "too many or invalid index specifications");
+        }
+        (*n)++;
+    }
+    return 0;
 }
 
 static int cmd_create_indexes(struct net_cmd *c)
@@ -603,112 +623,55 @@ static int cmd_create_indexes(struct net_cmd *c)
                           "Must specify at least one index to create");
         return NET_CMD_ERROR;
     }
-    bool secondary = false;
-    bson_iter_init(&it, &specs);
-    for (uint32_t i = 0; bson_iter_next(&it); i++) {
-        if (!BSON_ITER_HOLDS_DOCUMENT(&it)) {
-            cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_TypeMismatch,
-                              "BSON field 'createIndexes.indexes.%" PRIu32
-                              "' is the wrong type '%s', expected type 'object'",
-                              i, qry_type_name(bson_iter_type(&it)));
-            return NET_CMD_ERROR;
-        }
-        uint32_t len;
-        const uint8_t *data;
-        bson_t spec;
-        bson_iter_document(&it, &len, &data);
-        if (!bson_init_static(&spec, data, len)) {
-            cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_BadValue, "invalid index specification");
-            return NET_CMD_ERROR;
-        }
-        bson_t key = BSON_INITIALIZER;
-        bson_iter_t f;
-        if (!bson_iter_init_find(&f, &spec, "key")) {
-            cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_FailedToParse,
-                              "The 'key' field is a required property of an index specification");
-            return NET_CMD_ERROR;
-        }
-        if (net_dc_get_doc(&spec, "createIndexes.indexes", "key", &key, &c->err) != 0) {
-            return NET_CMD_ERROR;
-        }
-        if (!is_id_key(&key)) {
-            secondary = true;
-        }
-        bool flag = false;
-        if (net_dc_get_bool(&spec, "createIndexes.indexes", "unique", &flag, &c->err) != 0) {
-            return NET_CMD_ERROR;
-        }
+    bson_t views[64];
+    const bson_t *ptrs[64];
+    size_t n_specs = 0;
+    if (index_specs(c, &specs, views, &n_specs) != 0) {
+        return NET_CMD_ERROR;
+    }
+    for (size_t i = 0; i < n_specs; i++) {
+        ptrs[i] = &views[i];
     }
     struct txn_write *w = NULL;
     cairn_ts ts = 0;
     if (net_write_begin(c, &w) != 0) {
         return NET_CMD_ERROR;
     }
-    uint64_t cid = 0;
-    bool created = false;
-    if (txn_write_coll(w, ns, true, &cid, &created, &c->err) != 0) {
+    if (txn_write_is_multi(w)) {
+        uint64_t cid = 0;
+        bool created = false;
+        struct txn_read *view = NULL;
+        if (txn_write_coll(w, ns, true, &cid, &created, &c->err) != 0) {
+            net_write_end(c, w, false, &ts);
+            return NET_CMD_ERROR;
+        }
+        if (!created && txn_write_reader(w, &view, &c->err) == 0 && !coll_is_empty(view, cid)) {
+            /* mongod builds indexes inside a transaction only on new or
+             * empty collections. */
+            cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_OperationNotSupportedInTransaction,
+                              "Cannot create new indexes on existing collection %s in a "
+                              "multi-document transaction.",
+                              ns);
+            net_write_end(c, w, false, &ts);
+            return NET_CMD_ERROR;
+        }
+    }
+    struct txn_index_result res;
+    if (txn_index_create(w, ns, ptrs, n_specs, &res, &c->err) != 0) {
         net_write_end(c, w, false, &ts);
         return NET_CMD_ERROR;
-    }
-    struct txn_read *view = NULL;
-    if (txn_write_is_multi(w) && !created && txn_write_reader(w, &view, &c->err) == 0 &&
-        !coll_is_empty(view, cid)) {
-        /* mongod builds indexes inside a transaction only on new or empty
-         * collections. */
-        cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_OperationNotSupportedInTransaction,
-                          "Cannot create new indexes on existing collection %s in a "
-                          "multi-document transaction.",
-                          ns);
-        net_write_end(c, w, false, &ts);
-        return NET_CMD_ERROR;
-    }
-    if (secondary) {
-        net_write_end(c, w, false, &ts);
-        return not_implemented(c, "secondary indexes");
     }
     if (net_write_end(c, w, true, &ts) != 0) {
         return NET_CMD_ERROR;
     }
-    BSON_APPEND_INT32(&c->reply, "numIndexesBefore", 1);
-    BSON_APPEND_INT32(&c->reply, "numIndexesAfter", 1);
-    BSON_APPEND_BOOL(&c->reply, "createdCollectionAutomatically", created);
-    BSON_APPEND_UTF8(&c->reply, "note", "all indexes already exist");
+    BSON_APPEND_INT32(&c->reply, "numIndexesBefore", res.n_before);
+    BSON_APPEND_INT32(&c->reply, "numIndexesAfter", res.n_after);
+    if (res.all_existed && !res.created_collection) {
+        BSON_APPEND_UTF8(&c->reply, "note", "all indexes already exist");
+    } else {
+        BSON_APPEND_BOOL(&c->reply, "createdCollectionAutomatically", res.created_collection);
+    }
     return net_dc_finish_write(c, ts, &wc);
-}
-
-static int drop_index_check(struct net_cmd *c, const bson_iter_t *it)
-{
-    if (BSON_ITER_HOLDS_UTF8(it)) {
-        const char *name = bson_iter_utf8(it, NULL);
-        if (strcmp(name, "*") == 0) {
-            return 0;
-        }
-        if (strcmp(name, "_id_") == 0) {
-            return cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_InvalidOptions,
-                                     "cannot drop _id index");
-        }
-        return cairn_error_mongo(&c->err, CAIRN_ENOTFOUND, MONGO_IndexNotFound,
-                                 "index not found with name [%s]", name);
-    }
-    if (BSON_ITER_HOLDS_DOCUMENT(it)) {
-        uint32_t len;
-        const uint8_t *data;
-        bson_t key;
-        bson_iter_document(it, &len, &data);
-        if (bson_init_static(&key, data, len) && is_id_key(&key)) {
-            return cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_InvalidOptions,
-                                     "cannot drop _id index");
-        }
-        char *json = bson_as_relaxed_extended_json(&key, NULL);
-        cairn_error_mongo(&c->err, CAIRN_ENOTFOUND, MONGO_IndexNotFound,
-                          "can't find index with key: %s", json ? json : "{}");
-        bson_free(json);
-        return CAIRN_ENOTFOUND;
-    }
-    return cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_TypeMismatch,
-                             "BSON field 'dropIndexes.index' is the wrong type '%s', expected "
-                             "types '[string, object, array]'",
-                             qry_type_name(bson_iter_type(it)));
 }
 
 static int cmd_drop_indexes(struct net_cmd *c)
@@ -726,17 +689,6 @@ static int cmd_drop_indexes(struct net_cmd *c)
         missing_field(&c->err, "dropIndexes", "index");
         return NET_CMD_ERROR;
     }
-    struct txn_read *rd = NULL;
-    if (begin_read(c, &rd) != 0) {
-        return NET_CMD_ERROR;
-    }
-    uint64_t cid = 0;
-    int rc = txn_read_coll(rd, ns, &cid);
-    txn_read_end(rd);
-    if (rc != 0) {
-        cairn_error_mongo(&c->err, CAIRN_ENOTFOUND, MONGO_NamespaceNotFound, "ns not found %s", ns);
-        return NET_CMD_ERROR;
-    }
     if (BSON_ITER_HOLDS_ARRAY(&it)) {
         bson_iter_t ai;
         bson_iter_recurse(&it, &ai);
@@ -747,19 +699,49 @@ static int cmd_drop_indexes(struct net_cmd *c)
                                   "than '*'");
                 return NET_CMD_ERROR;
             }
-            if (drop_index_check(c, &ai) != 0) {
-                return NET_CMD_ERROR;
-            }
         }
-    } else if (drop_index_check(c, &it) != 0) {
+    } else if (!BSON_ITER_HOLDS_UTF8(&it) && !BSON_ITER_HOLDS_DOCUMENT(&it)) {
+        cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_TypeMismatch,
+                          "BSON field 'dropIndexes.index' is the wrong type '%s', expected "
+                          "types '[string, object, array]'",
+                          qry_type_name(bson_iter_type(&it)));
         return NET_CMD_ERROR;
     }
-    BSON_APPEND_INT32(&c->reply, "nIndexesWas", 1);
-    BSON_APPEND_UTF8(&c->reply, "msg", "non-_id indexes dropped for collection");
-    return net_dc_finish_write(c, 0, &wc);
+    bson_value_t target;
+    bson_value_copy(bson_iter_value(&it), &target);
+    struct txn_write *w = NULL;
+    cairn_ts ts = 0;
+    int n_was = 0;
+    if (net_write_begin(c, &w) != 0) {
+        bson_value_destroy(&target);
+        return NET_CMD_ERROR;
+    }
+    int rc = txn_index_drop(w, ns, &target, &n_was, &c->err);
+    bson_value_destroy(&target);
+    if (net_write_end(c, w, rc == 0, &ts) != 0 || rc != 0) {
+        return NET_CMD_ERROR;
+    }
+    BSON_APPEND_INT32(&c->reply, "nIndexesWas", n_was);
+    return net_dc_finish_write(c, ts, &wc);
+}
+
+static int cmd_validate(struct net_cmd *c)
+{
+    char ns[NS_BUF];
+    if (net_cmd_namespace(c, ns, sizeof ns) != 0) {
+        return NET_CMD_ERROR;
+    }
+    struct txn_read *rd = NULL;
+    if (begin_read(c, &rd) != 0) {
+        return NET_CMD_ERROR;
+    }
+    int rc = txn_index_validate(rd, ns, &c->reply, &c->err);
+    txn_read_end(rd);
+    return rc == 0 ? NET_CMD_DONE : NET_CMD_ERROR;
 }
 
 const struct net_cmd_def net_cmds_ddl[] = {
+    {"validate", cmd_validate, NET_CMD_F_READ | NET_CMD_F_NEEDS_CONFIG},
     {"create", cmd_create, NET_CMD_F_WRITE | NET_CMD_F_NEEDS_CONFIG},
     {"drop", cmd_drop, NET_CMD_F_WRITE | NET_CMD_F_NEEDS_CONFIG},
     {"dropDatabase", cmd_drop_database, NET_CMD_F_WRITE | NET_CMD_F_NEEDS_CONFIG},

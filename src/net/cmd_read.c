@@ -300,14 +300,31 @@ static int cmd_find(struct net_cmd *c)
     cur->coll_id = cid;
     cur->installs = repl_checkpoint_installs(c->deps->repl);
     bson_value_t id;
-    if (sort != NULL || qry_matcher_id_equality(m, &id)) {
+    struct txn_scan *sorted = NULL;
+    bson_t natural_spec;
+    bool id_point = qry_matcher_id_equality(m, &id);
+    bool natural = sort != NULL && natural_sort(&sort_spec, &natural_spec);
+    if (natural) {
+        bson_destroy(&natural_spec);
+    }
+    if (sort != NULL && !id_point && !natural &&
+        txn_scan_open_sorted(rd, cid, ns, bson_empty(&filter) ? NULL : &filter, &sort_spec, &sorted,
+                             &c->err) != 0) {
+        goto fail;
+    }
+    if (sorted != NULL) {
+        /* An index gives the sort's order: stream, as without a sort. */
+        qry_sort_free(sort);
+        sort = NULL;
+    }
+    if (sorted == NULL && (sort != NULL || id_point)) {
         /* Materialise: the point lookup, or all matches to sort. */
         v.max_bytes = (sort != NULL && !allow_disk_use) ? SORT_MAX_BYTES : 0;
         if (sort == NULL) {
             v.skip = skip;
             v.max_docs = limit > 0 ? limit : -1;
         }
-        if (net_dc_visit_matches(rd, cid, m, collect, &v, &c->err) != 0) {
+        if (net_dc_visit_matches(rd, cid, ns, &filter, m, collect, &v, &c->err) != 0) {
             goto fail;
         }
         txn_read_end(rd);
@@ -356,7 +373,10 @@ static int cmd_find(struct net_cmd *c)
         v.n = 0;
     } else {
         /* Stream: the cursor owns the read, scan, matcher and projection. */
-        if (txn_scan_open(rd, cid, &cur->sc, &c->err) != 0) {
+        if (sorted != NULL) {
+            cur->sc = sorted;
+        } else if (txn_scan_open_filter(rd, cid, ns, bson_empty(&filter) ? NULL : &filter, &cur->sc,
+                                        &c->err) != 0) {
             goto fail;
         }
         cur->rd = rd;
@@ -645,7 +665,8 @@ static int visit_query(struct net_cmd *c,
     uint64_t cid = 0;
     int rc = 0;
     if (txn_read_coll(rd, ns, &cid) == 0) {
-        rc = net_dc_visit_matches(rd, cid, bson_empty(query) ? NULL : m, fn, arg, &c->err);
+        rc = net_dc_visit_matches(rd, cid, ns, query, bson_empty(query) ? NULL : m, fn, arg,
+                                  &c->err);
     }
     txn_read_end(rd);
     qry_matcher_free(m);

@@ -698,7 +698,13 @@ void net_dc_append_write_error(bson_t *arr,
     BSON_APPEND_INT32(&e, "index", index);
     BSON_APPEND_INT32(&e, "code", code);
     BSON_APPEND_UTF8(&e, "codeName", net_code_name(code));
-    if (code == MONGO_DuplicateKey && id != NULL) {
+    bson_t tp, tv;
+    if (code == MONGO_DuplicateKey && txn_dup_info_take(&tp, &tv)) {
+        BSON_APPEND_DOCUMENT(&e, "keyPattern", &tp);
+        BSON_APPEND_DOCUMENT(&e, "keyValue", &tv);
+        bson_destroy(&tp);
+        bson_destroy(&tv);
+    } else if (code == MONGO_DuplicateKey && id != NULL) {
         bson_t kp;
         bson_t kv;
         BSON_APPEND_DOCUMENT_BEGIN(&e, "keyPattern", &kp);
@@ -829,6 +835,8 @@ int net_dc_scan_next(struct txn_scan *sc, bson_t *doc, struct cairn_error *err)
 
 int net_dc_visit_matches(struct txn_read *rd,
                          uint64_t cid,
+                         const char *ns,
+                         const bson_t *filter,
                          const struct qry_matcher *m,
                          net_dc_visit_fn fn,
                          void *arg,
@@ -853,7 +861,7 @@ int net_dc_visit_matches(struct txn_read *rd,
         return r < 0 ? (err->code ? err->code : CAIRN_EIO) : 0;
     }
     struct txn_scan *sc = NULL;
-    int rc = txn_scan_open(rd, cid, &sc, err);
+    int rc = txn_scan_open_filter(rd, cid, ns, m != NULL ? filter : NULL, &sc, err);
     if (rc != 0) {
         return rc;
     }

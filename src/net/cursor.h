@@ -251,12 +251,15 @@ int net_dc_check_deadline(struct cairn_error *err);
 int net_dc_scan_next(struct txn_scan *sc, bson_t *doc, struct cairn_error *err);
 
 /* Calls fn for every document of `cid` matching `m` (NULL matches all) in
- * the view `rd`: a point lookup when the filter pins _id, else a scan. fn
- * returns 0 to go on, 1 to stop, <0 on error (err set). Returns 0 or the
- * error code. */
+ * the view `rd`: a point lookup when the filter pins _id, else an index
+ * scan when `filter` (the bson `m` was compiled from; NULL: none) has one
+ * on collection `ns`, else a collection scan. fn returns 0 to go on, 1 to
+ * stop, <0 on error (err set). Returns 0 or the error code. */
 typedef int (*net_dc_visit_fn)(void *arg, const bson_t *doc, struct cairn_error *err);
 int net_dc_visit_matches(struct txn_read *rd,
                          uint64_t cid,
+                         const char *ns,
+                         const bson_t *filter,
                          const struct qry_matcher *m,
                          net_dc_visit_fn fn,
                          void *arg,

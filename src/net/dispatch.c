@@ -54,7 +54,7 @@ static atomic_int next_reply_id = 1;
 
 /* ---- Command tables ------------------------------------------------------ */
 
-#define N_TABLES 9
+#define N_TABLES 10
 
 /* The command tables; the test commands exist only with
  * enableTestCommands (otherwise they are unknown, 59, as in mongod). */
@@ -79,6 +79,8 @@ static const struct net_cmd_def *table_at(int i)
             return net_cmds_session;
         case 8:
             return net_cmds_repl;
+        case 9:
+            return net_cmds_explain;
         default:
             return NULL;
     }
@@ -279,6 +281,13 @@ static void build_error(const struct net_cmd *c,
     append_message(out, "errmsg", msg);
     BSON_APPEND_INT32(out, "code", code);
     BSON_APPEND_UTF8(out, "codeName", net_code_name(code));
+    bson_t kp, kv;
+    if (code == MONGO_DuplicateKey && txn_dup_info_take(&kp, &kv)) {
+        BSON_APPEND_DOCUMENT(out, "keyPattern", &kp);
+        BSON_APPEND_DOCUMENT(out, "keyValue", &kv);
+        bson_destroy(&kp);
+        bson_destroy(&kv);
+    }
     if (c->name != NULL) {
         append_labels(out, compute_labels(c, code, 0), labels);
     }

@@ -99,6 +99,7 @@ extern const struct net_cmd_def
     net_cmds_session[]; /* cmd_session.c: sessions, commitTransaction, abortTransaction */
 extern const struct net_cmd_def
     net_cmds_repl[]; /* cmd_repl.c: replSetReconfig, replSetStepDown, replSetFreeze */
+extern const struct net_cmd_def net_cmds_explain[]; /* cmd_explain.c: explain */
 
 /* Finishes a NET_CMD_PENDING command: wraps and sends its reply (or err
  * when `failed`). Callable from any thread, including the raft thread;

@@ -22,6 +22,7 @@
  *   maxTransactionLockRequestTimeoutMillis int   -       -     constant
  *   maxWriteBatchSize                   int      -       -     constant (hello reports it)
  *   transactionLifetimeLimitSeconds     int      x       x     txn (txn_set_lifetime_limit_secs)
+ *   ttlMonitorSleepSecs                 int      x       x     txn (txn_set_ttl_sleep_secs)
  *
  * A parameter Cairn only reports (its value is fixed by the code that uses
  * it) answers setParameter with 20 IllegalOperation "not allowed to change
@@ -180,6 +181,23 @@ static int set_max_sessions(struct net_server *s, int64_t v, struct cairn_error 
     return txn_set_max_sessions(d->txn, v, err);
 }
 
+static void get_ttl_sleep(struct net_server *s, bson_t *doc, const char *key)
+{
+    const struct net_deps *d = net_server_deps(s);
+    int64_t v = d->txn != NULL ? txn_ttl_sleep_secs(d->txn) : TXN_DEFAULT_TTL_SLEEP_SECS;
+    BSON_APPEND_INT32(doc, key, (int32_t)v);
+}
+
+static int set_ttl_sleep(struct net_server *s, int64_t v, struct cairn_error *err)
+{
+    const struct net_deps *d = net_server_deps(s);
+    if (d->txn == NULL) {
+        return cairn_error_mongo(err, CAIRN_ESTATE, MONGO_IllegalOperation,
+                                 "ttlMonitorSleepSecs: no transaction manager");
+    }
+    return txn_set_ttl_sleep_secs(d->txn, v, err);
+}
+
 /* Sorted by name (see the file comment). */
 static const struct param params[] = {
     {"authenticationMechanisms", PARAM_OTHER, false, false, 0, 0, get_auth_mechs, NULL},
@@ -196,6 +214,7 @@ static const struct param params[] = {
     {"maxWriteBatchSize", PARAM_INT, false, false, 0, 0, get_max_batch, NULL},
     {"transactionLifetimeLimitSeconds", PARAM_INT, true, true, 1, INT32_MAX, get_txn_lifetime,
      set_txn_lifetime},
+    {"ttlMonitorSleepSecs", PARAM_INT, true, true, 1, INT32_MAX, get_ttl_sleep, set_ttl_sleep},
 };
 
 #define N_PARAMS (sizeof params / sizeof params[0])

@@ -271,3 +271,20 @@ int qry_key_encode(const bson_value_t *v, struct cairn_buf *out, struct cairn_er
     }
     return rc;
 }
+
+int qry_key_encode_any(const bson_value_t *v, struct cairn_buf *out, struct cairn_error *err)
+{
+    size_t start = out->len;
+    int rc = cairn_buf_push(out, (uint8_t)qry_type_rank(v->value_type));
+
+    if (rc == 0) {
+        rc = put_body(v, out, 0, err);
+    }
+    if (rc != 0) {
+        out->len = start;
+        if (rc == CAIRN_ENOMEM) {
+            return cairn_error_setf(err, CAIRN_ENOMEM, "out of memory encoding an index key");
+        }
+    }
+    return rc;
+}

@@ -58,6 +58,11 @@ const char *qry_type_name(bson_type_t t);
  * (arrays, regexes, undefined) with mongo_code 2. */
 int qry_key_encode(const bson_value_t *v, struct cairn_buf *out, struct cairn_error *err);
 
+/* Like qry_key_encode for any value (arrays, regexes, undefined included:
+ * index keys hold them; null and undefined share an encoding). Same order
+ * and self-delimiting properties. Returns 0 or CAIRN_ENOMEM. */
+int qry_key_encode_any(const bson_value_t *v, struct cairn_buf *out, struct cairn_error *err);
+
 /* ---- Paths (path.c) ---------------------------------------------------- */
 
 /* Finds the value at dotted `path` following embedded documents and, for
@@ -246,5 +251,131 @@ int qry_pipeline_run(const struct qry_pipeline *p,
 void qry_pipeline_set_result_limit(struct qry_pipeline *p, size_t bytes);
 
 void qry_pipeline_free(struct qry_pipeline *p);
+
+/* ---- Secondary index specs and keys (index.c) ------------------------- */
+
+/* Most fields in one compound index key pattern (mongod's limit). */
+#define QRY_INDEX_MAX_FIELDS 32
+
+struct qry_index;
+
+/* Validates a createIndexes spec as mongod does and compiles it. The
+ * normalised spec (qry_index_spec) holds v, key, name and the options given
+ * (unique, sparse, partialFilterExpression, expireAfterSeconds, hidden), as
+ * listIndexes shows
+ * them. Errors (mongo_code): 67 CannotCreateIndex (bad key pattern, mixed
+ * sparse and partialFilterExpression, name empty), 9 FailedToParse (key or
+ * name missing), 14 TypeMismatch (option of the wrong type), 197
+ * InvalidIndexSpecificationOption (unknown field), 238 NotImplemented (text,
+ * 2dsphere, 2d, hashed, wildcard indexes, collation), 67 for a bad
+ * expireAfterSeconds (not a number, out of range, compound),
+ * the matcher's codes for a bad partialFilterExpression, CAIRN_ENOMEM. On
+ * success *out is owned by the caller (qry_index_free). */
+int qry_index_compile(const bson_t *spec, struct qry_index **out, struct cairn_error *err);
+
+/* The normalised spec; valid while `ix` lives. */
+const bson_t *qry_index_spec(const struct qry_index *ix);
+const char *qry_index_name(const struct qry_index *ix);
+/* The key pattern document. */
+const bson_t *qry_index_key_pattern(const struct qry_index *ix);
+bool qry_index_unique(const struct qry_index *ix);
+bool qry_index_hidden(const struct qry_index *ix);
+
+/* How two specs relate, as mongod compares them (name aside): the same key
+ * pattern and the same unique/sparse/partialFilterExpression are
+ * QRY_INDEX_SAME; the same key pattern with other differences is
+ * QRY_INDEX_EQUIVALENT; else QRY_INDEX_DIFFERENT. */
+enum qry_index_cmp { QRY_INDEX_SAME = 0, QRY_INDEX_EQUIVALENT = 1, QRY_INDEX_DIFFERENT = 2 };
+enum qry_index_cmp qry_index_compare(const struct qry_index *a, const struct qry_index *b);
+
+/* The distinct keys a document has in an index, in memcmp order. Key i is
+ * keys->buf[off[i], off[i] + len[i]); vals[i] is {field: value, ...} for
+ * error messages (keyValue). */
+struct qry_ixkeys
+{
+    struct cairn_buf buf;
+    size_t n, cap;
+    size_t *off, *len;
+    bson_t **vals;
+};
+
+#define QRY_IXKEYS_INIT                        \
+    {                                          \
+        CAIRN_BUF_INIT, 0, 0, NULL, NULL, NULL \
+    }
+
+/* Computes the keys of `doc` (replacing what `out` held): for each field of
+ * the key pattern the value at its dotted path (missing: null; an array:
+ * one key per distinct element, [] giving undefined), each encoded with
+ * qry_key_encode_any and complemented for descending fields, concatenated.
+ * A sparse index gives no key when every field is missing; a partial index
+ * none when the filter does not match. Errors: CAIRN_EINVAL with 171
+ * CannotIndexParallelArrays when two fields hold different arrays,
+ * CAIRN_ENOMEM. Reentrant. */
+int qry_index_keys(const struct qry_index *ix,
+                   const bson_t *doc,
+                   struct qry_ixkeys *out,
+                   struct cairn_error *err);
+
+/* True when `keys` holds exactly the key (bytes) given. */
+bool qry_ixkeys_has(const struct qry_ixkeys *keys, const uint8_t *key, size_t len);
+
+/* Frees what `keys` holds (it can be reused after). */
+void qry_ixkeys_fini(struct qry_ixkeys *keys);
+
+/* Frees a compiled index. NULL is a no-op. */
+void qry_index_free(struct qry_index *ix);
+
+bool qry_index_sparse(const struct qry_index *ix);
+/* True for a TTL index (expireAfterSeconds); *secs (may be NULL) its value. */
+bool qry_index_ttl(const struct qry_index *ix, int32_t *secs);
+/* True for a partial index (partialFilterExpression). */
+bool qry_index_partial(const struct qry_index *ix);
+/* Number of fields of the key pattern. */
+size_t qry_index_n_fields(const struct qry_index *ix);
+/* Path of field i (< qry_index_n_fields); *desc (may be NULL) its direction. */
+const char *qry_index_field(const struct qry_index *ix, size_t i, bool *desc);
+
+/* ---- Query planning (plan.c) ------------------------------------------ */
+
+struct qry_plan;
+
+/* Chooses among the indexes ixs[0..n) (NULL entries are skipped) the one
+ * whose leading fields the filter constrains most (equality and $in
+ * first, then one range field) and the key intervals that cover every key
+ * a matching document has in it; the caller scans them and still filters
+ * the documents it fetches. Without a usable index the plan is a
+ * collection scan (qry_plan_index < 0). Sparse, partial and hidden indexes
+ * are not used. multikey[i] false says no document has several keys in
+ * index i (then ranges are scanned between both bounds); multikey NULL
+ * means every index may be multikey. On success *out is owned by the caller (qry_plan_free).
+ * Errors: CAIRN_ENOMEM. Reentrant. */
+int qry_plan_choose(const bson_t *filter,
+                    const struct qry_index *const *ixs,
+                    const bool *multikey,
+                    size_t n,
+                    struct qry_plan **out,
+                    struct cairn_error *err);
+
+/* A plan scanning every entry of one index (position 0), in order. Errors:
+ * CAIRN_ENOMEM. */
+int qry_plan_full(struct qry_plan **out, struct cairn_error *err);
+
+/* The chosen index's position in the array given, or -1 (collection scan). */
+int qry_plan_index(const struct qry_plan *p);
+
+/* The intervals to scan, sorted by lower bound and disjoint unless two
+ * $in values share a prefix: interval i is [lo, hi) over index keys (the
+ * entry key without the document's _id); hi_len 0 means no upper bound. */
+size_t qry_plan_n_intervals(const struct qry_plan *p);
+void qry_plan_interval(const struct qry_plan *p,
+                       size_t i,
+                       const uint8_t **lo,
+                       size_t *lo_len,
+                       const uint8_t **hi,
+                       size_t *hi_len);
+
+/* Frees a plan. NULL is a no-op. */
+void qry_plan_free(struct qry_plan *p);
 
 #endif /* CAIRN_QUERY_QUERY_H */

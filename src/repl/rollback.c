@@ -298,11 +298,14 @@ static long rb_write(struct repl_host *h, struct rb_set *s)
             continue;
         }
         if (fd < 0 || fd_coll != d->coll_id) {
+            ns_of(h, s, cat, n_cat, d->coll_id, ns, sizeof ns);
+            if (strstr(ns, ".$") != NULL) {
+                continue; /* index entries and specs (txn/index.c): not documents */
+            }
             if (fd >= 0) {
                 fsync(fd);
                 close(fd);
             }
-            ns_of(h, s, cat, n_cat, d->coll_id, ns, sizeof ns);
             fd = open_file(h, ns, path, sizeof path);
             if (fd < 0) {
                 cairn_log(CAIRN_LOG_ERROR, "repl", "rollback file for %s: %s", ns, strerror(errno));

@@ -1,7 +1,8 @@
 /*
  * locks.c: the intent lock table. An intent on (collection id, encoded _id)
  * says "this write set will write this document"; coll_id 0 with a
- * namespace as key is the intent to create or drop that collection. The
+ * namespace as key is the intent to create or drop that collection (or, in
+ * exclusive mode, to change its indexes). The
  * first writer wins: transactions that meet another holder fail at once
  * (write.c), statements wait for it here.
  *
@@ -9,7 +10,11 @@
  *  1. At most one write set holds an intent on a key; it holds it until it
  *     commits (the commit section has enqueued the new versions) or aborts.
  *  2. A waiter holds no intent of its own while it waits (write.c flushes
- *     first) and transactions never wait, so waits cannot form a cycle.
+ *     first) but, for a unique index key, the pinned intents of the one
+ *     document it resolves (write.c, 4); transactions never wait, so waits
+ *     cannot form a cycle.
+ *  An intent on (index id, key) says "this write set writes this unique
+ *  index entry" (txn/index.c); its key is the index key, not an _id.
  *  3. Releasing an intent while anyone waits broadcasts `cv`; waiters
  *     re-check their key under `mu`, so no wake-up is lost.
  *
@@ -154,6 +159,7 @@ static struct txn_lock *entry_new(struct txn_locks *t,
     l->owner = owner;
     l->shared = shared;
     l->waiting = false;
+    l->pinned = false;
     l->key_len = key_len;
     memcpy(l->key, key, key_len);
     maybe_grow(t);

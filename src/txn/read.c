@@ -148,6 +148,9 @@ cairn_ts txn_read_ts(const struct txn_read *rd)
 
 int txn_read_coll(struct txn_read *rd, const char *ns, uint64_t *coll_id)
 {
+    if (strstr(ns, ".$") != NULL) {
+        return CAIRN_ENOTFOUND; /* an index namespace (index.c) */
+    }
     if (rd->w != NULL) {
         int st = txn_write_staged_coll(rd->w, ns, coll_id);
         if (st != 0) {
@@ -173,13 +176,18 @@ int txn_read_list(struct txn_read *rd, const char *db, struct txn_coll **out, si
         free(infos);
         return CAIRN_ENOMEM;
     }
+    size_t k = 0;
     for (size_t i = 0; i < count; i++) {
-        colls[i].id = infos[i].id;
-        memcpy(colls[i].ns, infos[i].ns, sizeof colls[i].ns);
+        if (strstr(infos[i].ns, ".$") != NULL) {
+            continue; /* an index namespace (index.c) */
+        }
+        colls[k].id = infos[i].id;
+        memcpy(colls[k].ns, infos[i].ns, sizeof colls[k].ns);
+        k++;
     }
     free(infos);
     *out = colls;
-    *n = count;
+    *n = k;
     return 0;
 }
 
@@ -246,6 +254,8 @@ struct txn_scan
     bool e_done;
     const uint8_t *ek, *ed;
     size_t ek_len, ed_len;
+    struct txn_ixscan *ix; /* an index scan (ixscan.c) instead of the above */
+    uint64_t n_docs;       /* documents returned (collection scans) */
 };
 
 static int key_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
@@ -353,7 +363,83 @@ int txn_scan_open(struct txn_read *rd,
     return 0;
 }
 
+static int scan_open_ix(struct txn_read *rd,
+                        uint64_t coll_id,
+                        const char *ns,
+                        const bson_t *filter,
+                        const bson_t *sort,
+                        struct txn_scan **out,
+                        struct cairn_error *err)
+{
+    struct txn_ixscan *ix = NULL;
+    struct txn_scan *sc;
+    int rv = txn_ixscan_open(rd, coll_id, ns, filter, sort, &ix, err);
+
+    *out = NULL;
+    if (rv != 0 || ix == NULL) {
+        return rv;
+    }
+    sc = calloc(1, sizeof *sc);
+    if (sc == NULL) {
+        txn_ixscan_close(ix);
+        return cairn_error_setf(err, CAIRN_ENOMEM, "txn: out of memory");
+    }
+    sc->ix = ix;
+    *out = sc;
+    return 0;
+}
+
+int txn_scan_open_filter(struct txn_read *rd,
+                         uint64_t coll_id,
+                         const char *ns,
+                         const bson_t *filter,
+                         struct txn_scan **out,
+                         struct cairn_error *err)
+{
+    int rv = scan_open_ix(rd, coll_id, ns, filter, NULL, out, err);
+
+    if (rv == 0 && *out == NULL) {
+        rv = txn_scan_open(rd, coll_id, out, err);
+    }
+    return rv;
+}
+
+int txn_scan_open_sorted(struct txn_read *rd,
+                         uint64_t coll_id,
+                         const char *ns,
+                         const bson_t *filter,
+                         const bson_t *sort,
+                         struct txn_scan **out,
+                         struct cairn_error *err)
+{
+    return scan_open_ix(rd, coll_id, ns, filter, sort, out, err);
+}
+
+const struct txn_plan_info *txn_scan_plan(const struct txn_scan *sc)
+{
+    return sc->ix != NULL ? txn_ixscan_info(sc->ix) : NULL;
+}
+
+uint64_t txn_scan_docs_examined(const struct txn_scan *sc)
+{
+    return sc->ix != NULL ? txn_ixscan_info(sc->ix)->docs_examined : sc->n_docs;
+}
+
+static int scan_next(struct txn_scan *sc, bson_t *doc);
+
 int txn_scan_next(struct txn_scan *sc, bson_t *doc)
+{
+    int r;
+
+    if (sc->ix != NULL) {
+        return txn_ixscan_next(sc->ix, doc, &sc->err);
+    }
+    r = scan_next(sc, doc);
+    sc->n_docs += r > 0;
+    return r;
+}
+
+static int scan_next(struct txn_scan *sc, bson_t *doc)
 {
     for (;;) {
         const struct scan_staged *s;
@@ -407,6 +493,7 @@ void txn_scan_close(struct txn_scan *sc)
         return;
     }
     eng_iter_close(sc->it);
+    txn_ixscan_close(sc->ix);
     staged_free(sc->st, sc->n_st);
     free(sc);
 }

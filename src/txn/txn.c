@@ -65,6 +65,7 @@ static void noop_if_behind(struct txn_mgr *m)
 static void *reaper_main(void *arg)
 {
     struct txn_mgr *m = arg;
+    int64_t last_ttl_ms = cairn_wall_ms();
 
     pthread_mutex_lock(&m->reaper_mu);
     while (!m->stopping) {
@@ -78,6 +79,11 @@ static void *reaper_main(void *arg)
         pthread_mutex_unlock(&m->reaper_mu);
         txn_sessions_reap(m, cairn_wall_ms());
         noop_if_behind(m);
+        /* The period as set now: a shorter one takes effect at once. */
+        if (cairn_wall_ms() >= last_ttl_ms + atomic_load(&m->ttl_sleep_secs) * 1000) {
+            txn_ttl_pass(m);
+            last_ttl_ms = cairn_wall_ms();
+        }
         pthread_mutex_lock(&m->reaper_mu);
     }
     pthread_mutex_unlock(&m->reaper_mu);
@@ -102,12 +108,18 @@ int txn_mgr_open(struct eng *e, struct repl *r, struct txn_mgr **out, struct cai
     atomic_init(&m->cluster_ts, ts);
     atomic_init(&m->lifetime_secs, TXN_DEFAULT_LIFETIME_SECS);
     atomic_init(&m->max_sessions, TXN_DEFAULT_MAX_SESSIONS);
+    atomic_init(&m->ttl_sleep_secs, TXN_DEFAULT_TTL_SLEEP_SECS);
     pthread_mutex_init(&m->commit_mu, NULL);
     pthread_mutex_init(&m->reaper_mu, NULL);
     pthread_cond_init(&m->reaper_cv, NULL);
-    rv = txn_locks_init(&m->locks);
+    pthread_mutex_init(&m->builds_mu, NULL);
+    rv = txn_ixcache_init(&m->ixcache);
     if (rv != 0) {
         goto err_after_mutexes;
+    }
+    rv = txn_locks_init(&m->locks);
+    if (rv != 0) {
+        goto err_after_ixcache;
     }
     rv = txn_sessions_init(&m->sessions);
     if (rv != 0) {
@@ -128,7 +140,10 @@ err_after_sessions:
     txn_sessions_destroy(m);
 err_after_locks:
     txn_locks_destroy(&m->locks);
+err_after_ixcache:
+    txn_ixcache_destroy(&m->ixcache);
 err_after_mutexes:
+    pthread_mutex_destroy(&m->builds_mu);
     pthread_mutex_destroy(&m->commit_mu);
     pthread_mutex_destroy(&m->reaper_mu);
     pthread_cond_destroy(&m->reaper_cv);
@@ -154,10 +169,28 @@ void txn_mgr_close(struct txn_mgr *m)
     }
     txn_sessions_destroy(m);
     txn_locks_destroy(&m->locks);
+    txn_ixcache_destroy(&m->ixcache);
+    free(m->builds);
+    pthread_mutex_destroy(&m->builds_mu);
     pthread_mutex_destroy(&m->commit_mu);
     pthread_mutex_destroy(&m->reaper_mu);
     pthread_cond_destroy(&m->reaper_cv);
     free(m);
+}
+
+int64_t txn_ttl_sleep_secs(struct txn_mgr *m)
+{
+    return atomic_load(&m->ttl_sleep_secs);
+}
+
+int txn_set_ttl_sleep_secs(struct txn_mgr *m, int64_t secs, struct cairn_error *err)
+{
+    if (secs < 1) {
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
+                                 "ttlMonitorSleepSecs must be at least 1");
+    }
+    atomic_store(&m->ttl_sleep_secs, secs);
+    return 0;
 }
 
 int64_t txn_lifetime_limit_secs(struct txn_mgr *m)

@@ -86,6 +86,13 @@ void txn_mgr_close(struct txn_mgr *m);
 int64_t txn_lifetime_limit_secs(struct txn_mgr *m);
 int txn_set_lifetime_limit_secs(struct txn_mgr *m, int64_t secs, struct cairn_error *err);
 
+/* ttlMonitorSleepSecs: the period of the TTL monitor (ttl.c; default
+ * TXN_DEFAULT_TTL_SLEEP_SECS = 60, as mongod; at least 1, else CAIRN_EINVAL
+ * with 2 BadValue), counted from the last pass. Any thread. */
+#define TXN_DEFAULT_TTL_SLEEP_SECS 60
+int64_t txn_ttl_sleep_secs(struct txn_mgr *m);
+int txn_set_ttl_sleep_secs(struct txn_mgr *m, int64_t secs, struct cairn_error *err);
+
 /* maxSessions: how many sessions this member keeps in memory (default
  * TXN_DEFAULT_MAX_SESSIONS, as mongod); a new one past it is refused with
  * 261 TooManyLogicalSessions. The setter fails with CAIRN_EINVAL (2
@@ -195,6 +202,47 @@ int txn_scan_open(struct txn_read *rd,
                   uint64_t coll_id,
                   struct txn_scan **out,
                   struct cairn_error *err);
+
+/* What an index scan does, for explain. */
+struct txn_plan_info
+{
+    char index_name[128];
+    bson_t key_pattern;
+    size_t n_intervals;
+    uint64_t keys_examined; /* index entries read so far */
+    uint64_t docs_examined; /* documents fetched so far */
+};
+
+/* Like txn_scan_open, but when an index serves `filter` (a ready one in the
+ * read's snapshot, chosen by qry_plan_choose) scans its key intervals and
+ * returns each document with a key there once, in index order: a superset
+ * of the matches, which the caller filters as for a collection scan. A
+ * read that sees its transaction's staged writes always scans the
+ * collection. `ns` names collection `coll_id`. Same errors as txn_scan_open. */
+int txn_scan_open_filter(struct txn_read *rd,
+                         uint64_t coll_id,
+                         const char *ns,
+                         const bson_t *filter,
+                         struct txn_scan **out,
+                         struct cairn_error *err);
+
+/* Like txn_scan_open_filter, but only through an index whose order is
+ * `sort` (a prefix of its key pattern, same directions, not multikey in the
+ * read's snapshot): the documents then come out in sort order, so the
+ * caller need not sort. *out is NULL when no index gives that order. */
+int txn_scan_open_sorted(struct txn_read *rd,
+                         uint64_t coll_id,
+                         const char *ns,
+                         const bson_t *filter,
+                         const bson_t *sort,
+                         struct txn_scan **out,
+                         struct cairn_error *err);
+
+/* The index scan's plan and live counters, or NULL for a collection scan. */
+const struct txn_plan_info *txn_scan_plan(const struct txn_scan *sc);
+
+/* Documents the scan returned so far (fetched, for an index scan). */
+uint64_t txn_scan_docs_examined(const struct txn_scan *sc);
 
 /* Next document: 1 with `doc` a static view valid until the next call, 0 at
  * the end, -1 on error (see txn_scan_error). */
@@ -419,6 +467,67 @@ int txn_write_config(struct txn_mgr *m,
                      size_t len,
                      cairn_ts *ts,
                      struct cairn_error *err);
+
+/* ---- Secondary indexes (index.c) ---------------------------------------- */
+
+/* After a write on this thread failed with DuplicateKey (11000):
+ * initialises `pattern` and `value` with that error's keyPattern and
+ * keyValue (caller destroys both) and returns true; false (nothing
+ * initialised) when there is none. Either way forgets it. */
+bool txn_dup_info_take(bson_t *pattern, bson_t *value);
+
+/* Lists the built indexes of collection `ns` (not the _id index) as the
+ * read sees them: *out is a malloc'd array of *n normalised specs, each
+ * freed with bson_destroy, the array with free(). Errors: CAIRN_ENOTFOUND
+ * (26 NamespaceNotFound), CAIRN_ENOMEM, CAIRN_ECORRUPT, CAIRN_EIO. */
+int txn_read_indexes(struct txn_read *rd,
+                     const char *ns,
+                     bson_t ***out,
+                     size_t *n,
+                     struct cairn_error *err);
+
+struct txn_index_result
+{
+    int n_before, n_after;   /* indexes, the _id index included */
+    bool created_collection; /* the collection did not exist */
+    bool all_existed;        /* nothing to build */
+};
+
+/* createIndexes in write `w`: validates each spec (qry_index_compile and
+ * mongod's conflicts with existing indexes: 85 IndexOptionsConflict, 86
+ * IndexKeySpecsConflict, 67 CannotCreateIndex), creates `ns` when missing,
+ * then builds the new indexes under the exclusive intent on `ns` (waiting
+ * for its writers): catalog entries and specs (not ready), entries for every
+ * document (a statement commits every MiB of entries, after which writers
+ * go on and maintain the index), specs ready; the caller commits. Errors:
+ * the above, 11000 DuplicateKey (a unique index over duplicates) and 171
+ * (a document that cannot be indexed): then nothing of the build remains
+ * (a statement that committed parts drops the indexes again), the wait's
+ * errors, 112 (transactions). Runs on the calling client thread. */
+int txn_index_create(struct txn_write *w,
+                     const char *ns,
+                     const bson_t *const *specs,
+                     size_t n_specs,
+                     struct txn_index_result *res,
+                     struct cairn_error *err);
+
+/* dropIndexes in statement write `w`: `target` is an index name, a key
+ * pattern, "*" (every index but _id) or an array of names (all must
+ * exist). *n_was is the number of indexes before (with _id). Errors
+ * (mongo_code): 26 NamespaceNotFound, 27 IndexNotFound, 72 InvalidOptions
+ * (the _id index), the intent wait's errors. The caller commits. */
+int txn_index_drop(struct txn_write *w,
+                   const char *ns,
+                   const bson_value_t *target,
+                   int *n_was,
+                   struct cairn_error *err);
+
+/* validate: checks, in the read's view, that every index of `ns` holds
+ * exactly the entries its documents give, and appends mongod's validate
+ * fields to `reply` (ns, nrecords, nIndexes, keysPerIndex, indexDetails
+ * with extra/missing entry counts, valid, warnings, errors). Errors: 26
+ * NamespaceNotFound, CAIRN_ENOMEM, CAIRN_EIO. */
+int txn_index_validate(struct txn_read *rd, const char *ns, bson_t *reply, struct cairn_error *err);
 
 /* ---- Sessions ------------------------------------------------------------ */
 

@@ -24,6 +24,8 @@
 #include "lib/buf.h"
 #include "txn/txn.h"
 
+struct qry_index;
+
 /* ---- Intent lock table (locks.c) ---------------------------------------- */
 
 /* One held intent on (coll_id, key). coll_id 0 with key = a namespace is
@@ -36,6 +38,7 @@ struct txn_lock
     struct txn_write *owner;
     bool shared;           /* namespace intents only */
     bool waiting;          /* a queued exclusive request, not held (locks.c, 4) */
+    bool pinned;           /* owner only: kept across a statement's flush (write.c, 4) */
     struct txn_lock *next; /* hash chain */
     size_t key_len;
     uint8_t key[];
@@ -290,6 +293,167 @@ const struct txn_staged *txn_write_staged(const struct txn_write *w,
  * set), -1 dropped, 0 not touched. The last op on the namespace wins. */
 int txn_write_staged_coll(const struct txn_write *w, const char *ns, uint64_t *id);
 
+/* ---- Write-set internals index.c uses (write.c) ------------------------- */
+
+/* Takes the intent on (coll_id, key) as write.c's statements and
+ * transactions do (exclusive unless `shared`; coll_id 0 = a namespace).
+ * A statement that must wait commits what it staged first; intents marked
+ * pinned survive that commit. Errors: CAIRN_ECONFLICT (112, transactions),
+ * the wait's errors. */
+int txn_write_lock_key(struct txn_write *w,
+                       uint64_t coll_id,
+                       const uint8_t *key,
+                       size_t len,
+                       bool shared,
+                       struct cairn_error *err);
+
+/* The intent this write holds on (coll_id, key), or NULL. */
+struct txn_lock *txn_write_held(struct txn_write *w,
+                                uint64_t coll_id,
+                                const uint8_t *key,
+                                size_t len);
+
+/* Clears the pinned mark of every intent of the write. */
+void txn_write_unpin(struct txn_write *w);
+
+/* Stages a PUT (doc != NULL) or DELETE of (coll_id, key), copying the
+ * bytes; no intent is taken (the caller holds what covers it). */
+int txn_write_stage_raw(struct txn_write *w,
+                        uint64_t coll_id,
+                        const uint8_t *key,
+                        size_t key_len,
+                        const uint8_t *doc,
+                        size_t doc_len,
+                        struct cairn_error *err);
+
+/* Stages the creation of index namespace `ns` (no name check, not noted
+ * as a written collection) with a fresh id, returned in *id. */
+int txn_write_stage_create(struct txn_write *w,
+                           const char *ns,
+                           uint64_t *id,
+                           struct cairn_error *err);
+
+/* Stages the drop of `ns` (id `id`) and every version under that id. */
+int txn_write_stage_drop(struct txn_write *w, const char *ns, uint64_t id, struct cairn_error *err);
+
+/* The namespace this write resolved for collection `coll_id`, or NULL. */
+const char *txn_write_coll_ns(const struct txn_write *w, uint64_t coll_id);
+
+/* Statements: drops everything staged since the last commit and the
+ * document intents that covered it (namespace intents stay, shared), so
+ * the write may then wait for an intent (write.c, 4). */
+void txn_write_discard_staged(struct txn_write *w);
+
+/* Records the key pattern and value of a DuplicateKey error (copied) for
+ * txn_dup_info_take on this thread. */
+void txn_write_set_dup(struct txn_write *w, const bson_t *pattern, const bson_t *value);
+
+/* ---- Secondary indexes (index.c) ---------------------------------------- */
+
+/* The two keys under an index id that are not entries (entries never
+ * start with 0x00): the spec wrapper, and the multikey marker, present once
+ * any document had several keys in the index (written in the commit of
+ * that document, so a snapshot without it has no multikey document). */
+#define TXN_IX_META_LEN 2
+extern const uint8_t txn_ix_spec_key[TXN_IX_META_LEN];
+extern const uint8_t txn_ix_multikey_key[TXN_IX_META_LEN];
+
+/* One index of a collection, as its spec document says. */
+struct txn_ixdesc
+{
+    uint64_t id;             /* the index's catalog id: its entries' key space */
+    bool ready;              /* built (a build in progress is maintained but not listed) */
+    struct qry_index *ix;    /* compiled spec */
+    char ns[ENG_NS_MAX + 1]; /* "<db>.<coll>.$<name>" */
+};
+
+/* The indexes of one collection (immutable once published; ref counted). */
+struct txn_ixset
+{
+    atomic_int ref;
+    uint64_t coll_id;
+    uint64_t gen; /* eng_catalog_gen when loaded */
+    size_t n;
+    struct txn_ixdesc *v; /* by id */
+};
+
+/* The cache of index sets, one per collection written since it changed. */
+struct txn_ixcache
+{
+    pthread_mutex_t mu;
+    struct txn_ixset **sets;
+    size_t n, cap;
+};
+
+int txn_ixcache_init(struct txn_ixcache *c);
+void txn_ixcache_destroy(struct txn_ixcache *c);
+
+/* The indexes of collection (coll_id, ns) as the newest local catalog has
+ * them, from the cache when the catalog did not change since. On success
+ * *out is a reference (txn_ixset_unref). Errors: CAIRN_ENOMEM,
+ * CAIRN_ECORRUPT (an unreadable spec), CAIRN_EIO. */
+int txn_ixset_get(struct txn_mgr *m,
+                  uint64_t coll_id,
+                  const char *ns,
+                  struct txn_ixset **out,
+                  struct cairn_error *err);
+
+/* Drops a reference. NULL is a no-op. */
+void txn_ixset_unref(struct txn_ixset *s);
+
+/* Loads the indexes of (coll_id, ns) uncached: from the catalog view
+ * `local` and the newest spec versions (snap NULL), or as snapshot `snap`
+ * sees them (indexes created after it are left out). On success *out holds
+ * one reference. Errors: CAIRN_ENOMEM, CAIRN_ECORRUPT, CAIRN_EIO. */
+int txn_ixset_load(struct eng *e,
+                   struct eng_snap *snap,
+                   bool local,
+                   uint64_t coll_id,
+                   const char *ns,
+                   struct txn_ixset **out,
+                   struct cairn_error *err);
+
+/* Index maintenance for one document of `coll_id` whose version changes
+ * from `old` (NULL: none) to `new_doc` (NULL: deleted), called with the
+ * document's intent held (w->key holds its encoded _id and is kept):
+ * stages the entries to delete and to add, taking the intent on every
+ * unique key that changes (pinned with the document's, in (index, key)
+ * order), and fails with CAIRN_EEXISTS (11000 DuplicateKey) when another
+ * document holds a unique key the new version needs, or CAIRN_EINVAL (171)
+ * when it cannot be indexed. Nothing is staged on error. */
+int txn_ix_maintain(struct txn_write *w,
+                    uint64_t coll_id,
+                    const bson_t *old,
+                    const bson_t *new_doc,
+                    struct cairn_error *err);
+
+/* True when collection `coll_id` (ns) has secondary indexes (so callers
+ * can skip reading the old version). Errors as txn_ixset_get. */
+int txn_ix_any(struct txn_write *w, uint64_t coll_id, bool *any, struct cairn_error *err);
+
+/* Index scans (ixscan.c). txn_ixscan_open sets *out to NULL when no index
+ * serves `filter` (or, with `sort`, when no index gives that order): then
+ * the caller scans the collection. */
+struct txn_ixscan;
+int txn_ixscan_open(struct txn_read *rd,
+                    uint64_t coll_id,
+                    const char *ns,
+                    const bson_t *filter,
+                    const bson_t *sort,
+                    struct txn_ixscan **out,
+                    struct cairn_error *err);
+/* 1 with `doc` a view valid until the next call, 0 at the end, -1 on error. */
+int txn_ixscan_next(struct txn_ixscan *x, bson_t *doc, struct cairn_error *err);
+const struct txn_plan_info *txn_ixscan_info(const struct txn_ixscan *x);
+void txn_ixscan_close(struct txn_ixscan *x);
+
+/* One TTL monitor pass (ttl.c): on the primary, deletes the documents TTL
+ * indexes say expired, through statement writes. The reaper thread. */
+void txn_ttl_pass(struct txn_mgr *m);
+
+/* Stages the drop of every index of `ns` (a drop of the collection). */
+int txn_ix_drop_all(struct txn_write *w, const char *ns, struct cairn_error *err);
+
 /* ---- Reads (read.c) ----------------------------------------------------- */
 
 /* Initialises an embedded reader (the view of a write): local newest
@@ -327,9 +491,14 @@ struct txn_mgr
     _Atomic uint64_t cluster_ts;
     _Atomic int64_t lifetime_secs;
     _Atomic int64_t max_sessions;
+    _Atomic int64_t ttl_sleep_secs;
 
     pthread_mutex_t commit_mu; /* the commit section */
     struct txn_locks locks;
+    struct txn_ixcache ixcache;
+    pthread_mutex_t builds_mu; /* index builds running on this member */
+    uint64_t *builds;
+    size_t n_builds, cap_builds;
     struct txn_sessions sessions;
 
     /* Reaper thread. */

@@ -32,6 +32,13 @@
  *  4. A statement waits for an intent only with nothing staged and no
  *     intent held but shared namespace intents (it flushes first), and
  *     transactions never wait, so no wait cycle can form (locks.c, 2).
+ *     One exception, for unique index keys (index.c): while resolving one
+ *     document a statement may wait for a unique-key intent holding
+ *     *pinned* intents: that document's own, taken first, and the unique
+ *     keys it took before, in (index id, key) order. Such a wait is always
+ *     for a unique key above every unique key the waiter holds, and a
+ *     document intent is only ever waited for with nothing pinned, so the
+ *     waits still cannot close a cycle.
  *  6. A write holds a namespace intent on every collection it writes, from
  *     resolving it (txn_write_coll) to its end: shared for an existing
  *     collection, exclusive to create it (made shared once the create
@@ -235,7 +242,8 @@ static void release_intents(struct txn_write *w)
 }
 
 /* After a statement's commit: releases its document intents and keeps its
- * namespace intents, shared (invariant 6). */
+ * namespace intents, shared (invariant 6), and its pinned intents (those of
+ * the document being resolved, invariant 4). */
 static void release_doc_intents(struct txn_write *w)
 {
     size_t kept = 0, n = 0;
@@ -244,6 +252,8 @@ static void release_doc_intents(struct txn_write *w)
         struct txn_lock *l = w->locks[i];
         if (l->coll_id == 0) {
             txn_locks_downgrade(&w->m->locks, l);
+        }
+        if (l->coll_id == 0 || l->pinned) {
             w->locks[i] = w->locks[kept];
             w->locks[kept++] = l;
         }
@@ -578,7 +588,13 @@ static int lock_ns(struct txn_write *w, const char *ns, bool shared, struct cair
     return lock_key(w, 0, (const uint8_t *)ns, strlen(ns), shared, err);
 }
 
-static int stage_create(struct txn_write *w, const char *ns, uint64_t *id, struct cairn_error *err)
+/* Stages the create of `ns`; a collection (`coll` true) has its name
+ * checked and is remembered as written, an index namespace neither. */
+static int stage_create_ns(struct txn_write *w,
+                           const char *ns,
+                           bool coll_ns,
+                           uint64_t *id,
+                           struct cairn_error *err)
 {
     char db[ENG_NS_MAX + 1];
     const char *coll;
@@ -590,7 +606,7 @@ static int stage_create(struct txn_write *w, const char *ns, uint64_t *id, struc
         return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_InvalidNamespace,
                                  "Invalid namespace specified '%s'", ns);
     }
-    rv = txn_check_ns(db, coll, err);
+    rv = coll_ns ? txn_check_ns(db, coll, err) : 0;
     if (rv != 0) {
         return rv;
     }
@@ -611,7 +627,12 @@ static int stage_create(struct txn_write *w, const char *ns, uint64_t *id, struc
         return rv;
     }
     *id = next;
-    return note_coll(w, next, ns, err);
+    return coll_ns ? note_coll(w, next, ns, err) : 0;
+}
+
+static int stage_create(struct txn_write *w, const char *ns, uint64_t *id, struct cairn_error *err)
+{
+    return stage_create_ns(w, ns, true, id, err);
 }
 
 int txn_write_coll(struct txn_write *w,
@@ -625,6 +646,11 @@ int txn_write_coll(struct txn_write *w,
 
     if (created != NULL) {
         *created = false;
+    }
+    if (strstr(ns, ".$") != NULL) {
+        /* Index namespaces (index.c) are never written as collections. */
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_InvalidNamespace,
+                                 "Invalid namespace specified '%s'", ns);
     }
     if (txn_write_staged_coll(w, ns, coll_id) > 0) {
         return 0; /* created by this write: its intent is held */
@@ -692,6 +718,10 @@ int txn_write_drop(struct txn_write *w, const char *ns, struct cairn_error *err)
     }
     if (lookup_coll(w, ns, &id) != 0) {
         return cairn_error_mongo(err, CAIRN_ENOTFOUND, MONGO_NamespaceNotFound, "ns not found");
+    }
+    rv = txn_ix_drop_all(w, ns, err);
+    if (rv != 0) {
+        return rv;
     }
     op.kind = ENG_OP_DROP;
     op.coll_id = id;
@@ -905,6 +935,12 @@ int txn_write_insert(struct txn_write *w,
     if (rv == 0) {
         char ns[ENG_NS_MAX + 1];
         char dup[160];
+        bson_t kp = BSON_INITIALIZER, kv = BSON_INITIALIZER;
+        BSON_APPEND_INT32(&kp, "_id", 1);
+        BSON_APPEND_VALUE(&kv, "_id", &id);
+        txn_write_set_dup(w, &kp, &kv);
+        bson_destroy(&kp);
+        bson_destroy(&kv);
         format_dup_key(&id, dup, sizeof dup);
         return cairn_error_mongo(
             err, CAIRN_EEXISTS, MONGO_DuplicateKey,
@@ -914,7 +950,40 @@ int txn_write_insert(struct txn_write *w,
     if (rv != CAIRN_ENOTFOUND) {
         return rv;
     }
+    rv = txn_ix_maintain(w, coll_id, NULL, doc, err);
+    if (rv != 0) {
+        return rv;
+    }
     return stage_put(w, coll_id, doc, err);
+}
+
+/* Index maintenance for the document whose key is in w->key and whose
+ * intent is held, changing to `new_doc` (NULL: deleted). */
+static int maintain_indexes(struct txn_write *w,
+                            uint64_t coll_id,
+                            const bson_t *new_doc,
+                            struct cairn_error *err)
+{
+    struct cairn_buf buf = CAIRN_BUF_INIT;
+    bool any = false;
+    bson_t old;
+    int rv = txn_ix_any(w, coll_id, &any, err);
+
+    if (rv != 0 || !any) {
+        return rv;
+    }
+    rv = current_version(w, coll_id, &buf, err);
+    if (rv == CAIRN_ENOTFOUND) {
+        rv = txn_ix_maintain(w, coll_id, NULL, new_doc, err);
+    } else if (rv == 0) {
+        if (!bson_init_static(&old, buf.data, buf.len)) {
+            rv = cairn_error_setf(err, CAIRN_ECORRUPT, "stored document is not valid BSON");
+        } else {
+            rv = txn_ix_maintain(w, coll_id, &old, new_doc, err);
+        }
+    }
+    cairn_buf_free(&buf);
+    return rv;
 }
 
 int txn_write_put(struct txn_write *w, uint64_t coll_id, const bson_t *doc, struct cairn_error *err)
@@ -927,6 +996,9 @@ int txn_write_put(struct txn_write *w, uint64_t coll_id, const bson_t *doc, stru
     }
     if (rv == 0) {
         rv = lock_key(w, coll_id, w->key.data, w->key.len, false, err);
+    }
+    if (rv == 0) {
+        rv = maintain_indexes(w, coll_id, doc, err);
     }
     if (rv == 0) {
         rv = stage_put(w, coll_id, doc, err);
@@ -944,6 +1016,9 @@ int txn_write_delete(struct txn_write *w,
 
     if (rv == 0) {
         rv = lock_key(w, coll_id, w->key.data, w->key.len, false, err);
+    }
+    if (rv == 0) {
+        rv = maintain_indexes(w, coll_id, NULL, err);
     }
     if (rv != 0) {
         return rv;
@@ -1252,4 +1327,152 @@ int txn_noop_write(struct txn_mgr *m, cairn_ts *ts, struct cairn_error *err)
     cairn_buf_free(&enc);
     txn_write_release(w);
     return rv;
+}
+
+/* ---- Internals for index.c ------------------------------------------------ */
+
+int txn_write_lock_key(struct txn_write *w,
+                       uint64_t coll_id,
+                       const uint8_t *key,
+                       size_t len,
+                       bool shared,
+                       struct cairn_error *err)
+{
+    return lock_key(w, coll_id, key, len, shared, err);
+}
+
+struct txn_lock *txn_write_held(struct txn_write *w,
+                                uint64_t coll_id,
+                                const uint8_t *key,
+                                size_t len)
+{
+    for (size_t i = w->n_locks; i-- > 0;) {
+        struct txn_lock *l = w->locks[i];
+        if (l->coll_id == coll_id && l->key_len == len && memcmp(l->key, key, len) == 0) {
+            return l;
+        }
+    }
+    return NULL;
+}
+
+void txn_write_unpin(struct txn_write *w)
+{
+    for (size_t i = 0; i < w->n_locks; i++) {
+        w->locks[i]->pinned = false;
+    }
+}
+
+int txn_write_stage_raw(struct txn_write *w,
+                        uint64_t coll_id,
+                        const uint8_t *key,
+                        size_t key_len,
+                        const uint8_t *doc,
+                        size_t doc_len,
+                        struct cairn_error *err)
+{
+    struct txn_staged op = {0};
+    int rv;
+
+    op.kind = doc != NULL ? ENG_OP_PUT : ENG_OP_DELETE;
+    op.coll_id = coll_id;
+    op.key_len = key_len;
+    op.key = malloc(key_len ? key_len : 1);
+    if (doc != NULL) {
+        op.doc_len = doc_len;
+        op.doc = malloc(doc_len ? doc_len : 1);
+    }
+    if (op.key == NULL || (doc != NULL && op.doc == NULL)) {
+        staged_free(&op);
+        return cairn_error_setf(err, CAIRN_ENOMEM, "txn: out of memory");
+    }
+    memcpy(op.key, key, key_len);
+    if (doc != NULL && doc_len > 0) {
+        memcpy(op.doc, doc, doc_len);
+    }
+    rv = stage(w, &op, err);
+    if (rv != 0) {
+        staged_free(&op);
+    }
+    return rv;
+}
+
+int txn_write_stage_create(struct txn_write *w,
+                           const char *ns,
+                           uint64_t *id,
+                           struct cairn_error *err)
+{
+    return stage_create_ns(w, ns, false, id, err);
+}
+
+int txn_write_stage_drop(struct txn_write *w, const char *ns, uint64_t id, struct cairn_error *err)
+{
+    struct txn_staged op = {0};
+    int rv;
+
+    op.kind = ENG_OP_DROP;
+    op.coll_id = id;
+    op.ns = strdup(ns);
+    if (op.ns == NULL) {
+        return cairn_error_setf(err, CAIRN_ENOMEM, "txn: out of memory");
+    }
+    rv = stage(w, &op, err);
+    if (rv != 0) {
+        staged_free(&op);
+    }
+    return rv;
+}
+
+const char *txn_write_coll_ns(const struct txn_write *w, uint64_t coll_id)
+{
+    for (size_t i = 0; i < w->n_colls; i++) {
+        if (w->colls[i].id == coll_id) {
+            return w->colls[i].ns;
+        }
+    }
+    return NULL;
+}
+
+/* The last DuplicateKey error's details on this thread (commands run on
+ * one thread from the failing write to the reply). */
+static _Thread_local bson_t *tl_dup_pattern;
+static _Thread_local bson_t *tl_dup_value;
+
+static void dup_clear(void)
+{
+    if (tl_dup_pattern != NULL) {
+        bson_destroy(tl_dup_pattern);
+        tl_dup_pattern = NULL;
+    }
+    if (tl_dup_value != NULL) {
+        bson_destroy(tl_dup_value);
+        tl_dup_value = NULL;
+    }
+}
+
+void txn_write_set_dup(struct txn_write *w, const bson_t *pattern, const bson_t *value)
+{
+    (void)w;
+    dup_clear();
+    tl_dup_pattern = bson_copy(pattern);
+    tl_dup_value = bson_copy(value);
+}
+
+bool txn_dup_info_take(bson_t *pattern, bson_t *value)
+{
+    bool have = tl_dup_pattern != NULL && tl_dup_value != NULL;
+
+    if (have) {
+        bson_copy_to(tl_dup_pattern, pattern);
+        bson_copy_to(tl_dup_value, value);
+    }
+    dup_clear();
+    return have;
+}
+
+void txn_write_discard_staged(struct txn_write *w)
+{
+    staging_clear(w);
+    pend_clear(w);
+    txn_write_unpin(w);
+    release_doc_intents(w); /* nothing left to cover: may now wait (4) */
 }
