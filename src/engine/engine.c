@@ -636,6 +636,28 @@ err_after_batch:
     return rv;
 }
 
+int eng_approx_size(struct eng *e, uint64_t coll_id, uint64_t *bytes, struct cairn_error *err)
+{
+    char start[8];
+    char limit[8];
+    const char *starts[1] = {start};
+    const char *limits[1] = {limit};
+    size_t start_len[1] = {sizeof start};
+    size_t limit_len[1] = {sizeof limit};
+    uint64_t sizes[1] = {0};
+    char *msg = NULL;
+
+    cairn_store_be64((uint8_t *)start, coll_id);
+    cairn_store_be64((uint8_t *)limit, coll_id + 1);
+    rocksdb_approximate_sizes_cf(e->db, e->cf_docs, 1, starts, start_len, limits, limit_len, sizes,
+                                 &msg);
+    if (msg != NULL) {
+        return eng_rocks_error(err, msg, "approximate sizes");
+    }
+    *bytes = sizes[0];
+    return 0;
+}
+
 int eng_flush(struct eng *e, struct cairn_error *err)
 {
     rocksdb_flushoptions_t *fo = rocksdb_flushoptions_create();

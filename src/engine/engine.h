@@ -186,6 +186,13 @@ uint64_t eng_catalog_gen(struct eng *e);
  * commit section in practice). */
 uint64_t eng_catalog_next_id(struct eng *e);
 
+/* An estimate of the bytes RocksDB's files hold for key space `coll_id`
+ * (a collection's documents or an index's entries, every version): the
+ * approximate size of its docs column family range. Data still in the
+ * memtable is not counted, so a collection written since the last flush
+ * may read low (0 before any flush). Returns 0 or CAIRN_EIO. Any thread. */
+int eng_approx_size(struct eng *e, uint64_t coll_id, uint64_t *bytes, struct cairn_error *err);
+
 /* ---- Overlay (primary only) -------------------------------------------- */
 
 /* Adds the commit's versions (copied; a key written twice in the commit

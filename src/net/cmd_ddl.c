@@ -391,28 +391,34 @@ static int cmd_list_collections(struct net_cmd *c)
     return reply_docs(c, ns, &d, batch);
 }
 
-/* Logical size of a collection: the sum of its documents' BSON sizes. */
-static int coll_size(struct txn_read *rd, uint64_t cid, double *size, struct cairn_error *err)
+/* The databases every replica-set member has, listed even while they hold
+ * no collection (mongod keeps its own collections there). */
+static const char *const system_dbs[] = {"admin", "config", "local"};
+
+/* Appends one listDatabases entry when it passes the filter. */
+static void db_entry(bson_t *arr,
+                     uint32_t *k,
+                     const struct qry_matcher *m,
+                     bool name_only,
+                     const char *db,
+                     double size,
+                     bool empty,
+                     double *total)
 {
-    struct txn_scan *sc = NULL;
-    int rc = txn_scan_open(rd, cid, &sc, err);
-    if (rc != 0) {
-        return rc;
+    bson_t entry = BSON_INITIALIZER;
+    BSON_APPEND_UTF8(&entry, "name", db);
+    if (!name_only) {
+        BSON_APPEND_DOUBLE(&entry, "sizeOnDisk", size);
+        BSON_APPEND_BOOL(&entry, "empty", empty);
     }
-    for (;;) {
-        bson_t doc;
-        int r = net_dc_scan_next(sc, &doc, err);
-        if (r == 0) {
-            break;
-        }
-        if (r < 0) {
-            rc = err->code;
-            break;
-        }
-        *size += doc.len;
+    if (m == NULL || qry_matcher_match(m, &entry)) {
+        char buf[16];
+        const char *key;
+        bson_uint32_to_string((*k)++, &key, buf, sizeof buf);
+        BSON_APPEND_DOCUMENT(arr, key, &entry);
+        *total += size;
     }
-    txn_scan_close(sc);
-    return rc;
+    bson_destroy(&entry);
 }
 
 static int cmd_list_databases(struct net_cmd *c)
@@ -451,44 +457,47 @@ static int cmd_list_databases(struct net_cmd *c)
     double total = 0;
     uint32_t k = 0;
     size_t i = 0;
-    while (i < n && rc == 0) {
-        const char *dot = strchr(colls[i].ns, '.');
-        size_t dblen = dot ? (size_t)(dot - colls[i].ns) : strlen(colls[i].ns);
-        char db[TXN_NS_MAX + 1];
-        memcpy(db, colls[i].ns, dblen);
-        db[dblen] = '\0';
+    size_t sys = 0; /* next of system_dbs to list */
+    const size_t n_sys = sizeof system_dbs / sizeof system_dbs[0];
+    while ((i < n || sys < n_sys) && rc == 0) {
+        char db[TXN_NS_MAX + 1] = "";
+        if (i < n) {
+            const char *dot = strchr(colls[i].ns, '.');
+            size_t dblen = dot ? (size_t)(dot - colls[i].ns) : strlen(colls[i].ns);
+            memcpy(db, colls[i].ns, dblen);
+            db[dblen] = '\0';
+        }
+        /* The system databases, merged in name order, when no collection
+         * lists them. */
+        if (sys < n_sys && (i == n || strcmp(system_dbs[sys], db) <= 0)) {
+            bool listed = i < n && strcmp(system_dbs[sys], db) == 0;
+            if (!listed) {
+                db_entry(&arr, &k, m, name_only, system_dbs[sys], 0, true, &total);
+            }
+            sys++;
+            continue;
+        }
+        size_t dblen = strlen(db);
         double size = 0;
         size_t j = i;
         while (j < n && strncmp(colls[j].ns, db, dblen) == 0 && colls[j].ns[dblen] == '.') {
             if (!name_only) {
-                rc = coll_size(rd, colls[j].id, &size, &c->err);
+                uint64_t b = 0;
+                rc = txn_read_coll_storage(rd, colls[j].ns, &b, &c->err);
                 if (rc != 0) {
                     break;
                 }
+                size += (double)b;
             }
             j++;
         }
         if (j == i) {
             j = i + 1; /* malformed ns: skip it */
         }
+        if (rc == 0) {
+            db_entry(&arr, &k, m, name_only, db, size, false, &total);
+        }
         i = j;
-        if (rc != 0) {
-            break;
-        }
-        bson_t entry = BSON_INITIALIZER;
-        BSON_APPEND_UTF8(&entry, "name", db);
-        if (!name_only) {
-            BSON_APPEND_DOUBLE(&entry, "sizeOnDisk", size);
-            BSON_APPEND_BOOL(&entry, "empty", false);
-        }
-        if (m == NULL || qry_matcher_match(m, &entry)) {
-            char buf[16];
-            const char *key;
-            bson_uint32_to_string(k++, &key, buf, sizeof buf);
-            BSON_APPEND_DOCUMENT(&arr, key, &entry);
-            total += size;
-        }
-        bson_destroy(&entry);
     }
     bson_append_array_end(&c->reply, &arr);
     txn_read_end(rd);

@@ -54,7 +54,7 @@ static atomic_int next_reply_id = 1;
 
 /* ---- Command tables ------------------------------------------------------ */
 
-#define N_TABLES 10
+#define N_TABLES 11
 
 /* The command tables; the test commands exist only with
  * enableTestCommands (otherwise they are unknown, 59, as in mongod). */
@@ -81,6 +81,8 @@ static const struct net_cmd_def *table_at(int i)
             return net_cmds_repl;
         case 9:
             return net_cmds_explain;
+        case 10:
+            return net_cmds_stats;
         default:
             return NULL;
     }

@@ -51,8 +51,8 @@ struct net_cmd
     /* Reply. Handlers append their fields to `reply` (initialised empty). */
     bson_t reply;
     cairn_ts operation_time; /* 0 = use the current cluster time */
-    uint64_t ovl_token; /* txn_read_overlay_token of the command's local read, for its cursor */
-    struct cairn_error err;  /* set when the handler fails */
+    uint64_t ovl_token;     /* txn_read_overlay_token of the command's local read, for its cursor */
+    struct cairn_error err; /* set when the handler fails */
 
     /* For handlers that return NET_CMD_PENDING. */
     void *handler_state;
@@ -100,6 +100,7 @@ extern const struct net_cmd_def
 extern const struct net_cmd_def
     net_cmds_repl[]; /* cmd_repl.c: replSetReconfig, replSetStepDown, replSetFreeze */
 extern const struct net_cmd_def net_cmds_explain[]; /* cmd_explain.c: explain */
+extern const struct net_cmd_def net_cmds_stats[];   /* cmd_stats.c: dbStats collStats */
 
 /* Finishes a NET_CMD_PENDING command: wraps and sends its reply (or err
  * when `failed`). Callable from any thread, including the raft thread;

@@ -529,6 +529,50 @@ int txn_index_drop(struct txn_write *w,
  * NamespaceNotFound, CAIRN_ENOMEM, CAIRN_EIO. */
 int txn_index_validate(struct txn_read *rd, const char *ns, bson_t *reply, struct cairn_error *err);
 
+/* ---- Storage statistics (stats.c) --------------------------------------- */
+
+/* One secondary index's estimated size. */
+struct txn_ix_size
+{
+    char name[128];
+    uint64_t bytes;
+};
+
+/* What dbStats/collStats report about one collection. */
+struct txn_coll_stats
+{
+    bool exists;
+    int64_t count;          /* visible documents */
+    int64_t size;           /* their summed BSON sizes */
+    uint64_t storage;       /* RocksDB's estimate for the documents' key space */
+    struct txn_ix_size *ix; /* ready secondary indexes (malloc'd) */
+    size_t n_ix;
+};
+
+/* Fills `st` for collection `ns` as the read sees it (a missing `ns` gives
+ * exists false and zeros). Sizes are RocksDB approximate sizes of flushed
+ * files (every version kept, compressed). Free with txn_coll_stats_free,
+ * also after an error. Errors: CAIRN_ENOMEM, CAIRN_EIO, CAIRN_ECORRUPT. */
+int txn_read_coll_stats(struct txn_read *rd,
+                        const char *ns,
+                        struct txn_coll_stats *st,
+                        struct cairn_error *err);
+
+/* RocksDB's estimate of the bytes collection `ns` and its indexes hold
+ * (0 for a missing `ns`), without reading documents. Errors: CAIRN_EIO,
+ * CAIRN_ENOMEM, CAIRN_ECORRUPT. */
+int txn_read_coll_storage(struct txn_read *rd,
+                          const char *ns,
+                          uint64_t *bytes,
+                          struct cairn_error *err);
+
+/* The fsync command: writes the engine's memtables to files (and syncs the
+ * WAL), waiting for it. Errors: CAIRN_EIO. Any client thread. */
+int txn_flush(struct txn_mgr *m, struct cairn_error *err);
+
+/* Frees what `st` holds. NULL is a no-op. */
+void txn_coll_stats_free(struct txn_coll_stats *st);
+
 /* ---- Sessions ------------------------------------------------------------ */
 
 /* Checks out the session `lsid` (creating it when new) for one command:
