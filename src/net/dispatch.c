@@ -54,7 +54,7 @@ static atomic_int next_reply_id = 1;
 
 /* ---- Command tables ------------------------------------------------------ */
 
-#define N_TABLES 11
+#define N_TABLES 12
 
 /* The command tables; the test commands exist only with
  * enableTestCommands (otherwise they are unknown, 59, as in mongod). */
@@ -83,6 +83,8 @@ static const struct net_cmd_def *table_at(int i)
             return net_cmds_explain;
         case 10:
             return net_cmds_stats;
+        case 11:
+            return net_cmds_coll;
         default:
             return NULL;
     }

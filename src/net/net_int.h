@@ -100,6 +100,7 @@ extern const struct net_cmd_def
 extern const struct net_cmd_def
     net_cmds_repl[]; /* cmd_repl.c: replSetReconfig, replSetStepDown, replSetFreeze */
 extern const struct net_cmd_def net_cmds_explain[]; /* cmd_explain.c: explain */
+extern const struct net_cmd_def net_cmds_coll[];    /* cmd_coll.c: renameCollection collMod */
 extern const struct net_cmd_def net_cmds_stats[];   /* cmd_stats.c: dbStats collStats */
 
 /* Finishes a NET_CMD_PENDING command: wraps and sends its reply (or err

@@ -529,6 +529,21 @@ int txn_index_drop(struct txn_write *w,
  * NamespaceNotFound, CAIRN_ENOMEM, CAIRN_EIO. */
 int txn_index_validate(struct txn_read *rd, const char *ns, bson_t *reply, struct cairn_error *err);
 
+/* renameCollection in statement write `w` (rename.c): under the exclusive
+ * intents of both namespaces, creates `to`, copies `from`'s documents and
+ * indexes (spec, entries) to it and drops `from`; with `drop_target` an
+ * existing `to` is dropped first. The caller commits (one commit: a
+ * collection too large for it fails with CAIRN_ETOOBIG and nothing
+ * changes). Errors (mongo_code): 26 NamespaceNotFound (no `from`), 48
+ * NamespaceExists (`to` exists, no drop_target), 20 IllegalOperation
+ * (system collections, `from` == `to`), 73 InvalidNamespace, the intent
+ * waits' errors. */
+int txn_rename_collection(struct txn_write *w,
+                          const char *from,
+                          const char *to,
+                          bool drop_target,
+                          struct cairn_error *err);
+
 /* ---- Storage statistics (stats.c) --------------------------------------- */
 
 /* One secondary index's estimated size. */

@@ -1,5 +1,7 @@
-"""The commands applications and tools call at start-up, against one cairnd: listDatabases
-(with admin/config/local), dbStats, collStats and fsync, as mongod 7.0 shapes them."""
+"""The commands applications and tools call at start-up, as mongod 7.0 shapes them: against one
+cairnd, listDatabases (with admin/config/local), dbStats, collStats, fsync and renameCollection;
+on a 3-member set, renameCollection replicates (every member sees the moved documents and
+indexes, and validate finds them consistent)."""
 
 import random
 
@@ -7,6 +9,9 @@ import pytest
 from pymongo.errors import OperationFailure
 
 import bson
+from pymongo import ReadPreference, WriteConcern
+
+from cairn_rs import make_replica_set, wait_for  # noqa: F401
 
 
 def command_code(db, cmd, *args, **kw):
@@ -133,3 +138,129 @@ def test_db_stats_of_a_missing_database_answers_zeros(client):
     r = client["t_no_such_db_startup"].command("dbStats")
     assert r["collections"] == 0 and r["objects"] == 0 and r["dataSize"] == 0
     assert r["indexes"] == 0
+
+
+# ---- renameCollection -------------------------------------------------------------------------
+
+
+def rename(client, src, dst, **kw):
+    return client.admin.command("renameCollection", src, to=dst, **kw)
+
+
+def test_rename_moves_documents_and_indexes(client, db):
+    docs = [{"_id": i, "a": i % 5, "tags": [i, i + 1]} for i in range(200)]
+    db.src.insert_many(docs)
+    db.src.create_index("a")
+    db.src.create_index("tags", unique=False, name="tags_ix")
+    db.src.create_index("u", unique=True, sparse=True)
+    specs = {ix["name"]: ix for ix in db.src.list_indexes()}
+    rename(client, db.name + ".src", db.name + ".dst")
+    assert "src" not in db.list_collection_names()
+    assert sorted(db.dst.find(), key=lambda d: d["_id"]) == docs
+    moved = {ix["name"]: ix for ix in db.dst.list_indexes()}
+    assert {n: s["key"] for n, s in moved.items()} == {n: s["key"] for n, s in specs.items()}
+    assert moved["u_1"]["unique"] is True
+    assert db.command("validate", "dst")["valid"] is True
+    # The moved indexes serve queries and keep enforcing uniqueness.
+    plan = db.dst.find({"a": 3}).explain()["queryPlanner"]["winningPlan"]
+    assert "IXSCAN" in str(plan)
+    assert db.dst.count_documents({"a": 3}) == 40
+    db.dst.insert_one({"_id": 1000, "u": 1})
+    with pytest.raises(OperationFailure) as exc:
+        db.dst.insert_one({"_id": 1001, "u": 1})
+    assert exc.value.code == 11000
+    assert db.src.find_one() is None
+
+
+def test_rename_across_databases(client, db):
+    other = client[db.name + "_2"]
+    db.src.insert_many([{"_id": i, "b": -i} for i in range(50)])
+    db.src.create_index("b")
+    rename(client, db.name + ".src", other.name + ".moved")
+    assert other.moved.count_documents({}) == 50
+    assert [ix["name"] for ix in other.moved.list_indexes()] == ["_id_", "b_1"]
+    assert "src" not in db.list_collection_names()
+    client.drop_database(other.name)
+
+
+def test_rename_error_codes(client, db):
+    db.a.insert_one({"_id": 1})
+    db.b.insert_one({"_id": 2})
+    n = db.name
+    codes = {}
+    for label, src, dst, kw in [
+        ("missing", n + ".nothere", n + ".x", {}),
+        ("exists", n + ".a", n + ".b", {}),
+        ("itself", n + ".a", n + ".a", {}),
+        ("system", n + ".a", n + ".system.x", {}),
+        ("badns", n + ".a", "nodot", {}),
+    ]:
+        with pytest.raises(OperationFailure) as exc:
+            rename(client, src, dst, **kw)
+        codes[label] = exc.value.code
+    assert codes == {"missing": 26, "exists": 48, "itself": 20, "system": 20, "badns": 73}
+    assert db.a.find_one() == {"_id": 1} and db.b.find_one() == {"_id": 2}
+    with pytest.raises(OperationFailure) as exc:
+        db.command("renameCollection", n + ".a", to=n + ".c")
+    assert exc.value.code == 13  # admin only
+
+
+def test_rename_drop_target_replaces_it(client, db):
+    db.a.insert_many([{"_id": i} for i in range(10)])
+    db.b.insert_many([{"_id": i, "old": True} for i in range(3)])
+    db.b.create_index("old")
+    rename(client, db.name + ".a", db.name + ".b", dropTarget=True)
+    assert sorted(db.list_collection_names()) == ["b"]
+    assert db.b.count_documents({}) == 10 and db.b.count_documents({"old": True}) == 0
+    assert [ix["name"] for ix in db.b.list_indexes()] == ["_id_"]
+
+
+# ---- On a 3-member set ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def rs(tmp_path_factory, request):
+    yield from make_replica_set(tmp_path_factory, request, 3)
+
+
+def on_member(m, fn):
+    c = m.client(readPreference="secondaryPreferred")
+    try:
+        return fn(c)
+    finally:
+        c.close()
+
+
+def member_view(m, dbname, coll):
+    def view(c):
+        d = c[dbname]
+        return (sorted(d.list_collection_names()),
+                [(ix["name"], dict(ix["key"])) for ix in d[coll].list_indexes()]
+                if coll in d.list_collection_names() else [],
+                d[coll].with_options(read_preference=ReadPreference.SECONDARY_PREFERRED)
+                .count_documents({}))
+    return on_member(m, view)
+
+
+def wait_every_member(rs, dbname, coll, want):
+    def same():
+        return all(m.alive() and member_view(m, dbname, coll) == want for m in rs.members)
+    wait_for(same, 30, lambda: "members: %s, want %s" % (
+        [member_view(m, dbname, coll) for m in rs.members if m.alive()], want))
+
+
+def test_rename_replicates_to_every_member(rs):
+    rs.wait_healthy()
+    client = rs.client()
+    d = client.get_database("rsrename", write_concern=WriteConcern("majority"))
+    d.src.insert_many([{"_id": i, "a": i % 4} for i in range(120)])
+    d.src.create_index("a")
+    d.keep.insert_one({"_id": 0})
+    client.admin.command("renameCollection", "rsrename.src", to="rsrename.dst",
+                         writeConcern={"w": "majority"})
+    wait_every_member(rs, "rsrename", "dst", (["dst", "keep"], [("_id_", {"_id": 1}),
+                                                             ("a_1", {"a": 1})], 120))
+    for m in rs.members:
+        v = on_member(m, lambda c: c.rsrename.command("validate", "dst"))
+        assert v["valid"] is True and v["keysPerIndex"]["a_1"] == 120, (m, v)
+    client.close()
