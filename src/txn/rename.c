@@ -17,13 +17,12 @@
 #include "query/query.h"
 #include "txn/txn_int.h"
 
-/* Stages a copy of every visible key of key space `from_id` (as `rd`
- * sees it) under `to_id`. */
-static int copy_space(struct txn_write *w,
-                      struct txn_read *rd,
-                      uint64_t from_id,
-                      uint64_t to_id,
-                      struct cairn_error *err)
+int txn_copy_space(struct txn_write *w,
+                   struct txn_read *rd,
+                   uint64_t from_id,
+                   uint64_t to_id,
+                   bool skip_spec,
+                   struct cairn_error *err)
 {
     struct eng_iter *it = NULL;
     int rv = eng_iter_open(rd->snap, from_id, NULL, 0, &it, err);
@@ -39,6 +38,9 @@ static int copy_space(struct txn_write *w,
         }
         if (r == 0) {
             break;
+        }
+        if (skip_spec && klen == TXN_IX_META_LEN && memcmp(k, txn_ix_spec_key, klen) == 0) {
+            continue;
         }
         rv = txn_write_stage_raw(w, to_id, k, klen, v, vlen, err);
     }
@@ -104,7 +106,7 @@ int txn_rename_collection(struct txn_write *w,
     rv = rv ? rv : txn_write_create(w, to, err);
     rv = rv ? rv : txn_write_coll(w, to, false, &dst_id, &created, err);
     rv = rv ? rv : txn_write_reader(w, &rd, err);
-    rv = rv ? rv : copy_space(w, rd, src_id, dst_id, err);
+    rv = rv ? rv : txn_copy_space(w, rd, src_id, dst_id, false, err);
     rv = rv ? rv : txn_ixset_load(w->m->eng, rd->snap, rd->local, src_id, from, &s, err);
     for (size_t i = 0; rv == 0 && i < s->n; i++) {
         char ns[ENG_NS_MAX + 2];
@@ -117,7 +119,7 @@ int txn_rename_collection(struct txn_write *w,
             break;
         }
         rv = txn_write_stage_create(w, ns, &ix_id, err);
-        rv = rv ? rv : copy_space(w, rd, s->v[i].id, ix_id, err);
+        rv = rv ? rv : txn_copy_space(w, rd, s->v[i].id, ix_id, false, err);
     }
     txn_ixset_unref(s);
     return rv ? rv : txn_write_drop(w, from, err);

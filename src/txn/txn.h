@@ -544,6 +544,35 @@ int txn_rename_collection(struct txn_write *w,
                           bool drop_target,
                           struct cairn_error *err);
 
+/* collMod's index changes (ixmod.c). */
+struct txn_index_mod
+{
+    bool has_hidden, hidden;
+    bool has_ttl;
+    int64_t ttl; /* expireAfterSeconds, checked by qry_index_compile */
+};
+
+struct txn_index_mod_result
+{
+    bool hidden_changed, hidden_old, hidden_new;
+    bool ttl_changed;
+    int32_t ttl_old, ttl_new;
+};
+
+/* collMod of the index `target` (a name or a key pattern) of `ns` in
+ * statement write `w`: under the exclusive intent of `ns`, re-creates the
+ * index with the changed options (same name, fresh id, entries copied) so
+ * every cached index set sees the change; nothing is staged when nothing
+ * changes. The caller commits. Errors (mongo_code): 26 NamespaceNotFound,
+ * 27 IndexNotFound, 72 InvalidOptions (expireAfterSeconds on an index that
+ * is not TTL, a bad value, the _id index), the intent wait's errors. */
+int txn_index_modify(struct txn_write *w,
+                     const char *ns,
+                     const bson_value_t *target,
+                     const struct txn_index_mod *mod,
+                     struct txn_index_mod_result *res,
+                     struct cairn_error *err);
+
 /* ---- Storage statistics (stats.c) --------------------------------------- */
 
 /* One secondary index's estimated size. */

@@ -333,6 +333,17 @@ int txn_write_stage_create(struct txn_write *w,
                            uint64_t *id,
                            struct cairn_error *err);
 
+/* Stages a copy of every visible key of key space `from_id` (as `rd`, a
+ * view of `w`, sees it) under `to_id`, without an index's spec key when
+ * `skip_spec` (rename.c). The caller holds the exclusive intent covering
+ * both. Errors: CAIRN_ENOMEM, CAIRN_EIO, CAIRN_ETOOBIG. */
+int txn_copy_space(struct txn_write *w,
+                   struct txn_read *rd,
+                   uint64_t from_id,
+                   uint64_t to_id,
+                   bool skip_spec,
+                   struct cairn_error *err);
+
 /* Stages the drop of `ns` (id `id`) and every version under that id. */
 int txn_write_stage_drop(struct txn_write *w, const char *ns, uint64_t id, struct cairn_error *err);
 

@@ -1,7 +1,7 @@
 """The commands applications and tools call at start-up, as mongod 7.0 shapes them: against one
-cairnd, listDatabases (with admin/config/local), dbStats, collStats, fsync and renameCollection;
-on a 3-member set, renameCollection replicates (every member sees the moved documents and
-indexes, and validate finds them consistent)."""
+cairnd, listDatabases (with admin/config/local), dbStats, collStats, fsync, renameCollection and
+collMod (index hidden / expireAfterSeconds); on a 3-member set, renameCollection and collMod
+replicate (every member sees the result, and validate finds it consistent)."""
 
 import random
 
@@ -215,6 +215,80 @@ def test_rename_drop_target_replaces_it(client, db):
     assert [ix["name"] for ix in db.b.list_indexes()] == ["_id_"]
 
 
+# ---- collMod ----------------------------------------------------------------------------------
+
+
+def index_spec(coll, name):
+    return next(ix for ix in coll.list_indexes() if ix["name"] == name)
+
+
+def winning(coll, flt):
+    return str(coll.find(flt).explain()["queryPlanner"]["winningPlan"])
+
+
+def test_coll_mod_hides_and_unhides_an_index_by_name_and_key_pattern(db):
+    db.c.insert_many([{"_id": i, "a": i % 10, "t": [i, -i]} for i in range(100)])
+    db.c.create_index("a")
+    db.c.create_index("t")
+    assert "IXSCAN" in winning(db.c, {"a": 3})
+    r = db.command("collMod", "c", index={"name": "a_1", "hidden": True})
+    assert (r["hidden_old"], r["hidden_new"]) == (False, True)
+    assert index_spec(db.c, "a_1")["hidden"] is True
+    assert "IXSCAN" not in winning(db.c, {"a": 3})  # a hidden index is not planned
+    assert db.c.count_documents({"a": 3}) == 10
+    db.c.insert_one({"_id": 500, "a": 3})  # still maintained while hidden
+    r = db.command("collMod", "c", index={"keyPattern": {"a": 1}, "hidden": False})
+    assert (r["hidden_old"], r["hidden_new"]) == (True, False)
+    assert "hidden" not in index_spec(db.c, "a_1")
+    assert "IXSCAN" in winning(db.c, {"a": 3})
+    assert db.c.count_documents({"a": 3}) == 11
+    r = db.command("collMod", "c", index={"name": "a_1", "hidden": False})
+    assert "hidden_old" not in r  # no change, as mongod
+    # The multikey index keeps its entries and marker through a change.
+    db.command("collMod", "c", index={"name": "t_1", "hidden": True})
+    db.command("collMod", "c", index={"name": "t_1", "hidden": False})
+    assert db.c.count_documents({"t": {"$gt": 95}}) == 4
+    v = db.command("validate", "c")
+    assert v["valid"] is True and v["keysPerIndex"]["t_1"] == 200
+
+
+def test_coll_mod_changes_expire_after_seconds(db):
+    db.c.create_index("at", expireAfterSeconds=3600)
+    db.c.create_index("b")
+    r = db.command("collMod", "c", index={"keyPattern": {"at": 1}, "expireAfterSeconds": 60})
+    assert (r["expireAfterSeconds_old"], r["expireAfterSeconds_new"]) == (3600, 60)
+    assert index_spec(db.c, "at_1")["expireAfterSeconds"] == 60
+    codes = {}
+    for label, ix in [
+        ("not_ttl", {"name": "b_1", "expireAfterSeconds": 5}),
+        ("missing", {"name": "nope", "hidden": True}),
+        ("both", {"name": "b_1", "keyPattern": {"b": 1}, "hidden": True}),
+        ("neither", {"hidden": True}),
+        ("nothing", {"name": "b_1"}),
+        ("negative", {"name": "at_1", "expireAfterSeconds": -1}),
+    ]:
+        with pytest.raises(OperationFailure) as exc:
+            db.command("collMod", "c", index=ix)
+        codes[label] = exc.value.code
+    assert codes == {"not_ttl": 72, "missing": 27, "both": 72, "neither": 72, "nothing": 72,
+                     "negative": 72}
+    assert index_spec(db.c, "at_1")["expireAfterSeconds"] == 60
+
+
+def test_coll_mod_other_options_are_refused_clearly(db):
+    db.c.insert_one({"_id": 1})
+    for opt in [{"validator": {"a": {"$exists": True}}}, {"validationLevel": "strict"},
+                {"validationAction": "warn"}, {"changeStreamPreAndPostImages": {"enabled": True}},
+                {"expireAfterSeconds": 10}]:
+        with pytest.raises(OperationFailure) as exc:
+            db.command("collMod", "c", **opt)
+        assert exc.value.code == 238, opt
+        assert "not supported" in str(exc.value)
+    assert command_code(db, "collMod", "c", bogus=1) == 40415
+    assert command_code(db, "collMod", "nothere") == 26
+    assert db.command("collMod", "c")["ok"] == 1
+
+
 # ---- On a 3-member set ------------------------------------------------------------------------
 
 
@@ -263,4 +337,29 @@ def test_rename_replicates_to_every_member(rs):
     for m in rs.members:
         v = on_member(m, lambda c: c.rsrename.command("validate", "dst"))
         assert v["valid"] is True and v["keysPerIndex"]["a_1"] == 120, (m, v)
+    client.close()
+
+
+def test_coll_mod_replicates_to_every_member(rs):
+    rs.wait_healthy()
+    client = rs.client()
+    d = client.get_database("rscollmod", write_concern=WriteConcern("majority"))
+    d.c.insert_many([{"_id": i, "a": i % 4, "at": i} for i in range(80)])
+    d.c.create_index("a")
+    d.c.create_index("at", expireAfterSeconds=3600)
+    d.command("collMod", "c", index={"name": "a_1", "hidden": True},
+              writeConcern={"w": "majority"})
+    d.command("collMod", "c", index={"name": "at_1", "expireAfterSeconds": 7},
+              writeConcern={"w": "majority"})
+
+    def specs(m):
+        return on_member(m, lambda c: {ix["name"]: (ix.get("hidden", False),
+                                                    ix.get("expireAfterSeconds"))
+                                       for ix in c.rscollmod.c.list_indexes()})
+    want = {"_id_": (False, None), "a_1": (True, None), "at_1": (False, 7)}
+    wait_for(lambda: all(m.alive() and specs(m) == want for m in rs.members), 30,
+             lambda: "specs: %s" % [specs(m) for m in rs.members if m.alive()])
+    for m in rs.members:
+        v = on_member(m, lambda c: c.rscollmod.command("validate", "c"))
+        assert v["valid"] is True and v["keysPerIndex"]["a_1"] == 80, (m, v)
     client.close()
