@@ -163,6 +163,18 @@ static int cmd_create(struct net_cmd *c)
     if (truthy(c->body, "validator")) {
         return not_implemented(c, "document validators");
     }
+    /* Without a validator the defaults describe what Cairn does. */
+    if (bson_iter_init_find(&it, c->body, "validationLevel") &&
+        !(BSON_ITER_HOLDS_UTF8(&it) && strcmp(bson_iter_utf8(&it, NULL), "strict") == 0)) {
+        return not_implemented(c, "validation levels other than 'strict' (document validators)");
+    }
+    if (bson_iter_init_find(&it, c->body, "validationAction") &&
+        !(BSON_ITER_HOLDS_UTF8(&it) && strcmp(bson_iter_utf8(&it, NULL), "error") == 0)) {
+        return not_implemented(c, "validation actions other than 'error' (document validators)");
+    }
+    if (bson_iter_init_find(&it, c->body, "encryptedFields")) {
+        return not_implemented(c, "queryable encryption collections");
+    }
     if (bson_iter_init_find(&it, c->body, "timeseries")) {
         return not_implemented(c, "time-series collections");
     }

@@ -1,6 +1,7 @@
 """The commands applications and tools call at start-up, as mongod 7.0 shapes them: against one
-cairnd, listDatabases (with admin/config/local), dbStats, collStats, fsync, renameCollection and
-collMod (index hidden / expireAfterSeconds); on a 3-member set, renameCollection and collMod
+cairnd, listDatabases (with admin/config/local), dbStats, collStats, fsync, renameCollection,
+collMod (index hidden / expireAfterSeconds) and create refusing options not built yet (nothing
+is created in their place); on a 3-member set, renameCollection and collMod
 replicate (every member sees the result, and validate finds it consistent)."""
 
 import random
@@ -287,6 +288,40 @@ def test_coll_mod_other_options_are_refused_clearly(db):
     assert command_code(db, "collMod", "c", bogus=1) == 40415
     assert command_code(db, "collMod", "nothere") == 26
     assert db.command("collMod", "c")["ok"] == 1
+
+
+# ---- create with options not built yet --------------------------------------------------------
+
+
+@pytest.mark.parametrize("opts", [
+    {"capped": True, "size": 4096},
+    {"capped": True, "size": 4096, "max": 10},
+    {"timeseries": {"timeField": "t"}},
+    {"validator": {"a": {"$type": "int"}}},
+    {"validationLevel": "moderate"},
+    {"validationAction": "warn"},
+    {"clusteredIndex": {"key": {"_id": 1}, "unique": True}},
+    {"changeStreamPreAndPostImages": {"enabled": True}},
+    {"expireAfterSeconds": 60},
+    {"viewOn": "other", "pipeline": []},
+    {"encryptedFields": {"fields": []}},
+], ids=lambda o: next(iter(o)))
+def test_create_with_an_unbuilt_option_is_refused_and_creates_nothing(db, opts):
+    with pytest.raises(OperationFailure) as exc:
+        db.create_collection("c", **opts)
+    assert exc.value.code == 238
+    assert "not supported" in str(exc.value)
+    assert "c" not in db.list_collection_names()
+    # What mongod does for a missing collection: the insert creates a plain one.
+    db.c.insert_one({"_id": 1})
+    assert db.list_collection_names() == ["c"]
+    assert list(db.list_collections())[0]["options"] == {}
+
+
+def test_create_accepts_the_defaults_of_unbuilt_options(db):
+    db.create_collection("c", capped=False, validator={}, validationLevel="strict",
+                         validationAction="error")
+    assert db.list_collection_names() == ["c"]
 
 
 # ---- On a 3-member set ------------------------------------------------------------------------
