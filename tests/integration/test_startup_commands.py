@@ -216,6 +216,17 @@ def test_rename_drop_target_replaces_it(client, db):
     assert [ix["name"] for ix in db.b.list_indexes()] == ["_id_"]
 
 
+def test_rename_of_a_collection_past_one_commit_fails_whole(client, db):
+    # About 28 MB of documents: more than the largest replicated entry (24 MiB).
+    for k in range(7):
+        db.big.insert_many([{"_id": k * 1000 + i, "p": "x" * 4000} for i in range(1000)])
+    with pytest.raises(OperationFailure) as exc:
+        rename(client, db.name + ".big", db.name + ".moved")
+    assert exc.value.code == 10334
+    assert db.list_collection_names() == ["big"]
+    assert db.big.count_documents({}) == 7000
+
+
 # ---- collMod ----------------------------------------------------------------------------------
 
 
