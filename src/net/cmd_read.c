@@ -920,11 +920,125 @@ struct agg_src
     bool have_point_doc;
     struct txn_scan *sc;
     bool started;
+    const bson_t *single; /* $collStats: the one document, instead of the collection */
+    bool single_done;
 };
+
+/* A leading {$collStats: {storageStats?: {scale?}, count?: {}}}: *found set,
+ * *opts its options and *rest the other stages (as an array). */
+static int split_coll_stats(struct net_cmd *c,
+                            const bson_t *pipeline,
+                            bool *found,
+                            bson_t *opts,
+                            bson_t *rest)
+{
+    bson_iter_t it;
+    bson_iter_t st;
+    uint32_t k = 0;
+
+    *found = false;
+    if (!bson_iter_init(&it, pipeline) || !bson_iter_next(&it) || !BSON_ITER_HOLDS_DOCUMENT(&it) ||
+        !bson_iter_recurse(&it, &st) || !bson_iter_next(&st) ||
+        strcmp(bson_iter_key(&st), "$collStats") != 0) {
+        return 0;
+    }
+    if (!BSON_ITER_HOLDS_DOCUMENT(&st)) {
+        return cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_TypeMismatch,
+                                 "$collStats must take a nested object but found: %s",
+                                 qry_type_name(bson_iter_type(&st)));
+    }
+    uint32_t len;
+    const uint8_t *data;
+    bson_iter_document(&st, &len, &data);
+    if (!bson_init_static(opts, data, len)) {
+        return cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_BadValue, "bad $collStats");
+    }
+    bson_iter_t o;
+    bson_iter_init(&o, opts);
+    while (bson_iter_next(&o)) {
+        const char *key = bson_iter_key(&o);
+        if (strcmp(key, "latencyStats") == 0 || strcmp(key, "queryExecStats") == 0) {
+            return cairn_error_mongo(&c->err, CAIRN_EUNSUPPORTED, MONGO_NotImplemented,
+                                     "$collStats %s is not supported yet (storageStats and count "
+                                     "are)",
+                                     key);
+        }
+        if (strcmp(key, "storageStats") != 0 && strcmp(key, "count") != 0) {
+            return cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_LOC_IdlUnknownField,
+                                     "BSON field '$collStats.%s' is an unknown field.", key);
+        }
+        if (!BSON_ITER_HOLDS_DOCUMENT(&o)) {
+            return cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_TypeMismatch,
+                                     "BSON field '$collStats.%s' is the wrong type '%s', "
+                                     "expected type 'object'",
+                                     key, qry_type_name(bson_iter_type(&o)));
+        }
+    }
+    *found = true;
+    while (bson_iter_next(&it)) {
+        char buf[16];
+        const char *key;
+        bson_uint32_to_string(k++, &key, buf, sizeof buf);
+        bson_append_iter(rest, key, -1, &it);
+    }
+    return 0;
+}
+
+/* The document $collStats outputs for `ns` with options `opts`. */
+static int coll_stats_doc(struct net_cmd *c,
+                          struct txn_read *rd,
+                          const char *ns,
+                          const bson_t *opts,
+                          bson_t *out)
+{
+    struct txn_coll_stats st;
+    bson_iter_t it;
+    int64_t scale = 1;
+
+    if (txn_read_coll_stats(rd, ns, &st, &c->err) != 0) {
+        return NET_CMD_ERROR;
+    }
+    if (!st.exists) {
+        txn_coll_stats_free(&st);
+        return cairn_error_mongo(&c->err, CAIRN_ENOTFOUND, MONGO_NamespaceNotFound,
+                                 "Unable to retrieve storageStats in $collStats stage :: caused "
+                                 "by :: Collection [%s] not found.",
+                                 ns);
+    }
+    BSON_APPEND_UTF8(out, "ns", ns);
+    BSON_APPEND_DATE_TIME(out, "localTime", cairn_wall_ms());
+    if (bson_iter_init_find(&it, opts, "storageStats")) {
+        bson_iter_t sc;
+        bson_t sub;
+        if (bson_iter_recurse(&it, &sc) && bson_iter_find(&sc, "scale")) {
+            scale = BSON_ITER_HOLDS_NUMBER(&sc) ? bson_iter_as_int64(&sc) : 0;
+            if (scale < 1) {
+                txn_coll_stats_free(&st);
+                return cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_BadValue,
+                                         "scale has to be >= 1");
+            }
+        }
+        BSON_APPEND_DOCUMENT_BEGIN(out, "storageStats", &sub);
+        net_coll_stats_append(&st, ns, scale, &sub);
+        bson_append_document_end(out, &sub);
+    }
+    if (bson_iter_init_find(&it, opts, "count")) {
+        BSON_APPEND_INT64(out, "count", st.count);
+    }
+    txn_coll_stats_free(&st);
+    return 0;
+}
 
 static int agg_next(void *arg, bson_t *doc, struct cairn_error *err)
 {
     struct agg_src *s = arg;
+    if (s->single != NULL) {
+        if (s->single_done) {
+            return 0;
+        }
+        s->single_done = true;
+        return bson_init_static(doc, bson_get_data(s->single), s->single->len) ? 1 : 0;
+    }
     if (!s->have_coll) {
         return 0;
     }
@@ -1020,10 +1134,19 @@ static int cmd_aggregate(struct net_cmd *c)
         net_dc_collation_unsupported(&c->err);
         return NET_CMD_ERROR;
     }
-    struct qry_pipeline *p = NULL;
-    if (qry_pipeline_compile(&pipeline_arr, &p, &c->err) != 0) {
+    bool coll_stats = false;
+    bson_t cs_opts;
+    bson_t rest = BSON_INITIALIZER;
+    if (split_coll_stats(c, &pipeline_arr, &coll_stats, &cs_opts, &rest) != 0) {
+        bson_destroy(&rest);
         return NET_CMD_ERROR;
     }
+    struct qry_pipeline *p = NULL;
+    if (qry_pipeline_compile(coll_stats ? &rest : &pipeline_arr, &p, &c->err) != 0) {
+        bson_destroy(&rest);
+        return NET_CMD_ERROR;
+    }
+    bson_destroy(&rest);
     struct qry_matcher *lead = NULL;
     const bson_t *lead_filter = qry_pipeline_leading_match(p);
     struct agg_src src;
@@ -1043,7 +1166,16 @@ static int cmd_aggregate(struct net_cmd *c)
     src.have_coll = txn_read_coll(src.rd, ns, &src.cid) == 0;
     bson_t **out = NULL;
     size_t n_out = 0;
-    int rc = qry_pipeline_run(p, agg_next, &src, &out, &n_out, &c->err);
+    bson_t stats = BSON_INITIALIZER;
+    int rc = 0;
+    if (coll_stats) {
+        rc = coll_stats_doc(c, src.rd, ns, &cs_opts, &stats);
+        src.single = &stats;
+    }
+    if (rc == 0) {
+        rc = qry_pipeline_run(p, agg_next, &src, &out, &n_out, &c->err);
+    }
+    bson_destroy(&stats);
     if (src.sc != NULL) {
         txn_scan_close(src.sc);
     }

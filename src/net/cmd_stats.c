@@ -55,15 +55,53 @@ static int64_t ix_total(const struct txn_coll_stats *st)
     return t;
 }
 
+int net_coll_stats_append(const struct txn_coll_stats *st,
+                          const char *ns,
+                          int64_t scale,
+                          bson_t *out)
+{
+    bson_t sizes;
+    bson_t details;
+    bson_t builds;
+    int64_t ixs = ix_total(st);
+
+    BSON_APPEND_UTF8(out, "ns", ns);
+    BSON_APPEND_INT64(out, "size", st->size / scale);
+    BSON_APPEND_INT64(out, "count", st->count);
+    if (st->count > 0) {
+        BSON_APPEND_INT64(out, "avgObjSize", st->size / st->count);
+    }
+    BSON_APPEND_INT64(out, "numOrphanDocs", 0);
+    BSON_APPEND_INT64(out, "storageSize", (int64_t)st->storage / scale);
+    BSON_APPEND_INT64(out, "freeStorageSize", 0);
+    BSON_APPEND_BOOL(out, "capped", false);
+    /* The _id index is the documents' own key space (they are stored by
+     * _id), so its size is part of storageSize and reads 0 here. */
+    BSON_APPEND_INT32(out, "nindexes", st->exists ? (int32_t)st->n_ix + 1 : 0);
+    BSON_APPEND_DOCUMENT_BEGIN(out, "indexDetails", &details);
+    bson_append_document_end(out, &details);
+    BSON_APPEND_ARRAY_BEGIN(out, "indexBuilds", &builds);
+    bson_append_array_end(out, &builds);
+    BSON_APPEND_INT64(out, "totalIndexSize", ixs / scale);
+    BSON_APPEND_INT64(out, "totalSize", ((int64_t)st->storage + ixs) / scale);
+    BSON_APPEND_DOCUMENT_BEGIN(out, "indexSizes", &sizes);
+    if (st->exists) {
+        BSON_APPEND_INT64(&sizes, "_id_", 0);
+    }
+    for (size_t i = 0; i < st->n_ix; i++) {
+        BSON_APPEND_INT64(&sizes, st->ix[i].name, (int64_t)st->ix[i].bytes / scale);
+    }
+    bson_append_document_end(out, &sizes);
+    BSON_APPEND_INT64(out, "scaleFactor", scale);
+    return 0;
+}
+
 static int cmd_coll_stats(struct net_cmd *c)
 {
     char ns[NS_BUF];
     int64_t scale;
     struct txn_read *rd = NULL;
     struct txn_coll_stats st;
-    bson_t sizes;
-    bson_t details;
-    bson_t builds;
 
     if (net_cmd_namespace(c, ns, sizeof ns) != 0 || get_scale(c, &scale) != 0 ||
         begin_read(c, &rd) != 0) {
@@ -74,35 +112,7 @@ static int cmd_coll_stats(struct net_cmd *c)
     if (rc != 0) {
         return NET_CMD_ERROR;
     }
-    int64_t ixs = ix_total(&st);
-    BSON_APPEND_UTF8(&c->reply, "ns", ns);
-    BSON_APPEND_INT64(&c->reply, "size", st.size / scale);
-    BSON_APPEND_INT64(&c->reply, "count", st.count);
-    if (st.count > 0) {
-        BSON_APPEND_INT64(&c->reply, "avgObjSize", st.size / st.count);
-    }
-    BSON_APPEND_INT64(&c->reply, "numOrphanDocs", 0);
-    BSON_APPEND_INT64(&c->reply, "storageSize", (int64_t)st.storage / scale);
-    BSON_APPEND_INT64(&c->reply, "freeStorageSize", 0);
-    BSON_APPEND_BOOL(&c->reply, "capped", false);
-    /* The _id index is the documents' own key space (they are stored by
-     * _id), so its size is part of storageSize and reads 0 here. */
-    BSON_APPEND_INT32(&c->reply, "nindexes", st.exists ? (int32_t)st.n_ix + 1 : 0);
-    BSON_APPEND_DOCUMENT_BEGIN(&c->reply, "indexDetails", &details);
-    bson_append_document_end(&c->reply, &details);
-    BSON_APPEND_ARRAY_BEGIN(&c->reply, "indexBuilds", &builds);
-    bson_append_array_end(&c->reply, &builds);
-    BSON_APPEND_INT64(&c->reply, "totalIndexSize", ixs / scale);
-    BSON_APPEND_INT64(&c->reply, "totalSize", ((int64_t)st.storage + ixs) / scale);
-    BSON_APPEND_DOCUMENT_BEGIN(&c->reply, "indexSizes", &sizes);
-    if (st.exists) {
-        BSON_APPEND_INT64(&sizes, "_id_", 0);
-    }
-    for (size_t i = 0; i < st.n_ix; i++) {
-        BSON_APPEND_INT64(&sizes, st.ix[i].name, (int64_t)st.ix[i].bytes / scale);
-    }
-    bson_append_document_end(&c->reply, &sizes);
-    BSON_APPEND_INT64(&c->reply, "scaleFactor", scale);
+    net_coll_stats_append(&st, ns, scale, &c->reply);
     txn_coll_stats_free(&st);
     return NET_CMD_DONE;
 }

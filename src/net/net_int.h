@@ -181,4 +181,13 @@ int net_get_array(const struct net_cmd *c, const char *field, bson_t *out); /* s
  * 2 BadValue "collection name has invalid type ..." when not a string. */
 int net_cmd_namespace(struct net_cmd *c, char *buf, size_t bufsize);
 
+/* Appends collStats' fields for `st` (collection `ns`, sizes divided by
+ * `scale` >= 1) to `out` (cmd_stats.c; also $collStats' storageStats).
+ * Returns 0. */
+struct txn_coll_stats;
+int net_coll_stats_append(const struct txn_coll_stats *st,
+                          const char *ns,
+                          int64_t scale,
+                          bson_t *out);
+
 #endif /* CAIRN_NET_NET_INT_H */

@@ -1,7 +1,7 @@
 """The commands applications and tools call at start-up, as mongod 7.0 shapes them: against one
-cairnd, listDatabases (with admin/config/local), dbStats, collStats, fsync, renameCollection,
-collMod (index hidden / expireAfterSeconds) and create refusing options not built yet (nothing
-is created in their place); on a 3-member set, renameCollection and collMod
+cairnd, listDatabases (with admin/config/local), dbStats, collStats and $collStats, fsync,
+renameCollection, collMod (index hidden / expireAfterSeconds) and create refusing options not
+built yet (nothing is created in their place); on a 3-member set, renameCollection and collMod
 replicate (every member sees the result, and validate finds it consistent)."""
 
 import random
@@ -113,6 +113,31 @@ def test_coll_stats_of_a_missing_collection_answers_zeros(db):
     assert r["count"] == 0 and r["size"] == 0 and r["nindexes"] == 0
     assert r["indexSizes"] == {} and "avgObjSize" not in r
     assert "nothere" not in db.list_collection_names()
+
+
+def test_coll_stats_stage_reports_storage_stats_and_count(db):
+    db.c.insert_many([{"_id": i, "a": i % 3} for i in range(60)])
+    db.c.create_index("a")
+    db.client.admin.command("fsync")
+    direct = db.command("collStats", "c")
+    (doc,) = list(db.c.aggregate([{"$collStats": {"storageStats": {}, "count": {}}}]))
+    assert doc["ns"] == db.name + ".c" and doc["count"] == 60
+    ss = doc["storageStats"]
+    for field in ("size", "count", "avgObjSize", "nindexes", "indexSizes", "totalIndexSize"):
+        assert ss[field] == direct[field], field
+    (scaled,) = list(db.c.aggregate([{"$collStats": {"storageStats": {"scale": 1024}}},
+                                     {"$project": {"s": "$storageStats.scaleFactor", "_id": 0}}]))
+    assert scaled == {"s": 1024}
+    assert "count" not in scaled
+    with pytest.raises(OperationFailure) as exc:
+        list(db.c.aggregate([{"$collStats": {"latencyStats": {}}}]))
+    assert exc.value.code == 238
+    with pytest.raises(OperationFailure) as exc:
+        list(db.nothere.aggregate([{"$collStats": {"count": {}}}]))
+    assert exc.value.code == 26
+    with pytest.raises(OperationFailure) as exc:
+        list(db.c.aggregate([{"$match": {}}, {"$collStats": {"count": {}}}]))
+    assert exc.value.code == 238  # only as the first stage
 
 
 def test_db_stats_sums_its_collections(db):
