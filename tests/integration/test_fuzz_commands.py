@@ -51,12 +51,16 @@ COMMANDS = {
     "replSetGetStatus": {"replSetGetStatus": 1},
     "replSetGetConfig": {"replSetGetConfig": 1},
     "listDatabases": {"listDatabases": 1, "nameOnly": False},
+    "dbStats": {"dbStats": 1, "scale": 1024},
+    "collStats": {"collStats": "c", "scale": 1},
+    "renameCollection": {"renameCollection": "fuzz.c", "to": "fuzz.c2", "dropTarget": True},
+    "collMod": {"collMod": "c", "index": {"name": "a_1", "hidden": True}},
     "dropDatabase": {"dropDatabase": 1},
     "connectionStatus": {"connectionStatus": 1},
     "listCommands": {"listCommands": 1},
 }
 
-ADMIN_ONLY = {"listDatabases", "getParameter", "replSetGetStatus", "replSetGetConfig",
+ADMIN_ONLY = {"listDatabases", "renameCollection", "getParameter", "replSetGetStatus", "replSetGetConfig",
               "endSessions", "serverStatus"}
 
 
