@@ -5,6 +5,7 @@ built yet (nothing is created in their place); on a 3-member set, renameCollecti
 replicate (every member sees the result, and validate finds it consistent)."""
 
 import random
+import threading
 
 import pytest
 from pymongo.errors import OperationFailure
@@ -239,6 +240,37 @@ def test_rename_drop_target_replaces_it(client, db):
     assert sorted(db.list_collection_names()) == ["b"]
     assert db.b.count_documents({}) == 10 and db.b.count_documents({"old": True}) == 0
     assert [ix["name"] for ix in db.b.list_indexes()] == ["_id_"]
+
+
+def test_rename_under_concurrent_inserts_loses_no_acknowledged_write(server, client, db):
+    db.src.insert_many([{"_id": i} for i in range(100)])
+    acked = []
+    stop = threading.Event()
+
+    def writer():
+        c = server.client()
+        try:
+            i = 100
+            while not stop.is_set():
+                c[db.name].src.insert_one({"_id": i})
+                acked.append(i)
+                i += 1
+        finally:
+            c.close()
+
+    t = threading.Thread(target=writer)
+    t.start()
+    wait_for(lambda: len(acked) > 20, 30, lambda: "writer made no progress")
+    rename(client, db.name + ".src", db.name + ".dst")
+    n_at_rename = len(acked)
+    wait_for(lambda: len(acked) > n_at_rename + 20, 30, lambda: "writer stalled after rename")
+    stop.set()
+    t.join()
+    moved = {d["_id"] for d in db.dst.find()}
+    recreated = {d["_id"] for d in db.src.find()}
+    assert not moved & recreated
+    assert moved | recreated == set(range(100)) | set(acked)
+    assert moved >= set(range(100))
 
 
 def test_rename_of_a_collection_past_one_commit_fails_whole(client, db):
