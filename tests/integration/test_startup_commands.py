@@ -321,6 +321,37 @@ def test_coll_mod_hides_and_unhides_an_index_by_name_and_key_pattern(db):
     assert v["valid"] is True and v["keysPerIndex"]["t_1"] == 200
 
 
+def test_coll_mod_under_concurrent_inserts_keeps_the_index_complete(server, db):
+    db.c.create_index("a")
+    stop = threading.Event()
+    done = []
+
+    def writer():
+        c = server.client()
+        try:
+            i = 0
+            while not stop.is_set():
+                c[db.name].c.insert_one({"_id": i, "a": i % 13})
+                done.append(i)
+                i += 1
+        finally:
+            c.close()
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        for k in range(6):
+            n = len(done)
+            wait_for(lambda: len(done) > n + 5, 30, lambda: "writer made no progress")
+            db.command("collMod", "c", index={"name": "a_1", "hidden": k % 2 == 0})
+    finally:
+        stop.set()
+        t.join()
+    v = db.command("validate", "c")
+    assert v["valid"] is True, v
+    assert v["keysPerIndex"]["a_1"] == len(done) == db.c.count_documents({})
+
+
 def test_coll_mod_changes_expire_after_seconds(db):
     db.c.create_index("at", expireAfterSeconds=3600)
     db.c.create_index("b")
