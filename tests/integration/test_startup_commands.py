@@ -4,6 +4,7 @@ renameCollection, collMod (index hidden / expireAfterSeconds) and create refusin
 built yet (nothing is created in their place); on a 3-member set, renameCollection and collMod
 replicate (every member sees the result, and validate finds it consistent)."""
 
+import datetime
 import random
 import threading
 
@@ -373,6 +374,23 @@ def test_coll_mod_changes_expire_after_seconds(db):
     assert codes == {"not_ttl": 72, "missing": 27, "both": 72, "neither": 72, "nothing": 72,
                      "negative": 72}
     assert index_spec(db.c, "at_1")["expireAfterSeconds"] == 60
+
+
+def test_coll_mod_shortened_ttl_is_what_the_monitor_applies(client, db):
+    old = client.admin.command("getParameter", 1, ttlMonitorSleepSecs=1)["ttlMonitorSleepSecs"]
+    client.admin.command("setParameter", 1, ttlMonitorSleepSecs=1)
+    try:
+        past = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) - \
+            datetime.timedelta(seconds=120)
+        db.c.insert_many([{"_id": i, "at": past} for i in range(20)])
+        db.c.insert_one({"_id": "fresh", "at": past + datetime.timedelta(days=1)})
+        db.c.create_index("at", expireAfterSeconds=3600)
+        db.command("collMod", "c", index={"name": "at_1", "expireAfterSeconds": 60})
+        wait_for(lambda: db.c.count_documents({}) == 1, 30,
+                 lambda: "%d documents left" % db.c.count_documents({}))
+        assert db.c.find_one()["_id"] == "fresh"
+    finally:
+        client.admin.command("setParameter", 1, ttlMonitorSleepSecs=old)
 
 
 def test_coll_mod_other_options_are_refused_clearly(db):
