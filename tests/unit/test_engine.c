@@ -824,6 +824,37 @@ START_TEST(test_meta)
 }
 END_TEST
 
+/* ---- Size estimates ------------------------------------------------------ */
+
+START_TEST(test_approx_size_counts_one_key_space)
+{
+    struct cairn_error err = {0};
+    uint64_t b5 = 1, b6 = 1, b7 = 1;
+    char key[32];
+    char doc[200];
+    cairn_index idx = 1;
+
+    memset(doc, 'x', sizeof doc - 1);
+    doc[sizeof doc - 1] = '\0';
+    /* Collection 5 gets ~1000 documents, 7 a single one, 6 none. */
+    for (int i = 0; i < 1000; i++) {
+        snprintf(key, sizeof key, "k%06d", i);
+        doc[0] = (char)('a' + i % 26);
+        put(idx, (cairn_ts)(10 + idx), 5, key, doc);
+        idx++;
+    }
+    put(idx, (cairn_ts)(10 + idx), 7, "only", "one");
+    ck_assert_int_eq(eng_flush(g_e, &err), 0);
+    ck_assert_int_eq(eng_approx_size(g_e, 5, &b5, &err), 0);
+    ck_assert_int_eq(eng_approx_size(g_e, 6, &b6, &err), 0);
+    ck_assert_int_eq(eng_approx_size(g_e, 7, &b7, &err), 0);
+    ck_assert_uint_gt(b5, 2000);   /* compressed, but not to nothing */
+    ck_assert_uint_lt(b5, 400000); /* ~200 KB raw, key and version overhead included */
+    ck_assert_uint_eq(b6, 0);
+    ck_assert_uint_lt(b7, b5);
+}
+END_TEST
+
 static Suite *engine_suite(void)
 {
     Suite *s = suite_create("engine");
@@ -845,6 +876,7 @@ static Suite *engine_suite(void)
     tcase_add_test(tc, test_catalog);
     tcase_add_test(tc, test_create_and_put_same_entry);
     tcase_add_test(tc, test_meta);
+    tcase_add_test(tc, test_approx_size_counts_one_key_space);
     suite_add_tcase(s, tc);
     return s;
 }
