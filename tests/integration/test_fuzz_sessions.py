@@ -507,9 +507,15 @@ class Fuzzer:
         self.links = [Link(server, "raw%d" % i) for i in range(3)]
         self.ping_link = Link(server, "ping")
         self.admin_link = Link(server, "admin")
+        # heartbeatFrequencyMS 500: after a fail point's state-change error (11600, 91...)
+        # pymongo marks the server Unknown and cannot select it again until its streaming
+        # monitor's awaitable hello returns, which takes maxAwaitTimeMS = heartbeatFrequencyMS
+        # (10 s by default) when nothing changes on the server: a retryable write could wait
+        # that twice and pass BOUND * 1.5 without anything being wrong with the server.
         self.client = server.client(appName="fz-sessions", retryWrites=True,
                                     socketTimeoutMS=int(BOUND * 1000),
                                     serverSelectionTimeoutMS=int(BOUND * 1000),
+                                    heartbeatFrequencyMS=500,
                                     connectTimeoutMS=5000)
         self.pool = self.shared.pool
         self.top = self.shared.top
@@ -1732,7 +1738,8 @@ class Fuzzer:
         self.server.restart()
         self.client = self.server.client(appName="fz-sessions", retryWrites=True,
                                          socketTimeoutMS=int(BOUND * 1000),
-                                         serverSelectionTimeoutMS=int(BOUND * 1000))
+                                         serverSelectionTimeoutMS=int(BOUND * 1000),
+                                         heartbeatFrequencyMS=500)
         self.step += 1
         self.check_visibility()
         self.check_counter()
