@@ -708,7 +708,6 @@ int txn_write_create(struct txn_write *w, const char *ns, struct cairn_error *er
 
 int txn_write_drop(struct txn_write *w, const char *ns, struct cairn_error *err)
 {
-    struct txn_staged op = {0};
     uint64_t id;
     int rv;
 
@@ -723,17 +722,7 @@ int txn_write_drop(struct txn_write *w, const char *ns, struct cairn_error *err)
     if (rv != 0) {
         return rv;
     }
-    op.kind = ENG_OP_DROP;
-    op.coll_id = id;
-    op.ns = strdup(ns);
-    if (op.ns == NULL) {
-        return cairn_error_setf(err, CAIRN_ENOMEM, "txn: out of memory");
-    }
-    rv = stage(w, &op, err);
-    if (rv != 0) {
-        staged_free(&op);
-    }
-    return rv;
+    return txn_write_stage_drop(w, ns, id, err);
 }
 
 /* ---- Documents -------------------------------------------------------------- */
@@ -1430,103 +1419,6 @@ const char *txn_write_coll_ns(const struct txn_write *w, uint64_t coll_id)
         }
     }
     return NULL;
-}
-
-/* The last DuplicateKey error's details on this thread (commands run on
- * one thread from the failing write to the reply). Kept in thread-specific
- * data whose destructor frees it when the thread exits, so details a reply
- * never took do not outlive their thread. */
-struct dup_info
-{
-    bson_t *pattern;
-    bson_t *value;
-};
-
-static pthread_key_t dup_key;
-static pthread_once_t dup_once = PTHREAD_ONCE_INIT;
-static bool dup_key_ok;
-
-static void dup_free(void *p)
-{
-    struct dup_info *d = p;
-
-    if (d == NULL) {
-        return;
-    }
-    if (d->pattern != NULL) {
-        bson_destroy(d->pattern);
-    }
-    if (d->value != NULL) {
-        bson_destroy(d->value);
-    }
-    free(d);
-}
-
-static void dup_key_init(void)
-{
-    dup_key_ok = pthread_key_create(&dup_key, dup_free) == 0;
-}
-
-/* This thread's record, created when `create` (NULL when there is none or
- * out of memory). */
-static struct dup_info *dup_get(bool create)
-{
-    struct dup_info *d;
-
-    pthread_once(&dup_once, dup_key_init);
-    if (!dup_key_ok) {
-        return NULL;
-    }
-    d = pthread_getspecific(dup_key);
-    if (d == NULL && create) {
-        d = calloc(1, sizeof *d);
-        if (d != NULL && pthread_setspecific(dup_key, d) != 0) {
-            free(d);
-            d = NULL;
-        }
-    }
-    return d;
-}
-
-static void dup_clear(struct dup_info *d)
-{
-    if (d == NULL) {
-        return;
-    }
-    if (d->pattern != NULL) {
-        bson_destroy(d->pattern);
-        d->pattern = NULL;
-    }
-    if (d->value != NULL) {
-        bson_destroy(d->value);
-        d->value = NULL;
-    }
-}
-
-void txn_write_set_dup(struct txn_write *w, const bson_t *pattern, const bson_t *value)
-{
-    struct dup_info *d = dup_get(true);
-
-    (void)w;
-    if (d == NULL) {
-        return; /* the error goes out without keyPattern/keyValue */
-    }
-    dup_clear(d);
-    d->pattern = bson_copy(pattern);
-    d->value = bson_copy(value);
-}
-
-bool txn_dup_info_take(bson_t *pattern, bson_t *value)
-{
-    struct dup_info *d = dup_get(false);
-    bool have = d != NULL && d->pattern != NULL && d->value != NULL;
-
-    if (have) {
-        bson_copy_to(d->pattern, pattern);
-        bson_copy_to(d->value, value);
-    }
-    dup_clear(d);
-    return have;
 }
 
 void txn_write_discard_staged(struct txn_write *w)
