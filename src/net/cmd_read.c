@@ -224,7 +224,7 @@ static int cmd_find(struct net_cmd *c)
     bool tailable = false;
     bool await_data = false;
     bool allow_disk_use = false;
-    bool ignored = false;
+    bool no_timeout = false;
     if (net_get_doc(c, "filter", &filter) != 0 || net_get_doc(c, "projection", &projection) != 0 ||
         net_get_doc(c, "sort", &sort_spec) != 0 || net_get_doc(c, "collation", &collation) != 0 ||
         net_get_int64(c, "skip", &skip) != 0 || net_get_int64(c, "limit", &limit) != 0 ||
@@ -233,7 +233,7 @@ static int cmd_find(struct net_cmd *c)
         net_get_bool(c, "tailable", &tailable) != 0 ||
         net_get_bool(c, "awaitData", &await_data) != 0 ||
         net_get_bool(c, "allowDiskUse", &allow_disk_use) != 0 ||
-        net_get_bool(c, "noCursorTimeout", &ignored) != 0) {
+        net_get_bool(c, "noCursorTimeout", &no_timeout) != 0) {
         return NET_CMD_ERROR;
     }
     if (refuse_find_options(c) != 0) {
@@ -389,6 +389,7 @@ static int cmd_find(struct net_cmd *c)
         cur->limit_left = limit > 0 ? limit : -1;
     }
     free_query(m, proj, sort);
+    cur->no_timeout = no_timeout; /* never reaped for idleness */
     return net_dc_reply_cursor(c, cur, batch, single_batch);
 
 fail:
