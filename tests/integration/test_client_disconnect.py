@@ -4,6 +4,7 @@ ClientDisconnect, as mongod's killOnClientDisconnect) the way maxTimeMS does, so
 abandoned scans do not keep the cores busy. killOp ends a named operation with 11601 (also
 test_current_op.py's long count)."""
 
+import os
 import threading
 
 import pytest
@@ -50,6 +51,21 @@ def await_true(fn, what, timeout=60):
     raise AssertionError("timed out waiting for " + what)
 
 
+def running_threads(srv):
+    """Threads of the server process that are running or runnable (state R)."""
+    n = 0
+    task_dir = "/proc/%d/task" % srv.proc.pid
+    for tid in os.listdir(task_dir):
+        try:
+            with open("%s/%s/stat" % (task_dir, tid)) as f:
+                stat = f.read()
+        except FileNotFoundError:
+            continue
+        if stat[stat.rindex(")") + 2] == "R":
+            n += 1
+    return n
+
+
 def ended_by_disconnect(client):
     return client.admin.command("serverStatus")["network"]["opsEndedByDisconnect"]
 
@@ -75,10 +91,13 @@ def test_disconnect_ends_the_running_command(srv, client, name):
         s.sendall(msg)
         socks.append(s)
     await_true(lambda: len(ops_with_comment(client, tag)) == 4, "the four scans running")
+    assert running_threads(srv) >= 2  # the probe sees them busy
     for s in socks:
         s.close()
     await_true(lambda: not ops_with_comment(client, tag), "the scans to stop")
     assert ended_by_disconnect(client) - before == 4
+    # The CPU comes back: no thread left scanning (at most one caught answering a hello).
+    await_true(lambda: running_threads(srv) <= 1, "the server's threads to go idle")
     # The server goes on.
     assert client.disc.slow.find_one({"_id": 7})["_id"] == 7
 
