@@ -148,3 +148,21 @@ def test_thirty_thousand_idle_cursors_do_not_slow_lookups(tmp_path):
     finally:
         c.close()
         assert srv.stop() == 0
+
+
+def test_cursor_of_another_session(srv):
+    """getMore in another session is refused (50738, mongod's validateLSID); killCursors is
+    not checked without authentication, as in mongod (13 Unauthorized needs auth on)."""
+    c = srv.client()
+    try:
+        c.own.docs.insert_many([{"_id": i} for i in range(5)])
+        with c.start_session() as mine, c.start_session() as theirs:
+            cid = c.own.command("find", "docs", batchSize=1, session=mine)["cursor"]["id"]
+            with pytest.raises(OperationFailure) as e:
+                c.own.command("getMore", cid, collection="docs", session=theirs)
+            assert e.value.code == 50738
+            assert "which was created in session" in str(e.value)
+            r = c.own.command("killCursors", "docs", cursors=[Int64(cid)], session=theirs)
+            assert r["cursorsKilled"] == [cid]
+    finally:
+        c.close()
