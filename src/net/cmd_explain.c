@@ -5,8 +5,9 @@
  * for the executionStats and allPlansExecution verbosities, the counters of
  * running it (nReturned, totalKeysExamined, totalDocsExamined). There is
  * one candidate plan, so rejectedPlans is always empty. A sort an index's
- * order gives has no SORT stage (the IXSCAN streams in that order). Other explained
- * commands answer 238 NotImplemented.
+ * order gives has no SORT stage (the IXSCAN streams in that order). The other
+ * explained commands are cmd_explain_write.c's, which builds on the plan
+ * runner and stage builders here (explain_int.h).
  */
 #include <inttypes.h>
 #include <stdlib.h>
@@ -14,34 +15,12 @@
 
 #include "lib/clock.h"
 #include "net/cursor.h"
+#include "net/explain_int.h"
 #include "net/net_int.h"
 #include "net/txnctx.h"
 #include "txn/txn.h"
 
-#define NS_BUF 512
-
-struct explain_req
-{
-    const char *cmd; /* "find" or "count" */
-    char ns[NS_BUF];
-    bson_t filter, sort;
-    int64_t limit, skip;
-    bool exec; /* executionStats or allPlansExecution */
-};
-
-struct explain_run
-{
-    bool idhack;
-    bool have_plan;       /* an index scan */
-    bool sorted_by_index; /* the index gives the sort's order: no SORT stage */
-    char index_name[128];
-    bson_t key_pattern;
-    size_t n_intervals;
-    uint64_t keys, docs, returned;
-    int64_t millis;
-};
-
-static int get_doc_field(const bson_t *cmd, const char *name, bson_t *out, struct cairn_error *err)
+int net_explain_get_doc(const bson_t *cmd, const char *name, bson_t *out, struct cairn_error *err)
 {
     bson_iter_t it;
     uint32_t len;
@@ -73,8 +52,7 @@ static int64_t get_int(const bson_t *cmd, const char *name)
                : 0;
 }
 
-/* Runs the plan for `req` in a read, counting what it examines. */
-static int run(struct net_cmd *c, struct explain_req *req, struct explain_run *out)
+int net_explain_run(struct net_cmd *c, struct explain_req *req, struct explain_run *out)
 {
     struct qry_matcher *m = NULL;
     struct txn_read *rd = NULL;
@@ -143,6 +121,10 @@ static int run(struct net_cmd *c, struct explain_req *req, struct explain_run *o
         if (!qry_matcher_match(m, &doc)) {
             continue;
         }
+        if (req->on_match != NULL && req->on_match(req->arg, &doc, &c->err) != 0) {
+            rc = c->err.code ? c->err.code : CAIRN_EIO;
+            break;
+        }
         bool streamed = bson_empty(&req->sort) || out->sorted_by_index;
         if (req->skip > 0 && skipped < (uint64_t)req->skip && streamed) {
             skipped++;
@@ -167,8 +149,7 @@ done:
     return rc;
 }
 
-/* Appends the access stage (IDHACK, FETCH+IXSCAN or COLLSCAN). */
-static void append_access(bson_t *parent,
+void net_explain_append_access(bson_t *parent,
                           const char *key,
                           const struct explain_req *req,
                           const struct explain_run *r,
@@ -216,8 +197,7 @@ static void append_access(bson_t *parent,
     bson_append_document_end(parent, &st);
 }
 
-/* The winning plan: the access stage under SORT, SKIP, LIMIT or COUNT. */
-static void append_plan(bson_t *parent,
+void net_explain_append_plan(bson_t *parent,
                         const char *key,
                         const struct explain_req *req,
                         const struct explain_run *r,
@@ -229,7 +209,7 @@ static void append_plan(bson_t *parent,
                       : req->skip > 0                                  ? "SKIP"
                                                                        : NULL;
     if (top == NULL) {
-        append_access(parent, key, req, r, stats);
+        net_explain_append_access(parent, key, req, r, stats);
         return;
     }
     bson_t st;
@@ -242,7 +222,7 @@ static void append_plan(bson_t *parent,
     } else if (strcmp(top, "SKIP") == 0) {
         BSON_APPEND_INT64(&st, "skipAmount", req->skip);
     }
-    append_access(&st, "inputStage", req, r, stats);
+    net_explain_append_access(&st, "inputStage", req, r, stats);
     bson_append_document_end(parent, &st);
 }
 
@@ -255,7 +235,7 @@ static int cmd_explain(struct net_cmd *c)
     const char *verbosity = "allPlansExecution";
 
     memset(&req, 0, sizeof req);
-    if (get_doc_field(c->body, "explain", &inner, &c->err) != 0) {
+    if (net_explain_get_doc(c->body, "explain", &inner, &c->err) != 0) {
         return NET_CMD_ERROR;
     }
     if (bson_iter_init_find(&it, c->body, "verbosity")) {
@@ -284,9 +264,8 @@ static int cmd_explain(struct net_cmd *c)
     }
     req.cmd = bson_iter_key(&it);
     if (strcmp(req.cmd, "find") != 0 && strcmp(req.cmd, "count") != 0) {
-        cairn_error_mongo(&c->err, CAIRN_EUNSUPPORTED, MONGO_NotImplemented,
-                          "explain of %s is not supported yet (find and count are)", req.cmd);
-        return NET_CMD_ERROR;
+        /* aggregate, distinct and the writes (cmd_explain_write.c) */
+        return net_explain_other(c, &inner, req.exec);
     }
     if (!BSON_ITER_HOLDS_UTF8(&it)) {
         cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_InvalidNamespace,
@@ -296,8 +275,8 @@ static int cmd_explain(struct net_cmd *c)
     }
     snprintf(req.ns, sizeof req.ns, "%s.%s", c->db, bson_iter_utf8(&it, NULL));
     bool is_count = strcmp(req.cmd, "count") == 0;
-    if (get_doc_field(&inner, is_count ? "query" : "filter", &req.filter, &c->err) != 0 ||
-        get_doc_field(&inner, "sort", &req.sort, &c->err) != 0) {
+    if (net_explain_get_doc(&inner, is_count ? "query" : "filter", &req.filter, &c->err) != 0 ||
+        net_explain_get_doc(&inner, "sort", &req.sort, &c->err) != 0) {
         return NET_CMD_ERROR;
     }
     req.limit = get_int(&inner, "limit");
@@ -305,7 +284,7 @@ static int cmd_explain(struct net_cmd *c)
     if (req.limit < 0) {
         req.limit = -req.limit;
     }
-    if (run(c, &req, &r) != 0) {
+    if (net_explain_run(c, &req, &r) != 0) {
         bson_destroy(&r.key_pattern);
         return NET_CMD_ERROR;
     }
@@ -314,7 +293,7 @@ static int cmd_explain(struct net_cmd *c)
     BSON_APPEND_UTF8(&qp, "namespace", req.ns);
     BSON_APPEND_BOOL(&qp, "indexFilterSet", false);
     BSON_APPEND_DOCUMENT(&qp, "parsedQuery", &req.filter);
-    append_plan(&qp, "winningPlan", &req, &r, false);
+    net_explain_append_plan(&qp, "winningPlan", &req, &r, false);
     BSON_APPEND_ARRAY(&qp, "rejectedPlans", &(bson_t)BSON_INITIALIZER);
     bson_append_document_end(&c->reply, &qp);
     if (req.exec) {
@@ -324,7 +303,7 @@ static int cmd_explain(struct net_cmd *c)
         BSON_APPEND_INT64(&es, "executionTimeMillis", r.millis);
         BSON_APPEND_INT64(&es, "totalKeysExamined", (int64_t)r.keys);
         BSON_APPEND_INT64(&es, "totalDocsExamined", (int64_t)r.docs);
-        append_plan(&es, "executionStages", &req, &r, true);
+        net_explain_append_plan(&es, "executionStages", &req, &r, true);
         bson_append_document_end(&c->reply, &es);
     }
     BSON_APPEND_DOCUMENT(&c->reply, "command", &inner);

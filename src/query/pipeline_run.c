@@ -272,6 +272,9 @@ static int push(struct run *r, size_t i, const bson_t *doc, struct cairn_error *
         case ST_GROUP:
             return pl_group_add(s, &rs->tab, doc, err);
         case ST_SORT:
+            if (s->presorted) {
+                return push(r, i + 1, doc, err);
+            }
             rs->bytes += doc->len + sizeof(bson_t) + sizeof(bson_t *);
             if (rs->bytes > STAGE_MEM_LIMIT) {
                 return cairn_error_mongo(err, CAIRN_ETOOBIG,
