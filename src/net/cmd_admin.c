@@ -173,6 +173,16 @@ static int cmd_server_status(struct net_cmd *c)
         BSON_APPEND_INT64(&open, "total", (int64_t)net_cursor_count());
         bson_append_document_end(&cursor, &open);
         bson_append_document_end(&metrics, &cursor);
+        if (c->deps->txn != NULL) {
+            /* As mongod: index keys and documents examined by every scan. */
+            struct txn_stats qs;
+            bson_t qe;
+            txn_stats_get(c->deps->txn, &qs);
+            BSON_APPEND_DOCUMENT_BEGIN(&metrics, "queryExecutor", &qe);
+            BSON_APPEND_INT64(&qe, "scanned", qs.keys_examined);
+            BSON_APPEND_INT64(&qe, "scannedObjects", qs.docs_examined);
+            bson_append_document_end(&metrics, &qe);
+        }
         bson_append_document_end(&c->reply, &metrics);
     }
 
