@@ -150,10 +150,10 @@ done:
 }
 
 void net_explain_append_access(bson_t *parent,
-                          const char *key,
-                          const struct explain_req *req,
-                          const struct explain_run *r,
-                          bool stats)
+                               const char *key,
+                               const struct explain_req *req,
+                               const struct explain_run *r,
+                               bool stats)
 {
     bson_t st, in;
     bson_append_document_begin(parent, key, -1, &st);
@@ -198,10 +198,10 @@ void net_explain_append_access(bson_t *parent,
 }
 
 void net_explain_append_plan(bson_t *parent,
-                        const char *key,
-                        const struct explain_req *req,
-                        const struct explain_run *r,
-                        bool stats)
+                             const char *key,
+                             const struct explain_req *req,
+                             const struct explain_run *r,
+                             bool stats)
 {
     const char *top = strcmp(req->cmd, "count") == 0                   ? "COUNT"
                       : !bson_empty(&req->sort) && !r->sorted_by_index ? "SORT"

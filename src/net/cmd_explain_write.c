@@ -305,8 +305,7 @@ static int compile_update(struct net_cmd *c,
     if (!bson_iter_init_find(&it, doc, name) ||
         (!BSON_ITER_HOLDS_DOCUMENT(&it) && !BSON_ITER_HOLDS_ARRAY(&it))) {
         return cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_FailedToParse,
-                                 "the '%s' field of the explained command must be an object",
-                                 name);
+                                 "the '%s' field of the explained command must be an object", name);
     }
     if (BSON_ITER_HOLDS_ARRAY(&it)) {
         return cairn_error_mongo(&c->err, CAIRN_EUNSUPPORTED, MONGO_NotImplemented,

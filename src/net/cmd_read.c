@@ -949,8 +949,10 @@ static int agg_open_scan(struct net_cmd *c,
         qry_pipeline_set_sorted_input(p);
         return 0;
     }
-    return txn_scan_open_filter(s->rd, s->cid, ns, filter, &s->sc, &c->err) != 0 ? NET_CMD_ERROR
-                                                                               : 0;
+    if (txn_scan_open_filter(s->rd, s->cid, ns, filter, &s->sc, &c->err) != 0) {
+        return NET_CMD_ERROR;
+    }
+    return 0;
 }
 
 /* A leading {$collStats: {storageStats?: {scale?}, count?: {}}}: *found set,
