@@ -82,9 +82,15 @@ int net_explain_run(struct net_cmd *c, struct explain_req *req, struct explain_r
         if (txn_read_get(rd, cid, &id, &doc, &c->err) == 0) {
             out->docs = 1;
             out->returned = qry_matcher_match(m, &doc) ? 1 : 0;
+            if (out->returned && req->on_match != NULL &&
+                req->on_match(req->arg, &doc, &c->err) != 0) {
+                rc = c->err.code ? c->err.code : CAIRN_EIO;
+            }
             bson_destroy(&doc);
         }
-        cairn_error_clear(&c->err);
+        if (rc == 0) {
+            cairn_error_clear(&c->err);
+        }
         goto done;
     }
     if (!bson_empty(&req->sort)) {

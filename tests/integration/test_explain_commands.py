@@ -64,6 +64,18 @@ def test_update_explain_counts_no_op_updates_and_upserts(db, people):
     assert people.count_documents({"age": 99}) == 0
 
 
+def test_write_explain_by_id(db, people):
+    e = explain(db, {"update": "people",
+                     "updates": [{"q": {"_id": 5}, "u": {"$set": {"x": 1}}}]})
+    plan = e["queryPlanner"]["winningPlan"]
+    assert plan["stage"] == "UPDATE" and plan["inputStage"]["stage"] == "IDHACK"
+    top = e["executionStats"]["executionStages"]
+    assert (top["nMatched"], top["nWouldModify"]) == (1, 1)
+    e = explain(db, {"delete": "people", "deletes": [{"q": {"_id": 5}, "limit": 1}]})
+    assert e["executionStats"]["executionStages"]["nWouldDelete"] == 1
+    assert people.find_one({"_id": 5}) == {"_id": 5, "age": 5, "city": "c5", "n": 5}
+
+
 def test_update_one_explain_stops_at_the_first_match(db, people):
     e = explain(db, {"update": "people",
                      "updates": [{"q": {"age": {"$gte": 10}}, "u": {"$set": {"x": 1}}}]})
