@@ -452,12 +452,13 @@ int net_explain_aggregate(struct net_cmd *c,
     /* The scan absorbs the leading $match and $sort (cmd_read.c). */
     lm = qry_pipeline_leading_match(p);
     ls = qry_pipeline_leading_sort(p);
+    /* Views into `p`, which outlives req. */
     if (lm != NULL) {
-        req.filter = *lm; /* a view: `p` outlives req */
+        bson_init_static(&req.filter, bson_get_data(lm), lm->len);
         absorbed = 1;
     }
     if (ls != NULL) {
-        req.sort = *ls;
+        bson_init_static(&req.sort, bson_get_data(ls), ls->len);
         absorbed = lm != NULL ? 2 : 1;
     }
     bson_destroy(&r.key_pattern);
