@@ -1188,7 +1188,6 @@ static int cmd_aggregate(struct net_cmd *c)
     if (lead != NULL && qry_matcher_id_equality(lead, &src.id)) {
         src.point = true;
     }
-
     if (begin_read(c, &src.rd) != 0) {
         free_query(lead, NULL, NULL);
         qry_pipeline_free(p);
