@@ -13,6 +13,7 @@ import pytest
 from pymongo import ReturnDocument, WriteConcern
 
 from cairn_rs import make_replica_set
+from workers import Workers
 
 SEED = 20261205
 
@@ -218,6 +219,66 @@ def test_update_many_moving_the_indexed_field_changes_each_document_once(db, pad
     assert got == sorted([-2] * 499 + [2 * (a + 1000) for a in range(500, 1001)])
     v = db.command("validate", "mv")
     assert v["valid"] is True and v["keysPerIndex"]["a_1"] == 1000
+
+
+def test_concurrent_update_many_through_the_index_changes_every_document_once_each(server, db):
+    # Every statement's filter matches every document before and after it changes: each of
+    # the 4 x 15 statements must change each document exactly once, while the others move
+    # the indexed field it scans.
+    c = db.conc
+    c.insert_many([{"_id": i, "a": i, "n": 0} for i in range(300)])
+    c.create_index("a")
+    counts = []
+
+    def work(k):
+        cl = server.client()
+        try:
+            col = cl[db.name].conc
+            for _ in range(15):
+                counts.append(col.update_many({"a": {"$gte": 0}}, {"$inc": {"a": 1, "n": 1}})
+                              .modified_count)
+        finally:
+            cl.close()
+
+    w = Workers()
+    for k in range(4):
+        w.start(work, k)
+    w.finish(timeout=120)
+    assert counts == [300] * 60
+    assert all(d["n"] == 60 and d["a"] == d["_id"] + 60 for d in c.find())
+    assert db.command("validate", "conc")["valid"] is True
+
+
+def test_concurrent_find_and_modify_queue_hands_out_each_job_once(server, db):
+    c = db.jobs
+    c.insert_many([{"_id": i, "state": "todo", "pri": (i * 37) % 200} for i in range(200)])
+    c.create_index([("state", 1), ("pri", 1)])
+    taken = [[] for _ in range(5)]
+
+    def work(k):
+        cl = server.client()
+        try:
+            col = cl[db.name].jobs
+            while True:
+                d = col.find_one_and_update({"state": "todo"}, {"$set": {"state": k}},
+                                            sort=[("state", 1), ("pri", 1)])
+                if d is None:
+                    return
+                taken[k].append(d["pri"])
+        finally:
+            cl.close()
+
+    w = Workers()
+    for k in range(5):
+        w.start(work, k)
+    w.finish(timeout=120)
+    got = [p for t in taken for p in t]
+    assert sorted(got) == list(range(200))
+    for t in taken:
+        assert t == sorted(t)  # each client takes the least priority left, in order
+    plan = write_plan(db, {"findAndModify": "jobs", "query": {"state": "todo"},
+                           "sort": {"state": 1, "pri": 1}, "update": {"$set": {"x": 1}}})
+    assert plan["inputStage"]["stage"] == "FETCH"  # no SORT: the index gives the order
 
 
 def test_transaction_with_staged_writes_sees_them(client, db):
