@@ -115,7 +115,8 @@ static int visit_sorted(struct txn_read *rd,
                         struct cairn_error *err)
 {
     struct txn_scan *sc = NULL;
-    int rc = txn_scan_open_sorted(rd, cid, ns, bson_empty(filter) ? NULL : filter, sort, &sc, err);
+    int rc = txn_scan_open_sorted(rd, cid, ns, filter == NULL || bson_empty(filter) ? NULL : filter,
+                                  sort, &sc, err);
 
     *in_order = rc == 0 && sc != NULL;
     if (!*in_order) {
