@@ -286,16 +286,21 @@ def test_transaction_with_staged_writes_sees_them(client, db):
     for c in (ix, plain):
         c.insert_many([{"_id": i, "a": i % 20, "b": i} for i in range(200)])
     ix.create_index("a")
-    results = {}
+    results, examined = {}, {}
     for c in (ix, plain):
         with client.start_session() as s:
             with s.start_transaction():
-                # first statement: nothing staged yet (an index scan may serve it)
+                # first statement: nothing staged yet (an index scan serves it)
+                _, d0 = scanned(db)
                 r0 = c.update_many({"a": {"$gte": 5, "$lt": 10}}, {"$inc": {"a": 10}}, session=s)
-                # later statements must see the staged values
+                _, d1 = scanned(db)
+                # later statements must see the staged values: they scan the collection
                 r1 = c.update_one({"_id": 3}, {"$set": {"a": 777}}, session=s)
                 r2 = c.update_many({"a": 777}, {"$set": {"hit": 1}}, session=s)
+                _, d2 = scanned(db)
                 r3 = c.update_many({"a": {"$gte": 15, "$lt": 20}}, {"$set": {"top": 1}}, session=s)
+                _, d3 = scanned(db)
+                examined[c.name] = (d1 - d0, d3 - d2)
                 c.insert_one({"_id": 1000, "a": 7}, session=s)
                 r4 = c.delete_many({"a": 7}, session=s)
                 d5 = c.find_one_and_update({"a": {"$gte": 15}}, {"$set": {"f": 1}},
@@ -305,6 +310,9 @@ def test_transaction_with_staged_writes_sees_them(client, db):
                 results[c.name] = ((r0.modified_count, r1.modified_count, r2.modified_count,
                                     r3.modified_count, r4.deleted_count, n6), d5)
     assert results["tix"] == results["tplain"]
+    # (range bounds are scanned inclusively: the 10 documents at a=10 are fetched too)
+    assert 50 <= examined["tix"][0] <= 60 and examined["tix"][1] == 200
+    assert examined["tplain"] == (200, 200)
     (m0, m1, m2, m3, d4, n6), d5 = results["tix"]
     assert (m0, m1, m2, d4) == (50, 1, 1, 1)  # a=7 docs moved to 17: only the insert matches
     assert m3 == 100  # 50 moved in by the first statement, 50 there before
