@@ -20,7 +20,7 @@
 #include "net/txnctx.h"
 #include "txn/txn.h"
 
-int net_explain_get_doc(const bson_t *cmd, const char *name, bson_t *out, struct cairn_error *err)
+static int get_doc_field(const bson_t *cmd, const char *name, bson_t *out, struct cairn_error *err)
 {
     bson_iter_t it;
     uint32_t len;
@@ -42,6 +42,11 @@ int net_explain_get_doc(const bson_t *cmd, const char *name, bson_t *out, struct
         return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue, "invalid %s document", name);
     }
     return 0;
+}
+
+int net_explain_get_doc(const bson_t *cmd, const char *name, bson_t *out, struct cairn_error *err)
+{
+    return get_doc_field(cmd, name, out, err);
 }
 
 static int64_t get_int(const bson_t *cmd, const char *name)
@@ -241,7 +246,7 @@ static int cmd_explain(struct net_cmd *c)
     const char *verbosity = "allPlansExecution";
 
     memset(&req, 0, sizeof req);
-    if (net_explain_get_doc(c->body, "explain", &inner, &c->err) != 0) {
+    if (get_doc_field(c->body, "explain", &inner, &c->err) != 0) {
         return NET_CMD_ERROR;
     }
     if (bson_iter_init_find(&it, c->body, "verbosity")) {
@@ -281,8 +286,8 @@ static int cmd_explain(struct net_cmd *c)
     }
     snprintf(req.ns, sizeof req.ns, "%s.%s", c->db, bson_iter_utf8(&it, NULL));
     bool is_count = strcmp(req.cmd, "count") == 0;
-    if (net_explain_get_doc(&inner, is_count ? "query" : "filter", &req.filter, &c->err) != 0 ||
-        net_explain_get_doc(&inner, "sort", &req.sort, &c->err) != 0) {
+    if (get_doc_field(&inner, is_count ? "query" : "filter", &req.filter, &c->err) != 0 ||
+        get_doc_field(&inner, "sort", &req.sort, &c->err) != 0) {
         return NET_CMD_ERROR;
     }
     req.limit = get_int(&inner, "limit");

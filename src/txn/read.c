@@ -246,6 +246,7 @@ struct scan_staged
 
 struct txn_scan
 {
+    struct txn_mgr *m; /* counts what the scan examined when it closes */
     struct eng_iter *it;
     struct cairn_error err;
     struct scan_staged *st; /* sorted by key */
@@ -256,7 +257,6 @@ struct txn_scan
     size_t ek_len, ed_len;
     struct txn_ixscan *ix; /* an index scan (ixscan.c) instead of the above */
     uint64_t n_docs;       /* documents returned (collection scans) */
-    struct txn_mgr *m;     /* counts what the scan examined when it closes */
 };
 
 static int key_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
@@ -386,8 +386,8 @@ static int scan_open_ix(struct txn_read *rd,
         txn_ixscan_close(ix);
         return cairn_error_setf(err, CAIRN_ENOMEM, "txn: out of memory");
     }
-    sc->ix = ix;
     sc->m = rd->m;
+    sc->ix = ix;
     *out = sc;
     return 0;
 }
