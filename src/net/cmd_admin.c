@@ -168,11 +168,6 @@ static int cmd_server_status(struct net_cmd *c)
     {
         bson_t metrics, cursor, open;
         BSON_APPEND_DOCUMENT_BEGIN(&c->reply, "metrics", &metrics);
-        BSON_APPEND_DOCUMENT_BEGIN(&metrics, "cursor", &cursor);
-        BSON_APPEND_DOCUMENT_BEGIN(&cursor, "open", &open);
-        BSON_APPEND_INT64(&open, "total", (int64_t)net_cursor_count());
-        bson_append_document_end(&cursor, &open);
-        bson_append_document_end(&metrics, &cursor);
         if (c->deps->txn != NULL) {
             /* As mongod: index keys and documents examined by every scan. */
             struct txn_stats qs;
@@ -183,6 +178,11 @@ static int cmd_server_status(struct net_cmd *c)
             BSON_APPEND_INT64(&qe, "scannedObjects", qs.docs_examined);
             bson_append_document_end(&metrics, &qe);
         }
+        BSON_APPEND_DOCUMENT_BEGIN(&metrics, "cursor", &cursor);
+        BSON_APPEND_DOCUMENT_BEGIN(&cursor, "open", &open);
+        BSON_APPEND_INT64(&open, "total", (int64_t)net_cursor_count());
+        bson_append_document_end(&cursor, &open);
+        bson_append_document_end(&metrics, &cursor);
         bson_append_document_end(&c->reply, &metrics);
     }
 

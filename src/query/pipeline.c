@@ -97,7 +97,8 @@ const bson_t *qry_pipeline_leading_sort(const struct qry_pipeline *p)
     return p->leading_sort;
 }
 
-/* Which stages stream: those before the first blocking one. */
+/* Which stages stream: those before the first blocking one (a $sort
+ * whose input comes in its order does not block). */
 static void mark_stream_prefix(struct qry_pipeline *p)
 {
     bool blocked = false;
@@ -562,7 +563,13 @@ int qry_pipeline_compile(const bson_t *stages, struct qry_pipeline **out, struct
         qry_pipeline_free(p);
         return rv;
     }
-    mark_stream_prefix(p);
+    bool blocked = false;
+    for (size_t i = 0; i < p->n; i++) {
+        p->st[i].stream_prefix = !blocked;
+        if (p->st[i].type == ST_GROUP || p->st[i].type == ST_SORT || p->st[i].type == ST_COUNT) {
+            blocked = true;
+        }
+    }
     *out = p;
     return 0;
 }
