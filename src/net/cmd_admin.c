@@ -189,6 +189,16 @@ static int cmd_server_status(struct net_cmd *c)
         struct net_cursor_stats cs;
         net_cursor_stats_get(&cs);
         BSON_APPEND_DOCUMENT_BEGIN(&c->reply, "metrics", &metrics);
+        if (c->deps->txn != NULL) {
+            /* As mongod: index keys and documents examined by every scan. */
+            struct txn_stats qs;
+            bson_t qe;
+            txn_stats_get(c->deps->txn, &qs);
+            BSON_APPEND_DOCUMENT_BEGIN(&metrics, "queryExecutor", &qe);
+            BSON_APPEND_INT64(&qe, "scanned", qs.keys_examined);
+            BSON_APPEND_INT64(&qe, "scannedObjects", qs.docs_examined);
+            bson_append_document_end(&metrics, &qe);
+        }
         BSON_APPEND_DOCUMENT_BEGIN(&metrics, "cursor", &cursor);
         BSON_APPEND_INT64(&cursor, "timedOut", (int64_t)cs.timed_out);
         BSON_APPEND_DOCUMENT_BEGIN(&cursor, "open", &open);

@@ -5,8 +5,9 @@
  * for the executionStats and allPlansExecution verbosities, the counters of
  * running it (nReturned, totalKeysExamined, totalDocsExamined). There is
  * one candidate plan, so rejectedPlans is always empty. A sort an index's
- * order gives has no SORT stage (the IXSCAN streams in that order). Other explained
- * commands answer 238 NotImplemented.
+ * order gives has no SORT stage (the IXSCAN streams in that order). The other
+ * explained commands are cmd_explain_write.c's, which builds on the plan
+ * runner and stage builders here (explain_int.h).
  */
 #include <inttypes.h>
 #include <stdlib.h>
@@ -14,32 +15,10 @@
 
 #include "lib/clock.h"
 #include "net/cursor.h"
+#include "net/explain_int.h"
 #include "net/net_int.h"
 #include "net/txnctx.h"
 #include "txn/txn.h"
-
-#define NS_BUF 512
-
-struct explain_req
-{
-    const char *cmd; /* "find" or "count" */
-    char ns[NS_BUF];
-    bson_t filter, sort;
-    int64_t limit, skip;
-    bool exec; /* executionStats or allPlansExecution */
-};
-
-struct explain_run
-{
-    bool idhack;
-    bool have_plan;       /* an index scan */
-    bool sorted_by_index; /* the index gives the sort's order: no SORT stage */
-    char index_name[128];
-    bson_t key_pattern;
-    size_t n_intervals;
-    uint64_t keys, docs, returned;
-    int64_t millis;
-};
 
 static int get_doc_field(const bson_t *cmd, const char *name, bson_t *out, struct cairn_error *err)
 {
@@ -65,6 +44,11 @@ static int get_doc_field(const bson_t *cmd, const char *name, bson_t *out, struc
     return 0;
 }
 
+int net_explain_get_doc(const bson_t *cmd, const char *name, bson_t *out, struct cairn_error *err)
+{
+    return get_doc_field(cmd, name, out, err);
+}
+
 static int64_t get_int(const bson_t *cmd, const char *name)
 {
     bson_iter_t it;
@@ -73,8 +57,7 @@ static int64_t get_int(const bson_t *cmd, const char *name)
                : 0;
 }
 
-/* Runs the plan for `req` in a read, counting what it examines. */
-static int run(struct net_cmd *c, struct explain_req *req, struct explain_run *out)
+int net_explain_run(struct net_cmd *c, struct explain_req *req, struct explain_run *out)
 {
     struct qry_matcher *m = NULL;
     struct txn_read *rd = NULL;
@@ -104,9 +87,15 @@ static int run(struct net_cmd *c, struct explain_req *req, struct explain_run *o
         if (txn_read_get(rd, cid, &id, &doc, &c->err) == 0) {
             out->docs = 1;
             out->returned = qry_matcher_match(m, &doc) ? 1 : 0;
+            if (out->returned && req->on_match != NULL &&
+                req->on_match(req->arg, &doc, &c->err) != 0) {
+                rc = c->err.code ? c->err.code : CAIRN_EIO;
+            }
             bson_destroy(&doc);
         }
-        cairn_error_clear(&c->err);
+        if (rc == 0) {
+            cairn_error_clear(&c->err);
+        }
         goto done;
     }
     if (!bson_empty(&req->sort)) {
@@ -143,6 +132,10 @@ static int run(struct net_cmd *c, struct explain_req *req, struct explain_run *o
         if (!qry_matcher_match(m, &doc)) {
             continue;
         }
+        if (req->on_match != NULL && req->on_match(req->arg, &doc, &c->err) != 0) {
+            rc = c->err.code ? c->err.code : CAIRN_EIO;
+            break;
+        }
         bool streamed = bson_empty(&req->sort) || out->sorted_by_index;
         if (req->skip > 0 && skipped < (uint64_t)req->skip && streamed) {
             skipped++;
@@ -167,12 +160,11 @@ done:
     return rc;
 }
 
-/* Appends the access stage (IDHACK, FETCH+IXSCAN or COLLSCAN). */
-static void append_access(bson_t *parent,
-                          const char *key,
-                          const struct explain_req *req,
-                          const struct explain_run *r,
-                          bool stats)
+void net_explain_append_access(bson_t *parent,
+                               const char *key,
+                               const struct explain_req *req,
+                               const struct explain_run *r,
+                               bool stats)
 {
     bson_t st, in;
     bson_append_document_begin(parent, key, -1, &st);
@@ -216,12 +208,11 @@ static void append_access(bson_t *parent,
     bson_append_document_end(parent, &st);
 }
 
-/* The winning plan: the access stage under SORT, SKIP, LIMIT or COUNT. */
-static void append_plan(bson_t *parent,
-                        const char *key,
-                        const struct explain_req *req,
-                        const struct explain_run *r,
-                        bool stats)
+void net_explain_append_plan(bson_t *parent,
+                             const char *key,
+                             const struct explain_req *req,
+                             const struct explain_run *r,
+                             bool stats)
 {
     const char *top = strcmp(req->cmd, "count") == 0                   ? "COUNT"
                       : !bson_empty(&req->sort) && !r->sorted_by_index ? "SORT"
@@ -229,7 +220,7 @@ static void append_plan(bson_t *parent,
                       : req->skip > 0                                  ? "SKIP"
                                                                        : NULL;
     if (top == NULL) {
-        append_access(parent, key, req, r, stats);
+        net_explain_append_access(parent, key, req, r, stats);
         return;
     }
     bson_t st;
@@ -242,7 +233,7 @@ static void append_plan(bson_t *parent,
     } else if (strcmp(top, "SKIP") == 0) {
         BSON_APPEND_INT64(&st, "skipAmount", req->skip);
     }
-    append_access(&st, "inputStage", req, r, stats);
+    net_explain_append_access(&st, "inputStage", req, r, stats);
     bson_append_document_end(parent, &st);
 }
 
@@ -284,9 +275,8 @@ static int cmd_explain(struct net_cmd *c)
     }
     req.cmd = bson_iter_key(&it);
     if (strcmp(req.cmd, "find") != 0 && strcmp(req.cmd, "count") != 0) {
-        cairn_error_mongo(&c->err, CAIRN_EUNSUPPORTED, MONGO_NotImplemented,
-                          "explain of %s is not supported yet (find and count are)", req.cmd);
-        return NET_CMD_ERROR;
+        /* aggregate, distinct and the writes (cmd_explain_write.c) */
+        return net_explain_other(c, &inner, req.exec);
     }
     if (!BSON_ITER_HOLDS_UTF8(&it)) {
         cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_InvalidNamespace,
@@ -305,7 +295,7 @@ static int cmd_explain(struct net_cmd *c)
     if (req.limit < 0) {
         req.limit = -req.limit;
     }
-    if (run(c, &req, &r) != 0) {
+    if (net_explain_run(c, &req, &r) != 0) {
         bson_destroy(&r.key_pattern);
         return NET_CMD_ERROR;
     }
@@ -314,7 +304,7 @@ static int cmd_explain(struct net_cmd *c)
     BSON_APPEND_UTF8(&qp, "namespace", req.ns);
     BSON_APPEND_BOOL(&qp, "indexFilterSet", false);
     BSON_APPEND_DOCUMENT(&qp, "parsedQuery", &req.filter);
-    append_plan(&qp, "winningPlan", &req, &r, false);
+    net_explain_append_plan(&qp, "winningPlan", &req, &r, false);
     BSON_APPEND_ARRAY(&qp, "rejectedPlans", &(bson_t)BSON_INITIALIZER);
     bson_append_document_end(&c->reply, &qp);
     if (req.exec) {
@@ -324,7 +314,7 @@ static int cmd_explain(struct net_cmd *c)
         BSON_APPEND_INT64(&es, "executionTimeMillis", r.millis);
         BSON_APPEND_INT64(&es, "totalKeysExamined", (int64_t)r.keys);
         BSON_APPEND_INT64(&es, "totalDocsExamined", (int64_t)r.docs);
-        append_plan(&es, "executionStages", &req, &r, true);
+        net_explain_append_plan(&es, "executionStages", &req, &r, true);
         bson_append_document_end(&c->reply, &es);
     }
     BSON_APPEND_DOCUMENT(&c->reply, "command", &inner);

@@ -11,6 +11,7 @@
 
 #include "lib/clock.h"
 #include "net/cursor.h"
+#include "net/explain_int.h"
 #include "net/net_int.h"
 #include "net/txnctx.h"
 #include "txn/txn.h"
@@ -925,6 +926,36 @@ struct agg_src
     bool single_done;
 };
 
+/* Opens the scan of the aggregation's collection through the planner,
+ * which serves the leading $match `filter` and $sort (the pipeline still
+ * applies both; when an index gives the sort's order the $sort stage
+ * passes documents through). NET_CMD_ERROR with c->err on failure. */
+static int agg_open_scan(struct net_cmd *c,
+                         struct agg_src *s,
+                         const char *ns,
+                         const bson_t *filter,
+                         struct qry_pipeline *p)
+{
+    const bson_t *sort = qry_pipeline_leading_sort(p);
+
+    if (filter != NULL && bson_empty(filter)) {
+        filter = NULL;
+    }
+    s->started = true;
+    if (sort != NULL &&
+        txn_scan_open_sorted(s->rd, s->cid, ns, filter, sort, &s->sc, &c->err) != 0) {
+        return NET_CMD_ERROR;
+    }
+    if (s->sc != NULL) {
+        qry_pipeline_set_sorted_input(p);
+        return 0;
+    }
+    if (txn_scan_open_filter(s->rd, s->cid, ns, filter, &s->sc, &c->err) != 0) {
+        return NET_CMD_ERROR;
+    }
+    return 0;
+}
+
 /* A leading {$collStats: {storageStats?: {scale?}, count?: {}}}: *found set,
  * *opts its options and *rest the other stages (as an array). */
 static int split_coll_stats(struct net_cmd *c,
@@ -1106,9 +1137,8 @@ static int cmd_aggregate(struct net_cmd *c)
         return NET_CMD_ERROR;
     }
     if (explain) {
-        cairn_error_mongo(&c->err, CAIRN_EUNSUPPORTED, MONGO_NotImplemented,
-                          "explain is not supported yet");
-        return NET_CMD_ERROR;
+        /* mongod answers the queryPlanner verbosity (cmd_explain_write.c). */
+        return net_explain_aggregate(c, ns, c->body, &pipeline_arr, false);
     }
     if (!bson_iter_init_find(&it, c->body, "cursor")) {
         cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_FailedToParse,
@@ -1172,6 +1202,8 @@ static int cmd_aggregate(struct net_cmd *c)
     if (coll_stats) {
         rc = coll_stats_doc(c, src.rd, ns, &cs_opts, &stats);
         src.single = &stats;
+    } else if (src.have_coll && !src.point) {
+        rc = agg_open_scan(c, &src, ns, lead_filter, p);
     }
     if (rc == 0) {
         rc = qry_pipeline_run(p, agg_next, &src, &out, &n_out, &c->err);

@@ -229,6 +229,15 @@ int qry_pipeline_compile(const bson_t *stages, struct qry_pipeline **out, struct
  * caller may use it to narrow its scan; the pipeline still applies it. */
 const bson_t *qry_pipeline_leading_match(const struct qry_pipeline *p);
 
+/* The spec of a $sort that is the first stage or follows the leading
+ * $match (NULL if none), so a caller may read its input in that order. */
+const bson_t *qry_pipeline_leading_sort(const struct qry_pipeline *p);
+
+/* Declares that the input comes in the leading $sort's order (an index
+ * gives it): that stage then passes documents through as they come, so a
+ * later $limit ends the run early. No-op without a leading $sort. */
+void qry_pipeline_set_sorted_input(struct qry_pipeline *p);
+
 /* Pulls input documents from `next` until it returns 0 (1 = a document in
  * *doc, valid until the next call; -1 = error, already in err), runs the
  * stages, and appends each output document to `out` (an array of owned

@@ -246,6 +246,7 @@ struct scan_staged
 
 struct txn_scan
 {
+    struct txn_mgr *m; /* counts what the scan examined when it closes */
     struct eng_iter *it;
     struct cairn_error err;
     struct scan_staged *st; /* sorted by key */
@@ -359,6 +360,7 @@ int txn_scan_open(struct txn_read *rd,
         free(sc);
         return rv;
     }
+    sc->m = rd->m;
     *out = sc;
     return 0;
 }
@@ -384,6 +386,7 @@ static int scan_open_ix(struct txn_read *rd,
         txn_ixscan_close(ix);
         return cairn_error_setf(err, CAIRN_ENOMEM, "txn: out of memory");
     }
+    sc->m = rd->m;
     sc->ix = ix;
     *out = sc;
     return 0;
@@ -491,6 +494,14 @@ void txn_scan_close(struct txn_scan *sc)
 {
     if (sc == NULL) {
         return;
+    }
+    if (sc->m != NULL) {
+        /* serverStatus metrics.queryExecutor (scanned, scannedObjects). */
+        const struct txn_plan_info *pi = txn_scan_plan(sc);
+        atomic_fetch_add_explicit(&sc->m->n_keys_examined, pi ? (long long)pi->keys_examined : 0,
+                                  memory_order_relaxed);
+        atomic_fetch_add_explicit(&sc->m->n_docs_examined, (long long)txn_scan_docs_examined(sc),
+                                  memory_order_relaxed);
     }
     eng_iter_close(sc->it);
     txn_ixscan_close(sc->ix);

@@ -738,6 +738,8 @@ struct txn_stats
     int64_t retried_commands;   /* retryable-write commands that were retries */
     int64_t retried_statements; /* statements answered from session records */
     int64_t sessions;           /* sessions in memory */
+    int64_t keys_examined;      /* index entries read by closed scans */
+    int64_t docs_examined;      /* documents closed scans returned (fetched) */
 };
 
 void txn_stats_get(struct txn_mgr *m, struct txn_stats *out);

@@ -526,6 +526,8 @@ struct txn_mgr
     atomic_llong n_open;
     atomic_llong n_active;
     atomic_llong n_retried_cmds;
+    atomic_llong n_keys_examined; /* scans, added as each closes */
+    atomic_llong n_docs_examined;
     atomic_llong n_retried_stmts;
 };
 
