@@ -12,7 +12,12 @@
  *
  * Arrays (multikey): the values of a field are collected along its dotted
  * path, traversing arrays of documents; a leaf array contributes each
- * element ([] contributes undefined). Two fields may both meet arrays only
+ * element ([] contributes undefined). As with mongod, an element of an
+ * array met before the end of the path that does not lead to a value (a
+ * document without the rest of the path, a scalar, a nested array)
+ * contributes null, marked "not found": {m: [{k: 1}, {}]} has keys 1 and
+ * null in {m.k: 1}. A sparse index skips a key whose every field is not
+ * found (so there, that document has only the key 1). Two fields may both meet arrays only
  * along the same paths (the array paths of one among the other's); the keys
  * are then the cross product. Otherwise the document cannot be indexed
  * (171), as mongod's "cannot index parallel arrays".
@@ -463,6 +468,14 @@ struct fvals
 
 static const bson_value_t undefined_value = {.value_type = BSON_TYPE_UNDEFINED};
 static const bson_value_t null_value = {.value_type = BSON_TYPE_NULL};
+/* "Not found": keyed as null; a sparse index skips a key made only of these. */
+static const bson_value_t missing_value = {.value_type = BSON_TYPE_EOD};
+
+/* The value a collected value stands for in a key. */
+static const bson_value_t *key_value(const bson_value_t *v)
+{
+    return v->value_type == BSON_TYPE_EOD ? &null_value : v;
+}
 
 static int fv_push(struct fvals *f, const bson_value_t *v)
 {
@@ -560,9 +573,13 @@ static int collect(const uint8_t *data,
             bson_iter_recurse(&it, &ai);
             while (rv == 0 && bson_iter_next(&ai)) {
                 const bson_value_t *e = bson_iter_value(&ai);
+                size_t before = f->n;
                 if (e->value_type == BSON_TYPE_DOCUMENT) {
                     rv = collect(e->value.v_doc.data, e->value.v_doc.data_len, path, off + clen + 1,
                                  f, depth + 1);
+                }
+                if (rv == 0 && f->n == before) {
+                    rv = fv_push(f, &missing_value); /* no value down this element: null */
                 }
             }
             return rv;
@@ -611,11 +628,18 @@ static int add_key(const struct qry_index *ix,
                    struct cairn_error *err)
 {
     size_t start = out->buf.len;
+    bool found = false;
     int rv = 0;
 
+    for (size_t i = 0; i < ix->n_fields; i++) {
+        found = found || fv[i].v[pick[i]].value_type != BSON_TYPE_EOD;
+    }
+    if (ix->sparse && !found) {
+        return 0; /* mongod: a sparse index has no key whose every field is not found */
+    }
     for (size_t i = 0; i < ix->n_fields && rv == 0; i++) {
         size_t at = out->buf.len;
-        rv = qry_key_encode_any(&fv[i].v[pick[i]], &out->buf, err);
+        rv = qry_key_encode_any(key_value(&fv[i].v[pick[i]]), &out->buf, err);
         if (rv == 0 && ix->fields[i].desc) {
             for (size_t b = at; b < out->buf.len; b++) {
                 out->buf.data[b] = (uint8_t)~out->buf.data[b];
@@ -650,7 +674,7 @@ static int add_key(const struct qry_index *ix,
     }
     bson_t *vals = bson_new();
     for (size_t i = 0; i < ix->n_fields; i++) {
-        bson_append_value(vals, ix->fields[i].path, -1, &fv[i].v[pick[i]]);
+        bson_append_value(vals, ix->fields[i].path, -1, key_value(&fv[i].v[pick[i]]));
     }
     out->off[out->n] = start;
     out->len[out->n] = out->buf.len - start;
@@ -705,7 +729,8 @@ int qry_index_keys(const struct qry_index *ix,
         }
         any_present = any_present || fv[i].present;
         if (fv[i].n == 0) {
-            rv = fv_push(&fv[i], &null_value) == 0 ? 0 : cairn_error_setf(err, CAIRN_ENOMEM, "oom");
+            rv = fv_push(&fv[i], &missing_value) == 0 ? 0
+                                                      : cairn_error_setf(err, CAIRN_ENOMEM, "oom");
         }
         /* Two fields may meet arrays only along the same paths (one
          * field's array paths among the other's): else the arrays are
