@@ -25,6 +25,7 @@ struct explain_req
     const char *cmd; /* "find" or "count" */
     char ns[NS_BUF];
     bson_t filter, sort;
+    bson_value_t hint; /* BSON_TYPE_EOD: none */
     int64_t limit, skip;
     bool exec; /* executionStats or allPlansExecution */
 };
@@ -34,6 +35,7 @@ struct explain_run
     bool idhack;
     bool have_plan;       /* an index scan */
     bool sorted_by_index; /* the index gives the sort's order: no SORT stage */
+    bool backward;        /* the index is scanned from its last key down */
     char index_name[128];
     bson_t key_pattern;
     size_t n_intervals;
@@ -94,7 +96,7 @@ static int run(struct net_cmd *c, struct explain_req *req, struct explain_run *o
     if (rc != 0 || txn_read_coll(rd, req->ns, &cid) != 0) {
         goto done; /* a missing collection: an empty COLLSCAN, as mongod's EOF */
     }
-    if (qry_matcher_id_equality(m, &id)) {
+    if (!qry_hint_given(&req->hint) && qry_matcher_id_equality(m, &id)) {
         bson_t doc;
         out->idhack = true;
         if (!req->exec) {
@@ -109,14 +111,19 @@ static int run(struct net_cmd *c, struct explain_req *req, struct explain_run *o
         cairn_error_clear(&c->err);
         goto done;
     }
+    struct txn_scan_req sreq = {.ns = req->ns,
+                                .filter = &req->filter,
+                                .sort = &req->sort,
+                                .hint = &req->hint,
+                                .need_sort_order = true};
     if (!bson_empty(&req->sort)) {
-        rc = txn_scan_open_sorted(rd, cid, req->ns, bson_empty(&req->filter) ? NULL : &req->filter,
-                                  &req->sort, &sc, &c->err);
+        rc = txn_scan_open_query(rd, cid, &sreq, &sc, &c->err);
         out->sorted_by_index = rc == 0 && sc != NULL;
     }
     if (rc == 0 && sc == NULL) {
-        rc = txn_scan_open_filter(rd, cid, req->ns, bson_empty(&req->filter) ? NULL : &req->filter,
-                                  &sc, &c->err);
+        sreq.sort = NULL;
+        sreq.need_sort_order = false;
+        rc = txn_scan_open_query(rd, cid, &sreq, &sc, &c->err);
     }
     if (rc != 0) {
         goto done;
@@ -128,6 +135,7 @@ static int run(struct net_cmd *c, struct explain_req *req, struct explain_run *o
         bson_destroy(&out->key_pattern);
         bson_copy_to(&pi->key_pattern, &out->key_pattern);
         out->n_intervals = pi->n_intervals;
+        out->backward = pi->backward;
     }
     uint64_t skipped = 0;
     while (req->exec) {
@@ -196,7 +204,7 @@ static void append_access(bson_t *parent,
         BSON_APPEND_UTF8(&in, "stage", "IXSCAN");
         BSON_APPEND_DOCUMENT(&in, "keyPattern", &r->key_pattern);
         BSON_APPEND_UTF8(&in, "indexName", r->index_name);
-        BSON_APPEND_UTF8(&in, "direction", "forward");
+        BSON_APPEND_UTF8(&in, "direction", r->backward ? "backward" : "forward");
         BSON_APPEND_INT64(&in, "keyIntervals", (int64_t)r->n_intervals);
         if (stats) {
             BSON_APPEND_INT64(&in, "keysExamined", (int64_t)r->keys);
@@ -298,6 +306,9 @@ static int cmd_explain(struct net_cmd *c)
     bool is_count = strcmp(req.cmd, "count") == 0;
     if (get_doc_field(&inner, is_count ? "query" : "filter", &req.filter, &c->err) != 0 ||
         get_doc_field(&inner, "sort", &req.sort, &c->err) != 0) {
+        return NET_CMD_ERROR;
+    }
+    if (net_get_hint(&inner, &req.hint, &c->err) != 0) {
         return NET_CMD_ERROR;
     }
     req.limit = get_int(&inner, "limit");

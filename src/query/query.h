@@ -357,6 +357,35 @@ int qry_plan_choose(const bson_t *filter,
                     struct qry_plan **out,
                     struct cairn_error *err);
 
+/* The intervals of index `ix` (position 0) for `filter` (NULL: none),
+ * whatever the index's kind (sparse, partial, hidden: a hint chose it):
+ * the whole index when no predicate constrains its first field. multikey
+ * as for qry_plan_choose. On success *out is owned by the caller. Errors:
+ * CAIRN_ENOMEM. Reentrant. */
+int qry_plan_one(const bson_t *filter,
+                 const struct qry_index *ix,
+                 bool multikey,
+                 struct qry_plan **out,
+                 struct cairn_error *err);
+
+/* ---- Hints (plan_hint.c): the `hint` field of find, count, distinct,
+ * update, delete, findAndModify and aggregate. ---- */
+
+/* True when `hint` (NULL: none) asks for something: a string, or a
+ * non-empty document (mongod ignores an empty one). */
+bool qry_hint_given(const bson_value_t *hint);
+
+/* True for {$natural: dir}: a collection scan; *dir (may be NULL) 1 or -1. */
+bool qry_hint_natural(const bson_value_t *hint, int *dir);
+
+/* True for the _id index, by name ("_id_") or pattern ({_id: 1 or -1}). */
+bool qry_hint_is_id(const bson_value_t *hint);
+
+/* True when `hint` names the index called `name` with `key_pattern`: its
+ * name as a string, or its key pattern as a document (same fields in the
+ * same order, numeric directions equal by value). */
+bool qry_hint_matches(const bson_value_t *hint, const char *name, const bson_t *key_pattern);
+
 /* A plan scanning every entry of one index (position 0), in order. Errors:
  * CAIRN_ENOMEM. */
 int qry_plan_full(struct qry_plan **out, struct cairn_error *err);
