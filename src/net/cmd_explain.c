@@ -1,7 +1,9 @@
 /*
  * cmd_explain.c: the explain command for find and count: the plan the
  * server would run (queryPlanner.winningPlan: IDHACK, FETCH over IXSCAN,
- * or COLLSCAN, under SORT / COUNT / LIMIT / SKIP as the command asks) and,
+ * PROJECTION_COVERED over IXSCAN (direction forward or backward, the
+ * index hinted or chosen), or COLLSCAN, under SORT / COUNT / LIMIT / SKIP
+ * as the command asks) and,
  * for the executionStats and allPlansExecution verbosities, the counters of
  * running it (nReturned, totalKeysExamined, totalDocsExamined). There is
  * one candidate plan, so rejectedPlans is always empty. A sort an index's
@@ -24,7 +26,7 @@ struct explain_req
 {
     const char *cmd; /* "find" or "count" */
     char ns[NS_BUF];
-    bson_t filter, sort;
+    bson_t filter, sort, projection;
     bson_value_t hint; /* BSON_TYPE_EOD: none */
     int64_t limit, skip;
     bool exec; /* executionStats or allPlansExecution */
@@ -36,6 +38,7 @@ struct explain_run
     bool have_plan;       /* an index scan */
     bool sorted_by_index; /* the index gives the sort's order: no SORT stage */
     bool backward;        /* the index is scanned from its last key down */
+    bool covered;         /* PROJECTION_COVERED: documents built from the entries */
     char index_name[128];
     bson_t key_pattern;
     size_t n_intervals;
@@ -115,6 +118,7 @@ static int run(struct net_cmd *c, struct explain_req *req, struct explain_run *o
                                 .filter = &req->filter,
                                 .sort = &req->sort,
                                 .hint = &req->hint,
+                                .projection = &req->projection,
                                 .need_sort_order = true};
     if (!bson_empty(&req->sort)) {
         rc = txn_scan_open_query(rd, cid, &sreq, &sc, &c->err);
@@ -136,6 +140,7 @@ static int run(struct net_cmd *c, struct explain_req *req, struct explain_run *o
         bson_copy_to(&pi->key_pattern, &out->key_pattern);
         out->n_intervals = pi->n_intervals;
         out->backward = pi->backward;
+        out->covered = pi->covered;
     }
     uint64_t skipped = 0;
     while (req->exec) {
@@ -192,8 +197,10 @@ static void append_access(bson_t *parent,
             BSON_APPEND_INT64(&st, "docsExamined", (int64_t)r->docs);
         }
     } else if (r->have_plan) {
-        BSON_APPEND_UTF8(&st, "stage", "FETCH");
-        if (!bson_empty(&req->filter)) {
+        BSON_APPEND_UTF8(&st, "stage", r->covered ? "PROJECTION_COVERED" : "FETCH");
+        if (r->covered) {
+            BSON_APPEND_DOCUMENT(&st, "transformBy", &req->projection);
+        } else if (!bson_empty(&req->filter)) {
             BSON_APPEND_DOCUMENT(&st, "filter", &req->filter);
         }
         if (stats) {
@@ -305,7 +312,8 @@ static int cmd_explain(struct net_cmd *c)
     snprintf(req.ns, sizeof req.ns, "%s.%s", c->db, bson_iter_utf8(&it, NULL));
     bool is_count = strcmp(req.cmd, "count") == 0;
     if (get_doc_field(&inner, is_count ? "query" : "filter", &req.filter, &c->err) != 0 ||
-        get_doc_field(&inner, "sort", &req.sort, &c->err) != 0) {
+        get_doc_field(&inner, "sort", &req.sort, &c->err) != 0 ||
+        get_doc_field(&inner, "projection", &req.projection, &c->err) != 0) {
         return NET_CMD_ERROR;
     }
     if (net_get_hint(&inner, &req.hint, &c->err) != 0) {

@@ -313,6 +313,7 @@ static int cmd_find(struct net_cmd *c)
                                .filter = bson_empty(&filter) ? NULL : &filter,
                                .sort = &sort_spec,
                                .hint = &hint,
+                               .projection = proj != NULL ? &projection : NULL,
                                .need_sort_order = true};
     if (sort != NULL && !id_point && !natural &&
         txn_scan_open_query(rd, cid, &req, &sorted, &c->err) != 0) {
@@ -330,8 +331,8 @@ static int cmd_find(struct net_cmd *c)
             v.skip = skip;
             v.max_docs = limit > 0 ? limit : -1;
         }
-        if (net_dc_visit_matches_hinted(rd, cid, ns, &filter, m, &hint, collect, &v, &c->err) !=
-            0) {
+        req.need_sort_order = false;
+        if (net_dc_visit_scan(rd, cid, &req, m, collect, &v, &c->err) != 0) {
             goto fail;
         }
         txn_read_end(rd);

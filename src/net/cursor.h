@@ -279,4 +279,15 @@ int net_dc_visit_matches_hinted(struct txn_read *rd,
                                 void *arg,
                                 struct cairn_error *err);
 
+/* The general form: the scan `req` asks for (its filter is the bson `m`
+ * was compiled from; a projection may make the scan covered, so fn then
+ * sees documents holding only the fields the request needs). */
+int net_dc_visit_scan(struct txn_read *rd,
+                      uint64_t cid,
+                      const struct txn_scan_req *req,
+                      const struct qry_matcher *m,
+                      net_dc_visit_fn fn,
+                      void *arg,
+                      struct cairn_error *err);
+
 #endif /* CAIRN_NET_CURSOR_H */

@@ -297,11 +297,16 @@ struct qry_ixkeys
     size_t n, cap;
     size_t *off, *len;
     bson_t **vals;
+    /* Type bits of key i (qry_key_typebits of its values, in field order):
+     * tb[tb_off[i], tb_off[i] + tb_len[i]). */
+    struct cairn_buf tb;
+    size_t *tb_off, *tb_len;
+    bool arrays; /* some field met an array (even of one element) */
 };
 
-#define QRY_IXKEYS_INIT                        \
-    {                                          \
-        CAIRN_BUF_INIT, 0, 0, NULL, NULL, NULL \
+#define QRY_IXKEYS_INIT                                                           \
+    {                                                                             \
+        CAIRN_BUF_INIT, 0, 0, NULL, NULL, NULL, CAIRN_BUF_INIT, NULL, NULL, false \
     }
 
 /* Computes the keys of `doc` (replacing what `out` held): for each field of
@@ -319,6 +324,31 @@ int qry_index_keys(const struct qry_index *ix,
 
 /* True when `keys` holds exactly the key (bytes) given. */
 bool qry_ixkeys_has(const struct qry_ixkeys *keys, const uint8_t *key, size_t len);
+
+/* True when `keys` holds key j of `other` with the same type bits (so its
+ * index entry, value included, need not be rewritten). */
+bool qry_ixkeys_has_same(const struct qry_ixkeys *keys, const struct qry_ixkeys *other, size_t j);
+
+/* ---- Key decoding (keydec.c) ------------------------------------------ */
+
+/* Appends the type bits of a field's value `v` to `out` (see keydec.c):
+ * what the key encoding loses (number and string types, -0.0, missing vs
+ * null when `missing`). Returns 0 or CAIRN_ENOMEM. */
+int qry_key_typebits(const bson_value_t *v, bool missing, struct cairn_buf *out);
+
+/* Decodes index key (key, len) of index `ix` with its type bits (tb,
+ * tb_len) exactly (bytes after the key's fields, an entry's _id, are
+ * ignored), appending {field path: value} for each field of the
+ * key pattern to `out` (a missing field appends nothing). Returns 1 when
+ * exact, 0 when the key holds a value it cannot restore exactly (decimal,
+ * type bits absent or short; `out` is then partly written), -1 when the
+ * key is malformed. Reentrant. */
+int qry_key_decode(const struct qry_index *ix,
+                   const uint8_t *key,
+                   size_t len,
+                   const uint8_t *tb,
+                   size_t tb_len,
+                   bson_t *out);
 
 /* Frees what `keys` holds (it can be reused after). */
 void qry_ixkeys_fini(struct qry_ixkeys *keys);
@@ -385,6 +415,15 @@ bool qry_hint_is_id(const bson_value_t *hint);
  * name as a string, or its key pattern as a document (same fields in the
  * same order, numeric directions equal by value). */
 bool qry_hint_matches(const bson_value_t *hint, const char *name, const bson_t *key_pattern);
+
+/* True when index `ix` covers a query (plan_cover.c): the filter (NULL:
+ * none), the inclusion projection and the sort (NULL: none) use only its
+ * fields and _id, so documents built from its entries answer it. The
+ * caller still checks that no document met an array on its paths. */
+bool qry_plan_covers(const struct qry_index *ix,
+                     const bson_t *filter,
+                     const bson_t *projection,
+                     const bson_t *sort);
 
 /* A plan scanning every entry of one index (position 0), in order. Errors:
  * CAIRN_ENOMEM. */

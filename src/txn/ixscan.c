@@ -28,6 +28,12 @@
  *     then scans the collection, invariant 3); the hinted index is scanned
  *     whatever the filter and kind (sparse: only the documents it has, as
  *     mongod); partial indexes cannot be hinted.
+ *  7. A scan is covered (documents built from the entries, not fetched)
+ *     only when qry_plan_covers says the filter, projection and sort use
+ *     the index's fields and _id alone, and the index has no multikey
+ *     marker in the snapshot (no document met an array on its paths, so
+ *     each has one entry whose key holds its values); an entry whose key
+ *     does not decode exactly (decimal128, type bits absent) is fetched.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,14 +52,18 @@ struct txn_ixscan
     size_t iv;           /* current interval */
     struct eng_iter *it; /* open on interval iv, or NULL */
     struct cairn_buf doc, idk, value;
-    /* Backward scans: the current interval's entry values, popped from
-     * the end (stk_off[i] is where value i starts, after its length). */
+    /* Backward scans: the current interval's entries, popped from the end
+     * (at stk_off[i]: key length, key, value length, value). */
     struct cairn_buf stk;
     size_t *stk_off, n_stk, cap_stk;
     /* Encoded _ids already returned (open addressing over offsets+1 into ids). */
     struct cairn_buf ids;
     size_t *slots, n_slots, n_ids;
     struct txn_plan_info info;
+    /* Covered (invariant 7): documents built from the entries. */
+    struct txn_ixset *set; /* holds `ix` */
+    const struct qry_index *ix;
+    bson_t cov;
 };
 
 static uint64_t hash_bytes(const uint8_t *p, size_t n)
@@ -269,26 +279,24 @@ int txn_ixscan_open(struct txn_read *rd,
         if (rv != 0) {
             goto out;
         }
-    } else if (sort != NULL) {
+    } else {
         /* Invariant 4: the first index whose order (either way) is the
-         * sort's, not multikey; its intervals for the filter, or all of it. */
-        for (size_t i = 0; i < s->n && pos < 0; i++) {
+         * sort's, not multikey; its intervals for the filter, or all of it.
+         * Else (when the order is not required) the planner's choice. */
+        for (size_t i = 0; sort != NULL && i < s->n && pos < 0; i++) {
             if (ixs[i] != NULL && !mk[i] && !qry_index_sparse(ixs[i]) &&
                 !qry_index_partial(ixs[i]) && !qry_index_hidden(ixs[i]) &&
                 (dir = sort_direction(ixs[i], sort)) != 0) {
                 pos = (int)i;
             }
         }
-        if (pos < 0) {
-            goto out;
+        if (pos >= 0) {
+            rv = qry_plan_one(filter, ixs[pos], false, &plan, err);
+        } else if (!req->need_sort_order) {
+            rv = qry_plan_choose(filter, ixs, mk, s->n, &plan, err);
+            pos = rv == 0 ? qry_plan_index(plan) : -1;
         }
-        rv = qry_plan_one(filter, ixs[pos], false, &plan, err);
-        if (rv != 0) {
-            goto out;
-        }
-    } else {
-        rv = qry_plan_choose(filter, ixs, mk, s->n, &plan, err);
-        if (rv != 0 || (pos = qry_plan_index(plan)) < 0) {
+        if (rv != 0 || pos < 0) {
             goto out;
         }
     }
@@ -323,6 +331,13 @@ int txn_ixscan_open(struct txn_read *rd,
     x->info.n_intervals = qry_plan_n_intervals(x->plan);
     x->info.backward = dir < 0;
     x->info.hinted = hinted;
+    bson_init(&x->cov);
+    if (!mk[pos] && qry_plan_covers(s->v[pos].ix, filter, req->projection, sort)) {
+        x->info.covered = true; /* invariant 7 */
+        x->ix = s->v[pos].ix;
+        x->set = s;
+        s = NULL;
+    }
     x->iv = dir < 0 ? qry_plan_n_intervals(x->plan) : 0;
     *sorted = dir != 0;
     *out = x;
@@ -335,9 +350,48 @@ out:
     return rv;
 }
 
-/* One index entry (value v: {_id}): 1 with `doc` its document (once per
- * scan), 0 to skip it, -1 on error. */
+/* Invariant 7: `doc` built from entry key k (value vd, _id id): 1, or 0
+ * when the key does not decode exactly (the caller fetches), -1 on error. */
+static int cover(struct txn_ixscan *x,
+                 const uint8_t *k,
+                 size_t klen,
+                 const bson_t *vd,
+                 const bson_value_t *id,
+                 bson_t *doc,
+                 struct cairn_error *err)
+{
+    bson_iter_t it;
+    const uint8_t *tb = NULL;
+    uint32_t tb_len = 0;
+    bson_subtype_t st;
+    int r;
+
+    if (bson_iter_init_find(&it, vd, "t") && BSON_ITER_HOLDS_BINARY(&it)) {
+        bson_iter_binary(&it, &st, &tb_len, &tb);
+    }
+    bson_reinit(&x->cov);
+    if (!BSON_APPEND_VALUE(&x->cov, "_id", id)) {
+        cairn_error_setf(err, CAIRN_ENOMEM, "txn: out of memory");
+        return -1;
+    }
+    r = qry_key_decode(x->ix, k, klen, tb, tb_len, &x->cov);
+    if (r < 0) {
+        cairn_error_setf(err, CAIRN_ECORRUPT, "index key does not decode");
+        return -1;
+    }
+    if (r == 0) {
+        x->info.cover_misses++;
+        return 0;
+    }
+    bson_init_static(doc, bson_get_data(&x->cov), x->cov.len);
+    return 1;
+}
+
+/* One index entry (key k, value v: {_id, t?}): 1 with `doc` its document
+ * (once per scan), 0 to skip it, -1 on error. */
 static int take_entry(struct txn_ixscan *x,
+                      const uint8_t *k,
+                      size_t klen,
                       const uint8_t *v,
                       size_t vlen,
                       bson_t *doc,
@@ -362,6 +416,12 @@ static int take_entry(struct txn_ixscan *x,
     }
     if (seen) {
         return 0; /* another key of a multikey document */
+    }
+    if (x->info.covered) {
+        r = cover(x, k, klen, &vd, bson_iter_value(&it), doc, err);
+        if (r != 0) {
+            return r;
+        }
     }
     cairn_buf_reset(&x->doc);
     r = eng_snap_get(x->rd->snap, x->coll_id, x->idk.data, x->idk.len, &x->doc, err);
@@ -434,7 +494,7 @@ static int fill_stack(struct txn_ixscan *x, struct cairn_error *err)
     cairn_buf_reset(&x->stk);
     x->n_stk = 0;
     while ((r = interval_next(x, &k, &klen, &v, &vlen, err)) > 0) {
-        uint32_t l = (uint32_t)vlen;
+        uint32_t kl = (uint32_t)klen, l = (uint32_t)vlen;
         if (x->n_stk == x->cap_stk) {
             size_t cap = x->cap_stk ? x->cap_stk * 2 : 64;
             size_t *o = realloc(x->stk_off, cap * sizeof *o);
@@ -445,7 +505,8 @@ static int fill_stack(struct txn_ixscan *x, struct cairn_error *err)
             x->cap_stk = cap;
         }
         x->stk_off[x->n_stk++] = x->stk.len;
-        if (cairn_buf_append(&x->stk, &l, 4) != 0 || cairn_buf_append(&x->stk, v, vlen) != 0) {
+        if (cairn_buf_append(&x->stk, &kl, 4) != 0 || cairn_buf_append(&x->stk, k, klen) != 0 ||
+            cairn_buf_append(&x->stk, &l, 4) != 0 || cairn_buf_append(&x->stk, v, vlen) != 0) {
             return cairn_error_setf(err, CAIRN_ENOMEM, "txn: out of memory"), -1;
         }
     }
@@ -463,7 +524,9 @@ int txn_ixscan_next(struct txn_ixscan *x, bson_t *doc, struct cairn_error *err)
             uint32_t l;
             const uint8_t *e = x->stk.data + x->stk_off[--x->n_stk];
             memcpy(&l, e, 4);
-            if ((r = take_entry(x, e + 4, l, doc, err)) != 0) {
+            uint32_t vl;
+            memcpy(&vl, e + 4 + l, 4);
+            if ((r = take_entry(x, e + 4, l, e + 8 + l, vl, doc, err)) != 0) {
                 return r;
             }
             continue;
@@ -488,7 +551,7 @@ int txn_ixscan_next(struct txn_ixscan *x, bson_t *doc, struct cairn_error *err)
             x->iv++;
             continue;
         }
-        if ((r = take_entry(x, v, vlen, doc, err)) != 0) {
+        if ((r = take_entry(x, k, klen, v, vlen, doc, err)) != 0) {
             return r;
         }
     }
@@ -511,6 +574,8 @@ void txn_ixscan_close(struct txn_ixscan *x)
     cairn_buf_free(&x->value);
     cairn_buf_free(&x->stk);
     free(x->stk_off);
+    bson_destroy(&x->cov);
+    txn_ixset_unref(x->set);
     cairn_buf_free(&x->ids);
     free(x->slots);
     bson_destroy(&x->info.key_pattern);

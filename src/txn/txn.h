@@ -211,6 +211,8 @@ struct txn_plan_info
     size_t n_intervals;
     bool backward;          /* the intervals are visited from the last key down */
     bool hinted;            /* the query's hint chose the index */
+    bool covered;           /* documents are built from the entries (PROJECTION_COVERED) */
+    uint64_t cover_misses;  /* entries of a covered scan fetched all the same */
     uint64_t keys_examined; /* index entries read so far */
     uint64_t docs_examined; /* documents fetched so far */
 };
@@ -248,6 +250,7 @@ struct txn_scan_req
     const bson_t *filter;     /* NULL or empty: every document */
     const bson_t *sort;       /* NULL or empty: any order */
     const bson_value_t *hint; /* the command's `hint` (qry_hint_given), or NULL */
+    const bson_t *projection; /* the find's projection: may make the scan covered */
     bool need_sort_order;     /* *out NULL unless an index gives `sort`'s order */
 };
 
@@ -261,7 +264,11 @@ struct txn_scan_req
  * constrain its first field); a hinted sparse index returns only the
  * documents it has, as mongod. {$natural: ±1} and the _id index scan the
  * collection (in _id order). A read that sees its transaction's staged
- * writes scans the collection (a hint is still checked). Errors: CAIRN_EINVAL
+ * writes scans the collection (a hint is still checked). With a
+ * projection that only needs the index's fields (qry_plan_covers) on an
+ * index without arrays, the scan is covered: documents hold only _id and
+ * the index's fields (the caller's projection and filter then apply as
+ * usual). Errors: CAIRN_EINVAL
  * with 2 BadValue when the hint names no ready, visible index of the
  * collection or a partial one; as txn_scan_open. */
 int txn_scan_open_query(struct txn_read *rd,
