@@ -387,6 +387,13 @@ static int build_intervals(struct qry_plan *p,
     p->two_sided = two_sided;
     int rv = expand(p, fp, desc, n_pts, range, 0, &prefix);
     cairn_buf_free(&prefix);
+    if (rv == 0 && p->n >= MAX_POINTS) {
+        /* Too many point prefixes: the expansion stopped short, so its
+         * intervals might miss matches. The whole index instead. */
+        p->n = 0;
+        cairn_buf_reset(&p->buf);
+        rv = plan_add(p, (const uint8_t *)"", 0, NULL, 0);
+    }
     if (rv != 0) {
         return rv;
     }

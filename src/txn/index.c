@@ -10,11 +10,11 @@
  *   key 0x00 's'                -> {spec: <normalised spec>, ready: bool}
  *   key 0x00 'm'                -> {} once a document had several keys or
  *                                  met an array on an indexed path
- *   key K | encoded _id         -> {_id: <id>, t?: <type bits>} (non-unique)
- *   key K                       -> {_id: <id>, t?: <type bits>} (unique)
+ *   key K | encoded _id         -> {_id: <id>, t: <type bits>} (non-unique)
+ *   key K                       -> {_id: <id>, t: <type bits>} (unique)
  * where K is the document's key (qry_index_keys; never starts with 0x00)
- * and t, when K holds numbers, strings or nulls, the type bits that make K
- * decode exactly (query/keydec.c; covered projections).
+ * and t the type bits that make K decode exactly (query/keydec.c; covered
+ * projections): empty unless K holds numbers, strings or nulls.
  * Entries are MVCC versions written in the same commit as the documents
  * they describe, so every snapshot sees indexes consistent with documents.
  *
@@ -636,11 +636,12 @@ static int maintain_set(struct txn_write *w,
             }
             bson_reinit(&entry);
             BSON_APPEND_VALUE(&entry, "_id", id);
-            if (newk[i].tb_len[j] > 0) {
-                bson_append_binary(&entry, "t", 1, BSON_SUBTYPE_BINARY,
-                                   newk[i].tb.data + newk[i].tb_off[j],
-                                   (uint32_t)newk[i].tb_len[j]);
-            }
+            /* Always there (maybe empty): an entry without it predates
+             * type bits and the multikey rule for arrays (never covered). */
+            static const uint8_t none[1] = {0};
+            bson_append_binary(&entry, "t", 1, BSON_SUBTYPE_BINARY,
+                               newk[i].tb_len[j] > 0 ? newk[i].tb.data + newk[i].tb_off[j] : none,
+                               (uint32_t)newk[i].tb_len[j]);
             rv = txn_write_stage_raw(w, v[i].id, ek.data, ek.len, bson_get_data(&entry), entry.len,
                                      err);
         }
