@@ -80,7 +80,11 @@ static void append_random(bson_t *d, const char *key, int depth)
             bson_append_double(d, key, -1, -0.0);
             break;
         case 4:
-            bson_append_utf8(d, key, -1, (rnd() & 1) ? "ab\0c" : "", (rnd() & 1) ? 4 : 0);
+            if (rnd() & 1) {
+                bson_append_utf8(d, key, -1, "ab\0c", 4);
+            } else {
+                bson_append_utf8(d, key, -1, "", 0);
+            }
             break;
         case 5:
             bson_append_symbol(d, key, -1, "sym", 3);
