@@ -119,6 +119,7 @@ static int run(struct net_cmd *c, struct explain_req *req, struct explain_run *o
                                 .sort = &req->sort,
                                 .hint = &req->hint,
                                 .projection = &req->projection,
+                                .filter_only = strcmp(req->cmd, "count") == 0,
                                 .need_sort_order = true};
     if (!bson_empty(&req->sort)) {
         rc = txn_scan_open_query(rd, cid, &sreq, &sc, &c->err);
@@ -193,6 +194,17 @@ static void append_access(bson_t *parent,
         BSON_APPEND_UTF8(&st, "stage", "IDHACK");
         if (stats) {
             BSON_APPEND_INT64(&st, "nReturned", (int64_t)r->returned);
+            BSON_APPEND_INT64(&st, "keysExamined", (int64_t)r->keys);
+            BSON_APPEND_INT64(&st, "docsExamined", (int64_t)r->docs);
+        }
+    } else if (r->have_plan && r->covered && strcmp(req->cmd, "count") == 0) {
+        /* COUNT reads the index alone: no FETCH (mongod: COUNT_SCAN). */
+        BSON_APPEND_UTF8(&st, "stage", "IXSCAN");
+        BSON_APPEND_DOCUMENT(&st, "keyPattern", &r->key_pattern);
+        BSON_APPEND_UTF8(&st, "indexName", r->index_name);
+        BSON_APPEND_UTF8(&st, "direction", r->backward ? "backward" : "forward");
+        BSON_APPEND_INT64(&st, "keyIntervals", (int64_t)r->n_intervals);
+        if (stats) {
             BSON_APPEND_INT64(&st, "keysExamined", (int64_t)r->keys);
             BSON_APPEND_INT64(&st, "docsExamined", (int64_t)r->docs);
         }

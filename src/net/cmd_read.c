@@ -650,12 +650,15 @@ static int count_one(void *arg, const bson_t *doc, struct cairn_error *err)
 
 /* For count and distinct: refuses a non-simple collation, compiles `query`
  * and calls fn for each matching document of `ns` in a fresh read (a
- * missing collection has none), through the command's `hint` if any. Returns 0, or NET_CMD_ERROR
+ * missing collection has none), through the command's `hint` if any. fn
+ * needs the fields of `needs` (an inclusion projection), or (NULL) none
+ * beyond the filter's: an index holding them serves a covered scan. Returns 0, or NET_CMD_ERROR
  * with c->err. */
 static int visit_query(struct net_cmd *c,
                        const char *ns,
                        const bson_t *query,
                        const bson_t *collation,
+                       const bson_t *needs,
                        net_dc_visit_fn fn,
                        void *arg)
 {
@@ -679,8 +682,12 @@ static int visit_query(struct net_cmd *c,
     uint64_t cid = 0;
     int rc = 0;
     if (txn_read_coll(rd, ns, &cid) == 0) {
-        rc = net_dc_visit_matches_hinted(rd, cid, ns, query, bson_empty(query) ? NULL : m, &hint,
-                                         fn, arg, &c->err);
+        struct txn_scan_req req = {.ns = ns,
+                                   .filter = bson_empty(query) ? NULL : query,
+                                   .hint = &hint,
+                                   .projection = needs,
+                                   .filter_only = needs == NULL};
+        rc = net_dc_visit_scan(rd, cid, &req, bson_empty(query) ? NULL : m, fn, arg, &c->err);
     }
     txn_read_end(rd);
     qry_matcher_free(m);
@@ -710,7 +717,7 @@ static int cmd_count(struct net_cmd *c)
         limit = limit == INT64_MIN ? INT64_MAX : -limit;
     }
     struct count_ctx x = {skip, limit, 0};
-    if (visit_query(c, ns, &query, &collation, count_one, &x) != 0) {
+    if (visit_query(c, ns, &query, &collation, NULL, count_one, &x) != 0) {
         return NET_CMD_ERROR;
     }
     append_count(&c->reply, "n", x.n);
@@ -894,7 +901,10 @@ static int cmd_distinct(struct net_cmd *c)
         return NET_CMD_ERROR;
     }
     struct distinct_ctx x = {key, NULL, 0, 0, 0, 0};
-    int rc = visit_query(c, ns, &query, &collation, distinct_one, &x);
+    bson_t needs = BSON_INITIALIZER;
+    BSON_APPEND_INT32(&needs, key, 1);
+    int rc = visit_query(c, ns, &query, &collation, &needs, distinct_one, &x);
+    bson_destroy(&needs);
     if (rc == 0) {
         if (x.n > 1) {
             qsort(x.vals, x.n, sizeof *x.vals, cmp_values);

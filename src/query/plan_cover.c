@@ -107,18 +107,28 @@ static bool sort_covered(const struct qry_index *ix, const bson_t *sort)
     return true;
 }
 
+static bool flat_index(const struct qry_index *ix)
+{
+    for (size_t f = 0; f < qry_index_n_fields(ix); f++) {
+        if (strchr(qry_index_field(ix, f, NULL), '.') != NULL) {
+            return false;
+        }
+    }
+    return true;
+}
+
+bool qry_plan_covers_filter(const struct qry_index *ix, const bson_t *filter)
+{
+    return flat_index(ix) && (filter == NULL || filter_covered(ix, filter, 0));
+}
+
 bool qry_plan_covers(const struct qry_index *ix,
                      const bson_t *filter,
                      const bson_t *projection,
                      const bson_t *sort)
 {
-    if (projection == NULL || bson_empty(projection)) {
+    if (projection == NULL || bson_empty(projection) || !flat_index(ix)) {
         return false;
-    }
-    for (size_t f = 0; f < qry_index_n_fields(ix); f++) {
-        if (strchr(qry_index_field(ix, f, NULL), '.') != NULL) {
-            return false;
-        }
     }
     return projection_covered(ix, projection) &&
            (filter == NULL || filter_covered(ix, filter, 0)) &&

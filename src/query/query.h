@@ -425,6 +425,10 @@ bool qry_plan_covers(const struct qry_index *ix,
                      const bson_t *projection,
                      const bson_t *sort);
 
+/* Like qry_plan_covers for a caller that reads no field beyond the
+ * filter's (count). */
+bool qry_plan_covers_filter(const struct qry_index *ix, const bson_t *filter);
+
 /* A plan scanning every entry of one index (position 0), in order. Errors:
  * CAIRN_ENOMEM. */
 int qry_plan_full(struct qry_plan **out, struct cairn_error *err);

@@ -334,7 +334,9 @@ int txn_ixscan_open(struct txn_read *rd,
     x->info.backward = dir < 0;
     x->info.hinted = hinted;
     bson_init(&x->cov);
-    if (!mk[pos] && qry_plan_covers(s->v[pos].ix, filter, req->projection, sort)) {
+    if (!mk[pos] &&
+        (req->filter_only ? qry_plan_covers_filter(s->v[pos].ix, filter)
+                          : qry_plan_covers(s->v[pos].ix, filter, req->projection, sort))) {
         x->info.covered = true; /* invariant 7 */
         x->ix = s->v[pos].ix;
         x->set = s;

@@ -251,6 +251,7 @@ struct txn_scan_req
     const bson_t *sort;       /* NULL or empty: any order */
     const bson_value_t *hint; /* the command's `hint` (qry_hint_given), or NULL */
     const bson_t *projection; /* the find's projection: may make the scan covered */
+    bool filter_only;         /* the caller reads no field beyond the filter's (count) */
     bool need_sort_order;     /* *out NULL unless an index gives `sort`'s order */
 };
 

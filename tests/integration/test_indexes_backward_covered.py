@@ -250,3 +250,23 @@ def test_random_covered_and_backward_queries_equal_a_collection_scan(db):
             covered += 1
             assert st["totalDocsExamined"] == 0, (flt, kw, st)
     assert covered > 20
+
+
+def test_count_and_distinct_read_the_index_alone(cov):
+    db = cov.database
+    for q in ({"a": 3}, {"a": {"$gte": 15}, "b": {"$lt": "s150"}},
+              {"a": {"$in": [1, 2]}, "b": {"$in": ["s001", "s022", "x"]}}):
+        n = sum(1 for _ in cov.find(q, hint={"$natural": 1}))
+        assert db.command("count", cov.name, query=q)["n"] == n
+        e = db.command("explain", {"count": cov.name, "query": q}, verbosity="executionStats")
+        plan = e["queryPlanner"]["winningPlan"]
+        assert plan["stage"] == "COUNT" and plan["inputStage"]["stage"] == "IXSCAN", plan
+        assert e["executionStats"]["totalDocsExamined"] == 0
+    # A filter field the index lacks: fetched.
+    e = db.command("explain", {"count": cov.name, "query": {"a": 3, "other": 3}},
+                   verbosity="executionStats")
+    assert e["executionStats"]["totalDocsExamined"] > 0
+    for key, q in (("b", {"a": 4}), ("a", {"a": {"$lt": 3}}), ("b", {"a": {"$in": [1, 2]}})):
+        got = db.command("distinct", cov.name, key=key, query=q)["values"]
+        want = sorted({d[key] for d in cov.find(q, hint={"$natural": 1})})
+        assert got == want and len(got) > 1
