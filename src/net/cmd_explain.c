@@ -99,7 +99,8 @@ static int run(struct net_cmd *c, struct explain_req *req, struct explain_run *o
     if (rc != 0 || txn_read_coll(rd, req->ns, &cid) != 0) {
         goto done; /* a missing collection: an empty COLLSCAN, as mongod's EOF */
     }
-    if (!qry_hint_given(&req->hint) && qry_matcher_id_equality(m, &id)) {
+    if ((!qry_hint_given(&req->hint) || qry_hint_is_id(&req->hint)) &&
+        qry_matcher_id_equality(m, &id)) {
         bson_t doc;
         out->idhack = true;
         if (!req->exec) {

@@ -303,8 +303,9 @@ static int cmd_find(struct net_cmd *c)
     bson_value_t id;
     struct txn_scan *sorted = NULL;
     bson_t natural_spec;
-    /* A hint always goes through the index scan (no _id point lookup). */
-    bool id_point = !qry_hint_given(&hint) && qry_matcher_id_equality(m, &id);
+    /* A hint other than the _id index goes through its index scan. */
+    bool id_point =
+        (!qry_hint_given(&hint) || qry_hint_is_id(&hint)) && qry_matcher_id_equality(m, &id);
     bool natural = sort != NULL && natural_sort(&sort_spec, &natural_spec);
     if (natural) {
         bson_destroy(&natural_spec);

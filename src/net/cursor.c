@@ -869,7 +869,7 @@ int net_dc_visit_scan(struct txn_read *rd,
 {
     bson_value_t id;
     bool hinted = qry_hint_given(req->hint);
-    if (!hinted && m != NULL && qry_matcher_id_equality(m, &id)) {
+    if ((!hinted || qry_hint_is_id(req->hint)) && m != NULL && qry_matcher_id_equality(m, &id)) {
         bson_t doc;
         int rc = txn_read_get(rd, cid, &id, &doc, err);
         if (rc == CAIRN_ENOTFOUND) {

@@ -266,9 +266,9 @@ int net_dc_visit_matches(struct txn_read *rd,
                          struct cairn_error *err);
 
 /* net_dc_visit_matches with the command's `hint` (NULL or not
- * qry_hint_given: none): a hint always goes through txn_scan_open_query
- * (no _id point lookup), so an unknown index fails (2 BadValue) as in
- * mongod. */
+ * qry_hint_given: none): a hint other than the _id index goes through
+ * txn_scan_open_query (no _id point lookup), so an unknown index fails
+ * (2 BadValue) as in mongod. */
 int net_dc_visit_matches_hinted(struct txn_read *rd,
                                 uint64_t cid,
                                 const char *ns,

@@ -87,6 +87,11 @@ def test_natural_hint_forces_a_collection_scan(people):
     # The _id index: our collection is in _id order, so a collection scan serves it.
     assert count(people, {"age": 7}, hint="_id_") == 14
     assert len(list(people.find({"_id": 3}, hint=[("_id", 1)]))) == 1
+    plan, _ = explain(people, {"_id": 3}, hint="_id_")
+    assert plan["stage"] == "IDHACK"
+    plan, _ = explain(people, {"_id": 3}, hint="age_1")
+    assert access(plan)["indexName"] == "age_1"
+    assert [d["_id"] for d in people.find({"_id": 3}, hint="age_1")] == [3]
 
 
 @pytest.mark.parametrize("hint", ["nope", [("age", -1)], [("zzz", 1)], [("age", 1), ("x", 1)]])
