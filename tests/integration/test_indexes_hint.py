@@ -233,3 +233,15 @@ def test_every_hint_returns_the_collection_scan_result(db):
             assert sorted(got) == want, (q, h)
             assert len(got) == len(set(got)), (q, h)
             assert count(c, q, hint=h) == len(want), (q, h)
+
+
+def test_hint_in_a_transaction_that_has_written(client, people):
+    with client.start_session() as s:
+        s.start_transaction()
+        people.insert_one({"_id": "new", "age": 7}, session=s)
+        got = [d["_id"] for d in people.find({"age": 7}, hint="age_1", session=s)]
+        assert "new" in got and len(got) == 15  # its own write, through a collection scan
+        with pytest.raises(OperationFailure) as e:  # the hint is still checked
+            list(people.find({"age": 7}, hint="nope", session=s))
+        assert e.value.code == 2
+        s.abort_transaction()
