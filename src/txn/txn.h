@@ -267,11 +267,11 @@ struct txn_scan_req
  * collection (in _id order). A read that sees its transaction's staged
  * writes scans the collection (a hint is still checked). With a
  * projection that only needs the index's fields (qry_plan_covers) on an
- * index without arrays, the scan is covered: documents hold only _id and
- * the index's fields (the caller's projection and filter then apply as
- * usual). Errors: CAIRN_EINVAL
- * with 2 BadValue when the hint names no ready, visible index of the
- * collection or a partial one; as txn_scan_open. */
+ * index without arrays (or with filter_only, a filter using only them),
+ * the scan is covered: documents hold only _id and the index's fields (the
+ * caller's projection and filter then apply as usual). Errors:
+ * CAIRN_EINVAL with 2 BadValue when the hint names no ready, visible index
+ * of the collection, or a partial one; as txn_scan_open. */
 int txn_scan_open_query(struct txn_read *rd,
                         uint64_t coll_id,
                         const struct txn_scan_req *req,
