@@ -1,7 +1,9 @@
 /*
  * cmd_explain.c: the explain command for find and count: the plan the
  * server would run (queryPlanner.winningPlan: IDHACK, FETCH over IXSCAN,
- * or COLLSCAN, under SORT / COUNT / LIMIT / SKIP as the command asks) and,
+ * PROJECTION_COVERED over IXSCAN (direction forward or backward, the
+ * index hinted or chosen), or COLLSCAN, under SORT / COUNT / LIMIT / SKIP
+ * as the command asks) and,
  * for the executionStats and allPlansExecution verbosities, the counters of
  * running it (nReturned, totalKeysExamined, totalDocsExamined). There is
  * one candidate plan, so rejectedPlans is always empty. A sort an index's
@@ -77,7 +79,8 @@ int net_explain_run(struct net_cmd *c, struct explain_req *req, struct explain_r
     if (rc != 0 || txn_read_coll(rd, req->ns, &cid) != 0) {
         goto done; /* a missing collection: an empty COLLSCAN, as mongod's EOF */
     }
-    if (qry_matcher_id_equality(m, &id)) {
+    if ((!qry_hint_given(&req->hint) || qry_hint_is_id(&req->hint)) &&
+        qry_matcher_id_equality(m, &id)) {
         bson_t doc;
         out->idhack = true;
         if (!req->exec) {
@@ -98,14 +101,21 @@ int net_explain_run(struct net_cmd *c, struct explain_req *req, struct explain_r
         }
         goto done;
     }
+    struct txn_scan_req sreq = {.ns = req->ns,
+                                .filter = &req->filter,
+                                .sort = &req->sort,
+                                .hint = &req->hint,
+                                .projection = &req->projection,
+                                .filter_only = strcmp(req->cmd, "count") == 0,
+                                .need_sort_order = true};
     if (!bson_empty(&req->sort)) {
-        rc = txn_scan_open_sorted(rd, cid, req->ns, bson_empty(&req->filter) ? NULL : &req->filter,
-                                  &req->sort, &sc, &c->err);
+        rc = txn_scan_open_query(rd, cid, &sreq, &sc, &c->err);
         out->sorted_by_index = rc == 0 && sc != NULL;
     }
     if (rc == 0 && sc == NULL) {
-        rc = txn_scan_open_filter(rd, cid, req->ns, bson_empty(&req->filter) ? NULL : &req->filter,
-                                  &sc, &c->err);
+        sreq.sort = NULL;
+        sreq.need_sort_order = false;
+        rc = txn_scan_open_query(rd, cid, &sreq, &sc, &c->err);
     }
     if (rc != 0) {
         goto done;
@@ -117,6 +127,8 @@ int net_explain_run(struct net_cmd *c, struct explain_req *req, struct explain_r
         bson_destroy(&out->key_pattern);
         bson_copy_to(&pi->key_pattern, &out->key_pattern);
         out->n_intervals = pi->n_intervals;
+        out->backward = pi->backward;
+        out->covered = pi->covered;
     }
     uint64_t skipped = 0;
     while (req->exec) {
@@ -175,9 +187,22 @@ void net_explain_append_access(bson_t *parent,
             BSON_APPEND_INT64(&st, "keysExamined", (int64_t)r->keys);
             BSON_APPEND_INT64(&st, "docsExamined", (int64_t)r->docs);
         }
+    } else if (r->have_plan && r->covered && strcmp(req->cmd, "count") == 0) {
+        /* COUNT reads the index alone: no FETCH (mongod: COUNT_SCAN). */
+        BSON_APPEND_UTF8(&st, "stage", "IXSCAN");
+        BSON_APPEND_DOCUMENT(&st, "keyPattern", &r->key_pattern);
+        BSON_APPEND_UTF8(&st, "indexName", r->index_name);
+        BSON_APPEND_UTF8(&st, "direction", r->backward ? "backward" : "forward");
+        BSON_APPEND_INT64(&st, "keyIntervals", (int64_t)r->n_intervals);
+        if (stats) {
+            BSON_APPEND_INT64(&st, "keysExamined", (int64_t)r->keys);
+            BSON_APPEND_INT64(&st, "docsExamined", (int64_t)r->docs);
+        }
     } else if (r->have_plan) {
-        BSON_APPEND_UTF8(&st, "stage", "FETCH");
-        if (!bson_empty(&req->filter)) {
+        BSON_APPEND_UTF8(&st, "stage", r->covered ? "PROJECTION_COVERED" : "FETCH");
+        if (r->covered) {
+            BSON_APPEND_DOCUMENT(&st, "transformBy", &req->projection);
+        } else if (!bson_empty(&req->filter)) {
             BSON_APPEND_DOCUMENT(&st, "filter", &req->filter);
         }
         if (stats) {
@@ -188,7 +213,7 @@ void net_explain_append_access(bson_t *parent,
         BSON_APPEND_UTF8(&in, "stage", "IXSCAN");
         BSON_APPEND_DOCUMENT(&in, "keyPattern", &r->key_pattern);
         BSON_APPEND_UTF8(&in, "indexName", r->index_name);
-        BSON_APPEND_UTF8(&in, "direction", "forward");
+        BSON_APPEND_UTF8(&in, "direction", r->backward ? "backward" : "forward");
         BSON_APPEND_INT64(&in, "keyIntervals", (int64_t)r->n_intervals);
         if (stats) {
             BSON_APPEND_INT64(&in, "keysExamined", (int64_t)r->keys);
@@ -287,7 +312,11 @@ static int cmd_explain(struct net_cmd *c)
     snprintf(req.ns, sizeof req.ns, "%s.%s", c->db, bson_iter_utf8(&it, NULL));
     bool is_count = strcmp(req.cmd, "count") == 0;
     if (get_doc_field(&inner, is_count ? "query" : "filter", &req.filter, &c->err) != 0 ||
-        get_doc_field(&inner, "sort", &req.sort, &c->err) != 0) {
+        get_doc_field(&inner, "sort", &req.sort, &c->err) != 0 ||
+        get_doc_field(&inner, "projection", &req.projection, &c->err) != 0) {
+        return NET_CMD_ERROR;
+    }
+    if (net_get_hint(&inner, &req.hint, &c->err) != 0) {
         return NET_CMD_ERROR;
     }
     req.limit = get_int(&inner, "limit");

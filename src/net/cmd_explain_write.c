@@ -431,6 +431,7 @@ int net_explain_aggregate(struct net_cmd *c,
     bson_init(&r.key_pattern);
     bson_init(&req.filter);
     bson_init(&req.sort);
+    bson_init(&req.projection);
     req.cmd = "aggregate";
     req.exec = exec;
     snprintf(req.ns, sizeof req.ns, "%s", ns);
@@ -539,6 +540,7 @@ int net_explain_other(struct net_cmd *c, const bson_t *inner, bool exec)
     memset(&req, 0, sizeof req);
     bson_init(&req.filter);
     bson_init(&req.sort);
+    bson_init(&req.projection);
     req.exec = exec;
     if (!bson_iter_init(&it, inner) || !bson_iter_next(&it)) {
         return NET_CMD_ERROR;

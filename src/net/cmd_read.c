@@ -237,7 +237,8 @@ static int cmd_find(struct net_cmd *c)
         net_get_bool(c, "noCursorTimeout", &no_timeout) != 0) {
         return NET_CMD_ERROR;
     }
-    if (refuse_find_options(c) != 0) {
+    bson_value_t hint;
+    if (refuse_find_options(c) != 0 || net_get_hint(c->body, &hint, &c->err) != 0) {
         return NET_CMD_ERROR;
     }
     if (tailable || await_data) {
@@ -303,14 +304,21 @@ static int cmd_find(struct net_cmd *c)
     bson_value_t id;
     struct txn_scan *sorted = NULL;
     bson_t natural_spec;
-    bool id_point = qry_matcher_id_equality(m, &id);
+    /* A hint other than the _id index goes through its index scan. */
+    bool id_point =
+        (!qry_hint_given(&hint) || qry_hint_is_id(&hint)) && qry_matcher_id_equality(m, &id);
     bool natural = sort != NULL && natural_sort(&sort_spec, &natural_spec);
     if (natural) {
         bson_destroy(&natural_spec);
     }
+    struct txn_scan_req req = {.ns = ns,
+                               .filter = bson_empty(&filter) ? NULL : &filter,
+                               .sort = &sort_spec,
+                               .hint = &hint,
+                               .projection = proj != NULL ? &projection : NULL,
+                               .need_sort_order = true};
     if (sort != NULL && !id_point && !natural &&
-        txn_scan_open_sorted(rd, cid, ns, bson_empty(&filter) ? NULL : &filter, &sort_spec, &sorted,
-                             &c->err) != 0) {
+        txn_scan_open_query(rd, cid, &req, &sorted, &c->err) != 0) {
         goto fail;
     }
     if (sorted != NULL) {
@@ -325,7 +333,8 @@ static int cmd_find(struct net_cmd *c)
             v.skip = skip;
             v.max_docs = limit > 0 ? limit : -1;
         }
-        if (net_dc_visit_matches(rd, cid, ns, &filter, m, collect, &v, &c->err) != 0) {
+        req.need_sort_order = false;
+        if (net_dc_visit_scan(rd, cid, &req, m, collect, &v, &c->err) != 0) {
             goto fail;
         }
         txn_read_end(rd);
@@ -374,10 +383,11 @@ static int cmd_find(struct net_cmd *c)
         v.n = 0;
     } else {
         /* Stream: the cursor owns the read, scan, matcher and projection. */
+        req.sort = NULL;
+        req.need_sort_order = false;
         if (sorted != NULL) {
             cur->sc = sorted;
-        } else if (txn_scan_open_filter(rd, cid, ns, bson_empty(&filter) ? NULL : &filter, &cur->sc,
-                                        &c->err) != 0) {
+        } else if (txn_scan_open_query(rd, cid, &req, &cur->sc, &c->err) != 0) {
             goto fail;
         }
         cur->rd = rd;
@@ -643,14 +653,22 @@ static int count_one(void *arg, const bson_t *doc, struct cairn_error *err)
 
 /* For count and distinct: refuses a non-simple collation, compiles `query`
  * and calls fn for each matching document of `ns` in a fresh read (a
- * missing collection has none). Returns 0, or NET_CMD_ERROR with c->err. */
+ * missing collection has none), through the command's `hint` if any. fn
+ * needs the fields of `needs` (an inclusion projection), or (NULL) none
+ * beyond the filter's: an index holding them serves a covered scan. Returns 0, or NET_CMD_ERROR
+ * with c->err. */
 static int visit_query(struct net_cmd *c,
                        const char *ns,
                        const bson_t *query,
                        const bson_t *collation,
+                       const bson_t *needs,
                        net_dc_visit_fn fn,
                        void *arg)
 {
+    bson_value_t hint;
+    if (net_get_hint(c->body, &hint, &c->err) != 0) {
+        return NET_CMD_ERROR;
+    }
     if (!net_dc_collation_is_simple(collation)) {
         net_dc_collation_unsupported(&c->err);
         return NET_CMD_ERROR;
@@ -667,8 +685,12 @@ static int visit_query(struct net_cmd *c,
     uint64_t cid = 0;
     int rc = 0;
     if (txn_read_coll(rd, ns, &cid) == 0) {
-        rc = net_dc_visit_matches(rd, cid, ns, query, bson_empty(query) ? NULL : m, fn, arg,
-                                  &c->err);
+        struct txn_scan_req req = {.ns = ns,
+                                   .filter = bson_empty(query) ? NULL : query,
+                                   .hint = &hint,
+                                   .projection = needs,
+                                   .filter_only = needs == NULL};
+        rc = net_dc_visit_scan(rd, cid, &req, bson_empty(query) ? NULL : m, fn, arg, &c->err);
     }
     txn_read_end(rd);
     qry_matcher_free(m);
@@ -698,7 +720,7 @@ static int cmd_count(struct net_cmd *c)
         limit = limit == INT64_MIN ? INT64_MAX : -limit;
     }
     struct count_ctx x = {skip, limit, 0};
-    if (visit_query(c, ns, &query, &collation, count_one, &x) != 0) {
+    if (visit_query(c, ns, &query, &collation, NULL, count_one, &x) != 0) {
         return NET_CMD_ERROR;
     }
     append_count(&c->reply, "n", x.n);
@@ -882,7 +904,10 @@ static int cmd_distinct(struct net_cmd *c)
         return NET_CMD_ERROR;
     }
     struct distinct_ctx x = {key, NULL, 0, 0, 0, 0};
-    int rc = visit_query(c, ns, &query, &collation, distinct_one, &x);
+    bson_t needs = BSON_INITIALIZER;
+    BSON_APPEND_INT32(&needs, key, 1);
+    int rc = visit_query(c, ns, &query, &collation, &needs, distinct_one, &x);
+    bson_destroy(&needs);
     if (rc == 0) {
         if (x.n > 1) {
             qsort(x.vals, x.n, sizeof *x.vals, cmp_values);

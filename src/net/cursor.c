@@ -940,8 +940,34 @@ int net_dc_visit_matches(struct txn_read *rd,
                          void *arg,
                          struct cairn_error *err)
 {
+    return net_dc_visit_matches_hinted(rd, cid, ns, filter, m, NULL, fn, arg, err);
+}
+
+int net_dc_visit_matches_hinted(struct txn_read *rd,
+                                uint64_t cid,
+                                const char *ns,
+                                const bson_t *filter,
+                                const struct qry_matcher *m,
+                                const bson_value_t *hint,
+                                net_dc_visit_fn fn,
+                                void *arg,
+                                struct cairn_error *err)
+{
+    struct txn_scan_req req = {.ns = ns, .filter = m != NULL ? filter : NULL, .hint = hint};
+    return net_dc_visit_scan(rd, cid, &req, m, fn, arg, err);
+}
+
+int net_dc_visit_scan(struct txn_read *rd,
+                      uint64_t cid,
+                      const struct txn_scan_req *req,
+                      const struct qry_matcher *m,
+                      net_dc_visit_fn fn,
+                      void *arg,
+                      struct cairn_error *err)
+{
     bson_value_t id;
-    if (m != NULL && qry_matcher_id_equality(m, &id)) {
+    bool hinted = qry_hint_given(req->hint);
+    if ((!hinted || qry_hint_is_id(req->hint)) && m != NULL && qry_matcher_id_equality(m, &id)) {
         bson_t doc;
         int rc = txn_read_get(rd, cid, &id, &doc, err);
         if (rc == CAIRN_ENOTFOUND) {
@@ -959,7 +985,7 @@ int net_dc_visit_matches(struct txn_read *rd,
         return r < 0 ? (err->code ? err->code : CAIRN_EIO) : 0;
     }
     struct txn_scan *sc = NULL;
-    int rc = txn_scan_open_filter(rd, cid, ns, m != NULL ? filter : NULL, &sc, err);
+    int rc = txn_scan_open_query(rd, cid, req, &sc, err);
     if (rc != 0) {
         return rc;
     }

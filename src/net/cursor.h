@@ -288,4 +288,29 @@ int net_dc_visit_matches(struct txn_read *rd,
                          void *arg,
                          struct cairn_error *err);
 
+/* net_dc_visit_matches with the command's `hint` (NULL or not
+ * qry_hint_given: none): a hint other than the _id index goes through
+ * txn_scan_open_query (no _id point lookup), so an unknown index fails
+ * (2 BadValue) as in mongod. */
+int net_dc_visit_matches_hinted(struct txn_read *rd,
+                                uint64_t cid,
+                                const char *ns,
+                                const bson_t *filter,
+                                const struct qry_matcher *m,
+                                const bson_value_t *hint,
+                                net_dc_visit_fn fn,
+                                void *arg,
+                                struct cairn_error *err);
+
+/* The general form: the scan `req` asks for (its filter is the bson `m`
+ * was compiled from; a projection may make the scan covered, so fn then
+ * sees documents holding only the fields the request needs). */
+int net_dc_visit_scan(struct txn_read *rd,
+                      uint64_t cid,
+                      const struct txn_scan_req *req,
+                      const struct qry_matcher *m,
+                      net_dc_visit_fn fn,
+                      void *arg,
+                      struct cairn_error *err);
+
 #endif /* CAIRN_NET_CURSOR_H */

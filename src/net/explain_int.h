@@ -25,7 +25,8 @@ struct explain_req
 {
     const char *cmd; /* "find", "count", or the explained command's name */
     char ns[NS_BUF];
-    bson_t filter, sort;
+    bson_t filter, sort, projection;
+    bson_value_t hint; /* BSON_TYPE_EOD (zero-filled): none */
     int64_t limit, skip;
     bool exec; /* executionStats or allPlansExecution */
     int (*on_match)(void *arg, const bson_t *doc, struct cairn_error *err);
@@ -39,6 +40,8 @@ struct explain_run
     bool idhack;
     bool have_plan;       /* an index scan */
     bool sorted_by_index; /* the index gives the sort's order: no SORT stage */
+    bool backward;        /* the index is scanned from its last key down */
+    bool covered;         /* PROJECTION_COVERED: documents built from the entries */
     char index_name[128];
     bson_t key_pattern;
     size_t n_intervals;

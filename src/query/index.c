@@ -597,7 +597,10 @@ void qry_ixkeys_fini(struct qry_ixkeys *keys)
     free(keys->off);
     free(keys->len);
     free(keys->vals);
+    free(keys->tb_off);
+    free(keys->tb_len);
     cairn_buf_free(&keys->buf);
+    cairn_buf_free(&keys->tb);
     memset(keys, 0, sizeof *keys);
 }
 
@@ -607,7 +610,9 @@ static void keys_clear(struct qry_ixkeys *keys)
         bson_destroy(keys->vals[i]);
     }
     keys->n = 0;
+    keys->arrays = false;
     cairn_buf_reset(&keys->buf);
+    cairn_buf_reset(&keys->tb);
 }
 
 bool qry_ixkeys_has(const struct qry_ixkeys *keys, const uint8_t *key, size_t len)
@@ -615,6 +620,21 @@ bool qry_ixkeys_has(const struct qry_ixkeys *keys, const uint8_t *key, size_t le
     for (size_t i = 0; i < keys->n; i++) {
         if (keys->len[i] == len && memcmp(keys->buf.data + keys->off[i], key, len) == 0) {
             return true;
+        }
+    }
+    return false;
+}
+
+bool qry_ixkeys_has_same(const struct qry_ixkeys *keys, const struct qry_ixkeys *other, size_t j)
+{
+    const uint8_t *k = other->buf.data + other->off[j];
+    const uint8_t *t = other->tb.data + other->tb_off[j];
+    for (size_t i = 0; i < keys->n; i++) {
+        if (keys->len[i] == other->len[j] &&
+            memcmp(keys->buf.data + keys->off[i], k, keys->len[i]) == 0) {
+            return keys->tb_len[i] == other->tb_len[j] &&
+                   (other->tb_len[j] == 0 ||
+                    memcmp(keys->tb.data + keys->tb_off[i], t, other->tb_len[j]) == 0);
         }
     }
     return false;
@@ -659,19 +679,38 @@ static int add_key(const struct qry_index *ix,
         size_t *o = realloc(out->off, cap * sizeof *o);
         size_t *l = o ? realloc(out->len, cap * sizeof *l) : NULL;
         bson_t **v = l ? realloc(out->vals, cap * sizeof *v) : NULL;
+        size_t *to = v ? realloc(out->tb_off, cap * sizeof *to) : NULL;
+        size_t *tl = to ? realloc(out->tb_len, cap * sizeof *tl) : NULL;
         if (o != NULL) {
             out->off = o;
         }
         if (l != NULL) {
             out->len = l;
         }
-        if (v == NULL) {
+        if (v != NULL) {
+            out->vals = v;
+        }
+        if (to != NULL) {
+            out->tb_off = to;
+        }
+        if (tl == NULL) {
             out->buf.len = start;
             return cairn_error_setf(err, CAIRN_ENOMEM, "out of memory");
         }
-        out->vals = v;
+        out->tb_len = tl;
         out->cap = cap;
     }
+    size_t tb_start = out->tb.len;
+    for (size_t i = 0; i < ix->n_fields && rv == 0; i++) {
+        rv = qry_key_typebits(&fv[i].v[pick[i]], !fv[i].present, &out->tb);
+    }
+    if (rv != 0) {
+        out->buf.len = start;
+        out->tb.len = tb_start;
+        return cairn_error_setf(err, CAIRN_ENOMEM, "out of memory");
+    }
+    out->tb_off[out->n] = tb_start;
+    out->tb_len[out->n] = out->tb.len - tb_start;
     bson_t *vals = bson_new();
     for (size_t i = 0; i < ix->n_fields; i++) {
         bson_append_value(vals, ix->fields[i].path, -1, key_value(&fv[i].v[pick[i]]));
@@ -694,13 +733,18 @@ static void keys_sort(struct qry_ixkeys *k)
                 break;
             }
             size_t to = k->off[j], tl = k->len[j];
+            size_t bo = k->tb_off[j], bl = k->tb_len[j];
             bson_t *tv = k->vals[j];
             k->off[j] = k->off[j - 1];
             k->len[j] = k->len[j - 1];
             k->vals[j] = k->vals[j - 1];
+            k->tb_off[j] = k->tb_off[j - 1];
+            k->tb_len[j] = k->tb_len[j - 1];
             k->off[j - 1] = to;
             k->len[j - 1] = tl;
             k->vals[j - 1] = tv;
+            k->tb_off[j - 1] = bo;
+            k->tb_len[j - 1] = bl;
         }
     }
 }
@@ -728,6 +772,7 @@ int qry_index_keys(const struct qry_index *ix,
             break;
         }
         any_present = any_present || fv[i].present;
+        out->arrays = out->arrays || fv[i].n_arrs > 0;
         if (fv[i].n == 0) {
             rv = fv_push(&fv[i], &missing_value) == 0 ? 0
                                                       : cairn_error_setf(err, CAIRN_ENOMEM, "oom");

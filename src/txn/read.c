@@ -257,6 +257,7 @@ struct txn_scan
     size_t ek_len, ed_len;
     struct txn_ixscan *ix; /* an index scan (ixscan.c) instead of the above */
     uint64_t n_docs;       /* documents returned (collection scans) */
+    bool sorted;           /* in the order of the request's sort */
 };
 
 static int key_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
@@ -365,21 +366,23 @@ int txn_scan_open(struct txn_read *rd,
     return 0;
 }
 
-static int scan_open_ix(struct txn_read *rd,
+int txn_scan_open_query(struct txn_read *rd,
                         uint64_t coll_id,
-                        const char *ns,
-                        const bson_t *filter,
-                        const bson_t *sort,
+                        const struct txn_scan_req *req,
                         struct txn_scan **out,
                         struct cairn_error *err)
 {
     struct txn_ixscan *ix = NULL;
     struct txn_scan *sc;
-    int rv = txn_ixscan_open(rd, coll_id, ns, filter, sort, &ix, err);
+    bool sorted = false;
+    int rv = txn_ixscan_open(rd, coll_id, req, &ix, &sorted, err);
 
     *out = NULL;
-    if (rv != 0 || ix == NULL) {
+    if (rv != 0) {
         return rv;
+    }
+    if (ix == NULL) {
+        return req->need_sort_order ? 0 : txn_scan_open(rd, coll_id, out, err);
     }
     sc = calloc(1, sizeof *sc);
     if (sc == NULL) {
@@ -388,6 +391,7 @@ static int scan_open_ix(struct txn_read *rd,
     }
     sc->m = rd->m;
     sc->ix = ix;
+    sc->sorted = sorted;
     *out = sc;
     return 0;
 }
@@ -399,12 +403,8 @@ int txn_scan_open_filter(struct txn_read *rd,
                          struct txn_scan **out,
                          struct cairn_error *err)
 {
-    int rv = scan_open_ix(rd, coll_id, ns, filter, NULL, out, err);
-
-    if (rv == 0 && *out == NULL) {
-        rv = txn_scan_open(rd, coll_id, out, err);
-    }
-    return rv;
+    struct txn_scan_req req = {.ns = ns, .filter = filter};
+    return txn_scan_open_query(rd, coll_id, &req, out, err);
 }
 
 int txn_scan_open_sorted(struct txn_read *rd,
@@ -415,7 +415,13 @@ int txn_scan_open_sorted(struct txn_read *rd,
                          struct txn_scan **out,
                          struct cairn_error *err)
 {
-    return scan_open_ix(rd, coll_id, ns, filter, sort, out, err);
+    struct txn_scan_req req = {.ns = ns, .filter = filter, .sort = sort, .need_sort_order = true};
+    return txn_scan_open_query(rd, coll_id, &req, out, err);
+}
+
+bool txn_scan_sorted(const struct txn_scan *sc)
+{
+    return sc->sorted;
 }
 
 const struct txn_plan_info *txn_scan_plan(const struct txn_scan *sc)
