@@ -702,7 +702,8 @@ static int add_key(const struct qry_index *ix,
     }
     size_t tb_start = out->tb.len;
     for (size_t i = 0; i < ix->n_fields && rv == 0; i++) {
-        rv = qry_key_typebits(&fv[i].v[pick[i]], !fv[i].present, &out->tb);
+        const bson_value_t *v = &fv[i].v[pick[i]];
+        rv = qry_key_typebits(key_value(v), v->value_type == BSON_TYPE_EOD, &out->tb);
     }
     if (rv != 0) {
         out->buf.len = start;
