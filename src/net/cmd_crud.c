@@ -101,22 +101,28 @@ static int adapt_match(void *arg, const bson_t *doc, struct cairn_error *err)
     return stop ? 1 : 0;
 }
 
-/* Visits the matches in the order of an index that gives `sort`'s:
- * *in_order false (nothing visited) when none does; set before the first
- * document is visited, so a callback may look at it. */
+/* Visits the matches in the order of an index that gives `sort`'s (the
+ * hinted one, when `hint` names one): *in_order false (nothing visited)
+ * when none does; set before the first document is visited, so a callback
+ * may look at it. */
 static int visit_sorted(struct txn_read *rd,
                         uint64_t cid,
                         const char *ns,
                         const bson_t *filter,
                         const bson_t *sort,
+                        const bson_value_t *hint,
                         const struct qry_matcher *m,
                         struct match_adapter *a,
                         bool *in_order,
                         struct cairn_error *err)
 {
     struct txn_scan *sc = NULL;
-    int rc = txn_scan_open_sorted(rd, cid, ns, filter == NULL || bson_empty(filter) ? NULL : filter,
-                                  sort, &sc, err);
+    struct txn_scan_req req = {.ns = ns,
+                               .filter = filter == NULL || bson_empty(filter) ? NULL : filter,
+                               .sort = sort,
+                               .hint = hint,
+                               .need_sort_order = true};
+    int rc = txn_scan_open_query(rd, cid, &req, &sc, err);
 
     *in_order = rc == 0 && sc != NULL;
     if (!*in_order) {
@@ -142,12 +148,26 @@ static int visit_sorted(struct txn_read *rd,
     return rc;
 }
 
+/* A collection this write creates has the _id index alone: a hint naming
+ * any other is refused as the planner refuses it (txn/ixscan.c). */
+static int check_hint_new_coll(const char *ns, const bson_value_t *hint, struct cairn_error *err)
+{
+    if (!qry_hint_given(hint) || qry_hint_natural(hint, NULL) || qry_hint_is_id(hint)) {
+        return 0;
+    }
+    return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
+                             "error processing query: ns=%s planner returned error :: caused by "
+                             ":: hint provided does not correspond to an existing index",
+                             ns);
+}
+
 int crud_for_each_match(struct txn_write *w,
                         uint64_t cid,
                         bool coll_is_new,
                         const char *ns,
                         const bson_t *filter,
                         const bson_t *sort,
+                        const bson_value_t *hint,
                         const struct qry_matcher *m,
                         crud_match_fn fn,
                         void *arg,
@@ -161,20 +181,23 @@ int crud_for_each_match(struct txn_write *w,
         *in_order = false;
     }
     if (coll_is_new) {
-        return 0;
+        return check_hint_new_coll(ns, hint, err);
     }
     struct txn_read *rd;
     if (txn_write_reader(w, &rd, err) != 0) {
         return err->code;
     }
-    if (sort != NULL && !bson_empty(sort) && !qry_matcher_id_equality(m, &id)) {
+    /* A hint other than the _id index bypasses the point lookup. */
+    bool id_point =
+        (!qry_hint_given(hint) || qry_hint_is_id(hint)) && qry_matcher_id_equality(m, &id);
+    if (sort != NULL && !bson_empty(sort) && !id_point) {
         bool local = false, *sorted = in_order != NULL ? in_order : &local;
-        int rc = visit_sorted(rd, cid, ns, filter, sort, m, &a, sorted, err);
+        int rc = visit_sorted(rd, cid, ns, filter, sort, hint, m, &a, sorted, err);
         if (rc != 0 || *sorted) {
             return rc;
         }
     }
-    return net_dc_visit_matches(rd, cid, ns, filter, m, adapt_match, &a, err);
+    return net_dc_visit_matches_hinted(rd, cid, ns, filter, m, hint, adapt_match, &a, err);
 }
 
 bool crud_doc_id(const bson_t *doc, bson_value_t *id)
@@ -205,8 +228,7 @@ static int get_write_args(struct net_cmd *c, const char *field, struct write_arg
     a->ordered = true;
     a->count = 0;
     a->stmt_ids = NULL;
-    if (net_cmd_namespace(c, a->ns, sizeof a->ns) != 0 ||
-        net_rwc_write_concern(c, &a->wc) != 0 ||
+    if (net_cmd_namespace(c, a->ns, sizeof a->ns) != 0 || net_rwc_write_concern(c, &a->wc) != 0 ||
         net_get_bool(c, "ordered", &a->ordered) != 0 ||
         get_statements(c, c->name, field, &a->stmts, &a->count) != 0) {
         return NET_CMD_ERROR;
@@ -565,6 +587,7 @@ struct upd_stmt
     const uint8_t *af_data; /* its array, when present */
     uint32_t af_len;
     bool collation_simple;
+    bson_value_t hint; /* a view; BSON_TYPE_EOD: none */
 };
 
 int crud_check_array_filters(const bson_t *af, const char *field, struct cairn_error *err)
@@ -652,7 +675,7 @@ static int parse_update_stmt(const bson_t *stmt, void *out, struct cairn_error *
         return err->code;
     }
     s->collation_simple = net_dc_collation_is_simple(&coll);
-    return 0;
+    return net_get_hint(stmt, &s->hint, err);
 }
 
 /* The result of one update statement. */
@@ -731,7 +754,8 @@ static int run_update_stmt(struct net_cmd *c,
     }
     for (int attempt = 0;; attempt++) {
         struct upd_ctx x = {w, cid, m, u, s->multi, cairn_wall_ms(), 0, 0};
-        rc = crud_for_each_match(w, cid, created, ns, &q, NULL, m, upd_one, &x, NULL, err);
+        rc =
+            crud_for_each_match(w, cid, created, ns, &q, NULL, &s->hint, m, upd_one, &x, NULL, err);
         if (rc == 0 && x.matched == 0 && s->upsert) {
             rc = crud_do_upsert(w, cid, &q, u, x.now_ms, &res->upserted_doc, err);
             if (rc == CAIRN_EEXISTS && crud_upsert_may_retry(w, attempt)) {
@@ -971,9 +995,10 @@ struct del_stmt
     uint32_t q_len;
     bool multi;
     bool collation_simple;
+    bson_value_t hint; /* a view; BSON_TYPE_EOD: none */
 };
 
-/* Parses one delete statement {q, limit, collation?} into *out
+/* Parses one delete statement {q, limit, collation?, hint?} into *out
  * (struct del_stmt; views into the command). */
 static int parse_delete_stmt(const bson_t *stmt, void *out, struct cairn_error *err)
 {
@@ -1003,7 +1028,7 @@ static int parse_delete_stmt(const bson_t *stmt, void *out, struct cairn_error *
     s->q_len = q.len;
     s->multi = limit == 0;
     s->collation_simple = net_dc_collation_is_simple(&coll);
-    return 0;
+    return net_get_hint(stmt, &s->hint, err);
 }
 
 static int run_delete_stmt(struct net_cmd *c,
@@ -1045,7 +1070,8 @@ static int run_delete_stmt(struct net_cmd *c,
         rc = 0;
     } else if (rc == 0) {
         struct del_ctx x = {w, cid, m, s->multi, 0};
-        rc = crud_for_each_match(w, cid, created, ns, &q, NULL, m, del_one, &x, NULL, err);
+        rc =
+            crud_for_each_match(w, cid, created, ns, &q, NULL, &s->hint, m, del_one, &x, NULL, err);
         *n = x.n;
     }
     if (rc == 0 && c->txn_mode == NET_TXN_RETRYABLE) {

@@ -330,7 +330,7 @@ static int explain_update(struct net_cmd *c, const bson_t *inner, struct explain
 
     if (one_statement(c, inner, "updates", &stmt) != 0 || refuse_collation(c, &stmt) != 0 ||
         net_explain_get_doc(&stmt, "q", &req->filter, &c->err) != 0 ||
-        compile_update(c, &stmt, "u", &u) != 0) {
+        net_get_hint(&stmt, &req->hint, &c->err) != 0 || compile_update(c, &stmt, "u", &u) != 0) {
         return NET_CMD_ERROR;
     }
     bool multi = get_bool(&stmt, "multi");
@@ -351,7 +351,8 @@ static int explain_delete(struct net_cmd *c, const bson_t *inner, struct explain
     bson_iter_t it;
 
     if (one_statement(c, inner, "deletes", &stmt) != 0 || refuse_collation(c, &stmt) != 0 ||
-        net_explain_get_doc(&stmt, "q", &req->filter, &c->err) != 0) {
+        net_explain_get_doc(&stmt, "q", &req->filter, &c->err) != 0 ||
+        net_get_hint(&stmt, &req->hint, &c->err) != 0) {
         return NET_CMD_ERROR;
     }
     bool multi = !(bson_iter_init_find(&it, &stmt, "limit") && BSON_ITER_HOLDS_NUMBER(&it) &&
@@ -368,7 +369,8 @@ static int explain_fam(struct net_cmd *c, const bson_t *inner, struct explain_re
 
     if (refuse_collation(c, inner) != 0 ||
         net_explain_get_doc(inner, "query", &req->filter, &c->err) != 0 ||
-        net_explain_get_doc(inner, "sort", &req->sort, &c->err) != 0) {
+        net_explain_get_doc(inner, "sort", &req->sort, &c->err) != 0 ||
+        net_get_hint(inner, &req->hint, &c->err) != 0) {
         goto out;
     }
     if (!bson_empty(&req->sort) && qry_sort_compile(&req->sort, &sort, &c->err) != 0) {
@@ -395,7 +397,8 @@ static int explain_distinct(struct net_cmd *c, const bson_t *inner, struct expla
     struct explain_run r;
 
     if (refuse_collation(c, inner) != 0 ||
-        net_explain_get_doc(inner, "query", &req->filter, &c->err) != 0) {
+        net_explain_get_doc(inner, "query", &req->filter, &c->err) != 0 ||
+        net_get_hint(inner, &req->hint, &c->err) != 0) {
         return NET_CMD_ERROR;
     }
     memset(&r, 0, sizeof r);
@@ -435,7 +438,7 @@ int net_explain_aggregate(struct net_cmd *c,
     req.cmd = "aggregate";
     req.exec = exec;
     snprintf(req.ns, sizeof req.ns, "%s", ns);
-    if (refuse_collation(c, inner) != 0) {
+    if (refuse_collation(c, inner) != 0 || net_get_hint(inner, &req.hint, &c->err) != 0) {
         goto out;
     }
     if (bson_iter_init(&it, pipeline) && bson_iter_next(&it) && BSON_ITER_HOLDS_DOCUMENT(&it)) {

@@ -36,6 +36,7 @@ struct fam_args
     struct repl_wc wc;
     bson_t query, sort_spec, fields, collation, update_doc, af_arr;
     bool remove, want_new, upsert, has_update, has_af;
+    bson_value_t hint; /* BSON_TYPE_EOD: none */
     int32_t stmt;
 };
 
@@ -82,13 +83,13 @@ static int parse_args(struct net_cmd *c, struct fam_args *a)
     bson_init(&a->collation);
     bson_init(&a->update_doc);
     bson_init(&a->af_arr);
-    if (net_cmd_namespace(c, a->ns, sizeof a->ns) != 0 ||
-        net_rwc_write_concern(c, &a->wc) != 0 ||
+    if (net_cmd_namespace(c, a->ns, sizeof a->ns) != 0 || net_rwc_write_concern(c, &a->wc) != 0 ||
         net_get_doc(c, "query", &a->query) != 0 || net_get_doc(c, "sort", &a->sort_spec) != 0 ||
         net_get_doc(c, "fields", &a->fields) != 0 ||
         net_get_doc(c, "collation", &a->collation) != 0 ||
         net_get_bool(c, "remove", &a->remove) != 0 || net_get_bool(c, "new", &a->want_new) != 0 ||
-        net_get_bool(c, "upsert", &a->upsert) != 0) {
+        net_get_bool(c, "upsert", &a->upsert) != 0 ||
+        net_get_hint(c->body, &a->hint, &c->err) != 0) {
         return NET_CMD_ERROR;
     }
     a->has_af = bson_iter_init_find(&it, c->body, "arrayFilters");
@@ -319,10 +320,12 @@ static int pick_one(void *arg, const bson_t *doc, bool *stop, struct cairn_error
 }
 
 /* Finds and locks the document to modify: *found with *cur its newest
- * version, or not found. A document that changed under the statement so
+ * version, or not found (always, in a collection this write creates,
+ * whose hint is still checked). A document that changed under the statement so
  * that it no longer matches is chosen again on a fresh view. */
 static int find_target(struct txn_write *w,
                        uint64_t cid,
+                       bool coll_is_new,
                        const struct fam_args *a,
                        const struct fam_plan *p,
                        bson_t *cur,
@@ -335,9 +338,9 @@ static int find_target(struct txn_write *w,
     *found = false;
     for (int attempt = 0;; attempt++) {
         bool skip;
-        rc = crud_for_each_match(w, cid, false, a->ns, &a->query,
-                                 p->sort != NULL ? &a->sort_spec : NULL, p->m, pick_one, &x,
-                                 &x.in_order, err);
+        rc = crud_for_each_match(w, cid, coll_is_new, a->ns, &a->query,
+                                 p->sort != NULL ? &a->sort_spec : NULL, &a->hint, p->m, pick_one,
+                                 &x, &x.in_order, err);
         if (rc != 0 || !x.found) {
             break;
         }
@@ -396,11 +399,9 @@ static int modify(struct txn_write *w,
     int rc = 0;
 
     for (int attempt = 0;; attempt++) {
-        if (!coll_is_new) {
-            rc = find_target(w, cid, a, p, &o->cur, &o->have_cur, err);
-            if (rc != 0) {
-                return rc;
-            }
+        rc = find_target(w, cid, coll_is_new, a, p, &o->cur, &o->have_cur, err);
+        if (rc != 0) {
+            return rc;
         }
         if (o->have_cur || !a->upsert) {
             break;

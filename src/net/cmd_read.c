@@ -954,28 +954,32 @@ struct agg_src
 /* Opens the scan of the aggregation's collection through the planner,
  * which serves the leading $match `filter` and $sort (the pipeline still
  * applies both; when an index gives the sort's order the $sort stage
- * passes documents through). NET_CMD_ERROR with c->err on failure. */
+ * passes documents through), through the index `hint` names if any.
+ * NET_CMD_ERROR with c->err on failure (2 BadValue for an unknown hint). */
 static int agg_open_scan(struct net_cmd *c,
                          struct agg_src *s,
                          const char *ns,
                          const bson_t *filter,
+                         const bson_value_t *hint,
                          struct qry_pipeline *p)
 {
-    const bson_t *sort = qry_pipeline_leading_sort(p);
+    struct txn_scan_req req = {.ns = ns,
+                               .filter = filter != NULL && !bson_empty(filter) ? filter : NULL,
+                               .sort = qry_pipeline_leading_sort(p),
+                               .hint = hint,
+                               .need_sort_order = true};
 
-    if (filter != NULL && bson_empty(filter)) {
-        filter = NULL;
-    }
     s->started = true;
-    if (sort != NULL &&
-        txn_scan_open_sorted(s->rd, s->cid, ns, filter, sort, &s->sc, &c->err) != 0) {
+    if (req.sort != NULL && txn_scan_open_query(s->rd, s->cid, &req, &s->sc, &c->err) != 0) {
         return NET_CMD_ERROR;
     }
     if (s->sc != NULL) {
         qry_pipeline_set_sorted_input(p);
         return 0;
     }
-    if (txn_scan_open_filter(s->rd, s->cid, ns, filter, &s->sc, &c->err) != 0) {
+    req.sort = NULL;
+    req.need_sort_order = false;
+    if (txn_scan_open_query(s->rd, s->cid, &req, &s->sc, &c->err) != 0) {
         return NET_CMD_ERROR;
     }
     return 0;
@@ -1156,9 +1160,11 @@ static int cmd_aggregate(struct net_cmd *c)
     }
     bool explain = false;
     bool ignored = false;
+    bson_value_t hint;
     if (net_get_bool(c, "explain", &explain) != 0 ||
         net_get_bool(c, "allowDiskUse", &ignored) != 0 ||
-        net_get_bool(c, "bypassDocumentValidation", &ignored) != 0) {
+        net_get_bool(c, "bypassDocumentValidation", &ignored) != 0 ||
+        net_get_hint(c->body, &hint, &c->err) != 0) {
         return NET_CMD_ERROR;
     }
     if (explain) {
@@ -1211,7 +1217,9 @@ static int cmd_aggregate(struct net_cmd *c)
         qry_pipeline_free(p);
         return NET_CMD_ERROR;
     }
-    if (lead != NULL && qry_matcher_id_equality(lead, &src.id)) {
+    /* A hint other than the _id index goes through its index scan. */
+    if ((!qry_hint_given(&hint) || qry_hint_is_id(&hint)) && lead != NULL &&
+        qry_matcher_id_equality(lead, &src.id)) {
         src.point = true;
     }
     if (begin_read(c, &src.rd) != 0) {
@@ -1228,7 +1236,7 @@ static int cmd_aggregate(struct net_cmd *c)
         rc = coll_stats_doc(c, src.rd, ns, &cs_opts, &stats);
         src.single = &stats;
     } else if (src.have_coll && !src.point) {
-        rc = agg_open_scan(c, &src, ns, lead_filter, p);
+        rc = agg_open_scan(c, &src, ns, lead_filter, &hint, p);
     }
     if (rc == 0) {
         rc = qry_pipeline_run(p, agg_next, &src, &out, &n_out, &c->err);

@@ -32,15 +32,19 @@ typedef int (*crud_match_fn)(void *arg, const bson_t *doc, bool *stop, struct ca
  * snapshot (an index scan of a transaction only when it has staged
  * nothing yet: txn/ixscan.c, invariant 3). When `sort` is not NULL and an
  * index gives its order, the documents come in that order and *in_order is
- * set (`in_order` may be NULL without `sort`). A collection created by
- * this write (`coll_is_new`) has no documents yet. Returns 0 or an error
- * code with err set. */
+ * set (`in_order` may be NULL without `sort`). `hint` (NULL or not
+ * qry_hint_given: none) is the statement's: the index it names is scanned
+ * (its order when it gives `sort`'s), as txn_scan_open_query. A collection
+ * created by this write (`coll_is_new`) has no documents yet (and only the
+ * _id index to hint). Returns 0 or an error code with err set: 2 BadValue
+ * when the hint names no index the planner may use. */
 int crud_for_each_match(struct txn_write *w,
                         uint64_t cid,
                         bool coll_is_new,
                         const char *ns,
                         const bson_t *filter,
                         const bson_t *sort,
+                        const bson_value_t *hint,
                         const struct qry_matcher *m,
                         crud_match_fn fn,
                         void *arg,
