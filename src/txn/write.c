@@ -1105,6 +1105,15 @@ static int commit_section(struct txn_write *w,
     if (rv != 0) {
         goto out;
     }
+    /* Below the free-space floor nothing new is accepted (14031), except
+     * empty commits (no-op writes that reads with afterClusterTime wait
+     * for): docs/decisions.md §31f. */
+    if (n_ops > 0) {
+        rv = repl_disk_check(m->repl, enc->len, err);
+        if (rv != 0) {
+            goto out;
+        }
+    }
     commit.ts = txn_clock_next(m);
     commit.ops = ops;
     commit.n_ops = n_ops;
