@@ -27,6 +27,7 @@
  * server.
  */
 #include <assert.h>
+#include <dirent.h>
 #include <errno.h>
 #include <nng/nng.h>
 #include <pthread.h>
@@ -825,17 +826,36 @@ static void format_peer(nng_stream *st, char *buf, size_t n)
     }
 }
 
-/* Descriptors kept for files whatever the limit: RocksDB's (WAL, SSTs,
- * MANIFEST), the raft log's (segments, an eventfd per open segment), the
- * member transport's and rollback files. */
+/* Descriptors kept free for files whatever the limit, beyond those open
+ * at start-up: RocksDB's (new WALs and SSTs; the engine bounds its table
+ * cache), the raft log's (segments, an eventfd per open segment), member
+ * connections, checkpoint and rollback files. */
 #define FD_RESERVE_MIN 64
 
+/* Descriptors open now (the engine, raft, nng's pollers...); 0 when
+ * unknown. */
+static int64_t open_descriptors(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    int64_t n = 0;
+
+    if (d == NULL) {
+        return 0;
+    }
+    while ((e = readdir(d)) != NULL) {
+        n += e->d_name[0] != '.';
+    }
+    closedir(d);
+    return n > 0 ? n - 1 : 0; /* the directory's own descriptor */
+}
+
 /* The connection cap: 80% of RLIMIT_NOFILE, as mongod, and at least
- * FD_RESERVE_MIN descriptors below the limit. */
+ * FD_RESERVE_MIN descriptors above those open at start-up kept free. */
 static int64_t connection_cap(void)
 {
     struct rlimit rl;
-    int64_t lim, cap;
+    int64_t lim, cap, base = open_descriptors();
 
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
         rl.rlim_cur > (rlim_t)INT32_MAX) {
@@ -843,8 +863,8 @@ static int64_t connection_cap(void)
     }
     lim = (int64_t)rl.rlim_cur;
     cap = lim * 8 / 10;
-    if (lim - cap < FD_RESERVE_MIN) {
-        cap = lim - FD_RESERVE_MIN;
+    if (lim - cap < base + FD_RESERVE_MIN) {
+        cap = lim - base - FD_RESERVE_MIN;
     }
     return cap < 1 ? 1 : cap;
 }
