@@ -142,6 +142,11 @@ struct net_server
     nng_aio *backoff_aio;
     unsigned backoff_ms;
     uint64_t accept_failures;
+    /* A run of failures is logged (with its end) at most once a second:
+     * connections closed at the cap free descriptors, so runs can be
+     * short and many. */
+    int64_t accept_logged_ms;
+    bool accept_run_logged;
 
     /* Worker pool: n_base threads start with the server. When the oldest
      * queued job has waited WORKER_STALL_NS with no worker free, another
@@ -880,7 +885,9 @@ static void accept_cb(void *arg)
         if (rv == NNG_ECLOSED || rv == NNG_ECANCELED) {
             return;
         }
-        if (s->accept_failures++ == 0) {
+        if (s->accept_failures++ == 0 && cairn_wall_ms() - s->accept_logged_ms >= 1000) {
+            s->accept_logged_ms = cairn_wall_ms();
+            s->accept_run_logged = true;
             cairn_log(CAIRN_LOG_WARN, "net",
                       "accept: %s; retrying with backoff (pending clients wait in the backlog)",
                       nng_strerror(rv));
@@ -897,8 +904,11 @@ static void accept_cb(void *arg)
         return;
     }
     if (s->accept_failures > 0) {
-        cairn_log(CAIRN_LOG_INFO, "net", "accept: working again after %llu failed attempts",
-                  (unsigned long long)s->accept_failures);
+        if (s->accept_run_logged) {
+            cairn_log(CAIRN_LOG_INFO, "net", "accept: working again after %llu failed attempts",
+                      (unsigned long long)s->accept_failures);
+        }
+        s->accept_run_logged = false;
         s->accept_failures = 0;
         s->backoff_ms = 0;
     }

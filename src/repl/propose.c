@@ -27,6 +27,7 @@
 #define MAX_QUEUED_BYTES ((size_t)64 << 20)
 /* Descriptors that must be free before proposing (descriptors_free). */
 #define FD_PROBE_N 4
+#define FD_PROBE_EVERY_NS (10ull * 1000000ull)
 
 /* Frees the queued commits; they will never be proposed. Returns the newest
  * dropped ts (0 if none). Raft thread. */
@@ -203,10 +204,15 @@ static bool descriptors_free(struct repl *r)
 {
     int fds[FD_PROBE_N], n = 0, base = uv_backend_fd(&r->loop);
     bool ok = true;
+    uint64_t now = cairn_mono_ns();
 
     if (base < 0) {
         return true; /* no loop (tests): nothing to probe with */
     }
+    if (!atomic_load(&r->fds_low) && now - r->fds_probed_ns < FD_PROBE_EVERY_NS) {
+        return true; /* probed a moment ago: 8 syscalls per entry would cost w:1 latency */
+    }
+    r->fds_probed_ns = now;
     for (; n < FD_PROBE_N; n++) {
         fds[n] = fcntl(base, F_DUPFD_CLOEXEC, 0);
         if (fds[n] < 0) {

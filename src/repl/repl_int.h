@@ -314,6 +314,7 @@ struct repl
     uint64_t stall_warned_ns;               /* stall length when last warned of (disk full) */
     struct repl_disk disk;                  /* disk.c */
     atomic_bool fds_low;                    /* propose.c: the last descriptor probe failed */
+    uint64_t fds_probed_ns;                 /* propose.c, raft thread: when last probed */
     cairn_ts handed_ts;                     /* newest ts handed to raft_apply */
     cairn_ts durable_ts;                    /* newest ts durable in the local raft log */
     cairn_ts applied_ts;                    /* newest ts applied to the engine */

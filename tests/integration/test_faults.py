@@ -178,7 +178,8 @@ def test_out_of_file_descriptors_backs_off_and_recovers(server_factory):
         # descriptors and its listen backlog is full). A failure alone does not end it: on
         # a loaded machine the backlog fills before the server has accepted anything.
         failures = 0
-        deadline = time.monotonic() + 60
+        started = time.monotonic()
+        deadline = started + 60
         while len(socks) < 400 and failures < 5 and time.monotonic() < deadline:
             try:
                 socks.append(socket.create_connection(("127.0.0.1", srv.port), timeout=0.5))
@@ -197,7 +198,8 @@ def test_out_of_file_descriptors_backs_off_and_recovers(server_factory):
         time.sleep(1.5)
         assert srv.alive(), srv.log_tail()
         failures_logged = refusals()
-        assert 1 <= failures_logged <= 5, failures_logged
+        # A spinning loop logs thousands; the server logs each kind at most once a second.
+        assert 1 <= failures_logged <= 4 * (time.monotonic() - started) + 4, failures_logged
     finally:
         for s in socks:
             s.close()
