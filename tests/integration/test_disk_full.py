@@ -21,6 +21,7 @@ import pymongo
 import pytest
 from pymongo.errors import OperationFailure
 
+from cairn_rs import rs_factory  # noqa: F401 (fixture)
 from cairn_server import CairnServer
 
 OUT_OF_DISK_SPACE = 14031
@@ -237,4 +238,47 @@ def test_descriptor_exhaustion_never_answers_stepped_down(server_factory):
     c.fds.t.insert_one({"_id": "after"})
     assert c.fds.t.find_one({"_id": "after"}) == {"_id": "after"}
     assert c.admin.command("hello")["isWritablePrimary"] is True
+    c.close()
+
+
+def test_follower_with_a_full_disk_waits_then_catches_up(tmpfs, rs_factory):
+    """A follower whose disk fills does not die: applying waits (its raft thread blocks, so
+    it acknowledges nothing), the two other members go on committing, its data stays readable,
+    and once space is freed it applies everything it missed."""
+    rs = rs_factory(3, start=False, extra_args=["--diskFreeFloorMB", str(FLOOR_MB)])
+    full = rs[2]
+    full.dbpath = os.path.join(tmpfs, full.name)
+    rs.start()
+    cfg = rs.config()
+    cfg["members"][2]["priority"] = 0  # the full member never leads
+    rs.initiate(config=cfg)
+    primary = rs.wait_primary()
+    assert primary is not full
+    c = rs.client(retryWrites=False)
+    coll = c.fdisk.t
+    coll.insert_many([{"_id": i, "pad": "p" * 1000} for i in range(30)])
+    rs.wait_caught_up()
+
+    filler = fill(tmpfs, (FLOOR_MB // 2 - 16) * MIB)
+    try:
+        # Majority writes go on through the other two members.
+        for i in range(30, 60):
+            coll.insert_one({"_id": i, "pad": "q" * 1000})
+        wait_until(lambda: "waits for disk space" in full.log_text(), 20,
+                   "the full member waits to apply")
+        assert full.alive(), full.log_tail()
+        # What it applied before stays readable there.
+        fc = full.client(readPreference="secondaryPreferred")
+        try:
+            got = fc.fdisk.t.count_documents({"_id": {"$lt": 30}})
+        finally:
+            fc.close()
+        assert got == 30
+    finally:
+        os.remove(filler)
+    wait_until(lambda: "again:" in full.log_text(), 20, "the full member applies again")
+    rs.wait_caught_up(timeout=60)
+    fc = full.client(readPreference="secondaryPreferred")
+    assert sorted(d["_id"] for d in fc.fdisk.t.find({}, {"_id": 1})) == list(range(60))
+    fc.close()
     c.close()
