@@ -21,6 +21,11 @@
  * and installs it before restore returns. A restore never fails except at shutdown (or without a
  * checkpoint source: the member stops); then nothing more is applied (checkpoint.c invariant 3).
  *
+ * Before applying, the host may make the FSM wait for disk space
+ * (ops->wait_apply_room; disk.c): RocksDB must never meet ENOSPC. The
+ * raft thread blocks meanwhile, so raft's last_applied stays equal to the
+ * engine's watermark; a shutdown during the wait applies nothing more.
+ *
  * Applying an entry that writes, creates or drops the cluster-wide
  * settings collection (REPL_SETTINGS_NS) bumps the host's settings
  * generation, so that caches of those settings (the read/write concern

@@ -100,6 +100,7 @@ def test_full_disk_refuses_writes_serves_reads_and_resumes(tmpfs, tmp_path):
             coll.insert_one({"_id": i, "pad": "x" * 1000})
             acked.append(i)
 
+        c.full.scratch.insert_many([{"_id": i} for i in range(10)])
         filler = fill(tmpfs, (FLOOR_MB - 16) * MIB)
         # The server measures at most every 100 ms: writes in that window may still pass (and
         # are acknowledged writes like any other); then every kind of write is refused with
@@ -132,6 +133,10 @@ def test_full_disk_refuses_writes_serves_reads_and_resumes(tmpfs, tmp_path):
             with pytest.raises(OperationFailure) as ei:
                 s.commit_transaction()
             assert ei.value.code == OUT_OF_DISK_SPACE, ei.value.details
+
+        # Dropping is how space is freed: allowed.
+        c.full.drop_collection("scratch")
+        assert "scratch" not in c.full.list_collection_names()
 
         # Reads go on, at every level that needs no new write.
         assert sorted(d["_id"] for d in coll.find({}, {"_id": 1})) == acked
