@@ -24,6 +24,8 @@
 
 #define LOG_STALL_WARN_NS (10ull * 1000000000ull)
 #define LOG_STALL_FATAL_NS (60ull * 1000000000ull)
+/* A stall this long is checked against the free space (disk.c). */
+#define LOG_STALL_DISK_NS (1000000000ull)
 /* Free space raft_uv needs to go on: a new segment (repl.c SEGMENT_SIZE)
  * and one more prepared. */
 #define LOG_SEGMENT_NEED ((uint64_t)64 << 20)
@@ -165,6 +167,7 @@ static void check_log_stall(struct repl *r, raft_index stored)
     if (stored >= raft_last_index(&r->raft) || stored != r->seen_stored) {
         r->stall_since_ns = 0;
         r->stall_warned = false;
+        r->disk_stall_logged_ns = 0;
         return;
     }
     if (r->stall_since_ns == 0) {
@@ -172,18 +175,20 @@ static void check_log_stall(struct repl *r, raft_index stored)
         return;
     }
     stalled = now - r->stall_since_ns;
-    if (stalled >= LOG_STALL_WARN_NS && repl_disk_starved(r, LOG_SEGMENT_NEED)) {
+    if (stalled >= LOG_STALL_DISK_NS && repl_disk_starved(r, LOG_SEGMENT_NEED)) {
         /* raft_uv cannot allocate a segment: it retries by itself, and
          * nothing waiting for the log is acknowledged meanwhile. Not a
-         * broken disk: wait for space (docs/decisions.md §31f). */
-        if (!r->stall_warned || stalled - r->stall_warned_ns >= LOG_STALL_FATAL_NS) {
-            r->stall_warned = true;
-            r->stall_warned_ns = stalled;
+         * broken disk: wait for space (docs/decisions.md §31f). The stall
+         * clock is held at LOG_STALL_DISK_NS, so the warning and the stop
+         * count from when space came back. */
+        r->stall_since_ns = now - LOG_STALL_DISK_NS;
+        if (r->disk_stall_logged_ns == 0 || now - r->disk_stall_logged_ns >= LOG_STALL_FATAL_NS) {
+            r->disk_stall_logged_ns = now;
             cairn_log(CAIRN_LOG_WARN, "repl",
-                      "the raft log in %s cannot grow for lack of disk space (%llu s; stored "
-                      "index %llu): waiting for space, acknowledging nothing meanwhile",
-                      r->raft_dir, (unsigned long long)(stalled / 1000000000ull),
-                      (unsigned long long)stored);
+                      "the raft log in %s cannot grow for lack of disk space (stored index "
+                      "%llu, last index %llu): waiting for space, acknowledging nothing meanwhile",
+                      r->raft_dir, (unsigned long long)stored,
+                      (unsigned long long)raft_last_index(&r->raft));
         }
         return;
     }

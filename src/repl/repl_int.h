@@ -311,7 +311,7 @@ struct repl
     raft_index seen_stored;
     uint64_t stall_since_ns; /* entries waiting for the log since then (0 = none) */
     bool stall_warned;
-    uint64_t stall_warned_ns;               /* stall length when last warned of (disk full) */
+    uint64_t disk_stall_logged_ns;          /* when the disk-full stall was last logged (0 = not) */
     struct repl_disk disk;                  /* disk.c */
     atomic_bool fds_low;                    /* propose.c: the last descriptor probe failed */
     uint64_t fds_probed_ns;                 /* propose.c, raft thread: when last probed */
