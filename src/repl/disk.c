@@ -13,9 +13,10 @@
  *   never meets ENOSPC: Debian's RocksDB 7.8 asserts on the next write to
  *   a WAL that failed. The entry is in the raft log, nothing is lost, and
  *   nothing is acknowledged meanwhile; shutdown ends the wait;
- * - start-up: a member with less than half the floor (and at least
- *   START_MIN_BYTES) free does not open RocksDB but exits with a message
- *   (repl_disk_startup_check).
+ * - start-up: a member with less than half the floor (at least
+ *   START_MIN_BYTES) plus the raft log's preallocated segments free does not
+ *   open RocksDB but exits with a message (repl_disk_startup_check); so a
+ *   member that starts can replay its log without waiting.
  *
  * The measure is cached: statvfs runs when the last one is older than
  * REFRESH_NS or more than REFRESH_BYTES were accepted since; between two,
@@ -39,6 +40,8 @@
 #define APPLY_LOG_EVERY_NS (30ull * 1000000000ull)
 /* Opening RocksDB writes a MANIFEST, an OPTIONS file and a WAL. */
 #define START_MIN_BYTES (16 * MIB)
+/* raft_uv preallocates two segments (repl.c SEGMENT_SIZE) when it starts. */
+#define START_RAFT_BYTES (64 * MIB)
 
 static int free_bytes(const char *path, uint64_t *out)
 {
@@ -253,7 +256,7 @@ int repl_disk_startup_check(const char *dbpath, long long floor_mb, struct cairn
 {
     uint64_t floor =
         floor_mb < 0 ? (uint64_t)REPL_DISK_FREE_FLOOR_MB * MIB : (uint64_t)floor_mb * MIB;
-    uint64_t need = floor / 2 > START_MIN_BYTES ? floor / 2 : START_MIN_BYTES;
+    uint64_t need = (floor / 2 > START_MIN_BYTES ? floor / 2 : START_MIN_BYTES) + START_RAFT_BYTES;
     uint64_t free_now;
     int rv = measure(dbpath, &free_now);
 
@@ -266,9 +269,10 @@ int repl_disk_startup_check(const char *dbpath, long long floor_mb, struct cairn
     }
     return cairn_error_mongo(err, CAIRN_ENOSPC, MONGO_OutOfDiskSpace,
                              "not enough free disk space to start: %llu MB free in %s, %llu MB "
-                             "needed (half of --diskFreeFloorMB %llu, at least %llu); free some "
-                             "space and start again",
+                             "needed (half of --diskFreeFloorMB %llu, at least %llu, and %llu "
+                             "for the raft log's segments); free some space and start again",
                              (unsigned long long)(free_now / MIB), dbpath,
                              (unsigned long long)(need / MIB), (unsigned long long)(floor / MIB),
-                             (unsigned long long)(START_MIN_BYTES / MIB));
+                             (unsigned long long)(START_MIN_BYTES / MIB),
+                             (unsigned long long)(START_RAFT_BYTES / MIB));
 }

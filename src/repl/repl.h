@@ -349,9 +349,9 @@ uint64_t repl_settings_generation(struct repl *r);
 int repl_disk_check(struct repl *r, size_t len, struct cairn_error *err);
 
 /* Before the engine opens: CAIRN_ENOSPC (message says how much is free and
- * needed) when less than half the floor `floor_mb` (< 0: the default), and
- * at least 16 MiB, is free in `dbpath`; CAIRN_EIO when it cannot be
- * measured. Any thread. */
+ * needed) when less than half the floor `floor_mb` (< 0: the default; at
+ * least 16 MiB) plus 64 MiB for raft's preallocated segments is free in
+ * `dbpath`; CAIRN_EIO when it cannot be measured. Any thread. */
 int repl_disk_startup_check(const char *dbpath, long long floor_mb, struct cairn_error *err);
 
 /* Test-only: while `hold` is true the raft thread leaves queued commits in

@@ -195,10 +195,20 @@ def test_start_with_a_full_disk_exits_with_our_message(tmpfs, tmp_path):
         assert "Assertion" not in log, srv.log_tail()
     finally:
         os.remove(filler)
-    srv.start()
-    c = srv.client()
-    assert c.start_full.t.count_documents({}) == 20
-    c.start_full.t.insert_one({"_id": "later"})
+
+    # Enough to open and replay, not enough to write: it starts, serves reads and refuses
+    # writes until space is freed.
+    filler = fill(tmpfs, (FLOOR_MB // 2 + 64 + 16) * MIB)
+    try:
+        srv.start(wait=False)
+        srv.wait_ready(writable=True)
+        c = srv.client(retryWrites=False)
+        assert c.start_full.t.count_documents({}) == 20
+        assert code_of(lambda: c.start_full.t.insert_one({"_id": "low"})) == OUT_OF_DISK_SPACE
+    finally:
+        os.remove(filler)
+    wait_until(lambda: code_of(lambda: c.start_full.t.insert_one({"_id": "later"})) == 0, 10,
+               "writes resume")
     c.close()
     srv.stop()
     problems = srv.check_clean()
