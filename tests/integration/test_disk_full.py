@@ -11,7 +11,6 @@ PrimarySteppedDown, the server survives and serves new clients once connections 
 """
 
 import os
-import shutil
 import socket
 import subprocess
 import time
@@ -113,7 +112,7 @@ def test_full_disk_refuses_writes_serves_reads_and_resumes(tmpfs, tmp_path):
             try:
                 coll.insert_one({"_id": i})
             except OperationFailure as exc:
-                last["exc"] = exc
+                last["exc"], last["id"] = exc, i
                 return True
             acked.append(i)
             return False
@@ -166,7 +165,8 @@ def test_full_disk_refuses_writes_serves_reads_and_resumes(tmpfs, tmp_path):
         c = srv.client()
         present = {d["_id"] for d in c.full.t.find({}, {"_id": 1})}
         assert set(acked) <= present, sorted(set(acked) - present, key=str)[:5]
-        assert "refused" not in present and "txn" not in present
+        assert last["id"] not in present and "txn" not in present
+        assert "other" not in c.full.list_collection_names()
         c.close()
     finally:
         if filler is not None and os.path.exists(filler):
