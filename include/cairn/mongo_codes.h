@@ -124,6 +124,7 @@
     X(TooManyLogicalSessions, 261)                      \
     X(ExceededTimeLimit, 262)                           \
     X(OperationNotSupportedInTransaction, 263)          \
+    X(TooManyFilesOpen, 264)                            \
     X(FailPointSetFailed, 266)                          \
     X(PreparedTransactionInProgress, 267)               \
     X(MigrationConflict, 272)                           \

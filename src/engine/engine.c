@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "engine/engine_int.h"
 #include "lib/log.h"
@@ -39,6 +40,23 @@ static int meta_key(const char *name, struct cairn_buf *k, struct cairn_error *e
 #define KEY_APPLIED ENG_KEY_APPLIED
 #define KEY_NEXT_ID "catalog_next_id"
 #define BLOCK_CACHE_BYTES ((size_t)128 << 20)
+
+/* RocksDB keeps every table file open by default: bound its table cache to
+ * an eighth of RLIMIT_NOFILE (at least 32, at most 16384), so that a large
+ * database cannot take the descriptors client connections and the raft
+ * log need (docs/decisions.md §31f). -1 (all) when the limit is unbounded. */
+static int table_files_cap(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) {
+        return -1;
+    }
+    if (rl.rlim_cur / 8 < 32) {
+        return 32;
+    }
+    return rl.rlim_cur / 8 > 16384 ? 16384 : (int)(rl.rlim_cur / 8);
+}
 
 int eng_rocks_error(struct cairn_error *err, char *rocks_msg, const char *what)
 {
@@ -233,6 +251,7 @@ int eng_open(const char *dir, struct eng **out, struct cairn_error *err)
     rocksdb_options_increase_parallelism(e->opts, 2);
     rocksdb_options_set_max_background_jobs(e->opts, 2);
     rocksdb_options_set_bytes_per_sync(e->opts, 1 << 20);
+    rocksdb_options_set_max_open_files(e->opts, table_files_cap());
     set_cf_options(e->opts, e->cache, false);
     e->docs_opts = rocksdb_options_create_copy(e->opts);
     set_cf_options(e->docs_opts, e->cache, true);

@@ -27,6 +27,7 @@
  * server.
  */
 #include <assert.h>
+#include <dirent.h>
 #include <errno.h>
 #include <nng/nng.h>
 #include <pthread.h>
@@ -36,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "lib/clock.h"
@@ -150,6 +152,11 @@ struct net_server
     nng_aio *backoff_aio;
     unsigned backoff_ms;
     uint64_t accept_failures;
+    /* A run of failures is logged (with its end) at most once a second:
+     * connections closed at the cap free descriptors, so runs can be
+     * short and many. */
+    int64_t accept_logged_ms;
+    bool accept_run_logged;
 
     /* Worker pool: n_base threads start with the server. When the oldest
      * queued job has waited WORKER_STALL_NS with no worker free, another
@@ -179,6 +186,12 @@ struct net_server
     struct net_conn *q_head, *q_tail;
     struct net_conn *conns;
     int64_t n_conns;
+    /* Connections beyond this are closed at accept (mongod's cap: 80% of
+     * RLIMIT_NOFILE), so that RocksDB and the raft log always find the
+     * descriptors they open files with (docs/decisions.md §31f). */
+    int64_t max_conns;
+    uint64_t n_refused; /* connections closed at the cap; under mu */
+    int64_t refused_logged_ms;
     int64_t n_busy;
     int64_t n_completing;
     int64_t total_conns;
@@ -888,6 +901,49 @@ static void format_peer(nng_stream *st, char *buf, size_t n)
     }
 }
 
+/* Descriptors kept free for files whatever the limit, beyond those open
+ * at start-up: RocksDB's (new WALs and SSTs; the engine bounds its table
+ * cache), the raft log's (segments, an eventfd per open segment), member
+ * connections, checkpoint and rollback files. */
+#define FD_RESERVE_MIN 64
+
+/* Descriptors open now (the engine, raft, nng's pollers...); 0 when
+ * unknown. */
+static int64_t open_descriptors(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    int64_t n = 0;
+
+    if (d == NULL) {
+        return 0;
+    }
+    while ((e = readdir(d)) != NULL) {
+        n += e->d_name[0] != '.';
+    }
+    closedir(d);
+    return n > 0 ? n - 1 : 0; /* the directory's own descriptor */
+}
+
+/* The connection cap: 80% of RLIMIT_NOFILE, as mongod, and at least
+ * FD_RESERVE_MIN descriptors above those open at start-up kept free. */
+static int64_t connection_cap(void)
+{
+    struct rlimit rl;
+    int64_t lim, cap, base = open_descriptors();
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
+        rl.rlim_cur > (rlim_t)INT32_MAX) {
+        return INT32_MAX;
+    }
+    lim = (int64_t)rl.rlim_cur;
+    cap = lim * 8 / 10;
+    if (lim - cap < base + FD_RESERVE_MIN) {
+        cap = lim - base - FD_RESERVE_MIN;
+    }
+    return cap < 1 ? 1 : cap;
+}
+
 static void accept_cb(void *arg)
 {
     struct net_server *s = arg;
@@ -899,7 +955,9 @@ static void accept_cb(void *arg)
         if (rv == NNG_ECLOSED || rv == NNG_ECANCELED) {
             return;
         }
-        if (s->accept_failures++ == 0) {
+        if (s->accept_failures++ == 0 && cairn_wall_ms() - s->accept_logged_ms >= 1000) {
+            s->accept_logged_ms = cairn_wall_ms();
+            s->accept_run_logged = true;
             cairn_log(CAIRN_LOG_WARN, "net",
                       "accept: %s; retrying with backoff (pending clients wait in the backlog)",
                       nng_strerror(rv));
@@ -916,8 +974,11 @@ static void accept_cb(void *arg)
         return;
     }
     if (s->accept_failures > 0) {
-        cairn_log(CAIRN_LOG_INFO, "net", "accept: working again after %llu failed attempts",
-                  (unsigned long long)s->accept_failures);
+        if (s->accept_run_logged) {
+            cairn_log(CAIRN_LOG_INFO, "net", "accept: working again after %llu failed attempts",
+                      (unsigned long long)s->accept_failures);
+        }
+        s->accept_run_logged = false;
         s->accept_failures = 0;
         s->backoff_ms = 0;
     }
@@ -947,6 +1008,28 @@ static void accept_cb(void *arg)
         free(c);
         nng_stream_free(st);
         return;
+    }
+    if (s->n_conns >= s->max_conns) {
+        int64_t now = cairn_wall_ms();
+        bool log_it = now - s->refused_logged_ms >= 1000;
+        int64_t n = s->n_conns;
+        s->n_refused++;
+        if (log_it) {
+            s->refused_logged_ms = now;
+        }
+        pthread_mutex_unlock(&s->mu);
+        if (log_it) {
+            /* mongod's words; once a second at most. */
+            cairn_log(CAIRN_LOG_WARN, "net",
+                      "connection refused because too many open connections: %lld (the cap is "
+                      "80%% of the open-file limit; %llu refused so far)",
+                      (long long)n, (unsigned long long)s->n_refused);
+        }
+        nng_aio_free(c->rx_aio);
+        nng_aio_free(c->tx_aio);
+        free(c);
+        nng_stream_free(st);
+        goto rearm;
     }
     c->id = ++s->next_conn_id;
     c->next = s->conns;
@@ -1115,6 +1198,7 @@ int net_server_start(const struct net_options *opts,
     s->deps = *deps;
     s->n_base = opts->n_workers > 0 ? opts->n_workers : DEFAULT_WORKERS;
     s->max_workers = s->n_base > MAX_WORKERS ? s->n_base : MAX_WORKERS;
+    s->max_conns = connection_cap();
     s->start_wall_ms = cairn_wall_ms();
     s->start_mono_ns = cairn_mono_ns();
     pthread_mutex_init(&s->mu, NULL);
@@ -1221,8 +1305,9 @@ int net_server_start(const struct net_options *opts,
         return cairn_error_setf(err, CAIRN_ENOMEM, "net: cannot start worker threads");
     }
     net_log_event(s, "Waiting for connections on %s", url);
-    cairn_log(CAIRN_LOG_INFO, "net", "listening on %s with %d workers (up to %d)", url, s->n_base,
-              s->max_workers);
+    cairn_log(CAIRN_LOG_INFO, "net",
+              "listening on %s with %d workers (up to %d), at most %lld connections", url,
+              s->n_base, s->max_workers, (long long)s->max_conns);
     nng_stream_listener_accept(s->listener, s->accept_aio);
     *out = s;
     return 0;

@@ -17,9 +17,14 @@
  * watermark (the start-up restore, or a snapshot sent again); otherwise
  * this member fell behind the leader's log, joined late, or crashed in an
  * install: the host's checkpoint source
- * (ops->install_checkpoint; in production checkpoint.c) fetches a checkpoint from a healthy member and
- * installs it before restore returns. A restore never fails except at
- * shutdown (or without a checkpoint source: the member stops); then nothing more is applied (checkpoint.c invariant 3).
+ * (ops->install_checkpoint; in production checkpoint.c) fetches a checkpoint from a healthy member
+ * and installs it before restore returns. A restore never fails except at shutdown (or without a
+ * checkpoint source: the member stops); then nothing more is applied (checkpoint.c invariant 3).
+ *
+ * Before applying, the host may make the FSM wait for disk space
+ * (ops->wait_apply_room; disk.c): RocksDB must never meet ENOSPC. The
+ * raft thread blocks meanwhile, so raft's last_applied stays equal to the
+ * engine's watermark; a shutdown during the wait applies nothing more.
  *
  * Applying an entry that writes, creates or drops the cluster-wide
  * settings collection (REPL_SETTINGS_NS) bumps the host's settings
@@ -49,8 +54,10 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
     int rc;
 
     *result = NULL;
-    if (h->install_broken) {
-        return 0; /* shutting down after an abandoned install: apply nothing */
+    if (h->install_broken || h->apply_halted) {
+        /* Shutting down after an abandoned install, or while waiting for
+         * disk space: apply nothing (replayed at the next start). */
+        return 0;
     }
     /* A received entry msgcheck.c decoded (and validated) already. */
     rc = h->dec != NULL && repl_deccache_take(h->dec, index, buf, &d)
@@ -73,6 +80,15 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
     if (index <= wm_index) {
         /* Replay of an entry already in the engine (trap T4). */
         atomic_fetch_add(&h->n_entries_skipped, 1);
+        repl_decoded_free(&d);
+        return 0;
+    }
+    if (h->ops->wait_apply_room != NULL &&
+        h->ops->wait_apply_room(h->ops_arg, index, buf->len) != 0) {
+        /* Shutdown while the disk is full (disk.c): the entry stays in the
+         * raft log, above the engine's watermark, and is applied at the
+         * next start. */
+        h->apply_halted = true;
         repl_decoded_free(&d);
         return 0;
     }
@@ -121,7 +137,8 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
 
     *bufs = NULL;
     *n_bufs = 0;
-    if (h->install_broken || (h->ops->may_snapshot != NULL && !h->ops->may_snapshot(h->ops_arg))) {
+    if (h->install_broken || h->apply_halted ||
+        (h->ops->may_snapshot != NULL && !h->ops->may_snapshot(h->ops_arg))) {
         return RAFT_BUSY;
     }
     if (eng_sync(h->eng, &err) != 0) {

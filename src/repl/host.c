@@ -68,9 +68,15 @@ static int uv_install_checkpoint(void *arg,
 {
     (void)h;
     if (repl_ckpt_install(arg, cairn_load_be64(desc->base)) != 0) {
-        return cairn_error_setf(err, CAIRN_ESHUTDOWN, "checkpoint install abandoned: shutting down");
+        return cairn_error_setf(err, CAIRN_ESHUTDOWN,
+                                "checkpoint install abandoned: shutting down");
     }
     return 0;
+}
+
+static int uv_wait_apply_room(void *arg, raft_index index, size_t len)
+{
+    return repl_disk_wait_apply(arg, index, len);
 }
 
 static void uv_rollback_changed(void *arg)
@@ -85,6 +91,7 @@ static const struct repl_host_ops uv_ops = {
     .may_snapshot = NULL, /* every member takes them (checkpoint.c serves laggards) */
     .rollback_changed = uv_rollback_changed,
     .install_checkpoint = uv_install_checkpoint,
+    .wait_apply_room = uv_wait_apply_room,
 };
 
 void repl_host_bind(struct repl *r)

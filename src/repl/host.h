@@ -48,6 +48,12 @@ struct repl_host_ops
     /* repl_host.rolling_back changed (a rollback began or ended). NULL:
      * nothing. */
     void (*rollback_changed)(void *arg);
+    /* Before applying the entry at `index` (`len` bytes): returns 0 once
+     * there is room on disk to apply it (it may block, disk.c), or
+     * CAIRN_ESHUTDOWN when the member stops meanwhile; the FSM then
+     * applies nothing more (the entries stay in the raft log for the next
+     * start). NULL: always room. */
+    int (*wait_apply_room)(void *arg, raft_index index, size_t len);
     /* The checkpoint source. raft restores a snapshot whose descriptor
      * `desc` (fsm.c's format) is above the engine's watermark: the member
      * lags behind what the log still holds. Makes h->eng reflect at least
@@ -86,13 +92,14 @@ struct repl_host
     _Atomic uint64_t n_entries_applied;
     _Atomic uint64_t n_entries_skipped; /* replays at or below the watermark */
     bool install_broken; /* a checkpoint install was abandoned (shutdown): apply nothing */
+    bool apply_halted;   /* shutdown while waiting for disk space: apply nothing */
     /* Cluster-wide settings (REPL_SETTINGS_NS): the FSM tracks the
      * collection's id in the applied catalog (0 = absent) and bumps the
      * generation whenever an applied entry writes, creates or drops it;
      * readers compare generations (repl_settings_generation). */
     uint64_t settings_coll;
     _Atomic uint64_t settings_gen;
-    _Atomic uint64_t n_rolled_back;     /* commits saved to rollback files */
+    _Atomic uint64_t n_rolled_back; /* commits saved to rollback files */
 };
 
 /* Makes `h` empty and fills h->fsm (version 1, fsm.c). `eng`, `dbpath`,

@@ -11,7 +11,9 @@
  * never set) and retries a failed log write forever (trap T6), so a log
  * that stops becoming durable is detected here: entries waiting to be
  * stored for LOG_STALL_FATAL_NS stop the member, which must not go on
- * applying from memory what its own log cannot hold.
+ * applying from memory what its own log cannot hold, unless the disk is
+ * full (disk.c): raft_uv retries a segment allocation that failed for
+ * space by itself, so the member waits for space instead.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +24,11 @@
 
 #define LOG_STALL_WARN_NS (10ull * 1000000000ull)
 #define LOG_STALL_FATAL_NS (60ull * 1000000000ull)
+/* A stall this long is checked against the free space (disk.c). */
+#define LOG_STALL_DISK_NS (1000000000ull)
+/* Free space raft_uv needs to go on: a new segment (repl.c SEGMENT_SIZE)
+ * and one more prepared. */
+#define LOG_SEGMENT_NEED ((uint64_t)64 << 20)
 
 /* One leadership change under cbmu, so that repl_set_leadership_cb waits for
  * a callback in progress and a callback registered after the change took
@@ -160,6 +167,7 @@ static void check_log_stall(struct repl *r, raft_index stored)
     if (stored >= raft_last_index(&r->raft) || stored != r->seen_stored) {
         r->stall_since_ns = 0;
         r->stall_warned = false;
+        r->disk_stall_logged_ns = 0;
         return;
     }
     if (r->stall_since_ns == 0) {
@@ -167,6 +175,23 @@ static void check_log_stall(struct repl *r, raft_index stored)
         return;
     }
     stalled = now - r->stall_since_ns;
+    if (stalled >= LOG_STALL_DISK_NS && repl_disk_starved(r, LOG_SEGMENT_NEED)) {
+        /* raft_uv cannot allocate a segment: it retries by itself, and
+         * nothing waiting for the log is acknowledged meanwhile. Not a
+         * broken disk: wait for space (docs/decisions.md §31f). The stall
+         * clock is held at LOG_STALL_DISK_NS, so the warning and the stop
+         * count from when space came back. */
+        r->stall_since_ns = now - LOG_STALL_DISK_NS;
+        if (r->disk_stall_logged_ns == 0 || now - r->disk_stall_logged_ns >= LOG_STALL_FATAL_NS) {
+            r->disk_stall_logged_ns = now;
+            cairn_log(CAIRN_LOG_WARN, "repl",
+                      "the raft log in %s cannot grow for lack of disk space (stored index "
+                      "%llu, last index %llu): waiting for space, acknowledging nothing meanwhile",
+                      r->raft_dir, (unsigned long long)stored,
+                      (unsigned long long)raft_last_index(&r->raft));
+        }
+        return;
+    }
     if (stalled >= LOG_STALL_FATAL_NS) {
         cairn_log(CAIRN_LOG_ERROR, "repl",
                   "FATAL: the raft log in %s has not become durable for %llu s (stored index "
@@ -213,9 +238,10 @@ void repl_poll_state(struct repl *r)
         return;
     }
     repl_io_flush(&r->iow);
+    repl_disk_poll(r);
     state = raft_state(&r->raft);
-    if (state == RAFT_CANDIDATE && (r->seen_state != RAFT_CANDIDATE ||
-                                    r->seen_term != r->raft.current_term)) {
+    if (state == RAFT_CANDIDATE &&
+        (r->seen_state != RAFT_CANDIDATE || r->seen_term != r->raft.current_term)) {
         /* Elections that fail (split votes) are otherwise invisible. */
         cairn_log(CAIRN_LOG_INFO, "repl", "standing for election (term %llu)",
                   (unsigned long long)r->raft.current_term);

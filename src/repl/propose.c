@@ -6,8 +6,10 @@
  * appended but not committed (flow control, trap T9), and tracks the
  * entries in flight until raft's apply callback.
  */
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "lib/clock.h"
 #include "lib/log.h"
@@ -23,6 +25,9 @@
  * grow the queue without bound while the disk stalls). */
 #define MAX_QUEUED_COMMITS 16384
 #define MAX_QUEUED_BYTES ((size_t)64 << 20)
+/* Descriptors that must be free before proposing (descriptors_free). */
+#define FD_PROBE_N 4
+#define FD_PROBE_EVERY_NS (10ull * 1000000ull)
 
 /* Frees the queued commits; they will never be proposed. Returns the newest
  * dropped ts (0 if none). Raft thread. */
@@ -188,6 +193,49 @@ static bool debug_fail_take(struct repl *r)
     return false;
 }
 
+/* Whether raft_uv can open the descriptors a new segment takes (the
+ * segment, an eventfd, the next prepared one) right now. raft 0.22 fails
+ * raft_apply when it cannot, after its core took the entry, and its
+ * in-memory log then no longer matches the one on disk: every later
+ * append is lost. So the queue waits instead while the process is out of
+ * descriptors (docs/decisions.md §31f); net's connection cap keeps that
+ * rare. Raft thread. */
+static bool descriptors_free(struct repl *r)
+{
+    int fds[FD_PROBE_N], n = 0, base = uv_backend_fd(&r->loop);
+    bool ok = true;
+    uint64_t now = cairn_mono_ns();
+
+    if (base < 0) {
+        return true; /* no loop (tests): nothing to probe with */
+    }
+    if (!atomic_load(&r->fds_low) && now - r->fds_probed_ns < FD_PROBE_EVERY_NS) {
+        return true; /* probed a moment ago: 8 syscalls per entry would cost w:1 latency */
+    }
+    r->fds_probed_ns = now;
+    for (; n < FD_PROBE_N; n++) {
+        fds[n] = fcntl(base, F_DUPFD_CLOEXEC, 0);
+        if (fds[n] < 0) {
+            ok = false;
+            break;
+        }
+    }
+    while (n-- > 0) {
+        close(fds[n]);
+    }
+    if (ok != !atomic_load(&r->fds_low)) {
+        atomic_store(&r->fds_low, !ok);
+        if (ok) {
+            cairn_log(CAIRN_LOG_INFO, "repl", "file descriptors available again: writing resumes");
+        } else {
+            cairn_log(CAIRN_LOG_WARN, "repl",
+                      "out of file descriptors (Too many open files): queued commits wait and "
+                      "new writes are refused with TooManyFilesOpen until some are closed");
+        }
+    }
+    return ok;
+}
+
 void repl_drive_proposals(struct repl *r)
 {
     if (r->closing) {
@@ -209,6 +257,7 @@ void repl_drive_proposals(struct repl *r)
         struct repl_prop *p;
         cairn_ts first_ts = 0, last_ts = 0;
         size_t n_commits = 0;
+        bool empty;
         int rc;
 
         if (raft_last_index(&r->raft) - r->raft.commit_index > MAX_UNCOMMITTED) {
@@ -216,6 +265,15 @@ void repl_drive_proposals(struct repl *r)
         }
         if (atomic_load(&r->hold)) {
             return; /* tests: repl_debug_hold_proposals */
+        }
+        pthread_mutex_lock(&r->qmu);
+        empty = r->q_head == NULL;
+        pthread_mutex_unlock(&r->qmu);
+        if (empty) {
+            return;
+        }
+        if (!descriptors_free(r)) {
+            return; /* re-driven by the next poll (10 ms timer) */
         }
         if (!pop_group(r, &buf, &first_ts, &last_ts, &n_commits, &rc)) {
             return;
@@ -246,6 +304,18 @@ void repl_drive_proposals(struct repl *r)
             if (rc == RAFT_NOTLEADER) {
                 repl_lose_leadership(r, "raft_apply: not leader");
                 return;
+            }
+            if (rc != RAFT_NOMEM && rc != RAFT_NOSPACE) {
+                /* raft 0.22 took the entry into its core before its log
+                 * write failed to start (RAFT_IOERR: e.g. no descriptor
+                 * for a new segment): its in-memory log no longer matches
+                 * the one on disk and no later entry would ever be
+                 * stored. Restart from the log on disk. */
+                cairn_log(CAIRN_LOG_ERROR, "repl",
+                          "FATAL: the raft log could not take a new entry: %s (%s); restarting "
+                          "is the only way back to a consistent log",
+                          raft_strerror(rc), raft_errmsg(&r->raft));
+                abort();
             }
             /* Any other failure (out of memory, the log write refused) loses
              * this group after its commits got their ts and were visible in
@@ -352,6 +422,7 @@ int repl_propose_encoded(struct repl *r,
             err, CAIRN_EINVAL, "propose: ts %u:%u is not above the last proposed %u:%u",
             CAIRN_TS_SECS(ts), CAIRN_TS_INC(ts), CAIRN_TS_SECS(last), CAIRN_TS_INC(last));
     }
+    repl_disk_note_accepted(r, len);
     if (r->q_tail != NULL) {
         r->q_tail->next = p;
     } else {

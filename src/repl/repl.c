@@ -291,9 +291,10 @@ static int handle_start(struct repl *r, struct repl_ctl *c)
     /* Descriptor snapshots (fsm.c) bound raft's in-memory log. */
     raft_set_snapshot_threshold(&r->raft, r->snapshot_threshold);
     raft_set_snapshot_trailing(&r->raft, r->snapshot_trailing);
-    /* Off: raft_uv reports free log space as 16-bit KiB, which wraps with
-     * our 32 MiB segments and then refuses every write (raft-0.22.md §0.1;
-     * docs/decisions.md §16). */
+    /* Off: raft_uv reports its prepared segment space (not the disk's free
+     * space) as 16-bit KiB, which wraps with our 32 MiB segments and then
+     * refuses every write (raft-0.22.md §0.1). disk.c's floor does the job
+     * (docs/decisions.md §23, §31f). */
     raft_set_capacity_threshold(&r->raft, 0);
     /* 0.22 caps unacknowledged entries per follower (default 32, trap T9);
      * propose.c's MAX_UNCOMMITTED is the bound we want. */
@@ -656,6 +657,7 @@ static void repl_free(struct repl *r)
     pthread_mutex_destroy(&r->amu);
     pthread_mutex_destroy(&r->reconfig_mu);
     pthread_mutex_destroy(&r->cbmu);
+    repl_disk_destroy(r);
     pthread_cond_destroy(&r->acv);
     pthread_cond_destroy(&r->qcv);
     pthread_cond_destroy(&r->q_space);
@@ -693,6 +695,7 @@ int repl_open(const struct repl_options *opts, struct repl **out, struct cairn_e
         return cairn_error_setf(err, CAIRN_ENOMEM, "repl: out of memory");
     }
     r->eng = opts->eng;
+    repl_disk_init(r, opts->disk_free_floor_mb);
     if (eng_catalog_lookup(r->eng, REPL_SETTINGS_NS, false, &r->host.settings_coll) != 0) {
         r->host.settings_coll = 0;
     }

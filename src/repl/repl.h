@@ -77,7 +77,14 @@ struct repl_options
      * further behind catches up from a checkpoint. */
     unsigned snapshot_threshold;
     unsigned snapshot_trailing;
+    /* --diskFreeFloorMB: below this many MiB free in dbpath, writes are
+     * refused with 14031 OutOfDiskSpace and applying waits below half of
+     * it (docs/decisions.md §31f). < 0: REPL_DISK_FREE_FLOOR_MB; 0: no
+     * floor (and no wait). */
+    long long disk_free_floor_mb;
 };
+
+#define REPL_DISK_FREE_FLOOR_MB 500
 
 #define REPL_SNAPSHOT_THRESHOLD 8192
 #define REPL_SNAPSHOT_TRAILING 16384
@@ -331,6 +338,22 @@ cairn_ts repl_applied_ts(struct repl *r);
  * least the settings of g). Starts at 0 when the member opens. One atomic
  * load. Any thread. */
 uint64_t repl_settings_generation(struct repl *r);
+/* ---- The free-space floor (disk.c; docs/decisions.md §31f) ------------------- */
+
+/* Whether a commit of `len` encoded bytes may be accepted: 0, or
+ * CAIRN_ENOSPC with mongo_code 14031 OutOfDiskSpace when the free space of
+ * the data directory (cached, measured at most every 100 ms or 4 MiB) is
+ * below the floor, or CAIRN_EIO with 264 TooManyFilesOpen while the
+ * process is out of file descriptors (queued commits then wait). Call
+ * before the commit gets its ts. Any thread. */
+int repl_disk_check(struct repl *r, size_t len, struct cairn_error *err);
+
+/* Before the engine opens: CAIRN_ENOSPC (message says how much is free and
+ * needed) when less than half the floor `floor_mb` (< 0: the default; at
+ * least 16 MiB) plus 64 MiB for raft's preallocated segments is free in
+ * `dbpath`; CAIRN_EIO when it cannot be measured. Any thread. */
+int repl_disk_startup_check(const char *dbpath, long long floor_mb, struct cairn_error *err);
+
 /* Test-only: while `hold` is true the raft thread leaves queued commits in
  * the queue (they are neither proposed nor dropped), so that tests can
  * observe commits that are accepted but not yet applied. Releasing it

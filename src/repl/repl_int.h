@@ -214,6 +214,33 @@ struct repl_peer
     char errmsg[128];        /* why the last heartbeat failed */
 };
 
+/* ---- The free-space floor (disk.c) ------------------------------------------ */
+
+struct repl_disk
+{
+    uint64_t floor;         /* bytes; 0 = no floor. Immutable after repl_open */
+    pthread_mutex_t mu;     /* one statvfs at a time (try-locked) */
+    _Atomic uint64_t free;  /* bytes free at the last measure */
+    _Atomic uint64_t at_ns; /* when measured (monotonic; 0 = never) */
+    _Atomic uint64_t since; /* bytes accepted since then */
+    atomic_bool low;        /* below the floor when last checked */
+};
+
+/* Sets the floor (< 0: REPL_DISK_FREE_FLOOR_MB; 0: none). repl_open. */
+void repl_disk_init(struct repl *r, long long floor_mb);
+void repl_disk_destroy(struct repl *r);
+/* Counts `len` accepted bytes against the cached measure. Any thread. */
+void repl_disk_note_accepted(struct repl *r, size_t len);
+/* Raft thread's poll: notices (and logs) space coming back. */
+void repl_disk_poll(struct repl *r);
+/* Whether less than floor + `need` bytes are free (with no floor: less
+ * than `need`). Any thread. */
+bool repl_disk_starved(struct repl *r, uint64_t need);
+/* Blocks the raft thread while applying an entry of `len` bytes would take
+ * the free space below half the floor; 0 once it may apply, CAIRN_ESHUTDOWN
+ * when repl_close began meanwhile (the entry is then not applied). */
+int repl_disk_wait_apply(struct repl *r, raft_index index, size_t len);
+
 struct repl
 {
     /* Immutable after repl_open. */
@@ -284,6 +311,10 @@ struct repl
     raft_index seen_stored;
     uint64_t stall_since_ns; /* entries waiting for the log since then (0 = none) */
     bool stall_warned;
+    uint64_t disk_stall_logged_ns;          /* when the disk-full stall was last logged (0 = not) */
+    struct repl_disk disk;                  /* disk.c */
+    atomic_bool fds_low;                    /* propose.c: the last descriptor probe failed */
+    uint64_t fds_probed_ns;                 /* propose.c, raft thread: when last probed */
     cairn_ts handed_ts;                     /* newest ts handed to raft_apply */
     cairn_ts durable_ts;                    /* newest ts durable in the local raft log */
     cairn_ts applied_ts;                    /* newest ts applied to the engine */

@@ -39,6 +39,7 @@ struct options
     int workers;
     int snapshot_threshold; /* 0 = repl's default */
     int snapshot_trailing;
+    long long disk_free_floor_mb; /* -1 = repl's default */
     bool initiate;
     struct net_param_setting params[MAX_SET_PARAMETERS]; /* views into argv */
     size_t n_params;
@@ -64,11 +65,15 @@ static void usage(FILE *f)
         "  --raftSnapshotTrailing N\n"
         "                     entries kept behind a snapshot for lagging members (default %d);\n"
         "                     a member further behind catches up from a checkpoint\n"
+        "  --diskFreeFloorMB N\n"
+        "                     refuse writes (OutOfDiskSpace) while less than N MiB are free\n"
+        "                     in dbpath; start only with N/2 free (default %d; 0 = no floor)\n"
         "  --setParameter NAME=VALUE\n"
         "                     set a server parameter at startup (repeatable), e.g.\n"
         "                     enableTestCommands=1, transactionLifetimeLimitSeconds=30\n"
         "  --version          print the version and exit\n",
-        CAIRN_RAFT_PORT_OFFSET, REPL_SNAPSHOT_THRESHOLD, REPL_SNAPSHOT_TRAILING);
+        CAIRN_RAFT_PORT_OFFSET, REPL_SNAPSHOT_THRESHOLD, REPL_SNAPSHOT_TRAILING,
+        REPL_DISK_FREE_FLOOR_MB);
 }
 
 static int parse_int(const char *s, int lo, int hi, int *out)
@@ -125,6 +130,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         OPT_WORKERS,
         OPT_SNAP_THRESHOLD,
         OPT_SNAP_TRAILING,
+        OPT_DISK_FLOOR,
         OPT_SET_PARAMETER,
         OPT_VERSION,
         OPT_HELP
@@ -140,6 +146,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"workers", required_argument, NULL, OPT_WORKERS},
         {"raftSnapshotThreshold", required_argument, NULL, OPT_SNAP_THRESHOLD},
         {"raftSnapshotTrailing", required_argument, NULL, OPT_SNAP_TRAILING},
+        {"diskFreeFloorMB", required_argument, NULL, OPT_DISK_FLOOR},
         {"setParameter", required_argument, NULL, OPT_SET_PARAMETER},
         {"version", no_argument, NULL, OPT_VERSION},
         {"help", no_argument, NULL, OPT_HELP},
@@ -149,6 +156,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 
     o->port = 27017;
     o->bind_ip = "127.0.0.1";
+    o->disk_free_floor_mb = -1;
     while ((c = getopt_long_only(argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {
             case OPT_REPLSET:
@@ -194,6 +202,15 @@ static int parse_options(int argc, char **argv, struct options *o)
                     return 2;
                 }
                 break;
+            case OPT_DISK_FLOOR: {
+                int mb;
+                if (parse_int(optarg, 0, 1 << 24, &mb) != 0) {
+                    fprintf(stderr, "cairnd: --diskFreeFloorMB must be 0..16777216\n");
+                    return 2;
+                }
+                o->disk_free_floor_mb = mb;
+                break;
+            }
             case OPT_SET_PARAMETER:
                 if (add_set_parameter(o, optarg) != 0) {
                     return 2;
@@ -280,6 +297,13 @@ int main(int argc, char **argv)
         return 1;
     }
     snprintf(dbdir, sizeof dbdir, "%s/db", opts.dbpath);
+    /* Before RocksDB opens: out of space, it asserts in its WAL writer
+     * instead of failing (docs/decisions.md §31f). */
+    rv = repl_disk_startup_check(opts.dbpath, opts.disk_free_floor_mb, &err);
+    if (rv != 0) {
+        cairn_log(CAIRN_LOG_ERROR, "main", "%s", err.msg);
+        return 1;
+    }
 
     rv = eng_open(dbdir, &eng, &err);
     if (rv != 0) {
@@ -297,6 +321,7 @@ int main(int argc, char **argv)
         .key_file = opts.key_file,
         .snapshot_threshold = (unsigned)opts.snapshot_threshold,
         .snapshot_trailing = (unsigned)opts.snapshot_trailing,
+        .disk_free_floor_mb = opts.disk_free_floor_mb,
     };
     rv = repl_open(&ro, &repl, &err);
     if (rv != 0) {

@@ -1083,6 +1083,17 @@ static int check_colls(struct txn_write *w, struct cairn_error *err)
     return 0;
 }
 
+/* Whether a commit only drops collections or indexes (or is empty). */
+static bool only_drops(const struct eng_op *ops, size_t n_ops)
+{
+    for (size_t i = 0; i < n_ops; i++) {
+        if (ops[i].kind != ENG_OP_DROP) {
+            return false;
+        }
+    }
+    return true;
+}
+
 /* Proposes one commit (invariant 3): `ops`, already encoded in `enc` with
  * a placeholder ts. On success *ts is set and repl owns enc's bytes. */
 static int commit_section(struct txn_write *w,
@@ -1104,6 +1115,15 @@ static int commit_section(struct txn_write *w,
     rv = check_colls(w, err);
     if (rv != 0) {
         goto out;
+    }
+    /* Below the free-space floor nothing new is accepted (14031), except
+     * empty commits (no-op writes that reads with afterClusterTime wait
+     * for) and drops (the way to free space): docs/decisions.md §31f. */
+    if (!only_drops(ops, n_ops)) {
+        rv = repl_disk_check(m->repl, enc->len, err);
+        if (rv != 0) {
+            goto out;
+        }
     }
     commit.ts = txn_clock_next(m);
     commit.ops = ops;

@@ -163,9 +163,10 @@ def test_sigterm_keeps_acknowledged_w1_writes(server_factory):
 
 
 def test_out_of_file_descriptors_backs_off_and_recovers(server_factory):
-    """More clients than the process may open files: accept fails with EMFILE. The server
-    must not spin on the failing accept (it used to retry at once, burning a core and writing
-    millions of log lines), and must serve again once clients leave."""
+    """More clients than the process may open files. The server caps connections below its
+    descriptor limit (docs/decisions.md §31f) and closes those beyond it; should accept fail
+    anyway (EMFILE), it must not spin on the failing accept (it used to retry at once, burning a
+    core and writing millions of log lines). Either way it serves again once clients leave."""
     import socket
 
     srv = server_factory(start=False)
@@ -177,7 +178,8 @@ def test_out_of_file_descriptors_backs_off_and_recovers(server_factory):
         # descriptors and its listen backlog is full). A failure alone does not end it: on
         # a loaded machine the backlog fills before the server has accepted anything.
         failures = 0
-        deadline = time.monotonic() + 60
+        started = time.monotonic()
+        deadline = started + 60
         while len(socks) < 400 and failures < 5 and time.monotonic() < deadline:
             try:
                 socks.append(socket.create_connection(("127.0.0.1", srv.port), timeout=0.5))
@@ -186,14 +188,18 @@ def test_out_of_file_descriptors_backs_off_and_recovers(server_factory):
                 failures += 1
         # Far more connections than descriptors were attempted.
         assert len(socks) > 160
-        wait_until(lambda: "accept:" in srv.log_text(), 10,
-                   "the server logged a failed accept")
+        def refusals():
+            text = srv.log_text()
+            return text.count("accept:") + text.count("too many open connections")
+
+        wait_until(lambda: refusals() > 0, 10, "the server logged a refused connection")
         # Now the window in which a spinning accept loop would log thousands of lines: the
         # assertion is about what does not happen in it, so it is a fixed time.
         time.sleep(1.5)
         assert srv.alive(), srv.log_tail()
-        failures_logged = srv.log_text().count("accept:")
-        assert 1 <= failures_logged <= 5, failures_logged
+        failures_logged = refusals()
+        # A spinning loop logs thousands; the server logs each kind at most once a second.
+        assert 1 <= failures_logged <= 4 * (time.monotonic() - started) + 4, failures_logged
     finally:
         for s in socks:
             s.close()
@@ -203,4 +209,5 @@ def test_out_of_file_descriptors_backs_off_and_recovers(server_factory):
         assert c.fd.t.find_one({"_id": 1}) == {"_id": 1}
     finally:
         c.close()
-    assert "working again" in srv.log_text()
+    text = srv.log_text()
+    assert "accept:" not in text or "working again" in text

@@ -1522,6 +1522,42 @@ START_TEST(test_propose_waits_for_queue_room)
 }
 END_TEST
 
+/* The free-space floor (disk.c): a floor above any disk's free space
+ * refuses commits with 14031 and a start with our message; no floor
+ * refuses nothing; closing a member whose apply may be waiting for space
+ * ends the wait. */
+START_TEST(test_disk_floor)
+{
+    struct eng *e = open_eng();
+    struct repl *r = NULL;
+    struct cairn_error err = {0};
+    struct repl_options o = repl_opts(e, true);
+    const long long huge_mb = 1ll << 30; /* 1 PiB */
+
+    ck_assert_int_eq(repl_disk_startup_check(g_dir, 0, &err), 0);
+    ck_assert_int_eq(repl_disk_startup_check(g_dir, huge_mb, &err), CAIRN_ENOSPC);
+    ck_assert_int_eq(err.mongo_code, MONGO_OutOfDiskSpace);
+    ck_assert_msg(strstr(err.msg, "not enough free disk space to start") != NULL, "%s", err.msg);
+
+    o.disk_free_floor_mb = huge_mb;
+    ck_assert_msg(repl_open(&o, &r, &err) == 0, "repl_open: %s", err.msg);
+    memset(&err, 0, sizeof err);
+    ck_assert_int_eq(repl_disk_check(r, 100, &err), CAIRN_ENOSPC);
+    ck_assert_int_eq(err.mongo_code, MONGO_OutOfDiskSpace);
+    ck_assert_msg(strstr(err.msg, "Out of disk space") != NULL, "%s", err.msg);
+    repl_close(r);
+    eng_close(e);
+
+    e = open_eng();
+    o = repl_opts(e, false);
+    o.disk_free_floor_mb = 0;
+    ck_assert_msg(repl_open(&o, &r, &err) == 0, "repl_open: %s", err.msg);
+    ck_assert_int_eq(repl_disk_check(r, 100, &err), 0);
+    repl_close(r);
+    eng_close(e);
+}
+END_TEST
+
 static Suite *repl_suite(void)
 {
     Suite *s = suite_create("repl");
@@ -1539,6 +1575,7 @@ static Suite *repl_suite(void)
     tcase_add_test(tc, test_unregister_waits_for_callback);
     tcase_add_test(tc, test_refused_proposal_ends_epoch);
     tcase_add_test(tc, test_topology_counter);
+    tcase_add_test(tc, test_disk_floor);
     suite_add_tcase(s, tc);
     return s;
 }
