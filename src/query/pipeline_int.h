@@ -29,7 +29,8 @@
 #include "query/query.h"
 
 /* Blocking stages refuse to hold more than this, like mongod without
- * allowDiskUse (there is no spilling to disk here). */
+ * allowDiskUse; there is no spilling to disk here, so allowDiskUse does not
+ * lift it (docs/decisions.md §31e). */
 #define STAGE_MEM_LIMIT ((size_t)100 * 1024 * 1024)
 
 enum stype {
@@ -43,6 +44,9 @@ enum stype {
     ST_UNWIND,
     ST_REPLACE,
 };
+
+/* Most stages a pipeline may have (mongod's internalPipelineLengthLimit). */
+#define PIPELINE_MAX_STAGES 1000
 
 struct pnode; /* a projection tree (pipeline_project.c) */
 
@@ -64,7 +68,8 @@ struct stage
     struct pnode *proj;
     int pmode;
     struct qry_sort *sort;
-    int64_t n;    /* $skip, $limit */
+    uint64_t topk; /* $sort followed by $limit k: keep only the k first (0: all) */
+    int64_t n;     /* $skip, $limit */
     char *name;   /* $count field */
     char **upath; /* $unwind */
     size_t nupath;
@@ -79,6 +84,7 @@ struct qry_pipeline
     size_t n;
     bson_t *leading_match;
     size_t result_limit; /* bytes of output a run may hold */
+    bool disk_use;       /* allowDiskUse was asked for (only the messages change) */
 };
 
 /* The group table of a $group stage during a run (pipeline_group.c keeps
@@ -95,7 +101,8 @@ struct grp
 
 struct gtab
 {
-    size_t bytes; /* approximate memory held, for the memory limit */
+    size_t bytes;  /* approximate memory held, for the memory limit */
+    bool disk_use; /* allowDiskUse was asked for (the message says it does not help) */
     struct grp *g;
     size_t n, cap;
     size_t *buckets; /* index + 1, 0 = empty */

@@ -212,6 +212,43 @@ int qry_sort_cmp(const struct qry_sort *s, const bson_t *a, const bson_t *b);
 
 void qry_sort_free(struct qry_sort *s);
 
+/* ---- Blocking sort (sortbuf.c) ----------------------------------------- */
+
+struct qry_sortbuf;
+
+/* A buffer sorting documents by `sort` (borrowed; must outlive the
+ * buffer). `keep` > 0 keeps only the `keep` first documents in sort order
+ * (a top-k heap: O(keep) memory, O(n log keep) time), 0 keeps all.
+ * `max_bytes` (0 = none) caps the bytes held; `what` (may be NULL) prefixes
+ * the 292 message ("Executor error during find command :: caused by :: ").
+ * Errors: CAIRN_ENOMEM. *out is the caller's (qry_sortbuf_free). */
+int qry_sortbuf_new(const struct qry_sort *sort,
+                    uint64_t keep,
+                    size_t max_bytes,
+                    const char *what,
+                    struct qry_sortbuf **out,
+                    struct cairn_error *err);
+
+/* Offers `doc` (copied when kept). Fails with 292
+ * QueryExceededMemoryLimitNoDiskUseAllowed once the bytes held pass the
+ * cap, or CAIRN_ENOMEM. */
+int qry_sortbuf_add(struct qry_sortbuf *b, const bson_t *doc, struct cairn_error *err);
+
+/* Hands over the kept documents in sort order (ties in arrival order):
+ * *docs is a malloc'd array of *n owned bson_t * (NULL when none); the
+ * buffer is left empty. Errors: CAIRN_ENOMEM (the buffer keeps them). */
+int qry_sortbuf_finish(struct qry_sortbuf *b, bson_t ***docs, size_t *n, struct cairn_error *err);
+
+/* Says the client asked for allowDiskUse: the cap stays (nothing spills
+ * to disk) and the 292 message says so. */
+void qry_sortbuf_set_disk_use(struct qry_sortbuf *b, bool requested);
+
+/* Bytes the buffer holds now. */
+size_t qry_sortbuf_bytes(const struct qry_sortbuf *b);
+
+/* Frees the buffer and the documents it holds. NULL is a no-op. */
+void qry_sortbuf_free(struct qry_sortbuf *b);
+
 /* ---- Aggregation (pipeline*.c) ----------------------------------------- */
 
 struct qry_pipeline;
@@ -219,7 +256,8 @@ struct qry_pipeline;
 /* Compiles a pipeline given as a BSON array (as stored in a bson_t with keys
  * "0", "1", ...). Stages: $match $group (_id expression; accumulators $sum
  * $avg $min $max $push $first $last $addToSet $count) $count $project
- * $addFields/$set $unset $sort $skip $limit $unwind. Expressions: field paths
+ * $addFields/$set $unset $sort $skip $limit $unwind (at most 1,000 stages:
+ * else 7749501). Expressions: field paths
  * "$a.b", literals, $literal, document and array expressions, and the
  * arithmetic/comparison operators the implementation lists. Unknown stages
  * fail with 40324 "Unrecognized pipeline stage name: '$foo'". */
@@ -249,6 +287,12 @@ int qry_pipeline_run(const struct qry_pipeline *p,
  * (an $unwind of a large array next to a large field multiplies data). */
 #define QRY_PIPELINE_RESULT_LIMIT ((size_t)512 * 1024 * 1024)
 void qry_pipeline_set_result_limit(struct qry_pipeline *p, size_t bytes);
+
+/* Records that the client passed allowDiskUse: true. Blocking stages keep
+ * their 100 MB cap all the same (nothing spills to disk, §31e); their 292
+ * messages then say so instead of suggesting allowDiskUse. Call before
+ * sharing the pipeline. */
+void qry_pipeline_set_disk_use(struct qry_pipeline *p, bool requested);
 
 void qry_pipeline_free(struct qry_pipeline *p);
 

@@ -13,6 +13,14 @@
 
 #include "query/query.h"
 
+/* ---- interrupt.c ------------------------------------------------------- */
+
+/* 0 while the operation running on this thread (lib/op.h; none: always 0)
+ * may go on; else sets err (50 MaxTimeMSExpired, 11601 Interrupted, ...)
+ * and returns its CAIRN_E* code. Looks only every 64th call, so loops may
+ * call it per element. Thread-safe (thread-local state). */
+int qry_check_interrupt(struct cairn_error *err);
+
 /* ---- compare.c --------------------------------------------------------- */
 
 /* Type ranks returned by qry_type_rank (all > 0, ascending in BSON order). */
