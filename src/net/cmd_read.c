@@ -302,8 +302,9 @@ static int cmd_find(struct net_cmd *c)
         } else {
             uint64_t keep = 0;
             if (limit > 0) {
-                keep = (uint64_t)skip > UINT64_MAX - (uint64_t)limit ? 0
-                                                                      : (uint64_t)skip + (uint64_t)limit;
+                keep = (uint64_t)skip > UINT64_MAX - (uint64_t)limit
+                           ? 0
+                           : (uint64_t)skip + (uint64_t)limit;
             }
             if (qry_sortbuf_new(sort, keep, SORT_MAX_BYTES,
                                 "Executor error during find command :: caused by :: ", &sb,

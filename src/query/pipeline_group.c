@@ -5,8 +5,9 @@
  * a run, and the groups' output documents.
  *
  * $group keys are hashed with qry_value_hash (valueset.c), consistent
- * with qry_cmp equality (1, 1.0 and NumberLong(1) share a group), and kept in a chained hash table; groups are emitted in order of
- * first appearance.
+ * with qry_cmp equality (1, 1.0 and NumberLong(1) share a group), and
+ * kept in a chained hash table; groups are emitted in order of first
+ * appearance. $addToSet looks its values up in a qry_valueset.
  */
 #include <math.h>
 #include <stdlib.h>

@@ -70,8 +70,8 @@ struct stage
     struct qry_sort *sort;
     uint64_t topk; /* $sort followed by $limit k: keep only the k first (0: all) */
     int64_t n;     /* $skip, $limit */
-    char *name;   /* $count field */
-    char **upath; /* $unwind */
+    char *name;    /* $count field */
+    char **upath;  /* $unwind */
     size_t nupath;
     char **uidx;
     size_t nuidx;

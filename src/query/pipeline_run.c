@@ -9,9 +9,10 @@
  * `struct rstage` and emit everything when the input ends (flush(), run in
  * stage order). A $sort followed by $limit k keeps only its k first
  * (sortbuf.c's heap). Each stage a document enters checks for
- * interruption (maxTimeMS, killOp), so costly expressions stop in time. When a $limit preceded only by streaming stages is full, the
- * source is no longer pulled. The compiled pipeline is immutable; all run
- * state lives in `struct run`, so one pipeline may run on many threads.
+ * interruption (maxTimeMS, killOp), so costly expressions stop in time.
+ * When a $limit preceded only by streaming stages is full, the source is
+ * no longer pulled. The compiled pipeline is immutable; all run state
+ * lives in `struct run`, so one pipeline may run on many threads.
  */
 #include <stdlib.h>
 #include <string.h>

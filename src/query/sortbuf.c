@@ -107,8 +107,7 @@ static void sift_down(struct qry_sortbuf *b, size_t i)
 static int over_limit(const struct qry_sortbuf *b, struct cairn_error *err)
 {
     if (b->disk_use) {
-        return cairn_error_mongo(err, CAIRN_ETOOBIG,
-                                 MONGO_QueryExceededMemoryLimitNoDiskUseAllowed,
+        return cairn_error_mongo(err, CAIRN_ETOOBIG, MONGO_QueryExceededMemoryLimitNoDiskUseAllowed,
                                  "%sSort exceeded memory limit of %zu bytes; allowDiskUse cannot "
                                  "lift it because Cairn does not spill sorts to disk: add a "
                                  "limit, an index on the sort key or a narrower filter.",
