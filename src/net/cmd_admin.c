@@ -173,6 +173,11 @@ static int cmd_server_status(struct net_cmd *c)
         BSON_APPEND_INT64(&open, "total", (int64_t)net_cursor_count());
         bson_append_document_end(&cursor, &open);
         bson_append_document_end(&metrics, &cursor);
+        /* Cairn's own: BSON value comparisons so far (a complexity probe). */
+        bson_t query;
+        BSON_APPEND_DOCUMENT_BEGIN(&metrics, "query", &query);
+        BSON_APPEND_INT64(&query, "valueComparisons", (int64_t)qry_cmp_count());
+        bson_append_document_end(&metrics, &query);
         bson_append_document_end(&c->reply, &metrics);
     }
 

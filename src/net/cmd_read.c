@@ -18,9 +18,6 @@
 
 #define NS_BUF 512
 
-/* Memory a blocking sort may use (mongod's internalQueryMaxBlockingSortMemoryUsageBytes). */
-#define SORT_MAX_BYTES (100u * 1024u * 1024u)
-
 /* Distinct results must fit in one document. */
 #define DISTINCT_MAX_BYTES (16u * 1024u * 1024u)
 
@@ -306,7 +303,7 @@ static int cmd_find(struct net_cmd *c)
                            ? 0
                            : (uint64_t)skip + (uint64_t)limit;
             }
-            if (qry_sortbuf_new(sort, keep, SORT_MAX_BYTES,
+            if (qry_sortbuf_new(sort, keep, qry_sort_mem_limit(),
                                 "Executor error during find command :: caused by :: ", &sb,
                                 &c->err) != 0) {
                 goto fail;

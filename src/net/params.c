@@ -15,6 +15,8 @@
  *   cursorTimeoutMillis                 int64    x       x     here (cursor.c reads it)
  *   enableTestCommands                  bool     x       -     here (process-wide)
  *   featureCompatibilityVersion         doc      -       -     constant
+ *   internalQueryMaxBlockingSortMemoryUsageBytes
+ *                                       int      x       x     query (qry_set_sort_mem_limit)
  *   localLogicalSessionTimeoutMinutes   int      -       -     constant (hello reports it)
  *   logLevel                            int      -       -     lib/log.h's threshold
  *   maxAcceptableLogicalClockDriftSecs  int64    -       -     constant (txn enforces it)
@@ -122,6 +124,17 @@ static void get_fcv(struct net_server *s, bson_t *doc, const char *key)
     bson_append_document_end(doc, &sub);
 }
 
+static void get_sort_mem(struct net_server *s, bson_t *doc, const char *key)
+{
+    BSON_APPEND_INT32(doc, key, (int32_t)qry_sort_mem_limit());
+}
+
+static int set_sort_mem(struct net_server *s, int64_t v, struct cairn_error *err)
+{
+    qry_set_sort_mem_limit((size_t)v);
+    return 0;
+}
+
 static void get_session_timeout(struct net_server *s, bson_t *doc, const char *key)
 {
     BSON_APPEND_INT32(doc, key, SESSION_TIMEOUT_MINUTES);
@@ -205,6 +218,8 @@ static const struct param params[] = {
      set_cursor_timeout},
     {"enableTestCommands", PARAM_BOOL, true, false, 0, 1, get_test_commands, set_test_commands},
     {"featureCompatibilityVersion", PARAM_OTHER, false, false, 0, 0, get_fcv, NULL},
+    {"internalQueryMaxBlockingSortMemoryUsageBytes", PARAM_INT, true, true, 1, INT32_MAX,
+     get_sort_mem, set_sort_mem},
     {"localLogicalSessionTimeoutMinutes", PARAM_INT, false, false, 0, 0, get_session_timeout, NULL},
     {"logLevel", PARAM_INT, false, false, 0, 0, get_log_level, NULL},
     {"maxAcceptableLogicalClockDriftSecs", PARAM_INT, false, false, 0, 0, get_clock_drift, NULL},

@@ -280,7 +280,7 @@ static int push(struct run *r, size_t i, const bson_t *doc, struct cairn_error *
             return pl_group_add(s, &rs->tab, doc, err);
         case ST_SORT:
             if (rs->sb == NULL) {
-                rv = qry_sortbuf_new(s->sort, s->topk, STAGE_MEM_LIMIT, NULL, &rs->sb, err);
+                rv = qry_sortbuf_new(s->sort, s->topk, qry_sort_mem_limit(), NULL, &rs->sb, err);
                 if (rv) {
                     return rv;
                 }

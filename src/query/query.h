@@ -40,6 +40,12 @@ int qry_type_rank(bson_type_t t);
  * integers; regexes by pattern then flags. Returns <0, 0 or >0. */
 int qry_cmp(const bson_value_t *a, const bson_value_t *b);
 
+/* How many qry_cmp calls the process has made (approximate: each thread
+ * adds its count in steps of 256). A complexity probe: serverStatus shows
+ * it as metrics.query.valueComparisons, so tests can tell O(n) work from
+ * O(n^2) without timing it. Any thread. */
+uint64_t qry_cmp_count(void);
+
 /* Compares two BSON documents as embedded documents (qry_cmp order). */
 int qry_cmp_docs(const bson_t *a, const bson_t *b);
 
@@ -215,6 +221,13 @@ void qry_sort_free(struct qry_sort *s);
 /* ---- Blocking sort (sortbuf.c) ----------------------------------------- */
 
 struct qry_sortbuf;
+
+/* The most bytes a blocking sort (find's and $sort's) may hold: mongod's
+ * internalQueryMaxBlockingSortMemoryUsageBytes, default
+ * QRY_SORT_MEM_DEFAULT. Process-wide; any thread. */
+#define QRY_SORT_MEM_DEFAULT ((size_t)100 * 1024 * 1024)
+size_t qry_sort_mem_limit(void);
+void qry_set_sort_mem_limit(size_t bytes);
 
 /* A buffer sorting documents by `sort` (borrowed; must outlive the
  * buffer). `keep` > 0 keeps only the `keep` first documents in sort order

@@ -11,6 +11,7 @@
  * fails with 292 QueryExceededMemoryLimitNoDiskUseAllowed (there is no
  * spilling to disk; see docs/decisions.md §31e).
  */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,6 +35,18 @@ struct qry_sortbuf
     size_t bytes;
     uint64_t seq;
 };
+
+static atomic_size_t sort_mem_limit = QRY_SORT_MEM_DEFAULT;
+
+size_t qry_sort_mem_limit(void)
+{
+    return atomic_load(&sort_mem_limit);
+}
+
+void qry_set_sort_mem_limit(size_t bytes)
+{
+    atomic_store(&sort_mem_limit, bytes);
+}
 
 static size_t doc_cost(const bson_t *d)
 {
