@@ -351,6 +351,9 @@ static int cmd_find(struct net_cmd *c)
         net_cursor_set_docs(cur, v.docs, out_n);
         v.docs = NULL;
         v.n = 0;
+        if (net_cursor_charge_docs(cur, &c->err) != 0) {
+            goto fail;
+        }
     } else {
         /* Stream: the cursor owns the read, scan, matcher and projection. */
         if (sorted != NULL) {
@@ -1168,6 +1171,10 @@ static int cmd_aggregate(struct net_cmd *c)
     }
     net_cursor_set_docs(cur, out, n_out);
     cur->coll_id = src.have_coll ? src.cid : 0;
+    if (net_cursor_charge_docs(cur, &c->err) != 0) {
+        net_cursor_free(cur);
+        return NET_CMD_ERROR;
+    }
     return net_dc_reply_cursor(c, cur, batch, false);
 }
 

@@ -12,7 +12,8 @@
  *
  *   name                                type  startup runtime  where the value lives
  *   authenticationMechanisms            array    -       -     none (no authentication)
- *   cursorTimeoutMillis                 int64    x       x     here (cursor.c reads it)
+ *   cairnQueryMemoryBudgetBytes         int64    x       x     query (qry_set_mem_budget); Cairn's
+ * own cursorTimeoutMillis                 int64    x       x     here (cursor.c reads it)
  *   enableTestCommands                  bool     x       -     here (process-wide)
  *   featureCompatibilityVersion         doc      -       -     constant
  *   internalQueryMaxBlockingSortMemoryUsageBytes
@@ -124,6 +125,17 @@ static void get_fcv(struct net_server *s, bson_t *doc, const char *key)
     bson_append_document_end(doc, &sub);
 }
 
+static void get_mem_budget(struct net_server *s, bson_t *doc, const char *key)
+{
+    BSON_APPEND_INT64(doc, key, (int64_t)qry_mem_budget());
+}
+
+static int set_mem_budget(struct net_server *s, int64_t v, struct cairn_error *err)
+{
+    qry_set_mem_budget((size_t)v);
+    return 0;
+}
+
 static void get_sort_mem(struct net_server *s, bson_t *doc, const char *key)
 {
     BSON_APPEND_INT32(doc, key, (int32_t)qry_sort_mem_limit());
@@ -214,6 +226,8 @@ static int set_ttl_sleep(struct net_server *s, int64_t v, struct cairn_error *er
 /* Sorted by name (see the file comment). */
 static const struct param params[] = {
     {"authenticationMechanisms", PARAM_OTHER, false, false, 0, 0, get_auth_mechs, NULL},
+    {"cairnQueryMemoryBudgetBytes", PARAM_INT, true, true, 1, INT64_MAX, get_mem_budget,
+     set_mem_budget},
     {"cursorTimeoutMillis", PARAM_INT, true, true, 0, INT64_MAX / 1000000, get_cursor_timeout,
      set_cursor_timeout},
     {"enableTestCommands", PARAM_BOOL, true, false, 0, 1, get_test_commands, set_test_commands},

@@ -24,6 +24,9 @@
 
 /* ---- execution ---------------------------------------------------------------- */
 
+/* The output is charged to the server-wide budget in steps of this. */
+#define OUT_CHARGE_STEP ((size_t)256 * 1024)
+
 struct rstage
 {
     int64_t seen;
@@ -38,6 +41,7 @@ struct run
     bson_t **out;
     size_t nout, cap;
     size_t out_bytes; /* held by out, against p->result_limit */
+    size_t charged;   /* of out_bytes, to the server-wide budget (in steps) */
     bool stop;
 };
 
@@ -239,6 +243,15 @@ static int push(struct run *r, size_t i, const bson_t *doc, struct cairn_error *
                                      "pipeline or add $limit",
                                      r->p->result_limit);
         }
+        if (r->out_bytes > r->charged) {
+            size_t step = r->out_bytes - r->charged;
+            step = step < OUT_CHARGE_STEP ? OUT_CHARGE_STEP : step;
+            int crv = qry_mem_charge(step, err);
+            if (crv) {
+                return crv;
+            }
+            r->charged += step;
+        }
         return keep_doc(&r->out, &r->nout, &r->cap, doc, err);
     }
     const struct stage *s = &r->p->st[i];
@@ -389,6 +402,7 @@ int qry_pipeline_run(const struct qry_pipeline *p,
         qry_sortbuf_free(r.rs[i].sb);
     }
     free(r.rs);
+    qry_mem_release(r.charged); /* the caller holds (and charges) the output now */
     if (rv) {
         free_docs(r.out, 0, r.nout);
         return rv;

@@ -218,6 +218,27 @@ int qry_sort_cmp(const struct qry_sort *s, const bson_t *a, const bson_t *b);
 
 void qry_sort_free(struct qry_sort *s);
 
+/* ---- Server-wide result memory (membudget.c) --------------------------- */
+
+/* Query results held in memory (blocking sorts while they run, pipeline
+ * output while it is built, materialised cursor results until they are
+ * sent) are charged against one process-wide budget, default
+ * QRY_MEM_BUDGET_DEFAULT (the cairnQueryMemoryBudgetBytes parameter). */
+#define QRY_MEM_BUDGET_DEFAULT ((size_t)1024 * 1024 * 1024)
+
+/* Charges `bytes`. Fails, charging nothing, with 146 ExceededMemoryLimit
+ * (CAIRN_ETOOBIG) when the total would pass the budget. Any thread. */
+int qry_mem_charge(size_t bytes, struct cairn_error *err);
+
+/* Releases bytes charged before. Any thread. */
+void qry_mem_release(size_t bytes);
+
+/* Bytes charged now, and the budget (settable at any time: lowering it
+ * refuses new charges, never takes back held ones). Any thread. */
+size_t qry_mem_held(void);
+size_t qry_mem_budget(void);
+void qry_set_mem_budget(size_t bytes);
+
 /* ---- Blocking sort (sortbuf.c) ----------------------------------------- */
 
 struct qry_sortbuf;
@@ -242,9 +263,10 @@ int qry_sortbuf_new(const struct qry_sort *sort,
                     struct qry_sortbuf **out,
                     struct cairn_error *err);
 
-/* Offers `doc` (copied when kept). Fails with 292
+/* Offers `doc` (copied when kept; the bytes kept are charged to the
+ * server-wide budget, qry_mem_charge, until finish or free). Fails with 292
  * QueryExceededMemoryLimitNoDiskUseAllowed once the bytes held pass the
- * cap, or CAIRN_ENOMEM. */
+ * cap, 146 when the server-wide budget is spent, or CAIRN_ENOMEM. */
 int qry_sortbuf_add(struct qry_sortbuf *b, const bson_t *doc, struct cairn_error *err);
 
 /* Hands over the kept documents in sort order (ties in arrival order):

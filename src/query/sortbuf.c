@@ -9,7 +9,8 @@
  *
  * The bytes held are bounded by the cap given at creation: past it, add
  * fails with 292 QueryExceededMemoryLimitNoDiskUseAllowed (there is no
- * spilling to disk; see docs/decisions.md §31e).
+ * spilling to disk; see docs/decisions.md §31e). They are also charged to
+ * the server-wide budget (membudget.c) while held.
  */
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -33,8 +34,12 @@ struct qry_sortbuf
     struct ent *e;
     size_t n, cap;
     size_t bytes;
+    size_t charged; /* to the server-wide budget: >= bytes, in steps */
     uint64_t seq;
 };
+
+/* The server-wide budget is charged in steps of this, not per document. */
+#define CHARGE_STEP ((size_t)256 * 1024)
 
 static atomic_size_t sort_mem_limit = QRY_SORT_MEM_DEFAULT;
 
@@ -184,7 +189,24 @@ int qry_sortbuf_add(struct qry_sortbuf *b, const bson_t *doc, struct cairn_error
     if (b->max_bytes != 0 && b->bytes > b->max_bytes) {
         return over_limit(b, err);
     }
+    if (b->bytes > b->charged) {
+        size_t step = b->bytes - b->charged;
+        if (step < CHARGE_STEP) {
+            step = CHARGE_STEP;
+        }
+        int rv = qry_mem_charge(step, err);
+        if (rv) {
+            return rv;
+        }
+        b->charged += step;
+    }
     return 0;
+}
+
+static void uncharge(struct qry_sortbuf *b)
+{
+    qry_mem_release(b->charged);
+    b->charged = 0;
 }
 
 static void merge_sort(const struct qry_sortbuf *b, struct ent *a, struct ent *tmp, size_t n)
@@ -234,6 +256,7 @@ int qry_sortbuf_finish(struct qry_sortbuf *b, bson_t ***docs, size_t *n, struct 
     *n = b->n;
     b->n = 0;
     b->bytes = 0;
+    uncharge(b);
     return 0;
 }
 
@@ -250,6 +273,7 @@ void qry_sortbuf_free(struct qry_sortbuf *b)
     for (size_t i = 0; i < b->n; i++) {
         bson_destroy(b->e[i].doc);
     }
+    uncharge(b);
     free(b->e);
     free(b);
 }
