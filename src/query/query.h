@@ -396,8 +396,13 @@ int qry_index_keys(const struct qry_index *ix,
                    struct qry_ixkeys *out,
                    struct cairn_error *err);
 
-/* True when `keys` holds exactly the key (bytes) given. */
+/* True when `keys` (as qry_index_keys left them: sorted, distinct) holds
+ * exactly the key (bytes) given. O(log n): binary search. */
 bool qry_ixkeys_has(const struct qry_ixkeys *keys, const uint8_t *key, size_t len);
+
+/* How many index key comparisons the process has made (approximate, as
+ * qry_cmp_count): serverStatus metrics.query.indexKeyComparisons. */
+uint64_t qry_ixkey_cmp_count(void);
 
 /* Frees what `keys` holds (it can be reused after). */
 void qry_ixkeys_fini(struct qry_ixkeys *keys);

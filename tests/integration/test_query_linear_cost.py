@@ -142,3 +142,25 @@ def test_pull_with_in_of_50k_values_is_linear(client, db):
     used = comparisons(client) - before
     assert db.c.find_one({"_id": 1})["a"] == list(range(1, n, 2))
     assert used < 20 * n, used
+
+
+def key_comparisons(client):
+    return client.admin.command("serverStatus")["metrics"]["query"]["indexKeyComparisons"]
+
+
+def test_multikey_index_of_a_large_array_is_n_log_n(client, db):
+    # A document whose indexed array has k elements has k keys: computing, deduplicating and
+    # diffing them on update sorts them (k log k) instead of searching linearly (k^2).
+    k = 50000
+    db.c.create_index("a")
+    vals = [(i * 7919) % k for i in range(k)] + [Int64(3), 5.0]  # two duplicates
+    before = key_comparisons(client)
+    db.c.insert_one({"_id": 1, "a": vals})
+    db.c.update_one({"_id": 1}, {"$push": {"a": -1}})
+    used = key_comparisons(client) - before
+    assert used < 100 * k, used  # k log k is ~8e5 per pass; k^2 / 2 would be 1.25e9
+    assert [d["_id"] for d in db.c.find({"a": 49999})] == [1]
+    assert [d["_id"] for d in db.c.find({"a": -1})] == [1]
+    assert db.c.count_documents({"a": {"$gte": 0}}) == 1
+    db.c.update_one({"_id": 1}, {"$pull": {"a": {"$gte": 10}}})
+    assert db.c.count_documents({"a": 49999}) == 0 and db.c.count_documents({"a": 5}) == 1
