@@ -176,8 +176,12 @@ static int cmd_server_status(struct net_cmd *c)
         /* Cairn's own: BSON value comparisons so far (a complexity probe). */
         bson_t query;
         BSON_APPEND_DOCUMENT_BEGIN(&metrics, "query", &query);
-        BSON_APPEND_INT64(&query, "valueComparisons", (int64_t)qry_cmp_count());
-        BSON_APPEND_INT64(&query, "indexKeyComparisons", (int64_t)qry_ixkey_cmp_count());
+        BSON_APPEND_INT64(&query, "valueComparisons",
+                          (int64_t)qry_probe_count(QRY_PROBE_VALUE_CMP));
+        BSON_APPEND_INT64(&query, "indexKeyComparisons",
+                          (int64_t)qry_probe_count(QRY_PROBE_KEY_CMP));
+        BSON_APPEND_INT64(&query, "fieldNameComparisons",
+                          (int64_t)qry_probe_count(QRY_PROBE_NAME_CMP));
         BSON_APPEND_INT64(&query, "heldResultBytes", (int64_t)qry_mem_held());
         bson_append_document_end(&metrics, &query);
         bson_append_document_end(&c->reply, &metrics);

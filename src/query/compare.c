@@ -6,7 +6,6 @@
  */
 #include <inttypes.h>
 #include <math.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -309,23 +308,9 @@ int qry_cmp_doc_data(const uint8_t *a, uint32_t alen, const uint8_t *b, uint32_t
     return cmp_doc(a, alen, b, blen, 0);
 }
 
-/* Comparisons counted for serverStatus (qry_cmp_count): per thread, added
- * to the shared total every 256 so that sorting threads do not contend. */
-#define CMP_FLUSH 256u
-static _Thread_local unsigned cmp_pending;
-static atomic_uint_fast64_t cmp_total;
-
-uint64_t qry_cmp_count(void)
-{
-    return (uint64_t)atomic_load_explicit(&cmp_total, memory_order_relaxed);
-}
-
 int qry_cmp(const bson_value_t *a, const bson_value_t *b)
 {
-    if (++cmp_pending == CMP_FLUSH) {
-        atomic_fetch_add_explicit(&cmp_total, CMP_FLUSH, memory_order_relaxed);
-        cmp_pending = 0;
-    }
+    qry_probe_tick(QRY_PROBE_VALUE_CMP);
     return cmp_value(a, b, 0);
 }
 

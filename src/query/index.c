@@ -17,7 +17,6 @@
  * are then the cross product. Otherwise the document cannot be indexed
  * (171), as mongod's "cannot index parallel arrays".
  */
-#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -594,25 +593,11 @@ static void keys_clear(struct qry_ixkeys *keys)
     cairn_buf_reset(&keys->buf);
 }
 
-/* Key comparisons counted for serverStatus (qry_ixkey_cmp_count), per
- * thread and added to the total every 256. */
-#define KEY_CMP_FLUSH 256u
-static _Thread_local unsigned key_cmp_pending;
-static atomic_uint_fast64_t key_cmp_total;
-
-uint64_t qry_ixkey_cmp_count(void)
-{
-    return (uint64_t)atomic_load_explicit(&key_cmp_total, memory_order_relaxed);
-}
-
 /* memcmp order of two keys (a proper prefix first; none is one of another
  * since encodings are self-delimiting). */
 static int key_cmp(const uint8_t *a, size_t la, const uint8_t *b, size_t lb)
 {
-    if (++key_cmp_pending == KEY_CMP_FLUSH) {
-        atomic_fetch_add_explicit(&key_cmp_total, KEY_CMP_FLUSH, memory_order_relaxed);
-        key_cmp_pending = 0;
-    }
+    qry_probe_tick(QRY_PROBE_KEY_CMP);
     int c = memcmp(a, b, la < lb ? la : lb);
     if (c != 0) {
         return c;

@@ -40,11 +40,23 @@ int qry_type_rank(bson_type_t t);
  * integers; regexes by pattern then flags. Returns <0, 0 or >0. */
 int qry_cmp(const bson_value_t *a, const bson_value_t *b);
 
-/* How many qry_cmp calls the process has made (approximate: each thread
- * adds its count in steps of 256). A complexity probe: serverStatus shows
- * it as metrics.query.valueComparisons, so tests can tell O(n) work from
- * O(n^2) without timing it. Any thread. */
-uint64_t qry_cmp_count(void);
+/* ---- Work counters (probe.c) -------------------------------------------- */
+
+/* Complexity probes: how much work of a kind the process has done, so
+ * tests can tell O(n) from O(n^2) without timing (serverStatus
+ * metrics.query.*). Approximate: threads add their counts in steps. */
+enum qry_probe {
+    QRY_PROBE_VALUE_CMP, /* qry_cmp calls: valueComparisons */
+    QRY_PROBE_KEY_CMP,   /* index key comparisons: indexKeyComparisons */
+    QRY_PROBE_NAME_CMP,  /* projection field-name probes: fieldNameComparisons */
+    QRY_PROBE_COUNT
+};
+
+/* Counts one unit of work. Any thread; cheap (thread-local). */
+void qry_probe_tick(enum qry_probe which);
+
+/* The process's count so far. Any thread. */
+uint64_t qry_probe_count(enum qry_probe which);
 
 /* Compares two BSON documents as embedded documents (qry_cmp order). */
 int qry_cmp_docs(const bson_t *a, const bson_t *b);
@@ -399,10 +411,6 @@ int qry_index_keys(const struct qry_index *ix,
 /* True when `keys` (as qry_index_keys left them: sorted, distinct) holds
  * exactly the key (bytes) given. O(log n): binary search. */
 bool qry_ixkeys_has(const struct qry_ixkeys *keys, const uint8_t *key, size_t len);
-
-/* How many index key comparisons the process has made (approximate, as
- * qry_cmp_count): serverStatus metrics.query.indexKeyComparisons. */
-uint64_t qry_ixkey_cmp_count(void);
 
 /* Frees what `keys` holds (it can be reused after). */
 void qry_ixkeys_fini(struct qry_ixkeys *keys);

@@ -164,3 +164,29 @@ def test_multikey_index_of_a_large_array_is_n_log_n(client, db):
     assert db.c.count_documents({"a": {"$gte": 0}}) == 1
     db.c.update_one({"_id": 1}, {"$pull": {"a": {"$gte": 10}}})
     assert db.c.count_documents({"a": 49999}) == 0 and db.c.count_documents({"a": 5}) == 1
+
+
+def name_comparisons(client):
+    return client.admin.command("serverStatus")["metrics"]["query"]["fieldNameComparisons"]
+
+
+@pytest.mark.parametrize("how", ["find", "project", "addFields"])
+def test_wide_projection_over_a_wide_document_is_linear(client, db, how):
+    # n projected fields over a document of n fields: a linear child search is n^2 / 2.
+    n = 20000
+    doc = {"_id": 1, **{"f%d" % i: i for i in range(n)}}
+    db.c.insert_one(doc)
+    before = name_comparisons(client)
+    if how == "find":
+        got = db.c.find_one({}, {"f%d" % i: 1 for i in range(0, n, 2)})
+        want = {"_id": 1, **{"f%d" % i: i for i in range(0, n, 2)}}
+    elif how == "project":
+        got = next(db.c.aggregate([{"$project": {"f%d" % i: 0 for i in range(0, n, 2)}}]))
+        want = {"_id": 1, **{"f%d" % i: i for i in range(1, n, 2)}}
+    else:
+        got = next(db.c.aggregate([{"$addFields": {"f%d" % i: -i for i in range(0, n, 2)}}]))
+        want = {"_id": 1, **{"f%d" % i: (-i if i % 2 == 0 else i) for i in range(n)}}
+    used = name_comparisons(client) - before
+    assert got == want
+    assert list(got) == list(want)  # field order kept
+    assert used < 20 * n, used
