@@ -25,6 +25,12 @@ def rss_kb(pid):
     raise AssertionError("no VmRSS")
 
 
+def sanitized(pid):
+    # ASan keeps freed memory in quarantine (256 MB): resident size says nothing then.
+    with open("/proc/%d/maps" % pid) as f:
+        return any("libasan" in line or "libtsan" in line for line in f)
+
+
 @pytest.fixture(scope="module")
 def big(client):
     client.admin.command({"setParameter": 1, "cairnQueryMemoryBudgetBytes": BUDGET})
@@ -81,7 +87,8 @@ def test_many_open_cursors_stop_at_the_budget(client, server, big, kind):
         assert len(cursors) >= 1 and refused >= 25
         assert held(client) <= BUDGET
         grown_mb = (rss_kb(server.proc.pid) - before) / 1024
-        assert grown_mb < 120, grown_mb
+        if not sanitized(server.proc.pid):
+            assert grown_mb < 120, grown_mb
     finally:
         for c in cursors:
             c.close()
