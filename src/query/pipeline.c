@@ -539,9 +539,17 @@ int qry_pipeline_compile(const bson_t *stages, struct qry_pipeline **out, struct
         return rv;
     }
     for (size_t i = 0; i + 1 < p->n; i++) {
-        /* $sort then $limit k: the sort need only keep its k first. */
-        if (p->st[i].type == ST_SORT && p->st[i + 1].type == ST_LIMIT && p->st[i + 1].n > 0) {
-            p->st[i].topk = (uint64_t)p->st[i + 1].n;
+        /* $sort then $limit k (or $skip s, $limit k): the sort need only
+         * keep its k (s + k) first. */
+        const struct stage *nx = &p->st[i + 1];
+        if (p->st[i].type != ST_SORT) {
+            continue;
+        }
+        if (nx->type == ST_LIMIT && nx->n > 0) {
+            p->st[i].topk = (uint64_t)nx->n;
+        } else if (nx->type == ST_SKIP && i + 2 < p->n && p->st[i + 2].type == ST_LIMIT &&
+                   p->st[i + 2].n > 0 && nx->n <= INT64_MAX - p->st[i + 2].n) {
+            p->st[i].topk = (uint64_t)(nx->n + p->st[i + 2].n);
         }
     }
     bool blocked = false;

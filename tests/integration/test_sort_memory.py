@@ -48,12 +48,13 @@ def test_find_sort_with_limit_keeps_top_k(big, key, skip, limit):
     assert got == expected(docs, key, skip, limit)
 
 
-@pytest.mark.parametrize("key,limit", [(1, 10), (-1, 7)])
-def test_aggregate_sort_then_limit_keeps_top_k(big, key, limit):
+@pytest.mark.parametrize("key,skip,limit", [(1, 0, 10), (-1, 0, 7), (1, 30, 5)])
+def test_aggregate_sort_then_limit_keeps_top_k(big, key, skip, limit):
     coll, docs = big
-    got = [d["_id"] for d in coll.aggregate([{"$sort": {"k": key}}, {"$limit": limit},
-                                             {"$project": {"pad": 0}}])]
-    assert got == expected(docs, key, 0, limit)
+    stages = [{"$sort": {"k": key}}] + ([{"$skip": skip}] if skip else [])
+    got = [d["_id"] for d in coll.aggregate(stages + [{"$limit": limit},
+                                                      {"$project": {"pad": 0}}])]
+    assert got == expected(docs, key, skip, limit)
 
 
 def test_find_sort_without_limit_is_292(big):
