@@ -309,8 +309,29 @@ static int cmd_find(struct net_cmd *c)
                 goto fail;
             }
             qry_sortbuf_set_disk_use(sb, allow_disk_use);
-            if (net_dc_visit_matches(rd, cid, ns, &filter, m, sort_collect, sb, &c->err) != 0 ||
-                qry_sortbuf_finish(sb, &v.docs, &v.n, &c->err) != 0) {
+            if (net_dc_visit_matches(rd, cid, ns, &filter, m, sort_collect, sb, &c->err) != 0) {
+                goto fail;
+            }
+            if (qry_sortbuf_spilled(sb)) {
+                /* Spilled (allowDiskUse): the cursor merges the runs from
+                 * disk batch by batch instead of holding the result. */
+                if (qry_sortbuf_done(sb, &c->err) != 0) {
+                    goto fail;
+                }
+                txn_read_end(rd);
+                rd = NULL;
+                cur->spilled = sb;
+                cur->spilled_sort = sort;
+                cur->proj = proj;
+                cur->skip = skip;
+                cur->limit_left = limit > 0 ? limit : -1;
+                sb = NULL;
+                sort = NULL;
+                proj = NULL;
+                free_query(m, proj, sort);
+                return net_dc_reply_cursor(c, cur, batch, single_batch);
+            }
+            if (qry_sortbuf_finish(sb, &v.docs, &v.n, &c->err) != 0) {
                 goto fail;
             }
             v.cap = v.n;

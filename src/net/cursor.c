@@ -69,6 +69,8 @@ void net_cursor_free(struct net_cursor *cur)
     }
     free(cur->docs);
     qry_mem_release(cur->held_bytes);
+    qry_sortbuf_free(cur->spilled);
+    qry_sort_free(cur->spilled_sort);
     if (cur->pending != NULL) {
         bson_destroy(cur->pending);
     }
@@ -121,6 +123,25 @@ static void close_source(struct net_cursor *cur)
  * the end, -1 on error. */
 static int produce(struct net_cursor *cur, bson_t *out, struct cairn_error *err)
 {
+    while (cur->spilled != NULL) {
+        bson_t *d = NULL;
+        int r = qry_sortbuf_next(cur->spilled, &d, err);
+        if (r <= 0) {
+            return r;
+        }
+        if (cur->skip > 0) {
+            cur->skip--;
+            bson_destroy(d);
+            continue;
+        }
+        if (cur->proj != NULL) {
+            r = qry_projection_apply(cur->proj, d, out, err) != 0 ? -1 : 1;
+        } else {
+            bson_copy_to(d, out);
+        }
+        bson_destroy(d);
+        return r;
+    }
     if (cur->rd == NULL) {
         while (cur->pos < cur->n_docs) {
             bson_t *d = cur->docs[cur->pos];

@@ -62,6 +62,12 @@ struct net_cursor
     size_t pos;
     size_t held_bytes; /* of docs, charged to qry_mem_charge (net_cursor_charge_docs) */
 
+    /* A sort spilled to disk (allowDiskUse): documents are merged from its
+     * runs as batches are made, then skipped and projected (skip, proj).
+     * Owned, with the sort spec it uses; rd is NULL. */
+    struct qry_sortbuf *spilled;
+    struct qry_sort *spilled_sort;
+
     /* Collection a find/aggregate cursor reads (0 = none): getMore fails
      * with QueryPlanKilled once it has been dropped, as in mongod. */
     uint64_t coll_id;

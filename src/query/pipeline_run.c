@@ -329,19 +329,22 @@ static int flush(struct run *r, size_t i, struct cairn_error *err)
             }
             pl_gtab_free(&rs->tab, s->nacc);
             return rv;
-        case ST_SORT: {
-            bson_t **docs = NULL;
-            size_t n = 0, k = 0;
+        case ST_SORT:
+            /* One document at a time: a spilled sort is merged from disk. */
             if (rs->sb != NULL) {
-                rv = qry_sortbuf_finish(rs->sb, &docs, &n, err);
+                rv = qry_sortbuf_done(rs->sb, err);
             }
-            for (; !rv && k < n; k++) {
-                rv = push(r, i + 1, docs[k], err);
-                bson_destroy(docs[k]);
+            while (!rv && rs->sb != NULL) {
+                bson_t *d = NULL;
+                int got = qry_sortbuf_next(rs->sb, &d, err);
+                if (got <= 0) {
+                    rv = got < 0 ? (err->code ? err->code : CAIRN_EIO) : 0;
+                    break;
+                }
+                rv = push(r, i + 1, d, err);
+                bson_destroy(d);
             }
-            free_docs(docs, k, n);
             return rv;
-        }
         case ST_COUNT:
             if (rs->seen > 0) {
                 bson_t o = BSON_INITIALIZER;

@@ -283,12 +283,37 @@ int qry_sortbuf_add(struct qry_sortbuf *b, const bson_t *doc, struct cairn_error
 
 /* Hands over the kept documents in sort order (ties in arrival order):
  * *docs is a malloc'd array of *n owned bson_t * (NULL when none); the
- * buffer is left empty. Errors: CAIRN_ENOMEM (the buffer keeps them). */
+ * buffer is left empty. Not after qry_sortbuf_done; a spilled buffer reads
+ * its runs back into memory. Errors: CAIRN_ENOMEM, I/O as
+ * qry_sortbuf_next. */
 int qry_sortbuf_finish(struct qry_sortbuf *b, bson_t ***docs, size_t *n, struct cairn_error *err);
 
-/* Says the client asked for allowDiskUse: the cap stays (nothing spills
- * to disk) and the 292 message says so. */
+/* Sets the directory sorts spill to (<dbpath>/_tmp), once at start-up
+ * before any sort runs; NULL or "" turns spilling off. The directory must
+ * exist; runs are anonymous files in it (unlinked at creation). */
+void qry_set_spill_dir(const char *dir);
+
+/* Says the client asked for allowDiskUse: past the cap, the buffer writes
+ * its documents to disk as a sorted run (when a spill directory is set)
+ * and goes on; a limit is then no longer applied by the buffer (the
+ * consumer applies it). Without a spill directory the cap stays and the
+ * 292 message says why. */
 void qry_sortbuf_set_disk_use(struct qry_sortbuf *b, bool requested);
+
+/* True once the buffer has written a run to disk: read it with
+ * qry_sortbuf_done and qry_sortbuf_next (qry_sortbuf_finish would bring
+ * everything back into memory). */
+bool qry_sortbuf_spilled(const struct qry_sortbuf *b);
+
+/* Ends the input: the documents are then read in sort order with
+ * qry_sortbuf_next (merging the runs on disk, if any). Errors: as
+ * qry_run_write for the last run, CAIRN_ENOMEM. */
+int qry_sortbuf_done(struct qry_sortbuf *b, struct cairn_error *err);
+
+/* After qry_sortbuf_done: the next document in sort order, owned by the
+ * caller (*doc, bson_destroy): 1, 0 at the end, -1 with err set (I/O, or
+ * the operation's interruption: maxTimeMS, killOp). */
+int qry_sortbuf_next(struct qry_sortbuf *b, bson_t **doc, struct cairn_error *err);
 
 /* Bytes the buffer holds now. */
 size_t qry_sortbuf_bytes(const struct qry_sortbuf *b);

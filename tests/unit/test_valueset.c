@@ -1,12 +1,14 @@
 /*
  * test_valueset.c: the query layer's hashed and bounded helpers: the value
  * hash set (src/query/valueset.c) under MongoDB equality, the top-k sort
- * buffer (src/query/sortbuf.c) against a full stable sort, and the field
+ * buffer (src/query/sortbuf.c) against a full stable sort, its spilling
+ * to disk (sortspill.c), and the field
  * name index (src/query/nameidx.c).
  */
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "query/nameidx.h"
 #include "query/query.h"
@@ -145,6 +147,64 @@ START_TEST(test_topk_matches_full_sort)
 }
 END_TEST
 
+/* With allowDiskUse and a spill directory, a buffer past its cap writes
+ * sorted runs and merges them back: the same order as in memory, stable. */
+START_TEST(test_spilled_sort_merges_in_order)
+{
+    enum { N = 3000 };
+    char dir[] = "/tmp/cairn-spill-XXXXXX";
+    bson_t *spec = J("{'k': 1}");
+    struct qry_sort *sort = NULL;
+    struct cairn_error err = {0};
+    struct qry_sortbuf *mem = NULL, *disk = NULL;
+    bson_t **want = NULL;
+    size_t nwant = 0;
+    unsigned seed = 7;
+
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    qry_set_spill_dir(dir);
+    ck_assert_int_eq(qry_sort_compile(spec, &sort, &err), 0);
+    ck_assert_int_eq(qry_sortbuf_new(sort, 0, 0, NULL, &mem, &err), 0);
+    ck_assert_int_eq(qry_sortbuf_new(sort, 100, 10000, NULL, &disk, &err), 0);
+    qry_sortbuf_set_disk_use(disk, true);
+    for (int i = 0; i < N; i++) {
+        bson_t d = BSON_INITIALIZER;
+        seed = seed * 1103515245u + 12345u;
+        BSON_APPEND_INT32(&d, "_id", i);
+        BSON_APPEND_INT32(&d, "k", (int32_t)((seed >> 16) % 97));
+        ck_assert_int_eq(qry_sortbuf_add(mem, &d, &err), 0);
+        ck_assert_int_eq(qry_sortbuf_add(disk, &d, &err), 0);
+        ck_assert_uint_le(qry_sortbuf_bytes(disk), 10000);
+        bson_destroy(&d);
+    }
+    ck_assert(qry_sortbuf_spilled(disk));
+    ck_assert(!qry_sortbuf_spilled(mem));
+    ck_assert_int_eq(qry_sortbuf_finish(mem, &want, &nwant, &err), 0);
+    ck_assert_int_eq(qry_sortbuf_done(disk, &err), 0);
+    for (size_t i = 0;; i++) {
+        bson_t *d = NULL;
+        int got = qry_sortbuf_next(disk, &d, &err);
+        ck_assert_int_ge(got, 0);
+        if (got == 0) {
+            ck_assert_uint_eq(i, nwant); /* the limit of 100 is the consumer's now */
+            break;
+        }
+        ck_assert(bson_equal(d, want[i]));
+        bson_destroy(d);
+    }
+    for (size_t i = 0; i < nwant; i++) {
+        bson_destroy(want[i]);
+    }
+    free(want);
+    qry_sortbuf_free(mem);
+    qry_sortbuf_free(disk);
+    qry_set_spill_dir(NULL);
+    ck_assert_int_eq(rmdir(dir), 0); /* no run file left behind */
+    qry_sort_free(sort);
+    bson_destroy(spec);
+}
+END_TEST
+
 START_TEST(test_sortbuf_cap_is_292_and_charges_the_budget)
 {
     bson_t *spec = J("{'a': 1}");
@@ -216,6 +276,7 @@ int main(void)
     tcase_add_test(tc, test_equal_values_are_one);
     tcase_add_test(tc, test_many_values_grow);
     tcase_add_test(tc, test_topk_matches_full_sort);
+    tcase_add_test(tc, test_spilled_sort_merges_in_order);
     tcase_add_test(tc, test_sortbuf_cap_is_292_and_charges_the_budget);
     tcase_add_test(tc, test_budget_refuses_past_the_limit);
     tcase_add_test(tc, test_nameidx_finds_first_of_each_name);
