@@ -28,9 +28,9 @@
 #include "cairn/cairn.h"
 #include "query/query.h"
 
-/* Blocking stages refuse to hold more than this, like mongod without
- * allowDiskUse; there is no spilling to disk here, so allowDiskUse does not
- * lift it (docs/decisions.md §31e). */
+/* $group refuses to hold more than this, like mongod without allowDiskUse;
+ * $group does not spill to disk, so allowDiskUse does not lift it ($sort
+ * uses qry_sort_mem_limit and spills: docs/decisions.md §31e). */
 #define STAGE_MEM_LIMIT ((size_t)100 * 1024 * 1024)
 
 enum stype {
@@ -84,7 +84,7 @@ struct qry_pipeline
     size_t n;
     bson_t *leading_match;
     size_t result_limit; /* bytes of output a run may hold */
-    bool disk_use;       /* allowDiskUse was asked for (only the messages change) */
+    bool disk_use;       /* allowDiskUse was asked for: $sort may spill */
 };
 
 /* The group table of a $group stage during a run (pipeline_group.c keeps

@@ -360,10 +360,10 @@ int qry_pipeline_run(const struct qry_pipeline *p,
 #define QRY_PIPELINE_RESULT_LIMIT ((size_t)512 * 1024 * 1024)
 void qry_pipeline_set_result_limit(struct qry_pipeline *p, size_t bytes);
 
-/* Records that the client passed allowDiskUse: true. Blocking stages keep
- * their 100 MB cap all the same (nothing spills to disk, §31e); their 292
- * messages then say so instead of suggesting allowDiskUse. Call before
- * sharing the pipeline. */
+/* Records that the client passed allowDiskUse: true: $sort then spills
+ * past its cap (qry_set_spill_dir); $group keeps its 100 MB cap (it does
+ * not spill) and its 292 message says so. Call before sharing the
+ * pipeline. */
 void qry_pipeline_set_disk_use(struct qry_pipeline *p, bool requested);
 
 void qry_pipeline_free(struct qry_pipeline *p);
