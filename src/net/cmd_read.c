@@ -3,7 +3,8 @@
  * and aggregate. Reads run on a txn_read at the requested read concern;
  * unsorted finds stream through a cursor that keeps the read and scan open
  * across getMore calls, sorted finds and aggregates materialise their
- * results into the cursor.
+ * results into the cursor (charged to the server-wide query memory budget)
+ * unless a sort spilled to disk, whose runs the cursor then merges.
  */
 #include <inttypes.h>
 #include <stdlib.h>
@@ -288,7 +289,7 @@ static int cmd_find(struct net_cmd *c)
     if (sorted == NULL && (sort != NULL || id_point)) {
         /* Materialise: the point lookup, or the matches to sort. A sort
          * with a limit keeps only the skip + limit first (a top-k heap);
-         * the cap stays with allowDiskUse, as nothing spills (§31e). */
+         * past the cap, with allowDiskUse, it spills to disk (§31e). */
         size_t first = 0;
         if (sort == NULL) {
             v.skip = skip;
