@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# scripts/run-examples.sh: builds and runs the transaction example programs of tests/examples/
-# against BUILDDIR's cairnd, each against its own fresh one-member replica set.
+# scripts/run-examples.sh: builds and runs the driver example programs (the transaction examples
+# of tests/examples/, GridFS with the Go driver) against BUILDDIR's cairnd, each against its own
+# fresh one-member replica set.
 #
 #   tests/examples/pymongo_with_transaction.py   PyMongo guide: with_transaction (+ an abort)
 #   tests/examples/pymongo_retry_helpers.py      manual: hr.employees / reporting.events with
 #                                                run_transaction_with_retry / commit_with_retry
 #   BUILDDIR/tests/mongoc_with_transaction       manual, C: built by meson (tests/meson.build)
 #   BUILDDIR/examples/go_with_transaction        manual, Go: built here from tests/examples/go
+#   BUILDDIR/examples/go_gridfs                  GridFS with the Go driver (5 MB upload,
+#                                                download, find, delete, its indexes): built
+#                                                here from tests/go/gridfs
 #
-# The Go program is built offline from Debian's packages (golang-go, golang-mongodb-mongo-
+# The Go programs are built offline from Debian's packages (golang-go, golang-mongodb-mongo-
 # driver-dev) in GOPATH mode; see the top of tests/examples/go/with_transaction.go.
 #
 # Prints each program's output (its "ok - ..." / "not ok - ..." lines and its own summary,
@@ -74,19 +78,27 @@ if [ ! -x "$CAIRND" ]; then
 fi
 mkdir -p "$OUT"
 
-# The Go program: GOPATH mode over Debian's /usr/share/gocode, nothing downloaded.
-GO_BIN="$OUT/go_with_transaction"
-rm -f "$GO_BIN"
-go_built=false
-if ! command -v go >/dev/null 2>&1; then
-    fail_one "go_with_transaction" "no go command (scripts/setup.sh installs golang-go)"
-elif env GO111MODULE=off GOPATH=/usr/share/gocode GOFLAGS= GOPROXY=off \
-    GOCACHE="$OUT/go-cache" go build -o "$GO_BIN" ./tests/examples/go >"$OUT/go-build.log" 2>&1; then
-    go_built=true
-else
-    cat "$OUT/go-build.log"
-    fail_one "go_with_transaction" "go build failed (log: $OUT/go-build.log)"
-fi
+# The Go programs: GOPATH mode over Debian's /usr/share/gocode, nothing downloaded.
+# go_build NAME PACKAGE: builds $OUT/NAME; returns non-zero (and counts a failure) if it fails.
+go_build() {
+    local name="$1" pkg="$2"
+    rm -f "$OUT/$name"
+    if ! command -v go >/dev/null 2>&1; then
+        fail_one "$name" "no go command (scripts/setup.sh installs golang-go)"
+        return 1
+    fi
+    if ! env GO111MODULE=off GOPATH=/usr/share/gocode GOFLAGS= GOPROXY=off \
+        GOCACHE="$OUT/go-cache" go build -o "$OUT/$name" "$pkg" >"$OUT/$name-build.log" 2>&1; then
+        cat "$OUT/$name-build.log"
+        fail_one "$name" "go build failed (log: $OUT/$name-build.log)"
+        return 1
+    fi
+}
+
+go_tx_built=false
+go_build go_with_transaction ./tests/examples/go && go_tx_built=true
+go_gridfs_built=false
+go_build go_gridfs ./tests/go/gridfs && go_gridfs_built=true
 
 run_example pymongo_with_transaction "$PY" "$REPO/tests/examples/pymongo_with_transaction.py"
 run_example pymongo_retry_helpers "$PY" "$REPO/tests/examples/pymongo_retry_helpers.py"
@@ -95,8 +107,11 @@ if [ -x "$BUILD/tests/mongoc_with_transaction" ]; then
 else
     fail_one "mongoc_with_transaction" "$BUILD/tests/mongoc_with_transaction was not built"
 fi
-if $go_built; then
-    run_example go_with_transaction "$GO_BIN"
+if $go_tx_built; then
+    run_example go_with_transaction "$OUT/go_with_transaction"
+fi
+if $go_gridfs_built; then
+    run_example go_gridfs "$OUT/go_gridfs"
 fi
 
 echo "${TOTAL_PASS} passed, ${TOTAL_FAIL} failed"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/setup.sh: installs everything Cairn needs to build and test on Debian bookworm.
 # Idempotent: apt-get runs only when a package is missing, pip only when the venv lacks the
-# pinned pymongo/pytest versions (an older or newer one is replaced). Runs as root, or as a
+# pinned pymongo/pytest/mongoengine versions (an older or newer one is replaced). Runs as root, or as a
 # user with sudo.
 #
 # Usage: scripts/setup.sh
@@ -21,6 +21,8 @@ PACKAGES=(
 # exercise unnoticed; bump these deliberately.
 PYMONGO_VERSION=4.20.1
 PYTEST_VERSION=9.2.0
+# The ODM of tests/integration/test_mongoengine_models.py; 0.29.x takes pymongo >= 3.4, < 5.
+MONGOENGINE_VERSION=0.29.3
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 
@@ -89,12 +91,14 @@ fi
 
 venv_ok() {
     [ -x "$VENV/bin/python" ] &&
-        "$VENV/bin/python" - "$PYMONGO_VERSION" "$PYTEST_VERSION" <<'EOF' >/dev/null 2>&1
+        "$VENV/bin/python" - "$PYMONGO_VERSION" "$PYTEST_VERSION" "$MONGOENGINE_VERSION" \
+            <<'EOF' >/dev/null 2>&1
 import sys
 from importlib.metadata import version
 assert version("pymongo") == sys.argv[1], version("pymongo")
 assert version("pytest") == sys.argv[2], version("pytest")
-import pymongo, pytest
+assert version("mongoengine") == sys.argv[3], version("mongoengine")
+import pymongo, pytest, mongoengine
 EOF
 }
 
@@ -103,8 +107,10 @@ if ! venv_ok; then
         log "creating venv $VENV"
         python3 -m venv "$VENV"
     fi
-    log "installing pymongo==$PYMONGO_VERSION and pytest==$PYTEST_VERSION into the venv"
-    "$VENV/bin/python" -m pip install -q "pymongo==$PYMONGO_VERSION" "pytest==$PYTEST_VERSION"
+    log "installing pymongo==$PYMONGO_VERSION, pytest==$PYTEST_VERSION and" \
+        "mongoengine==$MONGOENGINE_VERSION into the venv"
+    "$VENV/bin/python" -m pip install -q "pymongo==$PYMONGO_VERSION" "pytest==$PYTEST_VERSION" \
+        "mongoengine==$MONGOENGINE_VERSION"
     venv_ok || { log "venv check failed after pip install"; exit 1; }
 else
     log "venv present ($VENV)"

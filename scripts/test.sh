@@ -3,7 +3,8 @@
 #
 #   1. build/      -Dwerror=true: Check unit tests (meson test), pytest integration tests
 #                  against build/src/server/cairnd, the libmongoc C program, and the seed
-#                  documents' transaction examples in pymongo, C and Go.
+#                  documents' transaction examples in pymongo, C and Go, and GridFS with
+#                  the Go driver (scripts/run-examples.sh).
 #                  Then the Docker deployment (tests/docker), skipped only where no Docker
 #                  engine runs.
 #   2. build-asan/ -Db_sanitize=address,undefined: unit tests, integration tests, the
@@ -171,11 +172,12 @@ integration() {
 }
 
 # examples BUILDDIR LABEL: the seed documents' transaction examples (pymongo, libmongoc, Go)
+# and GridFS with the Go driver
 # against fresh cairnd processes (scripts/run-examples.sh), counted from its last line.
 examples() {
     local build="$1" label="$2"
     local out="$RESULTS/examples-$label.txt"
-    say "$label: transaction examples (scripts/run-examples.sh $build)"
+    say "$label: driver examples (scripts/run-examples.sh $build)"
     timeout --kill-after=30 900 bash "$REPO/scripts/run-examples.sh" "$build" 2>&1 | tee "$out"
     local rc=${PIPESTATUS[0]}
     local counts
@@ -187,7 +189,7 @@ examples() {
         counts="${counts% *} 1"
     fi
     # shellcheck disable=SC2086
-    record "$label transaction examples" $counts 0
+    record "$label driver examples" $counts 0
 }
 
 # mongoc_program BUILDDIR LABEL: runs the libmongoc program against a fresh cairnd.

@@ -24,9 +24,16 @@
  * Every client draws its transfers from its own RNG seeded by --seed and its number, so runs
  * are reproducible (the interleavings are not).
  *
+ * --indexes N (0..5, default mode only): every inserted document also carries five fields
+ * f0..f4 with pseudo-random 64-bit integers (from the client's RNG, seeded by --seed), and
+ * before the run the bench collection gets N secondary indexes {f0: 1} .. {f<N-1>: 1}
+ * (createIndexes at w:majority on the freshly dropped collection). So --indexes 0, 1 and 5
+ * insert the same documents and differ only in the index entries each insert maintains.
+ * Without --indexes the documents have no f fields, as before.
+ *
  * Usage: cairn-bench [--uri URI] [--clients N] [--ops N | --seconds S] [--w 1|majority]
  *                    [--j] [--doc-size BYTES] [--warmup N] [--db NAME] [--keep]
- *                    [--txn [--accounts N] [--txn-docs K] [--seed S]]
+ *                    [--indexes N] [--txn [--accounts N] [--txn-docs K] [--seed S]]
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -56,7 +63,11 @@ struct options
     int accounts;
     int txn_docs; /* documents updated per transaction */
     uint64_t seed;
+    int indexes; /* --indexes N: secondary indexes on f0..f<N-1>; -1 = no f fields */
 };
+
+/* --indexes: the indexed fields every document then carries. */
+#define BENCH_INDEX_FIELDS 5
 
 /* --txn: what one client counted over the timed part. */
 struct txn_stats
@@ -126,7 +137,9 @@ static void usage(FILE *out)
             "                    of inserts; --ops then counts transactions per client\n"
             "  --accounts N      accounts to transfer between, balance 1000 each (default 100)\n"
             "  --txn-docs K      accounts updated per transaction (default 2)\n"
-            "  --seed S          seed of the clients' random transfers (default 1)\n");
+            "  --seed S          seed of the clients' random transfers (default 1)\n"
+            "  --indexes N       documents carry fields f0..f4 (random integers) and the\n"
+            "                    collection gets N (0..5) secondary indexes {f0:1}.. first\n");
 }
 
 static int parse_long(const char *s, long min, long max, long *out)
@@ -194,10 +207,16 @@ static int parse_args(int argc, char **argv, struct options *o)
             o->txn_docs = (int)n, i++;
         } else if (strcmp(a, "--seed") == 0 && parse_long(v, 0, LONG_MAX, &n) == 0) {
             o->seed = (uint64_t)n, i++;
+        } else if (strcmp(a, "--indexes") == 0 && parse_long(v, 0, BENCH_INDEX_FIELDS, &n) == 0) {
+            o->indexes = (int)n, i++;
         } else {
             fprintf(stderr, "cairn-bench: bad option or value: %s %s\n", a, v);
             return -1;
         }
+    }
+    if (o->txn && o->indexes >= 0) {
+        fprintf(stderr, "cairn-bench: --indexes applies to the insert mode, not --txn\n");
+        return -1;
     }
     if (o->txn && o->txn_docs > o->accounts) {
         fprintf(stderr, "cairn-bench: --txn-docs %d needs at least as many --accounts (%d)\n",
@@ -221,11 +240,28 @@ static int push_latency(struct worker *w, uint64_t us)
     return 0;
 }
 
+static uint64_t rng_next(uint64_t *state);
+
+/* One insert-mode document: {c, i, pad}, plus f0..f4 under --indexes. Caller frees it. */
+static bson_t *bench_doc(const struct options *o, int id, long seq, const char *pad, uint64_t *rng)
+{
+    bson_t *doc = BCON_NEW("c", BCON_INT32(id), "i", BCON_INT64(seq), "pad", BCON_UTF8(pad));
+    if (o->indexes >= 0) {
+        for (int f = 0; f < BENCH_INDEX_FIELDS; f++) {
+            char key[16];
+            snprintf(key, sizeof key, "f%d", f);
+            BSON_APPEND_INT64(doc, key, (int64_t)(rng_next(rng) >> 1));
+        }
+    }
+    return doc;
+}
+
 static void *run_worker(void *arg)
 {
     struct worker *w = arg;
     const struct options *o = w->opt;
     bson_error_t error;
+    uint64_t rng = o->seed * 1000003u + (uint64_t)w->id;
 
     mongoc_client_t *client = mongoc_client_new(o->uri);
     if (!client) {
@@ -254,8 +290,7 @@ static void *run_worker(void *arg)
     long seq = 0;
     /* warm-up: connection set-up, first allocations; not timed */
     for (int i = 0; i < o->warmup; i++) {
-        bson_t *doc =
-            BCON_NEW("c", BCON_INT32(w->id), "i", BCON_INT64(seq++), "pad", BCON_UTF8(pad));
+        bson_t *doc = bench_doc(o, w->id, seq++, pad, &rng);
         if (!mongoc_collection_insert_one(coll, doc, &opts, NULL, &error)) {
             if (!w->errors)
                 snprintf(w->first_error, sizeof w->first_error, "%s", error.message);
@@ -270,8 +305,7 @@ static void *run_worker(void *arg)
     for (long i = 0;; i++) {
         if (deadline > 0 ? now_s() >= deadline : i >= o->ops)
             break;
-        bson_t *doc =
-            BCON_NEW("c", BCON_INT32(w->id), "i", BCON_INT64(seq++), "pad", BCON_UTF8(pad));
+        bson_t *doc = bench_doc(o, w->id, seq++, pad, &rng);
         uint64_t t0 = now_us();
         bool ok = mongoc_collection_insert_one(coll, doc, &opts, NULL, &error);
         uint64_t t1 = now_us();
@@ -642,6 +676,46 @@ static int drop_collection(const struct options *o, bool quiet)
     return rc;
 }
 
+/* --indexes N: creates the N secondary indexes {f0: 1} .. on the (just dropped) bench
+ * collection with one createIndexes at w:majority. Returns 0 or -1 (reported). */
+static int create_indexes(const struct options *o)
+{
+    bson_error_t error;
+    int rc = -1;
+    mongoc_client_t *client = mongoc_client_new(o->uri);
+    if (!client) {
+        fprintf(stderr, "cairn-bench: bad URI %s\n", o->uri);
+        return -1;
+    }
+    mongoc_client_set_error_api(client, MONGOC_ERROR_API_VERSION_2);
+    bson_t cmd = BSON_INITIALIZER;
+    bson_t specs, spec, key;
+    BSON_APPEND_UTF8(&cmd, "createIndexes", "bench");
+    BSON_APPEND_ARRAY_BEGIN(&cmd, "indexes", &specs);
+    for (int f = 0; f < o->indexes; f++) {
+        char idx[16], field[16], name[24];
+        snprintf(idx, sizeof idx, "%d", f);
+        snprintf(field, sizeof field, "f%d", f);
+        snprintf(name, sizeof name, "f%d_1", f);
+        BSON_APPEND_DOCUMENT_BEGIN(&specs, idx, &spec);
+        BSON_APPEND_DOCUMENT_BEGIN(&spec, "key", &key);
+        BSON_APPEND_INT32(&key, field, 1);
+        bson_append_document_end(&spec, &key);
+        BSON_APPEND_UTF8(&spec, "name", name);
+        bson_append_document_end(&specs, &spec);
+    }
+    bson_append_array_end(&cmd, &specs);
+    bson_t *opts = BCON_NEW("writeConcern", "{", "w", BCON_UTF8("majority"), "}");
+    if (!mongoc_client_write_command_with_opts(client, o->db, &cmd, opts, NULL, &error))
+        fprintf(stderr, "cairn-bench: createIndexes: %s\n", error.message);
+    else
+        rc = 0;
+    bson_destroy(opts);
+    bson_destroy(&cmd);
+    mongoc_client_destroy(client);
+    return rc;
+}
+
 /* --txn: creates the accounts {_id: 0..N-1, bal: 1000, pad} with write concern majority, in
  * batches. Returns 0 or -1 (reported). */
 static int setup_accounts(const struct options *o)
@@ -852,6 +926,7 @@ int main(int argc, char **argv)
         .accounts = 100,
         .txn_docs = 2,
         .seed = 1,
+        .indexes = -1,
     };
     if (parse_args(argc, argv, &o) != 0) {
         usage(stderr);
@@ -861,7 +936,8 @@ int main(int argc, char **argv)
     mongoc_init();
     if (o.txn)
         mongoc_log_set_handler(log_handler, NULL);
-    if (drop_collection(&o, true) != 0 || (o.txn && setup_accounts(&o) != 0)) {
+    if (drop_collection(&o, true) != 0 || (o.txn && setup_accounts(&o) != 0) ||
+        (o.indexes > 0 && create_indexes(&o) != 0)) {
         mongoc_cleanup();
         return 1;
     }
@@ -932,8 +1008,10 @@ int main(int argc, char **argv)
     if (o.txn) {
         rc = report_txn(&o, ws, all, total, elapsed, sum, wdesc);
     } else {
-        printf("cairn-bench  %s  clients=%d  doc-size=%d  %s\n", o.uri, o.clients, o.doc_size,
-               wdesc);
+        printf("cairn-bench  %s  clients=%d  doc-size=%d  %s", o.uri, o.clients, o.doc_size, wdesc);
+        if (o.indexes >= 0)
+            printf("  secondary-indexes=%d", o.indexes);
+        printf("\n");
         printf("%-22s %10s %10s %10s %10s %10s %10s %12s %8s\n", "write concern", "inserts",
                "mean_us", "p50_us", "p90_us", "p99_us", "max_us", "ops/s", "errors");
         printf("%-22s %10zu %10.0f %10" PRIu64 " %10" PRIu64 " %10" PRIu64 " %10" PRIu64

@@ -8,18 +8,27 @@
    ({r: {$gte: x, $lt: x + 100}}, 100 matches) finds, first without any index (collection
    scans) and then with indexes on k and r; p50/p95 per query, plus the index build time.
 
+With --cairn-bench PATH (tools/cairn-bench, libmongoc), part 1 runs that program instead:
+   `cairn-bench --indexes K --clients N --seconds S --w W` for K in --index-counts (default
+   0,1,5), one insert per round trip from N client threads, so that the Python client is not
+   the bottleneck; it prints inserts/s and latency percentiles.
+
 Starts a single-member set (tests/integration/cairn_server.py) or a 3-member set
 (--members 3, cairn_rs.py) in a temporary directory. Numbers depend on the machine and its
 load: run it on an idle machine.
 
 Usage: .venv/bin/python tools/index_bench.py [--cairnd PATH] [--docs 1000000]
        [--insert-docs 50000] [--clients 16] [--batch-size 1] [--members 1] [--w majority]
+       [--cairn-bench build/tools/cairn-bench [--bench-seconds 8] [--index-counts 0,1,5]]
+       [--skip-queries]
+e.g. the issue's figures: --members 3 --clients 64 --cairn-bench build/tools/cairn-bench
 """
 
 import argparse
 import os
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -89,6 +98,18 @@ def insert_throughput(uri, n_indexes, total, clients, batch, w):
     return n / dt, n
 
 
+def c_bench_throughput(binary, uri, n_indexes, clients, seconds, w):
+    """One tools/cairn-bench run; returns its table's data line (and prints its output)."""
+    out = subprocess.run([binary, "--uri", uri, "--clients", str(clients), "--seconds",
+                          str(seconds), "--w", str(w), "--indexes", str(n_indexes)],
+                         capture_output=True, text=True, timeout=seconds + 300)
+    sys.stdout.write(out.stdout)
+    sys.stderr.write(out.stderr)
+    if out.returncode != 0:
+        raise RuntimeError("cairn-bench exited %d" % out.returncode)
+    return out.stdout.strip().splitlines()[-1]
+
+
 def load(coll, n, rng):
     batch = []
     for i in range(n):
@@ -153,6 +174,11 @@ def main():
     ap.add_argument("--collscan-queries", type=int, default=10)
     ap.add_argument("--indexed-queries", type=int, default=500)
     ap.add_argument("--skip-queries", action="store_true")
+    ap.add_argument("--cairn-bench", help="tools/cairn-bench binary for the insert figures")
+    ap.add_argument("--bench-seconds", type=float, default=8.0)
+    ap.add_argument("--index-counts", default=None,
+                    help="secondary index counts for the insert figures (default 0,1,3; "
+                         "0,1,5 with --cairn-bench, which takes up to 5)")
     args = ap.parse_args()
     w = int(args.w) if args.w.isdigit() else args.w
 
@@ -166,12 +192,25 @@ def main():
         rs.start_and_initiate()
         uri, stop = rs.uri, rs.stop_all
     try:
-        print("insert throughput, %d clients, batch %d, w=%s, %d member(s):"
-              % (args.clients, args.batch_size, args.w, args.members), flush=True)
-        for k in (0, 1, 3):
-            rate, n = insert_throughput(uri, k, args.insert_docs, args.clients,
-                                        args.batch_size, w)
-            print("  %d secondary indexes: %8.0f docs/s (%d docs)" % (k, rate, n), flush=True)
+        counts = args.index_counts or ("0,1,5" if args.cairn_bench else "0,1,3")
+        counts = [int(k) for k in counts.split(",")]
+        if max(counts) > (5 if args.cairn_bench else 3):
+            ap.error("--index-counts: at most 5 indexes with --cairn-bench, 3 without")
+        if args.cairn_bench:
+            print("insert throughput (cairn-bench), %d clients, %g s runs, w=%s, %d member(s):"
+                  % (args.clients, args.bench_seconds, args.w, args.members), flush=True)
+            lines = [(k, c_bench_throughput(args.cairn_bench, uri, k, args.clients,
+                                            args.bench_seconds, args.w)) for k in counts]
+            for k, line in lines:
+                print("  %d secondary indexes: %s" % (k, line), flush=True)
+        else:
+            print("insert throughput, %d clients, batch %d, w=%s, %d member(s):"
+                  % (args.clients, args.batch_size, args.w, args.members), flush=True)
+            for k in counts:
+                rate, n = insert_throughput(uri, k, args.insert_docs, args.clients,
+                                            args.batch_size, w)
+                print("  %d secondary indexes: %8.0f docs/s (%d docs)" % (k, rate, n),
+                      flush=True)
         if not args.skip_queries:
             r = query_latency(uri, args.docs, args.collscan_queries, args.indexed_queries)
             print("index builds on %d documents: k %.1f s, r %.1f s"

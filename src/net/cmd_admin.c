@@ -22,6 +22,7 @@
 #include "net/cursor.h"
 #include "net/hello.h"
 #include "net/net_int.h"
+#include "net/rxbudget.h"
 #include "net/server_int.h"
 #include "net/wire.h"
 
@@ -126,6 +127,24 @@ static int cmd_server_status(struct net_cmd *c)
     BSON_APPEND_INT64(&sub, "awaitingTopologyChanges", net_hello_n_awaiting(net_server_hello(s)));
     bson_append_document_end(&c->reply, &sub);
 
+    {
+        /* Cairn's: messages being received (rxbudget.h) and commands ended
+         * by their client's disconnect (opguard.h). */
+        struct net_rx_stats rx;
+        bson_t net, inc;
+        net_rx_stats_get(&rx);
+        BSON_APPEND_DOCUMENT_BEGIN(&c->reply, "network", &net);
+        BSON_APPEND_DOCUMENT_BEGIN(&net, "incompleteMessages", &inc);
+        BSON_APPEND_INT64(&inc, "bytesReserved", rx.bytes);
+        BSON_APPEND_INT64(&inc, "maxBytes", rx.limit);
+        BSON_APPEND_INT64(&inc, "timeoutMillis", rx.timeout_ms);
+        BSON_APPEND_INT64(&inc, "timedOut", rx.timeouts);
+        BSON_APPEND_INT64(&inc, "budgetWaits", rx.waits);
+        bson_append_document_end(&net, &inc);
+        BSON_APPEND_INT64(&net, "opsEndedByDisconnect", net_guard_disconnects());
+        bson_append_document_end(&c->reply, &net);
+    }
+
     BSON_APPEND_DOCUMENT_BEGIN(&c->reply, "opcounters", &sub);
     BSON_APPEND_INT64(&sub, "insert", atomic_load_explicit(&oc->insert, memory_order_relaxed));
     BSON_APPEND_INT64(&sub, "query", atomic_load_explicit(&oc->query, memory_order_relaxed));
@@ -166,12 +185,32 @@ static int cmd_server_status(struct net_cmd *c)
     }
 
     {
-        bson_t metrics, cursor, open;
+        bson_t metrics, cursor, open, lookup;
+        struct net_cursor_stats cs;
+        net_cursor_stats_get(&cs);
         BSON_APPEND_DOCUMENT_BEGIN(&c->reply, "metrics", &metrics);
+        if (c->deps->txn != NULL) {
+            /* As mongod: index keys and documents examined by every scan. */
+            struct txn_stats qs;
+            bson_t qe;
+            txn_stats_get(c->deps->txn, &qs);
+            BSON_APPEND_DOCUMENT_BEGIN(&metrics, "queryExecutor", &qe);
+            BSON_APPEND_INT64(&qe, "scanned", qs.keys_examined);
+            BSON_APPEND_INT64(&qe, "scannedObjects", qs.docs_examined);
+            bson_append_document_end(&metrics, &qe);
+        }
         BSON_APPEND_DOCUMENT_BEGIN(&metrics, "cursor", &cursor);
+        BSON_APPEND_INT64(&cursor, "timedOut", (int64_t)cs.timed_out);
         BSON_APPEND_DOCUMENT_BEGIN(&cursor, "open", &open);
-        BSON_APPEND_INT64(&open, "total", (int64_t)net_cursor_count());
+        BSON_APPEND_INT64(&open, "noTimeout", (int64_t)cs.no_timeout);
+        BSON_APPEND_INT64(&open, "total", (int64_t)cs.open);
         bson_append_document_end(&cursor, &open);
+        /* Cairn's: the cost of finding a cursor by id (hash table). */
+        BSON_APPEND_DOCUMENT_BEGIN(&cursor, "lookup", &lookup);
+        BSON_APPEND_INT64(&lookup, "buckets", (int64_t)cs.buckets);
+        BSON_APPEND_INT64(&lookup, "lookups", (int64_t)cs.lookups);
+        BSON_APPEND_INT64(&lookup, "probes", (int64_t)cs.probes);
+        bson_append_document_end(&cursor, &lookup);
         bson_append_document_end(&metrics, &cursor);
         /* Cairn's own: BSON value comparisons so far (a complexity probe). */
         bson_t query;

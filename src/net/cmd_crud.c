@@ -101,16 +101,65 @@ static int adapt_match(void *arg, const bson_t *doc, struct cairn_error *err)
     return stop ? 1 : 0;
 }
 
+/* Visits the matches in the order of an index that gives `sort`'s:
+ * *in_order false (nothing visited) when none does; set before the first
+ * document is visited, so a callback may look at it. */
+static int visit_sorted(struct txn_read *rd,
+                        uint64_t cid,
+                        const char *ns,
+                        const bson_t *filter,
+                        const bson_t *sort,
+                        const struct qry_matcher *m,
+                        struct match_adapter *a,
+                        bool *in_order,
+                        struct cairn_error *err)
+{
+    struct txn_scan *sc = NULL;
+    int rc = txn_scan_open_sorted(rd, cid, ns, filter == NULL || bson_empty(filter) ? NULL : filter,
+                                  sort, &sc, err);
+
+    *in_order = rc == 0 && sc != NULL;
+    if (!*in_order) {
+        return rc;
+    }
+    for (;;) {
+        bson_t doc;
+        int r = net_dc_scan_next(sc, &doc, err);
+        if (r <= 0) {
+            rc = r < 0 ? err->code : 0;
+            break;
+        }
+        if (!qry_matcher_match(m, &doc)) {
+            continue;
+        }
+        r = adapt_match(a, &doc, err);
+        if (r != 0) {
+            rc = r < 0 ? (err->code ? err->code : CAIRN_EIO) : 0;
+            break;
+        }
+    }
+    txn_scan_close(sc);
+    return rc;
+}
+
 int crud_for_each_match(struct txn_write *w,
                         uint64_t cid,
                         bool coll_is_new,
+                        const char *ns,
+                        const bson_t *filter,
+                        const bson_t *sort,
                         const struct qry_matcher *m,
                         crud_match_fn fn,
                         void *arg,
+                        bool *in_order,
                         struct cairn_error *err)
 {
     struct match_adapter a = {fn, arg};
+    bson_value_t id;
 
+    if (in_order != NULL) {
+        *in_order = false;
+    }
     if (coll_is_new) {
         return 0;
     }
@@ -118,7 +167,14 @@ int crud_for_each_match(struct txn_write *w,
     if (txn_write_reader(w, &rd, err) != 0) {
         return err->code;
     }
-    return net_dc_visit_matches(rd, cid, NULL, NULL, m, adapt_match, &a, err);
+    if (sort != NULL && !bson_empty(sort) && !qry_matcher_id_equality(m, &id)) {
+        bool local = false, *sorted = in_order != NULL ? in_order : &local;
+        int rc = visit_sorted(rd, cid, ns, filter, sort, m, &a, sorted, err);
+        if (rc != 0 || *sorted) {
+            return rc;
+        }
+    }
+    return net_dc_visit_matches(rd, cid, ns, filter, m, adapt_match, &a, err);
 }
 
 bool crud_doc_id(const bson_t *doc, bson_value_t *id)
@@ -675,7 +731,7 @@ static int run_update_stmt(struct net_cmd *c,
     }
     for (int attempt = 0;; attempt++) {
         struct upd_ctx x = {w, cid, m, u, s->multi, cairn_wall_ms(), 0, 0};
-        rc = crud_for_each_match(w, cid, created, m, upd_one, &x, err);
+        rc = crud_for_each_match(w, cid, created, ns, &q, NULL, m, upd_one, &x, NULL, err);
         if (rc == 0 && x.matched == 0 && s->upsert) {
             rc = crud_do_upsert(w, cid, &q, u, x.now_ms, &res->upserted_doc, err);
             if (rc == CAIRN_EEXISTS && crud_upsert_may_retry(w, attempt)) {
@@ -989,7 +1045,7 @@ static int run_delete_stmt(struct net_cmd *c,
         rc = 0;
     } else if (rc == 0) {
         struct del_ctx x = {w, cid, m, s->multi, 0};
-        rc = crud_for_each_match(w, cid, created, m, del_one, &x, err);
+        rc = crud_for_each_match(w, cid, created, ns, &q, NULL, m, del_one, &x, NULL, err);
         *n = x.n;
     }
     if (rc == 0 && c->txn_mode == NET_TXN_RETRYABLE) {

@@ -1,12 +1,15 @@
 /*
  * cmd_explain.c: the explain command for find and count: the plan the
  * server would run (queryPlanner.winningPlan: IDHACK, FETCH over IXSCAN,
- * or COLLSCAN, under SORT / COUNT / LIMIT / SKIP as the command asks) and,
+ * PROJECTION_COVERED over IXSCAN (direction forward or backward, the
+ * index hinted or chosen), or COLLSCAN, under SORT / COUNT / LIMIT / SKIP
+ * as the command asks) and,
  * for the executionStats and allPlansExecution verbosities, the counters of
  * running it (nReturned, totalKeysExamined, totalDocsExamined). There is
  * one candidate plan, so rejectedPlans is always empty. A sort an index's
- * order gives has no SORT stage (the IXSCAN streams in that order). Other explained
- * commands answer 238 NotImplemented.
+ * order gives has no SORT stage (the IXSCAN streams in that order). The other
+ * explained commands are cmd_explain_write.c's, which builds on the plan
+ * runner and stage builders here (explain_int.h).
  */
 #include <inttypes.h>
 #include <stdlib.h>
@@ -14,32 +17,10 @@
 
 #include "lib/clock.h"
 #include "net/cursor.h"
+#include "net/explain_int.h"
 #include "net/net_int.h"
 #include "net/txnctx.h"
 #include "txn/txn.h"
-
-#define NS_BUF 512
-
-struct explain_req
-{
-    const char *cmd; /* "find" or "count" */
-    char ns[NS_BUF];
-    bson_t filter, sort;
-    int64_t limit, skip;
-    bool exec; /* executionStats or allPlansExecution */
-};
-
-struct explain_run
-{
-    bool idhack;
-    bool have_plan;       /* an index scan */
-    bool sorted_by_index; /* the index gives the sort's order: no SORT stage */
-    char index_name[128];
-    bson_t key_pattern;
-    size_t n_intervals;
-    uint64_t keys, docs, returned;
-    int64_t millis;
-};
 
 static int get_doc_field(const bson_t *cmd, const char *name, bson_t *out, struct cairn_error *err)
 {
@@ -65,6 +46,11 @@ static int get_doc_field(const bson_t *cmd, const char *name, bson_t *out, struc
     return 0;
 }
 
+int net_explain_get_doc(const bson_t *cmd, const char *name, bson_t *out, struct cairn_error *err)
+{
+    return get_doc_field(cmd, name, out, err);
+}
+
 static int64_t get_int(const bson_t *cmd, const char *name)
 {
     bson_iter_t it;
@@ -73,8 +59,7 @@ static int64_t get_int(const bson_t *cmd, const char *name)
                : 0;
 }
 
-/* Runs the plan for `req` in a read, counting what it examines. */
-static int run(struct net_cmd *c, struct explain_req *req, struct explain_run *out)
+int net_explain_run(struct net_cmd *c, struct explain_req *req, struct explain_run *out)
 {
     struct qry_matcher *m = NULL;
     struct txn_read *rd = NULL;
@@ -94,7 +79,8 @@ static int run(struct net_cmd *c, struct explain_req *req, struct explain_run *o
     if (rc != 0 || txn_read_coll(rd, req->ns, &cid) != 0) {
         goto done; /* a missing collection: an empty COLLSCAN, as mongod's EOF */
     }
-    if (qry_matcher_id_equality(m, &id)) {
+    if ((!qry_hint_given(&req->hint) || qry_hint_is_id(&req->hint)) &&
+        qry_matcher_id_equality(m, &id)) {
         bson_t doc;
         out->idhack = true;
         if (!req->exec) {
@@ -104,19 +90,32 @@ static int run(struct net_cmd *c, struct explain_req *req, struct explain_run *o
         if (txn_read_get(rd, cid, &id, &doc, &c->err) == 0) {
             out->docs = 1;
             out->returned = qry_matcher_match(m, &doc) ? 1 : 0;
+            if (out->returned && req->on_match != NULL &&
+                req->on_match(req->arg, &doc, &c->err) != 0) {
+                rc = c->err.code ? c->err.code : CAIRN_EIO;
+            }
             bson_destroy(&doc);
         }
-        cairn_error_clear(&c->err);
+        if (rc == 0) {
+            cairn_error_clear(&c->err);
+        }
         goto done;
     }
+    struct txn_scan_req sreq = {.ns = req->ns,
+                                .filter = &req->filter,
+                                .sort = &req->sort,
+                                .hint = &req->hint,
+                                .projection = &req->projection,
+                                .filter_only = strcmp(req->cmd, "count") == 0,
+                                .need_sort_order = true};
     if (!bson_empty(&req->sort)) {
-        rc = txn_scan_open_sorted(rd, cid, req->ns, bson_empty(&req->filter) ? NULL : &req->filter,
-                                  &req->sort, &sc, &c->err);
+        rc = txn_scan_open_query(rd, cid, &sreq, &sc, &c->err);
         out->sorted_by_index = rc == 0 && sc != NULL;
     }
     if (rc == 0 && sc == NULL) {
-        rc = txn_scan_open_filter(rd, cid, req->ns, bson_empty(&req->filter) ? NULL : &req->filter,
-                                  &sc, &c->err);
+        sreq.sort = NULL;
+        sreq.need_sort_order = false;
+        rc = txn_scan_open_query(rd, cid, &sreq, &sc, &c->err);
     }
     if (rc != 0) {
         goto done;
@@ -128,6 +127,8 @@ static int run(struct net_cmd *c, struct explain_req *req, struct explain_run *o
         bson_destroy(&out->key_pattern);
         bson_copy_to(&pi->key_pattern, &out->key_pattern);
         out->n_intervals = pi->n_intervals;
+        out->backward = pi->backward;
+        out->covered = pi->covered;
     }
     uint64_t skipped = 0;
     while (req->exec) {
@@ -142,6 +143,10 @@ static int run(struct net_cmd *c, struct explain_req *req, struct explain_run *o
         }
         if (!qry_matcher_match(m, &doc)) {
             continue;
+        }
+        if (req->on_match != NULL && req->on_match(req->arg, &doc, &c->err) != 0) {
+            rc = c->err.code ? c->err.code : CAIRN_EIO;
+            break;
         }
         bool streamed = bson_empty(&req->sort) || out->sorted_by_index;
         if (req->skip > 0 && skipped < (uint64_t)req->skip && streamed) {
@@ -167,12 +172,11 @@ done:
     return rc;
 }
 
-/* Appends the access stage (IDHACK, FETCH+IXSCAN or COLLSCAN). */
-static void append_access(bson_t *parent,
-                          const char *key,
-                          const struct explain_req *req,
-                          const struct explain_run *r,
-                          bool stats)
+void net_explain_append_access(bson_t *parent,
+                               const char *key,
+                               const struct explain_req *req,
+                               const struct explain_run *r,
+                               bool stats)
 {
     bson_t st, in;
     bson_append_document_begin(parent, key, -1, &st);
@@ -183,9 +187,22 @@ static void append_access(bson_t *parent,
             BSON_APPEND_INT64(&st, "keysExamined", (int64_t)r->keys);
             BSON_APPEND_INT64(&st, "docsExamined", (int64_t)r->docs);
         }
+    } else if (r->have_plan && r->covered && strcmp(req->cmd, "count") == 0) {
+        /* COUNT reads the index alone: no FETCH (mongod: COUNT_SCAN). */
+        BSON_APPEND_UTF8(&st, "stage", "IXSCAN");
+        BSON_APPEND_DOCUMENT(&st, "keyPattern", &r->key_pattern);
+        BSON_APPEND_UTF8(&st, "indexName", r->index_name);
+        BSON_APPEND_UTF8(&st, "direction", r->backward ? "backward" : "forward");
+        BSON_APPEND_INT64(&st, "keyIntervals", (int64_t)r->n_intervals);
+        if (stats) {
+            BSON_APPEND_INT64(&st, "keysExamined", (int64_t)r->keys);
+            BSON_APPEND_INT64(&st, "docsExamined", (int64_t)r->docs);
+        }
     } else if (r->have_plan) {
-        BSON_APPEND_UTF8(&st, "stage", "FETCH");
-        if (!bson_empty(&req->filter)) {
+        BSON_APPEND_UTF8(&st, "stage", r->covered ? "PROJECTION_COVERED" : "FETCH");
+        if (r->covered) {
+            BSON_APPEND_DOCUMENT(&st, "transformBy", &req->projection);
+        } else if (!bson_empty(&req->filter)) {
             BSON_APPEND_DOCUMENT(&st, "filter", &req->filter);
         }
         if (stats) {
@@ -196,7 +213,7 @@ static void append_access(bson_t *parent,
         BSON_APPEND_UTF8(&in, "stage", "IXSCAN");
         BSON_APPEND_DOCUMENT(&in, "keyPattern", &r->key_pattern);
         BSON_APPEND_UTF8(&in, "indexName", r->index_name);
-        BSON_APPEND_UTF8(&in, "direction", "forward");
+        BSON_APPEND_UTF8(&in, "direction", r->backward ? "backward" : "forward");
         BSON_APPEND_INT64(&in, "keyIntervals", (int64_t)r->n_intervals);
         if (stats) {
             BSON_APPEND_INT64(&in, "keysExamined", (int64_t)r->keys);
@@ -216,12 +233,11 @@ static void append_access(bson_t *parent,
     bson_append_document_end(parent, &st);
 }
 
-/* The winning plan: the access stage under SORT, SKIP, LIMIT or COUNT. */
-static void append_plan(bson_t *parent,
-                        const char *key,
-                        const struct explain_req *req,
-                        const struct explain_run *r,
-                        bool stats)
+void net_explain_append_plan(bson_t *parent,
+                             const char *key,
+                             const struct explain_req *req,
+                             const struct explain_run *r,
+                             bool stats)
 {
     const char *top = strcmp(req->cmd, "count") == 0                   ? "COUNT"
                       : !bson_empty(&req->sort) && !r->sorted_by_index ? "SORT"
@@ -229,7 +245,7 @@ static void append_plan(bson_t *parent,
                       : req->skip > 0                                  ? "SKIP"
                                                                        : NULL;
     if (top == NULL) {
-        append_access(parent, key, req, r, stats);
+        net_explain_append_access(parent, key, req, r, stats);
         return;
     }
     bson_t st;
@@ -242,7 +258,7 @@ static void append_plan(bson_t *parent,
     } else if (strcmp(top, "SKIP") == 0) {
         BSON_APPEND_INT64(&st, "skipAmount", req->skip);
     }
-    append_access(&st, "inputStage", req, r, stats);
+    net_explain_append_access(&st, "inputStage", req, r, stats);
     bson_append_document_end(parent, &st);
 }
 
@@ -284,9 +300,8 @@ static int cmd_explain(struct net_cmd *c)
     }
     req.cmd = bson_iter_key(&it);
     if (strcmp(req.cmd, "find") != 0 && strcmp(req.cmd, "count") != 0) {
-        cairn_error_mongo(&c->err, CAIRN_EUNSUPPORTED, MONGO_NotImplemented,
-                          "explain of %s is not supported yet (find and count are)", req.cmd);
-        return NET_CMD_ERROR;
+        /* aggregate, distinct and the writes (cmd_explain_write.c) */
+        return net_explain_other(c, &inner, req.exec);
     }
     if (!BSON_ITER_HOLDS_UTF8(&it)) {
         cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_InvalidNamespace,
@@ -297,7 +312,11 @@ static int cmd_explain(struct net_cmd *c)
     snprintf(req.ns, sizeof req.ns, "%s.%s", c->db, bson_iter_utf8(&it, NULL));
     bool is_count = strcmp(req.cmd, "count") == 0;
     if (get_doc_field(&inner, is_count ? "query" : "filter", &req.filter, &c->err) != 0 ||
-        get_doc_field(&inner, "sort", &req.sort, &c->err) != 0) {
+        get_doc_field(&inner, "sort", &req.sort, &c->err) != 0 ||
+        get_doc_field(&inner, "projection", &req.projection, &c->err) != 0) {
+        return NET_CMD_ERROR;
+    }
+    if (net_get_hint(&inner, &req.hint, &c->err) != 0) {
         return NET_CMD_ERROR;
     }
     req.limit = get_int(&inner, "limit");
@@ -305,7 +324,7 @@ static int cmd_explain(struct net_cmd *c)
     if (req.limit < 0) {
         req.limit = -req.limit;
     }
-    if (run(c, &req, &r) != 0) {
+    if (net_explain_run(c, &req, &r) != 0) {
         bson_destroy(&r.key_pattern);
         return NET_CMD_ERROR;
     }
@@ -314,7 +333,7 @@ static int cmd_explain(struct net_cmd *c)
     BSON_APPEND_UTF8(&qp, "namespace", req.ns);
     BSON_APPEND_BOOL(&qp, "indexFilterSet", false);
     BSON_APPEND_DOCUMENT(&qp, "parsedQuery", &req.filter);
-    append_plan(&qp, "winningPlan", &req, &r, false);
+    net_explain_append_plan(&qp, "winningPlan", &req, &r, false);
     BSON_APPEND_ARRAY(&qp, "rejectedPlans", &(bson_t)BSON_INITIALIZER);
     bson_append_document_end(&c->reply, &qp);
     if (req.exec) {
@@ -324,7 +343,7 @@ static int cmd_explain(struct net_cmd *c)
         BSON_APPEND_INT64(&es, "executionTimeMillis", r.millis);
         BSON_APPEND_INT64(&es, "totalKeysExamined", (int64_t)r.keys);
         BSON_APPEND_INT64(&es, "totalDocsExamined", (int64_t)r.docs);
-        append_plan(&es, "executionStages", &req, &r, true);
+        net_explain_append_plan(&es, "executionStages", &req, &r, true);
         bson_append_document_end(&c->reply, &es);
     }
     BSON_APPEND_DOCUMENT(&c->reply, "command", &inner);

@@ -299,6 +299,7 @@ struct pick
     const struct qry_sort *sort;
     bson_t best;
     bool found;
+    bool in_order; /* the documents come in sort order: the first is the one */
 };
 
 static int pick_one(void *arg, const bson_t *doc, bool *stop, struct cairn_error *err)
@@ -313,7 +314,7 @@ static int pick_one(void *arg, const bson_t *doc, bool *stop, struct cairn_error
         bson_destroy(&x->best);
         bson_copy_to(doc, &x->best);
     }
-    *stop = x->sort == NULL;
+    *stop = x->sort == NULL || x->in_order;
     return 0;
 }
 
@@ -322,18 +323,21 @@ static int pick_one(void *arg, const bson_t *doc, bool *stop, struct cairn_error
  * that it no longer matches is chosen again on a fresh view. */
 static int find_target(struct txn_write *w,
                        uint64_t cid,
+                       const struct fam_args *a,
                        const struct fam_plan *p,
                        bson_t *cur,
                        bool *found,
                        struct cairn_error *err)
 {
-    struct pick x = {p->sort, BSON_INITIALIZER, false};
+    struct pick x = {p->sort, BSON_INITIALIZER, false, false};
     int rc = 0;
 
     *found = false;
     for (int attempt = 0;; attempt++) {
         bool skip;
-        rc = crud_for_each_match(w, cid, false, p->m, pick_one, &x, err);
+        rc = crud_for_each_match(w, cid, false, a->ns, &a->query,
+                                 p->sort != NULL ? &a->sort_spec : NULL, p->m, pick_one, &x,
+                                 &x.in_order, err);
         if (rc != 0 || !x.found) {
             break;
         }
@@ -393,7 +397,7 @@ static int modify(struct txn_write *w,
 
     for (int attempt = 0;; attempt++) {
         if (!coll_is_new) {
-            rc = find_target(w, cid, p, &o->cur, &o->have_cur, err);
+            rc = find_target(w, cid, a, p, &o->cur, &o->have_cur, err);
             if (rc != 0) {
                 return rc;
             }

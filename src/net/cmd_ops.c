@@ -110,6 +110,8 @@ void net_op_begin(struct net_op *nop, const struct net_cmd *c, uint64_t deadline
 
 void net_op_end(struct net_op *nop)
 {
+    /* The disconnect watch ends first: its callback interrupts nop->op. */
+    net_guard_end(&nop->guard);
     if (!nop->registered) {
         return;
     }

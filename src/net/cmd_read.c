@@ -12,6 +12,7 @@
 
 #include "lib/clock.h"
 #include "net/cursor.h"
+#include "net/explain_int.h"
 #include "net/net_int.h"
 #include "net/txnctx.h"
 #include "query/valueset.h"
@@ -192,7 +193,7 @@ static int cmd_find(struct net_cmd *c)
     bool tailable = false;
     bool await_data = false;
     bool allow_disk_use = false;
-    bool ignored = false;
+    bool no_timeout = false;
     if (net_get_doc(c, "filter", &filter) != 0 || net_get_doc(c, "projection", &projection) != 0 ||
         net_get_doc(c, "sort", &sort_spec) != 0 || net_get_doc(c, "collation", &collation) != 0 ||
         net_get_int64(c, "skip", &skip) != 0 || net_get_int64(c, "limit", &limit) != 0 ||
@@ -201,10 +202,11 @@ static int cmd_find(struct net_cmd *c)
         net_get_bool(c, "tailable", &tailable) != 0 ||
         net_get_bool(c, "awaitData", &await_data) != 0 ||
         net_get_bool(c, "allowDiskUse", &allow_disk_use) != 0 ||
-        net_get_bool(c, "noCursorTimeout", &ignored) != 0) {
+        net_get_bool(c, "noCursorTimeout", &no_timeout) != 0) {
         return NET_CMD_ERROR;
     }
-    if (refuse_find_options(c) != 0) {
+    bson_value_t hint;
+    if (refuse_find_options(c) != 0 || net_get_hint(c->body, &hint, &c->err) != 0) {
         return NET_CMD_ERROR;
     }
     if (tailable || await_data) {
@@ -271,14 +273,21 @@ static int cmd_find(struct net_cmd *c)
     bson_value_t id;
     struct txn_scan *sorted = NULL;
     bson_t natural_spec;
-    bool id_point = qry_matcher_id_equality(m, &id);
+    /* A hint other than the _id index goes through its index scan. */
+    bool id_point =
+        (!qry_hint_given(&hint) || qry_hint_is_id(&hint)) && qry_matcher_id_equality(m, &id);
     bool natural = sort != NULL && natural_sort(&sort_spec, &natural_spec);
     if (natural) {
         bson_destroy(&natural_spec);
     }
+    struct txn_scan_req req = {.ns = ns,
+                               .filter = bson_empty(&filter) ? NULL : &filter,
+                               .sort = &sort_spec,
+                               .hint = &hint,
+                               .projection = proj != NULL ? &projection : NULL,
+                               .need_sort_order = true};
     if (sort != NULL && !id_point && !natural &&
-        txn_scan_open_sorted(rd, cid, ns, bson_empty(&filter) ? NULL : &filter, &sort_spec, &sorted,
-                             &c->err) != 0) {
+        txn_scan_open_query(rd, cid, &req, &sorted, &c->err) != 0) {
         goto fail;
     }
     if (sorted != NULL) {
@@ -291,10 +300,11 @@ static int cmd_find(struct net_cmd *c)
          * with a limit keeps only the skip + limit first (a top-k heap);
          * past the cap, with allowDiskUse, it spills to disk (§31e). */
         size_t first = 0;
+        req.need_sort_order = false;
         if (sort == NULL) {
             v.skip = skip;
             v.max_docs = limit > 0 ? limit : -1;
-            if (net_dc_visit_matches(rd, cid, ns, &filter, m, collect, &v, &c->err) != 0) {
+            if (net_dc_visit_scan(rd, cid, &req, m, collect, &v, &c->err) != 0) {
                 goto fail;
             }
         } else {
@@ -310,7 +320,7 @@ static int cmd_find(struct net_cmd *c)
                 goto fail;
             }
             qry_sortbuf_set_disk_use(sb, allow_disk_use);
-            if (net_dc_visit_matches(rd, cid, ns, &filter, m, sort_collect, sb, &c->err) != 0) {
+            if (net_dc_visit_scan(rd, cid, &req, m, sort_collect, sb, &c->err) != 0) {
                 goto fail;
             }
             if (qry_sortbuf_spilled(sb)) {
@@ -330,6 +340,7 @@ static int cmd_find(struct net_cmd *c)
                 sort = NULL;
                 proj = NULL;
                 free_query(m, proj, sort);
+                cur->no_timeout = no_timeout;
                 return net_dc_reply_cursor(c, cur, batch, single_batch);
             }
             if (qry_sortbuf_finish(sb, &v.docs, &v.n, &c->err) != 0) {
@@ -378,10 +389,11 @@ static int cmd_find(struct net_cmd *c)
         }
     } else {
         /* Stream: the cursor owns the read, scan, matcher and projection. */
+        req.sort = NULL;
+        req.need_sort_order = false;
         if (sorted != NULL) {
             cur->sc = sorted;
-        } else if (txn_scan_open_filter(rd, cid, ns, bson_empty(&filter) ? NULL : &filter, &cur->sc,
-                                        &c->err) != 0) {
+        } else if (txn_scan_open_query(rd, cid, &req, &cur->sc, &c->err) != 0) {
             goto fail;
         }
         cur->rd = rd;
@@ -395,6 +407,7 @@ static int cmd_find(struct net_cmd *c)
     }
     qry_sortbuf_free(sb);
     free_query(m, proj, sort);
+    cur->no_timeout = no_timeout; /* never reaped for idleness */
     return net_dc_reply_cursor(c, cur, batch, single_batch);
 
 fail:
@@ -648,14 +661,22 @@ static int count_one(void *arg, const bson_t *doc, struct cairn_error *err)
 
 /* For count and distinct: refuses a non-simple collation, compiles `query`
  * and calls fn for each matching document of `ns` in a fresh read (a
- * missing collection has none). Returns 0, or NET_CMD_ERROR with c->err. */
+ * missing collection has none), through the command's `hint` if any. fn
+ * needs the fields of `needs` (an inclusion projection), or (NULL) none
+ * beyond the filter's: an index holding them serves a covered scan. Returns 0, or NET_CMD_ERROR
+ * with c->err. */
 static int visit_query(struct net_cmd *c,
                        const char *ns,
                        const bson_t *query,
                        const bson_t *collation,
+                       const bson_t *needs,
                        net_dc_visit_fn fn,
                        void *arg)
 {
+    bson_value_t hint;
+    if (net_get_hint(c->body, &hint, &c->err) != 0) {
+        return NET_CMD_ERROR;
+    }
     if (!net_dc_collation_is_simple(collation)) {
         net_dc_collation_unsupported(&c->err);
         return NET_CMD_ERROR;
@@ -672,8 +693,12 @@ static int visit_query(struct net_cmd *c,
     uint64_t cid = 0;
     int rc = 0;
     if (txn_read_coll(rd, ns, &cid) == 0) {
-        rc = net_dc_visit_matches(rd, cid, ns, query, bson_empty(query) ? NULL : m, fn, arg,
-                                  &c->err);
+        struct txn_scan_req req = {.ns = ns,
+                                   .filter = bson_empty(query) ? NULL : query,
+                                   .hint = &hint,
+                                   .projection = needs,
+                                   .filter_only = needs == NULL};
+        rc = net_dc_visit_scan(rd, cid, &req, bson_empty(query) ? NULL : m, fn, arg, &c->err);
     }
     txn_read_end(rd);
     qry_matcher_free(m);
@@ -703,7 +728,7 @@ static int cmd_count(struct net_cmd *c)
         limit = limit == INT64_MIN ? INT64_MAX : -limit;
     }
     struct count_ctx x = {skip, limit, 0};
-    if (visit_query(c, ns, &query, &collation, count_one, &x) != 0) {
+    if (visit_query(c, ns, &query, &collation, NULL, count_one, &x) != 0) {
         return NET_CMD_ERROR;
     }
     append_count(&c->reply, "n", x.n);
@@ -873,7 +898,10 @@ static int cmd_distinct(struct net_cmd *c)
     }
     struct distinct_ctx x = {.key = key};
     qry_valueset_init(&x.vals, true);
-    int rc = visit_query(c, ns, &query, &collation, distinct_one, &x);
+    bson_t needs = BSON_INITIALIZER;
+    BSON_APPEND_INT32(&needs, key, 1);
+    int rc = visit_query(c, ns, &query, &collation, &needs, distinct_one, &x);
+    bson_destroy(&needs);
     if (rc == 0) {
         qry_valueset_sort(&x.vals);
         bson_t arr;
@@ -911,6 +939,36 @@ struct agg_src
     const bson_t *single; /* $collStats: the one document, instead of the collection */
     bool single_done;
 };
+
+/* Opens the scan of the aggregation's collection through the planner,
+ * which serves the leading $match `filter` and $sort (the pipeline still
+ * applies both; when an index gives the sort's order the $sort stage
+ * passes documents through). NET_CMD_ERROR with c->err on failure. */
+static int agg_open_scan(struct net_cmd *c,
+                         struct agg_src *s,
+                         const char *ns,
+                         const bson_t *filter,
+                         struct qry_pipeline *p)
+{
+    const bson_t *sort = qry_pipeline_leading_sort(p);
+
+    if (filter != NULL && bson_empty(filter)) {
+        filter = NULL;
+    }
+    s->started = true;
+    if (sort != NULL &&
+        txn_scan_open_sorted(s->rd, s->cid, ns, filter, sort, &s->sc, &c->err) != 0) {
+        return NET_CMD_ERROR;
+    }
+    if (s->sc != NULL) {
+        qry_pipeline_set_sorted_input(p);
+        return 0;
+    }
+    if (txn_scan_open_filter(s->rd, s->cid, ns, filter, &s->sc, &c->err) != 0) {
+        return NET_CMD_ERROR;
+    }
+    return 0;
+}
 
 /* A leading {$collStats: {storageStats?: {scale?}, count?: {}}}: *found set,
  * *opts its options and *rest the other stages (as an array). */
@@ -1094,9 +1152,8 @@ static int cmd_aggregate(struct net_cmd *c)
         return NET_CMD_ERROR;
     }
     if (explain) {
-        cairn_error_mongo(&c->err, CAIRN_EUNSUPPORTED, MONGO_NotImplemented,
-                          "explain is not supported yet");
-        return NET_CMD_ERROR;
+        /* mongod answers the queryPlanner verbosity (cmd_explain_write.c). */
+        return net_explain_aggregate(c, ns, c->body, &pipeline_arr, false);
     }
     if (!bson_iter_init_find(&it, c->body, "cursor")) {
         cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_FailedToParse,
@@ -1161,6 +1218,8 @@ static int cmd_aggregate(struct net_cmd *c)
     if (coll_stats) {
         rc = coll_stats_doc(c, src.rd, ns, &cs_opts, &stats);
         src.single = &stats;
+    } else if (src.have_coll && !src.point) {
+        rc = agg_open_scan(c, &src, ns, lead_filter, p);
     }
     if (rc == 0) {
         rc = qry_pipeline_run(p, agg_next, &src, &out, &n_out, &c->err);

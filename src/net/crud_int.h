@@ -24,16 +24,27 @@
  * Returns 0 or an error code with err set. */
 typedef int (*crud_match_fn)(void *arg, const bson_t *doc, bool *stop, struct cairn_error *err);
 
-/* Calls `fn` for each document of collection `cid` that `m` matches in
- * the write's view (see net_dc_visit_matches). A collection created by
+/* Calls `fn` for each document of collection `cid` (namespace `ns`) that
+ * `m`, compiled from `filter`, matches in the write's view, through the
+ * planner (see net_dc_visit_matches): a point lookup, an index scan or a
+ * collection scan. Each document of the view is visited at most once,
+ * whatever the statement stages meanwhile: the scan reads the view's
+ * snapshot (an index scan of a transaction only when it has staged
+ * nothing yet: txn/ixscan.c, invariant 3). When `sort` is not NULL and an
+ * index gives its order, the documents come in that order and *in_order is
+ * set (`in_order` may be NULL without `sort`). A collection created by
  * this write (`coll_is_new`) has no documents yet. Returns 0 or an error
  * code with err set. */
 int crud_for_each_match(struct txn_write *w,
                         uint64_t cid,
                         bool coll_is_new,
+                        const char *ns,
+                        const bson_t *filter,
+                        const bson_t *sort,
                         const struct qry_matcher *m,
                         crud_match_fn fn,
                         void *arg,
+                        bool *in_order,
                         struct cairn_error *err);
 
 /* Sets *id to a view of doc's _id (valid while doc lives); false when it

@@ -1,5 +1,6 @@
 /*
- * cursor.c: the server-side cursor registry (ids, busy flag, idle expiry,
+ * cursor.c: the server-side cursor registry (ids in a hash table, busy
+ * flag, idle expiry on the sweeper's ticks,
  * killCursors, the session and transaction a cursor belongs to), batch
  * production for find/aggregate/list replies, and the small document/field
  * helpers shared by cmd_crud.c, cmd_read.c and cmd_ddl.c.
@@ -23,9 +24,24 @@
 
 /* ---- Cursors ------------------------------------------------------------ */
 
+/* The registry: a chained hash table on the id (ids are random, so their
+ * low bits spread evenly), doubled when it holds more cursors than
+ * buckets, so that acquiring a cursor costs the same with 30,000 idle
+ * ones as with none. Idle cursors are reaped by the sweeper's ticks
+ * (net_cursor_reap), never by other cursors' commands. All under reg_lock;
+ * a cursor's `next` chains its bucket. */
+#define REG_MIN_BUCKETS 64
+
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct net_cursor *reg_head;
+static struct net_cursor *reg_initial[REG_MIN_BUCKETS];
+static struct net_cursor **reg_buckets = reg_initial;
+static size_t reg_n_buckets = REG_MIN_BUCKETS;
 static size_t reg_count;
+static size_t reg_no_timeout; /* registered with noCursorTimeout */
+static uint64_t reg_timed_out;
+static uint64_t reg_last_reap_ns;
+static uint64_t reg_lookups; /* find_locked calls, and the cursors they compared */
+static uint64_t reg_probes;
 static uint64_t reg_rng;
 static bool reg_seeded;
 
@@ -280,11 +296,18 @@ static uint64_t splitmix64(uint64_t *state)
     return z ^ (z >> 31);
 }
 
+static size_t bucket_of(int64_t id)
+{
+    return (size_t)id & (reg_n_buckets - 1);
+}
+
 /* Under reg_lock. */
 static struct net_cursor *find_locked(int64_t id, struct net_cursor ***link)
 {
-    struct net_cursor **pp = &reg_head;
+    struct net_cursor **pp = &reg_buckets[bucket_of(id)];
+    reg_lookups++;
     while (*pp != NULL) {
+        reg_probes++;
         if ((*pp)->id == id) {
             if (link != NULL) {
                 *link = pp;
@@ -296,23 +319,80 @@ static struct net_cursor *find_locked(int64_t id, struct net_cursor ***link)
     return NULL;
 }
 
-/* Under reg_lock: unlinks idle expired cursors into *dead. */
-static void reap_locked(struct net_cursor **dead)
+/* Under reg_lock: doubles the table when it holds more cursors than
+ * buckets. Out of memory, the chains just grow longer. */
+static void grow_locked(void)
 {
-    uint64_t now = cairn_mono_ns();
-    uint64_t idle_ns = net_cursor_idle_ns(); /* cursorTimeoutMillis */
-    struct net_cursor **pp = &reg_head;
-    while (*pp != NULL) {
-        struct net_cursor *cur = *pp;
-        if (!cur->busy && now - cur->last_used_ns > idle_ns) {
-            *pp = cur->next;
-            reg_count--;
-            cur->next = *dead;
-            *dead = cur;
-        } else {
-            pp = &cur->next;
+    size_t n = reg_n_buckets * 2;
+    struct net_cursor **nb;
+
+    if (reg_count <= reg_n_buckets) {
+        return;
+    }
+    nb = calloc(n, sizeof *nb);
+    if (nb == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < reg_n_buckets; i++) {
+        struct net_cursor *cur = reg_buckets[i];
+        while (cur != NULL) {
+            struct net_cursor *next = cur->next;
+            size_t b = (size_t)cur->id & (n - 1);
+            cur->next = nb[b];
+            nb[b] = cur;
+            cur = next;
         }
     }
+    if (reg_buckets != reg_initial) {
+        free(reg_buckets);
+    }
+    reg_buckets = nb;
+    reg_n_buckets = n;
+}
+
+/* Under reg_lock: takes `cur` (found through `link`) out of the table. */
+static void unlink_locked(struct net_cursor *cur, struct net_cursor **link)
+{
+    *link = cur->next;
+    cur->next = NULL;
+    reg_count--;
+    if (cur->no_timeout) {
+        reg_no_timeout--;
+    }
+}
+
+/* Under reg_lock: unlinks into *dead every cursor for which `pick` is
+ * true. */
+static void sweep_locked(bool (*pick)(const struct net_cursor *cur, uint64_t now, uint64_t idle),
+                         uint64_t now,
+                         uint64_t idle,
+                         struct net_cursor **dead,
+                         size_t *n)
+{
+    for (size_t i = 0; i < reg_n_buckets; i++) {
+        struct net_cursor **pp = &reg_buckets[i];
+        while (*pp != NULL) {
+            struct net_cursor *cur = *pp;
+            if (pick(cur, now, idle)) {
+                unlink_locked(cur, pp);
+                cur->next = *dead;
+                *dead = cur;
+                (*n)++;
+            } else {
+                pp = &cur->next;
+            }
+        }
+    }
+}
+
+static bool is_expired(const struct net_cursor *cur, uint64_t now, uint64_t idle)
+{
+    return !cur->busy && !cur->no_timeout && now - cur->last_used_ns > idle;
+}
+
+static bool is_idle(const struct net_cursor *cur, uint64_t now, uint64_t idle)
+{
+    return !cur->busy;
 }
 
 static void free_list(struct net_cursor *dead)
@@ -324,11 +404,30 @@ static void free_list(struct net_cursor *dead)
     }
 }
 
+size_t net_cursor_reap(uint64_t now_ns)
+{
+    uint64_t idle_ns = net_cursor_idle_ns(); /* cursorTimeoutMillis */
+    /* A walk of every cursor at most every quarter of the timeout (and at
+     * least once a second): an expired cursor lives at most a quarter
+     * longer than its timeout, plus a sweeper tick. */
+    uint64_t every = idle_ns / 4 < 1000000000ull ? idle_ns / 4 : 1000000000ull;
+    struct net_cursor *dead = NULL;
+    size_t n = 0;
+
+    pthread_mutex_lock(&reg_lock);
+    if (now_ns - reg_last_reap_ns >= every) {
+        reg_last_reap_ns = now_ns;
+        sweep_locked(is_expired, now_ns, idle_ns, &dead, &n);
+        reg_timed_out += n;
+    }
+    pthread_mutex_unlock(&reg_lock);
+    free_list(dead);
+    return n;
+}
+
 int64_t net_cursor_register(struct net_cursor *cur)
 {
-    struct net_cursor *dead = NULL;
     pthread_mutex_lock(&reg_lock);
-    reap_locked(&dead);
     if (!reg_seeded) {
         uint64_t seed = 0;
         if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) != (ssize_t)sizeof seed) {
@@ -345,20 +444,22 @@ int64_t net_cursor_register(struct net_cursor *cur)
     cur->busy = false;
     cur->killed = false;
     cur->last_used_ns = cairn_mono_ns();
-    cur->next = reg_head;
-    reg_head = cur;
     reg_count++;
+    if (cur->no_timeout) {
+        reg_no_timeout++;
+    }
+    grow_locked();
+    size_t b = bucket_of(id);
+    cur->next = reg_buckets[b];
+    reg_buckets[b] = cur;
     pthread_mutex_unlock(&reg_lock);
-    free_list(dead);
     return id;
 }
 
 int net_cursor_acquire(int64_t id, struct net_cursor **out, struct cairn_error *err)
 {
-    struct net_cursor *dead = NULL;
     int rc = 0;
     pthread_mutex_lock(&reg_lock);
-    reap_locked(&dead);
     struct net_cursor *cur = find_locked(id, NULL);
     if (cur == NULL || cur->killed) {
         rc = cairn_error_mongo(err, CAIRN_ENOTFOUND, MONGO_CursorNotFound,
@@ -371,7 +472,6 @@ int net_cursor_acquire(int64_t id, struct net_cursor **out, struct cairn_error *
         *out = cur;
     }
     pthread_mutex_unlock(&reg_lock);
-    free_list(dead);
     return rc;
 }
 
@@ -384,14 +484,12 @@ void net_cursor_release(struct net_cursor *cur)
     if (cur->exhausted || cur->killed) {
         struct net_cursor **link = NULL;
         if (find_locked(cur->id, &link) == cur) {
-            *link = cur->next;
-            reg_count--;
+            unlink_locked(cur, link);
         }
         drop = true;
     }
     pthread_mutex_unlock(&reg_lock);
     if (drop) {
-        cur->next = NULL;
         net_cursor_free(cur);
     }
 }
@@ -408,14 +506,12 @@ bool net_cursor_kill(int64_t id, const char *ns)
         if (cur->busy) {
             cur->killed = true;
         } else {
-            *link = cur->next;
-            reg_count--;
+            unlink_locked(cur, link);
             victim = cur;
         }
     }
     pthread_mutex_unlock(&reg_lock);
     if (victim != NULL) {
-        victim->next = NULL;
         net_cursor_free(victim);
     }
     return killed;
@@ -424,19 +520,9 @@ bool net_cursor_kill(int64_t id, const char *ns)
 size_t net_cursor_close_all(void)
 {
     struct net_cursor *dead = NULL;
+    size_t n = 0;
     pthread_mutex_lock(&reg_lock);
-    struct net_cursor **pp = &reg_head;
-    while (*pp != NULL) {
-        struct net_cursor *cur = *pp;
-        if (!cur->busy) {
-            *pp = cur->next;
-            reg_count--;
-            cur->next = dead;
-            dead = cur;
-        } else {
-            pp = &cur->next;
-        }
-    }
+    sweep_locked(is_idle, 0, 0, &dead, &n);
     size_t left = reg_count;
     pthread_mutex_unlock(&reg_lock);
     free_list(dead);
@@ -449,6 +535,18 @@ size_t net_cursor_count(void)
     size_t n = reg_count;
     pthread_mutex_unlock(&reg_lock);
     return n;
+}
+
+void net_cursor_stats_get(struct net_cursor_stats *out)
+{
+    pthread_mutex_lock(&reg_lock);
+    out->open = reg_count;
+    out->no_timeout = reg_no_timeout;
+    out->timed_out = reg_timed_out;
+    out->buckets = reg_n_buckets;
+    out->lookups = reg_lookups;
+    out->probes = reg_probes;
+    pthread_mutex_unlock(&reg_lock);
 }
 
 /* ---- Sessions of cursors -------------------------------------------------- */
@@ -891,8 +989,34 @@ int net_dc_visit_matches(struct txn_read *rd,
                          void *arg,
                          struct cairn_error *err)
 {
+    return net_dc_visit_matches_hinted(rd, cid, ns, filter, m, NULL, fn, arg, err);
+}
+
+int net_dc_visit_matches_hinted(struct txn_read *rd,
+                                uint64_t cid,
+                                const char *ns,
+                                const bson_t *filter,
+                                const struct qry_matcher *m,
+                                const bson_value_t *hint,
+                                net_dc_visit_fn fn,
+                                void *arg,
+                                struct cairn_error *err)
+{
+    struct txn_scan_req req = {.ns = ns, .filter = m != NULL ? filter : NULL, .hint = hint};
+    return net_dc_visit_scan(rd, cid, &req, m, fn, arg, err);
+}
+
+int net_dc_visit_scan(struct txn_read *rd,
+                      uint64_t cid,
+                      const struct txn_scan_req *req,
+                      const struct qry_matcher *m,
+                      net_dc_visit_fn fn,
+                      void *arg,
+                      struct cairn_error *err)
+{
     bson_value_t id;
-    if (m != NULL && qry_matcher_id_equality(m, &id)) {
+    bool hinted = qry_hint_given(req->hint);
+    if ((!hinted || qry_hint_is_id(req->hint)) && m != NULL && qry_matcher_id_equality(m, &id)) {
         bson_t doc;
         int rc = txn_read_get(rd, cid, &id, &doc, err);
         if (rc == CAIRN_ENOTFOUND) {
@@ -910,7 +1034,7 @@ int net_dc_visit_matches(struct txn_read *rd,
         return r < 0 ? (err->code ? err->code : CAIRN_EIO) : 0;
     }
     struct txn_scan *sc = NULL;
-    int rc = txn_scan_open_filter(rd, cid, ns, m != NULL ? filter : NULL, &sc, err);
+    int rc = txn_scan_open_query(rd, cid, req, &sc, err);
     if (rc != 0) {
         return rc;
     }

@@ -9,7 +9,8 @@
  * array of owned documents (sorted finds, aggregate, list commands).
  * Registered cursors have a positive int64 id; one command uses a cursor at
  * a time (busy flag); idle cursors expire after cursorTimeoutMillis; an
- * exhausted cursor is freed by the command that exhausted it. A cursor
+ * exhausted cursor is freed by the command that exhausted it. Cursors are
+ * looked up in a hash table; idle expiry runs on the sweeper's timer. A cursor
  * belongs to the session (lsid) and transaction (txnNumber) of the command
  * that created it, and only getMores of that session and transaction may
  * use it, as in mongod; killCursors may kill any cursor.
@@ -101,6 +102,10 @@ struct net_cursor
      * again (mongod's getMore does, bounded by NET_LINEARIZABLE_GETMORE_MS). */
     bool linearizable;
 
+    /* find's noCursorTimeout: never reaped for idleness (set before it is
+     * registered). */
+    bool no_timeout;
+
     /* Registry state (guarded by the registry lock). */
     bool busy;
     bool killed;
@@ -140,10 +145,10 @@ int net_cursor_fill(struct net_cursor *cur, int64_t max_docs, bson_t *arr, struc
  * touch it again except through net_cursor_acquire. Returns the id. */
 int64_t net_cursor_register(struct net_cursor *cur);
 
-/* Takes cursor `id` for exclusive use. Errors: CAIRN_ENOTFOUND with
- * mongo_code 43 CursorNotFound "cursor id N not found"; CAIRN_EBUSY with
- * 143 CursorInUse when another command is using it. Also expires idle
- * cursors. */
+/* Takes cursor `id` for exclusive use (a hash lookup). Errors:
+ * CAIRN_ENOTFOUND with mongo_code 43 CursorNotFound "cursor id N not
+ * found"; CAIRN_EBUSY with 143 CursorInUse when another command is using
+ * it. */
 int net_cursor_acquire(int64_t id, struct net_cursor **out, struct cairn_error *err);
 
 struct net_cmd;
@@ -180,6 +185,24 @@ size_t net_cursor_close_all(void);
 
 /* Number of registered cursors (for serverStatus and tests). */
 size_t net_cursor_count(void);
+
+/* Frees the cursors idle (not busy, not noCursorTimeout) for longer than
+ * cursorTimeoutMillis at `now_ns` (monotonic). Walks them all at most every
+ * quarter of the timeout (at most a second apart): called on every tick of
+ * the sweeper. Returns how many it freed. */
+size_t net_cursor_reap(uint64_t now_ns);
+
+/* serverStatus metrics.cursor. */
+struct net_cursor_stats
+{
+    size_t open;        /* registered */
+    size_t no_timeout;  /* registered with noCursorTimeout */
+    uint64_t timed_out; /* reaped for idleness since start */
+    size_t buckets;     /* hash table size */
+    uint64_t lookups;   /* id lookups since start, and the cursors they */
+    uint64_t probes;    /* compared: probes / lookups stays small */
+};
+void net_cursor_stats_get(struct net_cursor_stats *out);
 
 /* ---- Helpers shared by the data-command files -------------------------- */
 
@@ -278,5 +301,30 @@ int net_dc_visit_matches(struct txn_read *rd,
                          net_dc_visit_fn fn,
                          void *arg,
                          struct cairn_error *err);
+
+/* net_dc_visit_matches with the command's `hint` (NULL or not
+ * qry_hint_given: none): a hint other than the _id index goes through
+ * txn_scan_open_query (no _id point lookup), so an unknown index fails
+ * (2 BadValue) as in mongod. */
+int net_dc_visit_matches_hinted(struct txn_read *rd,
+                                uint64_t cid,
+                                const char *ns,
+                                const bson_t *filter,
+                                const struct qry_matcher *m,
+                                const bson_value_t *hint,
+                                net_dc_visit_fn fn,
+                                void *arg,
+                                struct cairn_error *err);
+
+/* The general form: the scan `req` asks for (its filter is the bson `m`
+ * was compiled from; a projection may make the scan covered, so fn then
+ * sees documents holding only the fields the request needs). */
+int net_dc_visit_scan(struct txn_read *rd,
+                      uint64_t cid,
+                      const struct txn_scan_req *req,
+                      const struct qry_matcher *m,
+                      net_dc_visit_fn fn,
+                      void *arg,
+                      struct cairn_error *err);
 
 #endif /* CAIRN_NET_CURSOR_H */

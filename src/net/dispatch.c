@@ -877,6 +877,11 @@ void net_dispatch_message(struct net_conn *conn, uint64_t conn_id, uint8_t *msg,
         reply_error(r);
         return;
     }
+    /* A read whose client goes away ends with 279 ClientDisconnect
+     * (opguard.h): it would otherwise run on for nobody. */
+    if (!r->op.op.writes && def->fn != net_cmd_hello) {
+        net_guard_begin(&r->op.guard, conn, &r->op.op);
+    }
     int result = def->fn(c);
     if (result == NET_CMD_DONE && c->err.code == 0 && c->linearizable) {
         result = confirm_linearizable(r);

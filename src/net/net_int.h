@@ -176,6 +176,13 @@ int net_get_bool(const struct net_cmd *c, const char *field, bool *out);
 int net_get_doc(const struct net_cmd *c, const char *field, bson_t *out);   /* static view */
 int net_get_array(const struct net_cmd *c, const char *field, bson_t *out); /* static view */
 
+/* The `hint` field of `doc` (a command body, or an update or delete
+ * statement) as a view into doc's data: out->value_type is BSON_TYPE_EOD
+ * when absent. Pass it to txn_scan_req.hint / net_dc_visit_matches_hinted.
+ * Errors: CAIRN_EINVAL with 9 FailedToParse when neither a string nor an
+ * object (set in err, returned). */
+int net_get_hint(const bson_t *doc, bson_value_t *out, struct cairn_error *err);
+
 /* The collection name of a command whose first value names one (insert:
  * "c"): sets *ns to "<db>.<c>" in `buf`. Errors: 73 InvalidNamespace, or
  * 2 BadValue "collection name has invalid type ..." when not a string. */

@@ -12,15 +12,17 @@
  *
  *   name                                type  startup runtime  where the value lives
  *   authenticationMechanisms            array    -       -     none (no authentication)
- *   cairnQueryMemoryBudgetBytes         int64    x       x     query (qry_set_mem_budget); Cairn's
- * own cursorTimeoutMillis                 int64    x       x     here (cursor.c reads it)
+ *   cairnQueryMemoryBudgetBytes         int64    x       x     query (Cairn's own)
+ *   cursorTimeoutMillis                 int64    x       x     here (cursor.c reads it)
  *   enableTestCommands                  bool     x       -     here (process-wide)
  *   featureCompatibilityVersion         doc      -       -     constant
+ *   incompleteMessageTimeoutMillis      int64    x       x     rxbudget.c (Cairn's)
  *   internalQueryMaxBlockingSortMemoryUsageBytes
  *                                       int      x       x     query (qry_set_sort_mem_limit)
  *   localLogicalSessionTimeoutMinutes   int      -       -     constant (hello reports it)
  *   logLevel                            int      -       -     lib/log.h's threshold
  *   maxAcceptableLogicalClockDriftSecs  int64    -       -     constant (txn enforces it)
+ *   maxIncompleteMessageBytes           int64    x       x     rxbudget.c (Cairn's)
  *   maxSessions                         int      x       -     txn (txn_set_max_sessions)
  *   maxTransactionLockRequestTimeoutMillis int   -       -     constant
  *   maxWriteBatchSize                   int      -       -     constant (hello reports it)
@@ -50,6 +52,7 @@
 #include "lib/log.h"
 #include "net/cursor.h"
 #include "net/net_int.h"
+#include "net/rxbudget.h"
 #include "net/server_int.h"
 #include "net/wire.h"
 
@@ -103,6 +106,28 @@ static void get_cursor_timeout(struct net_server *s, bson_t *doc, const char *ke
 static int set_cursor_timeout(struct net_server *s, int64_t v, struct cairn_error *err)
 {
     atomic_store(&cursor_timeout_ms, v);
+    return 0;
+}
+
+static void get_rx_timeout(struct net_server *s, bson_t *doc, const char *key)
+{
+    BSON_APPEND_INT64(doc, key, net_rx_timeout_ms_get());
+}
+
+static int set_rx_timeout(struct net_server *s, int64_t v, struct cairn_error *err)
+{
+    net_rx_timeout_ms_set(v);
+    return 0;
+}
+
+static void get_rx_budget(struct net_server *s, bson_t *doc, const char *key)
+{
+    BSON_APPEND_INT64(doc, key, net_rx_budget_get());
+}
+
+static int set_rx_budget(struct net_server *s, int64_t v, struct cairn_error *err)
+{
+    net_rx_budget_set(v);
     return 0;
 }
 
@@ -232,11 +257,18 @@ static const struct param params[] = {
      set_cursor_timeout},
     {"enableTestCommands", PARAM_BOOL, true, false, 0, 1, get_test_commands, set_test_commands},
     {"featureCompatibilityVersion", PARAM_OTHER, false, false, 0, 0, get_fcv, NULL},
+    /* Cairn's: a message must arrive within this of its first byte. */
+    {"incompleteMessageTimeoutMillis", PARAM_INT, true, true, 1, INT64_MAX / 1000000,
+     get_rx_timeout, set_rx_timeout},
     {"internalQueryMaxBlockingSortMemoryUsageBytes", PARAM_INT, true, true, 1, INT32_MAX,
      get_sort_mem, set_sort_mem},
     {"localLogicalSessionTimeoutMinutes", PARAM_INT, false, false, 0, 0, get_session_timeout, NULL},
     {"logLevel", PARAM_INT, false, false, 0, 0, get_log_level, NULL},
     {"maxAcceptableLogicalClockDriftSecs", PARAM_INT, false, false, 0, 0, get_clock_drift, NULL},
+    /* Cairn's: bytes admitted for messages being received, server-wide;
+     * at least one largest message. */
+    {"maxIncompleteMessageBytes", PARAM_INT, true, true, WIRE_MAX_MESSAGE, INT64_MAX / 2,
+     get_rx_budget, set_rx_budget},
     {"maxSessions", PARAM_INT, true, false, 1, INT32_MAX, get_max_sessions, set_max_sessions},
     {"maxTransactionLockRequestTimeoutMillis", PARAM_INT, false, false, 0, 0, get_lock_timeout,
      NULL},

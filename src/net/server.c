@@ -44,7 +44,9 @@
 #include "net/cursor.h"
 #include "net/hello.h"
 #include "net/net.h"
+#include "net/rxbudget.h"
 #include "net/server_int.h"
+#include "net/sweeper.h"
 #include "net/wire.h"
 
 #define DEFAULT_WORKERS 8
@@ -94,7 +96,15 @@ struct net_conn
     size_t rlen;
     uint8_t *msg;
     size_t msg_len;
+    size_t msg_cap; /* bytes allocated at msg: grows as they arrive (rxbudget.h) */
     size_t got;
+    size_t reserved; /* bytes of the rxbudget this message holds */
+    bool rx_waiting; /* rx_aio sleeps: the budget was spent, try again */
+    /* When the first byte of the message being received arrived (mono ns,
+     * 0 = none pending): past incompleteMessageTimeoutMillis the sweeper
+     * closes the connection (net_server_sweep). */
+    _Atomic uint64_t partial_since;
+    bool timed_out; /* guarded by s->mu: the sweeper is closing it */
 
     /* Watching a parked command's connection (net_conn_watch): rx_aio
      * reads into rbuf to notice a peer that closes. Set by the turn's
@@ -181,7 +191,8 @@ struct net_server
      * under mu: shutdown lets hello's last answers leave first. */
     int64_t n_sending;
 
-    struct net_hello *hello; /* awaitable hello (hello.c) */
+    struct net_hello *hello;     /* awaitable hello (hello.c) */
+    struct net_sweeper *sweeper; /* housekeeping thread (sweeper.h) */
 
     struct net_opcounters oc;
     int64_t start_wall_ms;
@@ -534,6 +545,9 @@ static void conn_destroy(struct net_conn *c)
     if (c->stream != NULL) {
         nng_stream_free(c->stream);
     }
+    if (c->reserved > 0) {
+        net_rx_release(c->reserved);
+    }
     free(c->msg);
     free(c->out);
     free(c->app_name);
@@ -551,8 +565,19 @@ static void recv_more(struct net_conn *c)
     nng_iov iov;
 
     if (c->msg != NULL) {
+        if (c->got == c->msg_cap) {
+            /* Grow as the bytes come (the budget holds the whole length). */
+            size_t cap = net_rx_next_cap(c->msg_cap, c->msg_len);
+            uint8_t *bigger = realloc(c->msg, cap);
+            if (bigger == NULL) {
+                enqueue(c, JOB_DESTROY);
+                return;
+            }
+            c->msg = bigger;
+            c->msg_cap = cap;
+        }
         iov.iov_buf = c->msg + c->got;
-        iov.iov_len = c->msg_len - c->got;
+        iov.iov_len = c->msg_cap - c->got;
     } else {
         iov.iov_buf = c->rbuf + c->rlen;
         iov.iov_len = sizeof c->rbuf - c->rlen;
@@ -564,14 +589,32 @@ static void recv_more(struct net_conn *c)
     nng_stream_recv(c->stream, c->rx_aio);
 }
 
+/* A whole message is at c->msg: it leaves the budget and goes to a worker.
+ * Do not touch c after it returns. */
+static void message_done(struct net_conn *c)
+{
+    if (c->reserved > 0) {
+        net_rx_release(c->reserved);
+        c->reserved = 0;
+    }
+    atomic_store(&c->partial_since, 0);
+    enqueue(c, JOB_REQUEST);
+}
+
 /* Takes the next message out of rbuf when it is all there (then hands it
- * to a worker), switches to a dedicated buffer for a large one, or reads
- * more. Do not touch c after it returns. */
+ * to a worker), switches to a dedicated buffer for a large one (once the
+ * budget admits its length: until then rx_aio sleeps and this runs again),
+ * or reads more. Do not touch c after it returns. */
 static void take_message(struct net_conn *c)
 {
     struct wire_header h;
     size_t len;
 
+    if (c->rlen == 0) {
+        atomic_store(&c->partial_since, 0);
+    } else if (atomic_load(&c->partial_since) == 0) {
+        atomic_store(&c->partial_since, cairn_mono_ns());
+    }
     if (c->rlen < WIRE_HEADER_LEN) {
         recv_more(c);
         return;
@@ -587,20 +630,35 @@ static void take_message(struct net_conn *c)
         recv_more(c);
         return;
     }
-    c->msg = malloc(len);
+    if (len <= c->rlen) {
+        c->msg = malloc(len);
+        if (c->msg == NULL) {
+            enqueue(c, JOB_DESTROY);
+            return;
+        }
+        c->msg_len = c->msg_cap = c->got = len;
+        memcpy(c->msg, c->rbuf, len);
+        memmove(c->rbuf, c->rbuf + len, c->rlen - len);
+        c->rlen -= len;
+        message_done(c);
+        return;
+    }
+    /* Larger than rbuf: admitted by the budget for its whole length, so
+     * that every admitted message can complete. */
+    if (!net_rx_reserve(len)) {
+        net_rx_count_wait();
+        c->rx_waiting = true;
+        nng_sleep_aio(NET_RX_RETRY_MS, c->rx_aio);
+        return;
+    }
+    c->reserved = len;
+    c->msg_cap = net_rx_next_cap(c->rlen, len);
+    c->msg = malloc(c->msg_cap);
     if (c->msg == NULL) {
         enqueue(c, JOB_DESTROY);
         return;
     }
     c->msg_len = len;
-    if (len <= c->rlen) {
-        memcpy(c->msg, c->rbuf, len);
-        memmove(c->rbuf, c->rbuf + len, c->rlen - len);
-        c->rlen -= len;
-        c->got = len;
-        enqueue(c, JOB_REQUEST);
-        return;
-    }
     memcpy(c->msg, c->rbuf, c->rlen);
     c->got = c->rlen;
     c->rlen = 0;
@@ -613,6 +671,7 @@ static void start_recv(struct net_conn *c)
     free(c->msg);
     c->msg = NULL;
     c->msg_len = 0;
+    c->msg_cap = 0;
     take_message(c);
 }
 
@@ -672,6 +731,17 @@ static void rx_cb(void *arg)
         watch_rx_cb(c, rv);
         return;
     }
+    if (c->rx_waiting) {
+        /* The pause after finding the budget spent ended (or was cancelled:
+         * the message's deadline passed, or shutdown). */
+        c->rx_waiting = false;
+        if (rv == 0 || rv == NNG_ETIMEDOUT) {
+            take_message(c);
+        } else {
+            enqueue(c, JOB_DESTROY);
+        }
+        return;
+    }
     if (rv != 0) {
         enqueue(c, JOB_DESTROY);
         return;
@@ -687,7 +757,7 @@ static void rx_cb(void *arg)
         return;
     }
     /* A whole message: hand it to a worker. Do not touch c afterwards. */
-    enqueue(c, JOB_REQUEST);
+    message_done(c);
 }
 
 /* A reply's write ended (written, or failed). */
@@ -914,6 +984,38 @@ static void accept_backoff_cb(void *arg)
     pthread_mutex_unlock(&s->mu);
 }
 
+/* ---- Stalled messages ----------------------------------------------------------- */
+
+size_t net_server_drop_stalled(struct net_server *s, uint64_t now_ns)
+{
+    uint64_t limit = net_rx_timeout_ns();
+    size_t n = 0;
+
+    pthread_mutex_lock(&s->mu);
+    for (struct net_conn *c = s->conns; c != NULL; c = c->next) {
+        uint64_t since = atomic_load(&c->partial_since);
+        if (c->busy || c->destroying || c->job != JOB_NONE || since == 0 ||
+            now_ns - since <= limit) {
+            continue;
+        }
+        /* Its read (or its pause for the budget) fails and rx_cb has the
+         * connection destroyed, which gives its bytes back. */
+        if (!c->timed_out) {
+            c->timed_out = true;
+            net_log_event(s, "conn%llu: closing: message incomplete after %llu ms",
+                          (unsigned long long)c->id,
+                          (unsigned long long)((now_ns - since) / 1000000ull));
+            net_rx_count_timeout();
+            n++;
+        }
+        /* Again at the next sweep if the read was being re-armed just now
+         * (a cancel finds nothing pending then). */
+        nng_aio_cancel(c->rx_aio);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
 /* ---- Workers ------------------------------------------------------------------- */
 
 static void *worker_main(void *arg)
@@ -1088,6 +1190,15 @@ int net_server_start(const struct net_options *opts,
         server_free(s);
         return cairn_error_setf(err, CAIRN_ENOMEM, "net: aio: %s", nng_strerror(rv));
     }
+    rv = net_sweeper_start(s, &s->sweeper, err);
+    if (rv != 0) {
+        nng_aio_free(s->accept_aio);
+        nng_aio_free(s->backoff_aio);
+        nng_aio_free(s->grow_aio);
+        nng_stream_listener_free(s->listener);
+        server_free(s);
+        return rv;
+    }
     pthread_mutex_lock(&s->mu);
     while (s->n_workers < s->n_base && spawn_worker_locked(s) == 0) {
     }
@@ -1098,6 +1209,7 @@ int net_server_start(const struct net_options *opts,
     }
     pthread_mutex_unlock(&s->mu);
     if (!started) {
+        net_sweeper_stop(s->sweeper);
         for (int k = 0; k < s->n_workers; k++) {
             pthread_join(s->workers[k], NULL);
         }
@@ -1158,6 +1270,9 @@ void net_server_stop(struct net_server *s)
      * ShutdownInProgress (so do later hellos), and those answers leave
      * before the connections close. */
     net_hello_quiesce(s->hello);
+    /* No more sweeps: the cursors are closed below, the connections go. */
+    net_sweeper_stop(s->sweeper);
+    s->sweeper = NULL;
     drain_sends(s);
     pthread_mutex_lock(&s->mu);
     s->stopping = true;

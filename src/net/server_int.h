@@ -27,6 +27,7 @@
 
 #include "lib/op.h"
 #include "net/net_int.h"
+#include "net/opguard.h"
 
 /* Counters shown by serverStatus (relaxed atomics). */
 struct net_opcounters
@@ -121,7 +122,8 @@ void net_conn_drop(struct net_conn *c);
  * must not block nor touch the connection). Bytes the peer sends meanwhile
  * are kept for the next turn (watching then ends). Returns false, watching
  * nothing, when the receive buffer has no room. Called by the thread that
- * owns the turn, before anything else may end it. */
+ * owns the turn, before anything else may end it, or by a thread the owner
+ * waits for before it unwatches (opguard.c's sweep, under its lock). */
 bool net_conn_watch(struct net_conn *c, void (*gone_cb)(void *arg), void *arg);
 
 /* Stops watching (a no-op when not watching) and waits until the watch's
@@ -129,6 +131,12 @@ bool net_conn_watch(struct net_conn *c, void (*gone_cb)(void *arg), void *arg);
  * the turn with net_conn_drop, or net_cmd_abandon). Must be called before
  * the turn ends, never on one of the connection's nng callbacks. */
 bool net_conn_unwatch(struct net_conn *c);
+
+/* Closes the connections whose message has been incomplete for longer
+ * than incompleteMessageTimeoutMillis at `now_ns` (monotonic), which gives
+ * their buffered bytes back (rxbudget.h). Returns how many it began to
+ * close. Any thread but a connection's callbacks (the sweeper). */
+size_t net_server_drop_stalled(struct net_server *s, uint64_t now_ns);
 
 /* The server's awaitable-hello state (hello.h). Valid while the server
  * lives. */
@@ -207,6 +215,7 @@ struct net_op
     const char *op_type;   /* "command", "insert", "update", "remove", "query", "getmore" */
     char ns[160];          /* as currentOp shows it (truncated) */
     bool registered;
+    struct net_op_guard guard;  /* ends it when its client disconnects (opguard.h) */
     struct net_op *prev, *next; /* the net registry, under its lock */
 };
 

@@ -203,6 +203,22 @@ int net_get_array(const struct net_cmd *c, const char *field, bson_t *out)
     return get_embedded(c, field, BSON_TYPE_ARRAY, "type 'array'", out);
 }
 
+int net_get_hint(const bson_t *doc, bson_value_t *out, struct cairn_error *err)
+{
+    bson_iter_t it;
+
+    out->value_type = BSON_TYPE_EOD;
+    if (!bson_iter_init_find(&it, doc, "hint")) {
+        return 0;
+    }
+    if (!BSON_ITER_HOLDS_UTF8(&it) && !BSON_ITER_HOLDS_DOCUMENT(&it)) {
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_FailedToParse,
+                                 "Hint must be a string or an object");
+    }
+    *out = *bson_iter_value(&it);
+    return 0;
+}
+
 /* ---- Namespaces --------------------------------------------------------- */
 
 static bool valid_db_name(const char *db)

@@ -12,7 +12,12 @@
  *
  * Arrays (multikey): the values of a field are collected along its dotted
  * path, traversing arrays of documents; a leaf array contributes each
- * element ([] contributes undefined). Two fields may both meet arrays only
+ * element ([] contributes undefined). As with mongod, an element of an
+ * array met before the end of the path that does not lead to a value (a
+ * document without the rest of the path, a scalar, a nested array)
+ * contributes null, marked "not found": {m: [{k: 1}, {}]} has keys 1 and
+ * null in {m.k: 1}. A sparse index skips a key whose every field is not
+ * found (so there, that document has only the key 1). Two fields may both meet arrays only
  * along the same paths (the array paths of one among the other's); the keys
  * are then the cross product. Otherwise the document cannot be indexed
  * (171), as mongod's "cannot index parallel arrays".
@@ -463,6 +468,14 @@ struct fvals
 
 static const bson_value_t undefined_value = {.value_type = BSON_TYPE_UNDEFINED};
 static const bson_value_t null_value = {.value_type = BSON_TYPE_NULL};
+/* "Not found": keyed as null; a sparse index skips a key made only of these. */
+static const bson_value_t missing_value = {.value_type = BSON_TYPE_EOD};
+
+/* The value a collected value stands for in a key. */
+static const bson_value_t *key_value(const bson_value_t *v)
+{
+    return v->value_type == BSON_TYPE_EOD ? &null_value : v;
+}
 
 static int fv_push(struct fvals *f, const bson_value_t *v)
 {
@@ -560,9 +573,13 @@ static int collect(const uint8_t *data,
             bson_iter_recurse(&it, &ai);
             while (rv == 0 && bson_iter_next(&ai)) {
                 const bson_value_t *e = bson_iter_value(&ai);
+                size_t before = f->n;
                 if (e->value_type == BSON_TYPE_DOCUMENT) {
                     rv = collect(e->value.v_doc.data, e->value.v_doc.data_len, path, off + clen + 1,
                                  f, depth + 1);
+                }
+                if (rv == 0 && f->n == before) {
+                    rv = fv_push(f, &missing_value); /* no value down this element: null */
                 }
             }
             return rv;
@@ -580,7 +597,10 @@ void qry_ixkeys_fini(struct qry_ixkeys *keys)
     free(keys->off);
     free(keys->len);
     free(keys->vals);
+    free(keys->tb_off);
+    free(keys->tb_len);
     cairn_buf_free(&keys->buf);
+    cairn_buf_free(&keys->tb);
     memset(keys, 0, sizeof *keys);
 }
 
@@ -590,7 +610,9 @@ static void keys_clear(struct qry_ixkeys *keys)
         bson_destroy(keys->vals[i]);
     }
     keys->n = 0;
+    keys->arrays = false;
     cairn_buf_reset(&keys->buf);
+    cairn_buf_reset(&keys->tb);
 }
 
 /* memcmp order of two keys (a proper prefix first; none is one of another
@@ -623,6 +645,21 @@ bool qry_ixkeys_has(const struct qry_ixkeys *keys, const uint8_t *key, size_t le
     return false;
 }
 
+bool qry_ixkeys_has_same(const struct qry_ixkeys *keys, const struct qry_ixkeys *other, size_t j)
+{
+    const uint8_t *k = other->buf.data + other->off[j];
+    const uint8_t *t = other->tb.data + other->tb_off[j];
+    for (size_t i = 0; i < keys->n; i++) {
+        if (keys->len[i] == other->len[j] &&
+            memcmp(keys->buf.data + keys->off[i], k, keys->len[i]) == 0) {
+            return keys->tb_len[i] == other->tb_len[j] &&
+                   (other->tb_len[j] == 0 ||
+                    memcmp(keys->tb.data + keys->tb_off[i], t, other->tb_len[j]) == 0);
+        }
+    }
+    return false;
+}
+
 /* Appends the key for the choice `pick` (one value index per field). */
 static int add_key(const struct qry_index *ix,
                    struct fvals *fv,
@@ -631,11 +668,18 @@ static int add_key(const struct qry_index *ix,
                    struct cairn_error *err)
 {
     size_t start = out->buf.len;
+    bool found = false;
     int rv = 0;
 
+    for (size_t i = 0; i < ix->n_fields; i++) {
+        found = found || fv[i].v[pick[i]].value_type != BSON_TYPE_EOD;
+    }
+    if (ix->sparse && !found) {
+        return 0; /* mongod: a sparse index has no key whose every field is not found */
+    }
     for (size_t i = 0; i < ix->n_fields && rv == 0; i++) {
         size_t at = out->buf.len;
-        rv = qry_key_encode_any(&fv[i].v[pick[i]], &out->buf, err);
+        rv = qry_key_encode_any(key_value(&fv[i].v[pick[i]]), &out->buf, err);
         if (rv == 0 && ix->fields[i].desc) {
             for (size_t b = at; b < out->buf.len; b++) {
                 out->buf.data[b] = (uint8_t)~out->buf.data[b];
@@ -651,22 +695,42 @@ static int add_key(const struct qry_index *ix,
         size_t *o = realloc(out->off, cap * sizeof *o);
         size_t *l = o ? realloc(out->len, cap * sizeof *l) : NULL;
         bson_t **v = l ? realloc(out->vals, cap * sizeof *v) : NULL;
+        size_t *to = v ? realloc(out->tb_off, cap * sizeof *to) : NULL;
+        size_t *tl = to ? realloc(out->tb_len, cap * sizeof *tl) : NULL;
         if (o != NULL) {
             out->off = o;
         }
         if (l != NULL) {
             out->len = l;
         }
-        if (v == NULL) {
+        if (v != NULL) {
+            out->vals = v;
+        }
+        if (to != NULL) {
+            out->tb_off = to;
+        }
+        if (tl == NULL) {
             out->buf.len = start;
             return cairn_error_setf(err, CAIRN_ENOMEM, "out of memory");
         }
-        out->vals = v;
+        out->tb_len = tl;
         out->cap = cap;
     }
+    size_t tb_start = out->tb.len;
+    for (size_t i = 0; i < ix->n_fields && rv == 0; i++) {
+        const bson_value_t *v = &fv[i].v[pick[i]];
+        rv = qry_key_typebits(key_value(v), v->value_type == BSON_TYPE_EOD, &out->tb);
+    }
+    if (rv != 0) {
+        out->buf.len = start;
+        out->tb.len = tb_start;
+        return cairn_error_setf(err, CAIRN_ENOMEM, "out of memory");
+    }
+    out->tb_off[out->n] = tb_start;
+    out->tb_len[out->n] = out->tb.len - tb_start;
     bson_t *vals = bson_new();
     for (size_t i = 0; i < ix->n_fields; i++) {
-        bson_append_value(vals, ix->fields[i].path, -1, &fv[i].v[pick[i]]);
+        bson_append_value(vals, ix->fields[i].path, -1, key_value(&fv[i].v[pick[i]]));
     }
     out->off[out->n] = start;
     out->len[out->n] = out->buf.len - start;
@@ -681,6 +745,7 @@ struct kref
 {
     const uint8_t *p;
     size_t off, len, idx;
+    size_t tb_off, tb_len;
     bson_t *val;
 };
 
@@ -706,7 +771,13 @@ static int keys_sort_unique(struct qry_ixkeys *k, struct cairn_error *err)
         return cairn_error_setf(err, CAIRN_ENOMEM, "out of memory");
     }
     for (size_t i = 0; i < k->n; i++) {
-        r[i] = (struct kref){k->buf.data + k->off[i], k->off[i], k->len[i], i, k->vals[i]};
+        r[i] = (struct kref){k->buf.data + k->off[i],
+                             k->off[i],
+                             k->len[i],
+                             i,
+                             k->tb_off[i],
+                             k->tb_len[i],
+                             k->vals[i]};
     }
     qsort(r, k->n, sizeof *r, kref_cmp);
     size_t n = 0;
@@ -717,6 +788,8 @@ static int keys_sort_unique(struct qry_ixkeys *k, struct cairn_error *err)
         }
         k->off[n] = r[i].off;
         k->len[n] = r[i].len;
+        k->tb_off[n] = r[i].tb_off;
+        k->tb_len[n] = r[i].tb_len;
         k->vals[n] = r[i].val;
         n++;
     }
@@ -748,8 +821,10 @@ int qry_index_keys(const struct qry_index *ix,
             break;
         }
         any_present = any_present || fv[i].present;
+        out->arrays = out->arrays || fv[i].n_arrs > 0;
         if (fv[i].n == 0) {
-            rv = fv_push(&fv[i], &null_value) == 0 ? 0 : cairn_error_setf(err, CAIRN_ENOMEM, "oom");
+            rv = fv_push(&fv[i], &missing_value) == 0 ? 0
+                                                      : cairn_error_setf(err, CAIRN_ENOMEM, "oom");
         }
         /* Two fields may meet arrays only along the same paths (one
          * field's array paths among the other's): else the arrays are

@@ -86,12 +86,42 @@ void qry_pipeline_free(struct qry_pipeline *p)
     if (p->leading_match) {
         bson_destroy(p->leading_match);
     }
+    if (p->leading_sort) {
+        bson_destroy(p->leading_sort);
+    }
     free(p);
 }
 
 const bson_t *qry_pipeline_leading_match(const struct qry_pipeline *p)
 {
     return p->leading_match;
+}
+
+const bson_t *qry_pipeline_leading_sort(const struct qry_pipeline *p)
+{
+    return p->leading_sort;
+}
+
+/* Which stages stream: those before the first blocking one (a $sort
+ * whose input comes in its order does not block). */
+static void mark_stream_prefix(struct qry_pipeline *p)
+{
+    bool blocked = false;
+    for (size_t i = 0; i < p->n; i++) {
+        p->st[i].stream_prefix = !blocked;
+        if (p->st[i].type == ST_GROUP || p->st[i].type == ST_COUNT ||
+            (p->st[i].type == ST_SORT && !p->st[i].presorted)) {
+            blocked = true;
+        }
+    }
+}
+
+void qry_pipeline_set_sorted_input(struct qry_pipeline *p)
+{
+    if (p->leading_sort != NULL) {
+        p->st[p->leading_sort_at].presorted = true;
+        mark_stream_prefix(p);
+    }
 }
 
 static int split_path(const char *path, char ***parts, size_t *n, struct cairn_error *err)
@@ -530,6 +560,17 @@ int qry_pipeline_compile(const bson_t *stages, struct qry_pipeline **out, struct
             pl_iter_doc(&si, &f);
             p->leading_match = bson_copy(&f);
             if (!p->leading_match) {
+                rv = pl_oom(err);
+            }
+        }
+        size_t at = p->n - 1;
+        if (!rv && p->n > 0 && p->st[at].type == ST_SORT && p->leading_sort == NULL &&
+            (at == 0 || (at == 1 && p->st[0].type == ST_MATCH))) {
+            bson_t f;
+            pl_iter_doc(&si, &f);
+            p->leading_sort = bson_copy(&f);
+            p->leading_sort_at = at;
+            if (!p->leading_sort) {
                 rv = pl_oom(err);
             }
         }

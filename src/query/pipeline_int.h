@@ -61,6 +61,7 @@ struct stage
 {
     int type;
     bool stream_prefix; /* no blocking stage before this one */
+    bool presorted;     /* $sort whose input comes in its order: passes through */
     struct qry_matcher *matcher;
     struct qry_expr *expr; /* $group _id, $replaceRoot newRoot */
     struct gacc *accs;
@@ -83,6 +84,8 @@ struct qry_pipeline
     struct stage *st;
     size_t n;
     bson_t *leading_match;
+    bson_t *leading_sort; /* a $sort first or right after the leading $match */
+    size_t leading_sort_at;
     size_t result_limit; /* bytes of output a run may hold */
     bool disk_use;       /* allowDiskUse was asked for: $sort may spill */
 };

@@ -257,6 +257,9 @@ static int push(struct run *r, size_t i, const bson_t *doc, struct cairn_error *
     const struct stage *s = &r->p->st[i];
     struct rstage *rs = &r->rs[i];
     int rv;
+    if (s->presorted) {
+        return push(r, i + 1, doc, err); /* a $sort whose input is in its order */
+    }
     switch (s->type) {
         case ST_MATCH:
             return qry_matcher_match(s->matcher, doc) ? push(r, i + 1, doc, err) : 0;

@@ -9,7 +9,9 @@
  * An index qualifies when its leading fields have equality or $in
  * predicates, optionally followed by one range field; the most such fields
  * wins (ties: fewer index fields, then the earlier index). Sparse, partial
- * and hidden indexes are never chosen.
+ * and hidden indexes are never chosen; qry_plan_one plans a given (hinted)
+ * index whatever its kind, over all of it when the filter has no predicate
+ * on its first field.
  *
  * Invariant: the intervals cover every key a matching document has, so
  * scanning them and filtering the fetched documents with the full matcher
@@ -20,7 +22,9 @@
  *    one side only (plus the value's type bracket, as mongod's comparisons
  *    do), because a multikey document may match a two-sided range through
  *    two different elements, neither inside it;
- *  - ranges on descending fields are not used (points are).
+ *  - on a descending field the keys hold the complemented encoding (still
+ *    prefix-free, so the order is exactly reversed): a range's bounds swap
+ *    sides and the type bracket of rank r is the keys starting with ~r.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -256,15 +260,18 @@ static int expand(struct qry_plan *p,
         bool has_hi;
         rv = cairn_buf_append(&lo, prefix->data, prefix->len);
         rv = rv ? rv : cairn_buf_append(&hi, prefix->data, prefix->len);
+        bool rdesc = range != NULL && desc[n_pts];
+        bool two_sided =
+            range != NULL && p->two_sided && range->lo != NULL && range->hi != NULL &&
+            qry_type_rank(range->lo->value_type) == qry_type_rank(range->hi->value_type);
         if (rv == 0 && range == NULL) {
             has_hi = prefix_successor(&hi);
-        } else if (rv == 0) {
+        } else if (rv == 0 && !rdesc) {
             /* One side (see the invariant) unless the index is not
              * multikey; the type bracket bounds the other. */
             const bson_value_t *v = range->lo != NULL ? range->lo : range->hi;
             uint8_t rank = (uint8_t)qry_type_rank(v->value_type);
-            if (p->two_sided && range->lo != NULL && range->hi != NULL &&
-                qry_type_rank(range->lo->value_type) == qry_type_rank(range->hi->value_type)) {
+            if (two_sided) {
                 rv = enc_field(range->lo, false, &lo);
                 rv = rv ? rv : enc_field(range->hi, false, &hi);
                 if (rv == 0) {
@@ -281,6 +288,29 @@ static int expand(struct qry_plan *p,
                 if (rv == 0) {
                     prefix_successor(&hi); /* inclusive, as above */
                 }
+            }
+            has_hi = true;
+        } else if (rv == 0) {
+            /* A descending field: keys hold the complemented encoding, so
+             * larger values come first and the type bracket of rank r is
+             * the keys starting with ~r. Same inclusiveness as above. */
+            const bson_value_t *v = range->lo != NULL ? range->lo : range->hi;
+            uint8_t crank = (uint8_t) ~(uint8_t)qry_type_rank(v->value_type);
+            if (two_sided) {
+                rv = enc_field(range->hi, true, &lo);
+                rv = rv ? rv : enc_field(range->lo, true, &hi);
+                if (rv == 0) {
+                    prefix_successor(&hi);
+                }
+            } else if (range->lo != NULL) {
+                rv = cairn_buf_push(&lo, crank);
+                rv = rv ? rv : enc_field(range->lo, true, &hi);
+                if (rv == 0) {
+                    prefix_successor(&hi);
+                }
+            } else {
+                rv = enc_field(range->hi, true, &lo);
+                rv = rv ? rv : cairn_buf_push(&hi, (uint8_t)(crank + 1));
             }
             has_hi = true;
         } else {
@@ -318,6 +348,84 @@ static int iv_cmp(const void *a, const void *b, void *arg)
     size_t li = p->lo_len[i], lj = p->lo_len[j];
     int c = memcmp(p->buf.data + p->lo_off[i], p->buf.data + p->lo_off[j], li < lj ? li : lj);
     return c != 0 ? c : (li > lj) - (li < lj);
+}
+
+/* Fills p's intervals for index `ix` from the predicates (no predicate on
+ * its first field: one interval over the whole index). two_sided: the index
+ * is not multikey. Returns 0 or CAIRN_ENOMEM. */
+static int build_intervals(struct qry_plan *p,
+                           const struct fpred *preds,
+                           size_t n_preds,
+                           const struct qry_index *ix,
+                           bool two_sided)
+{
+    const struct fpred *fp[QRY_INDEX_MAX_FIELDS];
+    bool desc[QRY_INDEX_MAX_FIELDS];
+    const struct fpred *range = NULL;
+    size_t n_pts = 0;
+    for (size_t f = 0; f < qry_index_n_fields(ix); f++) {
+        const struct fpred *q = NULL;
+        const char *path = qry_index_field(ix, f, &desc[f]);
+        for (size_t k = 0; k < n_preds && q == NULL; k++) {
+            if (strcmp(preds[k].path, path) == 0) {
+                q = &preds[k];
+            }
+        }
+        if (q == NULL) {
+            break;
+        }
+        if (q->eq != NULL || q->has_in) {
+            fp[n_pts++] = q;
+            continue;
+        }
+        if (q->lo != NULL || q->hi != NULL) {
+            range = q;
+        }
+        break;
+    }
+    struct cairn_buf prefix = CAIRN_BUF_INIT;
+    p->two_sided = two_sided;
+    int rv = expand(p, fp, desc, n_pts, range, 0, &prefix);
+    cairn_buf_free(&prefix);
+    if (rv == 0 && p->n >= MAX_POINTS) {
+        /* Too many point prefixes: the expansion stopped short, so its
+         * intervals might miss matches. The whole index instead. */
+        p->n = 0;
+        cairn_buf_reset(&p->buf);
+        rv = plan_add(p, (const uint8_t *)"", 0, NULL, 0);
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    /* Sorted by lower bound ($in values in any order), so the scan visits
+     * the index in order. */
+    size_t *order = malloc((p->n + 1) * sizeof *order);
+    if (order != NULL) {
+        size_t *lo = malloc((p->n + 1) * sizeof *lo), *ll = malloc((p->n + 1) * sizeof *ll);
+        size_t *ho = malloc((p->n + 1) * sizeof *ho), *hl = malloc((p->n + 1) * sizeof *hl);
+        for (size_t i = 0; i < p->n; i++) {
+            order[i] = i;
+        }
+        qsort_r(order, p->n, sizeof *order, iv_cmp, p);
+        if (lo != NULL && ll != NULL && ho != NULL && hl != NULL) {
+            for (size_t i = 0; i < p->n; i++) {
+                lo[i] = p->lo_off[order[i]];
+                ll[i] = p->lo_len[order[i]];
+                ho[i] = p->hi_off[order[i]];
+                hl[i] = p->hi_len[order[i]];
+            }
+            memcpy(p->lo_off, lo, p->n * sizeof *lo);
+            memcpy(p->lo_len, ll, p->n * sizeof *ll);
+            memcpy(p->hi_off, ho, p->n * sizeof *ho);
+            memcpy(p->hi_len, hl, p->n * sizeof *hl);
+        }
+        free(lo);
+        free(ll);
+        free(ho);
+        free(hl);
+        free(order);
+    }
+    return 0;
 }
 
 int qry_plan_choose(const bson_t *filter,
@@ -364,9 +472,7 @@ int qry_plan_choose(const bson_t *filter,
                 score += 2;
                 continue;
             }
-            bool desc;
-            qry_index_field(ix, f, &desc);
-            if ((fp->lo != NULL || fp->hi != NULL) && !desc) {
+            if (fp->lo != NULL || fp->hi != NULL) {
                 score += 1;
             }
             break;
@@ -380,70 +486,39 @@ int qry_plan_choose(const bson_t *filter,
     if (best < 0) {
         return 0;
     }
-    /* Intervals for the chosen index. */
-    const struct qry_index *ix = ixs[best];
-    const struct fpred *fp[QRY_INDEX_MAX_FIELDS];
-    bool desc[QRY_INDEX_MAX_FIELDS];
-    const struct fpred *range = NULL;
-    size_t n_pts = 0;
-    for (size_t f = 0; f < qry_index_n_fields(ix); f++) {
-        const struct fpred *q = NULL;
-        const char *path = qry_index_field(ix, f, &desc[f]);
-        for (size_t k = 0; k < n_preds && q == NULL; k++) {
-            if (strcmp(preds[k].path, path) == 0) {
-                q = &preds[k];
-            }
-        }
-        if (q == NULL) {
-            break;
-        }
-        if (q->eq != NULL || q->has_in) {
-            fp[n_pts++] = q;
-            continue;
-        }
-        if ((q->lo != NULL || q->hi != NULL) && !desc[f]) {
-            range = q;
-        }
-        break;
-    }
-    struct cairn_buf prefix = CAIRN_BUF_INIT;
-    p->two_sided = multikey != NULL && !multikey[best];
-    rv = expand(p, fp, desc, n_pts, range, 0, &prefix);
-    cairn_buf_free(&prefix);
+    rv = build_intervals(p, preds, n_preds, ixs[best], multikey != NULL && !multikey[best]);
     if (rv != 0) {
         qry_plan_free(p);
         *out = NULL;
         return cairn_error_setf(err, CAIRN_ENOMEM, "out of memory planning");
     }
-    /* Sorted by lower bound ($in values in any order), so the scan visits
-     * the index in order. */
-    size_t *order = malloc((p->n + 1) * sizeof *order);
-    if (order != NULL) {
-        size_t *lo = malloc((p->n + 1) * sizeof *lo), *ll = malloc((p->n + 1) * sizeof *ll);
-        size_t *ho = malloc((p->n + 1) * sizeof *ho), *hl = malloc((p->n + 1) * sizeof *hl);
-        for (size_t i = 0; i < p->n; i++) {
-            order[i] = i;
-        }
-        qsort_r(order, p->n, sizeof *order, iv_cmp, p);
-        if (lo != NULL && ll != NULL && ho != NULL && hl != NULL) {
-            for (size_t i = 0; i < p->n; i++) {
-                lo[i] = p->lo_off[order[i]];
-                ll[i] = p->lo_len[order[i]];
-                ho[i] = p->hi_off[order[i]];
-                hl[i] = p->hi_len[order[i]];
-            }
-            memcpy(p->lo_off, lo, p->n * sizeof *lo);
-            memcpy(p->lo_len, ll, p->n * sizeof *ll);
-            memcpy(p->hi_off, ho, p->n * sizeof *ho);
-            memcpy(p->hi_len, hl, p->n * sizeof *hl);
-        }
-        free(lo);
-        free(ll);
-        free(ho);
-        free(hl);
-        free(order);
-    }
     p->ix_pos = best;
+    return 0;
+}
+
+int qry_plan_one(const bson_t *filter,
+                 const struct qry_index *ix,
+                 bool multikey,
+                 struct qry_plan **out,
+                 struct cairn_error *err)
+{
+    struct fpred preds[QRY_INDEX_MAX_FIELDS];
+    size_t n_preds = 0;
+    struct qry_plan *p = calloc(1, sizeof *p);
+
+    *out = NULL;
+    if (p == NULL) {
+        return cairn_error_setf(err, CAIRN_ENOMEM, "out of memory");
+    }
+    if (filter != NULL) {
+        collect_preds(filter, preds, &n_preds, QRY_INDEX_MAX_FIELDS, 0);
+    }
+    if (build_intervals(p, preds, n_preds, ix, !multikey) != 0) {
+        qry_plan_free(p);
+        return cairn_error_setf(err, CAIRN_ENOMEM, "out of memory planning");
+    }
+    p->ix_pos = 0;
+    *out = p;
     return 0;
 }
 

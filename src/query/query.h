@@ -339,6 +339,15 @@ int qry_pipeline_compile(const bson_t *stages, struct qry_pipeline **out, struct
  * caller may use it to narrow its scan; the pipeline still applies it. */
 const bson_t *qry_pipeline_leading_match(const struct qry_pipeline *p);
 
+/* The spec of a $sort that is the first stage or follows the leading
+ * $match (NULL if none), so a caller may read its input in that order. */
+const bson_t *qry_pipeline_leading_sort(const struct qry_pipeline *p);
+
+/* Declares that the input comes in the leading $sort's order (an index
+ * gives it): that stage then passes documents through as they come, so a
+ * later $limit ends the run early. No-op without a leading $sort. */
+void qry_pipeline_set_sorted_input(struct qry_pipeline *p);
+
 /* Pulls input documents from `next` until it returns 0 (1 = a document in
  * *doc, valid until the next call; -1 = error, already in err), runs the
  * stages, and appends each output document to `out` (an array of owned
@@ -413,11 +422,16 @@ struct qry_ixkeys
     size_t n, cap;
     size_t *off, *len;
     bson_t **vals;
+    /* Type bits of key i (qry_key_typebits of its values, in field order):
+     * tb[tb_off[i], tb_off[i] + tb_len[i]). */
+    struct cairn_buf tb;
+    size_t *tb_off, *tb_len;
+    bool arrays; /* some field met an array (even of one element) */
 };
 
-#define QRY_IXKEYS_INIT                        \
-    {                                          \
-        CAIRN_BUF_INIT, 0, 0, NULL, NULL, NULL \
+#define QRY_IXKEYS_INIT                                                           \
+    {                                                                             \
+        CAIRN_BUF_INIT, 0, 0, NULL, NULL, NULL, CAIRN_BUF_INIT, NULL, NULL, false \
     }
 
 /* Computes the keys of `doc` (replacing what `out` held): for each field of
@@ -436,6 +450,31 @@ int qry_index_keys(const struct qry_index *ix,
 /* True when `keys` (as qry_index_keys left them: sorted, distinct) holds
  * exactly the key (bytes) given. O(log n): binary search. */
 bool qry_ixkeys_has(const struct qry_ixkeys *keys, const uint8_t *key, size_t len);
+
+/* True when `keys` holds key j of `other` with the same type bits (so its
+ * index entry, value included, need not be rewritten). */
+bool qry_ixkeys_has_same(const struct qry_ixkeys *keys, const struct qry_ixkeys *other, size_t j);
+
+/* ---- Key decoding (keydec.c) ------------------------------------------ */
+
+/* Appends the type bits of a field's value `v` to `out` (see keydec.c):
+ * what the key encoding loses (number and string types, -0.0, missing vs
+ * null when `missing`). Returns 0 or CAIRN_ENOMEM. */
+int qry_key_typebits(const bson_value_t *v, bool missing, struct cairn_buf *out);
+
+/* Decodes index key (key, len) of index `ix` with its type bits (tb,
+ * tb_len) exactly (bytes after the key's fields, an entry's _id, are
+ * ignored), appending {field path: value} for each field of the
+ * key pattern to `out` (a missing field appends nothing). Returns 1 when
+ * exact, 0 when the key holds a value it cannot restore exactly (decimal,
+ * type bits absent or short; `out` is then partly written), -1 when the
+ * key is malformed. Reentrant. */
+int qry_key_decode(const struct qry_index *ix,
+                   const uint8_t *key,
+                   size_t len,
+                   const uint8_t *tb,
+                   size_t tb_len,
+                   bson_t *out);
 
 /* Frees what `keys` holds (it can be reused after). */
 void qry_ixkeys_fini(struct qry_ixkeys *keys);
@@ -473,6 +512,48 @@ int qry_plan_choose(const bson_t *filter,
                     size_t n,
                     struct qry_plan **out,
                     struct cairn_error *err);
+
+/* The intervals of index `ix` (position 0) for `filter` (NULL: none),
+ * whatever the index's kind (sparse, partial, hidden: a hint chose it):
+ * the whole index when no predicate constrains its first field. multikey
+ * as for qry_plan_choose. On success *out is owned by the caller. Errors:
+ * CAIRN_ENOMEM. Reentrant. */
+int qry_plan_one(const bson_t *filter,
+                 const struct qry_index *ix,
+                 bool multikey,
+                 struct qry_plan **out,
+                 struct cairn_error *err);
+
+/* ---- Hints (plan_hint.c): the `hint` field of find, count, distinct,
+ * update, delete, findAndModify and aggregate. ---- */
+
+/* True when `hint` (NULL: none) asks for something: a string, or a
+ * non-empty document (mongod ignores an empty one). */
+bool qry_hint_given(const bson_value_t *hint);
+
+/* True for {$natural: dir}: a collection scan; *dir (may be NULL) 1 or -1. */
+bool qry_hint_natural(const bson_value_t *hint, int *dir);
+
+/* True for the _id index, by name ("_id_") or pattern ({_id: 1 or -1}). */
+bool qry_hint_is_id(const bson_value_t *hint);
+
+/* True when `hint` names the index called `name` with `key_pattern`: its
+ * name as a string, or its key pattern as a document (same fields in the
+ * same order, numeric directions equal by value). */
+bool qry_hint_matches(const bson_value_t *hint, const char *name, const bson_t *key_pattern);
+
+/* True when index `ix` covers a query (plan_cover.c): the filter (NULL:
+ * none), the inclusion projection and the sort (NULL: none) use only its
+ * fields and _id, so documents built from its entries answer it. The
+ * caller still checks that no document met an array on its paths. */
+bool qry_plan_covers(const struct qry_index *ix,
+                     const bson_t *filter,
+                     const bson_t *projection,
+                     const bson_t *sort);
+
+/* Like qry_plan_covers for a caller that reads no field beyond the
+ * filter's (count). */
+bool qry_plan_covers_filter(const struct qry_index *ix, const bson_t *filter);
 
 /* A plan scanning every entry of one index (position 0), in order. Errors:
  * CAIRN_ENOMEM. */

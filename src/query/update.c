@@ -33,6 +33,7 @@ static const struct
     {"$push", OP_PUSH},   {"$addToSet", OP_ADDTOSET},
     {"$pull", OP_PULL},   {"$pullAll", OP_PULLALL},
     {"$pop", OP_POP},     {"$currentDate", OP_CURDATE},
+    {"$bit", OP_BIT},
 };
 
 bool qry_update_is_replacement(const struct qry_update *u)

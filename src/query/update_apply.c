@@ -232,6 +232,8 @@ int upd_apply_op(struct apply_ctx *c, const struct op *o, struct node *root)
         case OP_INC:
         case OP_MUL:
             return upd_apply_arith(c, o, parent, idx);
+        case OP_BIT:
+            return upd_apply_bit(c, o, parent, idx);
         case OP_MIN:
         case OP_MAX:
             return upd_apply_minmax(c, o, parent, idx);

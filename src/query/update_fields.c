@@ -1,7 +1,8 @@
 /*
  * update_fields.c: the field operators that read the current value or move
- * it: $inc and $mul (mongod's numeric promotion and overflow rules), $min
- * and $max (BSON order), and $rename.
+ * it: $inc and $mul (mongod's numeric promotion and overflow rules), $bit
+ * (integers only; int64 if either side is), $min and $max (BSON order), and
+ * $rename.
  */
 #include <stdint.h>
 
@@ -90,6 +91,50 @@ int upd_apply_arith(struct apply_ctx *c, const struct op *o, struct node *parent
         nd->val = res; /* numbers own no memory */
     }
     return 0;
+}
+
+int upd_apply_bit(struct apply_ctx *c, const struct op *o, struct node *parent, long idx)
+{
+    bson_value_t res = {.value_type = BSON_TYPE_INT32};
+    bson_t d;
+    bson_iter_t it;
+
+    if (idx >= 0) {
+        struct node *nd = parent->kids[idx];
+        if (nd->val.value_type != BSON_TYPE_INT32 && nd->val.value_type != BSON_TYPE_INT64) {
+            return cairn_error_mongo(c->err, CAIRN_EINVAL, MONGO_BadValue,
+                                     "Cannot apply $bit to a value of non-integral type._id: %s "
+                                     "has the field %s of non-integer type %s",
+                                     c->id_val, nd->key, qry_type_name(nd->val.value_type));
+        }
+        res = nd->val;
+    } else {
+        res.value.v_int32 = 0; /* a new field starts from int32 0, as mongod */
+    }
+    /* The argument was checked when the update was compiled (parse_bit). */
+    if (!bson_init_static(&d, o->arg.value.v_doc.data, o->arg.value.v_doc.data_len) ||
+        !bson_iter_init(&it, &d)) {
+        return cairn_error_mongo(c->err, CAIRN_EINVAL, MONGO_BadValue, "invalid $bit argument");
+    }
+    while (bson_iter_next(&it)) {
+        const char *k = bson_iter_key(&it);
+        bool wide = res.value_type == BSON_TYPE_INT64 || BSON_ITER_HOLDS_INT64(&it);
+        int64_t a = res.value_type == BSON_TYPE_INT64 ? res.value.v_int64 : res.value.v_int32;
+        int64_t b = BSON_ITER_HOLDS_INT64(&it) ? bson_iter_int64(&it) : bson_iter_int32(&it);
+        int64_t r = k[0] == 'a' ? (a & b) : k[0] == 'o' ? (a | b) : (a ^ b);
+        if (wide) {
+            res.value_type = BSON_TYPE_INT64;
+            res.value.v_int64 = r;
+        } else {
+            res.value_type = BSON_TYPE_INT32;
+            res.value.v_int32 = (int32_t)r;
+        }
+    }
+    if (idx >= 0) {
+        parent->kids[idx]->val = res; /* numbers own no memory */
+        return 0;
+    }
+    return upd_put_value(c, parent, idx, upd_leaf_name(&o->path), &res);
 }
 
 int upd_apply_minmax(struct apply_ctx *c, const struct op *o, struct node *parent, long idx)

@@ -11,7 +11,7 @@
  *   update_tree.c       the mutable document tree (struct node)
  *   update_apply.c      one operation on the tree: the path walk, the leaf,
  *                       the dispatch; $set, $setOnInsert, $unset, $currentDate
- *   update_fields.c     $inc, $mul, $min, $max, $rename
+ *   update_fields.c     $inc, $mul, $bit, $min, $max, $rename
  *   update_array.c      $push, $addToSet, $pop, $pull, $pullAll
  *   update_positional.c $, $[] and $[<id>]: expansion against the document
  *   update_util.c       type names, value rendering, stable sort
@@ -196,6 +196,7 @@ enum op_kind {
     OP_PULLALL,
     OP_POP,
     OP_CURDATE,
+    OP_BIT,
 };
 
 enum pull_mode { PULL_EQ, PULL_VALUE, PULL_DOC };
@@ -320,6 +321,9 @@ int upd_apply_op(struct apply_ctx *c, const struct op *o, struct node *root);
 
 /* $inc and $mul at the leaf `idx` of `parent` (as upd_walk found it). */
 int upd_apply_arith(struct apply_ctx *c, const struct op *o, struct node *parent, long idx);
+
+/* $bit (and/or/xor, in the argument's order) at the leaf `idx` of `parent`. */
+int upd_apply_bit(struct apply_ctx *c, const struct op *o, struct node *parent, long idx);
 
 /* $min and $max at the leaf `idx` of `parent` (as upd_walk found it). */
 int upd_apply_minmax(struct apply_ctx *c, const struct op *o, struct node *parent, long idx);

@@ -196,6 +196,47 @@ static int parse_each_mods(struct op *o, struct cairn_error *err)
     return 0;
 }
 
+/* $bit's argument: {and|or|xor: int32 or int64, ...}, at least one (mongod's messages). */
+static int parse_bit(const bson_value_t *v, struct cairn_error *err)
+{
+    bson_t d;
+    bson_iter_t it;
+    bool any = false;
+    char f[200];
+
+    if (v->value_type != BSON_TYPE_DOCUMENT ||
+        !bson_init_static(&d, v->value.v_doc.data, v->value.v_doc.data_len) ||
+        !bson_iter_init(&it, &d)) {
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
+                                 "The $bit modifier is not compatible with a %s. You must pass in "
+                                 "an embedded document: {$bit: {field: {and/or/xor: #}}",
+                                 qry_type_name(v->value_type));
+    }
+    while (bson_iter_next(&it)) {
+        const char *k = bson_iter_key(&it);
+        upd_fmt_field(f, sizeof f, k, bson_iter_value(&it));
+        if (strcmp(k, "and") != 0 && strcmp(k, "or") != 0 && strcmp(k, "xor") != 0) {
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
+                                     "The $bit modifier only supports 'and', 'or', and 'xor', not "
+                                     "'%s' which is an unknown operator: {%s}",
+                                     k, f);
+        }
+        if (!BSON_ITER_HOLDS_INT32(&it) && !BSON_ITER_HOLDS_INT64(&it)) {
+            return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
+                                     "The $bit modifier field must be an Integer(32/64 bit); a "
+                                     "'%s' is not supported here: {%s}",
+                                     qry_type_name(bson_iter_type(&it)), f);
+        }
+        any = true;
+    }
+    if (!any) {
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_BadValue,
+                                 "You must pass in at least one bitwise operation. The format is: "
+                                 "{$bit: {field: {and/or/xor: #}}");
+    }
+    return 0;
+}
+
 int upd_parse_op_arg(struct op *o, const char *key, struct af_set *afs, struct cairn_error *err)
 {
     const bson_value_t *v = &o->arg;
@@ -209,6 +250,8 @@ int upd_parse_op_arg(struct op *o, const char *key, struct af_set *afs, struct c
                 return bad_arg_type(err, o->kind == OP_INC ? "increment" : "multiply", key, v);
             }
             return 0;
+        case OP_BIT:
+            return parse_bit(v, err);
         case OP_RENAME: {
             struct path *to = &o->to;
             int rv;

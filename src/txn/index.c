@@ -8,10 +8,13 @@
  * and ENG_OP_DROP ops, so ids, persistence, the overlay and replication are
  * the collections' own). Under its id, in the docs column family, live:
  *   key 0x00 's'                -> {spec: <normalised spec>, ready: bool}
- *   key 0x00 'm'                -> {} once a document had several keys
- *   key K | encoded _id         -> {_id: <id>} (non-unique index)
- *   key K                       -> {_id: <id>} (unique index)
- * where K is the document's key (qry_index_keys; never starts with 0x00).
+ *   key 0x00 'm'                -> {} once a document had several keys or
+ *                                  met an array on an indexed path
+ *   key K | encoded _id         -> {_id: <id>, t: <type bits>} (non-unique)
+ *   key K                       -> {_id: <id>, t: <type bits>} (unique)
+ * where K is the document's key (qry_index_keys; never starts with 0x00)
+ * and t the type bits that make K decode exactly (query/keydec.c; covered
+ * projections): empty unless K holds numbers, strings or nulls.
  * Entries are MVCC versions written in the same commit as the documents
  * they describe, so every snapshot sees indexes consistent with documents.
  *
@@ -479,7 +482,7 @@ static int lock_unique_changes(struct txn_write *w,
     }
     for (size_t i = 0; i < newk->n; i++) {
         const uint8_t *k = newk->buf.data + newk->off[i];
-        if (!qry_ixkeys_has(oldk, k, newk->len[i])) {
+        if (!qry_ixkeys_has_same(oldk, newk, i)) { /* rewritten: new key or type bits */
             v[n++] = (struct ukey){k, newk->len[i]};
         }
     }
@@ -554,7 +557,7 @@ static int maintain_set(struct txn_write *w,
     struct qry_ixkeys *oldk = calloc(n ? n : 1, sizeof *oldk);
     struct qry_ixkeys *newk = calloc(n ? n : 1, sizeof *newk);
     struct cairn_buf idkey = CAIRN_BUF_INIT, ek = CAIRN_BUF_INIT;
-    bson_t idval = BSON_INITIALIZER;
+    bson_t entry = BSON_INITIALIZER;
     const bson_t *src = new_doc != NULL ? new_doc : old;
     bson_iter_t it;
     const bson_value_t *id;
@@ -570,7 +573,6 @@ static int maintain_set(struct txn_write *w,
         goto out;
     }
     id = bson_iter_value(&it);
-    BSON_APPEND_VALUE(&idval, "_id", id);
     if (cairn_buf_append(&idkey, w->key.data, w->key.len) != 0) {
         rv = cairn_error_setf(err, CAIRN_ENOMEM, "txn: out of memory");
         goto out;
@@ -610,7 +612,7 @@ static int maintain_set(struct txn_write *w,
     }
     /* Stage: deleted entries, then added ones (and the multikey marker). */
     for (size_t i = 0; i < n && rv == 0; i++) {
-        if (newk[i].n > 1) {
+        if (newk[i].n > 1 || newk[i].arrays) {
             rv = mark_multikey(w, &v[i], err);
         }
         for (size_t j = 0; j < oldk[i].n && rv == 0; j++) {
@@ -622,13 +624,26 @@ static int maintain_set(struct txn_write *w,
                     : txn_write_stage_raw(w, v[i].id, ek.data, ek.len, NULL, 0, err);
         }
         for (size_t j = 0; j < newk[i].n && rv == 0; j++) {
-            if (qry_ixkeys_has(&oldk[i], newk[i].buf.data + newk[i].off[j], newk[i].len[j])) {
+            /* Same key and type bits: the entry stands. Same key with
+             * other type bits (1 became 1.0): rewritten for its value. */
+            if (qry_ixkeys_has_same(&oldk[i], &newk[i], j)) {
                 continue;
             }
             rv = entry_key(&v[i], &newk[i], j, &idkey, &ek);
-            rv = rv ? cairn_error_setf(err, CAIRN_ENOMEM, "txn: out of memory")
-                    : txn_write_stage_raw(w, v[i].id, ek.data, ek.len, bson_get_data(&idval),
-                                          idval.len, err);
+            if (rv != 0) {
+                rv = cairn_error_setf(err, CAIRN_ENOMEM, "txn: out of memory");
+                break;
+            }
+            bson_reinit(&entry);
+            BSON_APPEND_VALUE(&entry, "_id", id);
+            /* Always there (maybe empty): an entry without it predates
+             * type bits and the multikey rule for arrays (never covered). */
+            static const uint8_t none[1] = {0};
+            bson_append_binary(&entry, "t", 1, BSON_SUBTYPE_BINARY,
+                               newk[i].tb_len[j] > 0 ? newk[i].tb.data + newk[i].tb_off[j] : none,
+                               (uint32_t)newk[i].tb_len[j]);
+            rv = txn_write_stage_raw(w, v[i].id, ek.data, ek.len, bson_get_data(&entry), entry.len,
+                                     err);
         }
     }
 out:
@@ -641,7 +656,7 @@ out:
     free(newk);
     cairn_buf_free(&idkey);
     cairn_buf_free(&ek);
-    bson_destroy(&idval);
+    bson_destroy(&entry);
     return rv;
 }
 

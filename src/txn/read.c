@@ -246,6 +246,7 @@ struct scan_staged
 
 struct txn_scan
 {
+    struct txn_mgr *m; /* counts what the scan examined when it closes */
     struct eng_iter *it;
     struct cairn_error err;
     struct scan_staged *st; /* sorted by key */
@@ -256,6 +257,7 @@ struct txn_scan
     size_t ek_len, ed_len;
     struct txn_ixscan *ix; /* an index scan (ixscan.c) instead of the above */
     uint64_t n_docs;       /* documents returned (collection scans) */
+    bool sorted;           /* in the order of the request's sort */
 };
 
 static int key_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
@@ -359,32 +361,37 @@ int txn_scan_open(struct txn_read *rd,
         free(sc);
         return rv;
     }
+    sc->m = rd->m;
     *out = sc;
     return 0;
 }
 
-static int scan_open_ix(struct txn_read *rd,
+int txn_scan_open_query(struct txn_read *rd,
                         uint64_t coll_id,
-                        const char *ns,
-                        const bson_t *filter,
-                        const bson_t *sort,
+                        const struct txn_scan_req *req,
                         struct txn_scan **out,
                         struct cairn_error *err)
 {
     struct txn_ixscan *ix = NULL;
     struct txn_scan *sc;
-    int rv = txn_ixscan_open(rd, coll_id, ns, filter, sort, &ix, err);
+    bool sorted = false;
+    int rv = txn_ixscan_open(rd, coll_id, req, &ix, &sorted, err);
 
     *out = NULL;
-    if (rv != 0 || ix == NULL) {
+    if (rv != 0) {
         return rv;
+    }
+    if (ix == NULL) {
+        return req->need_sort_order ? 0 : txn_scan_open(rd, coll_id, out, err);
     }
     sc = calloc(1, sizeof *sc);
     if (sc == NULL) {
         txn_ixscan_close(ix);
         return cairn_error_setf(err, CAIRN_ENOMEM, "txn: out of memory");
     }
+    sc->m = rd->m;
     sc->ix = ix;
+    sc->sorted = sorted;
     *out = sc;
     return 0;
 }
@@ -396,12 +403,8 @@ int txn_scan_open_filter(struct txn_read *rd,
                          struct txn_scan **out,
                          struct cairn_error *err)
 {
-    int rv = scan_open_ix(rd, coll_id, ns, filter, NULL, out, err);
-
-    if (rv == 0 && *out == NULL) {
-        rv = txn_scan_open(rd, coll_id, out, err);
-    }
-    return rv;
+    struct txn_scan_req req = {.ns = ns, .filter = filter};
+    return txn_scan_open_query(rd, coll_id, &req, out, err);
 }
 
 int txn_scan_open_sorted(struct txn_read *rd,
@@ -412,7 +415,13 @@ int txn_scan_open_sorted(struct txn_read *rd,
                          struct txn_scan **out,
                          struct cairn_error *err)
 {
-    return scan_open_ix(rd, coll_id, ns, filter, sort, out, err);
+    struct txn_scan_req req = {.ns = ns, .filter = filter, .sort = sort, .need_sort_order = true};
+    return txn_scan_open_query(rd, coll_id, &req, out, err);
+}
+
+bool txn_scan_sorted(const struct txn_scan *sc)
+{
+    return sc->sorted;
 }
 
 const struct txn_plan_info *txn_scan_plan(const struct txn_scan *sc)
@@ -491,6 +500,14 @@ void txn_scan_close(struct txn_scan *sc)
 {
     if (sc == NULL) {
         return;
+    }
+    if (sc->m != NULL) {
+        /* serverStatus metrics.queryExecutor (scanned, scannedObjects). */
+        const struct txn_plan_info *pi = txn_scan_plan(sc);
+        atomic_fetch_add_explicit(&sc->m->n_keys_examined, pi ? (long long)pi->keys_examined : 0,
+                                  memory_order_relaxed);
+        atomic_fetch_add_explicit(&sc->m->n_docs_examined, (long long)txn_scan_docs_examined(sc),
+                                  memory_order_relaxed);
     }
     eng_iter_close(sc->it);
     txn_ixscan_close(sc->ix);

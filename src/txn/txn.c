@@ -238,6 +238,8 @@ void txn_stats_get(struct txn_mgr *m, struct txn_stats *out)
     out->total_aborted = atomic_load_explicit(&m->n_aborted, memory_order_relaxed);
     out->retried_commands = atomic_load_explicit(&m->n_retried_cmds, memory_order_relaxed);
     out->retried_statements = atomic_load_explicit(&m->n_retried_stmts, memory_order_relaxed);
+    out->keys_examined = atomic_load_explicit(&m->n_keys_examined, memory_order_relaxed);
+    out->docs_examined = atomic_load_explicit(&m->n_docs_examined, memory_order_relaxed);
     pthread_mutex_lock(&m->sessions.mu);
     out->sessions = (int64_t)m->sessions.n;
     pthread_mutex_unlock(&m->sessions.mu);

@@ -209,6 +209,10 @@ struct txn_plan_info
     char index_name[128];
     bson_t key_pattern;
     size_t n_intervals;
+    bool backward;          /* the intervals are visited from the last key down */
+    bool hinted;            /* the query's hint chose the index */
+    bool covered;           /* documents are built from the entries (PROJECTION_COVERED) */
+    uint64_t cover_misses;  /* entries of a covered scan fetched all the same */
     uint64_t keys_examined; /* index entries read so far */
     uint64_t docs_examined; /* documents fetched so far */
 };
@@ -237,6 +241,45 @@ int txn_scan_open_sorted(struct txn_read *rd,
                          const bson_t *sort,
                          struct txn_scan **out,
                          struct cairn_error *err);
+
+/* What a scan is for (txn_scan_open_query). Every pointer may be NULL;
+ * they are borrowed for the call only. */
+struct txn_scan_req
+{
+    const char *ns;           /* names the collection (its indexes are found by it) */
+    const bson_t *filter;     /* NULL or empty: every document */
+    const bson_t *sort;       /* NULL or empty: any order */
+    const bson_value_t *hint; /* the command's `hint` (qry_hint_given), or NULL */
+    const bson_t *projection; /* the find's projection: may make the scan covered */
+    bool filter_only;         /* the caller reads no field beyond the filter's (count) */
+    bool need_sort_order;     /* *out NULL unless an index gives `sort`'s order */
+};
+
+/* The general form of the scan opens above: an index scan when the hint
+ * names an index, or (no hint) when the planner finds one for `filter`, or
+ * for `sort` an index whose order (forward, or backward when the sort is
+ * the exact reverse of a key-pattern prefix) is the sort's; else a
+ * collection scan (or, with need_sort_order, *out NULL). The documents are
+ * a superset of the matches, which the caller filters. A hinted index is
+ * scanned whatever the filter (over all of it when the filter does not
+ * constrain its first field); a hinted sparse index returns only the
+ * documents it has, as mongod. {$natural: ±1} and the _id index scan the
+ * collection (in _id order). A read that sees its transaction's staged
+ * writes scans the collection (a hint is still checked). With a
+ * projection that only needs the index's fields (qry_plan_covers) on an
+ * index without arrays (or with filter_only, a filter using only them),
+ * the scan is covered: documents hold only _id and the index's fields (the
+ * caller's projection and filter then apply as usual). Errors:
+ * CAIRN_EINVAL with 2 BadValue when the hint names no ready, visible index
+ * of the collection, or a partial one; as txn_scan_open. */
+int txn_scan_open_query(struct txn_read *rd,
+                        uint64_t coll_id,
+                        const struct txn_scan_req *req,
+                        struct txn_scan **out,
+                        struct cairn_error *err);
+
+/* True when the scan returns documents in the order of its request's sort. */
+bool txn_scan_sorted(const struct txn_scan *sc);
 
 /* The index scan's plan and live counters, or NULL for a collection scan. */
 const struct txn_plan_info *txn_scan_plan(const struct txn_scan *sc);
@@ -738,6 +781,8 @@ struct txn_stats
     int64_t retried_commands;   /* retryable-write commands that were retries */
     int64_t retried_statements; /* statements answered from session records */
     int64_t sessions;           /* sessions in memory */
+    int64_t keys_examined;      /* index entries read by closed scans */
+    int64_t docs_examined;      /* documents closed scans returned (fetched) */
 };
 
 void txn_stats_get(struct txn_mgr *m, struct txn_stats *out);

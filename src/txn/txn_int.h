@@ -443,15 +443,16 @@ int txn_ix_maintain(struct txn_write *w,
 int txn_ix_any(struct txn_write *w, uint64_t coll_id, bool *any, struct cairn_error *err);
 
 /* Index scans (ixscan.c). txn_ixscan_open sets *out to NULL when no index
- * serves `filter` (or, with `sort`, when no index gives that order): then
- * the caller scans the collection. */
+ * serves the request (see txn_scan_open_query): then the caller scans the
+ * collection (or, with need_sort_order, returns no scan). *sorted tells
+ * whether the index scan gives req->sort's order. Errors: as
+ * txn_scan_open_query. */
 struct txn_ixscan;
 int txn_ixscan_open(struct txn_read *rd,
                     uint64_t coll_id,
-                    const char *ns,
-                    const bson_t *filter,
-                    const bson_t *sort,
+                    const struct txn_scan_req *req,
                     struct txn_ixscan **out,
+                    bool *sorted,
                     struct cairn_error *err);
 /* 1 with `doc` a view valid until the next call, 0 at the end, -1 on error. */
 int txn_ixscan_next(struct txn_ixscan *x, bson_t *doc, struct cairn_error *err);
@@ -526,6 +527,8 @@ struct txn_mgr
     atomic_llong n_open;
     atomic_llong n_active;
     atomic_llong n_retried_cmds;
+    atomic_llong n_keys_examined; /* scans, added as each closes */
+    atomic_llong n_docs_examined;
     atomic_llong n_retried_stmts;
 };
 

@@ -207,11 +207,25 @@ def test_sort_by_index_order_streams_without_a_sort_stage(db):
         got = [tuple(d[f] for f in key) for d in c.find(flt, sort=sort, skip=3, limit=50)]
         want = [tuple(d[f] for f in key) for d in plain.find(flt, sort=sort, skip=3, limit=50)]
         assert got == want, (flt, sort)
-    # Another direction than the index's, or a field it does not lead with: sorted in memory.
-    for sort in ([("b", 1)], [("a", -1)], [("a", 1), ("b", 1)]):
+    # Directions that are neither the index's nor all reversed, or a field it does not lead
+    # with: sorted in memory (the exact reverse scans backward: test_indexes_backward_covered).
+    for sort in ([("b", 1)], [("a", -1), ("b", -1)], [("a", 1), ("b", 1)]):
         plan, _ = winning(c, {}, sort=sort)
         assert plan["stage"] == "SORT", sort
     # A multikey index does not give a sort order (arrays sort by their extreme element).
     c.insert_one({"_id": "arr", "a": [50, -1], "b": 0})
     plan, _ = winning(c, {}, sort=[("a", 1)])
     assert plan["stage"] == "SORT"
+
+
+def test_in_cross_product_past_the_expansion_limit_stays_exact(db):
+    # 70 x 70 point prefixes exceed the planner's expansion limit (4096): it scans the whole
+    # index instead of stopping short (which would miss matches).
+    c = db.x
+    c.insert_many([{"_id": i, "a": i % 80, "b": (i * 7) % 90} for i in range(3000)])
+    c.create_index([("a", 1), ("b", 1)])
+    q = {"a": {"$in": list(range(70))}, "b": {"$in": list(range(20, 90))}}
+    want = sum(1 for i in range(3000) if i % 80 < 70 and 20 <= (i * 7) % 90 < 90)
+    assert len(list(c.find(q))) == want
+    plan, stats = winning(c, q)
+    assert access(plan)["stage"] == "IXSCAN" and stats["nReturned"] == want

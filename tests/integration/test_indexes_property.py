@@ -70,7 +70,8 @@ def rand_update(rng):
 
 def expected_keys(docs, field):
     """Distinct keys a single-field index holds for `docs` (mongod's multikey rules for the
-    shapes this test writes: arrays of documents along the path, a leaf array's elements)."""
+    shapes this test writes: arrays along the path, whose elements without the rest of the
+    path key as null; a leaf array's elements, undefined for an empty one)."""
     total = 0
     for d in docs:
         vals = collect(d, field.split("."))
@@ -91,17 +92,22 @@ def collect(value, parts):
             return []
         return collect(value[parts[0]], parts[1:])
     if isinstance(value, list):
+        # mongod: an element that does not lead to a value (a document without the rest of
+        # the path, a scalar, a nested array) keys as null.
         out = []
         for e in value:
-            if isinstance(e, dict):
-                out.extend(collect(e, parts))
+            got = collect(e, parts) if isinstance(e, dict) else []
+            out.extend(got or [None])
         return out
     return []
 
 
 def repr_key(v):
-    # Values equal under BSON comparison share a key: 1 == 1.0, -0.0 == 0, None == [] key.
-    if v == "__undefined__" or v is None:
+    # Values equal under BSON comparison share a key: 1 == 1.0, -0.0 == 0. An empty leaf
+    # array is keyed as undefined, as with mongod: not the null of a missing field.
+    if v == "__undefined__":
+        return ("undefined",)
+    if v is None:
         return ("null",)
     if isinstance(v, bool):
         return ("bool", v)

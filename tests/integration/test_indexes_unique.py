@@ -98,6 +98,21 @@ def test_multikey_unique_values_across_documents(coll):
     coll.insert_one({"_id": 2, "tags": ["c", "b"]})
 
 
+def test_array_elements_without_the_field_collide_as_null(coll):
+    """As mongod: in {m.k: 1}, an element of m without k keys as null, so two documents that
+    each have one collide on null; a sparse unique index skips those elements."""
+    coll.create_index("m.k", unique=True)
+    coll.create_index("s.k", unique=True, sparse=True, name="sparse_sk")
+    coll.insert_one({"_id": 1, "m": [{"k": 1}, {"other": 1}], "s": [{"k": 1}, {}]})
+    with pytest.raises(DuplicateKeyError) as exc:
+        coll.insert_one({"_id": 2, "m": [{"k": 2}, 5]})
+    assert exc.value.details["keyValue"] == {"m.k": None}
+    coll.insert_one({"_id": 3, "m": [{"k": 3}], "s": [{"k": 2}, {}]})  # sparse: no null key
+    v = coll.database.command("validate", coll.name)
+    assert v["valid"] is True
+    assert v["keysPerIndex"] == {"_id_": 2, "m.k_1": 3, "sparse_sk": 2}
+
+
 def test_build_over_duplicates_fails_and_leaves_nothing(coll):
     coll.insert_many([{"_id": i, "k": i % 7} for i in range(50)])
     with pytest.raises(OperationFailure) as exc:

@@ -34,6 +34,18 @@ CASES = [
     ({"a": 2}, {"$mul": {"a": 3}}, {"a": 6}),
     ({"a": 2}, {"$mul": {"a": 0.5}}, {"a": 1.0}),
     ({}, {"$mul": {"a": 3}}, {"a": 0}),
+    # $bit (int32 op int32 stays int32; int64 on either side gives int64; a missing field
+    # starts from int32 0; the operations apply in the argument's order)
+    ({"a": 13}, {"$bit": {"a": {"and": 10}}}, {"a": 8}),
+    ({"a": 3}, {"$bit": {"a": {"or": 5}}}, {"a": 7}),
+    ({"a": 5}, {"$bit": {"a": {"xor": 1}}}, {"a": 4}),
+    ({"a": 5}, {"$bit": {"a": {"and": 4, "or": 2, "xor": 1}}}, {"a": 7}),
+    ({"a": -1}, {"$bit": {"a": {"and": 255}}}, {"a": 255}),
+    ({"a": 5}, {"$bit": {"a": {"or": Int64(1 << 40)}}}, {"a": Int64((1 << 40) | 5)}),
+    ({"a": Int64(6)}, {"$bit": {"a": {"and": 3}}}, {"a": Int64(2)}),
+    ({}, {"$bit": {"n.a": {"or": 6}}}, {"n": {"a": 6}}),
+    ({"a": 6}, {"$bit": {"a": {"and": 7}}}, {"a": 6}),
+    ({"t": [1, 2]}, {"$bit": {"t.1": {"or": 1}}}, {"t": [1, 3]}),
     # $min / $max
     ({"a": 5}, {"$min": {"a": 3}}, {"a": 3}),
     ({"a": 5}, {"$min": {"a": 8}}, {"a": 5}),
@@ -141,6 +153,12 @@ ERRORS = [
     ({"a": 1}, {"$rename": {"a": "a"}}, None),
     ({"a": 1}, {"$set": {"a.b": 1}}, 28),           # PathNotViable
     ({"a": 1}, {"$set": {"_id": 2}}, 66),           # ImmutableField
+    ({"a": 1.0}, {"$bit": {"a": {"or": 1}}}, 2),    # $bit needs an integer (BadValue)
+    ({"s": "x"}, {"$bit": {"s": {"or": 1}}}, 2),
+    ({"a": 1}, {"$bit": {"a": 1}}, 2),              # the argument must be a document
+    ({"a": 1}, {"$bit": {"a": {}}}, 2),             # at least one operation
+    ({"a": 1}, {"$bit": {"a": {"nand": 1}}}, 2),
+    ({"a": 1}, {"$bit": {"a": {"or": 1.0}}}, 2),    # operands are int32 or int64
 ]
 
 

@@ -1,7 +1,8 @@
 /*
  * test_index.c: unit tests of secondary index specs and keys (query/index.c):
  * spec validation codes, spec comparison, multikey expansion, parallel
- * arrays, sparse and partial indexes, and a seeded property test: for
+ * arrays, array elements without the rest of a path (null, as mongod),
+ * sparse and partial indexes, and a seeded property test: for
  * random pairs of single-field values, memcmp order of the index keys
  * equals qry_cmp order (reversed for a descending field).
  */
@@ -157,6 +158,57 @@ START_TEST(test_sparse_partial)
 }
 END_TEST
 
+/* The only key `doc` has in `ix` is {field: null}. */
+static bool only_null(const struct qry_index *ix, const char *json)
+{
+    struct qry_ixkeys k = QRY_IXKEYS_INIT;
+    struct cairn_error err = {0};
+    bson_t *d = doc_json(json);
+    bson_iter_t it;
+    bool ok = qry_index_keys(ix, d, &k, &err) == 0 && k.n == 1 && bson_iter_init(&it, k.vals[0]) &&
+              bson_iter_next(&it) && bson_iter_type(&it) == BSON_TYPE_NULL;
+    qry_ixkeys_fini(&k);
+    bson_destroy(d);
+    return ok;
+}
+
+/* mongod (BtreeKeyGenerator): an element of an array met before the end of the path that does
+ * not lead to a value keys as null; a sparse index skips keys whose every field is missing. */
+START_TEST(test_missing_in_array_elements)
+{
+    int code;
+    struct qry_index *mk = compile_json("{\"key\": {\"m.k\": 1}, \"name\": \"mk\"}", &code);
+    struct qry_index *smk =
+        compile_json("{\"key\": {\"m.k\": 1}, \"name\": \"smk\", \"sparse\": true}", &code);
+    struct qry_index *abc = compile_json("{\"key\": {\"a.b.c\": 1}, \"name\": \"abc\"}", &code);
+    struct qry_index *smkz = compile_json(
+        "{\"key\": {\"m.k\": 1, \"z\": 1}, \"name\": \"smkz\", \"sparse\": true}", &code);
+
+    ck_assert_int_eq(nkeys(mk, "{\"m\": [{\"k\": 1}, {}]}"), 2);           /* 1, null */
+    ck_assert_int_eq(nkeys(mk, "{\"m\": [{\"k\": 1}, 5]}"), 2);            /* 1, null */
+    ck_assert_int_eq(nkeys(mk, "{\"m\": [{\"k\": 1}, [{\"k\": 2}]]}"), 2); /* 1, null */
+    ck_assert_int_eq(nkeys(mk, "{\"m\": [{\"k\": 1}, {\"k\": 1}]}"), 1);
+    ck_assert_int_eq(nkeys(mk, "{\"m\": [{\"k\": null}, {}]}"), 1); /* null once */
+    ck_assert_int_eq(nkeys(mk, "{\"m\": [{\"k\": []}, {}]}"), 2);   /* undefined, null */
+    ck_assert(only_null(mk, "{\"m\": [{}, 7]}"));
+    ck_assert(only_null(mk, "{\"m\": []}"));
+    ck_assert(only_null(mk, "{\"m\": [[{\"k\": 1}]]}")); /* nested arrays are not traversed */
+    ck_assert_int_eq(nkeys(abc, "{\"a\": [{\"b\": [{\"c\": 1}, {}]}, {\"x\": 1}]}"), 2);
+    ck_assert(only_null(abc, "{\"a\": [{\"b\": []}, {\"b\": 3}]}"));
+    /* Sparse: the missing elements give no key. */
+    ck_assert_int_eq(nkeys(smk, "{\"m\": [{\"k\": 1}, {}]}"), 1);
+    ck_assert_int_eq(nkeys(smk, "{\"m\": [{}, 5]}"), 0);
+    ck_assert_int_eq(nkeys(smk, "{\"m\": [{\"k\": null}, {}]}"), 1);
+    ck_assert_int_eq(nkeys(smkz, "{\"m\": [{\"k\": 1}, {}]}"), 1); /* (1, null) */
+    ck_assert_int_eq(nkeys(smkz, "{\"m\": [{\"k\": 1}, {}], \"z\": 2}"), 2);
+    ck_assert_int_eq(nkeys(smkz, "{\"m\": [{}], \"y\": 2}"), 0);
+    qry_index_free(mk);
+    qry_index_free(smk);
+    qry_index_free(abc);
+    qry_index_free(smkz);
+}
+END_TEST
+
 static uint64_t rng = 0x2545F4914F6CDD1Dull;
 
 static uint64_t rnd(void)
@@ -257,6 +309,7 @@ static Suite *index_suite(void)
     tcase_add_test(tc, test_compare);
     tcase_add_test(tc, test_multikey);
     tcase_add_test(tc, test_sparse_partial);
+    tcase_add_test(tc, test_missing_in_array_elements);
     tcase_add_test(tc, test_key_order_property);
     suite_add_tcase(s, tc);
     return s;

@@ -642,6 +642,50 @@ START_TEST(test_leading_match)
 }
 END_TEST
 
+/* A $sort first, or right after the leading $match, is the leading sort
+ * (a later one is not); once the input is declared in its order the $sort
+ * passes documents through, so a $limit after it ends the run early. */
+START_TEST(test_leading_sort)
+{
+    struct qry_pipeline *p = compile_json("[{'$match':{'a':5}},{'$sort':{'v':1}}]");
+    const bson_t *s = qry_pipeline_leading_sort(p);
+    ck_assert_ptr_nonnull(s);
+    char *j = bson_as_relaxed_extended_json(s, NULL);
+    ck_assert_str_eq(j, "{ \"v\" : 1 }");
+    bson_free(j);
+    qry_pipeline_free(p);
+    p = compile_json("[{'$limit':1},{'$sort':{'v':1}}]");
+    ck_assert_ptr_null(qry_pipeline_leading_sort(p));
+    qry_pipeline_free(p);
+    p = compile_json("[{'$match':{'a':5}},{'$match':{'b':1}},{'$sort':{'v':1}}]");
+    ck_assert_ptr_null(qry_pipeline_leading_sort(p));
+    qry_pipeline_free(p);
+    p = compile_json("[{'$sortByCount':'$k'}]");
+    ck_assert_ptr_null(qry_pipeline_leading_sort(p));
+    qry_pipeline_free(p);
+
+    /* The generator yields v ascending: declared sorted, 3 documents are
+     * pulled (and a few more at most), not all 100000. */
+    p = compile_json("[{'$sort':{'v':1}},{'$limit':3}]");
+    qry_pipeline_set_sorted_input(p);
+    struct gen g = {0, 100000, BSON_INITIALIZER, false, 7};
+    struct cairn_error err = {0};
+    bson_t **out = NULL;
+    size_t n = 0;
+    ck_assert_int_eq(qry_pipeline_run(p, gen_next, &g, &out, &n, &err), 0);
+    ck_assert_uint_eq(n, 3);
+    ck_assert_int_le(g.i, 4);
+    bson_iter_t it;
+    ck_assert(bson_iter_init_find(&it, out[2], "v"));
+    ck_assert_int_eq(bson_iter_int32(&it), 2);
+    if (g.have) {
+        bson_destroy(&g.cur);
+    }
+    free_out(out, n);
+    qry_pipeline_free(p);
+}
+END_TEST
+
 START_TEST(test_limit_stops_source)
 {
     struct qry_pipeline *p = compile_json("[{'$match':{'v':{'$gte':10}}},{'$limit':3}]");
@@ -784,6 +828,7 @@ static Suite *pipeline_suite(void)
     tcase_add_loop_test(tc, test_case, 0, (int)(sizeof cases / sizeof cases[0]));
     tcase_add_test(tc, test_group_10000);
     tcase_add_test(tc, test_leading_match);
+    tcase_add_test(tc, test_leading_sort);
     tcase_add_test(tc, test_limit_stops_source);
     tcase_add_test(tc, test_source_error);
     tcase_add_test(tc, test_result_limit);

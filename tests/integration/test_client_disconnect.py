@@ -1,0 +1,144 @@
+"""A client that disconnects stops its running command (issue 9): a read that has run a
+moment has its connection watched, and the peer closing interrupts it (279
+ClientDisconnect, as mongod's killOnClientDisconnect) the way maxTimeMS does, so four
+abandoned scans do not keep the cores busy. killOp ends a named operation with 11601 (also
+test_current_op.py's long count)."""
+
+import os
+import threading
+
+import pytest
+from pymongo.errors import OperationFailure
+
+from cairn_server import CairnServer
+from rawwire import OP_MSG, connect, expect_reply, frame, op_msg
+
+# A regex that backtracks over 1,000-character strings: a scan of 20,000 of them runs for
+# minutes.
+SLOW = {"s": {"$regex": "b.*a.*c$"}}
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory):
+    s = CairnServer(str(tmp_path_factory.mktemp("disc") / "db"))
+    s.start()
+    c = s.client()
+    c.disc.slow.insert_many([{"_id": i, "s": "ab" * 500} for i in range(20000)])
+    c.close()
+    yield s
+    assert s.stop() == 0
+    assert s.check_clean() is None, s.check_clean()
+
+
+@pytest.fixture(scope="module")
+def client(srv):
+    c = srv.client()
+    yield c
+    c.close()
+
+
+def ops_with_comment(client, comment):
+    return client.admin.command({"currentOp": 1, "command.comment": comment})["inprog"]
+
+
+def await_true(fn, what, timeout=60):
+    import time
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if fn():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def running_threads(srv):
+    """Threads of the server process that are running or runnable (state R)."""
+    n = 0
+    task_dir = "/proc/%d/task" % srv.proc.pid
+    for tid in os.listdir(task_dir):
+        try:
+            with open("%s/%s/stat" % (task_dir, tid)) as f:
+                stat = f.read()
+        except FileNotFoundError:
+            continue
+        if stat[stat.rindex(")") + 2] == "R":
+            n += 1
+    return n
+
+
+def ended_by_disconnect(client):
+    return client.admin.command("serverStatus")["network"]["opsEndedByDisconnect"]
+
+
+COMMANDS = {
+    "aggregate": lambda tag: {"aggregate": "slow", "pipeline": [{"$match": SLOW},
+                                                                {"$count": "n"}],
+                              "cursor": {}, "comment": tag},
+    "distinct": lambda tag: {"distinct": "slow", "key": "s", "query": SLOW, "comment": tag},
+    "count": lambda tag: {"count": "slow", "query": SLOW, "comment": tag},
+    "find": lambda tag: {"find": "slow", "filter": SLOW, "comment": tag},
+}
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_disconnect_ends_the_running_command(srv, client, name):
+    tag = "abandoned-" + name
+    before = ended_by_disconnect(client)
+    socks = []
+    for _ in range(4):  # four abandoned scans kept both cores busy for a minute
+        s = connect(srv)
+        msg, _rid = frame(OP_MSG, op_msg({**COMMANDS[name](tag), "$db": "disc"}))
+        s.sendall(msg)
+        socks.append(s)
+    await_true(lambda: len(ops_with_comment(client, tag)) == 4, "the four scans running")
+    assert running_threads(srv) >= 2  # the probe sees them busy
+    for s in socks:
+        s.close()
+    await_true(lambda: not ops_with_comment(client, tag), "the scans to stop")
+    assert ended_by_disconnect(client) - before == 4
+    # The CPU comes back: no thread left scanning (at most one caught answering a hello).
+    await_true(lambda: running_threads(srv) <= 1, "the server's threads to go idle")
+    # The server goes on.
+    assert client.disc.slow.find_one({"_id": 7})["_id"] == 7
+
+
+def test_bytes_sent_while_a_command_runs_are_kept(srv, client):
+    """A client may send its next request before the reply: the watch reads it, and it is
+    answered after the first."""
+    s = connect(srv, timeout=60)
+    try:
+        first, rid1 = frame(OP_MSG, op_msg({"count": "slow", "query": SLOW, "maxTimeMS": 1000,
+                                            "comment": "kept", "$db": "disc"}))
+        s.sendall(first)
+        await_true(lambda: ops_with_comment(client, "kept"), "the count running")
+        second, rid2 = frame(OP_MSG, op_msg({"ping": 1, "$db": "admin"}))
+        s.sendall(second)
+        r1 = expect_reply(s, rid1)[2]
+        assert r1["ok"] == 0.0 and r1["code"] == 50, r1
+        assert expect_reply(s, rid2)[2]["ok"] == 1.0
+    finally:
+        s.close()
+
+
+def test_kill_op_ends_a_running_aggregate(srv, client):
+    out = {}
+
+    def run():
+        c = srv.client(socketTimeoutMS=300000)
+        try:
+            c.disc.command("aggregate", "slow", pipeline=[{"$match": SLOW}], cursor={},
+                           comment="to-kill")
+        except OperationFailure as exc:
+            out["code"] = exc.code
+        finally:
+            c.close()
+
+    t = threading.Thread(target=run)
+    t.start()
+    await_true(lambda: ops_with_comment(client, "to-kill"), "the aggregate running")
+    op = ops_with_comment(client, "to-kill")[0]
+    assert client.admin.command("killOp", op=op["opid"])["info"] == "attempting to kill op"
+    t.join(120)
+    assert not t.is_alive()
+    assert out.get("code") == 11601, out
+    assert not ops_with_comment(client, "to-kill")
