@@ -276,7 +276,8 @@ enum cairn_mongo_code {
     X(RoundPlaceOutOfRange, 51155) /* $round/$trunc place not an integer in [-20, 100] */      \
     X(ProjectionEmptySubObject, 51270)                                                         \
     X(ProjectionEmpty, 51272)                                                                  \
-    X(ExpressionArgCountMin, 1257300) /* wrong arity, operator takes at least N */
+    X(ExpressionArgCountMin, 1257300) /* wrong arity, operator takes at least N */             \
+    X(PipelineTooLong, 7749501)       /* more than 1,000 stages */
 
 enum cairn_mongo_location {
 #define CAIRN__MONGO_LOC_ENUM(name, code) MONGO_LOC_##name = code,

@@ -212,6 +212,17 @@ static int cmd_server_status(struct net_cmd *c)
         BSON_APPEND_INT64(&lookup, "probes", (int64_t)cs.probes);
         bson_append_document_end(&cursor, &lookup);
         bson_append_document_end(&metrics, &cursor);
+        /* Cairn's own: BSON value comparisons so far (a complexity probe). */
+        bson_t query;
+        BSON_APPEND_DOCUMENT_BEGIN(&metrics, "query", &query);
+        BSON_APPEND_INT64(&query, "valueComparisons",
+                          (int64_t)qry_probe_count(QRY_PROBE_VALUE_CMP));
+        BSON_APPEND_INT64(&query, "indexKeyComparisons",
+                          (int64_t)qry_probe_count(QRY_PROBE_KEY_CMP));
+        BSON_APPEND_INT64(&query, "fieldNameComparisons",
+                          (int64_t)qry_probe_count(QRY_PROBE_NAME_CMP));
+        BSON_APPEND_INT64(&query, "heldResultBytes", (int64_t)qry_mem_held());
+        bson_append_document_end(&metrics, &query);
         bson_append_document_end(&c->reply, &metrics);
     }
 

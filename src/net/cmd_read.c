@@ -3,7 +3,8 @@
  * and aggregate. Reads run on a txn_read at the requested read concern;
  * unsorted finds stream through a cursor that keeps the read and scan open
  * across getMore calls, sorted finds and aggregates materialise their
- * results into the cursor.
+ * results into the cursor (charged to the server-wide query memory budget)
+ * unless a sort spilled to disk, whose runs the cursor then merges.
  */
 #include <inttypes.h>
 #include <stdlib.h>
@@ -14,12 +15,10 @@
 #include "net/explain_int.h"
 #include "net/net_int.h"
 #include "net/txnctx.h"
+#include "query/valueset.h"
 #include "txn/txn.h"
 
 #define NS_BUF 512
-
-/* Memory a blocking sort may use (mongod's internalQueryMaxBlockingSortMemoryUsageBytes). */
-#define SORT_MAX_BYTES (100u * 1024u * 1024u)
 
 /* Distinct results must fit in one document. */
 #define DISTINCT_MAX_BYTES (16u * 1024u * 1024u)
@@ -67,7 +66,6 @@ struct doc_vec
     size_t n;
     size_t cap;
     size_t bytes;
-    size_t max_bytes; /* 0 = unlimited */
     int64_t max_docs; /* stop after this many; -1 = unlimited */
     int64_t skip;     /* documents to drop first */
 };
@@ -94,13 +92,6 @@ static int collect(void *arg, const bson_t *doc, struct cairn_error *err)
     if (v->max_docs >= 0 && (int64_t)v->n >= v->max_docs) {
         return 1;
     }
-    if (v->max_bytes != 0 && v->bytes + doc->len > v->max_bytes) {
-        cairn_error_mongo(err, CAIRN_ENOMEM, MONGO_QueryExceededMemoryLimitNoDiskUseAllowed,
-                          "Executor error during find command :: caused by :: Sort exceeded "
-                          "memory limit of %zu bytes, but did not opt in to external sorting.",
-                          v->max_bytes);
-        return -1;
-    }
     if (v->n == v->cap) {
         size_t cap = v->cap ? v->cap * 2 : 64;
         bson_t **d = realloc(v->docs, cap * sizeof *d);
@@ -121,32 +112,9 @@ static int collect(void *arg, const bson_t *doc, struct cairn_error *err)
     return 0;
 }
 
-/* Stable merge sort of documents by a sort spec. */
-static void merge_sort(bson_t **a, bson_t **tmp, size_t n, const struct qry_sort *s)
+static int sort_collect(void *arg, const bson_t *doc, struct cairn_error *err)
 {
-    if (n < 2) {
-        return;
-    }
-    size_t mid = n / 2;
-    merge_sort(a, tmp, mid, s);
-    merge_sort(a + mid, tmp, n - mid, s);
-    size_t i = 0;
-    size_t j = mid;
-    size_t k = 0;
-    while (i < mid && j < n) {
-        if (qry_sort_cmp(s, a[j], a[i]) < 0) {
-            tmp[k++] = a[j++];
-        } else {
-            tmp[k++] = a[i++];
-        }
-    }
-    while (i < mid) {
-        tmp[k++] = a[i++];
-    }
-    while (j < n) {
-        tmp[k++] = a[j++];
-    }
-    memcpy(a, tmp, n * sizeof *a);
+    return qry_sortbuf_add(arg, doc, err) != 0 ? -1 : 0;
 }
 
 /* ---- find --------------------------------------------------------------- */
@@ -271,7 +239,8 @@ static int cmd_find(struct net_cmd *c)
     struct qry_sort *sort = NULL;
     struct txn_read *rd = NULL;
     struct net_cursor *cur = NULL;
-    struct doc_vec v = {NULL, 0, 0, 0, 0, -1, 0};
+    struct doc_vec v = {NULL, 0, 0, 0, -1, 0};
+    struct qry_sortbuf *sb = NULL;
     int rc = qry_matcher_compile(&filter, &m, &c->err);
     if (rc == 0 && !bson_empty(&projection)) {
         rc = qry_projection_compile(&projection, &proj, &c->err);
@@ -327,28 +296,62 @@ static int cmd_find(struct net_cmd *c)
         sort = NULL;
     }
     if (sorted == NULL && (sort != NULL || id_point)) {
-        /* Materialise: the point lookup, or all matches to sort. */
-        v.max_bytes = (sort != NULL && !allow_disk_use) ? SORT_MAX_BYTES : 0;
+        /* Materialise: the point lookup, or the matches to sort. A sort
+         * with a limit keeps only the skip + limit first (a top-k heap);
+         * past the cap, with allowDiskUse, it spills to disk (§31e). */
+        size_t first = 0;
+        req.need_sort_order = false;
         if (sort == NULL) {
             v.skip = skip;
             v.max_docs = limit > 0 ? limit : -1;
-        }
-        req.need_sort_order = false;
-        if (net_dc_visit_scan(rd, cid, &req, m, collect, &v, &c->err) != 0) {
-            goto fail;
+            if (net_dc_visit_scan(rd, cid, &req, m, collect, &v, &c->err) != 0) {
+                goto fail;
+            }
+        } else {
+            uint64_t keep = 0;
+            if (limit > 0) {
+                keep = (uint64_t)skip > UINT64_MAX - (uint64_t)limit
+                           ? 0
+                           : (uint64_t)skip + (uint64_t)limit;
+            }
+            if (qry_sortbuf_new(sort, keep, qry_sort_mem_limit(),
+                                "Executor error during find command :: caused by :: ", &sb,
+                                &c->err) != 0) {
+                goto fail;
+            }
+            qry_sortbuf_set_disk_use(sb, allow_disk_use);
+            if (net_dc_visit_scan(rd, cid, &req, m, sort_collect, sb, &c->err) != 0) {
+                goto fail;
+            }
+            if (qry_sortbuf_spilled(sb)) {
+                /* Spilled (allowDiskUse): the cursor merges the runs from
+                 * disk batch by batch instead of holding the result. */
+                if (qry_sortbuf_done(sb, &c->err) != 0) {
+                    goto fail;
+                }
+                txn_read_end(rd);
+                rd = NULL;
+                cur->spilled = sb;
+                cur->spilled_sort = sort;
+                cur->proj = proj;
+                cur->skip = skip;
+                cur->limit_left = limit > 0 ? limit : -1;
+                sb = NULL;
+                sort = NULL;
+                proj = NULL;
+                free_query(m, proj, sort);
+                cur->no_timeout = no_timeout;
+                return net_dc_reply_cursor(c, cur, batch, single_batch);
+            }
+            if (qry_sortbuf_finish(sb, &v.docs, &v.n, &c->err) != 0) {
+                goto fail;
+            }
+            v.cap = v.n;
         }
         txn_read_end(rd);
         rd = NULL;
-        size_t first = 0;
         size_t end = v.n;
         if (sort != NULL) {
-            bson_t **tmp = malloc((v.n ? v.n : 1) * sizeof *tmp);
-            if (tmp == NULL) {
-                cairn_error_setf(&c->err, CAIRN_ENOMEM, "out of memory");
-                goto fail;
-            }
-            merge_sort(v.docs, tmp, v.n, sort);
-            free(tmp);
             first = (size_t)skip < v.n ? (size_t)skip : v.n;
             if (limit > 0 && (uint64_t)limit < end - first) {
                 end = first + (size_t)limit;
@@ -381,6 +384,9 @@ static int cmd_find(struct net_cmd *c)
         net_cursor_set_docs(cur, v.docs, out_n);
         v.docs = NULL;
         v.n = 0;
+        if (net_cursor_charge_docs(cur, &c->err) != 0) {
+            goto fail;
+        }
     } else {
         /* Stream: the cursor owns the read, scan, matcher and projection. */
         req.sort = NULL;
@@ -399,11 +405,13 @@ static int cmd_find(struct net_cmd *c)
         cur->skip = skip;
         cur->limit_left = limit > 0 ? limit : -1;
     }
+    qry_sortbuf_free(sb);
     free_query(m, proj, sort);
     cur->no_timeout = no_timeout; /* never reaped for idleness */
     return net_dc_reply_cursor(c, cur, batch, single_batch);
 
 fail:
+    qry_sortbuf_free(sb);
     doc_vec_free(&v);
     net_cursor_free(cur);
     if (rd != NULL) {
@@ -732,33 +740,23 @@ static int cmd_count(struct net_cmd *c)
 struct distinct_ctx
 {
     const char *key;
-    bson_value_t *vals; /* owned copies */
-    size_t n;
-    size_t cap;
+    struct qry_valueset vals; /* owned copies, deduplicated by hashing */
     size_t bytes;
     int rc;
 };
 
 static int distinct_add(struct distinct_ctx *x, const bson_value_t *v, struct cairn_error *err)
 {
+    bool added = false;
     if (v->value_type == BSON_TYPE_UNDEFINED) {
         return 0;
     }
-    for (size_t i = 0; i < x->n; i++) {
-        if (qry_cmp(&x->vals[i], v) == 0) {
-            return 0;
-        }
+    if (qry_valueset_add(&x->vals, v, &added) != 0) {
+        return cairn_error_setf(err, CAIRN_ENOMEM, "out of memory");
     }
-    if (x->n == x->cap) {
-        size_t cap = x->cap ? x->cap * 2 : 32;
-        bson_value_t *nv = realloc(x->vals, cap * sizeof *nv);
-        if (nv == NULL) {
-            return cairn_error_setf(err, CAIRN_ENOMEM, "out of memory");
-        }
-        x->vals = nv;
-        x->cap = cap;
+    if (!added) {
+        return 0;
     }
-    bson_value_copy(v, &x->vals[x->n++]);
     /* A rough size: type + key + the value's bytes. */
     size_t sz = 16;
     if (v->value_type == BSON_TYPE_UTF8) {
@@ -869,11 +867,6 @@ static int distinct_one(void *arg, const bson_t *doc, struct cairn_error *err)
     return distinct_extract(x, doc, x->key, err) != 0 ? -1 : 0;
 }
 
-static int cmp_values(const void *a, const void *b)
-{
-    return qry_cmp(a, b);
-}
-
 static int cmd_distinct(struct net_cmd *c)
 {
     char ns[NS_BUF];
@@ -903,22 +896,21 @@ static int cmd_distinct(struct net_cmd *c)
     if (net_get_doc(c, "query", &query) != 0 || net_get_doc(c, "collation", &collation) != 0) {
         return NET_CMD_ERROR;
     }
-    struct distinct_ctx x = {key, NULL, 0, 0, 0, 0};
+    struct distinct_ctx x = {.key = key};
+    qry_valueset_init(&x.vals, true);
     bson_t needs = BSON_INITIALIZER;
     BSON_APPEND_INT32(&needs, key, 1);
     int rc = visit_query(c, ns, &query, &collation, &needs, distinct_one, &x);
     bson_destroy(&needs);
     if (rc == 0) {
-        if (x.n > 1) {
-            qsort(x.vals, x.n, sizeof *x.vals, cmp_values);
-        }
+        qry_valueset_sort(&x.vals);
         bson_t arr;
         BSON_APPEND_ARRAY_BEGIN(&c->reply, "values", &arr);
-        for (size_t i = 0; i < x.n; i++) {
+        for (size_t i = 0; i < x.vals.n; i++) {
             char buf[16];
             const char *k;
             bson_uint32_to_string((uint32_t)i, &k, buf, sizeof buf);
-            bson_append_value(&arr, k, -1, &x.vals[i]);
+            bson_append_value(&arr, k, -1, &x.vals.v[i]);
         }
         bson_append_array_end(&c->reply, &arr);
         if (c->at_cluster_time != 0) {
@@ -926,10 +918,7 @@ static int cmd_distinct(struct net_cmd *c)
                                   CAIRN_TS_INC(c->at_cluster_time));
         }
     }
-    for (size_t i = 0; i < x.n; i++) {
-        bson_value_destroy(&x.vals[i]);
-    }
-    free(x.vals);
+    qry_valueset_fini(&x.vals);
     return rc == 0 ? NET_CMD_DONE : NET_CMD_ERROR;
 }
 
@@ -1160,9 +1149,10 @@ static int cmd_aggregate(struct net_cmd *c)
     }
     bool explain = false;
     bool ignored = false;
+    bool disk_use = false;
     bson_value_t hint;
     if (net_get_bool(c, "explain", &explain) != 0 ||
-        net_get_bool(c, "allowDiskUse", &ignored) != 0 ||
+        net_get_bool(c, "allowDiskUse", &disk_use) != 0 ||
         net_get_bool(c, "bypassDocumentValidation", &ignored) != 0 ||
         net_get_hint(c->body, &hint, &c->err) != 0) {
         return NET_CMD_ERROR;
@@ -1209,6 +1199,7 @@ static int cmd_aggregate(struct net_cmd *c)
         return NET_CMD_ERROR;
     }
     bson_destroy(&rest);
+    qry_pipeline_set_disk_use(p, disk_use);
     struct qry_matcher *lead = NULL;
     const bson_t *lead_filter = qry_pipeline_leading_match(p);
     struct agg_src src;
@@ -1269,6 +1260,10 @@ static int cmd_aggregate(struct net_cmd *c)
     }
     net_cursor_set_docs(cur, out, n_out);
     cur->coll_id = src.have_coll ? src.cid : 0;
+    if (net_cursor_charge_docs(cur, &c->err) != 0) {
+        net_cursor_free(cur);
+        return NET_CMD_ERROR;
+    }
     return net_dc_reply_cursor(c, cur, batch, false);
 }
 

@@ -84,6 +84,9 @@ void net_cursor_free(struct net_cursor *cur)
         }
     }
     free(cur->docs);
+    qry_mem_release(cur->held_bytes);
+    qry_sortbuf_free(cur->spilled);
+    qry_sort_free(cur->spilled_sort);
     if (cur->pending != NULL) {
         bson_destroy(cur->pending);
     }
@@ -95,6 +98,27 @@ void net_cursor_set_docs(struct net_cursor *cur, bson_t **docs, size_t n)
     cur->docs = docs;
     cur->n_docs = n;
     cur->pos = 0;
+}
+
+/* Memory one held document costs. */
+static size_t held_cost(const bson_t *d)
+{
+    return d->len + sizeof(bson_t) + sizeof(bson_t *);
+}
+
+int net_cursor_charge_docs(struct net_cursor *cur, struct cairn_error *err)
+{
+    size_t bytes = 0;
+    for (size_t i = cur->pos; i < cur->n_docs; i++) {
+        if (cur->docs[i] != NULL) {
+            bytes += held_cost(cur->docs[i]);
+        }
+    }
+    int rv = qry_mem_charge(bytes, err);
+    if (rv == 0) {
+        cur->held_bytes += bytes;
+    }
+    return rv;
 }
 
 /* Closes the streaming source early once it is exhausted, so the read's
@@ -115,6 +139,25 @@ static void close_source(struct net_cursor *cur)
  * the end, -1 on error. */
 static int produce(struct net_cursor *cur, bson_t *out, struct cairn_error *err)
 {
+    while (cur->spilled != NULL) {
+        bson_t *d = NULL;
+        int r = qry_sortbuf_next(cur->spilled, &d, err);
+        if (r <= 0) {
+            return r;
+        }
+        if (cur->skip > 0) {
+            cur->skip--;
+            bson_destroy(d);
+            continue;
+        }
+        if (cur->proj != NULL) {
+            r = qry_projection_apply(cur->proj, d, out, err) != 0 ? -1 : 1;
+        } else {
+            bson_copy_to(d, out);
+        }
+        bson_destroy(d);
+        return r;
+    }
     if (cur->rd == NULL) {
         while (cur->pos < cur->n_docs) {
             bson_t *d = cur->docs[cur->pos];
@@ -122,6 +165,12 @@ static int produce(struct net_cursor *cur, bson_t *out, struct cairn_error *err)
             cur->pos++;
             if (d == NULL) {
                 continue;
+            }
+            if (cur->held_bytes > 0) {
+                size_t c = held_cost(d);
+                c = c < cur->held_bytes ? c : cur->held_bytes;
+                qry_mem_release(c);
+                cur->held_bytes -= c;
             }
             bson_copy_to(d, out);
             bson_destroy(d);

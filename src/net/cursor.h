@@ -61,6 +61,13 @@ struct net_cursor
     bson_t **docs;
     size_t n_docs;
     size_t pos;
+    size_t held_bytes; /* of docs, charged to qry_mem_charge (net_cursor_charge_docs) */
+
+    /* A sort spilled to disk (allowDiskUse): documents are merged from its
+     * runs as batches are made, then skipped and projected (skip, proj).
+     * Owned, with the sort spec it uses; rd is NULL. */
+    struct qry_sortbuf *spilled;
+    struct qry_sort *spilled_sort;
 
     /* Collection a find/aggregate cursor reads (0 = none): getMore fails
      * with QueryPlanKilled once it has been dropped, as in mongod. */
@@ -117,6 +124,13 @@ void net_cursor_free(struct net_cursor *cur);
 /* Sets the materialised source: takes ownership of `docs` (an array of
  * owned bson_t * from malloc/realloc) and its documents. */
 void net_cursor_set_docs(struct net_cursor *cur, bson_t **docs, size_t n);
+
+/* Charges the materialised documents to the server-wide query memory
+ * budget (qry_mem_charge) for as long as the cursor holds them: each is
+ * released as it is sent, the rest when the cursor is freed. Fails with 146
+ * ExceededMemoryLimit (nothing charged) when the budget is spent; the caller
+ * then frees the cursor. */
+int net_cursor_charge_docs(struct net_cursor *cur, struct cairn_error *err);
 
 /* Appends the cursor's next documents to the BSON array being built in
  * `arr` (keys "0", "1", ...), at most `max_docs` (-1 = no count limit) and

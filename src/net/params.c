@@ -12,10 +12,13 @@
  *
  *   name                                type  startup runtime  where the value lives
  *   authenticationMechanisms            array    -       -     none (no authentication)
+ *   cairnQueryMemoryBudgetBytes         int64    x       x     query (Cairn's own)
  *   cursorTimeoutMillis                 int64    x       x     here (cursor.c reads it)
  *   enableTestCommands                  bool     x       -     here (process-wide)
  *   featureCompatibilityVersion         doc      -       -     constant
  *   incompleteMessageTimeoutMillis      int64    x       x     rxbudget.c (Cairn's)
+ *   internalQueryMaxBlockingSortMemoryUsageBytes
+ *                                       int      x       x     query (qry_set_sort_mem_limit)
  *   localLogicalSessionTimeoutMinutes   int      -       -     constant (hello reports it)
  *   logLevel                            int      -       -     lib/log.h's threshold
  *   maxAcceptableLogicalClockDriftSecs  int64    -       -     constant (txn enforces it)
@@ -147,6 +150,28 @@ static void get_fcv(struct net_server *s, bson_t *doc, const char *key)
     bson_append_document_end(doc, &sub);
 }
 
+static void get_mem_budget(struct net_server *s, bson_t *doc, const char *key)
+{
+    BSON_APPEND_INT64(doc, key, (int64_t)qry_mem_budget());
+}
+
+static int set_mem_budget(struct net_server *s, int64_t v, struct cairn_error *err)
+{
+    qry_set_mem_budget((size_t)v);
+    return 0;
+}
+
+static void get_sort_mem(struct net_server *s, bson_t *doc, const char *key)
+{
+    BSON_APPEND_INT32(doc, key, (int32_t)qry_sort_mem_limit());
+}
+
+static int set_sort_mem(struct net_server *s, int64_t v, struct cairn_error *err)
+{
+    qry_set_sort_mem_limit((size_t)v);
+    return 0;
+}
+
 static void get_session_timeout(struct net_server *s, bson_t *doc, const char *key)
 {
     BSON_APPEND_INT32(doc, key, SESSION_TIMEOUT_MINUTES);
@@ -226,6 +251,8 @@ static int set_ttl_sleep(struct net_server *s, int64_t v, struct cairn_error *er
 /* Sorted by name (see the file comment). */
 static const struct param params[] = {
     {"authenticationMechanisms", PARAM_OTHER, false, false, 0, 0, get_auth_mechs, NULL},
+    {"cairnQueryMemoryBudgetBytes", PARAM_INT, true, true, 1, INT64_MAX, get_mem_budget,
+     set_mem_budget},
     {"cursorTimeoutMillis", PARAM_INT, true, true, 0, INT64_MAX / 1000000, get_cursor_timeout,
      set_cursor_timeout},
     {"enableTestCommands", PARAM_BOOL, true, false, 0, 1, get_test_commands, set_test_commands},
@@ -233,6 +260,8 @@ static const struct param params[] = {
     /* Cairn's: a message must arrive within this of its first byte. */
     {"incompleteMessageTimeoutMillis", PARAM_INT, true, true, 1, INT64_MAX / 1000000,
      get_rx_timeout, set_rx_timeout},
+    {"internalQueryMaxBlockingSortMemoryUsageBytes", PARAM_INT, true, true, 1, INT32_MAX,
+     get_sort_mem, set_sort_mem},
     {"localLogicalSessionTimeoutMinutes", PARAM_INT, false, false, 0, 0, get_session_timeout, NULL},
     {"logLevel", PARAM_INT, false, false, 0, 0, get_log_level, NULL},
     {"maxAcceptableLogicalClockDriftSecs", PARAM_INT, false, false, 0, 0, get_clock_drift, NULL},

@@ -310,6 +310,7 @@ int qry_cmp_doc_data(const uint8_t *a, uint32_t alen, const uint8_t *b, uint32_t
 
 int qry_cmp(const bson_value_t *a, const bson_value_t *b)
 {
+    qry_probe_tick(QRY_PROBE_VALUE_CMP);
     return cmp_value(a, b, 0);
 }
 

@@ -20,6 +20,7 @@
 #include "query/expr.h"
 #include "query/expr_int.h"
 #include "query/query.h"
+#include "query/query_int.h"
 
 /* ---- evaluation: paths --------------------------------------------------- */
 
@@ -486,8 +487,15 @@ static int eval(const struct qry_expr *e,
             return qry_value_take_bson(out, &b,
                                        e->kind == EK_DOC ? BSON_TYPE_DOCUMENT : BSON_TYPE_ARRAY);
         }
-        default:
+        default: {
+            /* Operators may loop ($map, $filter, $reduce...): maxTimeMS and
+             * killOp are noticed here, every few operator evaluations. */
+            int irv = qry_check_interrupt(err);
+            if (irv) {
+                return irv;
+            }
             return eval_op(e, root, out, err);
+        }
     }
 }
 

@@ -615,11 +615,31 @@ static void keys_clear(struct qry_ixkeys *keys)
     cairn_buf_reset(&keys->tb);
 }
 
+/* memcmp order of two keys (a proper prefix first; none is one of another
+ * since encodings are self-delimiting). */
+static int key_cmp(const uint8_t *a, size_t la, const uint8_t *b, size_t lb)
+{
+    qry_probe_tick(QRY_PROBE_KEY_CMP);
+    int c = memcmp(a, b, la < lb ? la : lb);
+    if (c != 0) {
+        return c;
+    }
+    return la < lb ? -1 : (la > lb ? 1 : 0);
+}
+
 bool qry_ixkeys_has(const struct qry_ixkeys *keys, const uint8_t *key, size_t len)
 {
-    for (size_t i = 0; i < keys->n; i++) {
-        if (keys->len[i] == len && memcmp(keys->buf.data + keys->off[i], key, len) == 0) {
+    size_t lo = 0, hi = keys->n; /* keys are sorted and distinct: binary search */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = key_cmp(keys->buf.data + keys->off[mid], keys->len[mid], key, len);
+        if (c == 0) {
             return true;
+        }
+        if (c < 0) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
         }
     }
     return false;
@@ -670,10 +690,6 @@ static int add_key(const struct qry_index *ix,
         out->buf.len = start;
         return rv;
     }
-    if (qry_ixkeys_has(out, out->buf.data + start, out->buf.len - start)) {
-        out->buf.len = start; /* a duplicate key of the same document */
-        return 0;
-    }
     if (out->n == out->cap) {
         size_t cap = out->cap ? out->cap * 2 : 4;
         size_t *o = realloc(out->off, cap * sizeof *o);
@@ -723,31 +739,63 @@ static int add_key(const struct qry_index *ix,
     return 0;
 }
 
-/* Sorts the keys in memcmp order (insertion sort: few keys per document). */
-static void keys_sort(struct qry_ixkeys *k)
+/* One key while sorting: where it is, and its position in the odometer
+ * order (ties keep the first, so keyValue is the first value met). */
+struct kref
 {
-    for (size_t i = 1; i < k->n; i++) {
-        for (size_t j = i; j > 0; j--) {
-            size_t la = k->len[j - 1], lb = k->len[j];
-            int c = memcmp(k->buf.data + k->off[j - 1], k->buf.data + k->off[j], la < lb ? la : lb);
-            if (c < 0 || (c == 0 && la <= lb)) {
-                break;
-            }
-            size_t to = k->off[j], tl = k->len[j];
-            size_t bo = k->tb_off[j], bl = k->tb_len[j];
-            bson_t *tv = k->vals[j];
-            k->off[j] = k->off[j - 1];
-            k->len[j] = k->len[j - 1];
-            k->vals[j] = k->vals[j - 1];
-            k->tb_off[j] = k->tb_off[j - 1];
-            k->tb_len[j] = k->tb_len[j - 1];
-            k->off[j - 1] = to;
-            k->len[j - 1] = tl;
-            k->vals[j - 1] = tv;
-            k->tb_off[j - 1] = bo;
-            k->tb_len[j - 1] = bl;
-        }
+    const uint8_t *p;
+    size_t off, len, idx;
+    size_t tb_off, tb_len;
+    bson_t *val;
+};
+
+static int kref_cmp(const void *a, const void *b)
+{
+    const struct kref *x = a, *y = b;
+    int c = key_cmp(x->p, x->len, y->p, y->len);
+    if (c != 0) {
+        return c;
     }
+    return x->idx < y->idx ? -1 : (x->idx > y->idx ? 1 : 0);
+}
+
+/* Sorts the keys in memcmp order and drops duplicates (a document's array
+ * may repeat a value): O(k log k) for k keys. */
+static int keys_sort_unique(struct qry_ixkeys *k, struct cairn_error *err)
+{
+    if (k->n < 2) {
+        return 0;
+    }
+    struct kref *r = malloc(k->n * sizeof *r);
+    if (r == NULL) {
+        return cairn_error_setf(err, CAIRN_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < k->n; i++) {
+        r[i] = (struct kref){k->buf.data + k->off[i],
+                             k->off[i],
+                             k->len[i],
+                             i,
+                             k->tb_off[i],
+                             k->tb_len[i],
+                             k->vals[i]};
+    }
+    qsort(r, k->n, sizeof *r, kref_cmp);
+    size_t n = 0;
+    for (size_t i = 0; i < k->n; i++) {
+        if (n > 0 && key_cmp(r[i].p, r[i].len, k->buf.data + k->off[n - 1], k->len[n - 1]) == 0) {
+            bson_destroy(r[i].val);
+            continue;
+        }
+        k->off[n] = r[i].off;
+        k->len[n] = r[i].len;
+        k->tb_off[n] = r[i].tb_off;
+        k->tb_len[n] = r[i].tb_len;
+        k->vals[n] = r[i].val;
+        n++;
+    }
+    k->n = n;
+    free(r);
+    return 0;
 }
 
 int qry_index_keys(const struct qry_index *ix,
@@ -819,7 +867,7 @@ int qry_index_keys(const struct qry_index *ix,
         }
     }
     if (rv == 0) {
-        keys_sort(out);
+        rv = keys_sort_unique(out, err);
     }
 out:
     for (size_t i = 0; i < ix->n_fields; i++) {

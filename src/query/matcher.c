@@ -38,10 +38,7 @@ static void node_free(struct node *n)
         free(n->rxs[i].options);
     }
     free(n->rxs);
-    for (size_t i = 0; i < n->nvals; i++) {
-        bson_value_destroy(&n->vals[i]);
-    }
-    free(n->vals);
+    qry_valueset_fini(&n->inset);
     free(n);
 }
 
@@ -227,6 +224,7 @@ static int compile_in(const char *path,
     }
     bson_iter_t c;
     int rc = 0;
+    qry_valueset_init(&n->inset, true);
     if (!bson_iter_recurse(it, &c)) {
         node_free(n);
         return bad(err, "$in needs an array");
@@ -250,13 +248,13 @@ static int compile_in(const char *path,
         if (rc) {
             break;
         }
-        bson_value_t *nv = realloc(n->vals, (n->nvals + 1) * sizeof *nv);
-        if (!nv) {
+        if (v->value_type == BSON_TYPE_NULL || v->value_type == BSON_TYPE_UNDEFINED) {
+            n->in_null = true;
+        }
+        if (qry_valueset_add(&n->inset, v, NULL) != 0) {
             rc = mt_nomem(err);
             break;
         }
-        n->vals = nv;
-        bson_value_copy(v, &nv[n->nvals++]);
     }
     if (rc) {
         node_free(n);

@@ -143,10 +143,14 @@ static bool single(const struct node *n, const bson_value_t *v)
         case K_REGEX:
             return v && mt_rx_match_value(&n->rxs[0], v);
         case K_IN:
-            for (size_t i = 0; i < n->nvals; i++) {
-                if (cmp_match(OP_EQ, v, &n->vals[i])) {
+            /* Hashed: equality is qry_cmp's within a type rank, except that
+             * null, undefined and a missing field all equal one another. */
+            if (!v || v->value_type == BSON_TYPE_NULL || v->value_type == BSON_TYPE_UNDEFINED) {
+                if (n->in_null) {
                     return true;
                 }
+            } else if (qry_valueset_has(&n->inset, v)) {
+                return true;
             }
             if (v) {
                 for (size_t i = 0; i < n->nrx; i++) {

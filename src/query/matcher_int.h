@@ -21,6 +21,7 @@
 
 #include "cairn/cairn.h"
 #include "query/query.h"
+#include "query/valueset.h"
 
 enum kind {
     K_AND,
@@ -66,8 +67,8 @@ struct node
     bool has_val;
     struct rx *rxs; /* K_REGEX (one) and K_IN regexes */
     size_t nrx;
-    bson_value_t *vals; /* K_IN values (owned) */
-    size_t nvals;
+    struct qry_valueset inset; /* K_IN values but regexes (owned copies) */
+    bool in_null;              /* K_IN: a null or undefined among them */
     bool exists;
     uint32_t type_mask;
     int64_t n, divisor, remainder;

@@ -69,6 +69,11 @@ void qry_pipeline_set_result_limit(struct qry_pipeline *p, size_t bytes)
     p->result_limit = bytes;
 }
 
+void qry_pipeline_set_disk_use(struct qry_pipeline *p, bool requested)
+{
+    p->disk_use = requested;
+}
+
 void qry_pipeline_free(struct qry_pipeline *p)
 {
     if (!p) {
@@ -519,6 +524,17 @@ int qry_pipeline_compile(const bson_t *stages, struct qry_pipeline **out, struct
         free(p);
         return cairn_error_mongo(err, CAIRN_EBADDOC, MONGO_TypeMismatch, "malformed pipeline");
     }
+    size_t raw = 0;
+    while (bson_iter_next(&it)) {
+        raw++;
+    }
+    if (raw > PIPELINE_MAX_STAGES) {
+        free(p);
+        return cairn_error_mongo(err, CAIRN_EINVAL, MONGO_LOC_PipelineTooLong,
+                                 "Pipeline length must be no longer than %d stages.",
+                                 PIPELINE_MAX_STAGES);
+    }
+    bson_iter_init(&it, stages);
     while (!rv && bson_iter_next(&it)) {
         bson_iter_t si;
         if (!BSON_ITER_HOLDS_DOCUMENT(&it) || !bson_iter_recurse(&it, &si)) {
@@ -562,6 +578,20 @@ int qry_pipeline_compile(const bson_t *stages, struct qry_pipeline **out, struct
     if (rv) {
         qry_pipeline_free(p);
         return rv;
+    }
+    for (size_t i = 0; i + 1 < p->n; i++) {
+        /* $sort then $limit k (or $skip s, $limit k): the sort need only
+         * keep its k (s + k) first. */
+        const struct stage *nx = &p->st[i + 1];
+        if (p->st[i].type != ST_SORT) {
+            continue;
+        }
+        if (nx->type == ST_LIMIT && nx->n > 0) {
+            p->st[i].topk = (uint64_t)nx->n;
+        } else if (nx->type == ST_SKIP && i + 2 < p->n && p->st[i + 2].type == ST_LIMIT &&
+                   p->st[i + 2].n > 0 && nx->n <= INT64_MAX - p->st[i + 2].n) {
+            p->st[i].topk = (uint64_t)(nx->n + p->st[i + 2].n);
+        }
     }
     bool blocked = false;
     for (size_t i = 0; i < p->n; i++) {

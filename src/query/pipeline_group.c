@@ -4,10 +4,10 @@
  * $avg $min $max $push $first $last $addToSet $count), the group table of
  * a run, and the groups' output documents.
  *
- * $group keys are hashed with a hash consistent with qry_cmp equality
- * (numbers hash by their double value, so 1, 1.0 and NumberLong(1) share a
- * group) and kept in a chained hash table; groups are emitted in order of
- * first appearance.
+ * $group keys are hashed with qry_value_hash (valueset.c), consistent
+ * with qry_cmp equality (1, 1.0 and NumberLong(1) share a group), and
+ * kept in a chained hash table; groups are emitted in order of first
+ * appearance. $addToSet looks its values up in a qry_valueset.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -17,6 +17,7 @@
 #include "query/pipeline_int.h"
 #include "query/query.h"
 #include "query/query_int.h"
+#include "query/valueset.h"
 
 /* ---- parsing $group ------------------------------------------------------ */
 
@@ -156,81 +157,10 @@ struct accstate
     int64_t cnt;
     bson_value_t v; /* min/max/first/last; EOD = none/missing */
     bool has;
-    bson_value_t *vals; /* push/addToSet */
+    bson_value_t *vals; /* push/addToSet (owned) */
     size_t nv, cap;
+    struct qry_valueset seen; /* addToSet: views of vals, for O(1) lookups */
 };
-
-static uint64_t mix(uint64_t h, const void *p, size_t n)
-{
-    const unsigned char *c = p;
-    for (size_t i = 0; i < n; i++) {
-        h ^= c[i];
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
-
-static uint64_t vhash(uint64_t h, const bson_value_t *v)
-{
-    int rank = qry_type_rank(v->value_type);
-    h = mix(h, &rank, sizeof rank);
-    switch (v->value_type) {
-        case BSON_TYPE_INT32:
-        case BSON_TYPE_INT64:
-        case BSON_TYPE_DOUBLE:
-        case BSON_TYPE_DECIMAL128: {
-            double d = qry_number_as_double(v);
-            uint64_t bits;
-            if (isnan(d)) {
-                bits = 0x7ff8000000000000ULL;
-            } else {
-                if (d == 0) {
-                    d = 0.0;
-                }
-                memcpy(&bits, &d, sizeof bits);
-            }
-            return mix(h, &bits, sizeof bits);
-        }
-        case BSON_TYPE_UTF8:
-            return mix(h, v->value.v_utf8.str, v->value.v_utf8.len);
-        case BSON_TYPE_SYMBOL:
-            return mix(h, v->value.v_symbol.symbol, v->value.v_symbol.len);
-        case BSON_TYPE_DOCUMENT:
-        case BSON_TYPE_ARRAY: {
-            bson_t d;
-            bson_iter_t it;
-            if (bson_init_static(&d, v->value.v_doc.data, v->value.v_doc.data_len) &&
-                bson_iter_init(&it, &d)) {
-                while (bson_iter_next(&it)) {
-                    if (v->value_type == BSON_TYPE_DOCUMENT) {
-                        const char *k = bson_iter_key(&it);
-                        h = mix(h, k, strlen(k) + 1);
-                    }
-                    h = vhash(h, bson_iter_value(&it));
-                }
-            }
-            return h;
-        }
-        case BSON_TYPE_BOOL:
-            return mix(h, &v->value.v_bool, 1);
-        case BSON_TYPE_DATE_TIME:
-            return mix(h, &v->value.v_datetime, sizeof v->value.v_datetime);
-        case BSON_TYPE_OID:
-            return mix(h, v->value.v_oid.bytes, 12);
-        case BSON_TYPE_TIMESTAMP:
-            h = mix(h, &v->value.v_timestamp.timestamp, 4);
-            return mix(h, &v->value.v_timestamp.increment, 4);
-        case BSON_TYPE_BINARY:
-            h = mix(h, &v->value.v_binary.subtype, sizeof v->value.v_binary.subtype);
-            return mix(h, v->value.v_binary.data, v->value.v_binary.data_len);
-        case BSON_TYPE_REGEX:
-            h = mix(h, v->value.v_regex.regex, strlen(v->value.v_regex.regex));
-            return mix(h, v->value.v_regex.options ? v->value.v_regex.options : "",
-                       v->value.v_regex.options ? strlen(v->value.v_regex.options) : 0);
-        default:
-            return h;
-    }
-}
 
 static void accstate_clear(struct accstate *a)
 {
@@ -241,6 +171,7 @@ static void accstate_clear(struct accstate *a)
         bson_value_destroy(&a->vals[i]);
     }
     free(a->vals);
+    qry_valueset_fini(&a->seen);
 }
 
 void pl_gtab_free(struct gtab *t, size_t nacc)
@@ -302,7 +233,7 @@ static int gtab_get(struct gtab *t,
                     struct grp **out,
                     struct cairn_error *err)
 {
-    uint64_t h = vhash(1469598103934665603ULL, key);
+    uint64_t h = qry_value_hash(key);
     if (t->nb) {
         for (size_t i = t->buckets[h & (t->nb - 1)]; i; i = t->g[i - 1].next) {
             struct grp *g = &t->g[i - 1];
@@ -409,13 +340,14 @@ static int acc_update(int op, struct accstate *a, bson_value_t *v, struct cairn_
             break;
         case ACC_ADDTOSET:
             if (v->value_type != BSON_TYPE_EOD) {
-                for (size_t i = 0; i < a->nv; i++) {
-                    if (qry_cmp(&a->vals[i], v) == 0) {
-                        goto done;
-                    }
+                if (qry_valueset_has(&a->seen, v)) {
+                    goto done;
                 }
                 keep = true;
                 rv = vals_push(a, v, err);
+                if (!rv && qry_valueset_add(&a->seen, &a->vals[a->nv - 1], NULL) != 0) {
+                    rv = pl_oom(err);
+                }
             }
             break;
         case ACC_PUSH:
@@ -464,8 +396,11 @@ int pl_group_add(const struct stage *s, struct gtab *t, const bson_t *doc, struc
     }
     if (!rv && t->bytes > STAGE_MEM_LIMIT) {
         rv = cairn_error_mongo(err, CAIRN_ETOOBIG, MONGO_QueryExceededMemoryLimitNoDiskUseAllowed,
-                               "Exceeded memory limit for $group, but didn't allow external "
-                               "sort. Pass allowDiskUse:true to opt in.");
+                               t->disk_use ? "Exceeded memory limit for $group; allowDiskUse "
+                                             "cannot lift it because Cairn does not spill $group "
+                                             "to disk."
+                                           : "Exceeded memory limit for $group, but didn't allow "
+                                             "external sort. Pass allowDiskUse:true to opt in.");
     }
     return rv;
 }

@@ -28,8 +28,9 @@
 #include "cairn/cairn.h"
 #include "query/query.h"
 
-/* Blocking stages refuse to hold more than this, like mongod without
- * allowDiskUse (there is no spilling to disk here). */
+/* $group refuses to hold more than this, like mongod without allowDiskUse;
+ * $group does not spill to disk, so allowDiskUse does not lift it ($sort
+ * uses qry_sort_mem_limit and spills: docs/decisions.md §31e). */
 #define STAGE_MEM_LIMIT ((size_t)100 * 1024 * 1024)
 
 enum stype {
@@ -43,6 +44,9 @@ enum stype {
     ST_UNWIND,
     ST_REPLACE,
 };
+
+/* Most stages a pipeline may have (mongod's internalPipelineLengthLimit). */
+#define PIPELINE_MAX_STAGES 1000
 
 struct pnode; /* a projection tree (pipeline_project.c) */
 
@@ -65,9 +69,10 @@ struct stage
     struct pnode *proj;
     int pmode;
     struct qry_sort *sort;
-    int64_t n;    /* $skip, $limit */
-    char *name;   /* $count field */
-    char **upath; /* $unwind */
+    uint64_t topk; /* $sort followed by $limit k: keep only the k first (0: all) */
+    int64_t n;     /* $skip, $limit */
+    char *name;    /* $count field */
+    char **upath;  /* $unwind */
     size_t nupath;
     char **uidx;
     size_t nuidx;
@@ -82,6 +87,7 @@ struct qry_pipeline
     bson_t *leading_sort; /* a $sort first or right after the leading $match */
     size_t leading_sort_at;
     size_t result_limit; /* bytes of output a run may hold */
+    bool disk_use;       /* allowDiskUse was asked for: $sort may spill */
 };
 
 /* The group table of a $group stage during a run (pipeline_group.c keeps
@@ -98,7 +104,8 @@ struct grp
 
 struct gtab
 {
-    size_t bytes; /* approximate memory held, for the memory limit */
+    size_t bytes;  /* approximate memory held, for the memory limit */
+    bool disk_use; /* allowDiskUse was asked for (the message says it does not help) */
     struct grp *g;
     size_t n, cap;
     size_t *buckets; /* index + 1, 0 = empty */

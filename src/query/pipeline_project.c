@@ -6,12 +6,14 @@
  * exclusion or "add" (computed fields merged into the input).
  *
  * This file parses those stages into the tree and applies it to a
- * document.
+ * document. Children are found by name through a hash index (nameidx.c),
+ * so a projection of n fields over a document of m fields is O(n + m).
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "query/expr.h"
+#include "query/nameidx.h"
 #include "query/pipeline_int.h"
 #include "query/query.h"
 #include "query/query_int.h"
@@ -28,7 +30,8 @@ struct pnode
     bool has_expr; /* the subtree holds a PN_EXPR */
     struct qry_expr *expr;
     struct pnode **kids;
-    size_t n;
+    size_t n, cap;
+    struct qry_nameidx idx; /* kids by name */
 };
 
 void pl_pnode_free(struct pnode *nd)
@@ -40,6 +43,7 @@ void pl_pnode_free(struct pnode *nd)
         pl_pnode_free(nd->kids[i]);
     }
     free(nd->kids);
+    qry_nameidx_fini(&nd->idx);
     free(nd->name);
     qry_expr_free(nd->expr);
     free(nd);
@@ -57,25 +61,29 @@ static struct pnode *pnode_new(const char *name, size_t len, int kind)
 
 static struct pnode *pnode_find(const struct pnode *nd, const char *name, size_t *idx)
 {
-    for (size_t i = 0; i < nd->n; i++) {
-        if (strcmp(nd->kids[i]->name, name) == 0) {
-            if (idx) {
-                *idx = i;
-            }
-            return nd->kids[i];
-        }
+    long i = qry_nameidx_find(&nd->idx, name, strlen(name));
+    if (i < 0) {
+        return NULL;
     }
-    return NULL;
+    if (idx) {
+        *idx = (size_t)i;
+    }
+    return nd->kids[i];
 }
 
 static int pnode_add(struct pnode *parent, struct pnode *kid, bool front, struct cairn_error *err)
 {
-    struct pnode **nk = realloc(parent->kids, (parent->n + 1) * sizeof *nk);
-    if (!nk) {
-        pl_pnode_free(kid);
-        return pl_oom(err);
+    if (parent->n == parent->cap) {
+        size_t nc = parent->cap ? parent->cap * 2 : 4;
+        struct pnode **nk = realloc(parent->kids, nc * sizeof *nk);
+        if (!nk) {
+            pl_pnode_free(kid);
+            return pl_oom(err);
+        }
+        parent->kids = nk;
+        parent->cap = nc;
     }
-    parent->kids = nk;
+    struct pnode **nk = parent->kids;
     if (front) {
         memmove(nk + 1, nk, parent->n * sizeof *nk);
         nk[0] = kid;
@@ -83,6 +91,18 @@ static int pnode_add(struct pnode *parent, struct pnode *kid, bool front, struct
         nk[parent->n] = kid;
     }
     parent->n++;
+    if (front) { /* every position moved: index anew */
+        qry_nameidx_fini(&parent->idx);
+        for (size_t i = 0; i < parent->n; i++) {
+            if (qry_nameidx_push(&parent->idx, nk[i]->name) != 0) {
+                return pl_oom(err);
+            }
+        }
+        return 0;
+    }
+    if (qry_nameidx_push(&parent->idx, kid->name) != 0) {
+        return pl_oom(err);
+    }
     return 0;
 }
 

@@ -7,9 +7,12 @@
  * $skip, $limit, $unwind, $replaceRoot) transform and pass them on at once,
  * blocking stages ($group, $sort, $count) keep state in their per-run
  * `struct rstage` and emit everything when the input ends (flush(), run in
- * stage order). When a $limit preceded only by streaming stages is full, the
- * source is no longer pulled. The compiled pipeline is immutable; all run
- * state lives in `struct run`, so one pipeline may run on many threads.
+ * stage order). A $sort followed by $limit k keeps only its k first
+ * (sortbuf.c's heap). Each stage a document enters checks for
+ * interruption (maxTimeMS, killOp), so costly expressions stop in time.
+ * When a $limit preceded only by streaming stages is full, the source is
+ * no longer pulled. The compiled pipeline is immutable; all run state
+ * lives in `struct run`, so one pipeline may run on many threads.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -21,12 +24,13 @@
 
 /* ---- execution ---------------------------------------------------------------- */
 
+/* The output is charged to the server-wide budget in steps of this. */
+#define OUT_CHARGE_STEP ((size_t)256 * 1024)
+
 struct rstage
 {
     int64_t seen;
-    size_t bytes; /* $sort: memory held */
-    bson_t **docs;
-    size_t n, cap;
+    struct qry_sortbuf *sb; /* $sort: the documents held (a top-k heap before $limit) */
     struct gtab tab;
 };
 
@@ -37,6 +41,7 @@ struct run
     bson_t **out;
     size_t nout, cap;
     size_t out_bytes; /* held by out, against p->result_limit */
+    size_t charged;   /* of out_bytes, to the server-wide budget (in steps) */
     bool stop;
 };
 
@@ -222,6 +227,12 @@ static int push(struct run *r, size_t i, const bson_t *doc, struct cairn_error *
     if (doc->len > QRY_MAX_VALUE_BYTES) { /* a stage built too large a document */
         return qry_too_large(err);
     }
+    /* Every stage a document passes may cost much (expressions): maxTimeMS
+     * and killOp are noticed between stages, not only between inputs. */
+    int irv = qry_check_interrupt(err);
+    if (irv) {
+        return irv;
+    }
     if (i == r->p->n) {
         r->out_bytes += doc->len + sizeof(bson_t) + sizeof(bson_t *);
         if (r->out_bytes > r->p->result_limit) {
@@ -231,6 +242,15 @@ static int push(struct run *r, size_t i, const bson_t *doc, struct cairn_error *
                                      "(Cairn holds a pipeline's output in memory); narrow the "
                                      "pipeline or add $limit",
                                      r->p->result_limit);
+        }
+        if (r->out_bytes > r->charged) {
+            size_t step = r->out_bytes - r->charged;
+            step = step < OUT_CHARGE_STEP ? OUT_CHARGE_STEP : step;
+            int crv = qry_mem_charge(step, err);
+            if (crv) {
+                return crv;
+            }
+            r->charged += step;
         }
         return keep_doc(&r->out, &r->nout, &r->cap, doc, err);
     }
@@ -275,42 +295,18 @@ static int push(struct run *r, size_t i, const bson_t *doc, struct cairn_error *
         case ST_GROUP:
             return pl_group_add(s, &rs->tab, doc, err);
         case ST_SORT:
-            rs->bytes += doc->len + sizeof(bson_t) + sizeof(bson_t *);
-            if (rs->bytes > STAGE_MEM_LIMIT) {
-                return cairn_error_mongo(err, CAIRN_ETOOBIG,
-                                         MONGO_QueryExceededMemoryLimitNoDiskUseAllowed,
-                                         "Sort exceeded memory limit of %zu bytes, but did not opt "
-                                         "in to external sorting.",
-                                         STAGE_MEM_LIMIT);
+            if (rs->sb == NULL) {
+                rv = qry_sortbuf_new(s->sort, s->topk, qry_sort_mem_limit(), NULL, &rs->sb, err);
+                if (rv) {
+                    return rv;
+                }
+                qry_sortbuf_set_disk_use(rs->sb, r->p->disk_use);
             }
-            return keep_doc(&rs->docs, &rs->n, &rs->cap, doc, err);
+            return qry_sortbuf_add(rs->sb, doc, err);
         default: /* ST_COUNT */
             rs->seen++;
             return 0;
     }
-}
-
-static void merge_sort(bson_t **a, bson_t **tmp, size_t n, const struct qry_sort *s)
-{
-    if (n < 2) {
-        return;
-    }
-    size_t m = n / 2, i = 0, j = m, k = 0;
-    merge_sort(a, tmp, m, s);
-    merge_sort(a + m, tmp, n - m, s);
-    if (qry_sort_cmp(s, a[m - 1], a[m]) <= 0) {
-        return; /* already in order */
-    }
-    while (i < m && j < n) {
-        tmp[k++] = qry_sort_cmp(s, a[j], a[i]) < 0 ? a[j++] : a[i++];
-    }
-    while (i < m) {
-        tmp[k++] = a[i++];
-    }
-    while (j < n) {
-        tmp[k++] = a[j++];
-    }
-    memcpy(a, tmp, n * sizeof *a);
 }
 
 static void free_docs(bson_t **docs, size_t from, size_t n)
@@ -336,25 +332,22 @@ static int flush(struct run *r, size_t i, struct cairn_error *err)
             }
             pl_gtab_free(&rs->tab, s->nacc);
             return rv;
-        case ST_SORT: {
-            size_t k = 0;
-            if (rs->n > 1) {
-                bson_t **tmp = malloc(rs->n * sizeof *tmp);
-                if (!tmp) {
-                    return pl_oom(err);
+        case ST_SORT:
+            /* One document at a time: a spilled sort is merged from disk. */
+            if (rs->sb != NULL) {
+                rv = qry_sortbuf_done(rs->sb, err);
+            }
+            while (!rv && rs->sb != NULL) {
+                bson_t *d = NULL;
+                int got = qry_sortbuf_next(rs->sb, &d, err);
+                if (got <= 0) {
+                    rv = got < 0 ? (err->code ? err->code : CAIRN_EIO) : 0;
+                    break;
                 }
-                merge_sort(rs->docs, tmp, rs->n, s->sort);
-                free(tmp);
+                rv = push(r, i + 1, d, err);
+                bson_destroy(d);
             }
-            for (; !rv && k < rs->n; k++) {
-                rv = push(r, i + 1, rs->docs[k], err);
-                bson_destroy(rs->docs[k]);
-            }
-            free_docs(rs->docs, k, rs->n);
-            rs->docs = NULL;
-            rs->n = rs->cap = 0;
             return rv;
-        }
         case ST_COUNT:
             if (rs->seen > 0) {
                 bson_t o = BSON_INITIALIZER;
@@ -389,6 +382,9 @@ int qry_pipeline_run(const struct qry_pipeline *p,
     if (!r.rs) {
         return pl_oom(err);
     }
+    for (size_t i = 0; i < p->n; i++) {
+        r.rs[i].tab.disk_use = p->disk_use;
+    }
     while (!r.stop) {
         bson_t doc;
         int got = next(arg, &doc, err);
@@ -409,9 +405,10 @@ int qry_pipeline_run(const struct qry_pipeline *p,
     }
     for (size_t i = 0; i < p->n; i++) {
         pl_gtab_free(&r.rs[i].tab, p->st[i].nacc);
-        free_docs(r.rs[i].docs, 0, r.rs[i].n);
+        qry_sortbuf_free(r.rs[i].sb);
     }
     free(r.rs);
+    qry_mem_release(r.charged); /* the caller holds (and charges) the output now */
     if (rv) {
         free_docs(r.out, 0, r.nout);
         return rv;

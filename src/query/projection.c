@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "query/nameidx.h"
 #include "query/query.h"
 #include "query/query_int.h"
 #include "query/update_int.h"
@@ -29,6 +30,7 @@ struct pnode
     struct pnode **kids;
     size_t n;
     size_t cap;
+    struct qry_nameidx idx; /* kids by name */
     /* P_SLICE: with has_skip, [skip, limit]; else limit alone (may be < 0) */
     bool has_skip;
     int64_t skip;
@@ -56,6 +58,7 @@ static void pnode_free(struct pnode *p)
         pnode_free(p->kids[i]);
     }
     free(p->kids);
+    qry_nameidx_fini(&p->idx);
     free(p->name);
     if (p->m != NULL) {
         qry_matcher_free(p->m);
@@ -77,12 +80,8 @@ void qry_projection_free(struct qry_projection *p)
 
 static struct pnode *pnode_child(const struct pnode *p, const char *name, size_t len)
 {
-    for (size_t i = 0; i < p->n; i++) {
-        if (strlen(p->kids[i]->name) == len && memcmp(p->kids[i]->name, name, len) == 0) {
-            return p->kids[i];
-        }
-    }
-    return NULL;
+    long i = qry_nameidx_find(&p->idx, name, len);
+    return i < 0 ? NULL : p->kids[i];
 }
 
 static struct pnode *pnode_add(struct pnode *p, const char *name, size_t len)
@@ -102,6 +101,10 @@ static struct pnode *pnode_add(struct pnode *p, const char *name, size_t len)
         }
         p->kids = nk;
         p->cap = cap;
+    }
+    if (qry_nameidx_push(&p->idx, k->name) != 0) {
+        pnode_free(k);
+        return NULL;
     }
     p->kids[p->n++] = k;
     return k;

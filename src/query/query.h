@@ -40,6 +40,24 @@ int qry_type_rank(bson_type_t t);
  * integers; regexes by pattern then flags. Returns <0, 0 or >0. */
 int qry_cmp(const bson_value_t *a, const bson_value_t *b);
 
+/* ---- Work counters (probe.c) -------------------------------------------- */
+
+/* Complexity probes: how much work of a kind the process has done, so
+ * tests can tell O(n) from O(n^2) without timing (serverStatus
+ * metrics.query.*). Approximate: threads add their counts in steps. */
+enum qry_probe {
+    QRY_PROBE_VALUE_CMP, /* qry_cmp calls: valueComparisons */
+    QRY_PROBE_KEY_CMP,   /* index key comparisons: indexKeyComparisons */
+    QRY_PROBE_NAME_CMP,  /* projection field-name probes: fieldNameComparisons */
+    QRY_PROBE_COUNT
+};
+
+/* Counts one unit of work. Any thread; cheap (thread-local). */
+void qry_probe_tick(enum qry_probe which);
+
+/* The process's count so far. Any thread. */
+uint64_t qry_probe_count(enum qry_probe which);
+
 /* Compares two BSON documents as embedded documents (qry_cmp order). */
 int qry_cmp_docs(const bson_t *a, const bson_t *b);
 
@@ -212,6 +230,97 @@ int qry_sort_cmp(const struct qry_sort *s, const bson_t *a, const bson_t *b);
 
 void qry_sort_free(struct qry_sort *s);
 
+/* ---- Server-wide result memory (membudget.c) --------------------------- */
+
+/* Query results held in memory (blocking sorts while they run, pipeline
+ * output while it is built, materialised cursor results until they are
+ * sent) are charged against one process-wide budget, default
+ * QRY_MEM_BUDGET_DEFAULT (the cairnQueryMemoryBudgetBytes parameter). */
+#define QRY_MEM_BUDGET_DEFAULT ((size_t)1024 * 1024 * 1024)
+
+/* Charges `bytes`. Fails, charging nothing, with 146 ExceededMemoryLimit
+ * (CAIRN_ETOOBIG) when the total would pass the budget. Any thread. */
+int qry_mem_charge(size_t bytes, struct cairn_error *err);
+
+/* Releases bytes charged before. Any thread. */
+void qry_mem_release(size_t bytes);
+
+/* Bytes charged now, and the budget (settable at any time: lowering it
+ * refuses new charges, never takes back held ones). Any thread. */
+size_t qry_mem_held(void);
+size_t qry_mem_budget(void);
+void qry_set_mem_budget(size_t bytes);
+
+/* ---- Blocking sort (sortbuf.c) ----------------------------------------- */
+
+struct qry_sortbuf;
+
+/* The most bytes a blocking sort (find's and $sort's) may hold: mongod's
+ * internalQueryMaxBlockingSortMemoryUsageBytes, default
+ * QRY_SORT_MEM_DEFAULT. Process-wide; any thread. */
+#define QRY_SORT_MEM_DEFAULT ((size_t)100 * 1024 * 1024)
+size_t qry_sort_mem_limit(void);
+void qry_set_sort_mem_limit(size_t bytes);
+
+/* A buffer sorting documents by `sort` (borrowed; must outlive the
+ * buffer). `keep` > 0 keeps only the `keep` first documents in sort order
+ * (a top-k heap: O(keep) memory, O(n log keep) time), 0 keeps all.
+ * `max_bytes` (0 = none) caps the bytes held; `what` (may be NULL) prefixes
+ * the 292 message ("Executor error during find command :: caused by :: ").
+ * Errors: CAIRN_ENOMEM. *out is the caller's (qry_sortbuf_free). */
+int qry_sortbuf_new(const struct qry_sort *sort,
+                    uint64_t keep,
+                    size_t max_bytes,
+                    const char *what,
+                    struct qry_sortbuf **out,
+                    struct cairn_error *err);
+
+/* Offers `doc` (copied when kept; the bytes kept are charged to the
+ * server-wide budget, qry_mem_charge, until finish or free). Fails with 292
+ * QueryExceededMemoryLimitNoDiskUseAllowed once the bytes held pass the
+ * cap, 146 when the server-wide budget is spent, or CAIRN_ENOMEM. */
+int qry_sortbuf_add(struct qry_sortbuf *b, const bson_t *doc, struct cairn_error *err);
+
+/* Hands over the kept documents in sort order (ties in arrival order):
+ * *docs is a malloc'd array of *n owned bson_t * (NULL when none); the
+ * buffer is left empty. Not after qry_sortbuf_done; a spilled buffer reads
+ * its runs back into memory. Errors: CAIRN_ENOMEM, I/O as
+ * qry_sortbuf_next. */
+int qry_sortbuf_finish(struct qry_sortbuf *b, bson_t ***docs, size_t *n, struct cairn_error *err);
+
+/* Sets the directory sorts spill to (<dbpath>/_tmp), once at start-up
+ * before any sort runs; NULL or "" turns spilling off. The directory must
+ * exist; runs are anonymous files in it (unlinked at creation). */
+void qry_set_spill_dir(const char *dir);
+
+/* Says the client asked for allowDiskUse: past the cap, the buffer writes
+ * its documents to disk as a sorted run (when a spill directory is set)
+ * and goes on; a limit is then no longer applied by the buffer (the
+ * consumer applies it). Without a spill directory the cap stays and the
+ * 292 message says why. */
+void qry_sortbuf_set_disk_use(struct qry_sortbuf *b, bool requested);
+
+/* True once the buffer has written a run to disk: read it with
+ * qry_sortbuf_done and qry_sortbuf_next (qry_sortbuf_finish would bring
+ * everything back into memory). */
+bool qry_sortbuf_spilled(const struct qry_sortbuf *b);
+
+/* Ends the input: the documents are then read in sort order with
+ * qry_sortbuf_next (merging the runs on disk, if any). Errors: as
+ * qry_run_write for the last run, CAIRN_ENOMEM. */
+int qry_sortbuf_done(struct qry_sortbuf *b, struct cairn_error *err);
+
+/* After qry_sortbuf_done: the next document in sort order, owned by the
+ * caller (*doc, bson_destroy): 1, 0 at the end, -1 with err set (I/O, or
+ * the operation's interruption: maxTimeMS, killOp). */
+int qry_sortbuf_next(struct qry_sortbuf *b, bson_t **doc, struct cairn_error *err);
+
+/* Bytes the buffer holds now. */
+size_t qry_sortbuf_bytes(const struct qry_sortbuf *b);
+
+/* Frees the buffer and the documents it holds. NULL is a no-op. */
+void qry_sortbuf_free(struct qry_sortbuf *b);
+
 /* ---- Aggregation (pipeline*.c) ----------------------------------------- */
 
 struct qry_pipeline;
@@ -219,7 +328,8 @@ struct qry_pipeline;
 /* Compiles a pipeline given as a BSON array (as stored in a bson_t with keys
  * "0", "1", ...). Stages: $match $group (_id expression; accumulators $sum
  * $avg $min $max $push $first $last $addToSet $count) $count $project
- * $addFields/$set $unset $sort $skip $limit $unwind. Expressions: field paths
+ * $addFields/$set $unset $sort $skip $limit $unwind (at most 1,000 stages:
+ * else 7749501). Expressions: field paths
  * "$a.b", literals, $literal, document and array expressions, and the
  * arithmetic/comparison operators the implementation lists. Unknown stages
  * fail with 40324 "Unrecognized pipeline stage name: '$foo'". */
@@ -258,6 +368,12 @@ int qry_pipeline_run(const struct qry_pipeline *p,
  * (an $unwind of a large array next to a large field multiplies data). */
 #define QRY_PIPELINE_RESULT_LIMIT ((size_t)512 * 1024 * 1024)
 void qry_pipeline_set_result_limit(struct qry_pipeline *p, size_t bytes);
+
+/* Records that the client passed allowDiskUse: true: $sort then spills
+ * past its cap (qry_set_spill_dir); $group keeps its 100 MB cap (it does
+ * not spill) and its 292 message says so. Call before sharing the
+ * pipeline. */
+void qry_pipeline_set_disk_use(struct qry_pipeline *p, bool requested);
 
 void qry_pipeline_free(struct qry_pipeline *p);
 
@@ -331,7 +447,8 @@ int qry_index_keys(const struct qry_index *ix,
                    struct qry_ixkeys *out,
                    struct cairn_error *err);
 
-/* True when `keys` holds exactly the key (bytes) given. */
+/* True when `keys` (as qry_index_keys left them: sorted, distinct) holds
+ * exactly the key (bytes) given. O(log n): binary search. */
 bool qry_ixkeys_has(const struct qry_ixkeys *keys, const uint8_t *key, size_t len);
 
 /* True when `keys` holds key j of `other` with the same type bits (so its

@@ -13,6 +13,35 @@
 
 #include "query/query.h"
 
+/* ---- interrupt.c ------------------------------------------------------- */
+
+/* 0 while the operation running on this thread (lib/op.h; none: always 0)
+ * may go on; else sets err (50 MaxTimeMSExpired, 11601 Interrupted, ...)
+ * and returns its CAIRN_E* code. Looks only every 64th call, so loops may
+ * call it per element. Thread-safe (thread-local state). */
+int qry_check_interrupt(struct cairn_error *err);
+
+/* ---- sortspill.c ------------------------------------------------------- */
+
+/* A sorted run of documents in an anonymous temporary file of the spill
+ * directory (qry_set_spill_dir). */
+struct qry_run;
+
+/* True once a spill directory is set. */
+bool qry_spill_enabled(void);
+
+/* Writes docs[0..n) (in that order; not consumed) to a new run, ready to be
+ * read back. Errors: 14031 OutOfDiskSpace when the disk is full, 1
+ * InternalError for other I/O failures or no spill directory, ENOMEM. */
+int qry_run_write(bson_t *const *docs, size_t n, struct qry_run **out, struct cairn_error *err);
+
+/* The run's next document (owned by the caller): 1, 0 at the end, -1 with
+ * err set. */
+int qry_run_next(struct qry_run *r, bson_t **doc, struct cairn_error *err);
+
+/* Closes (and so deletes) the run. NULL is a no-op. */
+void qry_run_free(struct qry_run *r);
+
 /* ---- compare.c --------------------------------------------------------- */
 
 /* Type ranks returned by qry_type_rank (all > 0, ascending in BSON order). */

@@ -2,7 +2,8 @@
  * update_array.c: the array operators $push (with $each, $position, $sort
  * and $slice), $addToSet, $pop, $pull and $pullAll. Each works on value
  * views of the current array's elements and replaces the array with the
- * rebuilt one.
+ * rebuilt one. $addToSet and $pullAll look values up in a hash set
+ * (valueset.c), so n elements cost O(n), not O(n^2).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #include "query/query.h"
 #include "query/query_int.h"
 #include "query/update_int.h"
+#include "query/valueset.h"
 
 struct vlist
 {
@@ -112,19 +114,10 @@ static bool pull_matches(const struct op *o, const bson_value_t *elem)
     }
 }
 
-static bool vl_contains(const struct vlist *l, const bson_value_t *v)
-{
-    for (size_t i = 0; i < l->n; i++) {
-        if (qry_cmp(&l->v[i], v) == 0) {
-            return true;
-        }
-    }
-    return false;
-}
-
 int upd_apply_array(struct apply_ctx *c, const struct op *o, struct node *parent, long idx)
 {
     struct vlist cur = {0}, add = {0}, res = {0};
+    struct qry_valueset set; /* views: $addToSet's present values, $pullAll's */
     bson_t tmp;
     bson_value_t view;
     bool have = idx >= 0;
@@ -132,6 +125,7 @@ int upd_apply_array(struct apply_ctx *c, const struct op *o, struct node *parent
     const char *name = upd_leaf_name(&o->path);
 
     bson_init(&tmp);
+    qry_valueset_init(&set, false);
     if (have) {
         struct node *nd = parent->kids[idx];
         if (nd->val.value_type != BSON_TYPE_ARRAY) {
@@ -231,9 +225,14 @@ int upd_apply_array(struct apply_ctx *c, const struct op *o, struct node *parent
             }
             for (size_t i = 0; i < cur.n && rv == 0; i++) {
                 rv = vl_push(&res, &cur.v[i]);
+                if (rv == 0) {
+                    rv = qry_valueset_add(&set, &cur.v[i], NULL);
+                }
             }
             for (size_t i = 0; i < add.n && rv == 0; i++) {
-                if (!vl_contains(&res, &add.v[i])) {
+                bool added = false;
+                rv = qry_valueset_add(&set, &add.v[i], &added);
+                if (rv == 0 && added) {
                     rv = vl_push(&res, &add.v[i]);
                 }
             }
@@ -257,10 +256,13 @@ int upd_apply_array(struct apply_ctx *c, const struct op *o, struct node *parent
         case OP_PULLALL:
             if (o->kind == OP_PULLALL) {
                 rv = vl_from_array(&add, &o->arg);
+                for (size_t i = 0; i < add.n && rv == 0; i++) {
+                    rv = qry_valueset_add(&set, &add.v[i], NULL);
+                }
             }
             for (size_t i = 0; i < cur.n && rv == 0; i++) {
-                bool drop =
-                    o->kind == OP_PULL ? pull_matches(o, &cur.v[i]) : vl_contains(&add, &cur.v[i]);
+                bool drop = o->kind == OP_PULL ? pull_matches(o, &cur.v[i])
+                                               : qry_valueset_has(&set, &cur.v[i]);
                 if (!drop) {
                     rv = vl_push(&res, &cur.v[i]);
                 }
@@ -283,5 +285,6 @@ out:
     free(cur.v);
     free(add.v);
     free(res.v);
+    qry_valueset_fini(&set);
     return rv;
 }

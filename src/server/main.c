@@ -5,8 +5,10 @@
  * SIGINT/SIGTERM and closes them top-down. Signals are blocked in every thread and taken
  * synchronously here with sigwait, so no handler runs inside library code.
  *
- * Data layout under --dbpath: db/ (RocksDB), raft/ (the raft log).
+ * Data layout under --dbpath: db/ (RocksDB), raft/ (the raft log), _tmp/
+ * (sorts spilled to disk).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -17,11 +19,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cairn/cairn.h"
 #include "engine/engine.h"
 #include "lib/log.h"
 #include "net/net.h"
+#include "query/query.h"
 #include "repl/repl.h"
 #include "txn/txn.h"
 
@@ -248,6 +252,25 @@ static int make_dir(const char *path)
     return 0;
 }
 
+/* Removes the files left in the spill directory `dir`. */
+static void clear_tmp(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char path[PATH_MAX];
+
+    if (d == NULL) {
+        return;
+    }
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, "sort-", 5) == 0 &&
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name) < (int)sizeof path) {
+            unlink(path);
+        }
+    }
+    closedir(d);
+}
+
 int main(int argc, char **argv)
 {
     struct options opts = {0};
@@ -296,6 +319,14 @@ int main(int argc, char **argv)
     if (make_dir(opts.dbpath) != 0) {
         return 1;
     }
+    /* Sorts with allowDiskUse spill here (anonymous files: none outlive
+     * the process; leftovers of older versions are removed). */
+    snprintf(dbdir, sizeof dbdir, "%s/_tmp", opts.dbpath);
+    if (make_dir(dbdir) != 0) {
+        return 1;
+    }
+    clear_tmp(dbdir);
+    qry_set_spill_dir(dbdir);
     snprintf(dbdir, sizeof dbdir, "%s/db", opts.dbpath);
     /* Before RocksDB opens: out of space, it asserts in its WAL writer
      * instead of failing (docs/decisions.md §31f). */
