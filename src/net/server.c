@@ -994,7 +994,9 @@ size_t net_server_drop_stalled(struct net_server *s, uint64_t now_ns)
     pthread_mutex_lock(&s->mu);
     for (struct net_conn *c = s->conns; c != NULL; c = c->next) {
         uint64_t since = atomic_load(&c->partial_since);
-        if (c->busy || c->destroying || c->job != JOB_NONE || since == 0 ||
+        /* `since` may be newer than `now_ns` (read by the sweeper before it
+         * took the lock): a message begun just now is not overdue. */
+        if (c->busy || c->destroying || c->job != JOB_NONE || since == 0 || since >= now_ns ||
             now_ns - since <= limit) {
             continue;
         }
