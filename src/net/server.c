@@ -102,7 +102,7 @@ struct net_conn
     bool rx_waiting; /* rx_aio sleeps: the budget was spent, try again */
     /* When the first byte of the message being received arrived (mono ns,
      * 0 = none pending): past incompleteMessageTimeoutMillis the sweeper
-     * closes the connection (net_server_sweep). */
+     * closes the connection (net_server_drop_stalled). */
     _Atomic uint64_t partial_since;
     bool timed_out; /* guarded by s->mu: the sweeper is closing it */
 
