@@ -187,8 +187,8 @@ def test_a_message_begun_while_the_sweeper_works_is_not_overdue(tmp_path):
     import threading
 
     rng = random.Random(9)
-    rounds, n_stalled = 12, 400
-    srv = start(tmp_path, "incompleteMessageTimeoutMillis=400")
+    rounds, n_stalled = 10, 400
+    srv = start(tmp_path, "incompleteMessageTimeoutMillis=1000")
     c = srv.client()
     stop_flag = threading.Event()
     errors = []
