@@ -385,9 +385,13 @@ static void sweep_locked(bool (*pick)(const struct net_cursor *cur, uint64_t now
     }
 }
 
+/* `now` may be older than a cursor's last use (the sweeper reads the clock
+ * before its other work, and a getMore may release the cursor meanwhile):
+ * such a cursor is not idle at all, rather than idle for 2^64 ns. */
 static bool is_expired(const struct net_cursor *cur, uint64_t now, uint64_t idle)
 {
-    return !cur->busy && !cur->no_timeout && now - cur->last_used_ns > idle;
+    return !cur->busy && !cur->no_timeout && now > cur->last_used_ns &&
+           now - cur->last_used_ns > idle;
 }
 
 static bool is_idle(const struct net_cursor *cur, uint64_t now, uint64_t idle)

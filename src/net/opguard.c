@@ -79,7 +79,9 @@ int net_guard_sweep(uint64_t now_ns)
 
     pthread_mutex_lock(&guards_mu);
     for (struct net_op_guard *g = guards_head; g != NULL; g = g->next) {
-        if (g->tried || now_ns - g->since_ns < NET_GUARD_AFTER_NS) {
+        /* since_ns may be newer than now_ns (begun after the sweeper read
+         * the clock): that command has not run long. */
+        if (g->tried || now_ns <= g->since_ns || now_ns - g->since_ns < NET_GUARD_AFTER_NS) {
             continue;
         }
         /* The owner is not touching the connection's receive side while

@@ -7,12 +7,14 @@
  * A message larger than a connection's fixed receive buffer gets its own
  * buffer, which grows geometrically as bytes arrive (a header declaring
  * 48 MB reserves nothing until the bytes come) and never past the declared
- * length (itself at most WIRE_MAX_MESSAGE: the bound per connection). Each
- * growth reserves its bytes from the budget (maxIncompleteMessageBytes);
- * when the budget is spent, the connection stops reading (TCP pushes back
- * on its client) and retries every NET_RX_RETRY_MS. A message whose first
- * byte arrived more than incompleteMessageTimeoutMillis ago and is still
- * incomplete has its connection closed, which also gives its bytes back.
+ * length (itself at most WIRE_MAX_MESSAGE: the bound per connection). The
+ * declared length is reserved from the budget (maxIncompleteMessageBytes)
+ * whole before the buffer is made, so that every admitted message can
+ * complete; when the budget cannot admit it, the connection stops reading
+ * (TCP pushes back on its client) and retries every NET_RX_RETRY_MS. A
+ * message whose first byte arrived more than incompleteMessageTimeoutMillis
+ * ago and is still incomplete has its connection closed (also while it
+ * waits for the budget), which also gives its bytes back.
  * A complete message leaves the budget when it is handed to a worker.
  *
  * Threads: every function is thread-safe (atomics).

@@ -104,7 +104,7 @@ struct net_conn
     bool rx_waiting; /* rx_aio sleeps: the budget was spent, try again */
     /* When the first byte of the message being received arrived (mono ns,
      * 0 = none pending): past incompleteMessageTimeoutMillis the sweeper
-     * closes the connection (net_server_sweep). */
+     * closes the connection (net_server_drop_stalled). */
     _Atomic uint64_t partial_since;
     bool timed_out; /* guarded by s->mu: the sweeper is closing it */
 
@@ -1077,7 +1077,9 @@ size_t net_server_drop_stalled(struct net_server *s, uint64_t now_ns)
     pthread_mutex_lock(&s->mu);
     for (struct net_conn *c = s->conns; c != NULL; c = c->next) {
         uint64_t since = atomic_load(&c->partial_since);
-        if (c->busy || c->destroying || c->job != JOB_NONE || since == 0 ||
+        /* `since` may be newer than `now_ns` (read by the sweeper before it
+         * took the lock): a message begun just now is not overdue. */
+        if (c->busy || c->destroying || c->job != JOB_NONE || since == 0 || since >= now_ns ||
             now_ns - since <= limit) {
             continue;
         }

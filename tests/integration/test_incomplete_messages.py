@@ -173,3 +173,67 @@ def test_stalled_messages_are_dropped_after_the_timeout(tmp_path):
             s.close()
         c.close()
         stop(srv)
+
+
+def test_a_message_begun_while_the_sweeper_works_is_not_overdue(tmp_path):
+    """The sweeper reads the clock once, then walks the connections (logging each one it
+    closes). A message whose first byte arrives in between started after that reading;
+    `now - since` wrapped around to 2^64 and its connection was closed at once, whatever
+    the deadline. A client sends 20 KB pings in two parts while rounds of 400 half headers
+    time out together (a long walk, behind which the pinging connection sits): it must
+    keep its connection, and only the half headers are counted as timed out."""
+    import random
+    import socket
+    import threading
+
+    rng = random.Random(9)
+    rounds, n_stalled = 10, 400
+    srv = start(tmp_path, "incompleteMessageTimeoutMillis=1000")
+    c = srv.client()
+    stop_flag = threading.Event()
+    errors = []
+    sent = [0]
+    # Connected first: the sweeper's walk (newest first) reaches it last.
+    victim = connect(srv)
+    victim.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # each part leaves at once
+
+    def pinger():
+        try:
+            while not stop_flag.is_set():
+                msg, rid = frame(OP_MSG, op_msg({"ping": 1, "$db": "admin",
+                                                 "comment": "x" * 20000}))
+                cut = rng.randrange(16, 16384)
+                victim.sendall(msg[:cut])
+                time.sleep(0.001)
+                victim.sendall(msg[cut:])
+                assert expect_reply(victim, rid)[2]["ok"] == 1.0
+                sent[0] += 1
+        except Exception as e:  # noqa: BLE001 - reported by the test below
+            errors.append(e)
+
+    t = threading.Thread(target=pinger)
+    try:
+        t.start()
+        for r in range(rounds):
+            base = incomplete(c)["timedOut"]
+            socks = []
+            for _ in range(n_stalled):
+                s = connect(srv)
+                s.sendall(struct.pack("<ii", DECLARED, 8))  # half a header, never more
+                socks.append(s)
+            await_true(lambda: incomplete(c)["timedOut"] >= base + n_stalled or errors,
+                       "round %d's half headers timed out" % r)
+            for s in socks:
+                s.close()
+            assert not errors, "round %d: %r after %d pings" % (r, errors[0], sent[0])
+        stop_flag.set()
+        t.join(30)
+        assert not errors, "%r after %d pings" % (errors[0], sent[0])
+        assert sent[0] > 0
+        assert incomplete(c)["timedOut"] == rounds * n_stalled
+    finally:
+        stop_flag.set()
+        t.join(30)
+        victim.close()
+        c.close()
+        stop(srv)
