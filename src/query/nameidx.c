@@ -6,32 +6,18 @@
 #include <string.h>
 
 #include "cairn/cairn.h"
+#include "lib/hash.h"
 #include "query/nameidx.h"
 #include "query/query.h"
 
 static uint64_t name_hash(const char *s, size_t len)
 {
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 1099511628211ULL;
-    }
-    return h ^ (h >> 29);
+    return cairn_hash_fold(cairn_hash_bytes(CAIRN_HASH_SEED, s, len));
 }
 
 void qry_nameidx_init(struct qry_nameidx *ix)
 {
     memset(ix, 0, sizeof *ix);
-}
-
-static void place(struct qry_nameidx *ix, size_t pos)
-{
-    size_t mask = ix->nslots - 1;
-    size_t i = (size_t)ix->h[pos] & mask;
-    while (ix->slots[i] != 0) {
-        i = (i + 1) & mask;
-    }
-    ix->slots[i] = pos + 1;
 }
 
 int qry_nameidx_push(struct qry_nameidx *ix, const char *name)
@@ -55,24 +41,14 @@ int qry_nameidx_push(struct qry_nameidx *ix, const char *name)
         ix->h = nh;
         ix->cap = nc;
     }
-    if ((ix->n + 1) * 2 > ix->nslots) {
-        size_t ns = ix->nslots ? ix->nslots * 2 : 16;
-        size_t *sl = calloc(ns, sizeof *sl);
-        if (sl == NULL) {
-            return CAIRN_ENOMEM;
-        }
-        free(ix->slots);
-        ix->slots = sl;
-        ix->nslots = ns;
-        for (size_t p = 0; p < ix->n; p++) {
-            place(ix, p);
-        }
+    if (cairn_slots_reserve(&ix->slots, &ix->nslots, ix->h, ix->n, 16) != 0) {
+        return CAIRN_ENOMEM;
     }
     size_t len = strlen(name);
     ix->names[ix->n] = name;
     ix->lens[ix->n] = len;
     ix->h[ix->n] = name_hash(name, len);
-    place(ix, ix->n);
+    cairn_slots_place(ix->slots, ix->nslots, ix->h[ix->n], ix->n);
     ix->n++;
     return 0;
 }

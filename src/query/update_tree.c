@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/hash.h"
 #include "query/query.h"
 #include "query/update_int.h"
 
@@ -64,11 +65,7 @@ int upd_node_set_key(struct node *nd, const char *key)
 
 static size_t name_hash(const char *s)
 {
-    size_t h = 1469598103934665603ULL & SIZE_MAX;
-    for (; *s; s++) {
-        h = (h ^ (unsigned char)*s) * (1099511628211ULL & SIZE_MAX);
-    }
-    return h;
+    return (size_t)cairn_hash_bytes(CAIRN_HASH_SEED, s, strlen(s));
 }
 
 static void ht_put(struct node *nd, size_t i)

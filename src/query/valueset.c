@@ -9,24 +9,15 @@
 #include <string.h>
 
 #include "cairn/cairn.h"
+#include "lib/hash.h"
 #include "query/query.h"
 #include "query/query_int.h"
 #include "query/valueset.h"
 
-static uint64_t mix(uint64_t h, const void *p, size_t n)
-{
-    const unsigned char *c = p;
-    for (size_t i = 0; i < n; i++) {
-        h ^= c[i];
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
-
 static uint64_t vhash(uint64_t h, const bson_value_t *v)
 {
     int rank = qry_type_rank(v->value_type);
-    h = mix(h, &rank, sizeof rank);
+    h = cairn_hash_bytes(h, &rank, sizeof rank);
     switch (v->value_type) {
         case BSON_TYPE_INT32:
         case BSON_TYPE_INT64:
@@ -42,12 +33,12 @@ static uint64_t vhash(uint64_t h, const bson_value_t *v)
                 }
                 memcpy(&bits, &d, sizeof bits);
             }
-            return mix(h, &bits, sizeof bits);
+            return cairn_hash_bytes(h, &bits, sizeof bits);
         }
         case BSON_TYPE_UTF8:
-            return mix(h, v->value.v_utf8.str, v->value.v_utf8.len);
+            return cairn_hash_bytes(h, v->value.v_utf8.str, v->value.v_utf8.len);
         case BSON_TYPE_SYMBOL:
-            return mix(h, v->value.v_symbol.symbol, v->value.v_symbol.len);
+            return cairn_hash_bytes(h, v->value.v_symbol.symbol, v->value.v_symbol.len);
         case BSON_TYPE_DOCUMENT:
         case BSON_TYPE_ARRAY: {
             bson_t d;
@@ -57,7 +48,7 @@ static uint64_t vhash(uint64_t h, const bson_value_t *v)
                 while (bson_iter_next(&it)) {
                     if (v->value_type == BSON_TYPE_DOCUMENT) {
                         const char *k = bson_iter_key(&it);
-                        h = mix(h, k, strlen(k) + 1);
+                        h = cairn_hash_bytes(h, k, strlen(k) + 1);
                     }
                     h = vhash(h, bson_iter_value(&it));
                 }
@@ -65,21 +56,22 @@ static uint64_t vhash(uint64_t h, const bson_value_t *v)
             return h;
         }
         case BSON_TYPE_BOOL:
-            return mix(h, &v->value.v_bool, 1);
+            return cairn_hash_bytes(h, &v->value.v_bool, 1);
         case BSON_TYPE_DATE_TIME:
-            return mix(h, &v->value.v_datetime, sizeof v->value.v_datetime);
+            return cairn_hash_bytes(h, &v->value.v_datetime, sizeof v->value.v_datetime);
         case BSON_TYPE_OID:
-            return mix(h, v->value.v_oid.bytes, 12);
+            return cairn_hash_bytes(h, v->value.v_oid.bytes, 12);
         case BSON_TYPE_TIMESTAMP:
-            h = mix(h, &v->value.v_timestamp.timestamp, 4);
-            return mix(h, &v->value.v_timestamp.increment, 4);
+            h = cairn_hash_bytes(h, &v->value.v_timestamp.timestamp, 4);
+            return cairn_hash_bytes(h, &v->value.v_timestamp.increment, 4);
         case BSON_TYPE_BINARY:
-            h = mix(h, &v->value.v_binary.subtype, sizeof v->value.v_binary.subtype);
-            return mix(h, v->value.v_binary.data, v->value.v_binary.data_len);
+            h = cairn_hash_bytes(h, &v->value.v_binary.subtype, sizeof v->value.v_binary.subtype);
+            return cairn_hash_bytes(h, v->value.v_binary.data, v->value.v_binary.data_len);
         case BSON_TYPE_REGEX:
-            h = mix(h, v->value.v_regex.regex, strlen(v->value.v_regex.regex));
-            return mix(h, v->value.v_regex.options ? v->value.v_regex.options : "",
-                       v->value.v_regex.options ? strlen(v->value.v_regex.options) : 0);
+            h = cairn_hash_bytes(h, v->value.v_regex.regex, strlen(v->value.v_regex.regex));
+            return cairn_hash_bytes(
+                h, v->value.v_regex.options ? v->value.v_regex.options : "",
+                v->value.v_regex.options ? strlen(v->value.v_regex.options) : 0);
         default:
             return h;
     }
@@ -87,7 +79,7 @@ static uint64_t vhash(uint64_t h, const bson_value_t *v)
 
 uint64_t qry_value_hash(const bson_value_t *v)
 {
-    uint64_t h = vhash(1469598103934665603ULL, v);
+    uint64_t h = vhash(CAIRN_HASH_SEED, v);
     /* Spread the FNV result so the low bits used as a slot are mixed. */
     h ^= h >> 33;
     h *= 0xff51afd7ed558ccdULL;
@@ -119,19 +111,6 @@ static size_t probe(const struct qry_valueset *s, const bson_value_t *v, uint64_
     }
 }
 
-static void reindex(struct qry_valueset *s)
-{
-    memset(s->slots, 0, s->nslots * sizeof *s->slots);
-    for (size_t k = 0; k < s->n; k++) {
-        size_t mask = s->nslots - 1;
-        size_t i = (size_t)s->h[k] & mask;
-        while (s->slots[i] != 0) {
-            i = (i + 1) & mask;
-        }
-        s->slots[i] = k + 1;
-    }
-}
-
 /* Room for one more value: the arrays and, at load 1/2, a table twice as
  * large. */
 static int reserve(struct qry_valueset *s)
@@ -150,18 +129,7 @@ static int reserve(struct qry_valueset *s)
         s->h = nh;
         s->cap = nc;
     }
-    if ((s->n + 1) * 2 > s->nslots) {
-        size_t ns = s->nslots ? s->nslots * 2 : 32;
-        size_t *sl = calloc(ns, sizeof *sl);
-        if (sl == NULL) {
-            return CAIRN_ENOMEM;
-        }
-        free(s->slots);
-        s->slots = sl;
-        s->nslots = ns;
-        reindex(s);
-    }
-    return 0;
+    return cairn_slots_reserve(&s->slots, &s->nslots, s->h, s->n, 32);
 }
 
 static int insert(struct qry_valueset *s, const bson_value_t *v, bool copy, bool *added)
@@ -222,7 +190,7 @@ void qry_valueset_sort(struct qry_valueset *s)
     for (size_t k = 0; k < s->n; k++) {
         s->h[k] = qry_value_hash(&s->v[k]);
     }
-    reindex(s);
+    cairn_slots_rebuild(s->slots, s->nslots, s->h, s->n);
 }
 
 void qry_valueset_fini(struct qry_valueset *s)

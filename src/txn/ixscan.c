@@ -41,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/hash.h"
 #include "query/query.h"
 #include "txn/txn_int.h"
 
@@ -68,19 +69,11 @@ struct txn_ixscan
     bson_t cov;
 };
 
-static uint64_t hash_bytes(const uint8_t *p, size_t n)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < n; i++) {
-        h = (h ^ p[i]) * 1099511628211ULL;
-    }
-    return h ^ (h >> 29);
-}
-
 /* Stored as a 4-byte length then the bytes; slots hold offset + 1. */
 static bool seen_lookup(const struct txn_ixscan *x, const uint8_t *k, size_t n, size_t *slot)
 {
-    size_t mask = x->n_slots - 1, i = hash_bytes(k, n) & mask;
+    size_t mask = x->n_slots - 1;
+    size_t i = cairn_hash_fold(cairn_hash_bytes(CAIRN_HASH_SEED, k, n)) & mask;
     for (;; i = (i + 1) & mask) {
         size_t s = x->slots[i];
         if (s == 0) {

@@ -24,16 +24,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/hash.h"
 #include "txn/txn_int.h"
 
 #define LOCK_BUCKETS_INIT 1024
 
 static uint64_t hash_key(uint64_t coll_id, const uint8_t *key, size_t len)
 {
-    uint64_t h = 1469598103934665603ULL ^ (coll_id * 0x9E3779B97F4A7C15ULL);
-    for (size_t i = 0; i < len; i++) {
-        h = (h ^ key[i]) * 1099511628211ULL;
-    }
+    uint64_t h = cairn_hash_bytes(CAIRN_HASH_SEED ^ (coll_id * 0x9E3779B97F4A7C15ULL), key, len);
     return h ^ (h >> 31);
 }
 

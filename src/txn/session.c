@@ -48,6 +48,7 @@
 #include <string.h>
 
 #include "lib/clock.h"
+#include "lib/hash.h"
 #include "lib/log.h"
 #include "txn/txn_int.h"
 
@@ -59,11 +60,7 @@
 
 static uint64_t lsid_hash(const uint8_t *lsid)
 {
-    uint64_t h = 1469598103934665603ULL;
-    for (int i = 0; i < TXN_LSID_LEN; i++) {
-        h = (h ^ lsid[i]) * 1099511628211ULL;
-    }
-    return h;
+    return cairn_hash_bytes(CAIRN_HASH_SEED, lsid, TXN_LSID_LEN);
 }
 
 int txn_sessions_init(struct txn_sessions *t)

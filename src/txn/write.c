@@ -53,6 +53,7 @@
 #include <string.h>
 
 #include "lib/clock.h"
+#include "lib/hash.h"
 #include "lib/log.h"
 #include "query/query.h"
 #include "txn/txn_int.h"
@@ -72,11 +73,7 @@ static int conflict(struct cairn_error *err)
 
 static uint64_t hash_key(uint64_t coll_id, const uint8_t *key, size_t len)
 {
-    uint64_t h = 1469598103934665603ULL ^ coll_id;
-    for (size_t i = 0; i < len; i++) {
-        h = (h ^ key[i]) * 1099511628211ULL;
-    }
-    return h ^ (h >> 29);
+    return cairn_hash_fold(cairn_hash_bytes(CAIRN_HASH_SEED ^ coll_id, key, len));
 }
 
 /* Returns the slot holding (coll_id, key) or the empty slot where it goes. */

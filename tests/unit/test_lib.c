@@ -8,6 +8,7 @@
 
 #include "cairn/cairn.h"
 #include "lib/buf.h"
+#include "lib/hash.h"
 
 /* Every code has a name; unknown codes still get a string. */
 START_TEST(test_lib_strerror)
@@ -72,6 +73,36 @@ START_TEST(test_lib_buf)
 }
 END_TEST
 
+/* FNV-1a 64 reference vectors (from the standard basis), continuation, and the slot table keeping
+ * every entry findable across growth. */
+START_TEST(test_lib_hash)
+{
+    const uint64_t fnv_basis = 0xcbf29ce484222325ULL;
+    ck_assert(cairn_hash_bytes(CAIRN_HASH_SEED, NULL, 0) == CAIRN_HASH_SEED);
+    ck_assert(cairn_hash_bytes(fnv_basis, "a", 1) == 0xaf63dc4c8601ec8cULL);
+    ck_assert(cairn_hash_bytes(fnv_basis, "foobar", 6) == 0x85944171f73967e8ULL);
+    ck_assert(cairn_hash_bytes(cairn_hash_bytes(fnv_basis, "foo", 3), "bar", 3) ==
+              0x85944171f73967e8ULL);
+
+    uint64_t h[100];
+    size_t *slots = NULL, nslots = 0;
+    for (size_t k = 0; k < 100; k++) {
+        h[k] = cairn_hash_fold(cairn_hash_bytes(CAIRN_HASH_SEED, &k, sizeof k));
+        ck_assert_int_eq(cairn_slots_reserve(&slots, &nslots, h, k, 4), 0);
+        ck_assert((k + 1) * 2 <= nslots && (nslots & (nslots - 1)) == 0);
+        cairn_slots_place(slots, nslots, h[k], k);
+    }
+    for (size_t k = 0; k < 100; k++) {
+        size_t i = (size_t)h[k] & (nslots - 1);
+        while (slots[i] != k + 1) {
+            ck_assert_uint_ne(slots[i], 0);
+            i = (i + 1) & (nslots - 1);
+        }
+    }
+    free(slots);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("lib");
@@ -80,6 +111,7 @@ int main(void)
     tcase_add_test(tc, test_lib_error_wrap);
     tcase_add_test(tc, test_lib_error_wrap_truncates);
     tcase_add_test(tc, test_lib_buf);
+    tcase_add_test(tc, test_lib_hash);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
