@@ -20,6 +20,7 @@ from pymongo import monitoring
 
 import rawwire
 from cairn_server import CairnServer
+from proc_probe import thread_count
 from rawwire import OP_MSG, OP_QUERY
 
 HELLOS = ("hello", "isMaster", "ismaster")
@@ -81,14 +82,6 @@ def wait_awaiting(server, n, timeout=20.0):
             raise AssertionError("awaitingTopologyChanges is %r, not %d"
                                  % (st["connections"]["awaitingTopologyChanges"], n))
         time.sleep(0.05)
-
-
-def thread_count(server):
-    with open("/proc/%d/status" % server.proc.pid) as f:
-        for line in f:
-            if line.startswith("Threads:"):
-                return int(line.split()[1])
-    raise AssertionError("no Threads line")
 
 
 @pytest.fixture
@@ -318,7 +311,7 @@ def test_pymongo_learns_of_initiate_without_polling(server_factory):
 # ---- parked requests hold no thread; clients that leave ----------------------------------------
 
 def test_many_parked_hellos_hold_no_worker_threads(server):
-    base = thread_count(server)
+    base = thread_count(server.proc.pid)
     tv = current_tv_of(server)
     socks = []
     try:
@@ -328,7 +321,7 @@ def test_many_parked_hellos_hold_no_worker_threads(server):
             socks.append(s)
         st = wait_awaiting(server, 200)
         assert st["connections"]["current"] >= 200
-        threads = thread_count(server)
+        threads = thread_count(server.proc.pid)
         assert threads <= base + 16, "%d threads with 200 parked hellos (%d before)" % (
             threads, base)
         # Other clients are served at once meanwhile.

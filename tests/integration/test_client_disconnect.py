@@ -4,14 +4,15 @@ ClientDisconnect, as mongod's killOnClientDisconnect) the way maxTimeMS does, so
 abandoned scans do not keep the cores busy. killOp ends a named operation with 11601 (also
 test_current_op.py's long count)."""
 
-import os
 import threading
 
 import pytest
 from pymongo.errors import OperationFailure
 
 from cairn_server import CairnServer
+from proc_probe import running_threads
 from rawwire import OP_MSG, connect, expect_reply, frame, op_msg
+from workers import wait_until
 
 # A regex that backtracks over 1,000-character strings: a scan of 20,000 of them runs for
 # minutes.
@@ -41,31 +42,6 @@ def ops_with_comment(client, comment):
     return client.admin.command({"currentOp": 1, "command.comment": comment})["inprog"]
 
 
-def await_true(fn, what, timeout=60):
-    import time
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if fn():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for " + what)
-
-
-def running_threads(srv):
-    """Threads of the server process that are running or runnable (state R)."""
-    n = 0
-    task_dir = "/proc/%d/task" % srv.proc.pid
-    for tid in os.listdir(task_dir):
-        try:
-            with open("%s/%s/stat" % (task_dir, tid)) as f:
-                stat = f.read()
-        except FileNotFoundError:
-            continue
-        if stat[stat.rindex(")") + 2] == "R":
-            n += 1
-    return n
-
-
 def ended_by_disconnect(client):
     return client.admin.command("serverStatus")["network"]["opsEndedByDisconnect"]
 
@@ -90,14 +66,15 @@ def test_disconnect_ends_the_running_command(srv, client, name):
         msg, _rid = frame(OP_MSG, op_msg({**COMMANDS[name](tag), "$db": "disc"}))
         s.sendall(msg)
         socks.append(s)
-    await_true(lambda: len(ops_with_comment(client, tag)) == 4, "the four scans running")
-    assert running_threads(srv) >= 2  # the probe sees them busy
+    wait_until(lambda: len(ops_with_comment(client, tag)) == 4, 60, "the four scans running")
+    assert running_threads(srv.proc.pid) >= 2  # the probe sees them busy
     for s in socks:
         s.close()
-    await_true(lambda: not ops_with_comment(client, tag), "the scans to stop")
+    wait_until(lambda: not ops_with_comment(client, tag), 60, "the scans to stop")
     assert ended_by_disconnect(client) - before == 4
     # The CPU comes back: no thread left scanning (at most one caught answering a hello).
-    await_true(lambda: running_threads(srv) <= 1, "the server's threads to go idle")
+    wait_until(lambda: running_threads(srv.proc.pid) <= 1, 60,
+               "the server's threads to go idle")
     # The server goes on.
     assert client.disc.slow.find_one({"_id": 7})["_id"] == 7
 
@@ -110,7 +87,7 @@ def test_bytes_sent_while_a_command_runs_are_kept(srv, client):
         first, rid1 = frame(OP_MSG, op_msg({"count": "slow", "query": SLOW, "maxTimeMS": 1000,
                                             "comment": "kept", "$db": "disc"}))
         s.sendall(first)
-        await_true(lambda: ops_with_comment(client, "kept"), "the count running")
+        wait_until(lambda: ops_with_comment(client, "kept"), 60, "the count running")
         second, rid2 = frame(OP_MSG, op_msg({"ping": 1, "$db": "admin"}))
         s.sendall(second)
         r1 = expect_reply(s, rid1)[2]
@@ -135,7 +112,7 @@ def test_kill_op_ends_a_running_aggregate(srv, client):
 
     t = threading.Thread(target=run)
     t.start()
-    await_true(lambda: ops_with_comment(client, "to-kill"), "the aggregate running")
+    wait_until(lambda: ops_with_comment(client, "to-kill"), 60, "the aggregate running")
     op = ops_with_comment(client, "to-kill")[0]
     assert client.admin.command("killOp", op=op["opid"])["info"] == "attempting to kill op"
     t.join(120)

@@ -7,7 +7,6 @@ getMore from another session than the cursor's (50738) is covered by test_txn_cu
 killCursors may kill any cursor, as mongod without authentication."""
 
 import threading
-import time
 
 import pytest
 from bson import Int64
@@ -15,15 +14,7 @@ from pymongo.errors import OperationFailure
 
 from cairn_server import CairnServer
 from rawwire import OP_MSG, connect, frame, op_msg, read_reply
-
-
-def await_true(fn, what, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if fn():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for " + what)
+from workers import wait_until
 
 
 def cursor_metrics(c):
@@ -50,7 +41,7 @@ def test_idle_cursors_are_reaped_on_a_timer(srv):
         ids = [c.reap.command("find", "docs", batchSize=1)["cursor"]["id"] for _ in range(20)]
         assert all(ids)
         # serverStatus is no cursor command: before, expiry waited for one.
-        await_true(lambda: cursor_metrics(c)["open"]["total"] == 0, "the cursors reaped")
+        wait_until(lambda: cursor_metrics(c)["open"]["total"] == 0, 30, "the cursors reaped")
         assert cursor_metrics(c)["timedOut"] == 20
         with pytest.raises(OperationFailure) as e:
             c.reap.command("getMore", ids[0], collection="docs")
@@ -65,7 +56,7 @@ def test_no_cursor_timeout_cursors_are_kept(srv):
         c.keep.docs.insert_many([{"_id": i} for i in range(5)])
         kept = c.keep.command("find", "docs", batchSize=1, noCursorTimeout=True)["cursor"]["id"]
         c.keep.command("find", "docs", batchSize=1)
-        await_true(lambda: cursor_metrics(c)["timedOut"] >= 1, "the ordinary cursor reaped")
+        wait_until(lambda: cursor_metrics(c)["timedOut"] >= 1, 30, "the ordinary cursor reaped")
         m = cursor_metrics(c)
         assert m["open"] == {"noTimeout": 1, "total": 1}, m
         more = c.keep.command("getMore", kept, collection="docs", batchSize=10)
@@ -83,7 +74,7 @@ def test_runtime_change_applies_to_open_cursors(srv):
         cid = c.rt.command("find", "docs", batchSize=1)["cursor"]["id"]
         before = cursor_metrics(c)["timedOut"]
         c.admin.command("setParameter", 1, cursorTimeoutMillis=200)
-        await_true(lambda: cursor_metrics(c)["timedOut"] == before + 1, "the cursor reaped")
+        wait_until(lambda: cursor_metrics(c)["timedOut"] == before + 1, 30, "the cursor reaped")
         with pytest.raises(OperationFailure) as e:
             c.rt.command("getMore", cid, collection="docs")
         assert e.value.code == 43

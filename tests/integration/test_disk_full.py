@@ -13,7 +13,6 @@ PrimarySteppedDown, the server survives and serves new clients once connections 
 import os
 import socket
 import subprocess
-import time
 import uuid
 
 import pymongo
@@ -22,6 +21,7 @@ from pymongo.errors import OperationFailure
 
 from cairn_rs import rs_factory  # noqa: F401 (fixture)
 from cairn_server import CairnServer
+from workers import wait_until
 
 OUT_OF_DISK_SPACE = 14031
 PRIMARY_STEPPED_DOWN = 189
@@ -31,15 +31,6 @@ MIB = 1 << 20
 # RocksDB's preallocated WAL (~70 MiB): the tmpfs must hold those and the headroom.
 TMPFS_MB = 384
 FLOOR_MB = 96
-
-
-def wait_until(pred, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting until " + what)
 
 
 @pytest.fixture

@@ -12,7 +12,9 @@ import time
 import pytest
 
 from cairn_server import CairnServer
+from proc_probe import memory
 from rawwire import OP_MSG, connect, expect_reply, frame, op_msg, wait_closed
+from workers import wait_until
 
 MB = 1000 * 1000
 DECLARED = 40 * MB
@@ -20,27 +22,8 @@ N_CONNS = 60
 OP_MSG_CODE = 2013
 
 
-def proc_status(srv):
-    out = {}
-    with open("/proc/%d/status" % srv.proc.pid) as f:
-        for line in f:
-            if line.startswith(("VmRSS:", "VmHWM:", "VmSize:")):
-                k, v = line.split(":", 1)
-                out[k] = int(v.split()[0]) * 1024  # kB -> bytes
-    return out
-
-
 def incomplete(client):
     return client.admin.command("serverStatus")["network"]["incompleteMessages"]
-
-
-def await_true(fn, what, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if fn():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for " + what)
 
 
 def partial_message(body_bytes):
@@ -109,16 +92,16 @@ def test_declared_length_reserves_nothing_until_bytes_arrive(tmp_path):
     socks = []
     try:
         c.admin.command("ping")
-        before = proc_status(srv)
+        before = memory(srv.proc.pid)
         for _ in range(N_CONNS):
             s = connect(srv)
             socks.append(s)
             assert send_some(s, partial_message(2 * MB)) > 16
-        await_true(lambda: incomplete(c)["bytesReserved"] == 2 * DECLARED
-                   and incomplete(c)["budgetWaits"] >= N_CONNS - 2,
+        wait_until(lambda: incomplete(c)["bytesReserved"] == 2 * DECLARED
+                   and incomplete(c)["budgetWaits"] >= N_CONNS - 2, 30,
                    "two admitted messages and the others waiting for the budget")
         # The admitted ones have read their 2 MB (their buffers grew to it, no further).
-        after = proc_status(srv)
+        after = memory(srv.proc.pid)
         assert after["VmSize"] - before["VmSize"] < 500 * MB, (before, after)
         assert after["VmRSS"] - before["VmRSS"] < 60 * MB, (before, after)
         # Ordinary clients are served meanwhile, on fresh and existing connections.
@@ -130,7 +113,7 @@ def test_declared_length_reserves_nothing_until_bytes_arrive(tmp_path):
     finally:
         for s in socks:
             s.close()
-        await_true(lambda: incomplete(c)["bytesReserved"] == 0, "the budget given back")
+        wait_until(lambda: incomplete(c)["bytesReserved"] == 0, 30, "the budget given back")
         c.close()
         stop(srv)
 
@@ -162,7 +145,7 @@ def test_stalled_messages_are_dropped_after_the_timeout(tmp_path):
         st = incomplete(c)
         assert st["timedOut"] >= N_CONNS + 1, st
         assert st["budgetWaits"] > 0, st
-        await_true(lambda: incomplete(c)["bytesReserved"] == 0, "the budget given back")
+        wait_until(lambda: incomplete(c)["bytesReserved"] == 0, 30, "the budget given back")
         # An idle connection has no message in progress and is kept.
         assert ping_raw(idle)["ok"] == 1.0
         idle.close()
@@ -221,7 +204,7 @@ def test_a_message_begun_while_the_sweeper_works_is_not_overdue(tmp_path):
                 s = connect(srv)
                 s.sendall(struct.pack("<ii", DECLARED, 8))  # half a header, never more
                 socks.append(s)
-            await_true(lambda: incomplete(c)["timedOut"] >= base + n_stalled or errors,
+            wait_until(lambda: incomplete(c)["timedOut"] >= base + n_stalled or errors, 30,
                        "round %d's half headers timed out" % r)
             for s in socks:
                 s.close()

@@ -8,6 +8,8 @@ within its own 100 MB sort cap, pin memory without bound. Measured both by the s
 import pytest
 from pymongo.errors import OperationFailure
 
+from proc_probe import rss_kb, sanitized
+
 BUDGET = 16 << 20
 DOCS = 2000
 PAD = 4096  # about 8.3 MB held by each open sorted cursor
@@ -15,20 +17,6 @@ PAD = 4096  # about 8.3 MB held by each open sorted cursor
 
 def held(client):
     return client.admin.command("serverStatus")["metrics"]["query"]["heldResultBytes"]
-
-
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
-
-def sanitized(pid):
-    # ASan keeps freed memory in quarantine (256 MB): resident size says nothing then.
-    with open("/proc/%d/maps" % pid) as f:
-        return any("libasan" in line or "libtsan" in line for line in f)
 
 
 @pytest.fixture(scope="module")
