@@ -12,19 +12,9 @@ import random
 import pytest
 from bson import Decimal128, Int64, ObjectId
 
+from index_helpers import access, find_explain
+
 SEED = 20261205
-
-
-def access(plan):
-    while plan.get("stage") in ("SORT", "LIMIT", "SKIP", "COUNT", "FETCH",
-                                "PROJECTION_COVERED") and "inputStage" in plan:
-        plan = plan["inputStage"]
-    return plan
-
-
-def explain(coll, flt, **kw):
-    e = coll.find(flt, **kw).explain()
-    return e["queryPlanner"]["winningPlan"], e["executionStats"]
 
 
 def typed(v):
@@ -60,7 +50,7 @@ def sc(db):
 ])
 def test_reverse_sort_scans_the_index_backward(sc, flt, sort):
     c, plain = sc
-    plan, _ = explain(c, flt, sort=sort)
+    plan, _ = find_explain(c, flt, sort=sort)
     assert plan["stage"] != "SORT", plan
     ix = access(plan)
     assert ix["stage"] == "IXSCAN" and ix["direction"] == "backward", plan
@@ -71,7 +61,7 @@ def test_reverse_sort_scans_the_index_backward(sc, flt, sort):
                                                               limit=limit)]
         assert got == want, (flt, sort)
     # Forward still forward.
-    plan, _ = explain(c, flt, sort=[(f, -d) for f, d in sort])
+    plan, _ = find_explain(c, flt, sort=[(f, -d) for f, d in sort])
     assert access(plan)["direction"] == "forward"
 
 
@@ -95,7 +85,7 @@ def test_ranges_on_a_descending_field_narrow_the_scan(db):
                 {"w": 2, "v": {"$gt": 400}}, {"w": {"$in": [1, 3]}, "v": {"$lt": 30}}):
         want = sorted(d["_id"] for d in plain.find(flt))
         assert sorted(d["_id"] for d in c.find(flt)) == want, flt
-        plan, st = explain(c, flt)
+        plan, st = find_explain(c, flt)
         assert access(plan)["stage"] == "IXSCAN", (flt, plan)
         assert st["totalKeysExamined"] <= len(want) + 2, (flt, st)
 
@@ -117,7 +107,7 @@ def cov(db):
     ({"$or": [{"a": 1}, {"a": 2, "b": {"$ne": "s002"}}], "a": {"$lte": 2}}, {"a": 1}, None),
 ])
 def test_covered_projection_reads_no_document(cov, flt, proj, sort):
-    plan, st = explain(cov, flt, projection=proj, sort=sort)
+    plan, st = find_explain(cov, flt, projection=proj, sort=sort)
     stage = plan if plan["stage"] != "SORT" else plan["inputStage"]
     assert stage["stage"] == "PROJECTION_COVERED", plan
     assert st["totalDocsExamined"] == 0 and st["nReturned"] > 0, st
@@ -139,7 +129,7 @@ def test_covered_projection_reads_no_document(cov, flt, proj, sort):
     ({"a": 3}, {"a": {"$add": [1, 1]}}),     # an expression
 ])
 def test_not_covered_fetches(cov, flt, proj):
-    plan, st = explain(cov, flt, projection=proj)
+    plan, st = find_explain(cov, flt, projection=proj)
     assert access(plan)["stage"] == "IXSCAN"
     assert "PROJECTION_COVERED" not in str(plan)
     assert st["totalDocsExamined"] > 0
@@ -149,7 +139,7 @@ def test_arrays_make_the_index_not_cover(db):
     c = db.arr
     c.create_index("a")
     c.insert_many([{"_id": 1, "a": 5}, {"_id": 2, "a": [6]}])  # one element: one key
-    plan, _ = explain(c, {"a": {"$gte": 5}}, projection={"a": 1, "_id": 0})
+    plan, _ = find_explain(c, {"a": {"$gte": 5}}, projection={"a": 1, "_id": 0})
     assert "PROJECTION_COVERED" not in str(plan)
     got = sorted(c.find({"a": {"$gte": 5}}, projection={"a": 1, "_id": 0}), key=repr)
     assert got == [{"a": 5}, {"a": [6]}]
@@ -167,7 +157,7 @@ def test_covered_values_keep_their_exact_types(db):
     docs.append({"_id": "missing"})
     docs = [d for d in docs if d.get("v") != []]  # arrays would make it multikey
     c.insert_many(docs)
-    plan, st = explain(c, {}, projection={"v": 1}, hint="v_1")
+    plan, st = find_explain(c, {}, projection={"v": 1}, hint="v_1")
     assert plan["stage"] == "PROJECTION_COVERED" and st["totalDocsExamined"] == 0, (plan, st)
     got = {d["_id"]: typed(d) for d in c.find({}, projection={"v": 1}, hint="v_1")}
     want = {d["_id"]: typed(d) for d in docs}
@@ -176,7 +166,7 @@ def test_covered_values_keep_their_exact_types(db):
     c.insert_one({"_id": "dec", "v": Decimal128("1.10")})
     got = {d["_id"]: d for d in c.find({"v": {"$gte": 1}}, projection={"v": 1, "_id": 1})}
     assert got["dec"]["v"] == Decimal128("1.10")
-    _, st = explain(c, {"v": {"$gte": 1}}, projection={"v": 1}, hint="v_1")
+    _, st = find_explain(c, {"v": {"$gte": 1}}, projection={"v": 1}, hint="v_1")
     assert st["totalDocsExamined"] == 1
 
 
@@ -245,7 +235,7 @@ def test_random_covered_and_backward_queries_equal_a_collection_scan(db):
         got = sorted((typed(d) for d in raw_got), key=repr)
         want = sorted((typed(d) for d in raw_want), key=repr)
         assert got == want, (flt, kw)
-        plan, st = explain(c, flt, **kw)
+        plan, st = find_explain(c, flt, **kw)
         if "PROJECTION_COVERED" in str(plan):
             covered += 1
             assert st["totalDocsExamined"] == 0, (flt, kw, st)

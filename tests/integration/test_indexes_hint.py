@@ -10,17 +10,9 @@ import pytest
 from bson.int64 import Int64
 from pymongo.errors import OperationFailure
 
+from index_helpers import access, as_cmd, find_explain, people  # noqa: F401 (fixture)
+
 SEED = 20261205
-
-
-def access(plan):
-    while plan.get("stage") in ("SORT", "LIMIT", "SKIP", "COUNT", "FETCH") and "inputStage" in plan:
-        plan = plan["inputStage"]
-    return plan
-
-
-def as_cmd(hint):
-    return hint if isinstance(hint, (str, dict)) else dict(hint)
 
 
 def count(coll, flt, hint=None):
@@ -29,22 +21,6 @@ def count(coll, flt, hint=None):
     if hint is not None:
         cmd["hint"] = as_cmd(hint)
     return coll.database.command(cmd)["n"]
-
-
-def explain(coll, flt, **kw):
-    e = coll.find(flt, **kw).explain()
-    return e["queryPlanner"]["winningPlan"], e["executionStats"]
-
-
-@pytest.fixture
-def people(db):
-    c = db.people
-    c.insert_many([{"_id": i, "age": i % 50, "city": "c%d" % (i % 7), "name": "n%04d" % i}
-                   for i in range(700)])
-    c.create_index("age")
-    c.create_index([("city", 1), ("age", 1)])
-    c.create_index("name", name="by_name")
-    return c
 
 
 @pytest.mark.parametrize("hint,index", [
@@ -56,7 +32,7 @@ def people(db):
 ])
 def test_hint_by_name_or_pattern_picks_that_index(people, hint, index):
     flt = {"age": 7}
-    plan, stats = explain(people, flt, hint=hint)
+    plan, stats = find_explain(people, flt, hint=hint)
     assert access(plan)["stage"] == "IXSCAN" and access(plan)["indexName"] == index, plan
     want = sorted(d["_id"] for d in people.find(flt, hint={"$natural": 1}))
     assert len(want) == 14
@@ -66,30 +42,30 @@ def test_hint_by_name_or_pattern_picks_that_index(people, hint, index):
 
 
 def test_hinted_index_that_cannot_serve_the_filter_is_scanned_whole(people):
-    plan, stats = explain(people, {"age": 7}, hint="by_name")
+    plan, stats = find_explain(people, {"age": 7}, hint="by_name")
     assert access(plan)["indexName"] == "by_name"
     assert stats["totalKeysExamined"] == 700 and stats["totalDocsExamined"] == 700
     assert stats["nReturned"] == 14
     # Without the hint the planner would use age_1 and examine 14.
-    plan, stats = explain(people, {"age": 7})
+    plan, stats = find_explain(people, {"age": 7})
     assert access(plan)["indexName"] == "age_1" and stats["totalDocsExamined"] == 14
     # A range on the hinted index's field narrows it.
-    _, stats = explain(people, {"name": {"$gte": "n0690"}}, hint="by_name")
+    _, stats = find_explain(people, {"name": {"$gte": "n0690"}}, hint="by_name")
     assert stats["nReturned"] == 10 and stats["totalDocsExamined"] == 10
 
 
 def test_natural_hint_forces_a_collection_scan(people):
     for nat in (1, -1):
-        plan, stats = explain(people, {"age": 7}, hint={"$natural": nat})
+        plan, stats = find_explain(people, {"age": 7}, hint={"$natural": nat})
         assert access(plan)["stage"] == "COLLSCAN", plan
         assert stats["totalDocsExamined"] == 700 and stats["nReturned"] == 14
     assert count(people, {"age": 7}, hint={"$natural": 1}) == 14
     # The _id index: our collection is in _id order, so a collection scan serves it.
     assert count(people, {"age": 7}, hint="_id_") == 14
     assert len(list(people.find({"_id": 3}, hint=[("_id", 1)]))) == 1
-    plan, _ = explain(people, {"_id": 3}, hint="_id_")
+    plan, _ = find_explain(people, {"_id": 3}, hint="_id_")
     assert plan["stage"] == "IDHACK"
-    plan, _ = explain(people, {"_id": 3}, hint="age_1")
+    plan, _ = find_explain(people, {"_id": 3}, hint="age_1")
     assert access(plan)["indexName"] == "age_1"
     assert [d["_id"] for d in people.find({"_id": 3}, hint="age_1")] == [3]
 
@@ -152,7 +128,7 @@ def test_sparse_hint_returns_what_the_index_holds(db):
     assert count(c, {}, hint="s_1") == 10
     assert sorted(d["_id"] for d in c.find({}, hint="s_1")) == list(range(1, 20, 2))
     assert c.count_documents({}) == 20
-    plan, _ = explain(c, {"s": {"$gt": 5}}, hint="s_1")
+    plan, _ = find_explain(c, {"s": {"$gt": 5}}, hint="s_1")
     assert access(plan)["indexName"] == "s_1"
     assert sorted(d["s"] for d in c.find({"s": {"$gt": 5}}, hint="s_1")) == [7, 9, 11, 13, 15, 17,
                                                                             19]
@@ -169,10 +145,10 @@ def test_partial_index_hint_is_refused(db):
 
 def test_hint_with_sort(people):
     # The hinted index gives the sort's order: no SORT stage.
-    plan, _ = explain(people, {}, hint="age_1", sort=[("age", 1)])
+    plan, _ = find_explain(people, {}, hint="age_1", sort=[("age", 1)])
     assert plan["stage"] != "SORT" and access(plan)["indexName"] == "age_1"
     # It does not: the scan is the hinted index, sorted in memory.
-    plan, _ = explain(people, {}, hint="age_1", sort=[("name", 1)])
+    plan, _ = find_explain(people, {}, hint="age_1", sort=[("name", 1)])
     assert plan["stage"] == "SORT" and access(plan)["indexName"] == "age_1"
     got = [d["name"] for d in people.find({"age": {"$lt": 3}}, hint="age_1", sort=[("name", -1)])]
     assert got == sorted(got, reverse=True) and len(got) == 42

@@ -12,19 +12,10 @@ from bson.son import SON
 from pymongo import ReturnDocument
 from pymongo.errors import OperationFailure, WriteError
 
+from index_helpers import access, as_cmd, people  # noqa: F401 (fixture)
+
 SEED = 20261205
 UNKNOWN = "hint provided does not correspond to an existing index"
-
-
-def access(plan):
-    while plan.get("stage") in ("UPDATE", "DELETE", "SORT", "LIMIT", "SKIP", "COUNT",
-                                "FETCH") and "inputStage" in plan:
-        plan = plan["inputStage"]
-    return plan
-
-
-def as_cmd(hint):
-    return hint if isinstance(hint, (str, dict)) else SON(hint)
 
 
 def explain(coll, cmd):
@@ -46,17 +37,6 @@ def write_cmds(coll, flt, hint):
         "aggregate": SON([("aggregate", coll.name), ("pipeline", [{"$match": flt}]),
                           ("cursor", {})] + list(h.items())),
     }
-
-
-@pytest.fixture
-def people(db):
-    c = db.people
-    c.insert_many([{"_id": i, "age": i % 50, "city": "c%d" % (i % 7), "name": "n%04d" % i}
-                   for i in range(700)])
-    c.create_index("age")
-    c.create_index([("city", 1), ("age", 1)])
-    c.create_index("name", name="by_name")
-    return c
 
 
 @pytest.mark.parametrize("hint,index", [

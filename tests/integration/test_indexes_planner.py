@@ -8,18 +8,9 @@ import random
 
 import pytest
 
+from index_helpers import access, find_explain
+
 SEED = 20261205
-
-
-def winning(coll, flt, **kw):
-    e = coll.find(flt, **kw).explain()
-    return e["queryPlanner"]["winningPlan"], e["executionStats"]
-
-
-def access(plan):
-    while plan.get("stage") in ("SORT", "LIMIT", "SKIP", "COUNT", "FETCH") and "inputStage" in plan:
-        plan = plan["inputStage"]
-    return plan
 
 
 @pytest.fixture
@@ -45,7 +36,7 @@ def indexed(db):
     ({"$and": [{"age": 5}, {"name": {"$gt": "n"}}]}, "age_1"),
 ])
 def test_explain_shows_the_index_used(indexed, flt, index):
-    plan, stats = winning(indexed, flt)
+    plan, stats = find_explain(indexed, flt)
     leaf = access(plan)
     assert leaf["stage"] == "IXSCAN", plan
     assert leaf["indexName"] == index
@@ -63,18 +54,18 @@ def test_explain_shows_the_index_used(indexed, flt, index):
     {},
 ])
 def test_explain_shows_collscan_without_a_usable_index(indexed, flt):
-    plan, stats = winning(indexed, flt)
+    plan, stats = find_explain(indexed, flt)
     assert access(plan)["stage"] == "COLLSCAN", plan
     assert stats["totalDocsExamined"] == 1000
     assert stats["totalKeysExamined"] == 0
 
 
 def test_explain_id_lookup_and_hidden_index(indexed):
-    plan, _ = winning(indexed, {"_id": 5})
+    plan, _ = find_explain(indexed, {"_id": 5})
     assert plan["stage"] == "IDHACK"
     indexed.database.command("dropIndexes", indexed.name, index="age_1")
     indexed.create_index("age", hidden=True)
-    plan, _ = winning(indexed, {"age": 7})
+    plan, _ = find_explain(indexed, {"age": 7})
     assert access(plan)["stage"] == "COLLSCAN"
 
 
@@ -82,7 +73,7 @@ def test_explain_count_and_sort(indexed):
     e = indexed.database.command("explain", {"count": indexed.name, "query": {"age": 3}})
     assert e["queryPlanner"]["winningPlan"]["stage"] == "COUNT"
     assert access(e["queryPlanner"]["winningPlan"])["stage"] == "IXSCAN"
-    plan, stats = winning(indexed, {"age": 3}, sort=[("name", -1)])
+    plan, stats = find_explain(indexed, {"age": 3}, sort=[("name", -1)])
     assert plan["stage"] == "SORT" and access(plan)["indexName"] == "age_1"
     assert stats["nReturned"] == 20
 
@@ -156,7 +147,7 @@ def test_indexed_results_equal_collection_scan(db, seed):
         assert sorted(got) == want, q
         assert len(got) == len(set(got)), q  # each document once (multikey)
         assert idx.count_documents(q) == len(want), q
-        plan, _ = winning(idx, q)
+        plan, _ = find_explain(idx, q)
         used += access(plan)["stage"] == "IXSCAN"
     assert used > 150  # the planner served most of them
 
@@ -177,7 +168,7 @@ def test_ranges_use_both_bounds_until_the_index_is_multikey(db):
     c = db.r
     c.insert_many([{"_id": i, "v": i} for i in range(1000)])
     c.create_index("v")
-    _, stats = winning(c, {"v": {"$gte": 100, "$lt": 110}})
+    _, stats = find_explain(c, {"v": {"$gte": 100, "$lt": 110}})
     assert stats["nReturned"] == 10
     assert stats["totalKeysExamined"] <= 11  # both bounds (the upper one inclusive)
     # One array document makes the index multikey: a two-sided range could now miss a
@@ -186,7 +177,7 @@ def test_ranges_use_both_bounds_until_the_index_is_multikey(db):
     q = {"v": {"$gt": 200, "$lt": 300}}
     got = sorted(str(d["_id"]) for d in c.find(q))
     assert "arr" in got and len(got) == 100
-    _, stats = winning(c, q)
+    _, stats = find_explain(c, q)
     assert stats["nReturned"] == 100
     assert stats["totalKeysExamined"] > 700
 
@@ -201,7 +192,7 @@ def test_sort_by_index_order_streams_without_a_sort_stage(db):
     cases = [({}, [("a", 1)]), ({"a": {"$gte": 10}}, [("a", 1), ("b", -1)]),
              ({"a": {"$in": [3, 1, 7]}}, [("a", 1)]), ({"b": 4}, [("a", 1)])]
     for flt, sort in cases:
-        plan, _ = winning(c, flt, sort=sort)
+        plan, _ = find_explain(c, flt, sort=sort)
         assert plan["stage"] != "SORT" and access(plan)["stage"] == "IXSCAN", (flt, plan)
         key = [f for f, _ in sort]
         got = [tuple(d[f] for f in key) for d in c.find(flt, sort=sort, skip=3, limit=50)]
@@ -210,11 +201,11 @@ def test_sort_by_index_order_streams_without_a_sort_stage(db):
     # Directions that are neither the index's nor all reversed, or a field it does not lead
     # with: sorted in memory (the exact reverse scans backward: test_indexes_backward_covered).
     for sort in ([("b", 1)], [("a", -1), ("b", -1)], [("a", 1), ("b", 1)]):
-        plan, _ = winning(c, {}, sort=sort)
+        plan, _ = find_explain(c, {}, sort=sort)
         assert plan["stage"] == "SORT", sort
     # A multikey index does not give a sort order (arrays sort by their extreme element).
     c.insert_one({"_id": "arr", "a": [50, -1], "b": 0})
-    plan, _ = winning(c, {}, sort=[("a", 1)])
+    plan, _ = find_explain(c, {}, sort=[("a", 1)])
     assert plan["stage"] == "SORT"
 
 
@@ -227,5 +218,5 @@ def test_in_cross_product_past_the_expansion_limit_stays_exact(db):
     q = {"a": {"$in": list(range(70))}, "b": {"$in": list(range(20, 90))}}
     want = sum(1 for i in range(3000) if i % 80 < 70 and 20 <= (i * 7) % 90 < 90)
     assert len(list(c.find(q))) == want
-    plan, stats = winning(c, q)
+    plan, stats = find_explain(c, q)
     assert access(plan)["stage"] == "IXSCAN" and stats["nReturned"] == want

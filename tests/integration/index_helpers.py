@@ -1,0 +1,44 @@
+"""Helpers shared by the index suites (test_indexes_*.py): reading explain output (the access
+stage under the wrapping ones, a find's winning plan and statistics), hints as command fields,
+and the `people` collection the hint suites query.
+
+`people` is a pytest fixture: a suite using it imports it by name (`from index_helpers import
+people  # noqa: F401`), and it takes the suite's `db` fixture (conftest.py)."""
+
+import pytest
+from bson.son import SON
+
+# Stages that wrap the one reading the collection or an index; `access` steps through them.
+_WRAPPERS = ("UPDATE", "DELETE", "SORT", "LIMIT", "SKIP", "COUNT", "FETCH", "PROJECTION_COVERED")
+
+
+def access(plan):
+    """The stage under `plan` that reads the data (IXSCAN, COLLSCAN, IDHACK, ...)."""
+    while plan.get("stage") in _WRAPPERS and "inputStage" in plan:
+        plan = plan["inputStage"]
+    return plan
+
+
+def find_explain(coll, flt, **kw):
+    """The winning plan and executionStats of `coll.find(flt, **kw)`."""
+    e = coll.find(flt, **kw).explain()
+    return e["queryPlanner"]["winningPlan"], e["executionStats"]
+
+
+def as_cmd(hint):
+    """`hint` (an index name, a key-pattern document, or pymongo's list of (field, direction))
+    as a command's hint field, field order kept."""
+    return hint if isinstance(hint, (str, dict)) else SON(hint)
+
+
+@pytest.fixture
+def people(db):
+    """700 people (age 0..49, city c0..c6, name n0000..n0699) indexed on age, (city, age) and
+    name (named by_name)."""
+    c = db.people
+    c.insert_many([{"_id": i, "age": i % 50, "city": "c%d" % (i % 7), "name": "n%04d" % i}
+                   for i in range(700)])
+    c.create_index("age")
+    c.create_index([("city", 1), ("age", 1)])
+    c.create_index("name", name="by_name")
+    return c
