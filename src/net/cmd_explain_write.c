@@ -516,14 +516,7 @@ static int explain_aggregate_cmd(struct net_cmd *c, const bson_t *inner, struct 
     const uint8_t *data;
     bson_t pipeline;
 
-    if (!bson_iter_init_find(&it, inner, "pipeline")) {
-        cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_LOC_IdlMissingField,
-                          "BSON field 'aggregate.pipeline' is missing but a required field");
-        return NET_CMD_ERROR;
-    }
-    if (!BSON_ITER_HOLDS_ARRAY(&it)) {
-        cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_TypeMismatch,
-                          "'pipeline' option must be specified as an array");
+    if (net_find_pipeline(c, inner, &it) != 0) {
         return NET_CMD_ERROR;
     }
     bson_iter_array(&it, &len, &data);

@@ -1133,14 +1133,7 @@ static int cmd_aggregate(struct net_cmd *c)
     if (net_cmd_namespace(c, ns, sizeof ns) != 0) {
         return NET_CMD_ERROR;
     }
-    if (!bson_iter_init_find(&it, c->body, "pipeline")) {
-        cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_LOC_IdlMissingField,
-                          "BSON field 'aggregate.pipeline' is missing but a required field");
-        return NET_CMD_ERROR;
-    }
-    if (!BSON_ITER_HOLDS_ARRAY(&it)) {
-        cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_TypeMismatch,
-                          "'pipeline' option must be specified as an array");
+    if (net_find_pipeline(c, c->body, &it) != 0) {
         return NET_CMD_ERROR;
     }
     bson_t pipeline_arr;

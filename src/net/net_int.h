@@ -183,6 +183,12 @@ int net_get_array(const struct net_cmd *c, const char *field, bson_t *out); /* s
  * object (set in err, returned). */
 int net_get_hint(const bson_t *doc, bson_value_t *out, struct cairn_error *err);
 
+/* Positions `it` on the `pipeline` field of the aggregate command `cmd`
+ * (the body, or explain's inner command), checked to be an array.
+ * Errors (set in c->err, returned): 40414 IDLMissingField when absent,
+ * 14 TypeMismatch when not an array. */
+int net_find_pipeline(struct net_cmd *c, const bson_t *cmd, bson_iter_t *it);
+
 /* The collection name of a command whose first value names one (insert:
  * "c"): sets *ns to "<db>.<c>" in `buf`. Errors: 73 InvalidNamespace, or
  * 2 BadValue "collection name has invalid type ..." when not a string. */

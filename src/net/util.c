@@ -219,6 +219,19 @@ int net_get_hint(const bson_t *doc, bson_value_t *out, struct cairn_error *err)
     return 0;
 }
 
+int net_find_pipeline(struct net_cmd *c, const bson_t *cmd, bson_iter_t *it)
+{
+    if (!bson_iter_init_find(it, cmd, "pipeline")) {
+        return cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_LOC_IdlMissingField,
+                                 "BSON field 'aggregate.pipeline' is missing but a required field");
+    }
+    if (!BSON_ITER_HOLDS_ARRAY(it)) {
+        return cairn_error_mongo(&c->err, CAIRN_EINVAL, MONGO_TypeMismatch,
+                                 "'pipeline' option must be specified as an array");
+    }
+    return 0;
+}
+
 /* ---- Namespaces --------------------------------------------------------- */
 
 static bool valid_db_name(const char *db)
