@@ -165,3 +165,17 @@ def test_bad_pipelines_are_errors(sales, pipeline):
     with pytest.raises(OperationFailure) as e:
         agg(sales, pipeline)
     assert isinstance(e.value.code, int) and e.value.code > 0
+
+
+@pytest.mark.parametrize("explain", [False, True])
+@pytest.mark.parametrize("pipeline,code,message", [
+    (None, 40414, "BSON field 'aggregate.pipeline' is missing but a required field"),
+    ({"$match": {}}, 14, "'pipeline' option must be specified as an array"),
+])
+def test_pipeline_missing_or_not_an_array(sales, explain, pipeline, code, message):
+    cmd = {"aggregate": sales.name, "cursor": {}}
+    if pipeline is not None:
+        cmd["pipeline"] = pipeline
+    with pytest.raises(OperationFailure) as e:
+        sales.database.command({"explain": cmd} if explain else cmd)
+    assert e.value.code == code and message in str(e.value), e.value.details
