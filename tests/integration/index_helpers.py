@@ -42,3 +42,32 @@ def people(db):
     c.create_index([("city", 1), ("age", 1)])
     c.create_index("name", name="by_name")
     return c
+
+
+def rand_abc_docs(rng, n, top, cuts):
+    """`n` seeded random documents (_id 0..n-1) whose fields a, b and c are each, by
+    rng.random() against `cuts` (three rising bounds), an int below `top`, such an int plus 0.5,
+    "x", or missing; then one in ten has b replaced by an array of two ints."""
+    docs = []
+    for i in range(n):
+        d = {"_id": i}
+        for f in ("a", "b", "c"):
+            r = rng.random()
+            if r < cuts[0]:
+                d[f] = rng.randrange(top)
+            elif r < cuts[1]:
+                d[f] = rng.randrange(top) + 0.5
+            elif r < cuts[2]:
+                d[f] = "x"
+        if rng.random() < 0.1:
+            d["b"] = [rng.randrange(top), rng.randrange(top)]
+        docs.append(d)
+    return docs
+
+
+def create_abc_indexes(c):
+    """The indexes the rand_abc_docs suites hint: a_1, b_-1, a_1_c_-1 and c_-1_b_1."""
+    c.create_index("a")
+    c.create_index([("b", -1)])
+    c.create_index([("a", 1), ("c", -1)])
+    c.create_index([("c", -1), ("b", 1)])

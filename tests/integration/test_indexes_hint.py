@@ -10,7 +10,9 @@ import pytest
 from bson.int64 import Int64
 from pymongo.errors import OperationFailure
 
-from index_helpers import access, as_cmd, find_explain, people  # noqa: F401 (fixture)
+from index_helpers import (access, as_cmd, create_abc_indexes, find_explain,
+                           people,  # noqa: F401 (fixture)
+                           rand_abc_docs)
 
 SEED = 20261205
 
@@ -181,25 +183,8 @@ def rand_query(rng):
 def test_every_hint_returns_the_collection_scan_result(db):
     rng = random.Random(SEED)
     c = db.rh
-    docs = []
-    for i in range(800):
-        d = {"_id": i}
-        for f in ("a", "b", "c"):
-            r = rng.random()
-            if r < 0.7:
-                d[f] = rng.randrange(12)
-            elif r < 0.8:
-                d[f] = rng.randrange(12) + 0.5
-            elif r < 0.9:
-                d[f] = "x"
-        if rng.random() < 0.1:
-            d["b"] = [rng.randrange(12), rng.randrange(12)]
-        docs.append(d)
-    c.insert_many(docs)
-    c.create_index("a")
-    c.create_index([("b", -1)])
-    c.create_index([("a", 1), ("c", -1)])
-    c.create_index([("c", -1), ("b", 1)])
+    c.insert_many(rand_abc_docs(rng, 800, 12, (0.7, 0.8, 0.9)))
+    create_abc_indexes(c)
     hints = ["a_1", "b_-1", "a_1_c_-1", "c_-1_b_1", {"$natural": 1}]
     for _ in range(120):
         q = rng.choice([rand_query(rng), {"$and": [rand_query(rng), rand_query(rng)]}])

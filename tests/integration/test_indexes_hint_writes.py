@@ -12,7 +12,9 @@ from bson.son import SON
 from pymongo import ReturnDocument
 from pymongo.errors import OperationFailure, WriteError
 
-from index_helpers import access, as_cmd, people  # noqa: F401 (fixture)
+from index_helpers import (access, as_cmd, create_abc_indexes,
+                           people,  # noqa: F401 (fixture)
+                           rand_abc_docs)
 
 SEED = 20261205
 UNKNOWN = "hint provided does not correspond to an existing index"
@@ -260,27 +262,11 @@ def test_random_hinted_writes_match_unhinted_ones(db):
     """Two copies of one seeded random collection: every write runs with a random hint on the
     first, without one on the second; counts, returned documents and contents stay equal."""
     rng = random.Random(SEED)
-    docs = []
-    for i in range(600):
-        d = {"_id": i}
-        for f in ("a", "b", "c"):
-            r = rng.random()
-            if r < 0.75:
-                d[f] = rng.randrange(10)
-            elif r < 0.85:
-                d[f] = rng.randrange(10) + 0.5
-            elif r < 0.9:
-                d[f] = "x"
-        if rng.random() < 0.1:
-            d["b"] = [rng.randrange(10), rng.randrange(10)]
-        docs.append(d)
+    docs = rand_abc_docs(rng, 600, 10, (0.75, 0.85, 0.9))
     hinted, plain = db.hinted, db.plain
     for c in (hinted, plain):
         c.insert_many(docs)
-        c.create_index("a")
-        c.create_index([("b", -1)])
-        c.create_index([("a", 1), ("c", -1)])
-        c.create_index([("c", -1), ("b", 1)])
+        create_abc_indexes(c)
     hints = ["a_1", [("b", -1)], "a_1_c_-1", [("c", -1), ("b", 1)], {"$natural": 1}, "_id_"]
     for step in range(150):
         h = rng.choice(hints)
