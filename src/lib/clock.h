@@ -15,6 +15,16 @@ static inline uint64_t cairn_mono_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* cairn_mono_ns() at tick resolution (a few ms), and never ahead of it:
+ * a deadline the coarse clock has passed has passed. For checks made on
+ * every unit of work, where the precise clock would cost more. */
+static inline uint64_t cairn_mono_coarse_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static inline int64_t cairn_wall_ms(void)
 {
     struct timespec ts;

@@ -176,6 +176,18 @@ int cairn_op_check(const struct cairn_op *op, struct cairn_error *err)
     return cairn_error_mongo(err, internal_code(code), code, "%s", kill_message(code));
 }
 
+int cairn_op_poll(const struct cairn_op *op, struct cairn_error *err)
+{
+    if (op == NULL) {
+        return 0;
+    }
+    if (atomic_load_explicit(&op->kill_code, memory_order_relaxed) == 0 &&
+        (op->deadline_ns == 0 || cairn_mono_coarse_ns() < op->deadline_ns)) {
+        return 0;
+    }
+    return cairn_op_check(op, err);
+}
+
 int cairn_op_wait(struct cairn_op *op,
                   pthread_mutex_t *mu,
                   pthread_cond_t *cv,

@@ -11,9 +11,10 @@
  *   - its transaction is aborted under it       251 NoSuchTransaction (reaper, killSessions)
  *   - its client disconnected                   279 ClientDisconnect
  * Long work (scans, lock waits, write-concern and read-concern waits) calls
- * cairn_op_check every few documents, or waits with cairn_op_wait, which a
- * kill wakes at once: interruption is noticed promptly, never by polling a
- * sleeping thread.
+ * cairn_op_poll on every document or unit of work (cheap enough for that,
+ * so how soon a kill is noticed does not depend on how slow each document
+ * is), or waits with cairn_op_wait, which a kill wakes at once:
+ * interruption is noticed promptly, never by polling a sleeping thread.
  *
  * The thread running an operation publishes it with cairn_op_set_current
  * so that layers below the command handlers (txn scans, lock waits) find
@@ -57,7 +58,7 @@ struct cairn_op
     uint64_t conn_id;             /* client connection, 0 = internal */
     char desc[CAIRN_OP_DESC_MAX]; /* command name and namespace, for currentOp */
     void *owner;                  /* opaque: what the command belongs to (e.g. a session) */
-    bool writes; /* a write or a transaction statement: step-down interrupts it */
+    bool writes;                  /* a write or a transaction statement: step-down interrupts it */
 
     atomic_int kill_code; /* 0, or the MongoDB code the operation ends with */
 
@@ -101,6 +102,12 @@ size_t cairn_op_kill_all(bool (*match)(const struct cairn_op *op, void *arg), vo
  * shutdown, CAIRN_ENOTLEADER for step-down, CAIRN_EINTERRUPTED otherwise). Cheap:
  * one atomic load and, with a deadline, a clock read. */
 int cairn_op_check(const struct cairn_op *op, struct cairn_error *err);
+
+/* cairn_op_check for loops that call it on every unit of work: a relaxed
+ * load of the kill code and, with a deadline, a coarse clock read (a
+ * deadline is noticed at most one clock tick, a few ms, late); the full
+ * check only once either says stop. Same results as cairn_op_check. */
+int cairn_op_poll(const struct cairn_op *op, struct cairn_error *err);
 
 /* Waits on `cv` (with `mu` held, as pthread_cond_wait) until signalled, the
  * absolute cairn_mono_ns() time `until_ns` (0 = none), the operation's

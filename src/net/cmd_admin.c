@@ -142,6 +142,15 @@ static int cmd_server_status(struct net_cmd *c)
         BSON_APPEND_INT64(&inc, "budgetWaits", rx.waits);
         bson_append_document_end(&net, &inc);
         BSON_APPEND_INT64(&net, "opsEndedByDisconnect", net_guard_disconnects());
+        {
+            struct net_guard_stats gs;
+            bson_t dw;
+            net_guard_stats_get(&gs);
+            BSON_APPEND_DOCUMENT_BEGIN(&net, "disconnectWatch", &dw);
+            BSON_APPEND_INT64(&dw, "armed", gs.armed);
+            BSON_APPEND_INT64(&dw, "endWaits", gs.end_waits);
+            bson_append_document_end(&net, &dw);
+        }
         bson_append_document_end(&c->reply, &net);
     }
 

@@ -130,6 +130,15 @@ void net_op_end(struct net_op *nop)
     pthread_mutex_unlock(&ops_mu);
 }
 
+void net_ops_foreach(void (*fn)(struct net_op *nop, void *arg), void *arg)
+{
+    pthread_mutex_lock(&ops_mu);
+    for (struct net_op *nop = ops_head; nop != NULL; nop = nop->next) {
+        fn(nop, arg);
+    }
+    pthread_mutex_unlock(&ops_mu);
+}
+
 /* ---- currentOp ---------------------------------------------------------- */
 
 struct listing

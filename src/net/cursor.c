@@ -960,10 +960,6 @@ int net_dc_reply_cursor(struct net_cmd *c, struct net_cursor *cur, int64_t batch
     return NET_CMD_DONE;
 }
 
-/* Checked every 16 documents: one atomic load (and a clock read when the
- * command has a deadline) per check. */
-static _Thread_local unsigned scan_tick;
-
 int net_dc_check_deadline(struct cairn_error *err)
 {
     return cairn_op_check(cairn_op_current(), err);
@@ -971,7 +967,10 @@ int net_dc_check_deadline(struct cairn_error *err)
 
 int net_dc_scan_next(struct txn_scan *sc, bson_t *doc, struct cairn_error *err)
 {
-    if ((++scan_tick & 15u) == 0 && net_dc_check_deadline(err) != 0) {
+    /* Before every document: a relaxed load and a coarse clock read, so a
+     * kill or the deadline stops the scan within one document however
+     * slow each is to match (a heavy $regex over large documents). */
+    if (cairn_op_poll(cairn_op_current(), err) != 0) {
         return -1;
     }
     int r = txn_scan_next(sc, doc);

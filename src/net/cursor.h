@@ -283,7 +283,7 @@ int net_dc_check_deadline(struct cairn_error *err);
 
 /* txn_scan_next for command handlers: also ends the scan as
  * net_dc_check_deadline does once the current operation's deadline has
- * passed or it was killed (checked every few documents). Returns 1 (a
+ * passed or it was killed (checked before every document, cairn_op_poll). Returns 1 (a
  * document), 0 (end) or -1 (err set). */
 int net_dc_scan_next(struct txn_scan *sc, bson_t *doc, struct cairn_error *err);
 

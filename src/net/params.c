@@ -17,6 +17,8 @@
  *   enableTestCommands                  bool     x       -     here (process-wide)
  *   featureCompatibilityVersion         doc      -       -     constant
  *   incompleteMessageTimeoutMillis      int64    x       x     rxbudget.c (Cairn's)
+ *   internalDocumentSourceGroupMaxMemoryBytes
+ *                                       int64    x       x     query (qry_set_group_mem_limit)
  *   internalQueryMaxBlockingSortMemoryUsageBytes
  *                                       int      x       x     query (qry_set_sort_mem_limit)
  *   localLogicalSessionTimeoutMinutes   int      -       -     constant (hello reports it)
@@ -172,6 +174,17 @@ static int set_sort_mem(struct net_server *s, int64_t v, struct cairn_error *err
     return 0;
 }
 
+static void get_group_mem(struct net_server *s, bson_t *doc, const char *key)
+{
+    BSON_APPEND_INT64(doc, key, (int64_t)qry_group_mem_limit());
+}
+
+static int set_group_mem(struct net_server *s, int64_t v, struct cairn_error *err)
+{
+    qry_set_group_mem_limit((size_t)v);
+    return 0;
+}
+
 static void get_session_timeout(struct net_server *s, bson_t *doc, const char *key)
 {
     BSON_APPEND_INT32(doc, key, SESSION_TIMEOUT_MINUTES);
@@ -260,6 +273,8 @@ static const struct param params[] = {
     /* Cairn's: a message must arrive within this of its first byte. */
     {"incompleteMessageTimeoutMillis", PARAM_INT, true, true, 1, INT64_MAX / 1000000,
      get_rx_timeout, set_rx_timeout},
+    {"internalDocumentSourceGroupMaxMemoryBytes", PARAM_INT, true, true, 1, INT64_MAX,
+     get_group_mem, set_group_mem},
     {"internalQueryMaxBlockingSortMemoryUsageBytes", PARAM_INT, true, true, 1, INT32_MAX,
      get_sort_mem, set_sort_mem},
     {"localLogicalSessionTimeoutMinutes", PARAM_INT, false, false, 0, 0, get_session_timeout, NULL},

@@ -106,7 +106,11 @@ struct net_conn
      * 0 = none pending): past incompleteMessageTimeoutMillis the sweeper
      * closes the connection (net_server_drop_stalled). */
     _Atomic uint64_t partial_since;
-    bool timed_out; /* guarded by s->mu: the sweeper is closing it */
+    /* guarded by s->mu: partial_since of the message the sweeper last timed
+     * out (0 = none). Kept per message, not as a flag: a connection whose
+     * read completed just as the sweeper cancelled it survives, and its
+     * next stalled message must be logged and counted again. */
+    uint64_t timed_out_since;
 
     /* Watching a parked command's connection (net_conn_watch): rx_aio
      * reads into rbuf to notice a peer that closes. Set by the turn's
@@ -1085,8 +1089,8 @@ size_t net_server_drop_stalled(struct net_server *s, uint64_t now_ns)
         }
         /* Its read (or its pause for the budget) fails and rx_cb has the
          * connection destroyed, which gives its bytes back. */
-        if (!c->timed_out) {
-            c->timed_out = true;
+        if (c->timed_out_since != since) {
+            c->timed_out_since = since;
             net_log_event(s, "conn%llu: closing: message incomplete after %llu ms",
                           (unsigned long long)c->id,
                           (unsigned long long)((now_ns - since) / 1000000ull));

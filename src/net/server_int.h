@@ -228,6 +228,12 @@ void net_op_begin(struct net_op *nop, const struct net_cmd *c, uint64_t deadline
 /* Unregisters `nop` (a no-op when not registered). Any thread. */
 void net_op_end(struct net_op *nop);
 
+/* Calls `fn` for every registered client operation under the registry
+ * lock (so each stays registered, and its memory valid, during the call).
+ * `fn` must not block nor take ops_mu's callers' locks (lib/op.h's registry
+ * lock and s->mu come after it). The sweeper (opguard.c). */
+void net_ops_foreach(void (*fn)(struct net_op *nop, void *arg), void *arg);
+
 /* currentOp and killOp (admin only). */
 extern const struct net_cmd_def net_cmds_ops[];
 

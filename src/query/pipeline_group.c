@@ -7,9 +7,13 @@
  * $group keys are hashed with qry_value_hash (valueset.c), consistent
  * with qry_cmp equality (1, 1.0 and NumberLong(1) share a group), and
  * kept in a chained hash table; groups are emitted in order of first
- * appearance. $addToSet looks its values up in a qry_valueset.
+ * appearance. $addToSet looks its values up in a qry_valueset. Past
+ * qry_group_mem_limit, with allowDiskUse, the table is spilled
+ * (pipeline_groupspill.c); a group's partial state is then written and
+ * merged back with pl_group_state_append / pl_group_state_merge.
  */
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -151,6 +155,18 @@ int pl_parse_group(struct stage *s, const bson_iter_t *it, struct cairn_error *e
 
 /* ---- group state ------------------------------------------------------------ */
 
+static atomic_size_t group_mem_limit = QRY_GROUP_MEM_DEFAULT;
+
+size_t qry_group_mem_limit(void)
+{
+    return atomic_load(&group_mem_limit);
+}
+
+void qry_set_group_mem_limit(size_t bytes)
+{
+    atomic_store(&group_mem_limit, bytes);
+}
+
 struct accstate
 {
     struct qry_numsum sum;
@@ -174,7 +190,7 @@ static void accstate_clear(struct accstate *a)
     qry_valueset_fini(&a->seen);
 }
 
-void pl_gtab_free(struct gtab *t, size_t nacc)
+void pl_gtab_clear_groups(struct gtab *t, size_t nacc)
 {
     for (size_t i = 0; i < t->n; i++) {
         struct grp *g = &t->g[i];
@@ -190,7 +206,36 @@ void pl_gtab_free(struct gtab *t, size_t nacc)
     }
     free(t->g);
     free(t->buckets);
+    t->g = NULL;
+    t->buckets = NULL;
+    t->n = t->cap = t->nb = 0;
+    t->bytes = 0;
+}
+
+void pl_gtab_free(struct gtab *t, size_t nacc)
+{
+    pl_gtab_clear_groups(t, nacc);
+    for (size_t i = 0; i < t->nruns; i++) {
+        qry_run_free(t->runs[i]);
+    }
+    free(t->runs);
     memset(t, 0, sizeof *t);
+}
+
+struct accstate *pl_accstates_new(const struct stage *s)
+{
+    return calloc(s->nacc ? s->nacc : 1, sizeof(struct accstate));
+}
+
+void pl_accstates_free(const struct stage *s, struct accstate *st)
+{
+    if (st == NULL) {
+        return;
+    }
+    for (size_t j = 0; j < s->nacc; j++) {
+        accstate_clear(&st[j]);
+    }
+    free(st);
 }
 
 static size_t value_bytes(const bson_value_t *v)
@@ -394,11 +439,13 @@ int pl_group_add(const struct stage *s, struct gtab *t, const bson_t *doc, struc
             rv = acc_update(s->accs[i].op, &g->st[i], &v, err);
         }
     }
-    if (!rv && t->bytes > STAGE_MEM_LIMIT) {
+    if (!rv && t->bytes > qry_group_mem_limit()) {
+        if (t->disk_use && qry_spill_enabled()) {
+            return pl_group_spill(s, t, err);
+        }
         rv = cairn_error_mongo(err, CAIRN_ETOOBIG, MONGO_QueryExceededMemoryLimitNoDiskUseAllowed,
-                               t->disk_use ? "Exceeded memory limit for $group; allowDiskUse "
-                                             "cannot lift it because Cairn does not spill $group "
-                                             "to disk."
+                               t->disk_use ? "Exceeded memory limit for $group, and this server "
+                                             "has no directory to spill to."
                                            : "Exceeded memory limit for $group, but didn't allow "
                                              "external sort. Pass allowDiskUse:true to opt in.");
     }
@@ -451,4 +498,140 @@ void pl_group_output(const struct stage *s, const struct grp *g, bson_t *out)
                 break;
         }
     }
+}
+
+/* ---- partial states (spilling) ------------------------------------------ */
+
+static void append_partial(bson_t *out, const char *name, int op, const struct accstate *a)
+{
+    bson_t d;
+    bson_append_document_begin(out, name, -1, &d);
+    switch (op) {
+        case ACC_SUM:
+        case ACC_AVG:
+        case ACC_COUNT:
+            bson_append_int32(&d, "t", 1, a->sum.type);
+            bson_append_int64(&d, "i", 1, a->sum.i);
+            bson_append_double(&d, "d", 1, a->sum.d);
+            bson_append_int64(&d, "c", 1, a->cnt);
+            break;
+        case ACC_PUSH:
+        case ACC_ADDTOSET:
+            append_vals(&d, "a", a);
+            break;
+        default:
+            bson_append_bool(&d, "h", 1, a->has);
+            if (a->v.value_type != BSON_TYPE_EOD) {
+                bson_append_value(&d, "v", 1, &a->v);
+            }
+            break;
+    }
+    bson_append_document_end(out, &d);
+}
+
+void pl_group_state_append(const struct stage *s, const struct grp *g, bson_t *out)
+{
+    bson_append_value(out, "k", 1, &g->key);
+    for (size_t i = 0; i < s->nacc; i++) {
+        char buf[16];
+        const char *key;
+        bson_uint32_to_string((uint32_t)i, &key, buf, sizeof buf);
+        append_partial(out, key, s->accs[i].op, &g->st[i]);
+    }
+}
+
+static int bad_run(struct cairn_error *err)
+{
+    return cairn_error_mongo(err, CAIRN_EIO, MONGO_InternalError,
+                             "$group read back a malformed spilled group");
+}
+
+/* Feeds a copy of the value at `it` to `a` (acc_update consumes it). */
+static int feed_copy(int op, struct accstate *a, const bson_iter_t *it, struct cairn_error *err)
+{
+    bson_value_t v;
+    bson_value_copy(bson_iter_value((bson_iter_t *)it), &v);
+    return acc_update(op, a, &v, err);
+}
+
+static int merge_one(int op, struct accstate *a, bson_iter_t *d, struct cairn_error *err)
+{
+    bson_iter_t f;
+    int rv = 0;
+    switch (op) {
+        case ACC_SUM:
+        case ACC_AVG:
+        case ACC_COUNT: {
+            struct qry_numsum part = {0};
+            bson_value_t pv;
+            while (bson_iter_next(d)) {
+                const char *k = bson_iter_key(d);
+                if (strcmp(k, "t") == 0) {
+                    part.type = bson_iter_int32(d);
+                } else if (strcmp(k, "i") == 0) {
+                    part.i = bson_iter_int64(d);
+                } else if (strcmp(k, "d") == 0) {
+                    part.d = bson_iter_double(d);
+                } else if (strcmp(k, "c") == 0) {
+                    a->cnt += bson_iter_int64(d);
+                }
+            }
+            /* The partial sum, as a value, added: the promotions (int32 to
+             * int64 to double) are those of adding its documents. */
+            qry_numsum_value(&part, &pv);
+            return qry_numsum_add(&a->sum, &pv, err);
+        }
+        case ACC_PUSH:
+        case ACC_ADDTOSET:
+            if (!bson_iter_find(d, "a") || !BSON_ITER_HOLDS_ARRAY(d) || !bson_iter_recurse(d, &f)) {
+                return bad_run(err);
+            }
+            while (!rv && bson_iter_next(&f)) {
+                rv = feed_copy(op, a, &f, err);
+            }
+            return rv;
+        default: {
+            bool has = false;
+            bool got_v = false;
+            bson_value_t v = {.value_type = BSON_TYPE_EOD};
+            while (bson_iter_next(d)) {
+                if (strcmp(bson_iter_key(d), "h") == 0) {
+                    has = bson_iter_as_bool(d);
+                } else if (strcmp(bson_iter_key(d), "v") == 0) {
+                    bson_value_copy(bson_iter_value(d), &v);
+                    got_v = true;
+                }
+            }
+            if (!has || (op == ACC_FIRST && a->has) ||
+                ((op == ACC_MIN || op == ACC_MAX) && !got_v)) {
+                if (got_v) {
+                    bson_value_destroy(&v);
+                }
+                return 0;
+            }
+            /* min/max compare; first (none yet) and last (later wins) take
+             * it, a missing value included. */
+            return acc_update(op, a, &v, err);
+        }
+    }
+}
+
+int pl_group_state_merge(const struct stage *s,
+                         struct accstate *st,
+                         const bson_t *doc,
+                         struct cairn_error *err)
+{
+    bson_iter_t it;
+    int rv = 0;
+    if (!bson_iter_init(&it, doc) || !bson_iter_next(&it) || strcmp(bson_iter_key(&it), "k") != 0) {
+        return bad_run(err);
+    }
+    for (size_t i = 0; !rv && i < s->nacc; i++) {
+        bson_iter_t d;
+        if (!bson_iter_next(&it) || !BSON_ITER_HOLDS_DOCUMENT(&it) || !bson_iter_recurse(&it, &d)) {
+            return bad_run(err);
+        }
+        rv = merge_one(s->accs[i].op, &st[i], &d, err);
+    }
+    return rv;
 }

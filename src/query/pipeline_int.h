@@ -28,11 +28,6 @@
 #include "cairn/cairn.h"
 #include "query/query.h"
 
-/* $group refuses to hold more than this, like mongod without allowDiskUse;
- * $group does not spill to disk, so allowDiskUse does not lift it ($sort
- * uses qry_sort_mem_limit and spills: docs/decisions.md §31e). */
-#define STAGE_MEM_LIMIT ((size_t)100 * 1024 * 1024)
-
 enum stype {
     ST_MATCH,
     ST_GROUP,
@@ -105,11 +100,15 @@ struct grp
 struct gtab
 {
     size_t bytes;  /* approximate memory held, for the memory limit */
-    bool disk_use; /* allowDiskUse was asked for (the message says it does not help) */
+    bool disk_use; /* allowDiskUse was asked for: past the limit, spill */
     struct grp *g;
     size_t n, cap;
     size_t *buckets; /* index + 1, 0 = empty */
     size_t nb;
+    /* Spilled partial groups (pipeline_groupspill.c): runs of documents
+     * {k: key, "0": state, ...} sorted by key, in the order written. */
+    struct qry_run **runs;
+    size_t nruns, runcap;
 };
 
 /* ---- pipeline.c --------------------------------------------------------- */
@@ -164,17 +163,58 @@ int pl_parse_group_body(struct stage *s, const bson_t *spec, struct cairn_error 
 int pl_parse_group(struct stage *s, const bson_iter_t *it, struct cairn_error *err);
 
 /* Adds `doc` to its group in `t` (the run's table of $group stage `s`),
- * updating the group's accumulators. Fails when the table passes
- * STAGE_MEM_LIMIT (QueryExceededMemoryLimitNoDiskUseAllowed) or an
- * expression fails. */
+ * updating the group's accumulators. Past qry_group_mem_limit the table
+ * is spilled (pl_group_spill) when t->disk_use and a spill directory is
+ * set, else this fails with 292 QueryExceededMemoryLimitNoDiskUseAllowed;
+ * also fails when an expression fails or spilling does. */
 int pl_group_add(const struct stage *s, struct gtab *t, const bson_t *doc, struct cairn_error *err);
 
 /* Appends group `g`'s output document fields (_id, then one per
  * accumulator of `s`) to `out`. */
 void pl_group_output(const struct stage *s, const struct grp *g, bson_t *out);
 
-/* Frees what table `t` holds (its groups have `nacc` accumulators each)
- * and zeroes it. */
+/* Frees what table `t` holds (its groups have `nacc` accumulators each,
+ * and its spilled runs) and zeroes it. */
 void pl_gtab_free(struct gtab *t, size_t nacc);
+
+/* Frees `t`'s groups only (runs and disk_use stay): after a spill. */
+void pl_gtab_clear_groups(struct gtab *t, size_t nacc);
+
+/* Accumulator states for a group of `s` built outside a table (merging
+ * spilled runs): new (NULL on ENOMEM), and free (NULL is a no-op). */
+struct accstate *pl_accstates_new(const struct stage *s);
+void pl_accstates_free(const struct stage *s, struct accstate *st);
+
+/* Appends group `g`'s partial state to `out`: "k" (its key), then one
+ * subdocument per accumulator ("0", "1", ...) that pl_group_state_merge
+ * reads back. */
+void pl_group_state_append(const struct stage *s, const struct grp *g, bson_t *out);
+
+/* Merges the partial state in `doc` (from pl_group_state_append, of a
+ * later part of the input than what `st` holds) into `st`, as if the
+ * documents behind both had been added in order. Errors: ENOMEM, a
+ * malformed run document (1 InternalError), decimal sums (238). */
+int pl_group_state_merge(const struct stage *s,
+                         struct accstate *st,
+                         const bson_t *doc,
+                         struct cairn_error *err);
+
+/* ---- pipeline_groupspill.c ------------------------------------------------ */
+
+/* Writes `t`'s groups, sorted by key, as a run in the spill directory and
+ * empties the table (runs kept in t->runs). Errors: as qry_run_write; 292
+ * past the most runs a $group may write. */
+int pl_group_spill(const struct stage *s, struct gtab *t, struct cairn_error *err);
+
+/* Hands every group of `t` to `emit` as its output document (borrowed for
+ * the call): in order of first appearance when nothing was spilled, else
+ * in key order, merging the runs and what the table still holds. Stops
+ * at the first error (emit's, I/O, interruption). Leaves `t` to be freed
+ * by pl_gtab_free. */
+int pl_group_flush(const struct stage *s,
+                   struct gtab *t,
+                   int (*emit)(void *arg, bson_t *doc, struct cairn_error *err),
+                   void *arg,
+                   struct cairn_error *err);
 
 #endif /* CAIRN_QUERY_PIPELINE_INT_H */

@@ -317,21 +317,31 @@ static void free_docs(bson_t **docs, size_t from, size_t n)
     free(docs);
 }
 
+/* Where a $group's output documents go: stage `next` of the run. */
+struct group_emit
+{
+    struct run *r;
+    size_t next;
+};
+
+static int emit_group(void *arg, bson_t *doc, struct cairn_error *err)
+{
+    struct group_emit *ge = arg;
+    return push(ge->r, ge->next, doc, err);
+}
+
 static int flush(struct run *r, size_t i, struct cairn_error *err)
 {
     const struct stage *s = &r->p->st[i];
     struct rstage *rs = &r->rs[i];
     int rv = 0;
     switch (s->type) {
-        case ST_GROUP:
-            for (size_t k = 0; !rv && k < rs->tab.n; k++) {
-                bson_t o = BSON_INITIALIZER;
-                pl_group_output(s, &rs->tab.g[k], &o);
-                rv = push(r, i + 1, &o, err);
-                bson_destroy(&o);
-            }
+        case ST_GROUP: {
+            struct group_emit ge = {r, i + 1};
+            rv = pl_group_flush(s, &rs->tab, emit_group, &ge, err);
             pl_gtab_free(&rs->tab, s->nacc);
             return rv;
+        }
         case ST_SORT:
             /* One document at a time: a spilled sort is merged from disk. */
             if (rs->sb != NULL) {

@@ -251,6 +251,15 @@ size_t qry_mem_held(void);
 size_t qry_mem_budget(void);
 void qry_set_mem_budget(size_t bytes);
 
+/* ---- $group memory (pipeline_group.c) ------------------------------------ */
+
+/* The most bytes a $group's table may hold before it spills (allowDiskUse)
+ * or fails with 292: mongod's internalDocumentSourceGroupMaxMemoryBytes,
+ * default QRY_GROUP_MEM_DEFAULT. Process-wide; any thread. */
+#define QRY_GROUP_MEM_DEFAULT ((size_t)100 * 1024 * 1024)
+size_t qry_group_mem_limit(void);
+void qry_set_group_mem_limit(size_t bytes);
+
 /* ---- Blocking sort (sortbuf.c) ----------------------------------------- */
 
 struct qry_sortbuf;

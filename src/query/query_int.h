@@ -17,8 +17,8 @@
 
 /* 0 while the operation running on this thread (lib/op.h; none: always 0)
  * may go on; else sets err (50 MaxTimeMSExpired, 11601 Interrupted, ...)
- * and returns its CAIRN_E* code. Looks only every 64th call, so loops may
- * call it per element. Thread-safe (thread-local state). */
+ * and returns its CAIRN_E* code. Cheap (cairn_op_poll: a relaxed load and
+ * a coarse clock read), so loops call it per element. Thread-safe. */
 int qry_check_interrupt(struct cairn_error *err);
 
 /* ---- sortspill.c ------------------------------------------------------- */

@@ -905,7 +905,6 @@ static int build_entries(struct txn_write *w,
     struct txn_read *rd = NULL;
     struct txn_scan *sc = NULL;
     bson_t doc;
-    size_t seen = 0;
     int rv, r;
 
     rv = txn_write_reader(w, &rd, err);
@@ -920,11 +919,9 @@ static int build_entries(struct txn_write *w,
             rv = cairn_error_setf(err, se->code ? se->code : CAIRN_EIO, "%s", se->msg);
             break;
         }
-        if (++seen % 256 == 0) {
-            rv = cairn_op_check(cairn_op_current(), err);
-            if (rv != 0) {
-                break;
-            }
+        rv = cairn_op_poll(cairn_op_current(), err);
+        if (rv != 0) {
+            break;
         }
         if (!bson_iter_init_find(&it, &doc, "_id")) {
             continue;

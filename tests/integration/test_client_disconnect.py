@@ -119,3 +119,38 @@ def test_kill_op_ends_a_running_aggregate(srv, client):
     assert not t.is_alive()
     assert out.get("code") == 11601, out
     assert not ops_with_comment(client, "to-kill")
+
+
+def watch_stats(client):
+    return client.admin.command("serverStatus")["network"]["disconnectWatch"]
+
+
+def test_quick_reads_take_no_lock_the_watches_hold(srv, client):
+    """Under a flood of abandoned slow reads, every read (even ping) used to take the one
+    guard-list lock the sweeper held while arming watches: 40 workers queued on it. Now a
+    guard lives in its registered operation and the sweeper finds long-running ones through
+    the operation registry and arms them outside any lock; a read that ends before being
+    claimed touches only its own guard. Probe: guard ends that had to wait for the sweeper
+    (the only shared lock left), and watches armed."""
+    tag = "flood"
+    before = watch_stats(client)
+    gone_before = ended_by_disconnect(client)
+    socks = []
+    for _ in range(8):
+        s = connect(srv)
+        msg, _rid = frame(OP_MSG, op_msg({**COMMANDS["count"](tag), "$db": "disc"}))
+        s.sendall(msg)
+        socks.append(s)
+    await_true(lambda: len(ops_with_comment(client, tag)) == 8, "the slow reads running")
+    await_true(lambda: watch_stats(client)["armed"] - before["armed"] >= 8,
+               "the sweeper to watch the slow reads")
+    mid = watch_stats(client)
+    for i in range(300):
+        assert client.admin.command("ping")["ok"] == 1.0
+        assert client.disc.slow.find_one({"_id": i})["_id"] == i
+    after = watch_stats(client)
+    assert after["endWaits"] == mid["endWaits"]  # no quick read waited for the sweeper
+    for s in socks:
+        s.close()
+    await_true(lambda: not ops_with_comment(client, tag), "the slow reads to stop")
+    assert ended_by_disconnect(client) - gone_before == 8

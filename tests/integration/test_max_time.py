@@ -72,3 +72,27 @@ def test_int64_and_integral_double_accepted(big):
     for v in (Int64(600000), 600000.0):
         r = big.database.command({"find": "big", "filter": {"_id": 1}, "maxTimeMS": v})
         assert r["cursor"]["firstBatch"][0]["_id"] == 1
+
+
+def scanned_objects(client):
+    return client.admin.command("serverStatus")["metrics"]["queryExecutor"]["scannedObjects"]
+
+
+def test_slow_documents_do_not_delay_the_deadline(client):
+    """Interruption is checked before every document, not every 16th: with a few documents
+    that each take milliseconds to match (a backtracking $regex over 3,000 characters), the
+    scan stops at the first document after the deadline instead of running on for up to 15
+    more heavy ones. Probe: documents examined, counted by serverStatus."""
+    coll = client.maxtime.heavy
+    coll.drop()
+    heavy = [{"_id": i, "s": "ab" * 1500} for i in range(24)]
+    coll.insert_many(heavy + [{"_id": 100 + i, "s": "x"} for i in range(40)])
+    slow = {"s": {"$regex": "b.*a.*c$"}}
+    for _ in range(6):  # on whichever worker: a per-thread tick would land anywhere
+        before = scanned_objects(client)
+        with pytest.raises(ExecutionTimeout):
+            list(coll.find(slow).max_time_ms(5))
+        examined = scanned_objects(client) - before
+        # One heavy document alone outlasts 5 ms; with a coarse clock a tick late, at most a
+        # couple more are examined. A check every 16 documents examined up to 16.
+        assert examined <= 4, examined  # 0 when the deadline passed before the scan began
