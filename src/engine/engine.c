@@ -407,7 +407,8 @@ static int check_commits(const struct eng_commit *commits,
                     (*n_creates)++;
                     break;
                 case ENG_OP_DROP:
-                    if (op->ns != NULL && strlen(op->ns) > ENG_NS_MAX) {
+                    if ((op->ns != NULL && strlen(op->ns) > ENG_NS_MAX) ||
+                        (op->ns == NULL && op->coll_id == ENG_UNBIND_ID)) {
                         return cairn_error_setf(err, CAIRN_EINVAL, "engine: bad namespace");
                     }
                     break;
@@ -505,6 +506,9 @@ static int fill_batch(struct eng *e,
                                                          k.len);
                         }
                     }
+                    if (op->coll_id == ENG_UNBIND_ID) {
+                        break; /* a rename's unbind: the documents stay */
+                    }
                     /* Ids are allocated from 1 upwards and never reach
                      * UINT64_MAX, so coll_id + 1 bounds the range. */
                     cairn_store_be64(lo, op->coll_id);
@@ -539,12 +543,27 @@ static int fill_batch(struct eng *e,
  * holds cat.lock for writing and reserved room for the creates. */
 static void apply_catalog(struct eng *e, const struct eng_commit *commits, size_t n)
 {
+    cairn_ts floor = eng_gc_floor(e);
+
     for (size_t c = 0; c < n; c++) {
         for (size_t i = 0; i < commits[c].n_ops; i++) {
             const struct eng_op *op = &commits[c].ops[i];
             char ns[ENG_NS_MAX + 1];
             if (op->kind == ENG_OP_CREATE) {
                 eng_cat_committed_create(&e->cat, op->ns, op->coll_id);
+            } else if (op->kind == ENG_OP_DROP && op->coll_id == ENG_UNBIND_ID) {
+                uint64_t id;
+                bool found = eng_cat_committed_id(&e->cat, op->ns, &id);
+                eng_cat_committed_drop(&e->cat, op->ns);
+                /* The bind of the same id later in the commit (a rename)
+                 * is remembered for reads below its ts. */
+                for (size_t j = i + 1; found && j < commits[c].n_ops; j++) {
+                    const struct eng_op *b = &commits[c].ops[j];
+                    if (b->kind == ENG_OP_CREATE && b->coll_id == id) {
+                        eng_cat_alias_add(&e->cat, commits[c].ts, id, op->ns, b->ns, floor);
+                        break;
+                    }
+                }
             } else if (op->kind == ENG_OP_DROP) {
                 if (op->ns != NULL) {
                     eng_cat_committed_drop(&e->cat, op->ns);

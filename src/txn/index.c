@@ -32,6 +32,7 @@
  *     intent, so entries it writes are never older than the document; every
  *     write committed after the index entered the catalog maintains it.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -163,6 +164,7 @@ int txn_ixset_load(struct eng *e,
     }
     atomic_init(&s->ref, 1);
     s->coll_id = coll_id;
+    snprintf(s->ns, sizeof s->ns, "%s", ns);
     s->gen = eng_catalog_gen(e);
     ns_db(ns, db, sizeof db);
     rv = eng_catalog_list(e, db, local, &infos, &n);
@@ -228,7 +230,7 @@ int txn_ixset_get(struct txn_mgr *m,
 
     pthread_mutex_lock(&c->mu);
     for (i = 0; i < c->n; i++) {
-        if (c->sets[i]->coll_id == coll_id) {
+        if (c->sets[i]->coll_id == coll_id && strcmp(c->sets[i]->ns, ns) == 0) {
             break;
         }
     }
@@ -247,7 +249,7 @@ int txn_ixset_get(struct txn_mgr *m,
     }
     pthread_mutex_lock(&c->mu);
     for (i = 0; i < c->n; i++) {
-        if (c->sets[i]->coll_id == coll_id) {
+        if (c->sets[i]->coll_id == coll_id && strcmp(c->sets[i]->ns, ns) == 0) {
             break;
         }
     }
