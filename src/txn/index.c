@@ -177,6 +177,15 @@ int txn_ixset_load(struct eng *e,
         rv = cairn_error_setf(err, CAIRN_ENOMEM, "txn: out of memory");
         goto fail;
     }
+    /* A read below a rename resolved the old name to the id (the engine's
+     * rename aliases): its indexes are named after the id's current name,
+     * in the same database. */
+    for (size_t i = 0; i < n; i++) {
+        if (infos[i].id == coll_id && strcmp(infos[i].ns, ns) != 0) {
+            ns = infos[i].ns;
+            break;
+        }
+    }
     for (size_t i = 0; i < n; i++) {
         struct txn_ixdesc *d = &s->v[s->n];
         cairn_ts ts;

@@ -40,8 +40,8 @@ def fill(coll, n, pad, seed):
                           for i in range(start, min(n, start + 1000))])
 
 
-def snapshot_find(db, coll, at):
-    r = db.command({"find": coll, "filter": {}, "sort": {"_id": 1}, "batchSize": 100000,
+def snapshot_find(db, coll, at, flt=None):
+    r = db.command({"find": coll, "filter": flt or {}, "sort": {"_id": 1}, "batchSize": 100000,
                     "readConcern": {"level": "snapshot", "atClusterTime": at}})
     return r["cursor"]["firstBatch"]
 
@@ -87,6 +87,9 @@ def test_snapshot_read_below_the_rename_sees_the_old_name(client, db):
     old = snapshot_find(db, "src", t1)
     assert old == [{"_id": i, "v": "old"} for i in range(50)]
     assert snapshot_find(db, "dst", t1) == []
+    # Through the index, which is named after the collection's new name now.
+    assert snapshot_find(db, "src", t1, {"v": "old"}) == old
+    assert snapshot_find(db, "src", t1, {"v": "new"}) == []
     now = db.command("ping")["operationTime"]
     assert snapshot_find(db, "src", now) == []
     assert snapshot_find(db, "dst", now) == [{"_id": i, "v": "new"} for i in range(51)]

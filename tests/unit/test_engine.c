@@ -766,6 +766,55 @@ START_TEST(test_catalog)
 }
 END_TEST
 
+/* A rename: the unbind of the old name (a drop with ENG_UNBIND_ID) and the
+ * bind of its id to the new name in one commit keep every document; reads
+ * below the commit's ts resolve the old name; a restart keeps the rename. */
+START_TEST(test_catalog_rename_keeps_the_id)
+{
+    uint64_t src = eng_catalog_next_id(g_e), tgt = eng_catalog_next_id(g_e), id;
+
+    create_coll(1, 10, "db.src", src);
+    create_coll(2, 10, "db.tgt", tgt);
+    put(3, 20, src, "k", "doc");
+    put(4, 20, tgt, "k", "target");
+    {
+        struct eng_op ops[] = {
+            {ENG_OP_DROP, tgt, "db.tgt", NULL, 0, NULL, 0},
+            {ENG_OP_DROP, ENG_UNBIND_ID, "db.src", NULL, 0, NULL, 0},
+            {ENG_OP_CREATE, src, "db.tgt", NULL, 0, NULL, 0},
+        };
+        apply1(5, 30, ops, 3);
+    }
+    ck_assert_int_eq(eng_catalog_lookup(g_e, "db.src", false, &id), CAIRN_ENOTFOUND);
+    ck_assert_int_eq(eng_catalog_lookup(g_e, "db.tgt", false, &id), 0);
+    ck_assert_uint_eq(id, src);
+    ck_assert_str_eq(get_at(src, "k", CAIRN_TS_MAX), "doc");
+    ck_assert_ptr_null(get_at(tgt, "k", CAIRN_TS_MAX)); /* the dropped target's data */
+    /* Below the rename the names mean what they meant then. */
+    ck_assert_int_eq(eng_catalog_lookup_at(g_e, "db.src", false, 25, &id), 0);
+    ck_assert_uint_eq(id, src);
+    ck_assert_int_eq(eng_catalog_lookup_at(g_e, "db.tgt", false, 25, &id), CAIRN_ENOTFOUND);
+    ck_assert_int_eq(eng_catalog_lookup_at(g_e, "db.src", false, 30, &id), CAIRN_ENOTFOUND);
+    ck_assert_int_eq(eng_catalog_lookup_at(g_e, "db.tgt", false, 30, &id), 0);
+    ck_assert_uint_eq(id, src);
+    /* An unbind needs a name. */
+    {
+        struct eng_op bad = {ENG_OP_DROP, ENG_UNBIND_ID, NULL, NULL, 0, NULL, 0};
+        struct eng_commit c = {40, &bad, 1};
+        struct cairn_error err = {0};
+        ck_assert_int_eq(eng_apply(g_e, &c, 1, 6, &err), CAIRN_EINVAL);
+    }
+    reopen();
+    {
+        char expect[64];
+        snprintf(expect, sizeof expect, "db.tgt:%llu,", (unsigned long long)src);
+        check_list("db", expect);
+    }
+    ck_assert_str_eq(get_at(src, "k", CAIRN_TS_MAX), "doc");
+    ck_assert_uint_gt(eng_catalog_next_id(g_e), tgt);
+}
+END_TEST
+
 START_TEST(test_create_and_put_same_entry)
 {
     struct key k = K("doc");
@@ -874,6 +923,7 @@ static Suite *engine_suite(void)
     tcase_add_test(tc, test_session_records);
     tcase_add_test(tc, test_open_error);
     tcase_add_test(tc, test_catalog);
+    tcase_add_test(tc, test_catalog_rename_keeps_the_id);
     tcase_add_test(tc, test_create_and_put_same_entry);
     tcase_add_test(tc, test_meta);
     tcase_add_test(tc, test_approx_size_counts_one_key_space);
