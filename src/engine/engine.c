@@ -560,7 +560,9 @@ static void apply_catalog(struct eng *e, const struct eng_commit *commits, size_
                 for (size_t j = i + 1; found && j < commits[c].n_ops; j++) {
                     const struct eng_op *b = &commits[c].ops[j];
                     if (b->kind == ENG_OP_CREATE && b->coll_id == id) {
-                        eng_cat_alias_add(&e->cat, commits[c].ts, id, op->ns, b->ns, floor);
+                        if (strcmp(b->ns, op->ns) != 0) { /* not a rebind (collMod) */
+                            eng_cat_alias_add(&e->cat, commits[c].ts, id, op->ns, b->ns, floor);
+                        }
                         break;
                     }
                 }

@@ -610,10 +610,10 @@ struct txn_index_mod_result
 };
 
 /* collMod of the index `target` (a name or a key pattern) of `ns` in
- * statement write `w`: under the exclusive intent of `ns`, re-creates the
- * index with the changed options (same name, fresh id, entries copied) so
- * every cached index set sees the change; nothing is staged when nothing
- * changes. The caller commits. Errors (mongo_code): 26 NamespaceNotFound,
+ * statement write `w`: under the exclusive intent of `ns`, rewrites the
+ * index's spec in place (same id, entries untouched) and rebinds its name
+ * so every cached index set sees the change; nothing is staged when
+ * nothing changes. The caller commits. Errors (mongo_code): 26 NamespaceNotFound,
  * 27 IndexNotFound, 72 InvalidOptions (expireAfterSeconds on an index that
  * is not TTL, a bad value, the _id index), the intent wait's errors. */
 int txn_index_modify(struct txn_write *w,
