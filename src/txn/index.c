@@ -237,6 +237,9 @@ int txn_ixset_get(struct txn_mgr *m,
     size_t i;
     int rv;
 
+    /* A hit needs the name too: a read below a rename resolves the old
+     * name to the same id, and its set (listed under that name) must not
+     * serve the writers of the new one. */
     pthread_mutex_lock(&c->mu);
     for (i = 0; i < c->n; i++) {
         if (c->sets[i]->coll_id == coll_id && strcmp(c->sets[i]->ns, ns) == 0) {
@@ -258,7 +261,7 @@ int txn_ixset_get(struct txn_mgr *m,
     }
     pthread_mutex_lock(&c->mu);
     for (i = 0; i < c->n; i++) {
-        if (c->sets[i]->coll_id == coll_id && strcmp(c->sets[i]->ns, ns) == 0) {
+        if (c->sets[i]->coll_id == coll_id) { /* one set per id: it replaces */
             break;
         }
     }
