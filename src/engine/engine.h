@@ -181,7 +181,9 @@ int eng_catalog_lookup(struct eng *e, const char *ns, bool local, uint64_t *id);
  * what it meant at read_ts (the source's name to its id, the target's
  * name to CAIRN_ENOTFOUND). Remembers the last 64 renames applied since
  * start (or the last checkpoint install) above the snapshot-history
- * floor; older ones resolve as the current catalog does. Any thread. */
+ * floor: a read below a forgotten rename resolves by the oldest one
+ * remembered after it that touched the name, else by the current
+ * catalog. Any thread. */
 int eng_catalog_lookup_at(struct eng *e,
                           const char *ns,
                           bool local,

@@ -815,6 +815,48 @@ START_TEST(test_catalog_rename_keeps_the_id)
 }
 END_TEST
 
+/* The engine remembers the last 64 renames: 70 renames back and forth
+ * between two names; the newest 64 resolve reads below them, the oldest
+ * resolve as the current catalog does. */
+START_TEST(test_catalog_rename_aliases_ring)
+{
+    uint64_t x = eng_catalog_next_id(g_e), id;
+    cairn_index idx = 1;
+
+    create_coll(idx++, 10, "db.a", x);
+    for (int i = 0; i < 70; i++) {
+        const char *from = i % 2 == 0 ? "db.a" : "db.b", *to = i % 2 == 0 ? "db.b" : "db.a";
+        struct eng_op ops[] = {
+            {ENG_OP_DROP, ENG_UNBIND_ID, from, NULL, 0, NULL, 0},
+            {ENG_OP_CREATE, x, to, NULL, 0, NULL, 0},
+        };
+        apply1(idx++, (cairn_ts)(100 + 10 * i), ops, 2);
+    }
+    /* 70 renames: db.a -> db.b at even i, so after the last (i = 69) the
+     * collection is db.a. Reads between rename i-1 and i (ts in
+     * (100+10(i-1), 100+10i)) see the name it had before rename i. */
+    ck_assert_int_eq(eng_catalog_lookup(g_e, "db.a", false, &id), 0);
+    for (int i = 6; i < 70; i++) {
+        cairn_ts at = (cairn_ts)(100 + 10 * i - 5);
+        const char *had = i % 2 == 0 ? "db.a" : "db.b", *not = i % 2 == 0 ? "db.b" : "db.a";
+        ck_assert_msg(eng_catalog_lookup_at(g_e, had, false, at, &id) == 0 && id == x,
+                      "rename %d: %s at %llu", i, had, (unsigned long long)at);
+        ck_assert_msg(eng_catalog_lookup_at(g_e, not, false, at, &id) == CAIRN_ENOTFOUND,
+                      "rename %d: %s at %llu", i, not, (unsigned long long)at);
+    }
+    /* Below the forgotten ones the first remembered rename decides: the
+     * newest 64 are i = 6..69; i = 6 renames db.a away. */
+    ck_assert_int_eq(eng_catalog_lookup_at(g_e, "db.a", false, 50, &id), 0);
+    ck_assert_int_eq(eng_catalog_lookup_at(g_e, "db.b", false, 50, &id), CAIRN_ENOTFOUND);
+    /* Between renames 0 and 1 the name was db.b, but rename 1 is
+     * forgotten: the read resolves as below rename 6. */
+    ck_assert_int_eq(eng_catalog_lookup_at(g_e, "db.b", false, 105, &id), CAIRN_ENOTFOUND);
+    ck_assert_int_eq(eng_catalog_lookup_at(g_e, "db.a", false, 105, &id), 0);
+    ck_assert_int_eq(eng_catalog_lookup_at(g_e, "db.a", false, CAIRN_TS_MAX, &id), 0);
+    ck_assert_int_eq(eng_catalog_lookup_at(g_e, "db.b", false, CAIRN_TS_MAX, &id), CAIRN_ENOTFOUND);
+}
+END_TEST
+
 START_TEST(test_create_and_put_same_entry)
 {
     struct key k = K("doc");
@@ -924,6 +966,7 @@ static Suite *engine_suite(void)
     tcase_add_test(tc, test_open_error);
     tcase_add_test(tc, test_catalog);
     tcase_add_test(tc, test_catalog_rename_keeps_the_id);
+    tcase_add_test(tc, test_catalog_rename_aliases_ring);
     tcase_add_test(tc, test_create_and_put_same_entry);
     tcase_add_test(tc, test_meta);
     tcase_add_test(tc, test_approx_size_counts_one_key_space);
