@@ -220,3 +220,41 @@ def test_every_member_holds_the_renamed_collection_through_a_failover(rs):
     assert want["tgt"][2] == {"_id_": 4002, "k_1": 4002}
     for m in rs.members:
         assert member_state(m, "rsren") == want, m
+
+
+# ---- Transactions -----------------------------------------------------------------------------
+
+
+def test_rename_waits_for_a_transaction_that_wrote_the_source(server, db):
+    from txn_helpers import CODES, RawConn, Txn, assert_error, assert_ok, find_docs, seed
+    conn, other = RawConn(server), RawConn(server)
+    try:
+        seed(conn, db.name, "src", [{"_id": 0}])
+        t = Txn(conn, db.name)
+        assert_ok(t.start({"insert": "src", "documents": [{"_id": 1}]}))
+        assert_error(other.run({"renameCollection": db.name + ".src", "to": db.name + ".dst",
+                                "maxTimeMS": 300}), CODES["MaxTimeMSExpired"])
+        assert [d["_id"] for d in find_docs(other, db.name, "src")] == [0]
+        assert_ok(t.commit())
+        assert_ok(other.run({"renameCollection": db.name + ".src", "to": db.name + ".dst"}))
+        assert [d["_id"] for d in find_docs(other, db.name, "dst")] == [0, 1]
+    finally:
+        conn.close()
+        other.close()
+
+
+def test_a_transaction_begun_before_the_rename_reads_the_old_name(server, db):
+    from txn_helpers import RawConn, Txn, assert_ok, seed, txn_find
+    conn, other = RawConn(server), RawConn(server)
+    try:
+        seed(conn, db.name, "src", [{"_id": 0}, {"_id": 1}])
+        seed(conn, db.name, "side", [{"_id": 0}])
+        t = Txn(conn, db.name)
+        assert_ok(t.start({"find": "side", "filter": {}}))  # the snapshot is taken here
+        assert_ok(other.run({"renameCollection": db.name + ".src", "to": db.name + ".dst"}))
+        assert [d["_id"] for d in txn_find(t, "src")] == [0, 1]
+        assert txn_find(t, "dst") == []
+        assert_ok(t.commit())
+    finally:
+        conn.close()
+        other.close()
