@@ -4,6 +4,10 @@
  * overlay's pending creates and drops, replayed in ts order). The
  * persistent form (catalog/<ns> keys) is written by eng_apply in engine.c.
  *
+ * Renames: a ring of the last applied renames (eng_cat_alias_add), which
+ * eng_catalog_lookup_at consults for reads below them; engine.c persists
+ * and reloads them ("catalog_alias/NN").
+ *
  * Ids: max_id is the largest id ever seen (loaded catalog, persisted
  * "catalog_next_id", overlay, applied ops) or handed out, so
  * eng_catalog_next_id never repeats one.
@@ -45,6 +49,7 @@ void eng_cat_reset(struct eng_catalog *c)
     c->n_pend = 0;
     c->n_alias = 0;
     c->next_alias = 0;
+    c->alias_seq = 0;
     /* Whatever is loaded next (a checkpoint install) is a new catalog:
      * writers' cached index sets must be revalidated. */
     atomic_fetch_add(&c->gen, 1);

@@ -244,10 +244,13 @@ struct eng_catalog
     uint64_t max_id; /* largest id ever seen or handed out */
     /* Applied renames (a name unbound and its id bound to another name in
      * one commit), newest last, a ring of the last CAT_ALIASES: what a
-     * read below their ts resolves a name to (eng_catalog_lookup_at). In
-     * memory only: a restart or a checkpoint install forgets them. */
+     * read below their ts resolves a name to (eng_catalog_lookup_at).
+     * Persisted by eng_apply in the entry's batch under
+     * "catalog_alias/<slot>", slot = alias_seq mod CAT_ALIASES (so the
+     * keys overwrite themselves), and reloaded by eng_load_state. */
     struct cat_alias aliases[CAT_ALIASES];
     size_t n_alias, next_alias;
+    size_t alias_seq; /* the slot the next persisted rename takes */
     /* Bumped (under lock, for writing) by every change to either view, so
      * callers can cache what they derive from the catalog. */
     _Atomic uint64_t gen;

@@ -146,6 +146,7 @@ def test_rename_survives_restart(server_factory, crash):
     fill(d.src, 3000, 100, 2)
     d.src.create_index("k")
     d.other.insert_one({"_id": 1})
+    t0 = d.command("ping")["operationTime"]
     rename(c, "renrestart.src", "renrestart.dst", dropTarget=True)
     rename(c, "renrestart.other", "renrestart.src")
     d.dst.insert_one({"_id": -1, "k": -1, "u": -1})
@@ -159,6 +160,11 @@ def test_rename_survives_restart(server_factory, crash):
     d = c["renrestart"]
     assert sorted(d.list_collection_names()) == ["dst", "src"]
     assert digest(d.dst) == want and list(d.src.find()) == [{"_id": 1}]
+    # The renames are remembered across the restart: a read below them sees the old names.
+    old = snapshot_find(d, "src", t0)
+    assert old == [x for x in d.dst.find().sort("_id", 1) if x["_id"] != -1]
+    assert len(old) == 3000 and snapshot_find(d, "dst", t0) == []
+    assert snapshot_find(d, "other", t0) == [{"_id": 1}]
     v = d.command("validate", "dst")
     assert v["valid"] is True and v["keysPerIndex"] == {"_id_": 3001, "k_1": 3001}, v
     # Ids go on above the renamed collections' (never reused).

@@ -854,6 +854,28 @@ START_TEST(test_catalog_rename_aliases_ring)
     ck_assert_int_eq(eng_catalog_lookup_at(g_e, "db.a", false, 105, &id), 0);
     ck_assert_int_eq(eng_catalog_lookup_at(g_e, "db.a", false, CAIRN_TS_MAX, &id), 0);
     ck_assert_int_eq(eng_catalog_lookup_at(g_e, "db.b", false, CAIRN_TS_MAX, &id), CAIRN_ENOTFOUND);
+    /* The same after a reopen (the renames are persisted in 64 slots),
+     * and a rename applied after it takes the oldest slot. */
+    for (int round = 0; round < 2; round++) {
+        reopen();
+        for (int i = 6 + round; i < 70 + round; i++) {
+            cairn_ts at = (cairn_ts)(100 + 10 * i - 5);
+            const char *had = i % 2 == 0 ? "db.a" : "db.b";
+            const char *not = i % 2 == 0 ? "db.b" : "db.a";
+            ck_assert_msg(eng_catalog_lookup_at(g_e, had, false, at, &id) == 0 && id == x,
+                          "round %d, rename %d: %s at %llu", round, i, had, (unsigned long long)at);
+            ck_assert_msg(eng_catalog_lookup_at(g_e, not, false, at, &id) == CAIRN_ENOTFOUND,
+                          "round %d, rename %d: %s at %llu", round, i, not, (unsigned long long)at);
+        }
+        if (round == 0) {
+            struct eng_op ops[] = {
+                {ENG_OP_DROP, ENG_UNBIND_ID, "db.a", NULL, 0, NULL, 0},
+                {ENG_OP_CREATE, x, "db.b", NULL, 0, NULL, 0},
+            };
+            apply1(idx++, (cairn_ts)(100 + 10 * 70), ops, 2);
+        }
+    }
+    ck_assert_int_eq(eng_catalog_lookup(g_e, "db.b", false, &id), 0);
 }
 END_TEST
 
