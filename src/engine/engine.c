@@ -28,6 +28,7 @@
  * happens before the write; nothing after it can fail.
  */
 #include <assert.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -585,9 +586,13 @@ static int load_renames(struct eng *e, struct cairn_error *err)
             break;
         }
         flen = vlen > 16 ? strnlen(val + 16, vlen - 16) : 0;
-        if (klen != plen + 2 || sscanf(k + plen, "%2u", &slot) != 1 || slot >= CAT_ALIASES ||
-            n == CAT_ALIASES || vlen <= 16 || flen == vlen - 16 || flen > ENG_NS_MAX ||
-            vlen - 17 - flen > ENG_NS_MAX) {
+        /* The key is not NUL-terminated: two digits, read by hand. */
+        slot = klen == plen + 2 && isdigit((unsigned char)k[plen]) &&
+                       isdigit((unsigned char)k[plen + 1])
+                   ? (unsigned)(k[plen] - '0') * 10 + (unsigned)(k[plen + 1] - '0')
+                   : CAT_ALIASES;
+        if (slot >= CAT_ALIASES || n == CAT_ALIASES || vlen <= 16 || flen == vlen - 16 ||
+            flen > ENG_NS_MAX || vlen - 17 - flen > ENG_NS_MAX) {
             rv = cairn_error_setf(err, CAIRN_ECORRUPT, "engine: bad rename record '%.*s'",
                                   (int)(klen < 300 ? klen : 300), k);
             goto out;
