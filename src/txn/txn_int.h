@@ -344,7 +344,9 @@ int txn_copy_space(struct txn_write *w,
                    bool skip_spec,
                    struct cairn_error *err);
 
-/* Stages the drop of `ns` (id `id`) and every version under that id. */
+/* Stages the drop of `ns` (id `id`) and every version under that id; with
+ * id ENG_UNBIND_ID only the name's catalog entry (a rename's unbind: the
+ * versions stay). */
 int txn_write_stage_drop(struct txn_write *w, const char *ns, uint64_t id, struct cairn_error *err);
 
 /* Stages the bind of existing id `id` to name `ns` (an ENG_OP_CREATE that
