@@ -271,6 +271,67 @@ int eng_catalog_lookup(struct eng *e, const char *ns, bool local, uint64_t *id)
     return rv;
 }
 
+/* The id `ns` names just before pending op `k`: the earlier pending ops,
+ * else the committed view. Caller holds c->lock. */
+static bool pending_id_before(const struct eng_catalog *c, size_t k, const char *ns, uint64_t *id)
+{
+    size_t i;
+
+    while (k-- > 0) {
+        if (strcmp(c->pend[k].ns, ns) == 0) {
+            *id = c->pend[k].id;
+            return c->pend[k].kind == ENG_OP_CREATE;
+        }
+    }
+    i = cat_lower(c, ns);
+    if (i < c->n && strcmp(c->ents[i].ns, ns) == 0) {
+        *id = c->ents[i].id;
+        return true;
+    }
+    return false;
+}
+
+/* Whether id `id` was in use before pending op `k` (so a create of it is
+ * a rename's bind, not a new collection). Caller holds c->lock. */
+static bool pending_id_known(const struct eng_catalog *c, size_t k, uint64_t id)
+{
+    for (size_t i = 0; i < k; i++) {
+        if (c->pend[i].kind == ENG_OP_CREATE && c->pend[i].id == id) {
+            return true;
+        }
+    }
+    for (size_t i = 0; i < c->n; i++) {
+        if (c->ents[i].id == id) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* As the applied renames, for the ones still in the overlay's pending
+ * catalog (all newer than any applied one): the first pending unbind or
+ * bind of `ns` after read_ts decides. Returns 1 when none does. Caller
+ * holds c->lock. */
+static int pending_lookup_at(const struct eng_catalog *c,
+                             const char *ns,
+                             cairn_ts read_ts,
+                             uint64_t *id)
+{
+    for (size_t k = 0; k < c->n_pend; k++) {
+        const struct cat_pending *p = &c->pend[k];
+        if (p->ts <= read_ts || strcmp(p->ns, ns) != 0) {
+            continue;
+        }
+        if (p->kind == ENG_OP_DROP && p->id == ENG_UNBIND_ID) {
+            return pending_id_before(c, k, ns, id) ? 0 : CAIRN_ENOTFOUND;
+        }
+        if (p->kind == ENG_OP_CREATE && pending_id_known(c, k, p->id)) {
+            return CAIRN_ENOTFOUND;
+        }
+    }
+    return 1;
+}
+
 int eng_catalog_lookup_at(struct eng *e, const char *ns, bool local, cairn_ts read_ts, uint64_t *id)
 {
     struct eng_catalog *c = &e->cat;
@@ -299,6 +360,13 @@ int eng_catalog_lookup_at(struct eng *e, const char *ns, bool local, cairn_ts re
         }
         pthread_rwlock_unlock(&c->lock);
         return rv;
+    }
+    if (local && read_ts != CAIRN_TS_MAX) {
+        int rv = pending_lookup_at(c, ns, read_ts, id);
+        if (rv != 1) {
+            pthread_rwlock_unlock(&c->lock);
+            return rv;
+        }
     }
     pthread_rwlock_unlock(&c->lock);
     return eng_catalog_lookup(e, ns, local, id);

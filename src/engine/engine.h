@@ -177,11 +177,12 @@ struct eng_coll_info
 int eng_catalog_lookup(struct eng *e, const char *ns, bool local, uint64_t *id);
 
 /* As eng_catalog_lookup, for a read at `read_ts` (CAIRN_TS_MAX: the
- * newest): a name renamed by a commit applied after read_ts resolves to
- * what it meant at read_ts (the source's name to its id, the target's
- * name to CAIRN_ENOTFOUND). Remembers the last 64 renames applied (kept
- * across restarts and shipped with checkpoints) above the
- * snapshot-history floor: a read below a forgotten rename resolves by the oldest one
+ * newest): a name renamed by a commit after read_ts (applied, or with
+ * `local` still in the overlay's pending catalog) resolves to what it
+ * meant at read_ts (the source's name to its id, the target's name to
+ * CAIRN_ENOTFOUND). Remembers the last 64 renames applied (kept across
+ * restarts and shipped with checkpoints) above the snapshot-history
+ * floor: a read below a forgotten rename resolves by the oldest one
  * remembered after it that touched the name, else by the current
  * catalog. Any thread. */
 int eng_catalog_lookup_at(struct eng *e,

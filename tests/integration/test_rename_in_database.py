@@ -264,3 +264,33 @@ def test_a_transaction_begun_before_the_rename_reads_the_old_name(server, db):
     finally:
         conn.close()
         other.close()
+
+
+def test_a_transaction_reads_the_old_name_while_the_rename_awaits_its_majority(rs):
+    """The rename is in the primary's overlay only (both secondaries paused, w:1): a
+    transaction whose snapshot is older still resolves the old name."""
+    p = rs.wait_healthy()
+    rs.wait_caught_up()
+    client = rs.client()
+    d = client.get_database("rspend", write_concern=WriteConcern("majority"))
+    d.src.insert_many([{"_id": i} for i in range(20)])
+    d.side.insert_one({"_id": 0})
+    paused = [m for m in rs.members if m is not p]
+    with client.start_session() as s:
+        s.start_transaction()
+        assert d.side.find_one({}, session=s) == {"_id": 0}  # the snapshot
+        for m in paused:
+            m.pause()
+        try:
+            client.admin.command("renameCollection", "rspend.src", to="rspend.dst",
+                                 writeConcern={"w": 1})
+            assert [x["_id"] for x in d.src.find({}, session=s).sort("_id", 1)] == list(range(20))
+            assert list(d.dst.find({}, session=s)) == []
+            s.abort_transaction()
+        finally:
+            for m in paused:
+                m.resume()
+    rs.wait_healthy()
+    rs.wait_caught_up()
+    assert d.dst.count_documents({}) == 20 and "src" not in d.list_collection_names()
+    client.close()

@@ -879,6 +879,45 @@ START_TEST(test_catalog_rename_aliases_ring)
 }
 END_TEST
 
+/* A rename still in the overlay's pending catalog: local reads below it
+ * resolve the old names as after its apply; committed reads do not see it
+ * yet; after the apply, the same answers come from the applied renames. */
+START_TEST(test_catalog_rename_pending)
+{
+    uint64_t x = eng_catalog_next_id(g_e), y = eng_catalog_next_id(g_e), id;
+    struct eng_op ops[] = {
+        {ENG_OP_DROP, y, "db.b", NULL, 0, NULL, 0},
+        {ENG_OP_DROP, ENG_UNBIND_ID, "db.a", NULL, 0, NULL, 0},
+        {ENG_OP_CREATE, x, "db.b", NULL, 0, NULL, 0},
+    };
+    struct eng_commit cm = {30, ops, 3};
+
+    create_coll(1, 10, "db.a", x);
+    create_coll(2, 10, "db.b", y);
+    ck_assert_int_eq(eng_overlay_add(g_e, &cm), 0);
+    for (int applied = 0; applied < 2; applied++) {
+        ck_assert_int_eq(eng_catalog_lookup_at(g_e, "db.a", true, 20, &id), 0);
+        ck_assert_uint_eq(id, x);
+        ck_assert_int_eq(eng_catalog_lookup_at(g_e, "db.b", true, 20, &id), CAIRN_ENOTFOUND);
+        ck_assert_int_eq(eng_catalog_lookup_at(g_e, "db.a", true, 30, &id), CAIRN_ENOTFOUND);
+        ck_assert_int_eq(eng_catalog_lookup_at(g_e, "db.b", true, 30, &id), 0);
+        ck_assert_uint_eq(id, x);
+        ck_assert_int_eq(eng_catalog_lookup_at(g_e, "db.b", true, CAIRN_TS_MAX, &id), 0);
+        ck_assert_uint_eq(id, x);
+        ck_assert_int_eq(eng_catalog_lookup_at(g_e, "db.a", false, 20, &id), 0);
+        ck_assert_uint_eq(id, x);
+        if (applied == 0) {
+            /* Not applied: the committed view still has both names. */
+            ck_assert_int_eq(eng_catalog_lookup_at(g_e, "db.b", false, 35, &id), 0);
+            ck_assert_uint_eq(id, y);
+            apply1(3, 30, ops, 3);
+        }
+    }
+    ck_assert_int_eq(eng_catalog_lookup_at(g_e, "db.b", false, 35, &id), 0);
+    ck_assert_uint_eq(id, x);
+}
+END_TEST
+
 START_TEST(test_create_and_put_same_entry)
 {
     struct key k = K("doc");
@@ -989,6 +1028,7 @@ static Suite *engine_suite(void)
     tcase_add_test(tc, test_catalog);
     tcase_add_test(tc, test_catalog_rename_keeps_the_id);
     tcase_add_test(tc, test_catalog_rename_aliases_ring);
+    tcase_add_test(tc, test_catalog_rename_pending);
     tcase_add_test(tc, test_create_and_put_same_entry);
     tcase_add_test(tc, test_meta);
     tcase_add_test(tc, test_approx_size_counts_one_key_space);
