@@ -4,6 +4,10 @@
  * overlay's pending creates and drops, replayed in ts order). The
  * persistent form (catalog/<ns> keys) is written by eng_apply in engine.c.
  *
+ * Renames: a ring of the last applied renames (eng_cat_alias_add), which
+ * eng_catalog_lookup_at consults for reads below them; engine.c persists
+ * and reloads them ("catalog_alias/NN").
+ *
  * Ids: max_id is the largest id ever seen (loaded catalog, persisted
  * "catalog_next_id", overlay, applied ops) or handed out, so
  * eng_catalog_next_id never repeats one.
@@ -43,6 +47,9 @@ void eng_cat_reset(struct eng_catalog *c)
 {
     c->n = 0;
     c->n_pend = 0;
+    c->n_alias = 0;
+    c->next_alias = 0;
+    c->alias_seq = 0;
     /* Whatever is loaded next (a checkpoint install) is a new catalog:
      * writers' cached index sets must be revalidated. */
     atomic_fetch_add(&c->gen, 1);
@@ -123,6 +130,17 @@ void eng_cat_committed_drop(struct eng_catalog *c, const char *ns)
     }
 }
 
+bool eng_cat_committed_id(const struct eng_catalog *c, const char *ns, uint64_t *id)
+{
+    size_t i = cat_lower(c, ns);
+
+    if (i < c->n && strcmp(c->ents[i].ns, ns) == 0) {
+        *id = c->ents[i].id;
+        return true;
+    }
+    return false;
+}
+
 bool eng_cat_committed_ns(const struct eng_catalog *c, uint64_t id, char *ns)
 {
     for (size_t i = 0; i < c->n; i++) {
@@ -186,6 +204,40 @@ void eng_cat_pending_cut(struct eng_catalog *c, cairn_ts ts)
     c->n_pend = m;
 }
 
+void eng_cat_alias_add(struct eng_catalog *c,
+                       cairn_ts ts,
+                       uint64_t id,
+                       const char *from,
+                       const char *to,
+                       cairn_ts floor)
+{
+    struct cat_alias *a;
+    size_t m = 0;
+
+    /* Compact away the ones no served read can need, oldest first. */
+    for (size_t k = 0; k < c->n_alias; k++) {
+        size_t i = (c->next_alias + CAT_ALIASES - c->n_alias + k) % CAT_ALIASES;
+        if (c->aliases[i].ts > floor) {
+            size_t j = (c->next_alias + CAT_ALIASES - c->n_alias + m) % CAT_ALIASES;
+            if (j != i) {
+                c->aliases[j] = c->aliases[i];
+            }
+            m++;
+        }
+    }
+    c->next_alias = (c->next_alias + CAT_ALIASES - c->n_alias + m) % CAT_ALIASES;
+    c->n_alias = m;
+    a = &c->aliases[c->next_alias];
+    a->ts = ts;
+    a->id = id;
+    snprintf(a->from, sizeof a->from, "%s", from);
+    snprintf(a->to, sizeof a->to, "%s", to);
+    c->next_alias = (c->next_alias + 1) % CAT_ALIASES;
+    if (c->n_alias < CAT_ALIASES) {
+        c->n_alias++;
+    }
+}
+
 /* ---- Public entry points ------------------------------------------------ */
 
 int eng_catalog_lookup(struct eng *e, const char *ns, bool local, uint64_t *id)
@@ -217,6 +269,107 @@ int eng_catalog_lookup(struct eng *e, const char *ns, bool local, uint64_t *id)
     }
     pthread_rwlock_unlock(&c->lock);
     return rv;
+}
+
+/* The id `ns` names just before pending op `k`: the earlier pending ops,
+ * else the committed view. Caller holds c->lock. */
+static bool pending_id_before(const struct eng_catalog *c, size_t k, const char *ns, uint64_t *id)
+{
+    size_t i;
+
+    while (k-- > 0) {
+        if (strcmp(c->pend[k].ns, ns) == 0) {
+            *id = c->pend[k].id;
+            return c->pend[k].kind == ENG_OP_CREATE;
+        }
+    }
+    i = cat_lower(c, ns);
+    if (i < c->n && strcmp(c->ents[i].ns, ns) == 0) {
+        *id = c->ents[i].id;
+        return true;
+    }
+    return false;
+}
+
+/* Whether id `id` was in use before pending op `k` (so a create of it is
+ * a rename's bind, not a new collection). Caller holds c->lock. */
+static bool pending_id_known(const struct eng_catalog *c, size_t k, uint64_t id)
+{
+    for (size_t i = 0; i < k; i++) {
+        if (c->pend[i].kind == ENG_OP_CREATE && c->pend[i].id == id) {
+            return true;
+        }
+    }
+    for (size_t i = 0; i < c->n; i++) {
+        if (c->ents[i].id == id) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* As the applied renames, for the ones still in the overlay's pending
+ * catalog (all newer than any applied one): the first pending unbind or
+ * bind of `ns` after read_ts decides. Returns 1 when none does. Caller
+ * holds c->lock. */
+static int pending_lookup_at(const struct eng_catalog *c,
+                             const char *ns,
+                             cairn_ts read_ts,
+                             uint64_t *id)
+{
+    for (size_t k = 0; k < c->n_pend; k++) {
+        const struct cat_pending *p = &c->pend[k];
+        if (p->ts <= read_ts || strcmp(p->ns, ns) != 0) {
+            continue;
+        }
+        if (p->kind == ENG_OP_DROP && p->id == ENG_UNBIND_ID) {
+            return pending_id_before(c, k, ns, id) ? 0 : CAIRN_ENOTFOUND;
+        }
+        if (p->kind == ENG_OP_CREATE && pending_id_known(c, k, p->id)) {
+            return CAIRN_ENOTFOUND;
+        }
+    }
+    return 1;
+}
+
+int eng_catalog_lookup_at(struct eng *e, const char *ns, bool local, cairn_ts read_ts, uint64_t *id)
+{
+    struct eng_catalog *c = &e->cat;
+    const struct cat_alias *first = NULL;
+
+    if (ns == NULL) {
+        return CAIRN_ENOTFOUND;
+    }
+    /* The first rename after read_ts that touched `ns` tells what the
+     * name meant at read_ts: the renamed id when `ns` was its source,
+     * nothing when `ns` was its target (the target that a dropTarget
+     * replaced is gone with its data). */
+    pthread_rwlock_rdlock(&c->lock);
+    for (size_t k = 0; k < c->n_alias; k++) {
+        const struct cat_alias *a =
+            &c->aliases[(c->next_alias + CAT_ALIASES - c->n_alias + k) % CAT_ALIASES];
+        if (a->ts > read_ts && (first == NULL || a->ts < first->ts) &&
+            (strcmp(a->from, ns) == 0 || strcmp(a->to, ns) == 0)) {
+            first = a;
+        }
+    }
+    if (first != NULL) {
+        int rv = strcmp(first->from, ns) == 0 ? 0 : CAIRN_ENOTFOUND;
+        if (rv == 0) {
+            *id = first->id;
+        }
+        pthread_rwlock_unlock(&c->lock);
+        return rv;
+    }
+    if (local && read_ts != CAIRN_TS_MAX) {
+        int rv = pending_lookup_at(c, ns, read_ts, id);
+        if (rv != 1) {
+            pthread_rwlock_unlock(&c->lock);
+            return rv;
+        }
+    }
+    pthread_rwlock_unlock(&c->lock);
+    return eng_catalog_lookup(e, ns, local, id);
 }
 
 static int info_cmp(const void *pa, const void *pb)

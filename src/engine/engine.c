@@ -6,6 +6,9 @@
  * On-disk layout:
  *   default CF  "catalog/<ns>"      -> id (8 bytes BE) | ns
  *               "catalog_next_id"   -> 8 bytes BE, above every id ever used
+ *               "catalog_alias/NN"  -> ts (8 BE) | id (8 BE) | from NUL to: one
+ *                                      of the last 64 renames (slot NN,
+ *                                      overwritten in turn; engine_int.h)
  *               "applied"           -> raft index (8 BE) | ts (8 BE)
  *               "meta/<name>"       -> blob
  *   sessions CF "session/<key>"     -> commit ts (8 BE) | record (session.c)
@@ -25,6 +28,7 @@
  * happens before the write; nothing after it can fail.
  */
 #include <assert.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +43,7 @@ static int meta_key(const char *name, struct cairn_buf *k, struct cairn_error *e
 #define META_PREFIX ENG_META_PREFIX
 #define KEY_APPLIED ENG_KEY_APPLIED
 #define KEY_NEXT_ID "catalog_next_id"
+#define ALIAS_PREFIX "catalog_alias/"
 #define BLOCK_CACHE_BYTES ((size_t)128 << 20)
 
 /* RocksDB keeps every table file open by default: bound its table cache to
@@ -134,6 +139,8 @@ static void set_cf_options(rocksdb_options_t *o, rocksdb_cache_t *cache, bool do
     rocksdb_options_set_level_compaction_dynamic_level_bytes(o, 1);
 }
 
+static int load_renames(struct eng *e, struct cairn_error *err);
+
 int eng_load_state(struct eng *e, struct cairn_error *err)
 {
     rocksdb_iterator_t *it = rocksdb_create_iterator_cf(e->db, e->ro_plain, e->cf_default);
@@ -171,6 +178,7 @@ int eng_load_state(struct eng *e, struct cairn_error *err)
         }
     }
     rocksdb_iter_destroy(it);
+    rv = rv ? rv : load_renames(e, err);
     if (rv != 0) {
         return rv;
     }
@@ -407,7 +415,8 @@ static int check_commits(const struct eng_commit *commits,
                     (*n_creates)++;
                     break;
                 case ENG_OP_DROP:
-                    if (op->ns != NULL && strlen(op->ns) > ENG_NS_MAX) {
+                    if ((op->ns != NULL && strlen(op->ns) > ENG_NS_MAX) ||
+                        (op->ns == NULL && op->coll_id == ENG_UNBIND_ID)) {
                         return cairn_error_setf(err, CAIRN_EINVAL, "engine: bad namespace");
                     }
                     break;
@@ -434,6 +443,185 @@ static int check_commits(const struct eng_commit *commits,
         }
     }
     return 0;
+}
+
+/* One rename of an entry: name `from` (id `id`) became `to` at `ts`. The
+ * names point into the entry's ops. */
+struct rename_rec
+{
+    cairn_ts ts;
+    uint64_t id;
+    const char *from, *to;
+};
+
+/* The id `ns` names just before op `i` of commit `c`: the entry's own
+ * creates and drops before it, else the committed catalog. */
+static bool id_before(struct eng *e,
+                      const struct eng_commit *commits,
+                      size_t c,
+                      size_t i,
+                      const char *ns,
+                      uint64_t *id)
+{
+    bool found;
+
+    for (size_t cc = c + 1; cc-- > 0;) {
+        for (size_t k = cc == c ? i : commits[cc].n_ops; k-- > 0;) {
+            const struct eng_op *op = &commits[cc].ops[k];
+            if ((op->kind == ENG_OP_CREATE || op->kind == ENG_OP_DROP) && op->ns != NULL &&
+                strcmp(op->ns, ns) == 0) {
+                *id = op->coll_id;
+                return op->kind == ENG_OP_CREATE;
+            }
+        }
+    }
+    pthread_rwlock_rdlock(&e->cat.lock);
+    found = eng_cat_committed_id(&e->cat, ns, id);
+    pthread_rwlock_unlock(&e->cat.lock);
+    return found;
+}
+
+/* The renames of the entry: an unbind whose id a later create of the same
+ * commit binds to another name (a rebind of the same name, collMod's, is
+ * none). *out is malloc'd (NULL when there is none). Returns 0 or
+ * CAIRN_ENOMEM. Deterministic. */
+static int collect_renames(struct eng *e,
+                           const struct eng_commit *commits,
+                           size_t n,
+                           struct rename_rec **out,
+                           size_t *n_out)
+{
+    size_t n_unbind = 0;
+
+    *out = NULL;
+    *n_out = 0;
+    for (size_t c = 0; c < n; c++) {
+        for (size_t i = 0; i < commits[c].n_ops; i++) {
+            n_unbind +=
+                commits[c].ops[i].kind == ENG_OP_DROP && commits[c].ops[i].coll_id == ENG_UNBIND_ID;
+        }
+    }
+    if (n_unbind == 0) {
+        return 0;
+    }
+    *out = malloc(n_unbind * sizeof **out);
+    if (*out == NULL) {
+        return CAIRN_ENOMEM;
+    }
+    for (size_t c = 0; c < n; c++) {
+        for (size_t i = 0; i < commits[c].n_ops; i++) {
+            const struct eng_op *op = &commits[c].ops[i];
+            uint64_t id;
+            if (op->kind != ENG_OP_DROP || op->coll_id != ENG_UNBIND_ID ||
+                !id_before(e, commits, c, i, op->ns, &id)) {
+                continue;
+            }
+            for (size_t j = i + 1; j < commits[c].n_ops; j++) {
+                const struct eng_op *b = &commits[c].ops[j];
+                if (b->kind == ENG_OP_CREATE && b->coll_id == id) {
+                    if (strcmp(b->ns, op->ns) != 0) {
+                        (*out)[(*n_out)++] = (struct rename_rec){commits[c].ts, id, op->ns, b->ns};
+                    }
+                    break;
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+/* Adds the renames to `b` under their slots (alias_seq onwards). */
+static int batch_renames(struct eng *e,
+                         rocksdb_writebatch_t *b,
+                         const struct rename_rec *r,
+                         size_t n)
+{
+    struct cairn_buf v = CAIRN_BUF_INIT;
+    int rv = 0;
+
+    for (size_t k = 0; k < n && rv == 0; k++) {
+        char key[32];
+        int klen = snprintf(key, sizeof key, "%s%02zu", ALIAS_PREFIX,
+                            (e->cat.alias_seq + k) % CAT_ALIASES);
+        cairn_buf_reset(&v);
+        rv = cairn_buf_put_be64(&v, r[k].ts);
+        rv = rv ? rv : cairn_buf_put_be64(&v, r[k].id);
+        rv = rv ? rv : cairn_buf_append(&v, r[k].from, strlen(r[k].from) + 1);
+        rv = rv ? rv : cairn_buf_append(&v, r[k].to, strlen(r[k].to));
+        if (rv == 0) {
+            rocksdb_writebatch_put_cf(b, e->cf_default, key, (size_t)klen, (const char *)v.data,
+                                      v.len);
+        }
+    }
+    cairn_buf_free(&v);
+    return rv;
+}
+
+static int alias_ts_cmp(const void *pa, const void *pb)
+{
+    const struct cat_alias *a = pa, *b = pb;
+    return a->ts < b->ts ? -1 : a->ts > b->ts;
+}
+
+/* Loads the persisted renames into the catalog's ring, oldest first. */
+static int load_renames(struct eng *e, struct cairn_error *err)
+{
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(e->db, e->ro_plain, e->cf_default);
+    size_t plen = strlen(ALIAS_PREFIX), n = 0, newest_slot = 0;
+    struct cat_alias *v = calloc(CAT_ALIASES, sizeof *v);
+    cairn_ts newest = 0;
+    char *msg = NULL;
+    int rv = 0;
+
+    if (v == NULL) {
+        rv = cairn_error_setf(err, CAIRN_ENOMEM, "engine: loading renames");
+        goto out;
+    }
+    for (rocksdb_iter_seek(it, ALIAS_PREFIX, plen); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t klen, vlen, flen;
+        const char *k = rocksdb_iter_key(it, &klen);
+        const char *val = rocksdb_iter_value(it, &vlen);
+        unsigned slot;
+        if (klen < plen || memcmp(k, ALIAS_PREFIX, plen) != 0) {
+            break;
+        }
+        flen = vlen > 16 ? strnlen(val + 16, vlen - 16) : 0;
+        /* The key is not NUL-terminated: two digits, read by hand. */
+        slot = klen == plen + 2 && isdigit((unsigned char)k[plen]) &&
+                       isdigit((unsigned char)k[plen + 1])
+                   ? (unsigned)(k[plen] - '0') * 10 + (unsigned)(k[plen + 1] - '0')
+                   : CAT_ALIASES;
+        if (slot >= CAT_ALIASES || n == CAT_ALIASES || vlen <= 16 || flen == vlen - 16 ||
+            flen > ENG_NS_MAX || vlen - 17 - flen > ENG_NS_MAX) {
+            rv = cairn_error_setf(err, CAIRN_ECORRUPT, "engine: bad rename record '%.*s'",
+                                  (int)(klen < 300 ? klen : 300), k);
+            goto out;
+        }
+        v[n].ts = cairn_load_be64((const uint8_t *)val);
+        v[n].id = cairn_load_be64((const uint8_t *)val + 8);
+        memcpy(v[n].from, val + 16, flen + 1);
+        memcpy(v[n].to, val + 17 + flen, vlen - 17 - flen);
+        v[n].to[vlen - 17 - flen] = '\0';
+        if (n == 0 || v[n].ts > newest) {
+            newest = v[n].ts;
+            newest_slot = slot;
+        }
+        n++;
+    }
+    rocksdb_iter_get_error(it, &msg);
+    if (msg != NULL) {
+        rv = eng_rocks_error(err, msg, "load renames");
+        goto out;
+    }
+    qsort(v, n, sizeof *v, alias_ts_cmp);
+    for (size_t i = 0; i < n; i++) {
+        eng_cat_alias_add(&e->cat, v[i].ts, v[i].id, v[i].from, v[i].to, 0);
+    }
+    e->cat.alias_seq = n > 0 ? (newest_slot + 1) % CAT_ALIASES : 0;
+out:
+    rocksdb_iter_destroy(it);
+    free(v);
+    return rv;
 }
 
 /* Adds the ops of the entry to `b`. `max_id` is raised to cover creates. */
@@ -505,6 +693,9 @@ static int fill_batch(struct eng *e,
                                                          k.len);
                         }
                     }
+                    if (op->coll_id == ENG_UNBIND_ID) {
+                        break; /* a rename's unbind: the documents stay */
+                    }
                     /* Ids are allocated from 1 upwards and never reach
                      * UINT64_MAX, so coll_id + 1 bounds the range. */
                     cairn_store_be64(lo, op->coll_id);
@@ -566,6 +757,8 @@ int eng_apply(struct eng *e,
     cairn_index cur_index;
     cairn_ts cur_ts, last_ts;
     size_t n_creates;
+    struct rename_rec *renames = NULL;
+    size_t n_renames = 0;
     uint64_t max_id;
     uint8_t wm[16], idbuf[8];
     char *msg = NULL;
@@ -598,6 +791,8 @@ int eng_apply(struct eng *e,
     /* 1. Everything that can fail, before the write. */
     b = rocksdb_writebatch_create();
     rv = fill_batch(e, b, commits, n, &max_id);
+    rv = rv ? rv : collect_renames(e, commits, n, &renames, &n_renames);
+    rv = rv ? rv : batch_renames(e, b, renames, n_renames);
     if (rv != 0) {
         cairn_error_setf(err, rv, "engine: building the write batch");
         goto err_after_batch;
@@ -632,6 +827,14 @@ int eng_apply(struct eng *e,
     /* 3. The catalog follows what RocksDB now holds. */
     pthread_rwlock_wrlock(&e->cat.lock);
     apply_catalog(e, commits, n);
+    {
+        cairn_ts floor = eng_gc_floor(e);
+        for (size_t k = 0; k < n_renames; k++) {
+            eng_cat_alias_add(&e->cat, renames[k].ts, renames[k].id, renames[k].from, renames[k].to,
+                              floor);
+        }
+        e->cat.alias_seq = (e->cat.alias_seq + n_renames) % CAT_ALIASES;
+    }
     eng_cat_note_id(&e->cat, max_id);
     eng_cat_pending_trim(&e->cat, last_ts);
     pthread_rwlock_unlock(&e->cat.lock);
@@ -646,11 +849,13 @@ int eng_apply(struct eng *e,
     /* 5. Retire what RocksDB now holds (overlay.c O6). */
     eng_ovl_trim(&e->ovl, last_ts);
     pthread_mutex_unlock(&e->apply_mu);
+    free(renames);
     return 0;
 
 err_after_batch:
     rocksdb_writebatch_destroy(b);
     pthread_mutex_unlock(&e->apply_mu);
+    free(renames);
     assert(rv != 0);
     return rv;
 }

@@ -64,10 +64,21 @@ enum eng_op_kind {
     ENG_OP_PUT = 1,     /* write `doc` as the new version of (coll_id, key) */
     ENG_OP_DELETE = 2,  /* write a tombstone for (coll_id, key) */
     ENG_OP_CREATE = 3,  /* create collection `ns` with id `coll_id` */
-    ENG_OP_DROP = 4,    /* drop collection `ns` (id `coll_id`) and its documents */
+    ENG_OP_DROP = 4,    /* drop collection `ns` (id `coll_id`) and its documents;
+                           with coll_id ENG_UNBIND_ID only the name's catalog
+                           entry (an unbind: the documents stay, see below) */
     ENG_OP_SESSION = 5, /* store session record `doc` under session key `key` (coll_id unused) */
     ENG_OP_CONFIG = 6, /* store `doc` as the replica-set config (meta "rsconfig"; coll_id unused) */
 };
+
+/* A rename is an unbind and a bind in one commit: ENG_OP_DROP of the old
+ * name with coll_id ENG_UNBIND_ID (0, never a collection id: ids start at
+ * 1, and the docs range of id 0 is empty) removes only its catalog entry,
+ * and ENG_OP_CREATE of the new name with the old id binds it. The
+ * documents, index entries and ids are untouched, so the commit is
+ * O(number of names). Members of any version decode and apply it alike
+ * (an older engine's drop of the empty range of id 0 deletes nothing). */
+#define ENG_UNBIND_ID 0
 
 /* Longest session key ENG_OP_SESSION accepts. */
 #define ENG_SESSION_KEY_MAX 64
@@ -164,6 +175,21 @@ struct eng_coll_info
  * count (what the primary's local reads and its writer see); with false only
  * applied state. Returns 0 with *id set, or CAIRN_ENOTFOUND. Any thread. */
 int eng_catalog_lookup(struct eng *e, const char *ns, bool local, uint64_t *id);
+
+/* As eng_catalog_lookup, for a read at `read_ts` (CAIRN_TS_MAX: the
+ * newest): a name renamed by a commit after read_ts (applied, or with
+ * `local` still in the overlay's pending catalog) resolves to what it
+ * meant at read_ts (the source's name to its id, the target's name to
+ * CAIRN_ENOTFOUND). Remembers the last 64 renames applied (kept across
+ * restarts and shipped with checkpoints) above the snapshot-history
+ * floor: a read below a forgotten rename resolves by the oldest one
+ * remembered after it that touched the name, else by the current
+ * catalog. Any thread. */
+int eng_catalog_lookup_at(struct eng *e,
+                          const char *ns,
+                          bool local,
+                          cairn_ts read_ts,
+                          uint64_t *id);
 
 /* Lists collections whose ns starts with "<db>." (db NULL = all), sorted by
  * ns. *out is malloc'd (free with free()), *n its length. Returns 0 or

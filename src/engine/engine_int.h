@@ -223,6 +223,17 @@ struct cat_pending
     char ns[ENG_NS_MAX + 1];
 };
 
+/* One applied rename: `from` meant collection (or index) `id` until `ts`,
+ * when it became `to`. */
+#define CAT_ALIASES 64
+struct cat_alias
+{
+    cairn_ts ts;
+    uint64_t id;
+    char from[ENG_NS_MAX + 1];
+    char to[ENG_NS_MAX + 1];
+};
+
 struct eng_catalog
 {
     pthread_rwlock_t lock;
@@ -231,6 +242,15 @@ struct eng_catalog
     struct cat_pending *pend; /* overlay creates/drops in ts order */
     size_t n_pend, cap_pend;
     uint64_t max_id; /* largest id ever seen or handed out */
+    /* Applied renames (a name unbound and its id bound to another name in
+     * one commit), newest last, a ring of the last CAT_ALIASES: what a
+     * read below their ts resolves a name to (eng_catalog_lookup_at).
+     * Persisted by eng_apply in the entry's batch under
+     * "catalog_alias/<slot>", slot = alias_seq mod CAT_ALIASES (so the
+     * keys overwrite themselves), and reloaded by eng_load_state. */
+    struct cat_alias aliases[CAT_ALIASES];
+    size_t n_alias, next_alias;
+    size_t alias_seq; /* the slot the next persisted rename takes */
     /* Bumped (under lock, for writing) by every change to either view, so
      * callers can cache what they derive from the catalog. */
     _Atomic uint64_t gen;
@@ -256,6 +276,10 @@ int eng_cat_reserve(struct eng_catalog *c, size_t extra);
  * bytes). Returns true when found. Caller holds c->lock. */
 bool eng_cat_committed_ns(const struct eng_catalog *c, uint64_t id, char *ns);
 
+/* The committed id of `ns` in *id. Returns true when found. Caller holds
+ * c->lock. */
+bool eng_cat_committed_id(const struct eng_catalog *c, const char *ns, uint64_t *id);
+
 /* Appends a pending create/drop. Caller holds c->lock for writing.
  * Returns 0 or CAIRN_ENOMEM. */
 int eng_cat_pending_add(struct eng_catalog *c, int kind, cairn_ts ts, uint64_t id, const char *ns);
@@ -267,6 +291,16 @@ void eng_cat_pending_trim(struct eng_catalog *c, cairn_ts ts);
 /* Drops pending ops with ts >= `ts` (all when ts is 0). Caller holds
  * c->lock for writing. */
 void eng_cat_pending_cut(struct eng_catalog *c, cairn_ts ts);
+
+/* Records an applied rename (see struct cat_alias), forgetting the oldest
+ * when the ring is full and any at or below `floor` (no read that old is
+ * served). Caller holds c->lock for writing. Never fails. */
+void eng_cat_alias_add(struct eng_catalog *c,
+                       cairn_ts ts,
+                       uint64_t id,
+                       const char *from,
+                       const char *to,
+                       cairn_ts floor);
 
 /* Empties the committed view and the pending ops (max_id stays). Caller
  * holds c->lock for writing. */

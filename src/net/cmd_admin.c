@@ -189,6 +189,9 @@ static int cmd_server_status(struct net_cmd *c)
             BSON_APPEND_INT64(&is, "lastKeys", (int64_t)rc.last_checkpoint_keys);
             BSON_APPEND_INT64(&is, "lastMillis", (int64_t)rc.last_checkpoint_ms);
             bson_append_document_end(&sub, &is);
+            /* Cairn's: encoded bytes of every commit this member queued
+             * for replication as primary (the oplog volume it wrote). */
+            BSON_APPEND_INT64(&sub, "commitBytesQueued", (int64_t)rc.commit_bytes);
         }
         bson_append_document_end(&c->reply, &sub);
     }

@@ -443,7 +443,9 @@ static int check_cursor_collection(struct net_cmd *c, const struct net_cursor *c
         return NET_CMD_ERROR;
     }
     uint64_t cid = 0;
-    bool same = txn_read_coll(rd, cur->ns, &cid) == 0 && cid == cur->coll_id;
+    /* The newest catalog, not the cursor's snapshot: a collection
+     * renamed since (or dropped) kills the cursor, as mongod. */
+    bool same = txn_read_coll_now(rd, cur->ns, &cid) == 0 && cid == cur->coll_id;
     if (rd != cur->rd) {
         txn_read_end(rd);
     }

@@ -423,6 +423,7 @@ int repl_propose_encoded(struct repl *r,
             CAIRN_TS_SECS(ts), CAIRN_TS_INC(ts), CAIRN_TS_SECS(last), CAIRN_TS_INC(last));
     }
     repl_disk_note_accepted(r, len);
+    atomic_fetch_add(&r->n_bytes_queued, len);
     if (r->q_tail != NULL) {
         r->q_tail->next = p;
     } else {

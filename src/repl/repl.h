@@ -266,6 +266,7 @@ struct repl_counters
 {
     uint64_t entries_proposed;    /* raft entries handed to raft_apply */
     uint64_t commits_proposed;    /* commits in those entries (group commit) */
+    uint64_t commit_bytes;        /* encoded bytes of the commits queued for them */
     uint64_t entries_applied;     /* command entries applied to the engine */
     uint64_t entries_skipped;     /* replayed entries at or below the watermark */
     uint64_t checkpoint_installs; /* checkpoints this member installed */

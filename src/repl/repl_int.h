@@ -345,6 +345,7 @@ struct repl
     uint64_t epochs; /* raft thread: leadership periods so far */
     _Atomic uint64_t n_entries_proposed;
     _Atomic uint64_t n_commits_proposed;
+    _Atomic uint64_t n_bytes_queued; /* encoded commit bytes accepted */
     _Atomic uint64_t n_ckpt_installs;
     _Atomic uint64_t n_ckpt_served;
     _Atomic uint64_t ckpt_last_bytes;

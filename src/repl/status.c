@@ -206,6 +206,7 @@ void repl_counters_get(struct repl *r, struct repl_counters *out)
 {
     out->entries_proposed = atomic_load(&r->n_entries_proposed);
     out->commits_proposed = atomic_load(&r->n_commits_proposed);
+    out->commit_bytes = atomic_load(&r->n_bytes_queued);
     out->entries_applied = atomic_load(&r->host.n_entries_applied);
     out->entries_skipped = atomic_load(&r->host.n_entries_skipped);
     out->checkpoint_installs = atomic_load(&r->n_ckpt_installs);

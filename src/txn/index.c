@@ -32,6 +32,7 @@
  *     intent, so entries it writes are never older than the document; every
  *     write committed after the index entered the catalog maintains it.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -163,6 +164,7 @@ int txn_ixset_load(struct eng *e,
     }
     atomic_init(&s->ref, 1);
     s->coll_id = coll_id;
+    snprintf(s->ns, sizeof s->ns, "%s", ns);
     s->gen = eng_catalog_gen(e);
     ns_db(ns, db, sizeof db);
     rv = eng_catalog_list(e, db, local, &infos, &n);
@@ -174,6 +176,15 @@ int txn_ixset_load(struct eng *e,
     if (s->v == NULL) {
         rv = cairn_error_setf(err, CAIRN_ENOMEM, "txn: out of memory");
         goto fail;
+    }
+    /* A read below a rename resolved the old name to the id (the engine's
+     * rename aliases): its indexes are named after the id's current name,
+     * in the same database. */
+    for (size_t i = 0; i < n; i++) {
+        if (infos[i].id == coll_id && strcmp(infos[i].ns, ns) != 0) {
+            ns = infos[i].ns;
+            break;
+        }
     }
     for (size_t i = 0; i < n; i++) {
         struct txn_ixdesc *d = &s->v[s->n];
@@ -226,9 +237,12 @@ int txn_ixset_get(struct txn_mgr *m,
     size_t i;
     int rv;
 
+    /* A hit needs the name too: a read below a rename resolves the old
+     * name to the same id, and its set (listed under that name) must not
+     * serve the writers of the new one. */
     pthread_mutex_lock(&c->mu);
     for (i = 0; i < c->n; i++) {
-        if (c->sets[i]->coll_id == coll_id) {
+        if (c->sets[i]->coll_id == coll_id && strcmp(c->sets[i]->ns, ns) == 0) {
             break;
         }
     }
@@ -247,7 +261,7 @@ int txn_ixset_get(struct txn_mgr *m,
     }
     pthread_mutex_lock(&c->mu);
     for (i = 0; i < c->n; i++) {
-        if (c->sets[i]->coll_id == coll_id) {
+        if (c->sets[i]->coll_id == coll_id) { /* one set per id: it replaces */
             break;
         }
     }

@@ -1,12 +1,17 @@
 /*
- * ixmod.c: collMod's index changes (hidden, expireAfterSeconds). Writers
- * and the planner cache a collection's index set until the catalog changes
- * (index.c), and a spec rewritten in place would not change it; so a
- * modified index is re-created under its namespace with a fresh id: in one
- * statement commit, under the collection's exclusive intent, the old id is
- * dropped, the new one gets the new spec and a copy of every entry (and the
- * multikey marker). Every member applies that commit like any other and
- * sees the new options at once.
+ * ixmod.c: collMod's index changes (hidden, expireAfterSeconds). The spec
+ * is rewritten in place (a new MVCC version of the index's spec key, same
+ * id, entries untouched: O(1) whatever the index's size), in one statement
+ * commit under the collection's exclusive intent. Writers and the planner
+ * cache a collection's index set until the catalog generation changes
+ * (index.c), which a spec write alone would not change; so the same commit
+ * rebinds the index's name to its own id (an unbind and a bind, as a
+ * rename's: ENG_UNBIND_ID), which bumps the generation on the primary's
+ * pending catalog and on every member's apply. Neither option changes the
+ * entries writers maintain, so a reader that reloads the set between that
+ * bump and the spec's visibility only plans with the previous options
+ * until the apply bumps the generation again. Reads below the commit see
+ * the old spec (it is versioned like any key).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,8 +108,7 @@ int txn_index_modify(struct txn_write *w,
     struct txn_ixset *s = NULL;
     struct qry_index *nix = NULL;
     const struct txn_ixdesc *d = NULL;
-    struct txn_read *rd = NULL;
-    uint64_t coll_id, new_id;
+    uint64_t coll_id;
     bool created;
     int32_t old_secs = 0, new_secs = 0;
     int rv;
@@ -149,13 +153,11 @@ int txn_index_modify(struct txn_write *w,
     bson_t wrap = BSON_INITIALIZER;
     BSON_APPEND_DOCUMENT(&wrap, "spec", qry_index_spec(nix));
     BSON_APPEND_BOOL(&wrap, "ready", true);
-    rv = txn_write_stage_drop(w, d->ns, d->id, err);
-    rv = rv ? rv : txn_write_stage_create(w, d->ns, &new_id, err);
+    rv = txn_write_stage_drop(w, d->ns, ENG_UNBIND_ID, err);
+    rv = rv ? rv : txn_write_stage_bind(w, d->ns, false, d->id, err);
     rv = rv ? rv
-            : txn_write_stage_raw(w, new_id, txn_ix_spec_key, TXN_IX_META_LEN, bson_get_data(&wrap),
+            : txn_write_stage_raw(w, d->id, txn_ix_spec_key, TXN_IX_META_LEN, bson_get_data(&wrap),
                                   wrap.len, err);
-    rv = rv ? rv : txn_write_reader(w, &rd, err);
-    rv = rv ? rv : txn_copy_space(w, rd, d->id, new_id, true, err);
     bson_destroy(&wrap);
 out:
     qry_index_free(nix);

@@ -146,7 +146,7 @@ cairn_ts txn_read_ts(const struct txn_read *rd)
     return rd->ts;
 }
 
-int txn_read_coll(struct txn_read *rd, const char *ns, uint64_t *coll_id)
+static int read_coll(struct txn_read *rd, const char *ns, bool at_snap, uint64_t *coll_id)
 {
     if (strstr(ns, ".$") != NULL) {
         return CAIRN_ENOTFOUND; /* an index namespace (index.c) */
@@ -157,7 +157,19 @@ int txn_read_coll(struct txn_read *rd, const char *ns, uint64_t *coll_id)
             return st > 0 ? 0 : CAIRN_ENOTFOUND;
         }
     }
-    return eng_catalog_lookup(rd->m->eng, ns, rd->local, coll_id);
+    /* At the snapshot's ts: a read below a rename sees the old name. */
+    return eng_catalog_lookup_at(rd->m->eng, ns, rd->local,
+                                 at_snap ? eng_snap_ts(rd->snap) : CAIRN_TS_MAX, coll_id);
+}
+
+int txn_read_coll(struct txn_read *rd, const char *ns, uint64_t *coll_id)
+{
+    return read_coll(rd, ns, true, coll_id);
+}
+
+int txn_read_coll_now(struct txn_read *rd, const char *ns, uint64_t *coll_id)
+{
+    return read_coll(rd, ns, false, coll_id);
 }
 
 int txn_read_list(struct txn_read *rd, const char *db, struct txn_coll **out, size_t *n)

@@ -1,14 +1,29 @@
 /*
- * rename.c: renameCollection as one statement commit. Under the exclusive
+ * rename.c: renameCollection as one statement commit, under the exclusive
  * namespace intents of the source and the target (which wait for their
- * writers), it creates the target with a fresh id, copies every visible
- * version key of the source's documents and of each of its indexes (the
- * spec, the multikey marker and the entries, which do not depend on the
- * collection's id or name) under the target's ids, and drops the source
- * (and, with dropTarget, an existing target first). The copy rides the
- * ordinary create/put/drop ops, so it replicates as any commit and every
- * member sees the rename at once; a collection too large for one commit
- * fails whole (nothing changes). Same and cross database alike.
+ * writers and open transactions).
+ *
+ * Within one database it is a catalog rename (docs/decisions.md §31i): the
+ * names of the collection and of each of its indexes are unbound
+ * (ENG_OP_DROP with ENG_UNBIND_ID: the catalog entry goes, the documents
+ * stay) and their ids bound to the new names (ENG_OP_CREATE of the
+ * existing id), so the commit holds 2 ops per name whatever the size of
+ * the collection, and every member applies it at once. Keeping the ids is
+ * safe for what is keyed by them: writers' cached index sets are
+ * revalidated by the catalog generation (which the binds bump), a writer
+ * that resolved the old name fails its commit's check_colls (the name no
+ * longer maps to its id), a cursor's getMore checks its name in the
+ * newest catalog (killed, as mongod), the TTL monitor lists the catalog
+ * each pass, and reads below the rename's ts resolve the old name through
+ * the engine's rename aliases.
+ *
+ * Across databases it is a copy: it creates the target with a fresh id,
+ * copies every visible version key of the source's documents and of each
+ * of its indexes (the spec, the multikey marker and the entries, which do
+ * not depend on the collection's id or name) under the target's ids, and
+ * drops the source; a collection too large for one commit fails whole
+ * (nothing changes). With dropTarget an existing target is dropped first,
+ * in the same commit.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +67,70 @@ static bool is_system(const char *ns)
 {
     const char *dot = strchr(ns, '.');
     return dot != NULL && strncmp(dot + 1, "system.", 7) == 0;
+}
+
+static bool same_db(const char *a, const char *b)
+{
+    const char *da = strchr(a, '.'), *db = strchr(b, '.');
+    return da != NULL && db != NULL && da - a == db - b && strncmp(a, b, (size_t)(da - a)) == 0;
+}
+
+/* Whether `ns` is an index namespace "<coll>.$<name>" of collection `coll`. */
+static const char *index_name(const char *ns, const char *coll, size_t coll_len)
+{
+    if (strncmp(ns, coll, coll_len) != 0 || ns[coll_len] != '.' || ns[coll_len + 1] != '$') {
+        return NULL;
+    }
+    return ns + coll_len + 2;
+}
+
+/* The catalog rename of `from` (id `src_id`) to `to`, within one database:
+ * unbinds every name first, then binds the ids to the new names (the
+ * order the engine's apply and the pending catalog replay). */
+static int rename_in_db(struct txn_write *w,
+                        const char *from,
+                        const char *to,
+                        uint64_t src_id,
+                        struct cairn_error *err)
+{
+    char db[ENG_NS_MAX + 1];
+    size_t from_len = strlen(from);
+    struct eng_coll_info *infos = NULL;
+    size_t n = 0;
+    int rv;
+
+    snprintf(db, sizeof db, "%.*s", (int)(strchr(from, '.') - from), from);
+    rv = eng_catalog_list(w->m->eng, db, true, &infos, &n);
+    if (rv != 0) {
+        return cairn_error_setf(err, rv, "txn: listing indexes");
+    }
+    /* The new index names must fit before anything is staged. */
+    for (size_t i = 0; i < n && rv == 0; i++) {
+        const char *name = index_name(infos[i].ns, from, from_len);
+        if (name != NULL && strlen(to) + 2 + strlen(name) > ENG_NS_MAX) {
+            rv = cairn_error_mongo(err, CAIRN_EINVAL, MONGO_InvalidNamespace,
+                                   "renameCollection: index %s would make namespace %s.$%s "
+                                   "too long",
+                                   name, to, name);
+        }
+    }
+    for (size_t i = 0; i < n && rv == 0; i++) {
+        if (index_name(infos[i].ns, from, from_len) != NULL) {
+            rv = txn_write_stage_drop(w, infos[i].ns, ENG_UNBIND_ID, err);
+        }
+    }
+    rv = rv ? rv : txn_write_stage_drop(w, from, ENG_UNBIND_ID, err);
+    rv = rv ? rv : txn_write_stage_bind(w, to, true, src_id, err);
+    for (size_t i = 0; i < n && rv == 0; i++) {
+        const char *name = index_name(infos[i].ns, from, from_len);
+        char ns[ENG_NS_MAX + 2];
+        if (name != NULL) {
+            snprintf(ns, sizeof ns, "%s.$%s", to, name);
+            rv = txn_write_stage_bind(w, ns, false, infos[i].id, err);
+        }
+    }
+    free(infos);
+    return rv;
 }
 
 int txn_rename_collection(struct txn_write *w,
@@ -102,6 +181,9 @@ int txn_rename_collection(struct txn_write *w,
         rv = txn_write_drop(w, to, err);
     } else {
         cairn_error_clear(err);
+    }
+    if (rv == 0 && same_db(from, to)) {
+        return rename_in_db(w, from, to, src_id, err);
     }
     rv = rv ? rv : txn_write_create(w, to, err);
     rv = rv ? rv : txn_write_coll(w, to, false, &dst_id, &created, err);

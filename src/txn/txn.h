@@ -170,9 +170,15 @@ bool txn_overlay_token_lost(struct txn_mgr *m, uint64_t token);
 /* The timestamp this read reflects (its operationTime). */
 cairn_ts txn_read_ts(const struct txn_read *rd);
 
-/* Resolves a namespace. Returns 0 with *coll_id, or CAIRN_ENOTFOUND. A read
- * of a transaction also sees collections the transaction created. */
+/* Resolves a namespace as of the read's snapshot (a name renamed after it
+ * resolves as before the rename: eng_catalog_lookup_at). Returns 0 with
+ * *coll_id, or CAIRN_ENOTFOUND. A read of a transaction also sees
+ * collections the transaction created. */
 int txn_read_coll(struct txn_read *rd, const char *ns, uint64_t *coll_id);
+
+/* As txn_read_coll in the newest catalog, whatever the snapshot's ts (a
+ * cursor's check that its collection was neither dropped nor renamed). */
+int txn_read_coll_now(struct txn_read *rd, const char *ns, uint64_t *coll_id);
 
 struct txn_coll
 {
@@ -573,14 +579,15 @@ int txn_index_drop(struct txn_write *w,
 int txn_index_validate(struct txn_read *rd, const char *ns, bson_t *reply, struct cairn_error *err);
 
 /* renameCollection in statement write `w` (rename.c): under the exclusive
- * intents of both namespaces, creates `to`, copies `from`'s documents and
- * indexes (spec, entries) to it and drops `from`; with `drop_target` an
- * existing `to` is dropped first. The caller commits (one commit: a
- * collection too large for it fails with CAIRN_ETOOBIG and nothing
- * changes). Errors (mongo_code): 26 NamespaceNotFound (no `from`), 48
- * NamespaceExists (`to` exists, no drop_target), 20 IllegalOperation
- * (system collections, `from` == `to`), 73 InvalidNamespace, the intent
- * waits' errors. */
+ * intents of both namespaces. Within one database it renames the catalog
+ * entries of the collection and of its indexes, keeping their ids (no
+ * document is touched: O(number of indexes)); across databases it creates
+ * `to`, copies `from`'s documents and indexes (spec, entries) to it and
+ * drops `from`. With `drop_target` an existing `to` is dropped first. The
+ * caller commits (one commit: a cross-database copy too large for it
+ * fails with CAIRN_ETOOBIG and nothing changes). Errors (mongo_code): 26 NamespaceNotFound (no
+ * `from`), 48 NamespaceExists (`to` exists, no drop_target), 20 IllegalOperation (system
+ * collections, `from` == `to`), 73 InvalidNamespace, the intent waits' errors. */
 int txn_rename_collection(struct txn_write *w,
                           const char *from,
                           const char *to,
@@ -603,10 +610,10 @@ struct txn_index_mod_result
 };
 
 /* collMod of the index `target` (a name or a key pattern) of `ns` in
- * statement write `w`: under the exclusive intent of `ns`, re-creates the
- * index with the changed options (same name, fresh id, entries copied) so
- * every cached index set sees the change; nothing is staged when nothing
- * changes. The caller commits. Errors (mongo_code): 26 NamespaceNotFound,
+ * statement write `w`: under the exclusive intent of `ns`, rewrites the
+ * index's spec in place (same id, entries untouched) and rebinds its name
+ * so every cached index set sees the change; nothing is staged when
+ * nothing changes. The caller commits. Errors (mongo_code): 26 NamespaceNotFound,
  * 27 IndexNotFound, 72 InvalidOptions (expireAfterSeconds on an index that
  * is not TTL, a bad value, the _id index), the intent wait's errors. */
 int txn_index_modify(struct txn_write *w,

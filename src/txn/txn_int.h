@@ -344,8 +344,21 @@ int txn_copy_space(struct txn_write *w,
                    bool skip_spec,
                    struct cairn_error *err);
 
-/* Stages the drop of `ns` (id `id`) and every version under that id. */
+/* Stages the drop of `ns` (id `id`) and every version under that id; with
+ * id ENG_UNBIND_ID only the name's catalog entry (a rename's unbind: the
+ * versions stay). */
 int txn_write_stage_drop(struct txn_write *w, const char *ns, uint64_t id, struct cairn_error *err);
+
+/* Stages the bind of existing id `id` to name `ns` (an ENG_OP_CREATE that
+ * allocates nothing): the second half of a rename, after the unbind of the
+ * old name (txn_write_stage_drop with ENG_UNBIND_ID) in the same commit.
+ * A collection name (`coll_ns`) is checked (73 InvalidNamespace) and
+ * noted as written. Errors: those, CAIRN_ENOMEM. */
+int txn_write_stage_bind(struct txn_write *w,
+                         const char *ns,
+                         bool coll_ns,
+                         uint64_t id,
+                         struct cairn_error *err);
 
 /* The namespace this write resolved for collection `coll_id`, or NULL. */
 const char *txn_write_coll_ns(const struct txn_write *w, uint64_t coll_id);
@@ -383,6 +396,9 @@ struct txn_ixset
 {
     atomic_int ref;
     uint64_t coll_id;
+    /* The name it was loaded for: a collection keeps its id through a
+     * rename, and a read below the rename resolves the old name to it. */
+    char ns[ENG_NS_MAX + 1];
     uint64_t gen; /* eng_catalog_gen when loaded */
     size_t n;
     struct txn_ixdesc *v; /* by id */

@@ -585,11 +585,14 @@ static int lock_ns(struct txn_write *w, const char *ns, bool shared, struct cair
     return lock_key(w, 0, (const uint8_t *)ns, strlen(ns), shared, err);
 }
 
-/* Stages the create of `ns`; a collection (`coll` true) has its name
- * checked and is remembered as written, an index namespace neither. */
+/* Stages the create of `ns` under a fresh id, or under `bind_id` when it
+ * is not 0 (a rename's bind of an existing id); a collection (`coll`
+ * true) has its name checked and is remembered as written, an index
+ * namespace neither. */
 static int stage_create_ns(struct txn_write *w,
                            const char *ns,
                            bool coll_ns,
+                           uint64_t bind_id,
                            uint64_t *id,
                            struct cairn_error *err)
 {
@@ -607,11 +610,15 @@ static int stage_create_ns(struct txn_write *w,
     if (rv != 0) {
         return rv;
     }
-    next = eng_catalog_next_id(w->m->eng);
-    if (w->next_coll_id > next) {
-        next = w->next_coll_id;
+    if (bind_id != 0) {
+        next = bind_id;
+    } else {
+        next = eng_catalog_next_id(w->m->eng);
+        if (w->next_coll_id > next) {
+            next = w->next_coll_id;
+        }
+        w->next_coll_id = next + 1;
     }
-    w->next_coll_id = next + 1;
     op.kind = ENG_OP_CREATE;
     op.coll_id = next;
     op.ns = strdup(ns);
@@ -629,7 +636,7 @@ static int stage_create_ns(struct txn_write *w,
 
 static int stage_create(struct txn_write *w, const char *ns, uint64_t *id, struct cairn_error *err)
 {
-    return stage_create_ns(w, ns, true, id, err);
+    return stage_create_ns(w, ns, true, 0, id, err);
 }
 
 int txn_write_coll(struct txn_write *w,
@@ -1407,7 +1414,18 @@ int txn_write_stage_create(struct txn_write *w,
                            uint64_t *id,
                            struct cairn_error *err)
 {
-    return stage_create_ns(w, ns, false, id, err);
+    return stage_create_ns(w, ns, false, 0, id, err);
+}
+
+int txn_write_stage_bind(struct txn_write *w,
+                         const char *ns,
+                         bool coll_ns,
+                         uint64_t id,
+                         struct cairn_error *err)
+{
+    uint64_t got;
+
+    return stage_create_ns(w, ns, coll_ns, id, &got, err);
 }
 
 int txn_write_stage_drop(struct txn_write *w, const char *ns, uint64_t id, struct cairn_error *err)

@@ -274,15 +274,17 @@ def test_rename_under_concurrent_inserts_loses_no_acknowledged_write(server, cli
     assert moved >= set(range(100))
 
 
-def test_rename_of_a_collection_past_one_commit_fails_whole(client, db):
-    # About 28 MB of documents: more than the largest replicated entry (24 MiB).
+def test_rename_across_databases_of_a_collection_past_one_commit_fails_whole(client, db):
+    # About 28 MB of documents: more than the largest replicated entry (24 MiB). A rename
+    # across databases copies (within one: test_rename_in_database.py).
     for k in range(7):
         db.big.insert_many([{"_id": k * 1000 + i, "p": "x" * 4000} for i in range(1000)])
     with pytest.raises(OperationFailure) as exc:
-        rename(client, db.name + ".big", db.name + ".moved")
+        rename(client, db.name + ".big", db.name + "_other.moved")
     assert exc.value.code == 10334
     assert db.list_collection_names() == ["big"]
     assert db.big.count_documents({}) == 7000
+    assert "moved" not in client[db.name + "_other"].list_collection_names()
 
 
 # ---- collMod ----------------------------------------------------------------------------------

@@ -766,6 +766,158 @@ START_TEST(test_catalog)
 }
 END_TEST
 
+/* A rename: the unbind of the old name (a drop with ENG_UNBIND_ID) and the
+ * bind of its id to the new name in one commit keep every document; reads
+ * below the commit's ts resolve the old name; a restart keeps the rename. */
+START_TEST(test_catalog_rename_keeps_the_id)
+{
+    uint64_t src = eng_catalog_next_id(g_e), tgt = eng_catalog_next_id(g_e), id;
+
+    create_coll(1, 10, "db.src", src);
+    create_coll(2, 10, "db.tgt", tgt);
+    put(3, 20, src, "k", "doc");
+    put(4, 20, tgt, "k", "target");
+    {
+        struct eng_op ops[] = {
+            {ENG_OP_DROP, tgt, "db.tgt", NULL, 0, NULL, 0},
+            {ENG_OP_DROP, ENG_UNBIND_ID, "db.src", NULL, 0, NULL, 0},
+            {ENG_OP_CREATE, src, "db.tgt", NULL, 0, NULL, 0},
+        };
+        apply1(5, 30, ops, 3);
+    }
+    ck_assert_int_eq(eng_catalog_lookup(g_e, "db.src", false, &id), CAIRN_ENOTFOUND);
+    ck_assert_int_eq(eng_catalog_lookup(g_e, "db.tgt", false, &id), 0);
+    ck_assert_uint_eq(id, src);
+    ck_assert_str_eq(get_at(src, "k", CAIRN_TS_MAX), "doc");
+    ck_assert_ptr_null(get_at(tgt, "k", CAIRN_TS_MAX)); /* the dropped target's data */
+    /* Below the rename the names mean what they meant then. */
+    ck_assert_int_eq(eng_catalog_lookup_at(g_e, "db.src", false, 25, &id), 0);
+    ck_assert_uint_eq(id, src);
+    ck_assert_int_eq(eng_catalog_lookup_at(g_e, "db.tgt", false, 25, &id), CAIRN_ENOTFOUND);
+    ck_assert_int_eq(eng_catalog_lookup_at(g_e, "db.src", false, 30, &id), CAIRN_ENOTFOUND);
+    ck_assert_int_eq(eng_catalog_lookup_at(g_e, "db.tgt", false, 30, &id), 0);
+    ck_assert_uint_eq(id, src);
+    /* An unbind needs a name. */
+    {
+        struct eng_op bad = {ENG_OP_DROP, ENG_UNBIND_ID, NULL, NULL, 0, NULL, 0};
+        struct eng_commit c = {40, &bad, 1};
+        struct cairn_error err = {0};
+        ck_assert_int_eq(eng_apply(g_e, &c, 1, 6, &err), CAIRN_EINVAL);
+    }
+    reopen();
+    {
+        char expect[64];
+        snprintf(expect, sizeof expect, "db.tgt:%llu,", (unsigned long long)src);
+        check_list("db", expect);
+    }
+    ck_assert_str_eq(get_at(src, "k", CAIRN_TS_MAX), "doc");
+    ck_assert_uint_gt(eng_catalog_next_id(g_e), tgt);
+}
+END_TEST
+
+/* The engine remembers the last 64 renames: 70 renames back and forth
+ * between two names; the newest 64 resolve reads below them, the oldest
+ * resolve as the current catalog does. */
+START_TEST(test_catalog_rename_aliases_ring)
+{
+    uint64_t x = eng_catalog_next_id(g_e), id;
+    cairn_index idx = 1;
+
+    create_coll(idx++, 10, "db.a", x);
+    for (int i = 0; i < 70; i++) {
+        const char *from = i % 2 == 0 ? "db.a" : "db.b", *to = i % 2 == 0 ? "db.b" : "db.a";
+        struct eng_op ops[] = {
+            {ENG_OP_DROP, ENG_UNBIND_ID, from, NULL, 0, NULL, 0},
+            {ENG_OP_CREATE, x, to, NULL, 0, NULL, 0},
+        };
+        apply1(idx++, (cairn_ts)(100 + 10 * i), ops, 2);
+    }
+    /* 70 renames: db.a -> db.b at even i, so after the last (i = 69) the
+     * collection is db.a. Reads between rename i-1 and i (ts in
+     * (100+10(i-1), 100+10i)) see the name it had before rename i. */
+    ck_assert_int_eq(eng_catalog_lookup(g_e, "db.a", false, &id), 0);
+    for (int i = 6; i < 70; i++) {
+        cairn_ts at = (cairn_ts)(100 + 10 * i - 5);
+        const char *had = i % 2 == 0 ? "db.a" : "db.b", *not = i % 2 == 0 ? "db.b" : "db.a";
+        ck_assert_msg(eng_catalog_lookup_at(g_e, had, false, at, &id) == 0 && id == x,
+                      "rename %d: %s at %llu", i, had, (unsigned long long)at);
+        ck_assert_msg(eng_catalog_lookup_at(g_e, not, false, at, &id) == CAIRN_ENOTFOUND,
+                      "rename %d: %s at %llu", i, not, (unsigned long long)at);
+    }
+    /* Below the forgotten ones the first remembered rename decides: the
+     * newest 64 are i = 6..69; i = 6 renames db.a away. */
+    ck_assert_int_eq(eng_catalog_lookup_at(g_e, "db.a", false, 50, &id), 0);
+    ck_assert_int_eq(eng_catalog_lookup_at(g_e, "db.b", false, 50, &id), CAIRN_ENOTFOUND);
+    /* Between renames 0 and 1 the name was db.b, but rename 1 is
+     * forgotten: the read resolves as below rename 6. */
+    ck_assert_int_eq(eng_catalog_lookup_at(g_e, "db.b", false, 105, &id), CAIRN_ENOTFOUND);
+    ck_assert_int_eq(eng_catalog_lookup_at(g_e, "db.a", false, 105, &id), 0);
+    ck_assert_int_eq(eng_catalog_lookup_at(g_e, "db.a", false, CAIRN_TS_MAX, &id), 0);
+    ck_assert_int_eq(eng_catalog_lookup_at(g_e, "db.b", false, CAIRN_TS_MAX, &id), CAIRN_ENOTFOUND);
+    /* The same after a reopen (the renames are persisted in 64 slots),
+     * and a rename applied after it takes the oldest slot. */
+    for (int round = 0; round < 2; round++) {
+        reopen();
+        for (int i = 6 + round; i < 70 + round; i++) {
+            cairn_ts at = (cairn_ts)(100 + 10 * i - 5);
+            const char *had = i % 2 == 0 ? "db.a" : "db.b";
+            const char *not = i % 2 == 0 ? "db.b" : "db.a";
+            ck_assert_msg(eng_catalog_lookup_at(g_e, had, false, at, &id) == 0 && id == x,
+                          "round %d, rename %d: %s at %llu", round, i, had, (unsigned long long)at);
+            ck_assert_msg(eng_catalog_lookup_at(g_e, not, false, at, &id) == CAIRN_ENOTFOUND,
+                          "round %d, rename %d: %s at %llu", round, i, not, (unsigned long long)at);
+        }
+        if (round == 0) {
+            struct eng_op ops[] = {
+                {ENG_OP_DROP, ENG_UNBIND_ID, "db.a", NULL, 0, NULL, 0},
+                {ENG_OP_CREATE, x, "db.b", NULL, 0, NULL, 0},
+            };
+            apply1(idx++, (cairn_ts)(100 + 10 * 70), ops, 2);
+        }
+    }
+    ck_assert_int_eq(eng_catalog_lookup(g_e, "db.b", false, &id), 0);
+}
+END_TEST
+
+/* A rename still in the overlay's pending catalog: local reads below it
+ * resolve the old names as after its apply; committed reads do not see it
+ * yet; after the apply, the same answers come from the applied renames. */
+START_TEST(test_catalog_rename_pending)
+{
+    uint64_t x = eng_catalog_next_id(g_e), y = eng_catalog_next_id(g_e), id;
+    struct eng_op ops[] = {
+        {ENG_OP_DROP, y, "db.b", NULL, 0, NULL, 0},
+        {ENG_OP_DROP, ENG_UNBIND_ID, "db.a", NULL, 0, NULL, 0},
+        {ENG_OP_CREATE, x, "db.b", NULL, 0, NULL, 0},
+    };
+    struct eng_commit cm = {30, ops, 3};
+
+    create_coll(1, 10, "db.a", x);
+    create_coll(2, 10, "db.b", y);
+    ck_assert_int_eq(eng_overlay_add(g_e, &cm), 0);
+    for (int applied = 0; applied < 2; applied++) {
+        ck_assert_int_eq(eng_catalog_lookup_at(g_e, "db.a", true, 20, &id), 0);
+        ck_assert_uint_eq(id, x);
+        ck_assert_int_eq(eng_catalog_lookup_at(g_e, "db.b", true, 20, &id), CAIRN_ENOTFOUND);
+        ck_assert_int_eq(eng_catalog_lookup_at(g_e, "db.a", true, 30, &id), CAIRN_ENOTFOUND);
+        ck_assert_int_eq(eng_catalog_lookup_at(g_e, "db.b", true, 30, &id), 0);
+        ck_assert_uint_eq(id, x);
+        ck_assert_int_eq(eng_catalog_lookup_at(g_e, "db.b", true, CAIRN_TS_MAX, &id), 0);
+        ck_assert_uint_eq(id, x);
+        ck_assert_int_eq(eng_catalog_lookup_at(g_e, "db.a", false, 20, &id), 0);
+        ck_assert_uint_eq(id, x);
+        if (applied == 0) {
+            /* Not applied: the committed view still has both names. */
+            ck_assert_int_eq(eng_catalog_lookup_at(g_e, "db.b", false, 35, &id), 0);
+            ck_assert_uint_eq(id, y);
+            apply1(3, 30, ops, 3);
+        }
+    }
+    ck_assert_int_eq(eng_catalog_lookup_at(g_e, "db.b", false, 35, &id), 0);
+    ck_assert_uint_eq(id, x);
+}
+END_TEST
+
 START_TEST(test_create_and_put_same_entry)
 {
     struct key k = K("doc");
@@ -874,6 +1026,9 @@ static Suite *engine_suite(void)
     tcase_add_test(tc, test_session_records);
     tcase_add_test(tc, test_open_error);
     tcase_add_test(tc, test_catalog);
+    tcase_add_test(tc, test_catalog_rename_keeps_the_id);
+    tcase_add_test(tc, test_catalog_rename_aliases_ring);
+    tcase_add_test(tc, test_catalog_rename_pending);
     tcase_add_test(tc, test_create_and_put_same_entry);
     tcase_add_test(tc, test_meta);
     tcase_add_test(tc, test_approx_size_counts_one_key_space);
