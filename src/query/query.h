@@ -302,6 +302,14 @@ int qry_sortbuf_finish(struct qry_sortbuf *b, bson_t ***docs, size_t *n, struct 
  * exist; runs are anonymous files in it (unlinked at creation). */
 void qry_set_spill_dir(const char *dir);
 
+/* Sets the free space a spill must leave in the spill directory's
+ * filesystem (the member's --diskFreeFloorMB; 0 = none), once at start-up:
+ * a run that would take the free space below it is not written and the
+ * sort or $group fails with 14031 OutOfDiskSpace, as mongod refuses to
+ * spill below internalQuerySpillingMinAvailableDiskSpaceBytes. Spilling
+ * must not make the member refuse writes or hold applying (§31f). */
+void qry_set_spill_floor(uint64_t bytes);
+
 /* Says the client asked for allowDiskUse: past the cap, the buffer writes
  * its documents to disk as a sorted run (when a spill directory is set)
  * and goes on; a limit is then no longer applied by the buffer (the

@@ -4,13 +4,16 @@
  * anonymous temporary file in the spill directory (created with mkstemp
  * and unlinked at once, so nothing is left behind even after a crash):
  * the documents' BSON one after another, written once and read back once
- * in order through stdio buffers.
+ * in order through stdio buffers. A run is written only when the spill
+ * directory's filesystem keeps the free-space floor (qry_set_spill_floor)
+ * after it.
  */
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "query/query_int.h"
@@ -30,6 +33,14 @@ static char spill_dir[PATH_MAX];
 void qry_set_spill_dir(const char *dir)
 {
     snprintf(spill_dir, sizeof spill_dir, "%s", dir != NULL ? dir : "");
+}
+
+/* Free space to leave in the spill directory's filesystem. */
+static uint64_t spill_floor;
+
+void qry_set_spill_floor(uint64_t bytes)
+{
+    spill_floor = bytes;
 }
 
 bool qry_spill_enabled(void)
@@ -59,6 +70,28 @@ int qry_run_write(bson_t *const *docs, size_t n, struct qry_run **out, struct ca
     }
     if (snprintf(path, sizeof path, "%s/sort-XXXXXX", spill_dir) >= (int)sizeof path) {
         return io_error(err, "path", ENAMETOOLONG);
+    }
+    if (spill_floor > 0) {
+        /* Checked per run, before writing it; concurrent spills may each
+         * pass, so the floor is a margin, as for writes. */
+        struct statvfs st;
+        uint64_t need = spill_floor, avail;
+        for (size_t i = 0; i < n; i++) {
+            need += docs[i]->len;
+        }
+        if (statvfs(spill_dir, &st) != 0) {
+            return io_error(err, "statvfs", errno);
+        }
+        avail = (uint64_t)st.f_bavail * (uint64_t)st.f_frsize;
+        if (avail < need) {
+            return cairn_error_mongo(
+                err, CAIRN_ENOSPC, MONGO_OutOfDiskSpace,
+                "Sort could not spill to disk: %llu MB free in %s, and spilling %llu MB more "
+                "would go below the free-space floor of %llu MB (--diskFreeFloorMB)",
+                (unsigned long long)(avail >> 20), spill_dir,
+                (unsigned long long)((need - spill_floor) >> 20),
+                (unsigned long long)(spill_floor >> 20));
+        }
     }
     r = calloc(1, sizeof *r);
     if (r == NULL) {
