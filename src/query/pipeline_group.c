@@ -218,6 +218,7 @@ void pl_gtab_free(struct gtab *t, size_t nacc)
     for (size_t i = 0; i < t->nruns; i++) {
         qry_run_free(t->runs[i]);
     }
+    qry_spill_free(t->spill);
     free(t->runs);
     memset(t, 0, sizeof *t);
 }
