@@ -141,8 +141,8 @@ def test_quick_reads_take_no_lock_the_watches_hold(srv, client):
         msg, _rid = frame(OP_MSG, op_msg({**COMMANDS["count"](tag), "$db": "disc"}))
         s.sendall(msg)
         socks.append(s)
-    await_true(lambda: len(ops_with_comment(client, tag)) == 8, "the slow reads running")
-    await_true(lambda: watch_stats(client)["armed"] - before["armed"] >= 8,
+    wait_until(lambda: len(ops_with_comment(client, tag)) == 8, 10, "the slow reads running")
+    wait_until(lambda: watch_stats(client)["armed"] - before["armed"] >= 8, 10,
                "the sweeper to watch the slow reads")
     mid = watch_stats(client)
     for i in range(300):
@@ -152,5 +152,5 @@ def test_quick_reads_take_no_lock_the_watches_hold(srv, client):
     assert after["endWaits"] == mid["endWaits"]  # no quick read waited for the sweeper
     for s in socks:
         s.close()
-    await_true(lambda: not ops_with_comment(client, tag), "the slow reads to stop")
+    wait_until(lambda: not ops_with_comment(client, tag), 10, "the slow reads to stop")
     assert ended_by_disconnect(client) - gone_before == 8
