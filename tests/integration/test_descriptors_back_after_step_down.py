@@ -53,6 +53,8 @@ def test_writes_resume_after_descriptors_return_across_a_step_down(server_factor
 
         t = threading.Thread(target=queued_write)
         t.start()
+        wait_until(lambda: "out of file descriptors" in srv.log_text(), 10,
+                   "the raft thread finds no descriptors for the queued write")
         # ...and the next ones are refused with 264.
         wait_until(lambda: code_of(lambda: coll.insert_one({"w": 1})) == TOO_MANY_FILES_OPEN,
                    10, "writes are refused with TooManyFilesOpen")
