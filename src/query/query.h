@@ -299,7 +299,9 @@ int qry_sortbuf_finish(struct qry_sortbuf *b, bson_t ***docs, size_t *n, struct 
 
 /* Sets the directory sorts spill to (<dbpath>/_tmp), once at start-up
  * before any sort runs; NULL or "" turns spilling off. The directory must
- * exist; runs are anonymous files in it (unlinked at creation). */
+ * exist; runs are anonymous files in it (unlinked at creation). At most
+ * RLIMIT_NOFILE/16 (at least 8) sorts hold a spill file at once (read
+ * here); one more fails with 264 TooManyFilesOpen. */
 void qry_set_spill_dir(const char *dir);
 
 /* Sets the free space a spill must leave in the spill directory's

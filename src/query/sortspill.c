@@ -9,14 +9,19 @@
  * documents' BSON one after another, appended once and read back once in
  * order with pread through a small buffer of its own. A run is written
  * only when the spill directory's filesystem keeps the free-space floor
- * (qry_set_spill_floor) after it.
+ * (qry_set_spill_floor) after it, and at most a sixteenth of
+ * RLIMIT_NOFILE spill files are open at once (spilled cursors live until
+ * closed or reaped: unbounded, they would take the descriptors RocksDB
+ * and the raft log need, and every write would be refused with 264).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -49,9 +54,20 @@ struct qry_run
 /* Where runs go: set once at start-up, before any sort runs. */
 static char spill_dir[PATH_MAX];
 
+/* Spill files open now, and the most allowed (0: no limit). */
+static atomic_size_t open_spills;
+static size_t max_spills;
+
+#define MIN_SPILLS 8
+
 void qry_set_spill_dir(const char *dir)
 {
+    struct rlimit rl;
     snprintf(spill_dir, sizeof spill_dir, "%s", dir != NULL ? dir : "");
+    max_spills = 0;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+        max_spills = rl.rlim_cur / 16 > MIN_SPILLS ? (size_t)(rl.rlim_cur / 16) : MIN_SPILLS;
+    }
 }
 
 /* Free space to leave in the spill directory's filesystem. */
@@ -127,14 +143,24 @@ static int spill_open(struct qry_spill **spp, struct cairn_error *err)
     if (snprintf(path, sizeof path, "%s/sort-XXXXXX", spill_dir) >= (int)sizeof path) {
         return io_error(err, "path", ENAMETOOLONG);
     }
+    if (atomic_fetch_add(&open_spills, 1) >= max_spills && max_spills != 0) {
+        atomic_fetch_sub(&open_spills, 1);
+        return cairn_error_mongo(err, CAIRN_EIO, MONGO_TooManyFilesOpen,
+                                 "Sort could not spill to disk: %zu sorts hold spill files "
+                                 "already, the most this server keeps open (RLIMIT_NOFILE/16); "
+                                 "exhaust or kill cursors of spilled sorts",
+                                 max_spills);
+    }
     sp = calloc(1, sizeof *sp);
     if (sp == NULL) {
+        atomic_fetch_sub(&open_spills, 1);
         return cairn_error_setf(err, CAIRN_ENOMEM, "out of memory");
     }
     sp->fd = mkostemp(path, O_CLOEXEC);
     if (sp->fd < 0) {
         int e = errno;
         free(sp);
+        atomic_fetch_sub(&open_spills, 1);
         return io_error(err, "create", e);
     }
     unlink(path);
@@ -341,4 +367,5 @@ void qry_spill_free(struct qry_spill *sp)
     }
     close(sp->fd);
     free(sp);
+    atomic_fetch_sub(&open_spills, 1);
 }
