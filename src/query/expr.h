@@ -85,6 +85,11 @@ struct qry_numsum
  * decimal128, which this build cannot do arithmetic on. */
 int qry_numsum_add(struct qry_numsum *s, const bson_value_t *v, struct cairn_error *err);
 
+/* Adds the partial sum `part` to `s` as if its documents had been added:
+ * the sum's type is the wider of the two (an int32 sum stays an int32 sum
+ * however large its partial totals), int64 overflow turns it to double. */
+void qry_numsum_merge(struct qry_numsum *s, const struct qry_numsum *part);
+
 /* Writes the sum as a value (int32 when it fits an int32 sum, else int64,
  * or double). */
 void qry_numsum_value(const struct qry_numsum *s, bson_value_t *out);

@@ -223,6 +223,25 @@ int qry_numsum_add(struct qry_numsum *s, const bson_value_t *v, struct cairn_err
     return 0;
 }
 
+void qry_numsum_merge(struct qry_numsum *s, const struct qry_numsum *part)
+{
+    int64_t r;
+    if (s->type == 2 || part->type == 2) {
+        s->d = qry_numsum_double(s) + qry_numsum_double(part);
+        s->type = 2;
+        return;
+    }
+    if (__builtin_add_overflow(s->i, part->i, &r)) {
+        s->d = (double)s->i + (double)part->i;
+        s->type = 2;
+        return;
+    }
+    s->i = r;
+    if (part->type > s->type) {
+        s->type = part->type;
+    }
+}
+
 void qry_numsum_value(const struct qry_numsum *s, bson_value_t *out)
 {
     if (s->type == 2) {

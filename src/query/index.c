@@ -627,14 +627,15 @@ static int key_cmp(const uint8_t *a, size_t la, const uint8_t *b, size_t lb)
     return la < lb ? -1 : (la > lb ? 1 : 0);
 }
 
-bool qry_ixkeys_has(const struct qry_ixkeys *keys, const uint8_t *key, size_t len)
+/* The position of `key` in `keys` (sorted and distinct), or -1. */
+static long key_find(const struct qry_ixkeys *keys, const uint8_t *key, size_t len)
 {
     size_t lo = 0, hi = keys->n; /* keys are sorted and distinct: binary search */
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
         int c = key_cmp(keys->buf.data + keys->off[mid], keys->len[mid], key, len);
         if (c == 0) {
-            return true;
+            return (long)mid;
         }
         if (c < 0) {
             lo = mid + 1;
@@ -642,22 +643,24 @@ bool qry_ixkeys_has(const struct qry_ixkeys *keys, const uint8_t *key, size_t le
             hi = mid;
         }
     }
-    return false;
+    return -1;
+}
+
+bool qry_ixkeys_has(const struct qry_ixkeys *keys, const uint8_t *key, size_t len)
+{
+    return key_find(keys, key, len) >= 0;
 }
 
 bool qry_ixkeys_has_same(const struct qry_ixkeys *keys, const struct qry_ixkeys *other, size_t j)
 {
-    const uint8_t *k = other->buf.data + other->off[j];
     const uint8_t *t = other->tb.data + other->tb_off[j];
-    for (size_t i = 0; i < keys->n; i++) {
-        if (keys->len[i] == other->len[j] &&
-            memcmp(keys->buf.data + keys->off[i], k, keys->len[i]) == 0) {
-            return keys->tb_len[i] == other->tb_len[j] &&
-                   (other->tb_len[j] == 0 ||
-                    memcmp(keys->tb.data + keys->tb_off[i], t, other->tb_len[j]) == 0);
-        }
+    long i = key_find(keys, other->buf.data + other->off[j], other->len[j]);
+    if (i < 0) {
+        return false;
     }
-    return false;
+    return keys->tb_len[i] == other->tb_len[j] &&
+           (other->tb_len[j] == 0 ||
+            memcmp(keys->tb.data + keys->tb_off[i], t, other->tb_len[j]) == 0);
 }
 
 /* Appends the key for the choice `pick` (one value index per field). */

@@ -218,6 +218,7 @@ void pl_gtab_free(struct gtab *t, size_t nacc)
     for (size_t i = 0; i < t->nruns; i++) {
         qry_run_free(t->runs[i]);
     }
+    qry_spill_free(t->spill);
     free(t->runs);
     memset(t, 0, sizeof *t);
 }
@@ -563,7 +564,6 @@ static int merge_one(int op, struct accstate *a, bson_iter_t *d, struct cairn_er
         case ACC_AVG:
         case ACC_COUNT: {
             struct qry_numsum part = {0};
-            bson_value_t pv;
             while (bson_iter_next(d)) {
                 const char *k = bson_iter_key(d);
                 if (strcmp(k, "t") == 0) {
@@ -576,10 +576,14 @@ static int merge_one(int op, struct accstate *a, bson_iter_t *d, struct cairn_er
                     a->cnt += bson_iter_int64(d);
                 }
             }
-            /* The partial sum, as a value, added: the promotions (int32 to
-             * int64 to double) are those of adding its documents. */
-            qry_numsum_value(&part, &pv);
-            return qry_numsum_add(&a->sum, &pv, err);
+            /* The partial sum added as a sum, not as a value: an int32 sum
+             * whose partial total left the int32 range is still an int32
+             * sum (its total may fit again), as in memory. */
+            if (part.type < 0 || part.type > 2) {
+                return bad_run(err);
+            }
+            qry_numsum_merge(&a->sum, &part);
+            return 0;
         }
         case ACC_PUSH:
         case ACC_ADDTOSET:

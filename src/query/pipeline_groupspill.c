@@ -73,7 +73,7 @@ int pl_group_spill(const struct stage *s, struct gtab *t, struct cairn_error *er
         }
         pl_group_state_append(s, order[built], docs[built]);
     }
-    rv = qry_run_write(docs, t->n, &run, err);
+    rv = qry_run_write(&t->spill, docs, t->n, &run, err);
     if (rv == 0) {
         t->runs[t->nruns++] = run;
         pl_gtab_clear_groups(t, s->nacc);

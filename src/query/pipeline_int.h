@@ -107,6 +107,7 @@ struct gtab
     size_t nb;
     /* Spilled partial groups (pipeline_groupspill.c): runs of documents
      * {k: key, "0": state, ...} sorted by key, in the order written. */
+    struct qry_spill *spill; /* the file holding them */
     struct qry_run **runs;
     size_t nruns, runcap;
 };

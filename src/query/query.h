@@ -299,8 +299,18 @@ int qry_sortbuf_finish(struct qry_sortbuf *b, bson_t ***docs, size_t *n, struct 
 
 /* Sets the directory sorts spill to (<dbpath>/_tmp), once at start-up
  * before any sort runs; NULL or "" turns spilling off. The directory must
- * exist; runs are anonymous files in it (unlinked at creation). */
+ * exist; runs are anonymous files in it (unlinked at creation). At most
+ * RLIMIT_NOFILE/16 (at least 8) sorts hold a spill file at once (read
+ * here); one more fails with 264 TooManyFilesOpen. */
 void qry_set_spill_dir(const char *dir);
+
+/* Sets the free space a spill must leave in the spill directory's
+ * filesystem (the member's --diskFreeFloorMB; 0 = none), once at start-up:
+ * a run that would take the free space below it is not written and the
+ * sort or $group fails with 14031 OutOfDiskSpace, as mongod refuses to
+ * spill below internalQuerySpillingMinAvailableDiskSpaceBytes. Spilling
+ * must not make the member refuse writes or hold applying (§31f). */
+void qry_set_spill_floor(uint64_t bytes);
 
 /* Says the client asked for allowDiskUse: past the cap, the buffer writes
  * its documents to disk as a sorted run (when a spill directory is set)

@@ -23,23 +23,37 @@ int qry_check_interrupt(struct cairn_error *err);
 
 /* ---- sortspill.c ------------------------------------------------------- */
 
-/* A sorted run of documents in an anonymous temporary file of the spill
- * directory (qry_set_spill_dir). */
+/* The spill file of one sort or $group: an anonymous temporary file of the
+ * spill directory (qry_set_spill_dir) holding all its runs, so it costs one
+ * descriptor however many runs it writes. Created by the first
+ * qry_run_write; freed (closed, and so deleted) by qry_spill_free after
+ * every run in it was freed. NULL is a no-op. */
+struct qry_spill;
+void qry_spill_free(struct qry_spill *sp);
+
+/* A sorted run of documents: a range of a spill file. */
 struct qry_run;
 
 /* True once a spill directory is set. */
 bool qry_spill_enabled(void);
 
-/* Writes docs[0..n) (in that order; not consumed) to a new run, ready to be
- * read back. Errors: 14031 OutOfDiskSpace when the disk is full, 1
- * InternalError for other I/O failures or no spill directory, ENOMEM. */
-int qry_run_write(bson_t *const *docs, size_t n, struct qry_run **out, struct cairn_error *err);
+/* Appends docs[0..n) (in that order; not consumed) to the spill file *sp
+ * (created when NULL) as a new run, ready to be read back; the run reads
+ * from *sp, which must outlive it. Errors: 14031 OutOfDiskSpace when the
+ * disk is full or the run would go below the floor (qry_set_spill_floor),
+ * 1 InternalError for other I/O failures or no spill directory, ENOMEM. */
+int qry_run_write(struct qry_spill **sp,
+                  bson_t *const *docs,
+                  size_t n,
+                  struct qry_run **out,
+                  struct cairn_error *err);
 
 /* The run's next document (owned by the caller): 1, 0 at the end, -1 with
  * err set. */
 int qry_run_next(struct qry_run *r, bson_t **doc, struct cairn_error *err);
 
-/* Closes (and so deletes) the run. NULL is a no-op. */
+/* Frees the run (its range of the file stays until qry_spill_free). NULL is
+ * a no-op. */
 void qry_run_free(struct qry_run *r);
 
 /* ---- compare.c --------------------------------------------------------- */

@@ -43,7 +43,8 @@ struct qry_sortbuf
     size_t charged; /* to the server-wide budget: >= bytes, in steps */
     uint64_t seq;
 
-    struct qry_run **runs; /* spilled runs, in the order written */
+    struct qry_spill *spill; /* the file holding the runs */
+    struct qry_run **runs;   /* spilled runs, in the order written */
     size_t nruns, runcap;
     bool done;      /* qry_sortbuf_done was called */
     size_t pos;     /* done, no runs: next entry of e[] to hand out */
@@ -300,7 +301,7 @@ static int spill(struct qry_sortbuf *b, struct cairn_error *err)
         for (size_t i = 0; i < b->n; i++) {
             docs[i] = b->e[i].doc;
         }
-        rv = qry_run_write(docs, b->n, &run, err);
+        rv = qry_run_write(&b->spill, docs, b->n, &run, err);
     }
     free(docs);
     if (rv != 0) {
@@ -506,6 +507,7 @@ void qry_sortbuf_free(struct qry_sortbuf *b)
             bson_destroy(b->heads[i]);
         }
     }
+    qry_spill_free(b->spill);
     uncharge(b);
     free(b->runs);
     free(b->heads);

@@ -327,6 +327,9 @@ int main(int argc, char **argv)
     }
     clear_tmp(dbdir);
     qry_set_spill_dir(dbdir);
+    qry_set_spill_floor((opts.disk_free_floor_mb < 0 ? (uint64_t)REPL_DISK_FREE_FLOOR_MB
+                                                     : (uint64_t)opts.disk_free_floor_mb)
+                        << 20);
     snprintf(dbdir, sizeof dbdir, "%s/db", opts.dbpath);
     /* Before RocksDB opens: out of space, it asserts in its WAL writer
      * instead of failing (docs/decisions.md §31f). */

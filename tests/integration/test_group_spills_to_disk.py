@@ -116,3 +116,23 @@ def test_group_under_the_limit_keeps_first_appearance_order(data):
         if d["k"] not in seen:
             seen.append(d["k"])
     assert got == seen
+
+
+def test_spilled_int32_sum_keeps_its_type(client, data):
+    """A group's int32 sum whose partial sums leave the int32 range but whose total fits is an
+    int32, as in memory (mongod: createIntOrLong): merging the partial states must not turn it
+    into a NumberLong because a partial sum, written as a value, was one."""
+    coll = client.group_spill.int_sum
+    coll.drop()
+    big = 2_000_000_000  # an int32; two of them are not
+    docs = [{"_id": 0, "k": -1, "v": big}, {"_id": 1, "k": -1, "v": big}]
+    # Enough other groups between them to spill (CAP 256 KB) before the negatives arrive.
+    docs += [{"_id": 2 + i, "k": i, "v": 1} for i in range(6000)]
+    docs += [{"_id": 10_000, "k": -1, "v": -big}, {"_id": 10_001, "k": -1, "v": -big}]
+    coll.insert_many(docs)
+    pipe = [{"$group": {"_id": "$k", "s": {"$sum": "$v"}}}, {"$match": {"_id": -1}}]
+    in_memory = list(coll.aggregate([{"$match": {"k": -1}}] + pipe))
+    assert in_memory == [{"_id": -1, "s": 0}] and type(in_memory[0]["s"]) is int
+    spilled = list(coll.aggregate(pipe, allowDiskUse=True))
+    assert spilled == in_memory
+    assert type(spilled[0]["s"]) is int, type(spilled[0]["s"])  # not bson.int64.Int64

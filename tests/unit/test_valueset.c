@@ -67,6 +67,48 @@ START_TEST(test_equal_values_are_one)
 }
 END_TEST
 
+/* Values that compare equal hash equal at the edges of the numeric types:
+ * past 2^53 (where int64 and decimal round to the same double), at the
+ * int64 limits, decimal zeros, exponents and infinities, symbols, and
+ * nested documents and arrays of such numbers. */
+START_TEST(test_hash_agrees_with_cmp_at_numeric_edges)
+{
+    bson_t *d;
+    bson_value_t v[64];
+    size_t n = values_of(
+        "{'v': [{'$numberLong': '9007199254740993'}, {'$numberDecimal': '9007199254740993'},"
+        " {'$numberLong': '9007199254740992'}, 9007199254740992.0,"
+        " {'$numberDecimal': '9007199254740992.000'},"
+        " {'$numberLong': '9223372036854775807'}, {'$numberDecimal': '9223372036854775807'},"
+        " 9223372036854775808.0, {'$numberDecimal': '9223372036854775808'},"
+        " {'$numberLong': '-9223372036854775808'}, -9223372036854775808.0,"
+        " {'$numberDecimal': '-0'}, {'$numberDecimal': '0E+300'}, -0.0, 0,"
+        " {'$numberDecimal': '1E-400'}, 5e-324,"
+        " {'$numberDecimal': '1E+2'}, 100, {'$numberDecimal': '100.00'},"
+        " {'$numberDecimal': '0.1'}, 0.1,"
+        " {'$numberDecimal': 'Infinity'}, {'$numberDouble': 'Infinity'},"
+        " {'$numberDecimal': '-Infinity'}, {'$numberDouble': '-Infinity'},"
+        " {'$numberDecimal': '1E+6000'}, {'$numberDecimal': '-NaN'},"
+        " {'$numberDouble': 'NaN'}, {'$symbol': 'x'}, 'x',"
+        " {'a': [1, {'b': {'$numberDecimal': '2.0'}}]}, {'a': [1.0, {'b': 2}]},"
+        " [[{'$numberLong': '3'}], 4.0], [[3.0], {'$numberDecimal': '4'}]]}",
+        &d, v, 64);
+    size_t pairs = 0;
+    ck_assert_uint_ge(n, 34);
+    for (size_t i = 0; i < n; i++) {
+        for (size_t j = 0; j < n; j++) {
+            if (qry_cmp(&v[i], &v[j]) == 0) {
+                pairs += i != j;
+                ck_assert_msg(qry_value_hash(&v[i]) == qry_value_hash(&v[j]),
+                              "values %zu and %zu are equal but hash apart", i, j);
+            }
+        }
+    }
+    ck_assert_uint_gt(pairs, 20); /* the list does hold equal values of other types */
+    bson_destroy(d);
+}
+END_TEST
+
 START_TEST(test_many_values_grow)
 {
     struct qry_valueset s;
@@ -274,6 +316,7 @@ int main(void)
     int failed;
 
     tcase_add_test(tc, test_equal_values_are_one);
+    tcase_add_test(tc, test_hash_agrees_with_cmp_at_numeric_edges);
     tcase_add_test(tc, test_many_values_grow);
     tcase_add_test(tc, test_topk_matches_full_sort);
     tcase_add_test(tc, test_spilled_sort_merges_in_order);
