@@ -49,7 +49,7 @@ static int meta_key(const char *name, struct cairn_buf *k, struct cairn_error *e
 /* RocksDB keeps every table file open by default: bound its table cache to
  * an eighth of RLIMIT_NOFILE (at least 32, at most 16384), so that a large
  * database cannot take the descriptors client connections and the raft
- * log need (docs/decisions.md §31f). -1 (all) when the limit is unbounded. */
+ * log need (docs/decisions.md §36). -1 (all) when the limit is unbounded. */
 static int table_files_cap(void)
 {
     struct rlimit rl;

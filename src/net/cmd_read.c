@@ -298,7 +298,7 @@ static int cmd_find(struct net_cmd *c)
     if (sorted == NULL && (sort != NULL || id_point)) {
         /* Materialise: the point lookup, or the matches to sort. A sort
          * with a limit keeps only the skip + limit first (a top-k heap);
-         * past the cap, with allowDiskUse, it spills to disk (§31e). */
+         * past the cap, with allowDiskUse, it spills to disk (§35). */
         size_t first = 0;
         req.need_sort_order = false;
         if (sort == NULL) {

@@ -192,7 +192,7 @@ struct net_server
     int64_t n_conns;
     /* Connections beyond this are closed at accept (mongod's cap: 80% of
      * RLIMIT_NOFILE), so that RocksDB and the raft log always find the
-     * descriptors they open files with (docs/decisions.md §31f). */
+     * descriptors they open files with (docs/decisions.md §36). */
     int64_t max_conns;
     uint64_t n_refused; /* connections closed at the cap; under mu */
     int64_t refused_logged_ms;

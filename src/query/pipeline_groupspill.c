@@ -1,6 +1,6 @@
 /*
  * pipeline_groupspill.c: a $group larger than its memory limit, under
- * allowDiskUse (docs/decisions.md §31j). Past qry_group_mem_limit the
+ * allowDiskUse (docs/decisions.md §39). Past qry_group_mem_limit the
  * table's groups are sorted by key (qry_cmp, so the groups' equality) and
  * written as a run of partial states (sortspill.c's anonymous files under
  * <dbpath>/_tmp), and the table starts empty. At the end what the table

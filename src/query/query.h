@@ -309,7 +309,7 @@ void qry_set_spill_dir(const char *dir);
  * a run that would take the free space below it is not written and the
  * sort or $group fails with 14031 OutOfDiskSpace, as mongod refuses to
  * spill below internalQuerySpillingMinAvailableDiskSpaceBytes. Spilling
- * must not make the member refuse writes or hold applying (§31f). */
+ * must not make the member refuse writes or hold applying (§36). */
 void qry_set_spill_floor(uint64_t bytes);
 
 /* Says the client asked for allowDiskUse: past the cap, the buffer writes

@@ -15,7 +15,7 @@
  * the consumer applies the limit). Reading merges the runs with a heap of
  * their heads; ties go to the earlier run, whose documents arrived
  * earlier, so the order stays stable. Held bytes are also charged to the
- * server-wide budget (membudget.c). See docs/decisions.md §31e.
+ * server-wide budget (membudget.c). See docs/decisions.md §35.
  */
 #include <stdatomic.h>
 #include <stdlib.h>

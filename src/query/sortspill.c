@@ -5,7 +5,7 @@
  * anonymous temporary file in the spill directory (a qry_spill: created
  * with mkstemp and unlinked at once, so nothing is left behind even after
  * a crash), so a spilled sort holds one descriptor however many runs it
- * wrote (docs/decisions.md §31k): a run is a range of that file, the
+ * wrote (docs/decisions.md §40): a run is a range of that file, the
  * documents' BSON one after another, appended once and read back once in
  * order with pread through a small buffer of its own. A run is written
  * only when the spill directory's filesystem keeps the free-space floor

@@ -1,5 +1,5 @@
 /*
- * disk.c: the free-space floor (docs/decisions.md §31f). It owns the
+ * disk.c: the free-space floor (docs/decisions.md §36). It owns the
  * member's view of the free space of its data directory (the smaller of
  * <dbpath>/db, RocksDB's, and <dbpath>/raft, raft's log) and the three
  * rules built on it:

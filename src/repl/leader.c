@@ -178,7 +178,7 @@ static void check_log_stall(struct repl *r, raft_index stored)
     if (stalled >= LOG_STALL_DISK_NS && repl_disk_starved(r, LOG_SEGMENT_NEED)) {
         /* raft_uv cannot allocate a segment: it retries by itself, and
          * nothing waiting for the log is acknowledged meanwhile. Not a
-         * broken disk: wait for space (docs/decisions.md §31f). The stall
+         * broken disk: wait for space (docs/decisions.md §36). The stall
          * clock is held at LOG_STALL_DISK_NS, so the warning and the stop
          * count from when space came back. */
         r->stall_since_ns = now - LOG_STALL_DISK_NS;

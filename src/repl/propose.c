@@ -198,7 +198,7 @@ static bool debug_fail_take(struct repl *r)
  * raft_apply when it cannot, after its core took the entry, and its
  * in-memory log then no longer matches the one on disk: every later
  * append is lost. So the queue waits instead while the process is out of
- * descriptors (docs/decisions.md §31f); net's connection cap keeps that
+ * descriptors (docs/decisions.md §36); net's connection cap keeps that
  * rare. Raft thread. */
 static bool descriptors_free(struct repl *r)
 {

@@ -294,7 +294,7 @@ static int handle_start(struct repl *r, struct repl_ctl *c)
     /* Off: raft_uv reports its prepared segment space (not the disk's free
      * space) as 16-bit KiB, which wraps with our 32 MiB segments and then
      * refuses every write (raft-0.22.md §0.1). disk.c's floor does the job
-     * (docs/decisions.md §23, §31f). */
+     * (docs/decisions.md §23, §36). */
     raft_set_capacity_threshold(&r->raft, 0);
     /* 0.22 caps unacknowledged entries per follower (default 32, trap T9);
      * propose.c's MAX_UNCOMMITTED is the bound we want. */

@@ -79,7 +79,7 @@ struct repl_options
     unsigned snapshot_trailing;
     /* --diskFreeFloorMB: below this many MiB free in dbpath, writes are
      * refused with 14031 OutOfDiskSpace and applying waits below half of
-     * it (docs/decisions.md §31f). < 0: REPL_DISK_FREE_FLOOR_MB; 0: no
+     * it (docs/decisions.md §36). < 0: REPL_DISK_FREE_FLOOR_MB; 0: no
      * floor (and no wait). */
     long long disk_free_floor_mb;
 };
@@ -339,7 +339,7 @@ cairn_ts repl_applied_ts(struct repl *r);
  * least the settings of g). Starts at 0 when the member opens. One atomic
  * load. Any thread. */
 uint64_t repl_settings_generation(struct repl *r);
-/* ---- The free-space floor (disk.c; docs/decisions.md §31f) ------------------- */
+/* ---- The free-space floor (disk.c; docs/decisions.md §36) ------------------- */
 
 /* Whether a commit of `len` encoded bytes may be accepted: 0, or
  * CAIRN_ENOSPC with mongo_code 14031 OutOfDiskSpace when the free space of

@@ -332,7 +332,7 @@ int main(int argc, char **argv)
                         << 20);
     snprintf(dbdir, sizeof dbdir, "%s/db", opts.dbpath);
     /* Before RocksDB opens: out of space, it asserts in its WAL writer
-     * instead of failing (docs/decisions.md §31f). */
+     * instead of failing (docs/decisions.md §36). */
     rv = repl_disk_startup_check(opts.dbpath, opts.disk_free_floor_mb, &err);
     if (rv != 0) {
         cairn_log(CAIRN_LOG_ERROR, "main", "%s", err.msg);

@@ -3,7 +3,7 @@
  * namespace intents of the source and the target (which wait for their
  * writers and open transactions).
  *
- * Within one database it is a catalog rename (docs/decisions.md §31i): the
+ * Within one database it is a catalog rename (docs/decisions.md §38): the
  * names of the collection and of each of its indexes are unbound
  * (ENG_OP_DROP with ENG_UNBIND_ID: the catalog entry goes, the documents
  * stay) and their ids bound to the new names (ENG_OP_CREATE of the

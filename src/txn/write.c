@@ -1122,7 +1122,7 @@ static int commit_section(struct txn_write *w,
     }
     /* Below the free-space floor nothing new is accepted (14031), except
      * empty commits (no-op writes that reads with afterClusterTime wait
-     * for) and drops (the way to free space): docs/decisions.md §31f. */
+     * for) and drops (the way to free space): docs/decisions.md §36. */
     if (!only_drops(ops, n_ops)) {
         rv = repl_disk_check(m->repl, enc->len, err);
         if (rv != 0) {

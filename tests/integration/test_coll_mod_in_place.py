@@ -1,4 +1,4 @@
-"""collMod rewrites an index's spec in place (docs/decisions.md §31i): the commit holds the new
+"""collMod rewrites an index's spec in place (docs/decisions.md §38): the commit holds the new
 spec and a rebind of the index's name, a few hundred bytes whatever the index's size (it used to
 copy every entry under a fresh id); the planner and writers see the change at once, the entries
 stay complete, and a write after it maintains the index."""

@@ -1,5 +1,5 @@
 """A full disk and an exhausted descriptor table refuse writes with a clear error instead of
-killing the server (issue 9, docs/decisions.md §31f).
+killing the server (issue 9, docs/decisions.md §36).
 
 The disk cases run cairnd on a small tmpfs of its own (we mount it; skipped with a message
 where the machine cannot mount one) with --diskFreeFloorMB, and fill it with a filler file:

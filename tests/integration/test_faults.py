@@ -164,7 +164,7 @@ def test_sigterm_keeps_acknowledged_w1_writes(server_factory):
 
 def test_out_of_file_descriptors_backs_off_and_recovers(server_factory):
     """More clients than the process may open files. The server caps connections below its
-    descriptor limit (docs/decisions.md §31f) and closes those beyond it; should accept fail
+    descriptor limit (docs/decisions.md §36) and closes those beyond it; should accept fail
     anyway (EMFILE), it must not spin on the failing accept (it used to retry at once, burning a
     core and writing millions of log lines). Either way it serves again once clients leave."""
     import socket

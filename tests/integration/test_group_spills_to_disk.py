@@ -2,7 +2,7 @@
 here lowered to 256 KB) answers 292 QueryExceededMemoryLimitNoDiskUseAllowed; with
 allowDiskUse: true it spills partial groups, sorted by key, to anonymous files under
 <dbpath>/_tmp and merges them, combining each accumulator's partial states, so it gives the
-same groups as in memory (docs/decisions.md §31j)."""
+same groups as in memory (docs/decisions.md §39)."""
 
 import os
 import random

@@ -1,4 +1,4 @@
-"""renameCollection within one database is a catalog rename (docs/decisions.md §31i): the
+"""renameCollection within one database is a catalog rename (docs/decisions.md §38): the
 collection and its indexes keep their ids and data, so a collection past the 24 MiB commit limit
 renames, the commit is a few hundred bytes whatever the collection's size, reads at a cluster
 time below the rename still see the old name, dropTarget replaces the target in the same commit,

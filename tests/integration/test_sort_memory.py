@@ -4,7 +4,7 @@ with sort + limit, and aggregate's $sort followed by $limit). Without a limit th
 (internalQueryMaxBlockingSortMemoryUsageBytes, here lowered to 1 MB) answers 292
 QueryExceededMemoryLimitNoDiskUseAllowed; with allowDiskUse: true the sort spills sorted runs to
 anonymous files under <dbpath>/_tmp and merges them, so it succeeds while holding no more than the
-cap (docs/decisions.md §31e)."""
+cap (docs/decisions.md §35)."""
 
 import os
 import random

@@ -1,5 +1,5 @@
 """A sort or $group that spills to <dbpath>/_tmp (allowDiskUse) does not take the data
-directory's free space below the free-space floor (--diskFreeFloorMB, docs/decisions.md §31f):
+directory's free space below the free-space floor (--diskFreeFloorMB, docs/decisions.md §36):
 past it the spill is refused with 14031 OutOfDiskSpace, as mongod refuses to spill below
 internalQuerySpillingMinAvailableDiskSpaceBytes. Otherwise a read could make the member refuse
 writes, hold applying, or take RocksDB to ENOSPC (which it does not survive)."""

@@ -3,7 +3,7 @@ open spilled cursor holds one descriptor however many runs it wrote, and at most
 RLIMIT_NOFILE/16 sorts hold a spill file at once; one more answers 264 TooManyFilesOpen. So
 spilled cursors, which live until closed or reaped, cannot take the descriptors RocksDB and
 the raft log need: writes go on (they used to be refused with 264 while such cursors lived;
-docs/decisions.md §31k)."""
+docs/decisions.md §40)."""
 
 import os
 
