@@ -90,6 +90,10 @@ static int expected_entries(struct txn_read *rd,
             rv = cairn_error_setf(err, se->code ? se->code : CAIRN_EIO, "%s", se->msg);
             break;
         }
+        rv = cairn_op_poll(cairn_op_current(), err); /* maxTimeMS, killOp, disconnect */
+        if (rv != 0) {
+            break;
+        }
         (*nrecords)++;
         cairn_buf_reset(&idkey);
         if (!bson_iter_init_find(&it, &doc, "_id") ||
@@ -152,6 +156,10 @@ static int compare_entries(struct txn_read *rd,
             break;
         }
         if (r == 0) {
+            break;
+        }
+        rv = cairn_op_poll(cairn_op_current(), err);
+        if (rv != 0) {
             break;
         }
         (*n_keys)++;

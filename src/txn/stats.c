@@ -32,6 +32,10 @@ int txn_read_coll_stats(struct txn_read *rd,
         return rv;
     }
     while ((r = txn_scan_next(sc, &doc)) == 1) {
+        rv = cairn_op_poll(cairn_op_current(), err); /* maxTimeMS, killOp, disconnect */
+        if (rv != 0) {
+            goto out;
+        }
         st->count++;
         st->size += doc.len;
     }

@@ -96,3 +96,27 @@ def test_slow_documents_do_not_delay_the_deadline(client):
         # One heavy document alone outlasts 5 ms; with a coarse clock a tick late, at most a
         # couple more are examined. A check every 16 documents examined up to 16.
         assert examined <= 4, examined  # 0 when the deadline passed before the scan began
+
+
+@pytest.fixture(scope="module")
+def indexed(client):
+    coll = client.maxtime.indexed
+    coll.drop()
+    coll.create_index("x")
+    coll.insert_many([{"_id": i, "x": i % 1000, "pad": "p" * 100} for i in range(40000)])
+    return coll
+
+
+@pytest.mark.parametrize("cmd", [
+    {"validate": "indexed"},
+    {"validate": "indexed", "full": True},
+    {"collStats": "indexed"},
+    {"dbStats": 1},
+])
+def test_storage_commands_past_max_time_are_50(indexed, cmd):
+    """validate, collStats and dbStats read every document (and validate every index entry):
+    they stop at maxTimeMS as the query commands do, as mongod's do."""
+    with pytest.raises(OperationFailure) as e:
+        indexed.database.command(dict(cmd, maxTimeMS=1))
+    assert e.value.code == 50
+    assert indexed.database.command(cmd)["ok"] == 1.0
