@@ -197,7 +197,8 @@ int crud_for_each_match(struct txn_write *w,
             return rc;
         }
     }
-    return net_dc_visit_matches_hinted(rd, cid, ns, filter, m, hint, adapt_match, &a, err);
+    struct txn_scan_req req = {.ns = ns, .filter = m != NULL ? filter : NULL, .hint = hint};
+    return net_dc_visit_scan(rd, cid, &req, m, adapt_match, &a, err);
 }
 
 bool crud_doc_id(const bson_t *doc, bson_value_t *id)

@@ -26,7 +26,7 @@ typedef int (*crud_match_fn)(void *arg, const bson_t *doc, bool *stop, struct ca
 
 /* Calls `fn` for each document of collection `cid` (namespace `ns`) that
  * `m`, compiled from `filter`, matches in the write's view, through the
- * planner (see net_dc_visit_matches): a point lookup, an index scan or a
+ * planner (see net_dc_visit_scan): a point lookup, an index scan or a
  * collection scan. Each document of the view is visited at most once,
  * whatever the statement stages meanwhile: the scan reads the view's
  * snapshot (an index scan of a transaction only when it has staged

@@ -983,32 +983,6 @@ int net_dc_scan_next(struct txn_scan *sc, bson_t *doc, struct cairn_error *err)
     return r;
 }
 
-int net_dc_visit_matches(struct txn_read *rd,
-                         uint64_t cid,
-                         const char *ns,
-                         const bson_t *filter,
-                         const struct qry_matcher *m,
-                         net_dc_visit_fn fn,
-                         void *arg,
-                         struct cairn_error *err)
-{
-    return net_dc_visit_matches_hinted(rd, cid, ns, filter, m, NULL, fn, arg, err);
-}
-
-int net_dc_visit_matches_hinted(struct txn_read *rd,
-                                uint64_t cid,
-                                const char *ns,
-                                const bson_t *filter,
-                                const struct qry_matcher *m,
-                                const bson_value_t *hint,
-                                net_dc_visit_fn fn,
-                                void *arg,
-                                struct cairn_error *err)
-{
-    struct txn_scan_req req = {.ns = ns, .filter = m != NULL ? filter : NULL, .hint = hint};
-    return net_dc_visit_scan(rd, cid, &req, m, fn, arg, err);
-}
-
 int net_dc_visit_scan(struct txn_read *rd,
                       uint64_t cid,
                       const struct txn_scan_req *req,

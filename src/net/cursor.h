@@ -288,37 +288,15 @@ int net_dc_check_deadline(struct cairn_error *err);
 int net_dc_scan_next(struct txn_scan *sc, bson_t *doc, struct cairn_error *err);
 
 /* Calls fn for every document of `cid` matching `m` (NULL matches all) in
- * the view `rd`: a point lookup when the filter pins _id, else an index
- * scan when `filter` (the bson `m` was compiled from; NULL: none) has one
- * on collection `ns`, else a collection scan. fn returns 0 to go on, 1 to
- * stop, <0 on error (err set). Returns 0 or the error code. */
+ * the view `rd`, through the scan `req` asks for: a point lookup when the
+ * filter pins _id and req->hint names no other index, else an index scan
+ * when req->filter (the bson `m` was compiled from; NULL: none) or
+ * req->hint has one on collection req->ns, else a collection scan. An
+ * unknown hinted index fails (2 BadValue) as in mongod. A projection may
+ * make the scan covered, so fn then sees documents holding only the
+ * fields the request needs. fn returns 0 to go on, 1 to stop, <0 on error
+ * (err set). Returns 0 or the error code. */
 typedef int (*net_dc_visit_fn)(void *arg, const bson_t *doc, struct cairn_error *err);
-int net_dc_visit_matches(struct txn_read *rd,
-                         uint64_t cid,
-                         const char *ns,
-                         const bson_t *filter,
-                         const struct qry_matcher *m,
-                         net_dc_visit_fn fn,
-                         void *arg,
-                         struct cairn_error *err);
-
-/* net_dc_visit_matches with the command's `hint` (NULL or not
- * qry_hint_given: none): a hint other than the _id index goes through
- * txn_scan_open_query (no _id point lookup), so an unknown index fails
- * (2 BadValue) as in mongod. */
-int net_dc_visit_matches_hinted(struct txn_read *rd,
-                                uint64_t cid,
-                                const char *ns,
-                                const bson_t *filter,
-                                const struct qry_matcher *m,
-                                const bson_value_t *hint,
-                                net_dc_visit_fn fn,
-                                void *arg,
-                                struct cairn_error *err);
-
-/* The general form: the scan `req` asks for (its filter is the bson `m`
- * was compiled from; a projection may make the scan covered, so fn then
- * sees documents holding only the fields the request needs). */
 int net_dc_visit_scan(struct txn_read *rd,
                       uint64_t cid,
                       const struct txn_scan_req *req,

@@ -178,7 +178,7 @@ int net_get_array(const struct net_cmd *c, const char *field, bson_t *out); /* s
 
 /* The `hint` field of `doc` (a command body, or an update or delete
  * statement) as a view into doc's data: out->value_type is BSON_TYPE_EOD
- * when absent. Pass it to txn_scan_req.hint / net_dc_visit_matches_hinted.
+ * when absent. Pass it to txn_scan_req.hint / net_dc_visit_scan.
  * Errors: CAIRN_EINVAL with 9 FailedToParse when neither a string nor an
  * object (set in err, returned). */
 int net_get_hint(const bson_t *doc, bson_value_t *out, struct cairn_error *err);

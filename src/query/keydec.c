@@ -24,15 +24,6 @@
 #define TB_MISSING 0x00
 #define MAX_DEC_DEPTH 200
 
-enum {
-    NUM_NAN = 1,
-    NUM_NEG_INF = 2,
-    NUM_NEG = 3,
-    NUM_ZERO = 4,
-    NUM_POS = 5,
-    NUM_POS_INF = 6,
-};
-#define EXP_BIAS 2000
 
 /* ---- Type bits ------------------------------------------------------------ */
 

@@ -30,17 +30,6 @@
 
 #define MAX_KEY_DEPTH 200
 
-enum {
-    NUM_NAN = 1,
-    NUM_NEG_INF = 2,
-    NUM_NEG = 3,
-    NUM_ZERO = 4,
-    NUM_POS = 5,
-    NUM_POS_INF = 6,
-};
-
-#define EXP_BIAS 2000
-
 static int put_be32(struct cairn_buf *out, uint32_t v)
 {
     uint8_t b[4] = {(uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};

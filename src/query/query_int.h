@@ -137,4 +137,16 @@ int qry_matcher_compile_value(const bson_value_t *spec,
  * value is matched as a document and any other value does not match. */
 bool qry_matcher_match_value(const struct qry_matcher *m, const bson_value_t *v);
 
+/* Number classes and the exponent bias of the index key encoding, written
+ * by keyenc.c and read back by keydec.c (one definition for both). */
+enum qry_key_num_class {
+    NUM_NAN = 1,
+    NUM_NEG_INF = 2,
+    NUM_NEG = 3,
+    NUM_ZERO = 4,
+    NUM_POS = 5,
+    NUM_POS_INF = 6,
+};
+#define EXP_BIAS 2000
+
 #endif /* CAIRN_QUERY_QUERY_INT_H */
